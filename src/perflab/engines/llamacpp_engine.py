@@ -1,0 +1,159 @@
+"""The ``llamacpp`` engine: llama-cpp-python in-process, no server.
+
+Workers share one model behind a lock (llama.cpp contexts are not thread
+safe); the time spent waiting for it is reported as queue time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+from perflab.engines.base import Chunk, EngineError, GenerationOptions, PreflightError
+from perflab.records import ERROR_ENGINE, ERROR_TIMEOUT, ServerTimings
+
+MS = 1e-3
+
+
+class LlamaCppEngine:
+    name = "llamacpp"
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        prompt_cache: bool = False,
+    ):
+        self.model_path = Path(model_path)
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads
+        self.prompt_cache = prompt_cache
+        self.llm = None
+        self.load_s: float | None = None
+        self._lock = threading.Lock()
+
+    def _load(self):
+        if not self.model_path.is_file():
+            raise PreflightError(
+                f"GGUF model not found at {self.model_path}. Set engine.model_path to a GGUF "
+                "file, or leave it empty to let the workflow build the tiny model."
+            )
+        from llama_cpp import Llama
+
+        started = time.perf_counter()
+        try:
+            self.llm = Llama(
+                model_path=str(self.model_path),
+                n_ctx=self.n_ctx,
+                n_threads=self.n_threads,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise PreflightError(f"llama.cpp could not load {self.model_path}: {exc}") from None
+        self.load_s = time.perf_counter() - started
+
+    def preflight(self) -> dict:
+        import llama_cpp
+
+        if self.llm is None:
+            self._load()
+        metadata = dict(self.llm.metadata)
+        return {
+            "engine": self.name,
+            "engine_version": llama_cpp.__version__,
+            "model": metadata.get("general.name", self.model_path.stem),
+            "model_path": str(self.model_path),
+            "model_size_gb": self.model_path.stat().st_size / 1e9,
+            "model_details": {
+                "architecture": metadata.get("general.architecture"),
+                "block_count": metadata.get("llama.block_count"),
+                "embedding_length": metadata.get("llama.embedding_length"),
+                "file_type": metadata.get("general.file_type"),
+                "n_params": self.llm._model.n_params(),
+            },
+            "n_ctx": self.n_ctx,
+            "n_threads": self.llm.n_threads,
+            "prompt_cache": self.prompt_cache,
+            "load_s": self.load_s,
+        }
+
+    def _eos_bias(self) -> dict[int, float]:
+        eos = {self.llm.token_eos()}
+        eot = self.llm.metadata.get("tokenizer.ggml.eot_token_id")
+        if eot is not None:
+            eos.add(int(eot))
+        return {token: float("-inf") for token in eos}
+
+    def _perf(self) -> dict:
+        import llama_cpp
+
+        data = llama_cpp.llama_perf_context(self.llm._ctx.ctx)
+        return {
+            "t_p_eval_ms": data.t_p_eval_ms,
+            "t_eval_ms": data.t_eval_ms,
+            "n_p_eval": data.n_p_eval,
+            "n_eval": data.n_eval,
+        }
+
+    def _reset_perf(self) -> None:
+        import llama_cpp
+
+        llama_cpp.llama_perf_context_reset(self.llm._ctx.ctx)
+
+    def stream(self, prompt: str, options: GenerationOptions) -> Iterator[Chunk]:
+        if self.llm is None:
+            self._load()
+        waited = time.perf_counter()
+        with self._lock:
+            queue_s = time.perf_counter() - waited
+            yield from self._stream_locked(prompt, options, queue_s)
+
+    def _stream_locked(
+        self, prompt: str, options: GenerationOptions, queue_s: float
+    ) -> Iterator[Chunk]:
+        if not self.prompt_cache:
+            self.llm.reset()
+        self._reset_perf()
+        prompt_tokens = len(self.llm.tokenize(prompt.encode(), add_bos=True))
+        deadline = time.perf_counter() + options.timeout_s
+        try:
+            pieces = self.llm.create_completion(
+                prompt,
+                max_tokens=options.max_tokens,
+                temperature=options.temperature,
+                seed=options.seed,
+                stream=True,
+                logit_bias=self._eos_bias() if options.ignore_eos else None,
+            )
+            for piece in pieces:
+                choice = piece["choices"][0]
+                is_token = choice["text"] or choice["finish_reason"] is None
+                yield Chunk(text=choice["text"], n_tokens=1 if is_token else 0)
+                if time.perf_counter() > deadline:
+                    pieces.close()
+                    raise EngineError(ERROR_TIMEOUT, f"request exceeded {options.timeout_s}s")
+        except EngineError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a classified record
+            raise EngineError(ERROR_ENGINE, f"{type(exc).__name__}: {exc}") from exc
+        perf = self._perf()
+        yield Chunk(
+            done=True,
+            timings=ServerTimings(
+                load_s=0.0,
+                prefill_s=perf["t_p_eval_ms"] * MS,
+                decode_s=perf["t_eval_ms"] * MS,
+                prompt_tokens=prompt_tokens,
+                # the first token is sampled from the prefill's logits
+                output_tokens=perf["n_eval"] + 1 if perf["n_eval"] else None,
+                raw=perf | {"queue_s": queue_s},
+            ),
+        )
+
+    def close(self) -> None:
+        if self.llm is not None:
+            self.llm.close()
+            self.llm = None

@@ -1,0 +1,216 @@
+"""Per-experiment statistics with Polars (lazy).
+
+Definitions (all times in seconds):
+  e2e_s   submit → last byte, client side
+  ttft_s  submit → first token, client side
+  itl_s   gaps between consecutive tokens after the first
+  tpot_s  (e2e_s − ttft_s) / (output_tokens − 1), per request
+  tps     per-request decode tokens/s = 1 / tpot_s
+  output_tps  all measured output tokens / measured wall time (aggregate)
+  req_per_s   ok requests / measured wall time
+Warm-up requests and failed requests never enter latency statistics; failed
+requests are counted in n_errors and error_rate.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+Z_95 = 1.959964
+PERCENTILES = (50, 90, 95, 99)
+
+RECORD_SCHEMA = {
+    "experiment_id": pl.String,
+    "request_index": pl.Int64,
+    "worker": pl.Int64,
+    "is_warmup": pl.Boolean,
+    "status": pl.String,
+    "error_class": pl.String,
+    "error": pl.String,
+    "t_submit": pl.Float64,
+    "t_first_token": pl.Float64,
+    "t_end": pl.Float64,
+    "ttft_s": pl.Float64,
+    "e2e_s": pl.Float64,
+    "itl_s": pl.List(pl.Float64),
+    "prompt_tokens": pl.Int64,
+    "output_tokens": pl.Int64,
+    "tps": pl.Float64,
+    "queue_s": pl.Float64,
+    "load_s": pl.Float64,
+    "prefill_s": pl.Float64,
+    "decode_s": pl.Float64,
+    "server_total_s": pl.Float64,
+    "server_prompt_tokens": pl.Int64,
+    "server_output_tokens": pl.Int64,
+}
+
+EXPERIMENT_COLUMNS = {
+    "prompt_name": pl.String,
+    "temperature": pl.Float64,
+    "workers": pl.Int64,
+    "requests": pl.Int64,
+    "duration_s": pl.Float64,
+    "suites": pl.String,
+    "engine": pl.String,
+    "model": pl.String,
+    "measured_wall_s": pl.Float64,
+    "partial": pl.Boolean,
+}
+
+
+def experiment_columns(metadata: dict) -> dict:
+    """The per-experiment values that every request row carries."""
+    experiment = metadata["experiment"]
+    return {
+        "prompt_name": experiment["prompt_name"],
+        "temperature": experiment["temperature"],
+        "workers": experiment["workers"],
+        "requests": experiment["requests"],
+        "duration_s": experiment["duration_s"],
+        "suites": ",".join(experiment["suites"]),
+        "engine": metadata["engine"]["engine"],
+        "model": metadata["engine"]["model"],
+        "measured_wall_s": metadata["run"]["measured_wall_s"],
+        "partial": metadata["run"]["partial"],
+    }
+
+
+def scan_experiment(records_path: Path, metadata_path: Path) -> pl.LazyFrame:
+    metadata = json.loads(Path(metadata_path).read_text())
+    columns = experiment_columns(metadata)
+    return pl.scan_ndjson(records_path, schema=RECORD_SCHEMA).with_columns(
+        pl.lit(value, dtype=EXPERIMENT_COLUMNS[name]).alias(name) for name, value in columns.items()
+    )
+
+
+def scan_requests(pairs: list[tuple[Path, Path]]) -> pl.LazyFrame:
+    """All requests of a run: (records.jsonl, metadata.json) per experiment."""
+    return pl.concat([scan_experiment(r, m) for r, m in pairs], how="vertical")
+
+
+def is_measured() -> pl.Expr:
+    return ~pl.col("is_warmup")
+
+
+def is_ok() -> pl.Expr:
+    return is_measured() & (pl.col("status") == "ok")
+
+
+def ok(column: str) -> pl.Expr:
+    return pl.col(column).filter(is_ok())
+
+
+def ci95(column: str) -> pl.Expr:
+    """Half-width of the normal-approximation 95 % CI of the mean."""
+    values = ok(column)
+    return (Z_95 * values.std() / values.count().sqrt()).alias(f"{column}_ci95")
+
+
+def distribution(column: str) -> list[pl.Expr]:
+    stem = column.removesuffix("_s")
+    exprs = [ok(column).mean().alias(f"{stem}_mean_s"), ci95(column).alias(f"{stem}_ci95_s")]
+    exprs += [
+        ok(column).quantile(p / 100, interpolation="linear").alias(f"{stem}_p{p}_s")
+        for p in PERCENTILES
+    ]
+    return exprs
+
+
+def tpot() -> pl.Expr:
+    return (pl.col("e2e_s") - pl.col("ttft_s")) / (pl.col("output_tokens") - 1)
+
+
+def counts() -> list[pl.Expr]:
+    return [
+        is_measured().sum().alias("n_requests"),
+        is_ok().sum().alias("n_ok"),
+        (is_measured() & (pl.col("status") != "ok")).sum().alias("n_errors"),
+        pl.col("is_warmup").sum().alias("n_warmup"),
+    ]
+
+
+def token_stats() -> list[pl.Expr]:
+    itl = pl.col("itl_s").filter(is_ok()).explode()
+    return [
+        itl.mean().alias("itl_mean_s"),
+        itl.quantile(0.95, interpolation="linear").alias("itl_p95_s"),
+        tpot().filter(is_ok() & (pl.col("output_tokens") > 1)).mean().alias("tpot_mean_s"),
+        ok("tps").mean().alias("tps_mean"),
+        ci95("tps").alias("tps_ci95"),
+        ok("output_tokens").mean().alias("output_tokens_mean"),
+        ok("output_tokens").sum().alias("output_tokens_total"),
+        ok("prompt_tokens").mean().alias("prompt_tokens_mean"),
+    ]
+
+
+def server_stats() -> list[pl.Expr]:
+    return [
+        ok(name).mean().alias(f"{name.removesuffix('_s')}_mean_s")
+        for name in ("queue_s", "load_s", "prefill_s", "decode_s", "server_total_s")
+    ]
+
+
+def experiment_keys() -> list[str]:
+    return ["experiment_id", *EXPERIMENT_COLUMNS]
+
+
+def summarize(requests: pl.LazyFrame) -> pl.LazyFrame:
+    """One row per experiment."""
+    return (
+        requests.group_by(experiment_keys())
+        .agg(
+            *counts(),
+            *distribution("e2e_s"),
+            *distribution("ttft_s"),
+            *token_stats(),
+            *server_stats(),
+            pl.col("error_class").filter(is_measured()).drop_nulls().unique().sort().str.join(",")
+            .alias("error_classes"),
+        )  # fmt: skip
+        .with_columns(
+            (pl.col("n_errors") / pl.col("n_requests")).alias("error_rate"),
+            (pl.col("n_ok") / pl.col("measured_wall_s")).alias("req_per_s"),
+            (pl.col("output_tokens_total") / pl.col("measured_wall_s")).alias("output_tps"),
+            (pl.col("ttft_mean_s") / pl.col("e2e_mean_s")).alias("ttft_share"),
+        )
+        .sort("experiment_id")
+    )
+
+
+def summary_records(summary: pl.DataFrame) -> dict[str, dict]:
+    """Per-experiment summaries as plain dicts, keyed by experiment id."""
+    return {row["experiment_id"]: row for row in summary.to_dicts()}
+
+
+def write_aggregates(
+    pairs: list[tuple[Path, Path]],
+    requests_path: Path,
+    summary_path: Path,
+    csv_path: Path,
+    json_path: Path,
+    experiment_json_paths: list[Path] = (),
+) -> pl.DataFrame:
+    from perflab.records import write_json_atomic
+
+    requests = scan_requests(pairs)
+    requests.sink_parquet(requests_path)
+    summary = summarize(pl.scan_parquet(requests_path)).collect()
+    summary.write_parquet(summary_path)
+    summary.write_csv(csv_path)
+    rows = summary_records(summary)
+    units = {
+        "times": "seconds",
+        "tps": "decode tokens/s per request (output_tokens_mean beside it)",
+        "output_tps": "output tokens/s over the measured wall time",
+        "req_per_s": "ok requests/s over the measured wall time",
+        "n_requests": "measured requests (warm-up excluded)",
+    }
+    write_json_atomic(json_path, {"units": units, "experiments": rows})
+    for path in experiment_json_paths:
+        experiment_id = Path(path).parent.name
+        write_json_atomic(path, {"units": units, "summary": rows[experiment_id]})
+    return summary

@@ -1,0 +1,119 @@
+"""The per-request record: one per request, ok or not, written as a JSON line.
+
+Times are seconds. ``t_*`` are wall-clock epoch seconds (for aligning with
+resource samples); durations come from a monotonic clock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+STATUS_OK = "ok"
+STATUS_ERROR = "error"
+STATUS_TIMEOUT = "timeout"
+
+# error_class values
+ERROR_CONNECT = "connect"
+ERROR_HTTP_STATUS = "http_status"
+ERROR_PROTOCOL = "protocol"
+ERROR_TIMEOUT = "timeout"
+ERROR_DROPPED = "dropped"
+ERROR_SERVER = "server"
+ERROR_ENGINE = "engine"
+ERROR_CLASSES = (
+    ERROR_CONNECT,
+    ERROR_HTTP_STATUS,
+    ERROR_PROTOCOL,
+    ERROR_TIMEOUT,
+    ERROR_DROPPED,
+    ERROR_SERVER,
+    ERROR_ENGINE,
+)
+
+
+@dataclass
+class ServerTimings:
+    """What the engine says about its own work, in seconds and tokens."""
+
+    load_s: float | None = None
+    prefill_s: float | None = None
+    decode_s: float | None = None
+    total_s: float | None = None
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
+    raw: dict = field(default_factory=dict)
+
+
+@dataclass
+class RequestRecord:
+    experiment_id: str
+    request_index: int
+    worker: int
+    is_warmup: bool
+    status: str
+    error_class: str | None
+    error: str | None
+    t_submit: float
+    t_first_token: float | None
+    t_end: float
+    ttft_s: float | None
+    e2e_s: float
+    itl_s: list[float]
+    prompt_tokens: int | None
+    output_tokens: int
+    tps: float | None
+    queue_s: float | None = None
+    load_s: float | None = None
+    prefill_s: float | None = None
+    decode_s: float | None = None
+    server_total_s: float | None = None
+    server_prompt_tokens: int | None = None
+    server_output_tokens: int | None = None
+    server_raw: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+
+def decode_tps(output_tokens: int, ttft_s: float | None, e2e_s: float) -> float | None:
+    """Decode tokens/s: tokens after the first over the time after the first."""
+    if ttft_s is None or output_tokens < 2 or e2e_s <= ttft_s:
+        return None
+    return (output_tokens - 1) / (e2e_s - ttft_s)
+
+
+def write_jsonl_atomic(path: Path, records: Iterable[RequestRecord]) -> None:
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as fh:
+        for record in records:
+            fh.write(record.to_json() + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_lines_atomic(path: Path, rows: Iterable[dict]) -> None:
+    """Plain dicts as JSON lines, written to a temp file and renamed into place."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, separators=(",", ":")) + "\n")
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, payload: object) -> None:
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with open(path) as fh:
+        return [json.loads(line) for line in fh if line.strip()]

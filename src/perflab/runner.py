@@ -1,0 +1,218 @@
+"""Closed-loop load generation: N workers, each sends its next request when
+its last one ends, for a request count or a duration. Every request ends as
+exactly one record, ok or error; warm-up requests are recorded and flagged.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from perflab.engines.base import Engine, EngineError, GenerationOptions
+from perflab.records import (
+    ERROR_ENGINE,
+    STATUS_ERROR,
+    STATUS_OK,
+    STATUS_TIMEOUT,
+    RequestRecord,
+    decode_tps,
+)
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    workers: int = 1
+    requests: int | None = None
+    duration_s: float | None = None
+    warmup_requests: int = 0
+
+    def __post_init__(self):
+        if (self.requests is None) == (self.duration_s is None):
+            raise ValueError("a load plan needs exactly one of requests or duration_s")
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
+
+
+class Clock:
+    """Monotonic durations, reported as wall-clock epoch seconds."""
+
+    def __init__(self):
+        self._epoch = time.time()
+        self._start = time.perf_counter()
+
+    def now(self) -> float:
+        return time.perf_counter()
+
+    def epoch(self, perf: float) -> float:
+        return self._epoch + (perf - self._start)
+
+
+def measure_request(
+    engine: Engine,
+    prompt: str,
+    options: GenerationOptions,
+    *,
+    experiment_id: str,
+    request_index: int,
+    worker: int,
+    is_warmup: bool,
+    clock: Clock,
+) -> RequestRecord:
+    """Send one request and time it from the client's side."""
+    submitted = clock.now()
+    first = last = None
+    gaps: list[float] = []
+    tokens = 0
+    timings = None
+    status, error_class, error = STATUS_OK, None, None
+    try:
+        for chunk in engine.stream(prompt, options):
+            arrived = clock.now()
+            if chunk.n_tokens:
+                if first is None:
+                    first = arrived
+                else:
+                    gaps.append(arrived - last)
+                last = arrived
+                tokens += chunk.n_tokens
+            if chunk.done:
+                timings = chunk.timings
+    except EngineError as exc:
+        status = STATUS_TIMEOUT if exc.error_class == "timeout" else STATUS_ERROR
+        error_class, error = exc.error_class, str(exc)
+    except Exception as exc:  # noqa: BLE001 - never lose a request to an unexpected error
+        status, error_class, error = STATUS_ERROR, ERROR_ENGINE, f"{type(exc).__name__}: {exc}"
+    ended = clock.now()
+    ttft = None if first is None else first - submitted
+    e2e = ended - submitted
+    output_tokens = tokens
+    if status == STATUS_OK and timings and timings.output_tokens:
+        output_tokens = timings.output_tokens
+    queue = timings.raw.get("queue_s") if timings else None
+    return RequestRecord(
+        experiment_id=experiment_id,
+        request_index=request_index,
+        worker=worker,
+        is_warmup=is_warmup,
+        status=status,
+        error_class=error_class,
+        error=error,
+        t_submit=clock.epoch(submitted),
+        t_first_token=None if first is None else clock.epoch(first),
+        t_end=clock.epoch(ended),
+        ttft_s=ttft,
+        e2e_s=e2e,
+        itl_s=gaps,
+        prompt_tokens=timings.prompt_tokens if timings else None,
+        output_tokens=output_tokens,
+        tps=decode_tps(output_tokens, ttft, e2e) if status == STATUS_OK else None,
+        queue_s=queue,
+        load_s=timings.load_s if timings else None,
+        prefill_s=timings.prefill_s if timings else None,
+        decode_s=timings.decode_s if timings else None,
+        server_total_s=timings.total_s if timings else None,
+        server_prompt_tokens=timings.prompt_tokens if timings else None,
+        server_output_tokens=timings.output_tokens if timings else None,
+        server_raw=timings.raw if timings else {},
+    )
+
+
+@dataclass
+class RunResult:
+    records: list[RequestRecord]
+    started: float
+    ended: float
+    measured_started: float
+    measured_ended: float
+
+    @property
+    def measured_wall_s(self) -> float:
+        return self.measured_ended - self.measured_started
+
+
+def run_load(
+    engine: Engine,
+    prompt: str,
+    options: GenerationOptions,
+    plan: LoadPlan,
+    *,
+    experiment_id: str,
+    on_record: Callable[[RequestRecord], None] | None = None,
+) -> RunResult:
+    """Warm up, then drive ``plan.workers`` closed-loop workers."""
+    clock = Clock()
+    records: list[RequestRecord] = []
+    lock = threading.Lock()
+    index = itertools.count()
+
+    def keep(record: RequestRecord) -> None:
+        with lock:
+            records.append(record)
+            if on_record:
+                on_record(record)
+
+    def send(worker: int, is_warmup: bool) -> None:
+        keep(
+            measure_request(
+                engine, prompt, options,
+                experiment_id=experiment_id, request_index=next(index),
+                worker=worker, is_warmup=is_warmup, clock=clock,
+            )
+        )  # fmt: skip
+
+    started = clock.now()
+    for _ in range(plan.warmup_requests):
+        send(0, is_warmup=True)
+
+    remaining = itertools.count(plan.requests, -1) if plan.requests is not None else None
+    measured_started = clock.now()
+    deadline = None if plan.duration_s is None else measured_started + plan.duration_s
+
+    def has_work() -> bool:
+        if deadline is not None:
+            return clock.now() < deadline
+        with lock:
+            return next(remaining) > 0
+
+    def worker_loop(worker: int) -> None:
+        while has_work():
+            send(worker, is_warmup=False)
+
+    threads = [
+        threading.Thread(target=worker_loop, args=(w,), name=f"perflab-worker-{w}", daemon=True)
+        for w in range(plan.workers)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ended = clock.now()
+    return RunResult(
+        records=sorted(records, key=lambda r: r.request_index),
+        started=clock.epoch(started),
+        ended=clock.epoch(ended),
+        measured_started=clock.epoch(measured_started),
+        measured_ended=clock.epoch(ended),
+    )
+
+
+def error_rate(records: list[RequestRecord]) -> float:
+    measured = [r for r in records if not r.is_warmup]
+    if not measured:
+        return 0.0
+    return sum(r.status != STATUS_OK for r in measured) / len(measured)
+
+
+def write_partial_line(path: Path) -> Callable[[RequestRecord], None]:
+    """An on_record callback appending each record as it ends, so a crash loses nothing."""
+    handle = open(path, "a", buffering=1)
+
+    def append(record: RequestRecord) -> None:
+        handle.write(record.to_json() + "\n")
+
+    append.close = handle.close  # type: ignore[attr-defined]
+    return append

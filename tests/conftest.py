@@ -1,0 +1,48 @@
+"""Shared fixtures.
+
+``calibration_server``: a running calibration server (fast, scripted timings)
+on 127.0.0.1 with an ephemeral port; use ``.url`` as the Ollama host.
+``make_calibration_server``: a factory, ``make_calibration_server(**timing)``,
+for servers with other timings; every server it starts is stopped afterwards.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from perflab.calibration import CalibrationServer, TimingModel
+
+# Small, fast timings: a whole request takes well under 0.2 s.
+FAST_TIMING = {
+    "load_time_s": 0.0,
+    "ttft_fixed_s": 0.02,
+    "ttft_per_token_s": 0.0005,
+    "itl_s": 0.005,
+    "output_tokens": 8,
+    "num_parallel": 4,
+    "stall_s": 30.0,
+}
+
+
+@pytest.fixture
+def make_calibration_server():
+    servers: list[CalibrationServer] = []
+
+    def make(timing: TimingModel | dict | None = None, **overrides) -> CalibrationServer:
+        if isinstance(timing, TimingModel):
+            model = timing
+        else:
+            model = TimingModel.from_dict({**FAST_TIMING, **(timing or {}), **overrides})
+        server = CalibrationServer(model, host="127.0.0.1", port=0)
+        servers.append(server)
+        return server.start()
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def calibration_server(make_calibration_server) -> CalibrationServer:
+    """A started calibration server with ``FAST_TIMING``; ``.url`` is its base URL."""
+    return make_calibration_server()

@@ -1,0 +1,21 @@
+rule fetch_vocab:
+    output:
+        vocab="cache/vocab/ggml-vocab-llama-bpe.gguf",
+    log:
+        "logs/fetch_vocab.log",
+    shell:
+        "python -m perflab fetch-vocab {output.vocab} > {log} 2>&1"
+
+
+rule build_tiny_model:
+    input:
+        vocab=rules.fetch_vocab.output.vocab,
+    output:
+        model=get_tiny_model_path(),
+    params:
+        spec=json.dumps(config["tiny_model"]),
+    log:
+        "logs/build_tiny_model.log",
+    shell:
+        "python -m perflab build-model --vocab {input.vocab} --out {output.model}"
+        " --spec {params.spec:q} > {log} 2>&1"

@@ -1,0 +1,39 @@
+rule charts:
+    input:
+        summary=rules.aggregate.output.summary,
+        requests=rules.aggregate.output.requests,
+        samples=get_experiment_files("samples.jsonl"),
+    output:
+        charts=directory(f"{REPORTS}/charts"),
+    log:
+        f"{LOGS}/charts.log",
+    script:
+        "../scripts/charts.py"
+
+
+rule report:
+    input:
+        summary=rules.aggregate.output.summary,
+        summary_json=rules.aggregate.output.summary_json,
+        experiment_json=rules.aggregate.output.experiment_json,
+        metadata=get_experiment_files("metadata.json"),
+        samples=get_experiment_files("samples.jsonl"),
+        charts=rules.charts.output.charts,
+    output:
+        log_md=report(
+            f"{REPORTS}/day1-log.md",
+            caption="../report/day1_log.rst",
+            category="Day-1 log",
+        ),
+        log_html=report(
+            f"{REPORTS}/day1-log.html",
+            caption="../report/day1_log.rst",
+            category="Day-1 log",
+        ),
+    params:
+        config=config,
+        experiments={eid: e.params() for eid, e in EXPERIMENTS.items()},
+    log:
+        f"{LOGS}/report.log",
+    script:
+        "../scripts/report.py"

@@ -1,0 +1,18 @@
+"""Snakemake adaptor: summary, metadata and charts → the Day-1 log (Markdown + HTML)."""
+
+import sys
+
+from perflab.report import write_log
+
+sys.stderr = open(snakemake.log[0], "w")
+
+write_log(
+    summary_path=snakemake.input.summary,
+    metadata_paths=snakemake.input.metadata,
+    samples_paths=snakemake.input.samples,
+    charts_dir=snakemake.input.charts,
+    result_files=[snakemake.input.summary_json, *snakemake.input.experiment_json],
+    config=snakemake.params.config,
+    markdown_path=snakemake.output.log_md,
+    html_path=snakemake.output.log_html,
+)
