@@ -107,6 +107,13 @@ def write_lines_atomic(path: Path, rows: Iterable[dict]) -> None:
     os.replace(tmp, path)
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write_json_atomic(path: Path, payload: object) -> None:
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import jinja2
@@ -74,8 +75,8 @@ def render_html(markdown_text: str, title: str, chart_svgs: dict[str, str]) -> s
     import markdown
 
     body = markdown.markdown(markdown_text, extensions=["tables", "fenced_code"])
-    for target, svg in chart_svgs.items():
-        body = body.replace(f'<img alt="{target[0]}" src="{target[1]}" />', svg)
+    for src, svg in chart_svgs.items():
+        body = re.sub(rf'<img alt="[^"]*" src="{re.escape(src)}"\s*/?>', lambda _: svg, body)
     return (
         "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
         f"<title>{title}</title><style>body{{font-family:sans-serif;max-width:60em;"
@@ -88,3 +89,218 @@ def render_html(markdown_text: str, title: str, chart_svgs: dict[str, str]) -> s
 
 def load_metadata(paths: list[Path]) -> list[dict]:
     return [json.loads(Path(path).read_text()) for path in paths]
+
+
+def _get(result, key: str, default=None):
+    if result is None:
+        return default
+    if isinstance(result, dict):
+        return result.get(key, default)
+    return getattr(result, key, default)
+
+
+def read_samples(paths: list[Path]) -> dict[str, list[dict]]:
+    samples = {}
+    for path in paths:
+        lines = Path(path).read_text().splitlines()
+        samples[Path(path).parent.name] = [json.loads(line) for line in lines if line.strip()]
+    return samples
+
+
+def resources_row(summary: pl.DataFrame, metadata: dict[str, dict]) -> dict | None:
+    rows = suite_rows(summary, "resources").to_dicts()
+    if not rows:
+        return None
+    row = rows[0]
+    return row | metadata[row["experiment_id"]].get("resources", {})
+
+
+def concurrency_points(rows: list[dict]) -> list[dict]:
+    return [
+        {
+            "workers": row["workers"],
+            "req_per_s": row["req_per_s"],
+            "e2e_mean_s": row["e2e_mean_s"],
+            "ttft_mean_s": row["ttft_mean_s"],
+            "queue_s_mean": row["queue_mean_s"],
+        }
+        for row in rows
+    ]
+
+
+def bottleneck_section(resources: dict | None, concurrency: list[dict], engine: dict, host: dict):
+    from perflab.verdict import decide, suggest_optimizations
+
+    embedded = engine["engine"] == "llamacpp"
+    usable = (engine.get("n_threads") if embedded else None) or host["logical_cores"]
+    verdict = decide(
+        resources or {},
+        usable_cores=usable,
+        concurrency=concurrency_points(concurrency),
+        model_size_gb=engine.get("model_size_gb"),
+        embedded=embedded,
+    )
+    primary = VERDICT_TO_OPTION.get(verdict.verdict)
+    note = {
+        "queueing": "queueing: the server serializes requests",
+        "client": "the benchmark client itself",
+        "undetermined": "undetermined from these measurements",
+    }.get(verdict.verdict)
+    return {
+        "primary": primary,
+        "options": BOTTLENECK_OPTIONS,
+        "note": note,
+        "verdict": verdict.verdict,
+        "evidence": "; ".join(verdict.evidence) + ".",
+        "optimizations": "; ".join(suggest_optimizations(verdict.verdict)) + ".",
+        "secondary": verdict.secondary,
+    }
+
+
+def chart_links(charts_dir: Path, markdown_dir: Path) -> dict[str, str]:
+    charts_dir = Path(charts_dir)
+    if not charts_dir.is_dir():
+        return {}
+    return {
+        svg.stem.removesuffix("_chart"): str(svg.relative_to(markdown_dir))
+        for svg in sorted(charts_dir.glob("*.svg"))
+    }
+
+
+def build_context(
+    summary: pl.DataFrame,
+    metadata: list[dict],
+    config: dict,
+    charts: dict[str, str],
+    result_files: list[str],
+) -> dict:
+    from perflab import analysis
+
+    by_id = {m["experiment"]["id"]: m for m in metadata}
+    first = metadata[0]
+    engine, host = first["engine"], first["host"]
+    basic = rows_for(summary, "basic", config["suites"]["basic"]["prompts"], "prompt_name")
+    for row in basic:
+        row["prompt_preview"] = preview(config["prompts"][row["prompt_name"]])
+    lengths = rows_for(summary, "prompt_length", config["suites"]["prompt_length"]["prompts"], "prompt_name")  # fmt: skip
+    temperatures = sorted(suite_rows(summary, "temperature").to_dicts(), key=lambda r: r["temperature"])  # fmt: skip
+    concurrency = sorted(suite_rows(summary, "concurrency").to_dicts(), key=lambda r: r["workers"])
+    resources = resources_row(summary, by_id)
+    expected = tuple(config["expected_tps"])
+    tps = analysis.expected_vs_actual_tps(summary, expected)
+    breakdown = analysis.latency_breakdown(summary)
+    bottleneck = bottleneck_section(resources, concurrency, engine, host)
+    observations = {
+        "prompt_length": _get(analysis.prompt_length_scaling(summary), "sentence", "n/a"),
+        "temperature": _get(analysis.temperature_effect(summary), "sentence", "n/a"),
+        "concurrency": _get(analysis.concurrency_scaling(summary), "sentence", "n/a"),
+        "expected_tps": _get(tps, "sentence", "n/a"),
+        "breakdown": _get(breakdown, "sentence", "n/a"),
+        "resources": f"{bottleneck['verdict']}: {bottleneck['evidence']}",
+    }
+    starts = [m["run"]["started"] for m in metadata]
+    ends = [m["run"]["ended"] for m in metadata]
+    basic_meta = [by_id[r["experiment_id"]]["run"] for r in basic]
+    advanced_meta = [m["run"] for m in metadata if set(m["experiment"]["suites"]) - {"basic"}]
+    n_errors = int(summary["n_errors"].sum())
+    tiny = None
+    if engine["engine"] == "llamacpp" and not config["engine"]["model_path"]:
+        tiny = ", ".join(f"{k}={v}" for k, v in config["tiny_model"].items())
+    return {
+        "date": dt.date.fromtimestamp(min(starts)).isoformat(),
+        "run": config["run"],
+        "perflab_version": __version__,
+        "engine": engine,
+        "engine_label": "Ollama" if engine["engine"] == "ollama" else "llama.cpp",
+        "host": host,
+        "tiny_model": tiny,
+        "warmup_requests": config["warmup_requests"],
+        "status": "✅ Completed" if n_errors == 0 else f"🟡 In Progress ({n_errors} failed requests)",
+        "basic_started": epoch_text(min((m["started"] for m in basic_meta), default=None)),
+        "basic_completed": epoch_text(max((m["ended"] for m in basic_meta), default=None)),
+        "basic_note": f"{sum(r['n_ok'] for r in basic)} measured requests over {len(basic)} prompts",
+        "advanced_started": epoch_text(min((m["started"] for m in advanced_meta), default=None)),
+        "advanced_completed": epoch_text(max((m["ended"] for m in advanced_meta), default=None)),
+        "n_experiments": summary.height,
+        "n_measured": int(summary["n_requests"].sum()),
+        "n_errors": n_errors,
+        "checklist": checklist(engine, summary),
+        "issues_encountered": issues_encountered(summary),
+        "basic": basic,
+        "prompt_length": lengths,
+        "temperature": temperatures,
+        "concurrency": concurrency,
+        "resources": resources,
+        "observations": observations,
+        "bottleneck": bottleneck,
+        "expected_tps": expected,
+        "actual_tps": _get(tps, "actual_tps"),
+        "breakdown": {
+            "ttft_percent": _get(breakdown, "ttft_percent"),
+            "decode_percent": _get(breakdown, "decode_percent"),
+        },
+        "insights": [o for o in observations.values() if o and o != "n/a"][:3],
+        "charts": charts,
+        "result_files": result_files,
+        "key_findings": _get(tps, "sentence", ""),
+        "provenance": provenance_text(first, min(starts), max(ends)),
+        "all_rows": summary.to_dicts(),
+    }
+
+
+def checklist(engine: dict, summary: pl.DataFrame) -> list[tuple[str, bool]]:
+    ollama = engine["engine"] == "ollama"
+    served = summary["n_ok"].sum() > 0
+    return [
+        ("Ollama installed" if ollama else "Ollama installed (not needed: embedded llama.cpp engine)", ollama),
+        (f"{engine['model']} model downloaded" if ollama else f"{engine['model']} model built", True),
+        ("Python environment created", True),
+        ("Dependencies installed", True),
+        ("Test inference successful", bool(served)),
+        ("Benchmark scripts ready", True),
+    ]  # fmt: skip
+
+
+def issues_encountered(summary: pl.DataFrame) -> list[str]:
+    failed = summary.filter(pl.col("n_errors") > 0)
+    return [
+        f"{row['experiment_id']}: {row['n_errors']} of {row['n_requests']} requests failed "
+        f"({row['error_classes']})"
+        for row in failed.to_dicts()
+    ]
+
+
+def provenance_text(metadata: dict, started: float, ended: float) -> str:
+    engine, host = metadata["engine"], metadata["host"]
+    lines = [
+        f"engine       {engine['engine']} {engine.get('engine_version')}  host {engine.get('host', 'in-process')}",
+        f"model        {engine['model']}  digest/sha256 {engine.get('model_digest') or engine.get('model_sha256')}",
+        f"model detail {json.dumps(engine.get('model_details', {}), sort_keys=True)}",
+        f"machine      {host['cpu_model']}, {host['logical_cores']} logical / {host['physical_cores']} physical cores, {host['ram_gb']:.1f} GB RAM, {host['platform']}",
+        f"software     perflab {metadata['perflab_version']} (git {host.get('git_commit')}), python {host['python']}, {json.dumps(host['packages'], sort_keys=True)}",
+        f"run          {dt.datetime.fromtimestamp(started).isoformat(timespec='seconds')} → {dt.datetime.fromtimestamp(ended).isoformat(timespec='seconds')}, config hash {metadata['config_hash']}",
+    ]  # fmt: skip
+    return "\n".join(lines)
+
+
+def write_log(
+    summary_path,
+    metadata_paths,
+    samples_paths,
+    charts_dir,
+    result_files,
+    config: dict,
+    markdown_path,
+    html_path,
+) -> None:
+    from perflab.records import write_text_atomic
+
+    markdown_path, html_path = Path(markdown_path), Path(html_path)
+    summary = pl.read_parquet(summary_path)
+    metadata = load_metadata(metadata_paths)
+    charts = chart_links(Path(charts_dir), markdown_path.parent)
+    context = build_context(summary, metadata, config, charts, [str(p) for p in result_files])
+    text = render_log(context)
+    write_text_atomic(markdown_path, text)
+    svgs = {path: (markdown_path.parent / path).read_text() for path in charts.values()}
+    write_text_atomic(html_path, render_html(text, f"Day 1 log — {config['run']}", svgs))

@@ -147,8 +147,9 @@ class LlamaCppEngine:
                 prefill_s=perf["t_p_eval_ms"] * MS,
                 decode_s=perf["t_eval_ms"] * MS,
                 prompt_tokens=prompt_tokens,
-                # the first token is sampled from the prefill's logits
-                output_tokens=perf["n_eval"] + 1 if perf["n_eval"] else None,
+                # n_eval also counts prompt tokens llama.cpp happened to decode one
+                # at a time, so the client's own token count is the output length
+                output_tokens=None,
                 raw=perf | {"queue_s": queue_s},
             ),
         )

@@ -1,0 +1,119 @@
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from perflab.config import (
+    ConfigError,
+    expand_experiments,
+    load_config_file,
+    suite_members,
+    validate_config,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = ROOT / "config" / "config.yaml"
+
+
+def default_config() -> dict:
+    return yaml.safe_load(DEFAULT.read_text())
+
+
+def test_default_config_is_valid_and_has_the_seed_values():
+    config = load_config_file(DEFAULT)
+    suites = config["suites"]
+    assert config["engine"]["name"] == "llamacpp"
+    assert config["prompts"]["short"] == "What is AI?"
+    assert config["prompts"]["medium"].startswith("Explain the concept of machine learning")
+    assert config["prompts"]["long"].startswith("Describe the architecture of a transformer")
+    assert suites["basic"]["requests"] == 100
+    assert suites["basic"]["prompts"] == ["short", "medium", "long"]
+    assert suites["prompt_length"]["prompts"] == ["tiny", "short", "medium", "long", "very_long"]
+    assert suites["temperature"]["temperatures"] == [0.0, 0.7, 1.5]
+    assert suites["concurrency"]["workers"] == [1, 2, 4]
+    assert suites["resources"]["duration_s"] == 30
+
+
+def test_defaults_are_filled():
+    config = validate_config({"prompts": {"medium": "x", "short": "y", "long": "z", "tiny": "a", "very_long": "b"}})
+    assert config["generation"]["max_tokens"] == 64
+    assert config["suites"]["concurrency"]["workers"] == [1, 2, 4]
+    assert config["tiny_model"]["block_count"] == 4
+    assert config["warmup_requests"] == 3
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"bogus": 1}, "'bogus' was unexpected"),
+        ({"engine": {"name": "vllm"}}, "engine.name: 'vllm' is not allowed; use one of 'llamacpp', 'ollama'"),
+        ({"suites": {"concurrency": {"workers": [0]}}}, "suites.concurrency.workers[0]: 0 is less than the minimum of 1"),
+        ({"suites": {"temperature": {"temperatures": ["hot"]}}}, "suites.temperature.temperatures[0]: 'hot' is not of type 'number'"),
+        ({"suites": {"temperature": {"temperatures": [3.0]}}}, "is greater than the maximum of 2"),
+        ({"suites": {"temperature": {"prompt": "missing"}}}, "suites.temperature.prompt: prompt 'missing' is not defined"),
+        ({"generation": {"max_tokens": 0}}, "generation.max_tokens: 0 is less than the minimum of 1"),
+        ({"run": "has space"}, "run: 'has space' does not match"),
+        ({"expected_tps": [20, 10]}, "expected_tps: lower bound 20 is above upper bound 10"),
+    ],
+)  # fmt: skip
+def test_bad_values_are_named(change, expected):
+    config = default_config()
+    for key, value in change.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            for inner, inner_value in value.items():
+                if isinstance(inner_value, dict):
+                    config[key][inner] = {**config[key].get(inner, {}), **inner_value}
+                else:
+                    config[key][inner] = inner_value
+        else:
+            config[key] = value
+    with pytest.raises(ConfigError) as error:
+        validate_config(config, source="my.yaml")
+    assert expected in str(error.value)
+    assert "my.yaml" in str(error.value)
+
+
+def test_every_error_is_reported_at_once():
+    config = default_config()
+    config["bogus"] = 1
+    config["generation"]["max_tokens"] = -1
+    with pytest.raises(ConfigError) as error:
+        validate_config(config)
+    assert "bogus" in str(error.value) and "max_tokens" in str(error.value)
+
+
+def test_string_from_command_line_gets_a_hint():
+    config = default_config()
+    config["suites"]["concurrency"]["workers"] = "[1,2]"
+    with pytest.raises(ConfigError, match="arrive as strings"):
+        validate_config(config)
+
+
+def test_experiments_expand_one_per_distinct_point():
+    experiments = expand_experiments(load_config_file(DEFAULT))
+    # 3 basic + 5 prompt lengths + 3 temperatures + 3 worker counts + 1 resources,
+    # minus the medium/0.7/1-worker/20-request point shared by three suites
+    assert len(experiments) == 3 + 5 + 3 + 3 + 1 - 2
+    shared = experiments["medium-t0.7-w1-n20"]
+    assert shared.suites == ("prompt_length", "temperature", "concurrency")
+    assert experiments["medium-t0.7-w1-d30s"].duration_s == 30
+    members = suite_members(experiments)
+    assert len(members["basic"]) == 3 and len(members["prompt_length"]) == 5
+    assert len(members["temperature"]) == 3 and len(members["concurrency"]) == 3
+
+
+def test_changing_one_temperature_changes_one_experiment():
+    config = load_config_file(DEFAULT)
+    before = set(expand_experiments(config))
+    changed = copy.deepcopy(config)
+    changed["suites"]["temperature"]["temperatures"] = [0.0, 0.7, 1.2]
+    after = set(expand_experiments(changed))
+    assert before - after == {"medium-t1.5-w1-n20"}
+    assert after - before == {"medium-t1.2-w1-n20"}
+
+
+def test_disabled_suite_contributes_nothing():
+    config = load_config_file(DEFAULT)
+    config["suites"]["resources"]["enabled"] = False
+    assert not any(e.duration_s for e in expand_experiments(config).values())

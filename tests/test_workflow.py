@@ -1,0 +1,129 @@
+"""The whole workflow on the embedded engine with a tiny config, in a temp dir."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from perflab.config import expand_experiments, load_config_file
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "data" / "tiny.yaml"
+VOCAB = Path("cache/vocab/ggml-vocab-llama-bpe.gguf")
+
+pytestmark = pytest.mark.slow
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    bindir = str(Path(sys.executable).parent)
+    env = {"PATH": f"{bindir}:/usr/bin:/bin", "HOME": str(Path.home())}
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+
+
+def job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:", 1)[1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("workflow")
+    for name in ("Snakefile", "workflow", "config", "profiles"):
+        source = ROOT / name
+        copy = shutil.copytree if source.is_dir() else shutil.copy
+        copy(source, workdir / name)
+    shutil.copy(TINY, workdir / "tiny.yaml")
+    if (ROOT / VOCAB).exists():  # saves a download; the fetch rule runs otherwise
+        (workdir / VOCAB).parent.mkdir(parents=True)
+        shutil.copy(ROOT / VOCAB, workdir / VOCAB)
+    return workdir
+
+
+def tiny_config(workdir: Path) -> dict:
+    base = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    override = yaml.safe_load((workdir / "tiny.yaml").read_text())
+    for key, value in override.items():
+        if isinstance(value, dict) and key != "suites":
+            base[key] = {**base.get(key, {}), **value}
+        elif key == "suites":
+            base[key] = {s: {**base[key].get(s, {}), **v} for s, v in {**base[key], **value}.items()}
+        else:
+            base[key] = value
+    path = workdir / "merged.yaml"
+    path.write_text(yaml.safe_dump(base))
+    return load_config_file(path)
+
+
+def test_dry_run_lists_one_job_per_experiment(workdir):
+    result = snakemake(workdir, "-n", "--configfile", "tiny.yaml")
+    assert result.returncode == 0, result.stderr
+    experiments = expand_experiments(tiny_config(workdir))
+    assert job_counts(result.stdout)["run_experiment"] == len(experiments) == 11
+
+
+def test_bad_config_fails_before_any_job(workdir):
+    (workdir / "bad.yaml").write_text("suites:\n  concurrency:\n    workers: [0, 2]\n")
+    result = snakemake(workdir, "-n", "--configfile", "bad.yaml")
+    assert result.returncode != 0
+    assert "suites.concurrency.workers[0]: 0 is less than the minimum of 1" in result.stderr
+    assert "bad.yaml" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def full_run(workdir):
+    result = snakemake(workdir, "--cores", "2", "--configfile", "tiny.yaml")
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workdir
+
+
+def test_full_run_writes_records_summary_and_log(full_run):
+    config = tiny_config(full_run)
+    experiments = expand_experiments(config)
+    results = full_run / "results" / "test-tiny"
+    for experiment in experiments.values():
+        lines = (results / "experiments" / experiment.id / "records.jsonl").read_text().splitlines()
+        if experiment.requests is not None:
+            assert len(lines) == experiment.requests + config["warmup_requests"]
+    summary = pl.read_parquet(results / "summary.parquet")
+    assert summary.height == len(experiments)
+    assert (summary["n_errors"] == 0).all()
+    assert (summary["output_tokens_mean"] == config["generation"]["max_tokens"]).all()
+    log = (full_run / "reports" / "test-tiny" / "day1-log.md").read_text()
+    benchmark = log.split("## Benchmark Results Summary", 1)[1].split("## Key Learnings", 1)[0]
+    assert "[ ]" not in benchmark
+    assert "n/a" not in benchmark
+    for label in ("Tiny prompts", "Very long prompts", "Temp 1.5", "4 workers", "Avg CPU"):
+        assert label in benchmark
+    html = (full_run / "reports" / "test-tiny" / "day1-log.html").read_text()
+    assert "<svg" in html and "Mean Latency" in html
+
+
+def test_unchanged_rerun_has_nothing_to_do(full_run):
+    result = snakemake(full_run, "-n", "--configfile", "tiny.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_changing_one_temperature_reruns_only_that_experiment(full_run):
+    config_path = full_run / "tiny.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config["suites"]["temperature"]["temperatures"] = [0.0, 0.7, 1.2]
+    config_path.write_text(yaml.safe_dump(config))
+    dry = snakemake(full_run, "-n", "--configfile", "tiny.yaml")
+    assert dry.returncode == 0, dry.stderr
+    counts = job_counts(dry.stdout)
+    assert counts.pop("run_experiment") == 1
+    assert "medium-t1.2-w1-n3" in dry.stdout
+    assert set(counts) <= {"aggregate", "charts", "report", "all", "preflight"}
+    result = snakemake(full_run, "--cores", "2", "--configfile", "tiny.yaml")
+    assert result.returncode == 0, result.stderr[-5000:]
+    log = (full_run / "reports" / "test-tiny" / "day1-log.md").read_text()
+    assert "**Temp 1.2**" in log and "**Temp 1.5**" not in log
