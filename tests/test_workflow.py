@@ -48,18 +48,7 @@ def workdir(tmp_path_factory) -> Path:
 
 
 def tiny_config(workdir: Path) -> dict:
-    base = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
-    override = yaml.safe_load((workdir / "tiny.yaml").read_text())
-    for key, value in override.items():
-        if isinstance(value, dict) and key != "suites":
-            base[key] = {**base.get(key, {}), **value}
-        elif key == "suites":
-            base[key] = {s: {**base[key].get(s, {}), **v} for s, v in {**base[key], **value}.items()}
-        else:
-            base[key] = value
-    path = workdir / "merged.yaml"
-    path.write_text(yaml.safe_dump(base))
-    return load_config_file(path)
+    return load_config_file(workdir / "tiny.yaml", base=workdir / "config" / "config.yaml")
 
 
 def test_dry_run_lists_one_job_per_experiment(workdir):

@@ -55,7 +55,8 @@ def _run_experiment(args) -> None:
 def _validate(args) -> None:
     from perflab.config import expand_experiments, load_config_file
 
-    config = load_config_file(args.config)
+    base = Path(args.base) if args.base and Path(args.base).exists() else None
+    config = load_config_file(args.config, base=base)
     experiments = expand_experiments(config)
     print(f"{args.config}: valid, {len(experiments)} experiments")
     for experiment in experiments.values():
@@ -97,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     command = commands.add_parser("validate", help="validate a config and list its experiments")
     command.add_argument("config")
+    command.add_argument(
+        "--base",
+        default="config/config.yaml",
+        help="config the file is merged over, as Snakemake's configfile (default: %(default)s)",
+    )
     command.set_defaults(func=_validate)
 
     command = commands.add_parser(

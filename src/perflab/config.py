@@ -96,6 +96,7 @@ def _cross_field_problems(config: dict) -> list[str]:
     low, high = config["expected_tps"]
     if low > high:
         problems.append(f"expected_tps: lower bound {low} is above upper bound {high}")
+    problems += _calibration_problems(config)
     tiny = config["tiny_model"]
     if tiny["embedding_length"] % tiny["head_count"]:
         problems.append("tiny_model.embedding_length must be a multiple of tiny_model.head_count")
@@ -104,11 +105,44 @@ def _cross_field_problems(config: dict) -> list[str]:
     return problems
 
 
-def load_config_file(path: str | Path, overrides: dict | None = None) -> dict:
-    config = yaml.safe_load(Path(path).read_text()) or {}
-    for key, value in (overrides or {}).items():
-        config[key] = value
-    return validate_config(config, source=str(path))
+def _calibration_problems(config: dict) -> list[str]:
+    if config["engine"]["name"] != "calibration":
+        return []
+    from perflab.calibration import TimingModel
+
+    try:
+        TimingModel.from_dict(config["calibration"])
+    except (ValueError, TypeError) as exc:
+        return [f"calibration: {exc}"]
+    return []
+
+
+def merge_configs(base: dict, override: dict) -> dict:
+    """Merge as Snakemake merges --configfile over configfile: dicts nest, the rest replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_configs(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def read_yaml(path: str | Path) -> dict:
+    return yaml.safe_load(Path(path).read_text()) or {}
+
+
+def load_config_file(
+    path: str | Path, overrides: dict | None = None, base: str | Path | None = None
+) -> dict:
+    """Load ``path`` (merged over ``base`` when given), apply overrides, validate."""
+    config = read_yaml(path)
+    sources = [str(path)]
+    if base is not None and Path(base).resolve() != Path(path).resolve():
+        config = merge_configs(read_yaml(base), config)
+        sources.insert(0, str(base))
+    config = merge_configs(config, overrides or {})
+    return validate_config(config, source=" + ".join(sources))
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,9 @@ class ExperimentPaths:
     failed_dir: Path
 
 
-SETTINGS_KEYS = ("engine", "generation", "warmup_requests", "error_budget", "sampler")
+SETTINGS_KEYS = (
+    "engine", "generation", "calibration", "warmup_requests", "error_budget", "sampler",
+)  # fmt: skip
 
 
 def experiment_spec(config: dict, experiment: Experiment) -> dict:
@@ -48,7 +50,7 @@ def server_pid_finder(config: dict):
     """Where the server's processes are: ours for llama.cpp, Ollama's when local."""
     from perflab.sampler import find_ollama_pids
 
-    if config["engine"]["name"] == "llamacpp":
+    if config["engine"]["name"] in ("llamacpp", "calibration"):
         return lambda: [os.getpid()]
     from perflab.engines.ollama_engine import resolve_host
 

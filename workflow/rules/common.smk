@@ -51,7 +51,7 @@ def get_model_arg(wildcards, input):
 
 def get_settings_json(wildcards=None):
     """Engine and generation settings, without any experiment."""
-    return json.dumps({key: config[key] for key in ("engine", "generation")})
+    return json.dumps({key: config[key] for key in ("engine", "generation", "calibration")})
 
 
 def get_experiment_spec(wildcards):

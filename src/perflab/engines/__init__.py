@@ -26,6 +26,14 @@ __all__ = [
 def make_engine(config: dict, model_path: str | Path | None = None) -> Engine:
     """The engine a validated config asks for."""
     engine = config["engine"]
+    if engine["name"] == "calibration":
+        from perflab.engines.calibration_engine import CalibrationEngine
+
+        return CalibrationEngine(
+            model=engine["model"],
+            timing=config["calibration"],
+            timeout_s=config["generation"]["timeout_s"],
+        )
     if engine["name"] == "ollama":
         from perflab.engines.ollama_engine import OllamaEngine
 

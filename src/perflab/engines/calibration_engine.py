@@ -1,0 +1,35 @@
+"""The ``calibration`` engine: the ``ollama`` engine, over real HTTP, against a
+calibration server that this engine starts on loopback with known timings."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from perflab.engines.base import Chunk, GenerationOptions
+from perflab.engines.ollama_engine import OllamaEngine
+
+
+class CalibrationEngine:
+    name = "calibration"
+
+    def __init__(self, model: str, timing: dict, timeout_s: float = 120.0):
+        from perflab.calibration import CalibrationServer, TimingModel
+
+        timing = {"models": [model], **timing}
+        self.server = CalibrationServer(TimingModel.from_dict(timing)).start()
+        self.client = OllamaEngine(model=model, host=self.server.url, timeout_s=timeout_s)
+
+    def preflight(self) -> dict:
+        info = self.client.preflight()
+        return info | {
+            "engine": self.name,
+            "transport": "ollama client over HTTP to an in-process calibration server",
+            "calibration": self.server.timing.to_dict(),
+        }
+
+    def stream(self, prompt: str, options: GenerationOptions) -> Iterator[Chunk]:
+        return self.client.stream(prompt, options)
+
+    def close(self) -> None:
+        self.client.close()
+        self.server.stop()
