@@ -157,6 +157,14 @@ def bottleneck_section(resources: dict | None, concurrency: list[dict], engine: 
     }
 
 
+def verdict_sentence(bottleneck: dict) -> str:
+    if bottleneck["verdict"] == "undetermined":
+        return f"The data cannot decide a bottleneck. Evidence: {bottleneck['evidence']}"
+    secondary = ", ".join(bottleneck["secondary"])
+    also = f" (also: {secondary})" if secondary else ""
+    return f"Primary bottleneck: {bottleneck['verdict']}{also}. Evidence: {bottleneck['evidence']}"
+
+
 def chart_links(charts_dir: Path, markdown_dir: Path) -> dict[str, str]:
     charts_dir = Path(charts_dir)
     if not charts_dir.is_dir():
@@ -178,7 +186,8 @@ def build_context(
 
     by_id = {m["experiment"]["id"]: m for m in metadata}
     first = metadata[0]
-    engine, host = first["engine"], first["host"]
+    engine = {"model_digest": None, "model_sha256": None, "engine_version": None} | first["engine"]
+    host = first["host"]
     basic = rows_for(summary, "basic", config["suites"]["basic"]["prompts"], "prompt_name")
     for row in basic:
         row["prompt_preview"] = preview(config["prompts"][row["prompt_name"]])
@@ -196,7 +205,7 @@ def build_context(
         "concurrency": _get(analysis.concurrency_scaling(summary), "sentence", "n/a"),
         "expected_tps": _get(tps, "sentence", "n/a"),
         "breakdown": _get(breakdown, "sentence", "n/a"),
-        "resources": f"{bottleneck['verdict']}: {bottleneck['evidence']}",
+        "resources": verdict_sentence(bottleneck),
     }
     starts = [m["run"]["started"] for m in metadata]
     ends = [m["run"]["ended"] for m in metadata]
