@@ -1,8 +1,11 @@
+# Checks the engine and the model once, before the first experiment, and fails
+# fast with the fix. Experiments take it as ancient() so a later re-check never
+# reruns measured experiments; each experiment job checks the engine again.
 rule preflight:
     input:
         unpack(get_model_inputs),
     output:
-        info=temp(f"{RESULTS}/preflight.json"),
+        info=f"{RESULTS}/preflight.json",
     params:
         settings=get_settings_json,
         model=get_model_arg,

@@ -51,11 +51,13 @@ def get_model_arg(wildcards, input):
 
 def get_settings_json(wildcards=None):
     """Engine and generation settings, without any experiment."""
-    return json.dumps({key: config[key] for key in ("engine", "generation", "calibration")})
+    settings = {key: config[key] for key in ("engine", "generation", "calibration")}
+    return json.dumps(settings, sort_keys=True)
 
 
 def get_experiment_spec(wildcards):
-    return json.dumps(experiment_spec(config, EXPERIMENTS[wildcards.experiment]))
+    spec = experiment_spec(config, EXPERIMENTS[wildcards.experiment])
+    return json.dumps(spec, sort_keys=True)  # key order in a YAML file must not rerun jobs
 
 
 def get_experiment_ids():

@@ -13,7 +13,7 @@ rule build_tiny_model:
     output:
         model=get_tiny_model_path(),
     params:
-        spec=json.dumps(config["tiny_model"]),
+        spec=json.dumps(config["tiny_model"], sort_keys=True),
     log:
         "logs/build_tiny_model.log",
     shell:

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
+
 from perflab.engines.base import Chunk, EngineError, GenerationOptions, PreflightError
 from perflab.records import ERROR_ENGINE, ERROR_TIMEOUT, ServerTimings
 
@@ -80,12 +82,24 @@ class LlamaCppEngine:
             "load_s": self.load_s,
         }
 
-    def _eos_bias(self) -> dict[int, float]:
+    def _eos_tokens(self) -> set[int]:
         eos = {self.llm.token_eos()}
         eot = self.llm.metadata.get("tokenizer.ggml.eot_token_id")
         if eot is not None:
             eos.add(int(eot))
-        return {token: float("-inf") for token in eos}
+        return eos
+
+    @staticmethod
+    def _forbid(tokens: set[int]):
+        from llama_cpp import LogitsProcessorList
+
+        forbidden = sorted(tokens)
+
+        def processor(input_ids, scores):
+            scores[forbidden] = -np.inf
+            return scores
+
+        return LogitsProcessorList([processor])
 
     def _perf(self) -> dict:
         import llama_cpp
@@ -117,23 +131,26 @@ class LlamaCppEngine:
         if not self.prompt_cache:
             self.llm.reset()
         self._reset_perf()
-        prompt_tokens = len(self.llm.tokenize(prompt.encode(), add_bos=True))
+        prompt_ids = self.llm.tokenize(prompt.encode(), add_bos=True)
+        eos = self._eos_tokens()
+        processor = self._forbid(eos) if options.ignore_eos else None
+        if options.seed is not None:
+            self.llm.set_seed(options.seed)
         deadline = time.perf_counter() + options.timeout_s
+        generated = 0
         try:
-            pieces = self.llm.create_completion(
-                prompt,
-                max_tokens=options.max_tokens,
-                temperature=options.temperature,
-                seed=options.seed,
-                stream=True,
-                logit_bias=self._eos_bias() if options.ignore_eos else None,
-            )
-            for piece in pieces:
-                choice = piece["choices"][0]
-                is_token = choice["text"] or choice["finish_reason"] is None
-                yield Chunk(text=choice["text"], n_tokens=1 if is_token else 0)
+            # generate() yields one token id per decode step, so counts are exact
+            for token in self.llm.generate(
+                prompt_ids, temp=options.temperature, reset=True, logits_processor=processor
+            ):
+                if token in eos:
+                    break
+                generated += 1
+                text = self.llm.detokenize([token]).decode("utf-8", errors="replace")
+                yield Chunk(text=text, n_tokens=1)
+                if generated >= options.max_tokens:
+                    break
                 if time.perf_counter() > deadline:
-                    pieces.close()
                     raise EngineError(ERROR_TIMEOUT, f"request exceeded {options.timeout_s}s")
         except EngineError:
             raise
@@ -146,10 +163,8 @@ class LlamaCppEngine:
                 load_s=0.0,
                 prefill_s=perf["t_p_eval_ms"] * MS,
                 decode_s=perf["t_eval_ms"] * MS,
-                prompt_tokens=prompt_tokens,
-                # n_eval also counts prompt tokens llama.cpp happened to decode one
-                # at a time, so the client's own token count is the output length
-                output_tokens=None,
+                prompt_tokens=len(prompt_ids),
+                output_tokens=generated,
                 raw=perf | {"queue_s": queue_s},
             ),
         )
