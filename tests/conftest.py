@@ -8,6 +8,8 @@ for servers with other timings; every server it starts is stopped afterwards.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from perflab.calibration import CalibrationServer, TimingModel
@@ -46,3 +48,26 @@ def make_calibration_server():
 def calibration_server(make_calibration_server) -> CalibrationServer:
     """A started calibration server with ``FAST_TIMING``; ``.url`` is its base URL."""
     return make_calibration_server()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+VOCAB = ROOT / "cache" / "vocab" / "ggml-vocab-llama-bpe.gguf"
+
+
+@pytest.fixture(scope="session")
+def vocab_path() -> Path:
+    """The Llama-3 vocab GGUF, fetched once from the llama-cpp-python sdist."""
+    from perflab.tiny_model import fetch_vocab
+
+    if not VOCAB.exists():
+        fetch_vocab(VOCAB)
+    return VOCAB
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(vocab_path, tmp_path_factory) -> Path:
+    from perflab.tiny_model import TinyModelSpec, build_tiny_model
+
+    spec = TinyModelSpec(embedding_length=32, block_count=1, feed_forward_length=64,
+                         head_count=2, head_count_kv=1, context_length=2048)  # fmt: skip
+    return build_tiny_model(vocab_path, tmp_path_factory.mktemp("model") / "tiny.gguf", spec)

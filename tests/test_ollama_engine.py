@@ -238,11 +238,6 @@ def test_server_stopped_between_requests(engine, calibration_server):
     assert error.error_class == ERROR_CONNECT
 
 
-@pytest.mark.xfail(
-    reason="OllamaEngine.stream ignores GenerationOptions.timeout_s; only the "
-    "constructor's timeout_s reaches the HTTP client",
-    strict=False,
-)
 def test_per_request_timeout_is_honoured(calibration_server):
     engine = OllamaEngine(MODEL, host=calibration_server.url, timeout_s=30)
     calibration_server.inject_fault("stall:1")

@@ -34,14 +34,14 @@ def job_counts(output: str) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
+def workdir(tmp_path_factory, vocab_path) -> Path:
     workdir = tmp_path_factory.mktemp("workflow")
     for name in ("Snakefile", "workflow", "config", "profiles"):
         source = ROOT / name
         copy = shutil.copytree if source.is_dir() else shutil.copy
         copy(source, workdir / name)
     shutil.copy(TINY, workdir / "tiny.yaml")
-    if (ROOT / VOCAB).exists():  # saves a download; the fetch rule runs otherwise
+    if (ROOT / VOCAB).exists():  # fetched by the vocab_path fixture or an earlier run
         (workdir / VOCAB).parent.mkdir(parents=True)
         shutil.copy(ROOT / VOCAB, workdir / VOCAB)
     return workdir

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Iterator
 
 import httpx
@@ -66,7 +67,7 @@ def classify(exc: BaseException) -> EngineError:
         return EngineError(ERROR_CONNECT, f"cannot connect: {exc}")
     if isinstance(exc, httpx.TimeoutException):
         return EngineError(ERROR_TIMEOUT, f"timed out: {type(exc).__name__}")
-    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.TransportError)):
         return EngineError(ERROR_DROPPED, f"connection dropped: {exc}")
     if isinstance(exc, (json.JSONDecodeError, TypeError, ValueError)):
         return EngineError(ERROR_PROTOCOL, f"malformed response: {exc}")
@@ -79,16 +80,29 @@ class OllamaEngine:
     def __init__(self, model: str, host: str | None = None, timeout_s: float = 120.0):
         self.model = model
         self.host = resolve_host(host)
+        self.timeout_s = timeout_s
         self.client = ollama.Client(host=self.host, timeout=timeout_s)
+        # the client exposes no per-request timeout; its httpx client carries one
+        self._http: httpx.Client = self.client._client
+
+    def _version(self) -> str | None:
+        response = self._http.get("/api/version")
+        response.raise_for_status()
+        return response.json().get("version")
 
     def preflight(self) -> dict:
         try:
-            version = self.client._client.get("/api/version").json().get("version")
+            version = self._version()
             tags = self.client.list()
-        except (httpx.HTTPError, ConnectionError) as exc:
+        except (httpx.TransportError, ConnectionError) as exc:
             raise PreflightError(
                 f"No Ollama server answers at {self.host} ({exc}). "
                 "Start it with `ollama serve`, or set OLLAMA_HOST to where it listens."
+            ) from None
+        except (httpx.HTTPStatusError, ollama.ResponseError, ValueError) as exc:
+            raise PreflightError(
+                f"The server at {self.host} does not answer like Ollama ({exc}). "
+                "Check that OLLAMA_HOST points at `ollama serve`."
             ) from None
         names = {m.model for m in tags.models}
         if self.model not in names and f"{self.model}:latest" not in names:
@@ -97,7 +111,13 @@ class OllamaEngine:
                 f"Model {self.model!r} is not on the Ollama server at {self.host} "
                 f"(it has: {available}). Run `ollama pull {self.model}`."
             )
-        show = self.client.show(self.model)
+        try:
+            show = self.client.show(self.model)
+        except (httpx.HTTPError, ollama.ResponseError) as exc:
+            raise PreflightError(
+                f"Ollama at {self.host} lists {self.model!r} but cannot describe it ({exc}). "
+                f"Run `ollama pull {self.model}` again."
+            ) from None
         details = show.details.model_dump() if show.details else {}
         digest = next((m.digest for m in tags.models if m.model in (self.model, f"{self.model}:latest")), None)
         return {
@@ -113,6 +133,9 @@ class OllamaEngine:
         request_options = {"temperature": options.temperature, "num_predict": options.max_tokens}
         if options.seed is not None:
             request_options["seed"] = options.seed
+        deadline = time.perf_counter() + options.timeout_s
+        # bounds a stall between chunks; the deadline bounds the whole request
+        self._http.timeout = httpx.Timeout(min(self.timeout_s, options.timeout_s))
         try:
             parts = self.client.generate(
                 model=self.model,
@@ -132,9 +155,12 @@ class OllamaEngine:
                     return
                 if part.response:
                     yield Chunk(text=part.response, n_tokens=1)
+                if time.perf_counter() > deadline:
+                    parts.close()
+                    raise EngineError(ERROR_TIMEOUT, f"request exceeded {options.timeout_s}s")
         except Exception as exc:  # noqa: BLE001 - every failure becomes a classified record
             raise classify(exc) from exc
         raise EngineError(ERROR_DROPPED, "stream ended without a final done chunk")
 
     def close(self) -> None:
-        self.client._client.close()
+        self._http.close()
