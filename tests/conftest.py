@@ -68,6 +68,12 @@ def vocab_path() -> Path:
 def tiny_model_path(vocab_path, tmp_path_factory) -> Path:
     from perflab.tiny_model import TinyModelSpec, build_tiny_model
 
-    spec = TinyModelSpec(embedding_length=32, block_count=1, feed_forward_length=64,
-                         head_count=2, head_count_kv=1, context_length=2048)  # fmt: skip
+    spec = TinyModelSpec(
+        embedding_length=32,
+        block_count=1,
+        feed_forward_length=64,
+        head_count=2,
+        head_count_kv=1,
+        context_length=2048,
+    )
     return build_tiny_model(vocab_path, tmp_path_factory.mktemp("model") / "tiny.gguf", spec)

@@ -36,7 +36,9 @@ def test_default_config_is_valid_and_has_the_seed_values():
 
 
 def test_defaults_are_filled():
-    config = validate_config({"prompts": {"medium": "x", "short": "y", "long": "z", "tiny": "a", "very_long": "b"}})
+    config = validate_config(
+        {"prompts": {"medium": "x", "short": "y", "long": "z", "tiny": "a", "very_long": "b"}}
+    )
     assert config["generation"]["max_tokens"] == 64
     assert config["suites"]["concurrency"]["workers"] == [1, 2, 4]
     assert config["tiny_model"]["block_count"] == 4
@@ -47,16 +49,31 @@ def test_defaults_are_filled():
     ("change", "expected"),
     [
         ({"bogus": 1}, "'bogus' was unexpected"),
-        ({"engine": {"name": "vllm"}}, "engine.name: 'vllm' is not allowed; use one of 'llamacpp', 'ollama'"),
-        ({"suites": {"concurrency": {"workers": [0]}}}, "suites.concurrency.workers[0]: 0 is less than the minimum of 1"),
-        ({"suites": {"temperature": {"temperatures": ["hot"]}}}, "suites.temperature.temperatures[0]: 'hot' is not of type 'number'"),
+        (
+            {"engine": {"name": "vllm"}},
+            "engine.name: 'vllm' is not allowed; use one of 'llamacpp', 'ollama'",
+        ),
+        (
+            {"suites": {"concurrency": {"workers": [0]}}},
+            "suites.concurrency.workers[0]: 0 is less than the minimum of 1",
+        ),
+        (
+            {"suites": {"temperature": {"temperatures": ["hot"]}}},
+            "suites.temperature.temperatures[0]: 'hot' is not of type 'number'",
+        ),
         ({"suites": {"temperature": {"temperatures": [3.0]}}}, "is greater than the maximum of 2"),
-        ({"suites": {"temperature": {"prompt": "missing"}}}, "suites.temperature.prompt: prompt 'missing' is not defined"),
-        ({"generation": {"max_tokens": 0}}, "generation.max_tokens: 0 is less than the minimum of 1"),
+        (
+            {"suites": {"temperature": {"prompt": "missing"}}},
+            "suites.temperature.prompt: prompt 'missing' is not defined",
+        ),
+        (
+            {"generation": {"max_tokens": 0}},
+            "generation.max_tokens: 0 is less than the minimum of 1",
+        ),
         ({"run": "has space"}, "run: 'has space' does not match"),
         ({"expected_tps": [20, 10]}, "expected_tps: lower bound 20 is above upper bound 10"),
     ],
-)  # fmt: skip
+)
 def test_bad_values_are_named(change, expected):
     config = default_config()
     for key, value in change.items():

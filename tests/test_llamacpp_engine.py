@@ -1,6 +1,5 @@
 """The embedded engine on a real (tiny, random-weight) Llama-3-architecture GGUF."""
 
-
 import pytest
 
 from perflab.engines.base import GenerationOptions, PreflightError
@@ -59,7 +58,9 @@ def test_same_seed_same_text(engine):
 
 def test_concurrent_workers_queue_on_the_model_lock(engine):
     options = GenerationOptions(max_tokens=16, ignore_eos=True)
-    result = run_load(engine, "What is AI?", options, LoadPlan(workers=3, requests=6), experiment_id="q")
+    result = run_load(
+        engine, "What is AI?", options, LoadPlan(workers=3, requests=6), experiment_id="q"
+    )
     assert len(result.records) == 6 and all(r.status == "ok" for r in result.records)
     assert max(r.queue_s for r in result.records) > 0
     # one request at a time: no two generation spans overlap

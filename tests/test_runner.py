@@ -35,7 +35,9 @@ class ScriptedEngine:
 
 
 def test_timings_come_from_arrival_times():
-    result = run_load(ScriptedEngine(), "p", GenerationOptions(), LoadPlan(requests=3), experiment_id="e")
+    result = run_load(
+        ScriptedEngine(), "p", GenerationOptions(), LoadPlan(requests=3), experiment_id="e"
+    )
     for record in result.records:
         assert record.status == "ok" and record.output_tokens == TOKENS
         assert record.ttft_s == pytest.approx(FIRST_S, abs=0.02)
@@ -55,7 +57,13 @@ def test_warmup_is_recorded_and_flagged():
 
 @pytest.mark.parametrize("workers", [1, 2, 3])
 def test_closed_loop_sends_exactly_n_requests(workers):
-    result = run_load(ScriptedEngine(), "p", GenerationOptions(), LoadPlan(workers=workers, requests=7), experiment_id="e")
+    result = run_load(
+        ScriptedEngine(),
+        "p",
+        GenerationOptions(),
+        LoadPlan(workers=workers, requests=7),
+        experiment_id="e",
+    )
     assert len(result.records) == 7
     assert sorted(r.request_index for r in result.records) == list(range(7))
     assert {r.worker for r in result.records} == set(range(workers))
@@ -84,11 +92,20 @@ def test_failures_become_records_never_lost():
 
 def test_each_record_is_handed_over_as_it_ends():
     seen = []
-    run_load(ScriptedEngine(), "p", GenerationOptions(), LoadPlan(requests=3, warmup_requests=1), experiment_id="e", on_record=seen.append)
+    run_load(
+        ScriptedEngine(),
+        "p",
+        GenerationOptions(),
+        LoadPlan(requests=3, warmup_requests=1),
+        experiment_id="e",
+        on_record=seen.append,
+    )
     assert len(seen) == 4
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"requests": 1, "duration_s": 1.0}, {"requests": 1, "workers": 0}])
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"requests": 1, "duration_s": 1.0}, {"requests": 1, "workers": 0}]
+)
 def test_load_plan_rejects_bad_combinations(kwargs):
     with pytest.raises(ValueError):
         LoadPlan(**kwargs)

@@ -16,7 +16,13 @@ PLANNED = 8
 def run(url, options=None, workers=2):
     engine = OllamaEngine(MODEL, host=url, timeout_s=5)
     try:
-        return run_load(engine, "hello world", options or GenerationOptions(timeout_s=5), LoadPlan(workers=workers, requests=PLANNED), experiment_id="f").records
+        return run_load(
+            engine,
+            "hello world",
+            options or GenerationOptions(timeout_s=5),
+            LoadPlan(workers=workers, requests=PLANNED),
+            experiment_id="f",
+        ).records
     finally:
         engine.close()
 
@@ -78,5 +84,9 @@ def test_fault_rates_match_the_servers_own_log(make_calibration_server):
     assert_complete(records)
     injected = Counter(entry.fault for entry in server.wait_for_log(PLANNED) if entry.fault)
     measured = Counter(r.error_class for r in records if r.error_class)
-    assert measured.get("http_status", 0) == sum(n for f, n in injected.items() if f.startswith("http_500"))
-    assert measured.get("dropped", 0) == sum(n for f, n in injected.items() if f.startswith("drop_after"))
+    assert measured.get("http_status", 0) == sum(
+        n for f, n in injected.items() if f.startswith("http_500")
+    )
+    assert measured.get("dropped", 0) == sum(
+        n for f, n in injected.items() if f.startswith("drop_after")
+    )

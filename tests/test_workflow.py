@@ -24,13 +24,19 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     env = {"PATH": f"{bindir}:/usr/bin:/bin", "HOME": str(Path.home())}
     return subprocess.run(
         [sys.executable, "-m", "snakemake", *args],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def job_counts(output: str) -> dict[str, int]:
     table = output.split("Job stats:", 1)[1]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
+    return {
+        m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"
+    }
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +99,18 @@ def test_full_run_writes_records_summary_and_log(full_run):
     assert "n/a" not in benchmark
     for label in ("Tiny prompts", "Very long prompts", "Temp 1.5", "4 workers", "Avg CPU"):
         assert label in benchmark
+    analysis = log.split("## Performance Analysis", 1)[1].split("## GitHub Documentation", 1)[0]
+    assert "[x]" in analysis.split("**Evidence**")[0] or "undetermined" in analysis
+    assert "[ ]" not in analysis.split("### Comparison to Expectations", 1)[1]
+    assert "n/a" not in analysis
     html = (full_run / "reports" / "test-tiny" / "day1-log.html").read_text()
     assert "<svg" in html and "Mean Latency" in html
+
+
+def test_snakemake_report_builds(full_run):
+    result = snakemake(full_run, "--report", "report.zip", "--configfile", "tiny.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (full_run / "report.zip").stat().st_size > 10_000
 
 
 def test_unchanged_rerun_has_nothing_to_do(full_run):

@@ -97,7 +97,9 @@ def temperature_effect(summary: pl.DataFrame) -> dict:
             f"slower than {fast['temperature']:g}, beyond the 95% CIs ({listing})."
         )
     if len(lengths) == 1:
-        sentence += " Output length was the same at every temperature, so this compares like with like."
+        sentence += (
+            " Output length was the same at every temperature, so this compares like with like."
+        )
     else:
         sentence += " Output length differs between temperatures: compare tok/s, not only latency."
     return {
@@ -141,7 +143,12 @@ def concurrency_scaling(summary: pl.DataFrame) -> dict:
             f" TTFT grows from {one['ttft_mean_s']:.3f}s to {most['ttft_mean_s']:.3f}s, "
             "where waiting for the server shows."
         )
-    return {"rows": rows, "speedup": speedup, "latency_growth": latency_growth, "sentence": f"{verdict} ({listing})."}
+    return {
+        "rows": rows,
+        "speedup": speedup,
+        "latency_growth": latency_growth,
+        "sentence": f"{verdict} ({listing}).",
+    }
 
 
 def expected_vs_actual_tps(summary: pl.DataFrame, expected: tuple[float, float] = (10, 20)) -> dict:
@@ -195,9 +202,11 @@ def latency_breakdown(summary: pl.DataFrame) -> dict:
         f"n={int(total)})."
     )
     if known:
-        sentence += " By the engine's own timings: " + ", ".join(
-            f"{name} {share:.1f}%" for name, share in shares.items()
-        ) + " (other = client, HTTP and sampling overhead)."
+        sentence += (
+            " By the engine's own timings: "
+            + ", ".join(f"{name} {share:.1f}%" for name, share in shares.items())
+            + " (other = client, HTTP and sampling overhead)."
+        )
     if ttft_percent < 50:
         sentence += " Decode dominates: output length, not prompt length, drives latency here."
     else:

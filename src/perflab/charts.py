@@ -39,9 +39,11 @@ def latency_distribution_chart(requests: pl.DataFrame) -> alt.Chart:
     box = base.mark_boxplot(extent="min-max", opacity=0.5).encode(
         y=alt.Y("e2e_s:Q", title="latency (s)")
     )
-    points = base.mark_circle(size=12, opacity=0.4).encode(
-        y=alt.Y("e2e_s:Q"), xOffset=alt.XOffset("jitter:Q")
-    ).transform_calculate(jitter="random()")
+    points = (
+        base.mark_circle(size=12, opacity=0.4)
+        .encode(y=alt.Y("e2e_s:Q"), xOffset=alt.XOffset("jitter:Q"))
+        .transform_calculate(jitter="random()")
+    )
     return (box + points).properties(width=WIDTH, height=300)
 
 
@@ -71,9 +73,9 @@ def prompt_length_chart(summary: pl.DataFrame) -> alt.LayerChart | alt.Chart:
             alt.Tooltip("n_ok:Q", title="n"),
         ]
     )
-    fit = base.transform_regression(
-        "prompt_tokens_mean", "seconds", groupby=["metric"]
-    ).mark_line(strokeDash=[4, 3])
+    fit = base.transform_regression("prompt_tokens_mean", "seconds", groupby=["metric"]).mark_line(
+        strokeDash=[4, 3]
+    )
     return (points + fit).properties(width=WIDTH, height=300)
 
 
@@ -85,9 +87,7 @@ def temperature_chart(summary: pl.DataFrame) -> alt.LayerChart | alt.Chart:
     )
     if rows.is_empty():
         return _no_data(title)
-    base = alt.Chart(rows, title=title).encode(
-        x=alt.X("temperature:O", title="temperature")
-    )
+    base = alt.Chart(rows, title=title).encode(x=alt.X("temperature:O", title="temperature"))
     bars = base.mark_bar(opacity=0.7).encode(
         y=alt.Y("e2e_mean_s:Q", title="mean latency (s)"),
         tooltip=[
@@ -118,9 +118,11 @@ def concurrency_chart(summary: pl.DataFrame) -> alt.LayerChart | alt.Chart:
         y=alt.Y("req_per_s:Q", title="throughput (req/s)"),
     )
     line = base.mark_line(point=True).encode(order=alt.Order("workers:O"))
-    labels = base.mark_text(dx=8, align="left").encode(
-        text=alt.Text("label:N")
-    ).transform_calculate(label="datum.workers + ' worker(s)'")
+    labels = (
+        base.mark_text(dx=8, align="left")
+        .encode(text=alt.Text("label:N"))
+        .transform_calculate(label="datum.workers + ' worker(s)'")
+    )
     return (line + labels).properties(width=WIDTH, height=300)
 
 
@@ -128,9 +130,7 @@ def resource_timeline_chart(samples: pl.DataFrame) -> alt.VConcatChart | alt.Cha
     title = "Resources during sustained load"
     if samples.is_empty():
         return _no_data(title)
-    data = samples.with_columns(
-        (pl.col("t") - pl.col("t").min()).alias("elapsed_s")
-    )
+    data = samples.with_columns((pl.col("t") - pl.col("t").min()).alias("elapsed_s"))
     cpu = data.unpivot(
         on=[c for c in ("cpu_percent", "server_cpu_percent") if c in data.columns],
         index="elapsed_s",
@@ -138,7 +138,10 @@ def resource_timeline_chart(samples: pl.DataFrame) -> alt.VConcatChart | alt.Cha
         value_name="percent",
     ).with_columns(
         pl.col("series").replace(
-            {"cpu_percent": "system CPU (% of all cores)", "server_cpu_percent": "server CPU (% of one core)"}
+            {
+                "cpu_percent": "system CPU (% of all cores)",
+                "server_cpu_percent": "server CPU (% of one core)",
+            }
         )
     )
     cpu_chart = (
@@ -157,7 +160,9 @@ def resource_timeline_chart(samples: pl.DataFrame) -> alt.VConcatChart | alt.Cha
         variable_name="series",
         value_name="gb",
     ).with_columns(
-        pl.col("series").replace({"mem_used_gb": "system memory used", "server_rss_gb": "server RSS"})
+        pl.col("series").replace(
+            {"mem_used_gb": "system memory used", "server_rss_gb": "server RSS"}
+        )
     )
     memory_chart = (
         alt.Chart(memory, title="Memory (GB)")
@@ -184,9 +189,13 @@ def latency_breakdown_chart(summary: pl.DataFrame) -> alt.Chart:
         phases = rows.select(
             "prompt_name",
             *[pl.col(f"{p}_mean_s").fill_null(0).alias(p) for p in parts],
-            (pl.col("e2e_mean_s") - pl.sum_horizontal(*[pl.col(f"{p}_mean_s").fill_null(0) for p in parts]))
-            .clip(lower_bound=0).alias("other"),
-        )  # fmt: skip
+            (
+                pl.col("e2e_mean_s")
+                - pl.sum_horizontal(*[pl.col(f"{p}_mean_s").fill_null(0) for p in parts])
+            )
+            .clip(lower_bound=0)
+            .alias("other"),
+        )
         columns = [*parts, "other"]
     else:
         phases = rows.select(
@@ -195,7 +204,9 @@ def latency_breakdown_chart(summary: pl.DataFrame) -> alt.Chart:
             (pl.col("e2e_mean_s") - pl.col("ttft_mean_s")).alias("after first token"),
         )
         columns = ["ttft", "after first token"]
-    data = phases.unpivot(on=columns, index="prompt_name", variable_name="phase", value_name="seconds")
+    data = phases.unpivot(
+        on=columns, index="prompt_name", variable_name="phase", value_name="seconds"
+    )
     return (
         alt.Chart(data, title=title)
         .mark_bar()
@@ -224,9 +235,7 @@ def save_chart(chart, stem: Path) -> dict[str, Path]:
 
 def read_samples(paths: list[Path]) -> pl.DataFrame:
     frames = [
-        pl.read_ndjson(path).select(
-            pl.exclude("cpu_per_core", "server_pids")
-        )
+        pl.read_ndjson(path).select(pl.exclude("cpu_per_core", "server_pids"))
         for path in paths
         if Path(path).stat().st_size
     ]

@@ -76,8 +76,8 @@ def validate_config(config: dict, source: str = "config") -> dict:
 
 def _referenced_prompts(config: dict) -> list[tuple[str, str]]:
     suites = config["suites"]
-    refs = [(f"suites.basic.prompts", name) for name in suites["basic"]["prompts"]]
-    refs += [(f"suites.prompt_length.prompts", name) for name in suites["prompt_length"]["prompts"]]
+    refs = [("suites.basic.prompts", name) for name in suites["basic"]["prompts"]]
+    refs += [("suites.prompt_length.prompts", name) for name in suites["prompt_length"]["prompts"]]
     refs += [
         (f"suites.{suite}.prompt", suites[suite]["prompt"])
         for suite in ("temperature", "concurrency", "resources")
@@ -173,27 +173,59 @@ def _suite_points(config: dict) -> list[tuple[str, dict]]:
     basic = suites["basic"]
     if basic["enabled"]:
         for name in basic["prompts"]:
-            points.append(("basic", dict(prompt_name=name, workers=basic["workers"], requests=basic["requests"])))
+            points.append(
+                (
+                    "basic",
+                    dict(prompt_name=name, workers=basic["workers"], requests=basic["requests"]),
+                )
+            )
     length = suites["prompt_length"]
     if length["enabled"]:
         for name in length["prompts"]:
-            points.append(("prompt_length", dict(prompt_name=name, workers=length["workers"], requests=length["requests"])))
+            points.append(
+                (
+                    "prompt_length",
+                    dict(prompt_name=name, workers=length["workers"], requests=length["requests"]),
+                )
+            )
     temp = suites["temperature"]
     if temp["enabled"]:
         for value in temp["temperatures"]:
-            points.append(("temperature", dict(prompt_name=temp["prompt"], temperature=value, workers=temp["workers"], requests=temp["requests"])))
+            points.append(
+                (
+                    "temperature",
+                    dict(
+                        prompt_name=temp["prompt"],
+                        temperature=value,
+                        workers=temp["workers"],
+                        requests=temp["requests"],
+                    ),
+                )
+            )
     conc = suites["concurrency"]
     if conc["enabled"]:
         for workers in conc["workers"]:
-            points.append(("concurrency", dict(prompt_name=conc["prompt"], workers=workers, requests=conc["requests"])))
+            points.append(
+                (
+                    "concurrency",
+                    dict(prompt_name=conc["prompt"], workers=workers, requests=conc["requests"]),
+                )
+            )
     res = suites["resources"]
     if res["enabled"]:
-        points.append(("resources", dict(prompt_name=res["prompt"], workers=res["workers"], duration_s=res["duration_s"])))
+        points.append(
+            (
+                "resources",
+                dict(
+                    prompt_name=res["prompt"], workers=res["workers"], duration_s=res["duration_s"]
+                ),
+            )
+        )
     for _, point in points:
         point.setdefault("temperature", default_temperature)
         point["temperature"] = float(point["temperature"])
         point["prompt"] = prompts[point["prompt_name"]]
-    return points  # fmt: skip
+    return points
 
 
 def expand_experiments(config: dict) -> dict[str, Experiment]:

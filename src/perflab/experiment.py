@@ -30,8 +30,13 @@ class ExperimentPaths:
 
 
 SETTINGS_KEYS = (
-    "engine", "generation", "calibration", "warmup_requests", "error_budget", "sampler",
-)  # fmt: skip
+    "engine",
+    "generation",
+    "calibration",
+    "warmup_requests",
+    "error_budget",
+    "sampler",
+)
 
 
 def experiment_spec(config: dict, experiment: Experiment) -> dict:
@@ -86,9 +91,13 @@ def run_experiment(spec: dict, paths: ExperimentPaths, model_path: str | None = 
     try:
         with sampler:
             result = run_load(
-                engine, experiment.prompt, options, plan,
-                experiment_id=experiment.id, on_record=append,
-            )  # fmt: skip
+                engine,
+                experiment.prompt,
+                options,
+                plan,
+                experiment_id=experiment.id,
+                on_record=append,
+            )
     finally:
         append.close()
         engine.close()

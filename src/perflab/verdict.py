@@ -56,7 +56,16 @@ def cpu_check(resources: dict, usable_cores: int) -> Check | None:
         f"available on {usable_cores} usable core(s) ({(share or 0):.0%}); system CPU "
         f"averaged {system or 0:.0f}% of all cores"
     )
-    return Check("cpu", triggered, text, {"server_cpu_percent_mean": server, "cpu_percent_mean": system, "usable_cores": usable_cores})  # fmt: skip
+    return Check(
+        "cpu",
+        triggered,
+        text,
+        {
+            "server_cpu_percent_mean": server,
+            "cpu_percent_mean": system,
+            "usable_cores": usable_cores,
+        },
+    )
 
 
 def memory_check(resources: dict, model_size_gb: float | None) -> Check | None:
@@ -74,7 +83,16 @@ def memory_check(resources: dict, model_size_gb: float | None) -> Check | None:
         + f", swap used at most {swap or 0:.2f} GB"
         + (f", model file {model_size_gb:.2f} GB" if model_size_gb is not None else "")
     )
-    return Check("memory", bool(low or swapping or too_big), text, {"mem_available_gb_min": available, "swap_used_gb_max": swap, "model_size_gb": model_size_gb})  # fmt: skip
+    return Check(
+        "memory",
+        bool(low or swapping or too_big),
+        text,
+        {
+            "mem_available_gb_min": available,
+            "swap_used_gb_max": swap,
+            "model_size_gb": model_size_gb,
+        },
+    )
 
 
 def queueing_check(concurrency: list[dict]) -> Check | None:
@@ -84,7 +102,9 @@ def queueing_check(concurrency: list[dict]) -> Check | None:
     one, most = points[0], points[-1]
     latency_growth = most["e2e_mean_s"] / one["e2e_mean_s"]
     throughput_growth = most["req_per_s"] / one["req_per_s"]
-    triggered = latency_growth >= QUEUE_LATENCY_GROWTH and throughput_growth <= QUEUE_FLAT_THROUGHPUT
+    triggered = (
+        latency_growth >= QUEUE_LATENCY_GROWTH and throughput_growth <= QUEUE_FLAT_THROUGHPUT
+    )
     text = (
         f"from 1 to {most['workers']} workers, mean latency grew ×{latency_growth:.2f} "
         f"({one['e2e_mean_s']:.3f}s → {most['e2e_mean_s']:.3f}s) while throughput grew "
@@ -92,7 +112,12 @@ def queueing_check(concurrency: list[dict]) -> Check | None:
     )
     if most.get("queue_s_mean") is not None:
         text += f"; requests waited {most['queue_s_mean']:.3f}s on average in the queue"
-    return Check("queueing", triggered, text, {"latency_growth": latency_growth, "throughput_growth": throughput_growth})  # fmt: skip
+    return Check(
+        "queueing",
+        triggered,
+        text,
+        {"latency_growth": latency_growth, "throughput_growth": throughput_growth},
+    )
 
 
 def client_check(resources: dict, embedded: bool) -> Check | None:
@@ -111,7 +136,9 @@ def io_check(resources: dict) -> Check | None:
         return None
     system = resources.get("cpu_percent_mean") or 0.0
     triggered = disk >= DISK_READ_HIGH_MB_S and system < SYSTEM_CPU_SATURATION
-    return Check("io", triggered, f"disk reads averaged {disk:.1f} MB/s", {"disk_read_mb_s_mean": disk})  # fmt: skip
+    return Check(
+        "io", triggered, f"disk reads averaged {disk:.1f} MB/s", {"disk_read_mb_s_mean": disk}
+    )
 
 
 def decide(
@@ -135,7 +162,12 @@ def decide(
     triggered = [c.name for c in checks if c.triggered]
     ranked = [name for name in PRIORITY if name in triggered]
     if not checks:
-        return Verdict("undetermined", ["no resource samples and no concurrency sweep: nothing to decide from"], [], [])  # fmt: skip
+        return Verdict(
+            "undetermined",
+            ["no resource samples and no concurrency sweep: nothing to decide from"],
+            [],
+            [],
+        )
     if not ranked:
         evidence = [c.evidence for c in checks]
         evidence.append("no rule triggered: no resource is saturated at this load")

@@ -12,6 +12,8 @@ rule aggregate:
         ),
         summary_json=f"{RESULTS}/summary.json",
         experiment_json=get_experiment_files("summary.json"),
+    conda:
+        "../../environment.yml"
     log:
         f"{LOGS}/aggregate.log",
     script:

@@ -6,11 +6,13 @@ rule preflight:
         unpack(get_model_inputs),
     output:
         info=f"{RESULTS}/preflight.json",
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/preflight.log",
     params:
         settings=get_settings_json,
         model=get_model_arg,
-    log:
-        f"{LOGS}/preflight.log",
     shell:
         "python -m perflab preflight --spec {params.settings:q} {params.model}"
         " --out {output.info} > {log} 2>&1 || (cat {log} >&2; exit 1)"
@@ -24,15 +26,17 @@ rule run_experiment:
         records=f"{RESULTS}/experiments/{{experiment}}/records.jsonl",
         samples=f"{RESULTS}/experiments/{{experiment}}/samples.jsonl",
         metadata=f"{RESULTS}/experiments/{{experiment}}/metadata.json",
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/experiments/{{experiment}}.log",
+    resources:
+        llm_server=1,
     params:
         spec=get_experiment_spec,
         model=get_model_arg,
         out_dir=subpath(output.records, parent=True),
         failed_dir=f"{RESULTS}/failed",
-    log:
-        f"{LOGS}/experiments/{{experiment}}.log",
-    resources:
-        llm_server=1,
     shell:
         "python -m perflab run-experiment --spec {params.spec:q} {params.model}"
         " --out-dir {params.out_dir} --failed-dir {params.failed_dir} > {log} 2>&1"

@@ -32,7 +32,9 @@ wildcard_constraints:
 
 def get_tiny_model_path():
     tiny = config["tiny_model"]
-    name = "tiny-llama3-d{embedding_length}-l{block_count}-ff{feed_forward_length}-s{seed}"
+    name = (
+        "tiny-llama3-d{embedding_length}-l{block_count}-ff{feed_forward_length}-s{seed}"
+    )
     return f"cache/models/{name.format(**tiny)}.gguf"
 
 
@@ -57,7 +59,9 @@ def get_settings_json(wildcards=None):
 
 def get_experiment_spec(wildcards):
     spec = experiment_spec(config, EXPERIMENTS[wildcards.experiment])
-    return json.dumps(spec, sort_keys=True)  # key order in a YAML file must not rerun jobs
+    return json.dumps(
+        spec, sort_keys=True
+    )  # key order in a YAML file must not rerun jobs
 
 
 def get_experiment_ids():
@@ -65,7 +69,9 @@ def get_experiment_ids():
 
 
 def get_experiment_files(name):
-    return expand(f"{RESULTS}/experiments/{{experiment}}/{name}", experiment=get_experiment_ids())
+    return expand(
+        f"{RESULTS}/experiments/{{experiment}}/{name}", experiment=get_experiment_ids()
+    )
 
 
 def get_final_outputs():

@@ -1,6 +1,8 @@
 rule fetch_vocab:
     output:
         vocab="cache/vocab/ggml-vocab-llama-bpe.gguf",
+    conda:
+        "../../environment.yml"
     log:
         "logs/fetch_vocab.log",
     shell:
@@ -12,10 +14,12 @@ rule build_tiny_model:
         vocab=rules.fetch_vocab.output.vocab,
     output:
         model=get_tiny_model_path(),
-    params:
-        spec=json.dumps(config["tiny_model"], sort_keys=True),
+    conda:
+        "../../environment.yml"
     log:
         "logs/build_tiny_model.log",
+    params:
+        spec=json.dumps(config["tiny_model"], sort_keys=True),
     shell:
         "python -m perflab build-model --vocab {input.vocab} --out {output.model}"
         " --spec {params.spec:q} > {log} 2>&1"

@@ -5,6 +5,8 @@ rule charts:
         samples=get_experiment_files("samples.jsonl"),
     output:
         charts=directory(f"{REPORTS}/charts"),
+    conda:
+        "../../environment.yml"
     log:
         f"{LOGS}/charts.log",
     script:
@@ -30,10 +32,12 @@ rule report:
             caption="../report/day1_log.rst",
             category="Day-1 log",
         ),
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/report.log",
     params:
         config=config,
         experiments={eid: e.params() for eid, e in EXPERIMENTS.items()},
-    log:
-        f"{LOGS}/report.log",
     script:
         "../scripts/report.py"

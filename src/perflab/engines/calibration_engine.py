@@ -3,7 +3,7 @@ calibration server that this engine starts on loopback with known timings."""
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from perflab.engines.base import Chunk, GenerationOptions
 from perflab.engines.ollama_engine import OllamaEngine

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import ollama
@@ -119,7 +119,9 @@ class OllamaEngine:
                 f"Run `ollama pull {self.model}` again."
             ) from None
         details = show.details.model_dump() if show.details else {}
-        digest = next((m.digest for m in tags.models if m.model in (self.model, f"{self.model}:latest")), None)
+        digest = next(
+            (m.digest for m in tags.models if m.model in (self.model, f"{self.model}:latest")), None
+        )
         return {
             "engine": self.name,
             "engine_version": version,
