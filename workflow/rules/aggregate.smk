@@ -12,9 +12,9 @@ rule aggregate:
         ),
         summary_json=f"{RESULTS}/summary.json",
         experiment_json=get_experiment_files("summary.json"),
-    conda:
-        "../../environment.yml"
     log:
         f"{LOGS}/aggregate.log",
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/aggregate.py"

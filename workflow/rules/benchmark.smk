@@ -6,10 +6,10 @@ rule preflight:
         unpack(get_model_inputs),
     output:
         info=f"{RESULTS}/preflight.json",
-    conda:
-        "../../environment.yml"
     log:
         f"{LOGS}/preflight.log",
+    conda:
+        "../../environment.yml"
     params:
         settings=get_settings_json,
         model=get_model_arg,
@@ -26,10 +26,10 @@ rule run_experiment:
         records=f"{RESULTS}/experiments/{{experiment}}/records.jsonl",
         samples=f"{RESULTS}/experiments/{{experiment}}/samples.jsonl",
         metadata=f"{RESULTS}/experiments/{{experiment}}/metadata.json",
-    conda:
-        "../../environment.yml"
     log:
         f"{LOGS}/experiments/{{experiment}}.log",
+    conda:
+        "../../environment.yml"
     resources:
         llm_server=1,
     params:

@@ -1,10 +1,10 @@
 rule fetch_vocab:
     output:
         vocab="cache/vocab/ggml-vocab-llama-bpe.gguf",
-    conda:
-        "../../environment.yml"
     log:
         "logs/fetch_vocab.log",
+    conda:
+        "../../environment.yml"
     shell:
         "python -m perflab fetch-vocab {output.vocab} > {log} 2>&1"
 
@@ -14,10 +14,10 @@ rule build_tiny_model:
         vocab=rules.fetch_vocab.output.vocab,
     output:
         model=get_tiny_model_path(),
-    conda:
-        "../../environment.yml"
     log:
         "logs/build_tiny_model.log",
+    conda:
+        "../../environment.yml"
     params:
         spec=json.dumps(config["tiny_model"], sort_keys=True),
     shell:

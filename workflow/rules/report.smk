@@ -5,10 +5,10 @@ rule charts:
         samples=get_experiment_files("samples.jsonl"),
     output:
         charts=directory(f"{REPORTS}/charts"),
-    conda:
-        "../../environment.yml"
     log:
         f"{LOGS}/charts.log",
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/charts.py"
 
@@ -32,10 +32,10 @@ rule report:
             caption="../report/day1_log.rst",
             category="Day-1 log",
         ),
-    conda:
-        "../../environment.yml"
     log:
         f"{LOGS}/report.log",
+    conda:
+        "../../environment.yml"
     params:
         config=config,
         experiments={eid: e.params() for eid, e in EXPERIMENTS.items()},
