@@ -42,7 +42,7 @@ def job_counts(output: str) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory, vocab_path) -> Path:
     workdir = tmp_path_factory.mktemp("workflow")
-    for name in ("Snakefile", "workflow", "config", "profiles"):
+    for name in ("Snakefile", "workflow", "config", "profiles", "environment.yml"):
         source = ROOT / name
         copy = shutil.copytree if source.is_dir() else shutil.copy
         copy(source, workdir / name)
@@ -134,3 +134,17 @@ def test_changing_one_temperature_reruns_only_that_experiment(full_run):
     assert result.returncode == 0, result.stderr[-5000:]
     log = (full_run / "reports" / "test-tiny" / "day1-log.md").read_text()
     assert "**Temp 1.2**" in log and "**Temp 1.5**" not in log
+
+
+def test_full_suite_against_the_calibration_server(workdir):
+    shutil.copy(ROOT / "tests" / "data" / "calibration-tiny.yaml", workdir / "calibration-tiny.yaml")
+    configs = ("config/calibration.yaml", "calibration-tiny.yaml")
+    result = snakemake(workdir, "--cores", "2", "--configfile", *configs)
+    assert result.returncode == 0, result.stderr[-5000:]
+    summary = pl.read_parquet(workdir / "results" / "test-calibration" / "summary.parquet")
+    assert (summary["engine"] == "calibration").all() and (summary["n_errors"] == 0).all()
+    # the scripted inter-token gap, measured through the real client over HTTP
+    assert summary["itl_mean_s"].mean() == pytest.approx(0.002, abs=0.002)
+    log = (workdir / "reports" / "test-calibration" / "day1-log.md").read_text()
+    assert "engine **calibration" in log and "llama3.1:8b" in log
+    assert "serializes requests" in log  # num_parallel 1: 4 workers only queue

@@ -1,0 +1,67 @@
+"""One experiment job end to end, on the calibration engine: files, partial
+results within the error budget, kept records past it."""
+
+import json
+
+import pytest
+
+from perflab.config import expand_experiments, load_config_file
+from perflab.experiment import ErrorBudgetExceeded, ExperimentPaths, experiment_spec, run_experiment
+from perflab.records import read_jsonl
+
+from conftest import FAST_TIMING, ROOT  # noqa: E402
+
+
+def spec_for(fault_rates: dict, budget: float) -> dict:
+    overrides = {
+        "engine": {"name": "calibration", "model": "llama3.1:8b"},
+        "calibration": FAST_TIMING | {"fault_rates": fault_rates, "seed": 1},
+        "warmup_requests": 1,
+        "error_budget": budget,
+        "sampler": {"interval_s": 0.1},
+        "suites": {"concurrency": {"workers": [2], "requests": 20}},
+    }
+    config = load_config_file(ROOT / "config" / "config.yaml", overrides=overrides)
+    experiment = expand_experiments(config)["medium-t0.7-w2-n20"]
+    return experiment_spec(config, experiment)
+
+
+def paths(tmp_path) -> ExperimentPaths:
+    out = tmp_path / "medium-t0.7-w2-n20"
+    return ExperimentPaths(out / "records.jsonl", out / "samples.jsonl", out / "metadata.json", tmp_path / "failed")
+
+
+def test_clean_run_writes_records_samples_and_metadata(tmp_path):
+    files = paths(tmp_path)
+    metadata = run_experiment(spec_for({}, 0.05), files)
+    records = read_jsonl(files.records)
+    assert len(records) == 21 and sum(r["is_warmup"] for r in records) == 1
+    assert read_jsonl(files.samples)
+    saved = json.loads(files.metadata.read_text())
+    assert saved["run"]["partial"] is False and saved["run"]["error_rate"] == 0
+    assert saved["engine"]["engine"] == "calibration" and saved["engine"]["engine_version"]
+    assert saved["engine"]["model_digest"]
+    assert saved["host"]["logical_cores"] >= 1 and saved["config_hash"]
+    assert saved["experiment"]["id"] == "medium-t0.7-w2-n20"
+    assert metadata["resources"]["n_samples"] > 0
+    assert not files.records.with_suffix(".partial.jsonl").exists()
+
+
+def test_failures_within_the_budget_are_kept_and_marked_partial(tmp_path):
+    files = paths(tmp_path)
+    metadata = run_experiment(spec_for({"http_500": 0.15}, 0.5), files)
+    records = read_jsonl(files.records)
+    assert len(records) == 21
+    failed = [r for r in records if r["status"] != "ok" and not r["is_warmup"]]
+    assert failed and metadata["run"]["partial"] is True
+    assert metadata["run"]["error_rate"] == pytest.approx(len(failed) / 20)
+
+
+def test_past_the_budget_the_job_fails_and_keeps_its_records(tmp_path):
+    files = paths(tmp_path)
+    with pytest.raises(ErrorBudgetExceeded, match="above the error budget of 5%") as error:
+        run_experiment(spec_for({"http_500": 0.5}, 0.05), files)
+    assert not files.records.exists() and not files.metadata.exists()
+    kept = list(files.failed_dir.glob("medium-t0.7-w2-n20-*.jsonl"))
+    assert len(kept) == 1 and str(kept[0]) in str(error.value)
+    assert len(read_jsonl(kept[0])) == 21
