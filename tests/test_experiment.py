@@ -4,12 +4,11 @@ results within the error budget, kept records past it."""
 import json
 
 import pytest
+from conftest import FAST_TIMING, ROOT
 
 from perflab.config import expand_experiments, load_config_file
 from perflab.experiment import ErrorBudgetExceeded, ExperimentPaths, experiment_spec, run_experiment
 from perflab.records import read_jsonl
-
-from conftest import FAST_TIMING, ROOT  # noqa: E402
 
 
 def spec_for(fault_rates: dict, budget: float) -> dict:
@@ -28,7 +27,9 @@ def spec_for(fault_rates: dict, budget: float) -> dict:
 
 def paths(tmp_path) -> ExperimentPaths:
     out = tmp_path / "medium-t0.7-w2-n20"
-    return ExperimentPaths(out / "records.jsonl", out / "samples.jsonl", out / "metadata.json", tmp_path / "failed")
+    return ExperimentPaths(
+        out / "records.jsonl", out / "samples.jsonl", out / "metadata.json", tmp_path / "failed"
+    )
 
 
 def test_clean_run_writes_records_samples_and_metadata(tmp_path):

@@ -137,7 +137,9 @@ def test_changing_one_temperature_reruns_only_that_experiment(full_run):
 
 
 def test_full_suite_against_the_calibration_server(workdir):
-    shutil.copy(ROOT / "tests" / "data" / "calibration-tiny.yaml", workdir / "calibration-tiny.yaml")
+    shutil.copy(
+        ROOT / "tests" / "data" / "calibration-tiny.yaml", workdir / "calibration-tiny.yaml"
+    )
     configs = ("config/calibration.yaml", "calibration-tiny.yaml")
     result = snakemake(workdir, "--cores", "2", "--configfile", *configs)
     assert result.returncode == 0, result.stderr[-5000:]
