@@ -44,6 +44,7 @@ RECORD_SCHEMA = {
     "prefill_s": pl.Float64,
     "decode_s": pl.Float64,
     "server_total_s": pl.Float64,
+    "unaccounted_s": pl.Float64,
     "server_prompt_tokens": pl.Int64,
     "server_output_tokens": pl.Int64,
 }
@@ -150,7 +151,17 @@ def token_stats() -> list[pl.Expr]:
 def server_stats() -> list[pl.Expr]:
     return [
         ok(name).mean().alias(f"{name.removesuffix('_s')}_mean_s")
-        for name in ("queue_s", "load_s", "prefill_s", "decode_s", "server_total_s")
+        for name in (
+            "queue_s",
+            "load_s",
+            "prefill_s",
+            "decode_s",
+            "server_total_s",
+            "unaccounted_s",
+        )
+    ] + [
+        # the cold request: model load paid by the first (warm-up) request, never in warm stats
+        pl.col("load_s").filter(pl.col("is_warmup")).max().alias("cold_load_s"),
     ]
 
 

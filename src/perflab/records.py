@@ -71,6 +71,7 @@ class RequestRecord:
     prefill_s: float | None = None
     decode_s: float | None = None
     server_total_s: float | None = None
+    unaccounted_s: float | None = None
     server_prompt_tokens: int | None = None
     server_output_tokens: int | None = None
     server_raw: dict = field(default_factory=dict)

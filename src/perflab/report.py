@@ -256,12 +256,22 @@ def build_context(
             "decode_percent": _get(breakdown, "decode_percent"),
         },
         "insights": [o for o in observations.values() if o and o != "n/a"][:3],
+        "cold_load_s": cold_load(engine, summary),
+        "keep_alive": config["generation"]["keep_alive"],
         "charts": charts,
         "result_files": result_files,
         "key_findings": _get(tps, "sentence", ""),
         "provenance": provenance_text(first, min(starts), max(ends)),
         "all_rows": summary.to_dicts(),
     }
+
+
+def cold_load(engine: dict, summary: pl.DataFrame) -> float | None:
+    """Model load paid before measuring: llama.cpp loads in-process, Ollama reports it."""
+    if engine.get("load_s") is not None:
+        return engine["load_s"]
+    loads = summary["cold_load_s"].drop_nulls()
+    return float(loads.max()) if len(loads) and loads.max() > 0 else None
 
 
 def checklist(engine: dict, summary: pl.DataFrame) -> list[tuple[str, bool]]:

@@ -93,6 +93,16 @@ def measure_request(
     if status == STATUS_OK and timings and timings.output_tokens:
         output_tokens = timings.output_tokens
     queue = timings.raw.get("queue_s") if timings else None
+    unaccounted = None
+    if (
+        status == STATUS_OK
+        and timings
+        and timings.prefill_s is not None
+        and timings.decode_s is not None
+    ):
+        # client, HTTP and sampling overhead; for Ollama also the queue wait it does not report
+        known = (queue or 0.0) + (timings.load_s or 0.0) + timings.prefill_s + timings.decode_s
+        unaccounted = e2e - known
     return RequestRecord(
         experiment_id=experiment_id,
         request_index=request_index,
@@ -115,6 +125,7 @@ def measure_request(
         prefill_s=timings.prefill_s if timings else None,
         decode_s=timings.decode_s if timings else None,
         server_total_s=timings.total_s if timings else None,
+        unaccounted_s=unaccounted,
         server_prompt_tokens=timings.prompt_tokens if timings else None,
         server_output_tokens=timings.output_tokens if timings else None,
         server_raw=timings.raw if timings else {},

@@ -79,6 +79,30 @@ class _ProcessGroup:
         return cpu, rss / GB
 
 
+def _nvml_handles() -> list:
+    """NVML device handles when an NVIDIA GPU and pynvml are present, else []."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+    except Exception:  # noqa: BLE001 - no GPU, no driver or no pynvml: GPU fields stay absent
+        return []
+
+
+def _gpu_sample(handles: list) -> dict:
+    if not handles:
+        return {}
+    import pynvml
+
+    utilization = [pynvml.nvmlDeviceGetUtilizationRates(h).gpu for h in handles]
+    memory = [pynvml.nvmlDeviceGetMemoryInfo(h).used for h in handles]
+    return {
+        "gpu_util_percent": sum(utilization) / len(handles),
+        "gpu_mem_used_gb": sum(memory) / GB,
+    }
+
+
 class ResourceSampler:
     def __init__(
         self,
@@ -119,6 +143,7 @@ class ResourceSampler:
 
     def _loop(self) -> None:
         server, client = _ProcessGroup(), _ProcessGroup()
+        self._gpus = _nvml_handles()
         psutil.cpu_percent(None)
         psutil.cpu_percent(None, percpu=True)
         server.measure(self._pids())
@@ -157,7 +182,7 @@ class ResourceSampler:
             "client_cpu_percent": client_cpu,
             "client_rss_gb": client_rss,
             "sampler_cpu_s": time.thread_time(),
-        }
+        } | _gpu_sample(self._gpus)
         return sample, (now, disk, net)
 
 
@@ -199,6 +224,8 @@ def summarize_samples(samples: list[dict]) -> dict:
         "server_rss_gb_max": max(values("server_rss_gb"), default=None),
         "client_cpu_percent_mean": _mean(values("client_cpu_percent")),
         "disk_read_mb_s_mean": _mean(values("disk_read_mb_s")),
+        "gpu_util_percent_mean": _mean(values("gpu_util_percent")),
+        "gpu_mem_used_gb_max": max(values("gpu_mem_used_gb"), default=None),
         "sampler_overhead_percent": (
             100 * samples[-1]["sampler_cpu_s"] / duration if duration > 0 else None
         ),

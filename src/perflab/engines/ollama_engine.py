@@ -90,6 +90,16 @@ class OllamaEngine:
         response.raise_for_status()
         return response.json().get("version")
 
+    def _running(self) -> list[dict]:
+        """/api/ps: loaded models and how much of each sits in VRAM."""
+        try:
+            return [
+                {"model": m.model, "size": m.size, "size_vram": m.size_vram}
+                for m in self.client.ps().models
+            ]
+        except (httpx.HTTPError, ollama.ResponseError, ValueError):
+            return []
+
     def preflight(self) -> dict:
         try:
             version = self._version()
@@ -119,6 +129,7 @@ class OllamaEngine:
                 f"Run `ollama pull {self.model}` again."
             ) from None
         details = show.details.model_dump() if show.details else {}
+        details["running"] = self._running()
         digest = next(
             (m.digest for m in tags.models if m.model in (self.model, f"{self.model}:latest")), None
         )
