@@ -126,55 +126,42 @@ def concurrency_chart(summary: pl.DataFrame) -> alt.LayerChart | alt.Chart:
     return (line + labels).properties(width=WIDTH, height=300)
 
 
+CPU_SERIES = {
+    "cpu_percent": "system CPU (% of all cores)",
+    "server_cpu_percent": "server CPU (% of one core)",
+}
+MEMORY_SERIES = {"mem_used_gb": "system memory used", "server_rss_gb": "server RSS"}
+
+
+def _series_chart(data: pl.DataFrame, series: dict[str, str], y_title: str, title: str):
+    """Lines over elapsed time, one per column of ``series`` present in ``data``."""
+    long = data.unpivot(
+        on=[column for column in series if column in data.columns],
+        index="elapsed_s",
+        variable_name="series",
+        value_name="value",
+    ).with_columns(pl.col("series").replace(series))
+    return (
+        alt.Chart(long, title=title)
+        .mark_line()
+        .encode(
+            x=alt.X("elapsed_s:Q", title="elapsed (s)"),
+            y=alt.Y("value:Q", title=y_title),
+            color=alt.Color("series:N", title=None),
+        )
+        .properties(width=WIDTH, height=160)
+    )
+
+
 def resource_timeline_chart(samples: pl.DataFrame) -> alt.VConcatChart | alt.Chart:
     title = "Resources during sustained load"
     if samples.is_empty():
         return _no_data(title)
     data = samples.with_columns((pl.col("t") - pl.col("t").min()).alias("elapsed_s"))
-    cpu = data.unpivot(
-        on=[c for c in ("cpu_percent", "server_cpu_percent") if c in data.columns],
-        index="elapsed_s",
-        variable_name="series",
-        value_name="percent",
-    ).with_columns(
-        pl.col("series").replace(
-            {
-                "cpu_percent": "system CPU (% of all cores)",
-                "server_cpu_percent": "server CPU (% of one core)",
-            }
-        )
+    return alt.vconcat(
+        _series_chart(data, CPU_SERIES, "CPU (%)", f"{title}: CPU, {data.height} samples"),
+        _series_chart(data, MEMORY_SERIES, "GB", "Memory (GB)"),
     )
-    cpu_chart = (
-        alt.Chart(cpu, title=f"{title}: CPU, {data.height} samples")
-        .mark_line()
-        .encode(
-            x=alt.X("elapsed_s:Q", title="elapsed (s)"),
-            y=alt.Y("percent:Q", title="CPU (%)"),
-            color=alt.Color("series:N", title=None),
-        )
-        .properties(width=WIDTH, height=180)
-    )
-    memory = data.unpivot(
-        on=[c for c in ("mem_used_gb", "server_rss_gb") if c in data.columns],
-        index="elapsed_s",
-        variable_name="series",
-        value_name="gb",
-    ).with_columns(
-        pl.col("series").replace(
-            {"mem_used_gb": "system memory used", "server_rss_gb": "server RSS"}
-        )
-    )
-    memory_chart = (
-        alt.Chart(memory, title="Memory (GB)")
-        .mark_line()
-        .encode(
-            x=alt.X("elapsed_s:Q", title="elapsed (s)"),
-            y=alt.Y("gb:Q", title="GB"),
-            color=alt.Color("series:N", title=None),
-        )
-        .properties(width=WIDTH, height=140)
-    )
-    return alt.vconcat(cpu_chart, memory_chart)
 
 
 def latency_breakdown_chart(summary: pl.DataFrame) -> alt.Chart:

@@ -66,7 +66,7 @@ def _validate(args) -> None:
 def _calibrate(args) -> int:
     from perflab.calibration import main as calibration_main
 
-    return calibration_main(args.rest)
+    return calibration_main([arg for arg in args.rest if arg != "--"])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     command.set_defaults(func=_validate)
 
     command = commands.add_parser(
-        "calibrate", help="serve the calibration server (flags: perflab calibrate -- --help)"
+        "calibrate", help="serve the calibration server (flags: perflab calibrate --help)"
     )
     command.add_argument("rest", nargs=argparse.REMAINDER)
     command.set_defaults(func=_calibrate)
@@ -118,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     from perflab.engines import PreflightError
     from perflab.experiment import ErrorBudgetExceeded
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["calibrate"]:  # every flag after it is the calibration server's
+        return _calibrate(argparse.Namespace(rest=argv[1:]))
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0

@@ -167,64 +167,35 @@ class Experiment:
 
 
 def _suite_points(config: dict) -> list[tuple[str, dict]]:
-    suites, prompts = config["suites"], config["prompts"]
-    default_temperature = config["generation"]["temperature"]
+    """(suite, point) for every sweep value of every enabled suite."""
+    suites = config["suites"]
+    sweeps = {
+        # suite: (the axis it varies, its values, what it holds fixed)
+        "basic": ("prompt_name", suites["basic"]["prompts"], ("workers", "requests")),
+        "prompt_length": (
+            "prompt_name",
+            suites["prompt_length"]["prompts"],
+            ("workers", "requests"),
+        ),
+        "temperature": (
+            "temperature",
+            suites["temperature"]["temperatures"],
+            ("prompt", "workers", "requests"),
+        ),
+        "concurrency": ("workers", suites["concurrency"]["workers"], ("prompt", "requests")),
+        "resources": (None, [None], ("prompt", "workers", "duration_s")),
+    }
     points = []
-    basic = suites["basic"]
-    if basic["enabled"]:
-        for name in basic["prompts"]:
-            points.append(
-                (
-                    "basic",
-                    dict(prompt_name=name, workers=basic["workers"], requests=basic["requests"]),
-                )
-            )
-    length = suites["prompt_length"]
-    if length["enabled"]:
-        for name in length["prompts"]:
-            points.append(
-                (
-                    "prompt_length",
-                    dict(prompt_name=name, workers=length["workers"], requests=length["requests"]),
-                )
-            )
-    temp = suites["temperature"]
-    if temp["enabled"]:
-        for value in temp["temperatures"]:
-            points.append(
-                (
-                    "temperature",
-                    dict(
-                        prompt_name=temp["prompt"],
-                        temperature=value,
-                        workers=temp["workers"],
-                        requests=temp["requests"],
-                    ),
-                )
-            )
-    conc = suites["concurrency"]
-    if conc["enabled"]:
-        for workers in conc["workers"]:
-            points.append(
-                (
-                    "concurrency",
-                    dict(prompt_name=conc["prompt"], workers=workers, requests=conc["requests"]),
-                )
-            )
-    res = suites["resources"]
-    if res["enabled"]:
-        points.append(
-            (
-                "resources",
-                dict(
-                    prompt_name=res["prompt"], workers=res["workers"], duration_s=res["duration_s"]
-                ),
-            )
-        )
+    for suite, (axis, values, fixed) in sweeps.items():
+        if not suites[suite]["enabled"]:
+            continue
+        held = {key: suites[suite][key] for key in fixed}
+        if "prompt" in held:
+            held["prompt_name"] = held.pop("prompt")
+        points += [(suite, held | ({axis: value} if axis else {})) for value in values]
     for _, point in points:
-        point.setdefault("temperature", default_temperature)
-        point["temperature"] = float(point["temperature"])
-        point["prompt"] = prompts[point["prompt_name"]]
+        point["temperature"] = float(point.get("temperature", config["generation"]["temperature"]))
+        point["prompt"] = config["prompts"][point["prompt_name"]]
     return points
 
 
