@@ -11,10 +11,10 @@ from perflab.experiment import ErrorBudgetExceeded, ExperimentPaths, experiment_
 from perflab.records import read_jsonl
 
 
-def spec_for(fault_rates: dict, budget: float) -> dict:
+def spec_for(fault_rates: dict, budget: float, **timing) -> dict:
     overrides = {
         "engine": {"name": "calibration", "model": "llama3.1:8b"},
-        "calibration": FAST_TIMING | {"fault_rates": fault_rates, "seed": 1},
+        "calibration": FAST_TIMING | {"fault_rates": fault_rates, "seed": 1} | timing,
         "warmup_requests": 1,
         "error_budget": budget,
         "sampler": {"interval_s": 0.1},
@@ -46,6 +46,23 @@ def test_clean_run_writes_records_samples_and_metadata(tmp_path):
     assert saved["experiment"]["id"] == "medium-t0.7-w2-n20"
     assert metadata["resources"]["n_samples"] > 0
     assert not files.records.with_suffix(".partial.jsonl").exists()
+
+
+def test_breakdown_matches_the_scripted_timings(tmp_path):
+    files = paths(tmp_path)
+    run_experiment(spec_for({}, 0.05, num_parallel=1), files)
+    records = [r for r in read_jsonl(files.records) if not r["is_warmup"]]
+    for record in records:
+        scripted_prefill = (
+            FAST_TIMING["ttft_fixed_s"] + FAST_TIMING["ttft_per_token_s"] * record["prompt_tokens"]
+        )
+        assert record["prefill_s"] == pytest.approx(scripted_prefill, abs=0.01)
+        scripted_decode = (record["output_tokens"] - 1) * FAST_TIMING["itl_s"]
+        assert record["decode_s"] == pytest.approx(scripted_decode, abs=0.01)
+        # two workers on one parallel slot: the queue wait lands in unaccounted, not decode
+        assert record["unaccounted_s"] >= -0.005
+    waits = sorted(r["unaccounted_s"] for r in records)
+    assert waits[-1] > scripted_prefill  # some requests waited for the other worker
 
 
 def test_failures_within_the_budget_are_kept_and_marked_partial(tmp_path):

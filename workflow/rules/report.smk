@@ -4,7 +4,12 @@ rule charts:
         requests=rules.aggregate.output.requests,
         samples=get_experiment_files("samples.jsonl"),
     output:
-        charts=directory(f"{REPORTS}/charts"),
+        charts=report(
+            directory(f"{REPORTS}/charts"),
+            patterns=["{name}.svg"],
+            caption="../report/charts.rst",
+            category="Charts",
+        ),
     log:
         f"{LOGS}/charts.log",
     conda:
