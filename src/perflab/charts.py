@@ -161,7 +161,7 @@ def resource_timeline_chart(samples: pl.DataFrame) -> alt.VConcatChart | alt.Cha
     return alt.vconcat(
         _series_chart(data, CPU_SERIES, "CPU (%)", f"{title}: CPU, {data.height} samples"),
         _series_chart(data, MEMORY_SERIES, "GB", "Memory (GB)"),
-    )
+    ).resolve_scale(color="independent")
 
 
 def latency_breakdown_chart(summary: pl.DataFrame) -> alt.Chart:
