@@ -11,6 +11,7 @@ import jinja2
 import polars as pl
 
 from perflab import __version__
+from perflab.analysis import suite_rows
 
 TEMPLATES = Path(__file__).parent / "templates"
 PROMPT_LABELS = {
@@ -38,10 +39,6 @@ def label(prompt_name: str) -> str:
 def preview(text: str, limit: int = 60) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
-
-
-def suite_rows(summary: pl.DataFrame, suite: str) -> pl.DataFrame:
-    return summary.filter(pl.col("suites").str.split(",").list.contains(suite))
 
 
 def rows_for(summary: pl.DataFrame, suite: str, order: list, key: str) -> list[dict]:
@@ -98,14 +95,6 @@ def _get(result, key: str, default=None):
     if isinstance(result, dict):
         return result.get(key, default)
     return getattr(result, key, default)
-
-
-def read_samples(paths: list[Path]) -> dict[str, list[dict]]:
-    samples = {}
-    for path in paths:
-        lines = Path(path).read_text().splitlines()
-        samples[Path(path).parent.name] = [json.loads(line) for line in lines if line.strip()]
-    return samples
 
 
 def resources_row(summary: pl.DataFrame, metadata: dict[str, dict]) -> dict | None:
@@ -320,7 +309,6 @@ def provenance_text(metadata: dict, started: float, ended: float) -> str:
 def write_log(
     summary_path,
     metadata_paths,
-    samples_paths,
     charts_dir,
     result_files,
     config: dict,

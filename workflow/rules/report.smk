@@ -24,7 +24,6 @@ rule report:
         summary_json=rules.aggregate.output.summary_json,
         experiment_json=rules.aggregate.output.experiment_json,
         metadata=get_experiment_files("metadata.json"),
-        samples=get_experiment_files("samples.jsonl"),
         charts=rules.charts.output.charts,
     output:
         log_md=report(
@@ -43,6 +42,5 @@ rule report:
         "../../environment.yml"
     params:
         config=config,
-        experiments={eid: e.params() for eid, e in EXPERIMENTS.items()},
     script:
         "../scripts/report.py"

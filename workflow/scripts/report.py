@@ -9,7 +9,6 @@ sys.stderr = open(snakemake.log[0], "w")
 write_log(
     summary_path=snakemake.input.summary,
     metadata_paths=snakemake.input.metadata,
-    samples_paths=snakemake.input.samples,
     charts_dir=snakemake.input.charts,
     result_files=[snakemake.input.summary_json, *snakemake.input.experiment_json],
     config=snakemake.params.config,
