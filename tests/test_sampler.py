@@ -1,23 +1,54 @@
 """The sampler against processes with a known CPU load."""
 
+import contextlib
 import json
+import os
+import socket
 import subprocess
 import sys
 import time
 
 import pytest
 
-from perflab.sampler import ResourceSampler, process_tree, summarize_samples, write_samples
+from perflab import sampler as sampler_module
+from perflab.sampler import (
+    ResourceSampler,
+    find_listening_pids,
+    find_ollama_pids,
+    is_local_host,
+    process_tree,
+    summarize_samples,
+    write_samples,
+)
 
 BUSY = "import time\nend = time.time() + {s}\nwhile time.time() < end: pass\n"
+SAMPLE_KEYS = (
+    "t",
+    "cpu_percent",
+    "cpu_per_core",
+    "mem_used_gb",
+    "mem_available_gb",
+    "mem_percent",
+    "swap_used_gb",
+    "disk_read_mb_s",
+    "disk_write_mb_s",
+    "net_sent_mb_s",
+    "net_recv_mb_s",
+    "server_cpu_percent",
+    "server_rss_gb",
+    "server_pids",
+    "client_cpu_percent",
+    "client_rss_gb",
+    "sampler_cpu_s",
+)
 
 
 def start(code: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code])
 
 
-def sample(pids, seconds=1.2, interval=0.1):
-    with ResourceSampler(interval_s=interval, server_pids=pids) as sampler:
+def sample(pids, seconds=1.2, interval=0.1, **kwargs):
+    with ResourceSampler(interval_s=interval, server_pids=pids, **kwargs) as sampler:
         time.sleep(seconds)
     return sampler.samples
 
@@ -29,9 +60,13 @@ def test_a_busy_process_shows_about_one_core():
         samples = sample([proc.pid])
     finally:
         proc.kill()
+        proc.wait()
     summary = summarize_samples(samples)
     assert summary["server_cpu_percent_mean"] > 50
     assert summary["server_rss_gb_max"] > 0
+    assert summary["server_pids"] == [proc.pid]
+    assert summary["cpu_percent_max"] > 0
+    assert not summary["client_in_server"]
 
 
 def test_an_idle_process_shows_little_cpu():
@@ -40,6 +75,7 @@ def test_an_idle_process_shows_little_cpu():
         samples = sample([proc.pid])
     finally:
         proc.kill()
+        proc.wait()
     assert summarize_samples(samples)["server_cpu_percent_mean"] < 20
 
 
@@ -48,35 +84,155 @@ def test_interval_is_honoured_and_samples_carry_every_field():
     assert 7 <= len(samples) <= 11
     gaps = [b["t"] - a["t"] for a, b in zip(samples, samples[1:])]
     assert sum(gaps) / len(gaps) == pytest.approx(0.1, abs=0.03)
-    for key in (
-        "cpu_percent",
-        "cpu_per_core",
-        "mem_used_gb",
-        "mem_available_gb",
-        "swap_used_gb",
-        "disk_read_mb_s",
-        "net_sent_mb_s",
-        "client_cpu_percent",
-        "client_rss_gb",
-        "sampler_cpu_s",
-    ):
-        assert key in samples[-1]
-    assert samples[-1]["server_cpu_percent"] is None  # no server pids: unknown, not zero
+    last = samples[-1]
+    for key in SAMPLE_KEYS:
+        assert key in last
+    assert 0 <= last["cpu_percent"] <= 100
+    assert len(last["cpu_per_core"]) == os.cpu_count()
+    assert last["server_cpu_percent"] is None  # no server pids: unknown, not zero
+    assert last["client_rss_gb"] > 0
+    assert last.get("gpu_util_percent") is None or last["gpu_util_percent"] >= 0
+
+
+def test_deadlines_are_absolute_so_lateness_does_not_accumulate():
+    interval = 0.05
+    samples = sample([], seconds=1.6, interval=interval)
+    t0 = samples[0]["t"]
+    late = [s["t"] - (t0 + k * interval) for k, s in enumerate(samples)]
+    # each sample is on the grid start + k * interval: the error stays bounded instead of
+    # growing with k (a sleep(interval) loop would drift by the sampling cost every time)
+    assert max(abs(x) for x in late[len(late) // 2 :]) < 2 * interval
+    assert len(samples) >= 0.7 * 1.6 / interval
 
 
 def test_a_vanishing_process_does_not_stop_sampling():
     proc = start(BUSY.format(s=0.3))
-    samples = sample(lambda: process_tree(proc.pid) or [proc.pid], seconds=1.0)
+    sampler = ResourceSampler(
+        interval_s=0.1, server_pids=lambda: process_tree(proc.pid) or [proc.pid], pids_refresh_s=0
+    )
+    with sampler:
+        time.sleep(1.0)
     proc.wait()
+    samples = sampler.samples
     assert len(samples) >= 7
+    assert samples[-1]["server_cpu_percent"] is None  # gone: unknown, not an error
+    assert sampler.errors == []
+
+
+def test_a_pid_that_never_existed_is_ignored():
+    proc = start("pass")
+    proc.wait()  # its pid is now free
+    samples = sample([proc.pid], seconds=0.4)
+    assert samples and all(s["server_cpu_percent"] is None for s in samples)
+
+
+def test_a_failing_pid_source_keeps_the_last_known_set():
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("lookup failed")
+        return [os.getpid()]
+
+    with ResourceSampler(interval_s=0.1, server_pids=flaky, pids_refresh_s=0) as sampler:
+        time.sleep(0.5)
+    assert sampler.samples and all(s["server_pids"] == [os.getpid()] for s in sampler.samples)
+    assert sampler.errors and "lookup failed" in sampler.errors[0]
+
+
+def test_embedded_engine_client_and_server_are_one_process():
+    samples = sample(lambda: [os.getpid()], seconds=0.5)
+    assert all(s["client_in_server"] for s in samples)
+    assert summarize_samples(samples)["client_in_server"]
 
 
 def test_write_and_summarize_round_trip(tmp_path):
     samples = sample([], seconds=0.5)
-    path = tmp_path / "samples.jsonl"
+    path = tmp_path / "sub" / "samples.jsonl"
     write_samples(path, samples)
     assert [json.loads(line) for line in path.read_text().splitlines()] == samples
+    assert not list(path.parent.glob("*.tmp"))
     summary = summarize_samples(samples)
     assert summary["n_samples"] == len(samples)
+    assert summary["interval_s"] == pytest.approx(0.1, abs=0.03)
     assert 0 <= summary["sampler_overhead_percent"] < 50
+    assert summary["mem_available_gb_min"] <= summary["mem_total_gb"]
     assert summarize_samples([]) == {"n_samples": 0}
+
+
+def test_summary_of_known_samples():
+    samples = [
+        {"t": 0.0, "cpu_percent": 10, "server_cpu_percent": 100, "server_rss_gb": 1.0,
+         "mem_used_gb": 4, "mem_available_gb": 8, "swap_used_gb": 0.5, "client_cpu_percent": 5,
+         "disk_read_mb_s": 0, "sampler_cpu_s": 0.10, "server_pids": [7]},
+        {"t": 1.0, "cpu_percent": 30, "server_cpu_percent": 300, "server_rss_gb": 2.0,
+         "mem_used_gb": 6, "mem_available_gb": 6, "swap_used_gb": 0.7, "client_cpu_percent": 15,
+         "disk_read_mb_s": 100, "sampler_cpu_s": 0.11, "server_pids": [7, 8]},
+        {"t": 2.0, "cpu_percent": 20, "server_cpu_percent": None, "server_rss_gb": None,
+         "mem_used_gb": 5, "mem_available_gb": 7, "swap_used_gb": 0.6, "client_cpu_percent": 10,
+         "disk_read_mb_s": 2, "sampler_cpu_s": 0.12, "server_pids": []},
+    ]  # fmt: skip
+    s = summarize_samples(samples)
+    assert s["duration_s"] == 2.0 and s["interval_s"] == 1.0 and s["n_samples"] == 3
+    assert s["cpu_percent_mean"] == 20 and s["cpu_percent_max"] == 30
+    assert s["server_cpu_percent_mean"] == 200 and s["server_cpu_percent_max"] == 300
+    assert s["n_server_samples"] == 2 and s["server_pids"] == [7, 8]
+    assert s["server_rss_gb_max"] == 2.0 and s["mem_used_gb_mean"] == 5
+    assert s["mem_available_gb_min"] == 6 and s["swap_used_gb_max"] == 0.7
+    assert s["swap_growth_gb"] == pytest.approx(0.2)
+    assert s["client_cpu_percent_mean"] == 10
+    assert s["disk_read_mb_s_median"] == 2 and s["disk_read_mb_s_max"] == 100
+    assert s["sampler_overhead_percent"] == pytest.approx(1.0)  # 0.02 CPU s over 2 s
+    assert s["gpu_util_percent_mean"] is None
+
+
+def test_find_listening_pids_and_local_ollama_discovery():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert os.getpid() in find_listening_pids(port)
+        assert os.getpid() in find_ollama_pids(f"http://127.0.0.1:{port}")
+        assert os.getpid() in find_ollama_pids(f"localhost:{port}")
+    assert find_listening_pids(port) == []
+
+
+def test_listener_fallback_when_the_system_table_is_denied(monkeypatch):
+    def denied(kind="inet"):
+        raise sampler_module.psutil.AccessDenied()
+
+    monkeypatch.setattr(sampler_module.psutil, "net_connections", denied)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        assert os.getpid() in find_listening_pids(listener.getsockname()[1])
+
+
+def test_remote_hosts_have_no_local_pids():
+    assert find_ollama_pids("http://192.0.2.10:11434") == []
+    assert find_ollama_pids("https://ollama.example.com") == []
+    assert is_local_host("127.0.0.1") and is_local_host("[::1]") and is_local_host("0.0.0.0")
+    assert is_local_host(socket.gethostname())
+    assert not is_local_host("192.0.2.10")
+
+
+def test_process_tree_includes_children_and_tolerates_missing_pids():
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys, time\n"
+         "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(3)'])\n"
+         "time.sleep(3)"]
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 3
+        tree = process_tree(proc.pid)
+        while len(tree) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+            tree = process_tree(proc.pid)
+        assert tree[0] == proc.pid and len(tree) >= 2
+    finally:
+        for pid in reversed(process_tree(proc.pid)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+        proc.wait()
+    assert process_tree(proc.pid) == []

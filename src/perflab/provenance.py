@@ -15,10 +15,12 @@ import psutil
 
 from perflab import __version__
 
-PACKAGES = ("llama-cpp-python", "ollama", "polars", "snakemake", "altair")
+PACKAGES = ("llama-cpp-python", "ollama", "polars", "snakemake", "altair", "psutil")
+GIT_TIMEOUT_S = 10
 
 
 def cpu_model() -> str:
+    """/proc/cpuinfo's "model name" where there is one, else platform.processor()."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -28,25 +30,33 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def git_commit(path: Path | None = None) -> str | None:
-    cwd = path or Path(__file__).parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return f"{commit}-dirty" if dirty else commit
+def _git(args: list[str], cwd: Path) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, text=True, check=True, timeout=GIT_TIMEOUT_S
+    ).stdout.strip()
+
+
+def git_commit(path: str | Path | None = None) -> str | None:
+    """HEAD of the git working tree at ``path``, with "-dirty" when ``git status
+    --porcelain`` lists anything; None when git is absent or it is not a repository.
+
+    By default: perflab's own source tree (the code that measured), else the current
+    directory (the workflow being run).
+    """
+    candidates = [Path(path)] if path is not None else [Path(__file__).parent, Path.cwd()]
+    for cwd in candidates:
+        try:
+            commit = _git(["rev-parse", "HEAD"], cwd)
+            dirty = _git(["status", "--porcelain"], cwd)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if commit:
+            return f"{commit}-dirty" if dirty else commit
+    return None
 
 
 def package_version(name: str) -> str | None:
+    """The installed distribution's version, None when it is not installed."""
     try:
         return version(name)
     except PackageNotFoundError:
@@ -54,10 +64,13 @@ def package_version(name: str) -> str | None:
 
 
 def host_info() -> dict:
+    """The machine and software a measurement came from."""
     return {
         "hostname": socket.gethostname(),
         "os": f"{platform.system()} {platform.release()}",
+        "kernel": platform.release(),
         "platform": platform.platform(),
+        "machine": platform.machine(),
         "python": platform.python_version(),
         "cpu_model": cpu_model(),
         "logical_cores": psutil.cpu_count(logical=True),
@@ -71,6 +84,7 @@ def host_info() -> dict:
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks (model files are gigabytes)."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
@@ -79,5 +93,6 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def config_hash(config: dict) -> str:
+    """First 12 hex digits of the sha256 of the config as canonical JSON (sorted keys)."""
     canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]

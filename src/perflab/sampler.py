@@ -2,13 +2,21 @@
 
 Each sample is a flat dict: epoch time ``t``, system CPU (total and per core),
 memory, swap, disk and network rates, the server's processes' CPU and RSS, the
-client's (this process's) CPU and RSS, and the sampler's own CPU cost. CPU of
-a process is in percent of one core (100 = one core busy), like ``top``.
+client's CPU and RSS, and the sampler's own CPU cost. CPU of a process is in
+percent of one core (100 = one core busy, like ``top``); system CPU is in
+percent of all cores (0-100). See docs/resources.md for every field.
+
+With the embedded engine (llama.cpp in perflab's own process) the server *is*
+the client process: both fields then describe the same process and the sample
+says so with ``client_in_server``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -19,64 +27,203 @@ import psutil
 
 GB = 1e9
 MB = 1e6
-LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0", ""}
+OLLAMA_DEFAULT_PORT = 11434
+LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback", ""}
+# Processes that forward a published port to a container: the real server is elsewhere.
+PORT_PROXIES = {"docker-proxy", "rootlessport", "com.docker.backend", "vpnkit", "slirp4netns"}
+DEFAULT_PIDS_REFRESH_S = 2.0  # how often a server_pids callable is asked again
+MAX_ERRORS_KEPT = 20
+
+
+# --- server process discovery ------------------------------------------------------------
+
+
+def _listeners(port: int) -> tuple[list[int], bool]:
+    """PIDs listening on a TCP port, and whether a listener was seen whose owner is hidden.
+
+    psutil.net_connections() needs privileges on macOS and, on Linux, names no PID
+    for other users' sockets; each process's own table is the fallback.
+    """
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except (psutil.Error, PermissionError, OSError):
+        pids = _listeners_per_process(port)
+        return pids, not pids
+    listening = [
+        c
+        for c in connections
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+    ]
+    pids = sorted({c.pid for c in listening if c.pid})
+    hidden = any(not c.pid for c in listening)
+    if hidden and not pids:
+        pids = _listeners_per_process(port)
+    return pids, hidden and not pids
+
+
+def _listeners_per_process(port: int) -> list[int]:
+    found = set()
+    for proc in psutil.process_iter():
+        try:
+            table = getattr(proc, "net_connections", None) or proc.connections
+            if any(
+                c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+                for c in table(kind="tcp")
+            ):
+                found.add(proc.pid)
+        except (psutil.Error, PermissionError, OSError):
+            continue
+    return sorted(found)
 
 
 def find_listening_pids(port: int) -> list[int]:
-    try:
-        connections = psutil.net_connections(kind="tcp")
-    except (psutil.AccessDenied, PermissionError):
-        return []
-    return sorted(
-        {
-            c.pid
-            for c in connections
-            if c.pid and c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
-        }
-    )
+    """The PIDs with a TCP socket listening on ``port`` ([] when none can be identified)."""
+    return _listeners(port)[0]
 
 
 def process_tree(pid: int) -> list[int]:
+    """``pid`` and its children, recursively ([] when ``pid`` does not exist)."""
     try:
         parent = psutil.Process(pid)
-        return [pid, *(child.pid for child in parent.children(recursive=True))]
+        children = parent.children(recursive=True)
     except psutil.Error:
         return []
+    return [pid, *(child.pid for child in children)]
+
+
+def _local_addresses() -> set[str]:
+    addresses = set()
+    try:
+        for entries in psutil.net_if_addrs().values():
+            for entry in entries:
+                if entry.family in (socket.AF_INET, socket.AF_INET6):
+                    addresses.add(entry.address.split("%", 1)[0])
+    except (psutil.Error, OSError):
+        pass
+    return addresses
+
+
+def is_local_host(hostname: str | None) -> bool:
+    """Whether a host name or address is this machine (no DNS lookups)."""
+    if hostname is None:
+        return True
+    name = hostname.strip("[]").lower()
+    if name in LOCAL_NAMES or name.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(name.split("%", 1)[0])
+    except ValueError:
+        return name in {socket.gethostname().lower(), socket.gethostname().split(".")[0].lower()}
+    return address.is_loopback or address.is_unspecified or str(address) in _local_addresses()
+
+
+def _ollama_servers_by_name() -> list[int]:
+    """PIDs of processes running ``ollama serve``."""
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        name = (proc.info.get("name") or "").lower()
+        cmdline = proc.info.get("cmdline") or []
+        if name.startswith("ollama") and "serve" in cmdline:
+            found.append(proc.pid)
+    return found
 
 
 def find_ollama_pids(host_url: str) -> list[int]:
-    """The Ollama server listening at host_url and its runner children, if local."""
+    """The Ollama server listening at ``host_url`` and its runner children, if it is local.
+
+    Remote hosts give []. When the listener on the port cannot be identified (another
+    user's process without privileges) or is a container port proxy, a single
+    ``ollama serve`` process on this machine is taken instead; with several, none is.
+    """
     parsed = urlparse(host_url if "://" in host_url else f"http://{host_url}")
-    if parsed.hostname not in LOCAL_HOSTS:
+    if not is_local_host(parsed.hostname):
         return []
-    pids = []
-    for pid in find_listening_pids(parsed.port or 11434):
-        pids.extend(process_tree(pid))
-    return sorted(set(pids))
+    try:
+        port = parsed.port or OLLAMA_DEFAULT_PORT
+    except ValueError:
+        return []
+    listeners, hidden = _listeners(port)
+    if listeners and all(_process_name(pid) in PORT_PROXIES for pid in listeners):
+        listeners, hidden = [], True
+    if not listeners and hidden:
+        by_name = _ollama_servers_by_name()
+        listeners = by_name if len(by_name) == 1 else []
+    pids: set[int] = set()
+    for pid in listeners:
+        pids.update(process_tree(pid))
+    return sorted(pids)
+
+
+def _process_name(pid: int) -> str | None:
+    try:
+        return psutil.Process(pid).name()
+    except psutil.Error:
+        return None
+
+
+# --- measurement ---------------------------------------------------------------------------
 
 
 class _ProcessGroup:
-    """CPU and RSS summed over a changing set of processes."""
+    """CPU and RSS summed over a changing set of processes; vanished ones are dropped."""
 
     def __init__(self):
         self._procs: dict[int, psutil.Process] = {}
 
     def measure(self, pids: list[int]) -> tuple[float | None, float | None]:
+        for gone in set(self._procs) - set(pids):
+            del self._procs[gone]
         if not pids:
             return None, None
         cpu = rss = 0.0
+        seen = 0
         for pid in pids:
             proc = self._procs.get(pid)
             try:
                 if proc is None:
-                    proc = self._procs[pid] = psutil.Process(pid)
-                    proc.cpu_percent(None)  # first call primes the counter
+                    proc = psutil.Process(pid)
+                    proc.cpu_percent(None)  # the first call only primes the counter
+                    self._procs[pid] = proc
                 with proc.oneshot():
+                    if proc.status() == psutil.STATUS_ZOMBIE:  # exited, not yet reaped
+                        raise psutil.ZombieProcess(pid)
                     cpu += proc.cpu_percent(None)
                     rss += proc.memory_info().rss
-            except psutil.Error:
+                seen += 1
+            except psutil.Error:  # gone (or not ours to read): skip it from now on
                 self._procs.pop(pid, None)
+        if not seen:
+            return None, None
         return cpu, rss / GB
+
+
+def _busy_and_total(times) -> tuple[float, float]:
+    """Busy and total CPU seconds from a psutil cpu_times tuple (guest time is in user)."""
+    fields = times._asdict()
+    total = sum(fields.values()) - fields.get("guest", 0.0) - fields.get("guest_nice", 0.0)
+    idle = fields.get("idle", 0.0) + fields.get("iowait", 0.0)
+    return total - idle, total
+
+
+def _cpu_percent(previous, current) -> float:
+    busy0, total0 = _busy_and_total(previous)
+    busy1, total1 = _busy_and_total(current)
+    if total1 <= total0:
+        return 0.0
+    return min(100.0, max(0.0, 100.0 * (busy1 - busy0) / (total1 - total0)))
+
+
+def _rate(current, previous, field: str, elapsed: float) -> float | None:
+    if current is None or previous is None:
+        return None
+    return max(0.0, getattr(current, field) - getattr(previous, field)) / MB / elapsed
+
+
+def _safe(call):
+    try:
+        return call()
+    except (psutil.Error, OSError, RuntimeError):
+        return None
 
 
 def _nvml_handles() -> list:
@@ -90,40 +237,81 @@ def _nvml_handles() -> list:
         return []
 
 
+def _nvml_shutdown(handles: list) -> None:
+    if not handles:
+        return
+    try:
+        import pynvml
+
+        pynvml.nvmlShutdown()
+    except Exception:  # noqa: BLE001
+        pass
+
+
 def _gpu_sample(handles: list) -> dict:
     if not handles:
         return {}
-    import pynvml
+    try:
+        import pynvml
 
-    utilization = [pynvml.nvmlDeviceGetUtilizationRates(h).gpu for h in handles]
-    memory = [pynvml.nvmlDeviceGetMemoryInfo(h).used for h in handles]
+        utilization = [pynvml.nvmlDeviceGetUtilizationRates(h).gpu for h in handles]
+        memory = [pynvml.nvmlDeviceGetMemoryInfo(h).used for h in handles]
+    except Exception:  # noqa: BLE001 - a GPU reading failed: leave the fields out this time
+        return {}
     return {
         "gpu_util_percent": sum(utilization) / len(handles),
         "gpu_mem_used_gb": sum(memory) / GB,
     }
 
 
+class _Counters:
+    """System counters at one instant, for rates and CPU percentages over an interval."""
+
+    def __init__(self):
+        self.at = time.perf_counter()
+        self.cpu = _safe(psutil.cpu_times)
+        self.per_core = _safe(lambda: psutil.cpu_times(percpu=True))
+        self.disk = _safe(psutil.disk_io_counters)
+        self.net = _safe(psutil.net_io_counters)
+
+
 class ResourceSampler:
+    """Samples the system, the server's processes and the client on absolute deadlines.
+
+    ``server_pids`` is a list of PIDs or a callable returning one; a callable is asked
+    again every ``pids_refresh_s`` seconds (0: every sample), so processes that appear
+    later (Ollama's runners) are picked up. ``client_pid`` defaults to this process.
+
+    Use as a context manager, or ``start()`` / ``stop()``; samples accumulate in
+    ``.samples``. Readings that fail are recorded in ``.errors`` and sampling goes on.
+    """
+
     def __init__(
         self,
         interval_s: float = 0.5,
         server_pids: Callable[[], list[int]] | list[int] | None = None,
         client_pid: int | None = None,
+        pids_refresh_s: float = DEFAULT_PIDS_REFRESH_S,
     ):
+        if interval_s <= 0:
+            raise ValueError(f"interval_s must be positive, got {interval_s}")
         self.interval_s = interval_s
         self._server_pids = server_pids
         self.client_pid = client_pid or os.getpid()
+        self.pids_refresh_s = pids_refresh_s
         self.samples: list[dict] = []
+        self.errors: list[str] = []
+        self.missed_deadlines = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._pids_cache: list[int] = []
+        self._pids_at: float | None = None
 
-    def _pids(self) -> list[int]:
-        source = self._server_pids
-        if source is None:
-            return []
-        return list(source() if callable(source) else source)
+    # lifecycle
 
     def start(self) -> ResourceSampler:
+        if self._thread is not None and self._thread.is_alive():
+            return self
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="perflab-sampler", daemon=True)
         self._thread.start()
@@ -131,7 +319,7 @@ class ResourceSampler:
 
     def stop(self) -> list[dict]:
         self._stop.set()
-        if self._thread:
+        if self._thread is not None:
             self._thread.join()
         return self.samples
 
@@ -141,60 +329,95 @@ class ResourceSampler:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    # the thread
+
+    def _pids(self) -> list[int]:
+        source = self._server_pids
+        if source is None:
+            return []
+        if not callable(source):
+            return list(source)
+        now = time.monotonic()
+        if self._pids_at is None or now - self._pids_at >= self.pids_refresh_s:
+            try:
+                self._pids_cache = sorted(set(source()))
+            except Exception as exc:  # noqa: BLE001 - keep the last known set
+                self._note_error(exc)
+            self._pids_at = now
+        return list(self._pids_cache)
+
+    def _note_error(self, exc: BaseException) -> None:
+        if len(self.errors) < MAX_ERRORS_KEPT:
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+
     def _loop(self) -> None:
         server, client = _ProcessGroup(), _ProcessGroup()
-        self._gpus = _nvml_handles()
-        psutil.cpu_percent(None)
-        psutil.cpu_percent(None, percpu=True)
-        server.measure(self._pids())
-        client.measure([self.client_pid])
-        last_io = (time.perf_counter(), psutil.disk_io_counters(), psutil.net_io_counters())
-        next_at = time.perf_counter() + self.interval_s
-        while not self._stop.wait(max(0.0, next_at - time.perf_counter())):
-            next_at += self.interval_s  # absolute deadlines: no drift
-            sample, last_io = self._sample(server, client, last_io)
-            self.samples.append(sample)
+        gpus = _nvml_handles()
+        try:
+            server.measure(self._pids())
+            client.measure([self.client_pid])
+            last = _Counters()
+            next_at = last.at + self.interval_s
+            while not self._stop.wait(max(0.0, next_at - time.perf_counter())):
+                try:
+                    current = _Counters()
+                    self.samples.append(self._sample(server, client, gpus, last, current))
+                    last = current
+                except Exception as exc:  # noqa: BLE001 - one bad reading must not end sampling
+                    self._note_error(exc)
+                # Absolute deadlines: the schedule is start + k * interval, so the time a
+                # sample takes never accumulates. Deadlines already missed are skipped.
+                next_at += self.interval_s
+                now = time.perf_counter()
+                if next_at <= now:
+                    missed = int((now - next_at) // self.interval_s) + 1
+                    self.missed_deadlines += missed
+                    next_at += missed * self.interval_s
+        finally:
+            _nvml_shutdown(gpus)
 
-    def _sample(self, server: _ProcessGroup, client: _ProcessGroup, last_io):
-        now = time.perf_counter()
-        disk, net = psutil.disk_io_counters(), psutil.net_io_counters()
-        elapsed = max(now - last_io[0], 1e-9)
-        memory, swap = psutil.virtual_memory(), psutil.swap_memory()
+    def _sample(self, server, client, gpus, last: _Counters, now: _Counters) -> dict:
+        elapsed = max(now.at - last.at, 1e-9)
+        memory = psutil.virtual_memory()
+        swap = _safe(psutil.swap_memory)
         pids = self._pids()
         server_cpu, server_rss = server.measure(pids)
         client_cpu, client_rss = client.measure([self.client_pid])
+        per_core = None
+        if last.per_core and now.per_core and len(last.per_core) == len(now.per_core):
+            per_core = [_cpu_percent(a, b) for a, b in zip(last.per_core, now.per_core)]
         sample = {
             "t": time.time(),
-            "cpu_percent": psutil.cpu_percent(None),
-            "cpu_per_core": psutil.cpu_percent(None, percpu=True),
+            "cpu_percent": (_cpu_percent(last.cpu, now.cpu) if last.cpu and now.cpu else None),
+            "cpu_per_core": per_core,
             "mem_used_gb": (memory.total - memory.available) / GB,
             "mem_available_gb": memory.available / GB,
             "mem_total_gb": memory.total / GB,
             "mem_percent": memory.percent,
-            "swap_used_gb": swap.used / GB,
-            "disk_read_mb_s": _rate(disk, last_io[1], "read_bytes", elapsed),
-            "disk_write_mb_s": _rate(disk, last_io[1], "write_bytes", elapsed),
-            "net_sent_mb_s": _rate(net, last_io[2], "bytes_sent", elapsed),
-            "net_recv_mb_s": _rate(net, last_io[2], "bytes_recv", elapsed),
+            "swap_used_gb": swap.used / GB if swap else None,
+            "disk_read_mb_s": _rate(now.disk, last.disk, "read_bytes", elapsed),
+            "disk_write_mb_s": _rate(now.disk, last.disk, "write_bytes", elapsed),
+            "net_sent_mb_s": _rate(now.net, last.net, "bytes_sent", elapsed),
+            "net_recv_mb_s": _rate(now.net, last.net, "bytes_recv", elapsed),
             "server_pids": pids,
             "server_cpu_percent": server_cpu,
             "server_rss_gb": server_rss,
             "client_cpu_percent": client_cpu,
             "client_rss_gb": client_rss,
+            "client_in_server": self.client_pid in pids,
             "sampler_cpu_s": time.thread_time(),
-        } | _gpu_sample(self._gpus)
-        return sample, (now, disk, net)
+        }
+        return sample | _gpu_sample(gpus)
 
 
-def _rate(current, previous, field: str, elapsed: float) -> float | None:
-    if current is None or previous is None:
-        return None
-    return (getattr(current, field) - getattr(previous, field)) / MB / elapsed
+# --- files and summaries ---------------------------------------------------------------------
 
 
 def write_samples(path: str | Path, samples: list[dict]) -> None:
+    """Samples as JSON lines, written to a temp file and renamed into place."""
     from perflab.records import write_lines_atomic
 
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_lines_atomic(Path(path), samples)
 
 
@@ -203,13 +426,27 @@ def _mean(values: list[float]) -> float | None:
 
 
 def summarize_samples(samples: list[dict]) -> dict:
-    def values(key: str) -> list[float]:
-        return [s[key] for s in samples if s.get(key) is not None]
+    """Means, extremes and the sampler's overhead over a list of samples.
 
+    Only samples that carry a value count for that value (a remote server has no
+    server_* values at all). An empty list gives ``{"n_samples": 0}``.
+    """
     summary: dict = {"n_samples": len(samples)}
     if not samples:
         return summary
-    duration = samples[-1]["t"] - samples[0]["t"]
+
+    def values(key: str) -> list[float]:
+        return [s[key] for s in samples if s.get(key) is not None]
+
+    first, last = samples[0], samples[-1]
+    duration = last["t"] - first["t"]
+    swaps = values("swap_used_gb")
+    disk_reads = values("disk_read_mb_s")
+    sampler_cpu = values("sampler_cpu_s")
+    overhead = None
+    if duration > 0 and len(sampler_cpu) > 1:
+        overhead = 100 * (sampler_cpu[-1] - sampler_cpu[0]) / duration
+    server_pids = sorted({pid for s in samples for pid in s.get("server_pids") or []})
     summary |= {
         "duration_s": duration,
         "interval_s": duration / (len(samples) - 1) if len(samples) > 1 else None,
@@ -217,17 +454,28 @@ def summarize_samples(samples: list[dict]) -> dict:
         "cpu_percent_max": max(values("cpu_percent"), default=None),
         "server_cpu_percent_mean": _mean(values("server_cpu_percent")),
         "server_cpu_percent_max": max(values("server_cpu_percent"), default=None),
-        "mem_used_gb_mean": _mean(values("mem_used_gb")),
-        "mem_available_gb_min": min(values("mem_available_gb"), default=None),
-        "mem_total_gb": samples[-1].get("mem_total_gb"),
-        "swap_used_gb_max": max(values("swap_used_gb"), default=None),
         "server_rss_gb_max": max(values("server_rss_gb"), default=None),
+        "server_pids": server_pids,
+        "n_server_samples": len(values("server_cpu_percent")),
+        "mem_used_gb_mean": _mean(values("mem_used_gb")),
+        "mem_used_gb_max": max(values("mem_used_gb"), default=None),
+        "mem_available_gb_min": min(values("mem_available_gb"), default=None),
+        "mem_total_gb": last.get("mem_total_gb"),
+        "swap_used_gb_max": max(swaps, default=None),
+        "swap_growth_gb": (max(swaps) - swaps[0]) if swaps else None,
         "client_cpu_percent_mean": _mean(values("client_cpu_percent")),
-        "disk_read_mb_s_mean": _mean(values("disk_read_mb_s")),
+        "client_cpu_percent_max": max(values("client_cpu_percent"), default=None),
+        "client_rss_gb_max": max(values("client_rss_gb"), default=None),
+        "client_in_server": any(s.get("client_in_server") for s in samples),
+        "disk_read_mb_s_mean": _mean(disk_reads),
+        "disk_read_mb_s_median": statistics.median(disk_reads) if disk_reads else None,
+        "disk_read_mb_s_max": max(disk_reads, default=None),
+        "disk_write_mb_s_mean": _mean(values("disk_write_mb_s")),
+        "net_sent_mb_s_mean": _mean(values("net_sent_mb_s")),
+        "net_recv_mb_s_mean": _mean(values("net_recv_mb_s")),
         "gpu_util_percent_mean": _mean(values("gpu_util_percent")),
         "gpu_mem_used_gb_max": max(values("gpu_mem_used_gb"), default=None),
-        "sampler_overhead_percent": (
-            100 * samples[-1]["sampler_cpu_s"] / duration if duration > 0 else None
-        ),
+        "sampler_cpu_s": sampler_cpu[-1] if sampler_cpu else None,
+        "sampler_overhead_percent": overhead,
     }
     return summary
