@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
+import ollama
 import pytest
 
 from perflab.calibration import refused_url
 from perflab.engines.base import EngineError, GenerationOptions, PreflightError
-from perflab.engines.ollama_engine import OllamaEngine, resolve_host
+from perflab.engines.ollama_engine import OllamaEngine, base_url, classify, resolve_host
 from perflab.records import (
     ERROR_CLASSES,
     ERROR_CONNECT,
@@ -239,12 +243,207 @@ def test_server_stopped_between_requests(engine, calibration_server):
 
 
 def test_per_request_timeout_is_honoured(calibration_server):
+    # the engine allows 30 s of silence; the request allows 0.3 s in all, so the
+    # first chunk, after the 1 s stall, arrives past the deadline
     engine = OllamaEngine(MODEL, host=calibration_server.url, timeout_s=30)
     calibration_server.inject_fault("stall:1")
     t0 = time.perf_counter()
     try:
-        error, _ = failure(engine, timeout_s=0.3)
+        error, chunks = failure(engine, timeout_s=0.3)
+    finally:
+        engine.close()
+    elapsed = time.perf_counter() - t0
+    assert error.error_class == ERROR_TIMEOUT
+    assert "0.3 s" in str(error)
+    assert chunks == []
+    assert 0.9 <= elapsed < 2.0
+
+
+def test_timeout_bounds_the_whole_request_not_each_gap(make_calibration_server):
+    # every gap (0.03 s) is far below any read timeout; the total (~0.5 s) is not
+    server = make_calibration_server(itl_s=0.03, output_tokens=16)
+    engine = OllamaEngine(MODEL, host=server.url, timeout_s=10)
+    t0 = time.perf_counter()
+    try:
+        error, chunks = failure(engine, timeout_s=0.2)
+        elapsed = time.perf_counter() - t0
+        assert run(engine, timeout_s=5)[-1].done  # the engine is fine afterwards
     finally:
         engine.close()
     assert error.error_class == ERROR_TIMEOUT
-    assert time.perf_counter() - t0 < 2.0
+    assert 0.2 <= elapsed < 0.4
+    assert 1 <= sum(c.n_tokens for c in chunks) < 16
+    assert server.wait_for_log(2)[0].tokens_sent < 16  # the stream was closed early
+
+
+def test_final_chunk_past_the_deadline_is_a_timeout(calibration_server):
+    engine = OllamaEngine(MODEL, host=calibration_server.url, timeout_s=10)
+    calibration_server.inject_fault("stall_after:8:0.5")  # just before the final chunk
+    try:
+        error, chunks = failure(engine, timeout_s=0.3)
+    finally:
+        engine.close()
+    assert error.error_class == ERROR_TIMEOUT
+    assert sum(c.n_tokens for c in chunks) == 8 and not any(c.done for c in chunks)
+
+
+def test_stall_is_caught_by_the_read_timeout_of_the_engine(calibration_server):
+    # stall_s is 30 s: only the engine's own read timeout can end this one early
+    engine = OllamaEngine(MODEL, host=calibration_server.url, timeout_s=0.4)
+    calibration_server.inject_fault("stall_after:2")
+    t0 = time.perf_counter()
+    try:
+        error, chunks = failure(engine)
+    finally:
+        engine.close()
+    assert error.error_class == ERROR_TIMEOUT
+    assert sum(c.n_tokens for c in chunks) == 2
+    assert 0.35 <= time.perf_counter() - t0 < 2.0
+
+
+def test_host_without_scheme_or_port():
+    assert base_url("127.0.0.1:1234") == "http://127.0.0.1:1234"
+    assert base_url("example.org") == "http://example.org:11434"
+    assert base_url("http://example.org") == "http://example.org:80"
+    assert base_url("https://example.org/ollama/") == "https://example.org:443/ollama"
+    assert base_url("[::1]:8080") == "http://[::1]:8080"
+
+
+def test_preflight_with_a_host_without_scheme(calibration_server):
+    engine = OllamaEngine(MODEL, host=calibration_server.url.removeprefix("http://"))
+    try:
+        assert engine.preflight()["engine_version"] == calibration_server.timing.version
+    finally:
+        engine.close()
+
+
+# -- classification of what httpx and the client raise ----------------------------
+
+REQUEST = httpx.Request("POST", "http://127.0.0.1:1/api/generate")
+
+
+@pytest.mark.parametrize(
+    ("exc", "error_class"),
+    [
+        (httpx.ConnectError("refused", request=REQUEST), ERROR_CONNECT),
+        (httpx.ConnectTimeout("slow", request=REQUEST), ERROR_CONNECT),
+        (ConnectionError("Failed to connect to Ollama."), ERROR_CONNECT),
+        (ConnectionRefusedError(111, "refused"), ERROR_CONNECT),
+        (httpx.ReadTimeout("slow", request=REQUEST), ERROR_TIMEOUT),
+        (httpx.WriteTimeout("slow", request=REQUEST), ERROR_TIMEOUT),
+        (httpx.PoolTimeout("busy", request=REQUEST), ERROR_TIMEOUT),
+        (httpx.RemoteProtocolError("incomplete chunked read", request=REQUEST), ERROR_DROPPED),
+        (httpx.ReadError("reset", request=REQUEST), ERROR_DROPPED),
+        (httpx.WriteError("broken pipe", request=REQUEST), ERROR_DROPPED),
+        (httpx.CloseError("close", request=REQUEST), ERROR_DROPPED),
+        (httpx.ProxyError("proxy", request=REQUEST), ERROR_DROPPED),
+        (ConnectionResetError(104, "reset by peer"), ERROR_DROPPED),
+        (BrokenPipeError(32, "broken pipe"), ERROR_DROPPED),
+        (ollama.ResponseError("boom", 500), ERROR_HTTP_STATUS),
+        (ollama.ResponseError("CUDA error"), ERROR_SERVER),
+        (json.JSONDecodeError("Expecting value", "{", 1), ERROR_PROTOCOL),
+        (KeyError("done"), ERROR_PROTOCOL),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else value,
+)
+def test_classify(exc, error_class):
+    assert classify(exc).error_class == error_class
+
+
+# -- preflight against a server that answers wrongly --------------------------------
+
+
+class _Stub(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+def stub_server(upstream: str, overrides: dict[str, tuple[int, str, bytes]]):
+    """Answer the paths in ``overrides`` with (status, content type, body); pass the rest on."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def answer(self, method: str) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.path in overrides:
+                status, content_type, payload = overrides[self.path]
+            else:
+                response = httpx.request(method, upstream + self.path, content=body)
+                status, payload = response.status_code, response.content
+                content_type = response.headers.get("content-type", "application/json")
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def do_GET(self) -> None:
+            self.answer("GET")
+
+        def do_POST(self) -> None:
+            self.answer("POST")
+
+    server = _Stub(("127.0.0.1", 0), Handler)
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
+    return server
+
+
+@pytest.fixture
+def stub(calibration_server):
+    servers = []
+
+    def make(overrides):
+        server = stub_server(calibration_server.url, overrides)
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield make
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+JSON = "application/json"
+
+
+def test_the_stub_passes_everything_else_on(stub):
+    engine = OllamaEngine(MODEL, host=stub({}), timeout_s=5)
+    try:
+        assert engine.preflight()["model_details"]["family"] == "llama"
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "answer", "expected"),
+    [
+        ("/api/version", (200, "text/html", b"<html>welcome</html>"), "not JSON"),
+        ("/api/version", (200, JSON, b"[1, 2]"), "expected a JSON object"),
+        ("/api/version", (404, "text/plain", b"404 page not found"), "HTTP 404"),
+        ("/api/tags", (500, JSON, b'{"error": "disk full"}'), "HTTP 500: disk full"),
+        ("/api/tags", (200, "text/plain", b"hello"), "/api/tags"),
+        ("/api/tags", (200, JSON, b'{"models": 3}'), "/api/tags"),
+        ("/api/show", (500, JSON, b'{"error": "blob missing"}'), "HTTP 500: blob missing"),
+        ("/api/show", (404, JSON, b'{"error": "not found"}'), "HTTP 404"),
+        ("/api/show", (200, JSON, b"not json"), "/api/show"),
+    ],
+)
+def test_preflight_names_the_host_and_the_fix(stub, path, answer, expected):
+    host = stub({path: answer})
+    engine = OllamaEngine(MODEL, host=host, timeout_s=5)
+    try:
+        with pytest.raises(PreflightError) as info:
+            engine.preflight()
+    finally:
+        engine.close()
+    message = str(info.value)
+    assert host in message and expected in message, message
+    fixes = {
+        "/api/version": "OLLAMA_HOST points at `ollama serve`",
+        "/api/tags": "`ollama serve` log",
+        "/api/show": f"ollama pull {MODEL}",
+    }
+    assert fixes[path] in message, message

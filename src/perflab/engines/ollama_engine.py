@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
-from collections.abc import Iterator
+import urllib.parse
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import httpx
 import ollama
@@ -22,11 +25,34 @@ from perflab.records import (
 )
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
+DEFAULT_PORT = 11434
 NS = 1e-9
+
+T = TypeVar("T")
 
 
 def resolve_host(host: str | None) -> str:
     return host or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST
+
+
+def base_url(host: str) -> str:
+    """``host`` as a full base URL, read the way the ollama client reads OLLAMA_HOST:
+    no scheme means http, no port means 11434 (80/443 for an explicit http/https)."""
+    scheme, _, hostport = host.partition("://")
+    port = DEFAULT_PORT
+    if not hostport:
+        scheme, hostport = "http", host
+    elif scheme == "http":
+        port = 80
+    elif scheme == "https":
+        port = 443
+    split = urllib.parse.urlsplit(f"{scheme}://{hostport}")
+    name = split.hostname or "127.0.0.1"
+    if ":" in name:  # IPv6 literal
+        name = f"[{name}]"
+    path = split.path.strip("/")
+    url = f"{scheme}://{name}:{split.port or port}"
+    return f"{url}/{path}" if path else url
 
 
 def timings_from_final(part: dict) -> ServerTimings:
@@ -55,6 +81,20 @@ def timings_from_final(part: dict) -> ServerTimings:
     )
 
 
+def _brief(text: str, limit: int = 200) -> str:
+    """One line of at most ``limit`` characters, for an error message."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _is_connect_failure(exc: BaseException) -> bool:
+    """Nothing accepted the connection (as opposed to one that broke later)."""
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, ConnectionRefusedError)):
+        return True
+    # the ollama client turns httpx.ConnectError into a plain ConnectionError
+    return type(exc) is ConnectionError
+
+
 def classify(exc: BaseException) -> EngineError:
     """Map what the client and httpx raise onto perflab's error classes."""
     if isinstance(exc, EngineError):
@@ -63,12 +103,13 @@ def classify(exc: BaseException) -> EngineError:
         if exc.status_code and exc.status_code > 0:
             return EngineError(ERROR_HTTP_STATUS, f"HTTP {exc.status_code}: {exc.error}")
         return EngineError(ERROR_SERVER, f"server error mid-stream: {exc.error}")
-    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, ConnectionError)):
-        return EngineError(ERROR_CONNECT, f"cannot connect: {exc}")
-    if isinstance(exc, httpx.TimeoutException):
+    if _is_connect_failure(exc):
+        return EngineError(ERROR_CONNECT, f"cannot connect: {type(exc).__name__}: {exc}")
+    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
         return EngineError(ERROR_TIMEOUT, f"timed out: {type(exc).__name__}")
-    if isinstance(exc, (httpx.RemoteProtocolError, httpx.TransportError)):
-        return EngineError(ERROR_DROPPED, f"connection dropped: {exc}")
+    if isinstance(exc, (httpx.TransportError, OSError)):
+        # RemoteProtocolError (a cut chunked body), ReadError, WriteError, reset sockets...
+        return EngineError(ERROR_DROPPED, f"connection dropped: {type(exc).__name__}: {exc}")
     if isinstance(exc, (json.JSONDecodeError, TypeError, ValueError)):
         return EngineError(ERROR_PROTOCOL, f"malformed response: {exc}")
     return EngineError(ERROR_PROTOCOL, f"{type(exc).__name__}: {exc}")
@@ -80,15 +121,57 @@ class OllamaEngine:
     def __init__(self, model: str, host: str | None = None, timeout_s: float = 120.0):
         self.model = model
         self.host = resolve_host(host)
+        self.base_url = base_url(self.host)
         self.timeout_s = timeout_s
+        # the client's read timeout catches stalls; stream() bounds each whole request
         self.client = ollama.Client(host=self.host, timeout=timeout_s)
-        # the client exposes no per-request timeout; its httpx client carries one
-        self._http: httpx.Client = self.client._client
+
+    # -- preflight ------------------------------------------------------------
+
+    def _unreachable(self, exc: BaseException) -> PreflightError:
+        if isinstance(exc, httpx.TimeoutException):
+            why = f"no answer within {self.timeout_s:g} s ({type(exc).__name__})"
+        else:
+            why = f"{type(exc).__name__}: {exc}"
+        return PreflightError(
+            f"No Ollama server answers at {self.host} ({why}). "
+            "Start it with `ollama serve`, or set OLLAMA_HOST to where it listens."
+        )
+
+    def _call(self, endpoint: str, fix: str, call: Callable[[], T]) -> T:
+        """Run one preflight request; any failure becomes a PreflightError naming the fix."""
+        try:
+            return call()
+        except (httpx.TransportError, ConnectionError) as exc:
+            raise self._unreachable(exc) from None
+        except ollama.ResponseError as exc:
+            raise PreflightError(
+                f"The server at {self.host} answered {endpoint} with HTTP {exc.status_code}: "
+                f"{_brief(exc.error)}. {fix}"
+            ) from None
+        except httpx.HTTPStatusError as exc:
+            raise PreflightError(
+                f"The server at {self.host} answered {endpoint} with HTTP "
+                f"{exc.response.status_code}: {_brief(exc.response.text)}. {fix}"
+            ) from None
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise PreflightError(
+                f"The server at {self.host} does not answer {endpoint} like Ollama "
+                f"({type(exc).__name__}: {_brief(str(exc))}). {fix}"
+            ) from None
 
     def _version(self) -> str | None:
-        response = self._http.get("/api/version")
+        response = httpx.get(
+            f"{self.base_url}/api/version", timeout=self.timeout_s, follow_redirects=True
+        )
         response.raise_for_status()
-        return response.json().get("version")
+        try:
+            payload = response.json()
+        except ValueError:
+            raise ValueError(f"not JSON: {_brief(response.text)!r}") from None
+        if not isinstance(payload, dict):
+            raise ValueError(f"expected a JSON object, got {payload!r:.200}")
+        return payload.get("version")
 
     def _running(self) -> list[dict]:
         """/api/ps: loaded models and how much of each sits in VRAM."""
@@ -97,37 +180,34 @@ class OllamaEngine:
                 {"model": m.model, "size": m.size, "size_vram": m.size_vram}
                 for m in self.client.ps().models
             ]
-        except (httpx.HTTPError, ollama.ResponseError, ValueError):
+        except (httpx.HTTPError, ollama.ResponseError, ConnectionError, ValueError):
             return []
 
     def preflight(self) -> dict:
-        try:
-            version = self._version()
-            tags = self.client.list()
-        except (httpx.TransportError, ConnectionError) as exc:
-            raise PreflightError(
-                f"No Ollama server answers at {self.host} ({exc}). "
-                "Start it with `ollama serve`, or set OLLAMA_HOST to where it listens."
-            ) from None
-        except (httpx.HTTPStatusError, ollama.ResponseError, ValueError) as exc:
-            raise PreflightError(
-                f"The server at {self.host} does not answer like Ollama ({exc}). "
-                "Check that OLLAMA_HOST points at `ollama serve`."
-            ) from None
+        version = self._call(
+            "/api/version",
+            "Check that OLLAMA_HOST points at `ollama serve`, not another service.",
+            self._version,
+        )
+        tags = self._call(
+            "/api/tags",
+            "It cannot list its models: check the `ollama serve` log and restart it, "
+            "and check that OLLAMA_HOST points at it.",
+            self.client.list,
+        )
         names = {m.model for m in tags.models}
         if self.model not in names and f"{self.model}:latest" not in names:
-            available = ", ".join(sorted(names)) or "none"
+            available = ", ".join(sorted(n for n in names if n)) or "none"
             raise PreflightError(
                 f"Model {self.model!r} is not on the Ollama server at {self.host} "
                 f"(it has: {available}). Run `ollama pull {self.model}`."
             )
-        try:
-            show = self.client.show(self.model)
-        except (httpx.HTTPError, ollama.ResponseError) as exc:
-            raise PreflightError(
-                f"Ollama at {self.host} lists {self.model!r} but cannot describe it ({exc}). "
-                f"Run `ollama pull {self.model}` again."
-            ) from None
+        show = self._call(
+            "/api/show",
+            f"It lists {self.model!r} but cannot describe it: run `ollama pull {self.model}` "
+            "again, or check the `ollama serve` log.",
+            lambda: self.client.show(self.model),
+        )
         details = show.details.model_dump() if show.details else {}
         details["running"] = self._running()
         digest = next(
@@ -142,13 +222,17 @@ class OllamaEngine:
             "model_details": details,
         }
 
+    # -- generation -----------------------------------------------------------
+
     def stream(self, prompt: str, options: GenerationOptions) -> Iterator[Chunk]:
+        """Yield chunks as they arrive. ``options.timeout_s`` bounds the whole request,
+        checked as each chunk arrives; a silent server is caught by the client's read
+        timeout (the engine's ``timeout_s``)."""
         request_options = {"temperature": options.temperature, "num_predict": options.max_tokens}
         if options.seed is not None:
             request_options["seed"] = options.seed
         deadline = time.perf_counter() + options.timeout_s
-        # bounds a stall between chunks; the deadline bounds the whole request
-        self._http.timeout = httpx.Timeout(min(self.timeout_s, options.timeout_s))
+        parts = None
         try:
             parts = self.client.generate(
                 model=self.model,
@@ -158,6 +242,10 @@ class OllamaEngine:
                 keep_alive=options.keep_alive,
             )
             for part in parts:
+                if time.perf_counter() > deadline:
+                    raise EngineError(
+                        ERROR_TIMEOUT, f"request exceeded its {options.timeout_s:g} s timeout"
+                    )
                 if part.done:
                     yield Chunk(
                         text=part.response or "",
@@ -168,12 +256,14 @@ class OllamaEngine:
                     return
                 if part.response:
                     yield Chunk(text=part.response, n_tokens=1)
-                if time.perf_counter() > deadline:
-                    parts.close()
-                    raise EngineError(ERROR_TIMEOUT, f"request exceeded {options.timeout_s}s")
         except Exception as exc:  # noqa: BLE001 - every failure becomes a classified record
             raise classify(exc) from exc
+        finally:
+            if parts is not None:
+                # closes the HTTP response (and its connection, when cut short)
+                with contextlib.suppress(Exception):
+                    parts.close()
         raise EngineError(ERROR_DROPPED, "stream ended without a final done chunk")
 
     def close(self) -> None:
-        self._http.close()
+        self.client.close()
