@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ from pathlib import Path
 from perflab.engines.base import Engine, EngineError, GenerationOptions
 from perflab.records import (
     ERROR_ENGINE,
+    ERROR_PROTOCOL,
+    ERROR_TIMEOUT,
     STATUS_ERROR,
     STATUS_OK,
     STATUS_TIMEOUT,
@@ -35,6 +38,12 @@ class LoadPlan:
             raise ValueError("a load plan needs exactly one of requests or duration_s")
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
+        if self.requests is not None and self.requests < 1:
+            raise ValueError("requests must be at least 1")
+        if self.duration_s is not None and self.duration_s <= 0:
+            raise ValueError("duration_s must be positive")
+        if self.warmup_requests < 0:
+            raise ValueError("warmup_requests must not be negative")
 
 
 class Clock:
@@ -82,10 +91,13 @@ def measure_request(
             if chunk.done:
                 timings = chunk.timings
     except EngineError as exc:
-        status = STATUS_TIMEOUT if exc.error_class == "timeout" else STATUS_ERROR
+        status = STATUS_TIMEOUT if exc.error_class == ERROR_TIMEOUT else STATUS_ERROR
         error_class, error = exc.error_class, str(exc)
     except Exception as exc:  # noqa: BLE001 - never lose a request to an unexpected error
         status, error_class, error = STATUS_ERROR, ERROR_ENGINE, f"{type(exc).__name__}: {exc}"
+    if status == STATUS_OK and timings is None:
+        status, error_class = STATUS_ERROR, ERROR_PROTOCOL
+        error = "stream ended without a final chunk"
     ended = clock.now()
     ttft = None if first is None else first - submitted
     e2e = ended - submitted
@@ -164,7 +176,12 @@ def run_load(
         with lock:
             records.append(record)
             if on_record:
-                on_record(record)
+                try:
+                    on_record(record)
+                except Exception as exc:  # noqa: BLE001 - the record is kept in memory all the same
+                    warnings.warn(
+                        f"could not hand over record {record.request_index}: {exc}", stacklevel=1
+                    )
 
     def send(worker: int, is_warmup: bool) -> None:
         keep(
