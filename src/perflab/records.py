@@ -87,39 +87,28 @@ def decode_tps(output_tokens: int, ttft_s: float | None, e2e_s: float) -> float 
     return (output_tokens - 1) / (e2e_s - ttft_s)
 
 
-def write_jsonl_atomic(path: Path, records: Iterable[RequestRecord]) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write to a temp file, flush it to disk, then rename it into place."""
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "w") as fh:
-        for record in records:
-            fh.write(record.to_json() + "\n")
+        fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
+def write_jsonl_atomic(path: Path, records: Iterable[RequestRecord]) -> None:
+    write_text_atomic(path, "".join(record.to_json() + "\n" for record in records))
+
+
 def write_lines_atomic(path: Path, rows: Iterable[dict]) -> None:
-    """Plain dicts as JSON lines, written to a temp file and renamed into place."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, separators=(",", ":")) + "\n")
-    os.replace(tmp, path)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Plain dicts as JSON lines, written atomically."""
+    write_text_atomic(path, "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in rows))
 
 
 def write_json_atomic(path: Path, payload: object) -> None:
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def read_jsonl(path: Path) -> list[dict]:
