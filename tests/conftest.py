@@ -4,10 +4,12 @@
 on 127.0.0.1 with an ephemeral port; use ``.url`` as the Ollama host.
 ``make_calibration_server``: a factory, ``make_calibration_server(**timing)``,
 for servers with other timings; every server it starts is stopped afterwards.
+``refused_url()``: a base URL where nothing listens.
 """
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,20 @@ FAST_TIMING = {
     "num_parallel": 4,
     "stall_s": 30.0,
 }
+
+
+def unused_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` with nothing listening (connecting is refused)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def refused_url(host: str = "127.0.0.1") -> str:
+    """A base URL where connections are refused (nothing listens there)."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{unused_port(host)}"
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import ollama
 import pytest
+from conftest import refused_url
 
 from perflab.calibration import (
     FAULT_HEADER,
@@ -29,7 +30,6 @@ from perflab.calibration import (
     count_tokens,
     parse_duration,
     parse_fault,
-    refused_url,
 )
 from perflab.calibration.cli import build_parser, timing_from_args
 

@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import ollama
 import pytest
+from conftest import refused_url
 
-from perflab.calibration import refused_url
 from perflab.engines.base import EngineError, GenerationOptions, PreflightError
 from perflab.engines.ollama_engine import OllamaEngine, base_url, classify, resolve_host
 from perflab.records import (

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from conftest import refused_url
 
-from perflab.calibration import refused_url
 from perflab.engines.base import GenerationOptions
 from perflab.engines.ollama_engine import OllamaEngine
 from perflab.runner import LoadPlan, error_rate, run_load

@@ -83,7 +83,10 @@ def count_tokens(text: str, tokens_per_word: float = TOKENS_PER_WORD) -> int:
 
     Empty or whitespace-only text counts as 0 tokens.
     """
-    words = len(text.split())
+    return words_to_tokens(len(text.split()), tokens_per_word)
+
+
+def words_to_tokens(words: int, tokens_per_word: float = TOKENS_PER_WORD) -> int:
     return int(words * tokens_per_word + 0.5)
 
 
@@ -111,6 +114,9 @@ class TimingModel:
       no request limit).
     * ``num_parallel`` requests run at once per model; the rest wait in a FIFO
       queue (at most ``max_queue`` waiting, beyond that HTTP 503).
+    * ``prompt_cache``: each slot keeps its last prompt (and answer) in its KV
+      cache; a request sharing a word prefix with it prefills only the rest
+      (at least one token), like llama.cpp's and current Ollama's slots.
     * ``fault_rates``: fault spec -> probability per generation request (seeded).
     * ``fault_schedule``: generation request index (0-based) -> fault spec.
     """
@@ -125,6 +131,7 @@ class TimingModel:
     output_tokens: int = 64
     num_parallel: int = 1
     max_queue: int = 512
+    prompt_cache: bool = False
     tokens_per_word: float = TOKENS_PER_WORD
     seed: int = 0
     stall_s: float = 600.0
@@ -162,6 +169,8 @@ class TimingModel:
         if self.max_queue < 0:
             raise ValueError("max_queue must be >= 0")
         self.seed = int(self.seed)
+        if not isinstance(self.prompt_cache, bool):
+            raise ValueError(f"prompt_cache must be true or false, got {self.prompt_cache!r}")
         rates = {str(k): float(v) for k, v in dict(self.fault_rates).items()}
         for spec, rate in rates.items():
             parse_fault(spec)
@@ -215,6 +224,10 @@ class TimingModel:
 
     def prompt_tokens(self, text: str) -> int:
         return count_tokens(text, self.tokens_per_word)
+
+    def word_tokens(self, words: int) -> int:
+        """Tokens of ``words`` whitespace-separated words (the prompt rule)."""
+        return words_to_tokens(words, self.tokens_per_word)
 
     def prefill_s(self, prompt_tokens: int) -> float:
         return self.ttft_fixed_s + self.ttft_per_token_s * prompt_tokens
