@@ -1,5 +1,6 @@
-"""The fault matrix over real HTTP: ``run_load`` with the ``ollama`` engine against
-the calibration server. Every planned request ends as exactly one record, the
+"""The fault matrix over real HTTP: ``run_load`` with the ``ollama`` engine (Ollama's
+NDJSON API) and with the ``openai`` engine (the OpenAI SSE API) against the
+calibration server. Every planned request ends as exactly one record, the
 faulted ones with the right class, and the counts agree with the server's log."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from conftest import refused_url
 
 from perflab.engines.base import GenerationOptions
 from perflab.engines.ollama_engine import OllamaEngine
+from perflab.engines.openai_engine import OpenAIEngine
 from perflab.runner import LoadPlan, error_rate, run_load
 
 MODEL = "llama3.1:8b"
@@ -20,8 +22,17 @@ TOKENS = 8  # FAST_TIMING's output_tokens
 FAULTED_AT = (2, 5, 9)  # server-side request indexes
 
 
-def run(url, *, engine_timeout=5.0, timeout_s=5.0, workers=WORKERS, planned=PLANNED):
-    engine = OllamaEngine(MODEL, host=url, timeout_s=engine_timeout)
+ENGINES = {"ollama": OllamaEngine, "openai": OpenAIEngine}
+
+
+@pytest.fixture(params=sorted(ENGINES))
+def engine_name(request) -> str:
+    """Each test runs once per protocol."""
+    return request.param
+
+
+def run(url, engine_name, *, engine_timeout=5.0, timeout_s=5.0, workers=WORKERS, planned=PLANNED):
+    engine = ENGINES[engine_name](MODEL, host=url, timeout_s=engine_timeout)
     try:
         return run_load(
             engine,
@@ -60,10 +71,10 @@ FAULTS = [
 
 @pytest.mark.parametrize(("fault", "status", "error_class", "tokens"), FAULTS)
 def test_each_fault_is_one_classified_record(
-    make_calibration_server, fault, status, error_class, tokens
+    make_calibration_server, engine_name, fault, status, error_class, tokens
 ):
     server = make_calibration_server(fault_schedule={i: fault for i in FAULTED_AT})
-    records = run(server.url)
+    records = run(server.url, engine_name)
     assert_complete(records)
     failed = [r for r in records if r.status != "ok"]
     assert len(failed) == len(FAULTED_AT)
@@ -83,9 +94,9 @@ def test_each_fault_is_one_classified_record(
     assert sum(e.outcome == "ok" for e in log) == PLANNED - len(FAULTED_AT)
 
 
-def test_http_status_records_keep_the_servers_message(make_calibration_server):
+def test_http_status_records_keep_the_servers_message(make_calibration_server, engine_name):
     server = make_calibration_server(fault_schedule={1: "http_503", 4: "http_500:disk full"})
-    records = run(server.url)
+    records = run(server.url, engine_name)
     assert_complete(records)
     errors = sorted(r.error for r in records if r.status != "ok")
     assert len(errors) == 2
@@ -106,10 +117,10 @@ def test_http_status_records_keep_the_servers_message(make_calibration_server):
     ],
 )
 def test_stall_past_the_timeout_is_a_timeout_record(
-    make_calibration_server, fault, engine_timeout, tokens, e2e_range
+    make_calibration_server, engine_name, fault, engine_timeout, tokens, e2e_range
 ):
     server = make_calibration_server(fault_schedule={4: fault})
-    records = run(server.url, engine_timeout=engine_timeout, timeout_s=0.5)
+    records = run(server.url, engine_name, engine_timeout=engine_timeout, timeout_s=0.5)
     assert_complete(records)
     timeouts = [r for r in records if r.status != "ok"]
     assert len(timeouts) == 1
@@ -126,17 +137,17 @@ def test_stall_past_the_timeout_is_a_timeout_record(
     assert [e.id for e in log if e.fault] == [4]
 
 
-def test_nothing_listening_every_request_is_a_connect_error():
-    records = run(refused_url())
+def test_nothing_listening_every_request_is_a_connect_error(engine_name):
+    records = run(refused_url(), engine_name)
     assert_complete(records)
     assert Counter((r.status, r.error_class) for r in records) == {("error", "connect"): PLANNED}
     assert all(r.ttft_s is None and r.output_tokens == 0 for r in records)
     assert error_rate(records) == 1.0
 
 
-def test_server_killed_mid_experiment_one_worker(make_calibration_server):
+def test_server_killed_mid_experiment_one_worker(make_calibration_server, engine_name):
     server = make_calibration_server(fault_schedule={5: "kill_after:2"})
-    records = run(server.url, workers=1)
+    records = run(server.url, engine_name, workers=1)
     assert_complete(records)
     classes = [r.error_class for r in records]
     assert classes == [None] * 5 + ["dropped"] + ["connect"] * (PLANNED - 6)
@@ -146,9 +157,9 @@ def test_server_killed_mid_experiment_one_worker(make_calibration_server):
     assert [e.outcome for e in log] == ["ok"] * 5 + ["killed"]
 
 
-def test_server_killed_mid_experiment_two_workers(make_calibration_server):
+def test_server_killed_mid_experiment_two_workers(make_calibration_server, engine_name):
     server = make_calibration_server(fault_schedule={5: "kill_after:2"})
-    records = run(server.url)
+    records = run(server.url, engine_name)
     assert_complete(records)
     by_class = Counter(r.error_class for r in records)
     assert set(by_class) <= {None, "dropped", "connect"}
@@ -195,13 +206,13 @@ def fault_class(spec: str) -> str:
     return EXPECTED_CLASS[kind]
 
 
-def test_fault_rates_match_the_servers_own_log(make_calibration_server):
+def test_fault_rates_match_the_servers_own_log(make_calibration_server, engine_name):
     planned = 24
     server = make_calibration_server(fault_rates=FAULT_RATES, seed=3)
     # the seeded draw puts every kind of fault in this run at least once
     drawn = [server.timing.draw_fault(i) for i in range(planned)]
     assert {spec for spec in drawn if spec} == set(FAULT_RATES)
-    records = run(server.url, engine_timeout=0.5, timeout_s=0.5, planned=planned)
+    records = run(server.url, engine_name, engine_timeout=0.5, timeout_s=0.5, planned=planned)
     assert_complete(records, planned)
     log = server.wait_for_log(planned)
     assert len(log) == planned

@@ -224,12 +224,19 @@ class ModelSlots:
             self.expires_at = None if math.isinf(keep_alive) else now + keep_alive
 
     def take_slot(self, words: tuple[str, ...], num_parallel: int, reuse: bool) -> tuple[Slot, int]:
-        """A free slot, preferring the longest cached prefix of ``words``; (slot, prefix words)."""
+        """A free slot and how many leading words of ``words`` its cache holds.
+
+        With ``reuse`` the slot with the longest shared prefix wins; on a tie the
+        one caching least, so a useful cache is not overwritten needlessly.
+        """
         while len(self.slots) < num_parallel:
             self.slots.append(Slot(len(self.slots)))
         free = [slot for slot in self.slots if not slot.busy]
         if reuse:
-            best = max(free, key=lambda slot: (_common_prefix(slot.cached, words), -slot.index))
+            best = max(
+                free,
+                key=lambda s: (_common_prefix(s.cached, words), -len(s.cached), -s.index),
+            )
             prefix = _common_prefix(best.cached, words)
         else:
             best, prefix = free[0], 0

@@ -42,6 +42,16 @@ def make_engine(config: dict, model_path: str | Path | None = None) -> Engine:
             host=engine["host"],
             timeout_s=config["generation"]["timeout_s"],
         )
+    if engine["name"] == "openai":
+        from perflab.engines.openai_engine import OpenAIEngine
+
+        return OpenAIEngine(
+            model=engine["model"],
+            host=engine["host"],
+            timeout_s=config["generation"]["timeout_s"],
+            endpoint=engine.get("endpoint", "chat"),
+            api_key_env=engine.get("api_key_env"),
+        )
     from perflab.engines.llamacpp_engine import LlamaCppEngine
 
     return LlamaCppEngine(
