@@ -12,6 +12,7 @@ import polars as pl
 
 from perflab import __version__
 from perflab.analysis import suite_rows
+from perflab.engines.ollama_store import uses_tiny_model
 
 TEMPLATES = Path(__file__).parent / "templates"
 PROMPT_LABELS = {
@@ -207,7 +208,7 @@ def build_context(
     advanced_meta = [m["run"] for m in metadata if set(m["experiment"]["suites"]) - {"basic"}]
     n_errors = int(summary["n_errors"].sum())
     tiny = None
-    if engine["engine"] == "llamacpp" and not config["engine"]["model_path"]:
+    if uses_tiny_model(config["engine"]):
         tiny = ", ".join(f"{k}={v}" for k, v in config["tiny_model"].items())
     return {
         "date": dt.date.fromtimestamp(min(starts)).isoformat(),

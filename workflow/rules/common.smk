@@ -6,6 +6,7 @@ from perflab.config import (
     expand_experiments,
     validate_config,
 )
+from perflab.engines.ollama_store import uses_tiny_model as engine_uses_tiny_model
 from perflab.experiment import experiment_spec
 
 
@@ -39,8 +40,7 @@ def get_tiny_model_path():
 
 
 def uses_tiny_model():
-    engine = config["engine"]
-    return engine["name"] == "llamacpp" and not engine["model_path"]
+    return engine_uses_tiny_model(config["engine"])
 
 
 def get_model_inputs(wildcards=None):

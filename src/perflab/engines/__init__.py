@@ -54,8 +54,13 @@ def make_engine(config: dict, model_path: str | Path | None = None) -> Engine:
         )
     from perflab.engines.llamacpp_engine import LlamaCppEngine
 
+    path = model_path or engine["model_path"]
+    if not path:  # an Ollama model name: its weights in the local Ollama store
+        from perflab.engines.ollama_store import resolve
+
+        path = resolve(engine["model"]).path
     return LlamaCppEngine(
-        model_path=model_path or engine["model_path"],
+        model_path=path,
         n_ctx=engine["n_ctx"],
         n_threads=engine["n_threads"],
         prompt_cache=engine["prompt_cache"],
