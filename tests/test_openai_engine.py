@@ -291,3 +291,24 @@ def test_every_failure_has_an_error_class(engine, calibration_server):
         with pytest.raises(EngineError) as info:
             list(engine.stream("x", GenerationOptions()))
         assert info.value.error_class in ERROR_CLASSES
+
+
+def test_itl_is_per_token_when_a_chunk_brings_several(scripted):
+    from perflab.runner import Clock, measure_request
+
+    engine = OpenAIEngine(MODEL, host=scripted)
+    record = measure_request(
+        engine,
+        "x",
+        GenerationOptions(),
+        experiment_id="batched",
+        request_index=0,
+        worker=0,
+        is_warmup=False,
+        clock=Clock(),
+    )
+    engine.close()
+    assert record.status == "ok" and record.output_tokens == record.server_output_tokens == 5
+    # chunks of 2, 2 and 1 tokens: the first chunk's second token has no gap of its own,
+    # the second chunk's gap is shared by its two tokens
+    assert len(record.itl_s) == 3 and record.itl_s[0] == record.itl_s[1]

@@ -129,7 +129,7 @@ def test_measure_request_computes_timings_from_arrival_times():
     assert (record.status, record.error_class, record.error) == ("ok", None, None)
     assert (record.request_index, record.worker, record.is_warmup) == (3, 1, False)
     assert record.ttft_s == pytest.approx(0.75)
-    assert record.itl_s == pytest.approx([0.1, 0.2])
+    assert record.itl_s == pytest.approx([0.1, 0.1, 0.1])  # "cd": 0.2 s shared by 2 tokens
     assert record.e2e_s == pytest.approx(1.1)
     assert record.t_submit == pytest.approx(1000.0)
     assert record.t_first_token == pytest.approx(1000.75)

@@ -57,9 +57,14 @@ def server_pid_finder(config: dict):
 
     if config["engine"]["name"] in ("llamacpp", "calibration"):
         return lambda: [os.getpid()]
-    from perflab.engines.ollama_engine import resolve_host
+    if config["engine"]["name"] == "openai":  # whatever listens on its port, if local
+        from perflab.engines.openai_engine import base_url
 
-    host = resolve_host(config["engine"]["host"])
+        host = base_url(config["engine"]["host"])
+    else:
+        from perflab.engines.ollama_engine import resolve_host
+
+        host = resolve_host(config["engine"]["host"])
     return lambda: find_ollama_pids(host)
 
 

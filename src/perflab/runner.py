@@ -84,8 +84,8 @@ def measure_request(
             if chunk.n_tokens:
                 if first is None:
                     first = arrived
-                else:
-                    gaps.append(arrived - last)
+                else:  # a chunk of k tokens: its gap shared evenly, one ITL per token
+                    gaps.extend([(arrived - last) / chunk.n_tokens] * chunk.n_tokens)
                 last = arrived
                 tokens += chunk.n_tokens
             if chunk.done:

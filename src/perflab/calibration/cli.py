@@ -31,6 +31,7 @@ _FLAG_FIELDS = {
     "output_tokens": "output_tokens",
     "num_parallel": "num_parallel",
     "max_queue": "max_queue",
+    "prompt_cache": "prompt_cache",
     "tokens_per_word": "tokens_per_word",
     "seed": "seed",
     "stall": "stall_s",
@@ -67,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m perflab.calibration",
         description=(
-            "Serve the Ollama API with scripted, known timings and injectable faults, "
-            "to calibrate perflab's measurements. Point clients at it with OLLAMA_HOST."
+            "Serve the Ollama API and the OpenAI API with scripted, known timings and "
+            "injectable faults, to calibrate perflab's measurements. Point Ollama clients at "
+            "it with OLLAMA_HOST, OpenAI clients at its /v1."
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -117,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help=f"waiting requests before HTTP 503, like OLLAMA_MAX_QUEUE ({d.max_queue})",
+    )
+    add(
+        "--prompt-cache",
+        action="store_true",
+        default=None,
+        help="each slot keeps its last prompt; a shared prefix is not prefilled again",
     )
     add(
         "--tokens-per-word",
@@ -192,6 +200,8 @@ def _describe(entry: RequestLog) -> str:
         f"load={entry.load_s:.3f}s queue={entry.queue_s:.3f}s",
         f"prefill={entry.prefill_s:.3f}s decode={entry.decode_s:.3f}s total={entry.total_s:.3f}s",
     ]
+    if entry.cached_tokens:
+        parts.append(f"cached={entry.cached_tokens}")
     if entry.fault:
         parts.append(f"fault={entry.fault}")
     return "  ".join(parts)
@@ -223,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"perflab calibration server listening on {server.url}", flush=True)
     print(f"  use it with: OLLAMA_HOST={server.url}", flush=True)
+    print(f"  or as an OpenAI-compatible server: {server.url}/v1", flush=True)
     print(f"  timing model: {json.dumps(timing.to_dict(), sort_keys=True)}", flush=True)
     print("  Ctrl-C to stop", flush=True)
 
