@@ -137,40 +137,52 @@ def _status_error(response: httpx.Response) -> EngineError:
     return EngineError(ERROR_HTTP_STATUS, f"HTTP {response.status_code}: {_brief(message)}")
 
 
-def part_chunk(line: bytes) -> Chunk:
-    """One NDJSON line of /api/generate as a Chunk; raises on an error or a malformed line."""
-    part = json.loads(line)
+def part_chunk(part: object) -> Chunk:
+    """One parsed line of /api/generate as a Chunk; raises on an error or a malformed line."""
     if not isinstance(part, dict):
-        raise ValueError(
-            f"a stream line is not a JSON object: {_brief(line.decode(errors='replace'))}"
-        )
+        raise ValueError(f"a stream line is not a JSON object: {_brief(repr(part))}")
     if error := part.get("error"):
         raise EngineError(ERROR_SERVER, f"server error mid-stream: {_brief(error)}")
     text = part.get("response") or ""
     if not isinstance(text, str):
         raise ValueError(f"response is not text: {text!r:.100}")
     if part.get("done"):
-        return Chunk(
-            text=text, n_tokens=1 if text else 0, done=True, timings=timings_from_final(part)
-        )
-    return Chunk(text=text, n_tokens=1 if text else 0)
+        return Chunk(text, 1 if text else 0, True, timings_from_final(part))
+    return Chunk(text, 1 if text else 0)
+
+
+def _blocks(response: httpx.Response) -> Iterator[bytes]:
+    """The body as it arrives; without a content encoding, without httpx's decoder layers."""
+    if response.headers.get("content-encoding", "identity") == "identity":
+        return response.iter_raw()
+    return response.iter_bytes()
 
 
 def _read_stream(response: httpx.Response, deadline: float, timeout_s: float) -> Iterator[Chunk]:
-    """The chunks of a streamed response, up to and including the final one."""
+    """The chunks of a streamed response, up to and including the final one.
+
+    This loop runs once per token: it does what the client must (parse each
+    line, check the deadline) and leaves every other check to ``part_chunk``."""
     if not response.is_success:
         raise _status_error(response)
-    blocks = response.iter_bytes()
+    blocks = _blocks(response)
     pending = b""
+    loads, clock = json.loads, time.perf_counter
     for block in blocks:
-        lines = (pending + block).split(b"\n")
+        lines = (pending + block).split(b"\n") if pending else block.split(b"\n")
         pending = lines.pop()
         for line in lines:
-            if not line.strip():
+            if not line or line.isspace():
                 continue
-            if time.perf_counter() > deadline:
+            if clock() > deadline:
                 raise EngineError(ERROR_TIMEOUT, f"request exceeded its {timeout_s:g} s timeout")
-            chunk = part_chunk(line)
+            part = loads(line)
+            if type(part) is dict and not part.get("done") and "error" not in part:
+                text = part.get("response")
+                if type(text) is str:
+                    yield Chunk(text, 1 if text else 0)
+                    continue
+            chunk = part_chunk(part)
             yield chunk
             if chunk.done:
                 # read the rest (the chunked terminator) so the connection can be reused
@@ -178,8 +190,8 @@ def _read_stream(response: httpx.Response, deadline: float, timeout_s: float) ->
                     for _ in blocks:
                         pass
                 return
-    if pending.strip():
-        chunk = part_chunk(pending)
+    if pending and not pending.isspace():
+        chunk = part_chunk(json.loads(pending))
         yield chunk
         if chunk.done:
             return
