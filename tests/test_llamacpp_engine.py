@@ -66,3 +66,14 @@ def test_concurrent_workers_queue_on_the_model_lock(engine):
     # one request at a time: no two generation spans overlap
     spans = sorted((r.t_first_token - r.ttft_s + r.queue_s, r.t_end) for r in result.records)
     assert all(later[0] >= earlier[1] - 1e-3 for earlier, later in zip(spans, spans[1:]))
+
+
+def test_finish_reason_says_length_at_max_tokens_and_stop_at_eos(engine):
+    capped = list(engine.stream("Hi", GenerationOptions(max_tokens=6, ignore_eos=True)))[-1]
+    assert capped.timings.finish_reason == "length" and capped.timings.output_tokens == 6
+    # without EOS suppressed the random model may stop early: the reason must say which
+    for seed in range(4):
+        options = GenerationOptions(max_tokens=40, temperature=1.5, seed=seed)
+        timings = list(engine.stream("Hi", options))[-1].timings
+        expected = "length" if timings.output_tokens == 40 else "stop"
+        assert timings.finish_reason == expected

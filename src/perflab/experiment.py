@@ -14,7 +14,7 @@ from perflab.engines import generation_options, make_engine
 from perflab.records import write_json_atomic, write_jsonl_atomic
 from perflab.runner import LoadPlan, error_rate, run_load, write_partial_line
 
-RUNNER_VERSION = 1  # bump when a change to the runner alters what is measured
+RUNNER_VERSION = 2  # bump when a change to the runner alters what is measured
 
 
 class ErrorBudgetExceeded(RuntimeError):

@@ -8,8 +8,11 @@ Definitions (all times in seconds):
   tps     per-request decode tokens/s = 1 / tpot_s
   output_tps  all measured output tokens / measured wall time (aggregate)
   req_per_s   ok requests / measured wall time
+  prep_s  the client's own work before the request left (HTTP engines); not
+          part of ttft_s or e2e_s, which start when the request left
 Warm-up requests and failed requests never enter latency statistics; failed
-requests are counted in n_errors and error_rate.
+requests are counted in n_errors and error_rate; ok requests cut at
+max_tokens (finish_reason "length") in n_truncated.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ RECORD_SCHEMA = {
     "unaccounted_s": pl.Float64,
     "server_prompt_tokens": pl.Int64,
     "server_output_tokens": pl.Int64,
+    "finish_reason": pl.String,
+    "prep_s": pl.Float64,
 }
 
 EXPERIMENT_COLUMNS = {
@@ -131,6 +136,7 @@ def counts() -> list[pl.Expr]:
         is_ok().sum().alias("n_ok"),
         (is_measured() & (pl.col("status") != "ok")).sum().alias("n_errors"),
         pl.col("is_warmup").sum().alias("n_warmup"),
+        (is_ok() & (pl.col("finish_reason") == "length")).sum().alias("n_truncated"),
     ]
 
 
@@ -158,6 +164,7 @@ def server_stats() -> list[pl.Expr]:
             "decode_s",
             "server_total_s",
             "unaccounted_s",
+            "prep_s",
         )
     ] + [
         # the cold request: model load paid by the first (warm-up) request, never in warm stats

@@ -1,7 +1,9 @@
 """The per-request record: one per request, ok or not, written as a JSON line.
 
 Times are seconds. ``t_*`` are wall-clock epoch seconds (for aligning with
-resource samples); durations come from a monotonic clock.
+resource samples); durations come from a monotonic clock. An HTTP engine's
+request is timed from when its transport took the request (``t_submit``); the
+client's own work before that is ``prep_s``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ from pathlib import Path
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
 STATUS_TIMEOUT = "timeout"
+
+# finish_reason values (an engine may report others)
+FINISH_STOP = "stop"
+FINISH_LENGTH = "length"
 
 # error_class values
 ERROR_CONNECT = "connect"
@@ -46,6 +52,7 @@ class ServerTimings:
     prompt_tokens: int | None = None
     output_tokens: int | None = None
     raw: dict = field(default_factory=dict)
+    finish_reason: str | None = None
 
 
 @dataclass
@@ -75,6 +82,8 @@ class RequestRecord:
     server_prompt_tokens: int | None = None
     server_output_tokens: int | None = None
     server_raw: dict = field(default_factory=dict)
+    finish_reason: str | None = None
+    prep_s: float | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

@@ -71,9 +71,11 @@ def measure_request(
     is_warmup: bool,
     clock: Clock,
 ) -> RequestRecord:
-    """Send one request and time it from the client's side."""
-    submitted = clock.now()
-    first = last = None
+    """Send one request and time it from the client's side: from when the request
+    left (an engine's ``sent_at``, else the call) to its final chunk."""
+    called = started = clock.now()
+    prep = None
+    first = last = ended = None
     gaps: list[float] = []
     tokens = 0
     timings = None
@@ -81,6 +83,8 @@ def measure_request(
     try:
         for chunk in engine.stream(prompt, options):
             arrived = clock.now()
+            if chunk.sent_at is not None:
+                started, prep = chunk.sent_at, chunk.sent_at - called
             if chunk.n_tokens:
                 if first is None:
                     first = arrived
@@ -89,7 +93,7 @@ def measure_request(
                 last = arrived
                 tokens += chunk.n_tokens
             if chunk.done:
-                timings = chunk.timings
+                timings, ended = chunk.timings, arrived
     except EngineError as exc:
         status = STATUS_TIMEOUT if exc.error_class == ERROR_TIMEOUT else STATUS_ERROR
         error_class, error = exc.error_class, str(exc)
@@ -98,9 +102,10 @@ def measure_request(
     if status == STATUS_OK and timings is None:
         status, error_class = STATUS_ERROR, ERROR_PROTOCOL
         error = "stream ended without a final chunk"
-    ended = clock.now()
-    ttft = None if first is None else first - submitted
-    e2e = ended - submitted
+    if status != STATUS_OK or ended is None:
+        ended = clock.now()
+    ttft = None if first is None else first - started
+    e2e = ended - started
     output_tokens = tokens
     if status == STATUS_OK and timings and timings.output_tokens:
         output_tokens = timings.output_tokens
@@ -123,7 +128,7 @@ def measure_request(
         status=status,
         error_class=error_class,
         error=error,
-        t_submit=clock.epoch(submitted),
+        t_submit=clock.epoch(started),
         t_first_token=None if first is None else clock.epoch(first),
         t_end=clock.epoch(ended),
         ttft_s=ttft,
@@ -141,6 +146,8 @@ def measure_request(
         server_prompt_tokens=timings.prompt_tokens if timings else None,
         server_output_tokens=timings.output_tokens if timings else None,
         server_raw=timings.raw if timings else {},
+        finish_reason=timings.finish_reason if status == STATUS_OK and timings else None,
+        prep_s=prep,
     )
 
 

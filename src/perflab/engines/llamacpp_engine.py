@@ -14,7 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from perflab.engines.base import Chunk, EngineError, GenerationOptions, PreflightError
-from perflab.records import ERROR_ENGINE, ERROR_TIMEOUT, ServerTimings
+from perflab.records import (
+    ERROR_ENGINE,
+    ERROR_TIMEOUT,
+    FINISH_LENGTH,
+    FINISH_STOP,
+    ServerTimings,
+)
 
 MS = 1e-3
 
@@ -138,12 +144,14 @@ class LlamaCppEngine:
             self.llm.set_seed(options.seed)
         deadline = time.perf_counter() + options.timeout_s
         generated = 0
+        finish_reason = FINISH_LENGTH  # llama.cpp's word when it stops for any limit
         try:
             # generate() yields one token id per decode step, so counts are exact
             for token in self.llm.generate(
                 prompt_ids, temp=options.temperature, reset=True, logits_processor=processor
             ):
                 if token in eos:
+                    finish_reason = FINISH_STOP
                     break
                 generated += 1
                 text = self.llm.detokenize([token]).decode("utf-8", errors="replace")
@@ -166,6 +174,7 @@ class LlamaCppEngine:
                 prompt_tokens=len(prompt_ids),
                 output_tokens=generated,
                 raw=perf | {"queue_s": queue_s},
+                finish_reason=finish_reason,
             ),
         )
 

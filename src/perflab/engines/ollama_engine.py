@@ -1,4 +1,11 @@
-"""The ``ollama`` engine: the official client, streaming, over real HTTP."""
+"""The ``ollama`` engine over real HTTP.
+
+The official ``ollama`` client does preflight and model management. The
+measured stream goes through httpx directly: the client's request building and
+per-chunk validation would otherwise be timed as the server's latency and add
+client CPU to every token. The clock of a request starts when httpx's transport
+starts sending it (its ``trace`` extension); what came before is ``prep_s``.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ from typing import TypeVar
 import httpx
 import ollama
 
+from perflab import __version__
 from perflab.engines.base import Chunk, EngineError, GenerationOptions, PreflightError
 from perflab.records import (
     ERROR_CONNECT,
@@ -78,7 +86,116 @@ def timings_from_final(part: dict) -> ServerTimings:
         prompt_tokens=part.get("prompt_eval_count"),
         output_tokens=part.get("eval_count"),
         raw={key: part.get(key) for key in raw_keys if part.get(key) is not None},
+        finish_reason=part.get("done_reason"),
     )
+
+
+# The first thing the transport does with a request: open a connection for it,
+# or write its headers on a pooled one.
+SEND_EVENTS = frozenset(
+    {
+        "connection.connect_tcp.started",
+        "connection.connect_unix_socket.started",
+        "http11.send_request_headers.started",
+        "http2.send_request_headers.started",
+    }
+)
+
+
+class SendStamp:
+    """An httpx ``trace`` callback noting when the transport took the request."""
+
+    __slots__ = ("sent_at",)
+
+    def __init__(self):
+        self.sent_at: float | None = None
+
+    def __call__(self, event: str, info: dict) -> None:
+        if self.sent_at is None and event in SEND_EVENTS:
+            self.sent_at = time.perf_counter()
+
+
+def stream_headers() -> dict[str, str]:
+    """What the official client sends, so the measured request looks the same to a server."""
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "User-Agent": f"perflab/{__version__} (httpx/{httpx.__version__})",
+    }
+    api_key = os.environ.get("OLLAMA_API_KEY")
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
+
+
+def _status_error(response: httpx.Response) -> EngineError:
+    response.read()
+    try:
+        message = response.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        message = response.text
+    return EngineError(ERROR_HTTP_STATUS, f"HTTP {response.status_code}: {_brief(message)}")
+
+
+def part_chunk(part: object) -> Chunk:
+    """One parsed line of /api/generate as a Chunk; raises on an error or a malformed line."""
+    if not isinstance(part, dict):
+        raise ValueError(f"a stream line is not a JSON object: {_brief(repr(part))}")
+    if error := part.get("error"):
+        raise EngineError(ERROR_SERVER, f"server error mid-stream: {_brief(error)}")
+    text = part.get("response") or ""
+    if not isinstance(text, str):
+        raise ValueError(f"response is not text: {text!r:.100}")
+    if part.get("done"):
+        return Chunk(text, 1 if text else 0, True, timings_from_final(part))
+    return Chunk(text, 1 if text else 0)
+
+
+def _blocks(response: httpx.Response) -> Iterator[bytes]:
+    """The body as it arrives; without a content encoding, without httpx's decoder layers."""
+    if response.headers.get("content-encoding", "identity") == "identity":
+        return response.iter_raw()
+    return response.iter_bytes()
+
+
+def _read_stream(response: httpx.Response, deadline: float, timeout_s: float) -> Iterator[Chunk]:
+    """The chunks of a streamed response, up to and including the final one.
+
+    This loop runs once per token: it does what the client must (parse each
+    line, check the deadline) and leaves every other check to ``part_chunk``."""
+    if not response.is_success:
+        raise _status_error(response)
+    blocks = _blocks(response)
+    pending = b""
+    loads, clock = json.loads, time.perf_counter
+    for block in blocks:
+        lines = (pending + block).split(b"\n") if pending else block.split(b"\n")
+        pending = lines.pop()
+        for line in lines:
+            if not line or line.isspace():
+                continue
+            if clock() > deadline:
+                raise EngineError(ERROR_TIMEOUT, f"request exceeded its {timeout_s:g} s timeout")
+            part = loads(line)
+            if type(part) is dict and not part.get("done") and "error" not in part:
+                text = part.get("response")
+                if type(text) is str:
+                    yield Chunk(text, 1 if text else 0)
+                    continue
+            chunk = part_chunk(part)
+            yield chunk
+            if chunk.done:
+                # read the rest (the chunked terminator) so the connection can be reused
+                with contextlib.suppress(Exception):
+                    for _ in blocks:
+                        pass
+                return
+    if pending and not pending.isspace():
+        chunk = part_chunk(json.loads(pending))
+        yield chunk
+        if chunk.done:
+            return
+    raise EngineError(ERROR_DROPPED, "stream ended without a final done chunk")
 
 
 def _brief(text: str, limit: int = 200) -> str:
@@ -123,8 +240,17 @@ class OllamaEngine:
         self.host = resolve_host(host)
         self.base_url = base_url(self.host)
         self.timeout_s = timeout_s
-        # the client's read timeout catches stalls; stream() bounds each whole request
+        # the official client for preflight and model management
         self.client = ollama.Client(host=self.host, timeout=timeout_s)
+        # the measured stream: its read timeout catches stalls, stream() bounds
+        # each whole request; one pooled connection per concurrent worker
+        self.http = httpx.Client(
+            base_url=self.base_url,
+            timeout=timeout_s,
+            follow_redirects=True,
+            headers=stream_headers(),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
+        )
 
     # -- preflight ------------------------------------------------------------
 
@@ -224,46 +350,45 @@ class OllamaEngine:
 
     # -- generation -----------------------------------------------------------
 
-    def stream(self, prompt: str, options: GenerationOptions) -> Iterator[Chunk]:
-        """Yield chunks as they arrive. ``options.timeout_s`` bounds the whole request,
-        checked as each chunk arrives; a silent server is caught by the client's read
-        timeout (the engine's ``timeout_s``)."""
+    def _body(self, prompt: str, options: GenerationOptions) -> bytes:
         request_options = {"temperature": options.temperature, "num_predict": options.max_tokens}
         if options.seed is not None:
             request_options["seed"] = options.seed
+        body = {"model": self.model, "prompt": prompt, "stream": True, "options": request_options}
+        if options.keep_alive is not None:
+            body["keep_alive"] = options.keep_alive
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    def stream(self, prompt: str, options: GenerationOptions) -> Iterator[Chunk]:
+        """Yield chunks as they arrive, the first one (no tokens) carrying ``sent_at``.
+
+        ``options.timeout_s`` bounds the whole request, checked as each line
+        arrives; a silent server is caught by the read timeout (the engine's
+        ``timeout_s``)."""
         deadline = time.perf_counter() + options.timeout_s
-        parts = None
+        stamp = SendStamp()
+        request = self.http.build_request(
+            "POST",
+            "/api/generate",
+            content=self._body(prompt, options),
+            extensions={"trace": stamp},
+        )
         try:
-            parts = self.client.generate(
-                model=self.model,
-                prompt=prompt,
-                stream=True,
-                options=request_options,
-                keep_alive=options.keep_alive,
-            )
-            for part in parts:
-                if time.perf_counter() > deadline:
-                    raise EngineError(
-                        ERROR_TIMEOUT, f"request exceeded its {options.timeout_s:g} s timeout"
-                    )
-                if part.done:
-                    yield Chunk(
-                        text=part.response or "",
-                        n_tokens=1 if part.response else 0,
-                        done=True,
-                        timings=timings_from_final(part.model_dump()),
-                    )
-                    return
-                if part.response:
-                    yield Chunk(text=part.response, n_tokens=1)
+            response = self.http.send(request, stream=True)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a classified record
+            if stamp.sent_at is not None:
+                yield Chunk(sent_at=stamp.sent_at)
+            raise classify(exc) from exc
+        try:
+            yield Chunk(sent_at=stamp.sent_at)
+            yield from _read_stream(response, deadline, options.timeout_s)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a classified record
             raise classify(exc) from exc
         finally:
-            if parts is not None:
-                # closes the HTTP response (and its connection, when cut short)
-                with contextlib.suppress(Exception):
-                    parts.close()
-        raise EngineError(ERROR_DROPPED, "stream ended without a final done chunk")
+            # returns a fully read connection to the pool, closes one cut short
+            with contextlib.suppress(Exception):
+                response.close()
 
     def close(self) -> None:
+        self.http.close()
         self.client.close()

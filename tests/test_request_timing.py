@@ -1,0 +1,214 @@
+"""Where a request's clock starts, what the client spent before it, and why
+generation ended: the ollama engine and the runner against the calibration
+server's own log (same process, same monotonic clock)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from perflab.calibration import refused_url
+from perflab.engines.base import Chunk, GenerationOptions
+from perflab.engines.ollama_engine import SEND_EVENTS, OllamaEngine, SendStamp
+from perflab.metrics import scan_requests, summarize
+from perflab.records import RequestRecord, ServerTimings, write_json_atomic, write_jsonl_atomic
+from perflab.runner import Clock, LoadPlan, measure_request, run_load
+
+MODEL = "llama3.1:8b"
+
+
+def measure(engine, clock=None, **options) -> RequestRecord:
+    return measure_request(
+        engine,
+        "hello world",
+        GenerationOptions(**options),
+        experiment_id="t",
+        request_index=0,
+        worker=0,
+        is_warmup=False,
+        clock=clock or Clock(),
+    )
+
+
+def test_the_stamp_takes_the_first_transport_event():
+    stamp = SendStamp()
+    stamp("connection.connect_tcp.complete", {})
+    assert stamp.sent_at is None
+    before = time.perf_counter()
+    stamp("http11.send_request_headers.started", {})
+    first = stamp.sent_at
+    stamp("connection.connect_tcp.started", {})  # later events never move it
+    assert before <= first <= time.perf_counter() and stamp.sent_at == first
+    assert "http11.send_request_headers.started" in SEND_EVENTS
+
+
+def test_the_clock_starts_when_the_request_leaves(make_calibration_server):
+    server = make_calibration_server(ttft_fixed_s=0.03, itl_s=0.004)
+    engine = OllamaEngine(MODEL, host=server.url, timeout_s=10)
+    try:
+        called = time.perf_counter()
+        chunks = list(engine.stream("hello world", GenerationOptions()))
+        records = [measure(engine) for _ in range(3)]
+    finally:
+        engine.close()
+    log = server.wait_for_log(4)
+    # the stream says when its request left: after the call, before the server had it
+    assert chunks[0].sent_at is not None and chunks[0].n_tokens == 0
+    assert called < chunks[0].sent_at <= log[0].t_arrival
+    for record, entry in zip(records, log[1:], strict=True):
+        assert record.status == "ok" and record.prep_s is not None and record.prep_s > 0
+        truth = entry.token_times[0]  # arrival to the first token's write, server side
+        # the client's TTFT covers the server's and little else; the tolerance is for busy machines
+        assert truth <= record.ttft_s < truth + 0.05
+        assert record.e2e_s >= entry.token_times[-1]
+        assert record.ttft_s == pytest.approx(record.t_first_token - record.t_submit, abs=1e-6)
+
+
+def test_preparation_is_apart_from_the_measured_time():
+    """A scripted engine that prepares for 50 ms before its request leaves."""
+
+    class Preparing:
+        name = "preparing"
+
+        def stream(self, prompt, options):
+            time.sleep(0.05)
+            yield Chunk(sent_at=time.perf_counter())
+            time.sleep(0.02)
+            yield Chunk(text="a", n_tokens=1)
+            yield Chunk(done=True, timings=ServerTimings(output_tokens=1, finish_reason="stop"))
+
+    record = measure(Preparing())
+    assert record.prep_s == pytest.approx(0.05, abs=0.03)
+    assert record.ttft_s == pytest.approx(0.02, abs=0.015)
+    assert record.e2e_s < 0.05 and record.finish_reason == "stop"
+
+
+def test_an_engine_without_a_send_time_is_timed_from_the_call():
+    class Plain:
+        name = "plain"
+
+        def stream(self, prompt, options):
+            time.sleep(0.03)
+            yield Chunk(text="a", n_tokens=1)
+            yield Chunk(done=True, timings=ServerTimings(output_tokens=1))
+
+    record = measure(Plain())
+    assert record.prep_s is None and record.ttft_s >= 0.03 and record.finish_reason is None
+
+
+def test_records_carry_the_finish_reason(make_calibration_server):
+    server = make_calibration_server(output_tokens=6, fault_schedule={2: "http_500"})
+    engine = OllamaEngine(MODEL, host=server.url, timeout_s=10)
+    try:
+        cut = run_load(
+            engine,
+            "hello",
+            GenerationOptions(max_tokens=4),
+            LoadPlan(requests=3),
+            experiment_id="cut",
+        ).records
+        whole = run_load(
+            engine,
+            "hello",
+            GenerationOptions(max_tokens=50),
+            LoadPlan(requests=2),
+            experiment_id="w",
+        ).records
+    finally:
+        engine.close()
+    assert [(r.status, r.finish_reason, r.output_tokens) for r in cut] == [
+        ("ok", "length", 4),
+        ("ok", "length", 4),
+        ("error", None, 0),
+    ]
+    assert cut[2].error_class == "http_status" and cut[2].prep_s is not None
+    assert [(r.finish_reason, r.output_tokens) for r in whole] == [("stop", 6), ("stop", 6)]
+
+
+def test_pooled_connections_are_reused(calibration_server):
+    """A fully read stream gives its connection back: later requests open none."""
+    engine = OllamaEngine(MODEL, host=calibration_server.url, timeout_s=10)
+    events: list[str] = []
+    send = engine.http.send
+
+    def traced_send(request, **kwargs):
+        inner = request.extensions["trace"]
+
+        def trace(event, info):
+            events.append(event)
+            inner(event, info)
+
+        request.extensions["trace"] = trace
+        return send(request, **kwargs)
+
+    engine.http.send = traced_send
+    try:
+        for _ in range(4):
+            assert list(engine.stream("hi", GenerationOptions()))[-1].done
+    finally:
+        engine.close()
+    assert events.count("connection.connect_tcp.started") == 1
+    assert events.count("http11.send_request_headers.started") == 4
+
+
+def test_summary_counts_truncation_and_means_preparation(tmp_path):
+    def record(index, finish_reason, prep_s, status="ok", warmup=False):
+        return RequestRecord(
+            experiment_id="exp",
+            request_index=index,
+            worker=0,
+            is_warmup=warmup,
+            status=status,
+            error_class=None if status == "ok" else "dropped",
+            error=None,
+            t_submit=100.0,
+            t_first_token=100.1,
+            t_end=101.0,
+            ttft_s=0.1,
+            e2e_s=1.0,
+            itl_s=[0.3, 0.3, 0.3],
+            prompt_tokens=5,
+            output_tokens=4,
+            tps=3.3,
+            finish_reason=finish_reason,
+            prep_s=prep_s,
+        )
+
+    records = [
+        record(0, "length", 0.009, warmup=True),  # warm-up: neither counted nor averaged
+        record(1, "length", 0.001),
+        record(2, "stop", 0.002),
+        record(3, "length", 0.003),
+        record(4, None, 0.004, status="error"),  # failed: not truncated, not averaged
+    ]
+    write_jsonl_atomic(tmp_path / "records.jsonl", records)
+    write_json_atomic(
+        tmp_path / "metadata.json",
+        {
+            "experiment": {
+                "prompt_name": "short",
+                "temperature": 0.7,
+                "workers": 1,
+                "requests": 4,
+                "duration_s": None,
+                "suites": ["basic"],
+            },
+            "engine": {"engine": "ollama", "model": MODEL},
+            "run": {"measured_wall_s": 4.0, "partial": True},
+        },
+    )
+    pairs = [(tmp_path / "records.jsonl", tmp_path / "metadata.json")]
+    row = summarize(scan_requests(pairs)).collect().row(0, named=True)
+    assert row["n_truncated"] == 2
+    assert row["prep_mean_s"] == pytest.approx(0.002)
+
+
+def test_a_connect_failure_is_still_classified():
+    engine = OllamaEngine(MODEL, host=refused_url(), timeout_s=2)
+    try:
+        record = measure(engine)
+    finally:
+        engine.close()
+    assert (record.status, record.error_class) == ("error", "connect")
+    assert record.ttft_s is None and record.finish_reason is None
