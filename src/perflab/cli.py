@@ -52,15 +52,40 @@ def _run_experiment(args) -> None:
     )
 
 
-def _validate(args) -> None:
-    from perflab.config import expand_experiments, load_config_file
+def _config_paths(files: list[str], with_default: bool) -> list[Path]:
+    """The files Snakemake would merge: config/config.yaml first, then each --configfile."""
+    from perflab.config import DEFAULT_CONFIG
 
-    base = Path(args.base) if args.base and Path(args.base).exists() else None
-    config = load_config_file(args.config, base=base)
+    paths = [Path(name) for name in files]
+    listed = {path.resolve() for path in paths}
+    if with_default and DEFAULT_CONFIG.is_file() and DEFAULT_CONFIG.resolve() not in listed:
+        paths.insert(0, DEFAULT_CONFIG)
+    return paths
+
+
+def _validate(args) -> None:
+    from perflab.config import expand_experiments, load_config_files
+    from perflab.estimate import estimate_run
+
+    paths = _config_paths(args.configs, with_default=not args.no_default)
+    config = load_config_files(paths)
     experiments = expand_experiments(config)
-    print(f"{args.config}: valid, {len(experiments)} experiments")
+    print(f"{' + '.join(map(str, paths))}: valid, {len(experiments)} experiments")
     for experiment in experiments.values():
         print(f"  {experiment.id}  ({', '.join(experiment.suites)})")
+    if args.per_request_s is not None:
+        estimate = estimate_run(experiments.values(), config["warmup_requests"], args.per_request_s)
+        print(f"run time {estimate.describe()}")
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
 
 
 def _calibrate(args) -> int:
@@ -96,12 +121,21 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--failed-dir", required=True)
     command.set_defaults(func=_run_experiment)
 
-    command = commands.add_parser("validate", help="validate a config and list its experiments")
-    command.add_argument("config")
+    command = commands.add_parser(
+        "validate",
+        help="validate a config and list its experiments",
+        description="Merge the files in order over config/config.yaml, as "
+        "`snakemake --configfile FILE...` does, check them and list the experiments.",
+    )
+    command.add_argument("configs", nargs="+", metavar="FILE")
     command.add_argument(
-        "--base",
-        default="config/config.yaml",
-        help="config the file is merged over, as Snakemake's configfile (default: %(default)s)",
+        "--no-default", action="store_true", help="do not start from config/config.yaml"
+    )
+    command.add_argument(
+        "--per-request-s",
+        type=_positive_seconds,
+        metavar="S",
+        help="seconds one request takes: print an estimate of the whole run",
     )
     command.set_defaults(func=_validate)
 
@@ -127,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, PreflightError, ErrorBudgetExceeded) as exc:
         print(f"perflab: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("perflab: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

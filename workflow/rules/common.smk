@@ -1,23 +1,36 @@
 import json
+import sys
 
 from perflab.config import (
+    DEFAULT_CONFIG,
     EXPERIMENT_ID_PATTERN,
     ConfigError,
     expand_experiments,
+    read_yaml,
     validate_config,
 )
 from perflab.experiment import experiment_spec
 
 
-def get_config_source():
-    files = getattr(workflow, "configfiles", None) or ["config/config.yaml"]
-    return ", ".join(str(path) for path in files)
+def get_config_layers():
+    """The config files in merge order: config/config.yaml, then each --configfile."""
+    files = [str(path) for path in getattr(workflow, "configfiles", None) or []]
+    ordered = [str(DEFAULT_CONFIG)] + [f for f in files if f != str(DEFAULT_CONFIG)]
+    return [(name, read_yaml(name)) for name in ordered]
 
 
-try:
-    validate_config(config, source=get_config_source())
-except ConfigError as error:
-    raise WorkflowError(str(error)) from None
+def check_config():
+    """Refuse a bad config before any job, naming file, key, value and fix."""
+    try:
+        layers = get_config_layers()
+        source = " + ".join(name for name, _ in layers)
+        validate_config(config, source=source, layers=layers)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+check_config()
 
 RUN = config["run"]
 EXPERIMENTS = expand_experiments(config)

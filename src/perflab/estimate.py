@@ -1,0 +1,60 @@
+"""How long a whole run will take, from the time of one request."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from perflab.config import Experiment
+
+
+@dataclass(frozen=True)
+class RunEstimate:
+    """A run's expected wall time, counting requests as if served one at a time.
+
+    Concurrent workers only help when the server runs requests in parallel,
+    which is not known before the run, so the estimate assumes it does not:
+    it is an upper bound for request-count experiments.
+    """
+
+    n_experiments: int
+    n_requests: int  # request-count experiments, warm-up included
+    timed_s: float  # duration experiments: their fixed measured windows
+    per_request_s: float
+
+    @property
+    def total_s(self) -> float:
+        return self.n_requests * self.per_request_s + self.timed_s
+
+    def describe(self) -> str:
+        timed = f" + {format_duration(self.timed_s)} of timed load" if self.timed_s else ""
+        return (
+            f"≈ {format_duration(self.total_s)} for {self.n_requests} requests{timed} in "
+            f"{self.n_experiments} experiments, at {self.per_request_s:.3g} s a request "
+            "served one at a time"
+        )
+
+
+def estimate_run(
+    experiments: Iterable[Experiment], warmup_requests: int, per_request_s: float
+) -> RunEstimate:
+    n_experiments, n_requests, timed_s = 0, 0, 0.0
+    for experiment in experiments:
+        n_experiments += 1
+        n_requests += warmup_requests
+        if experiment.requests is not None:
+            n_requests += experiment.requests
+        else:
+            timed_s += experiment.duration_s
+    return RunEstimate(n_experiments, n_requests, timed_s, per_request_s)
+
+
+def format_duration(seconds: float) -> str:
+    """``1 h 40 min``, ``12 min``, ``45 s``: rounded as a person would say it."""
+    if seconds < 60:
+        return f"{max(seconds, 0):.0f} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
