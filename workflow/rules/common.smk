@@ -1,5 +1,6 @@
 import json
 import sys
+from dataclasses import asdict
 
 from perflab.config import (
     DEFAULT_CONFIG,
@@ -9,6 +10,7 @@ from perflab.config import (
     read_yaml,
     validate_config,
 )
+from perflab.estimate import plan_run
 from perflab.experiment import experiment_spec
 
 
@@ -68,6 +70,12 @@ def get_settings_json(wildcards=None):
     """Engine and generation settings, without any experiment."""
     settings = {key: config[key] for key in ("engine", "generation", "calibration")}
     return json.dumps(settings, sort_keys=True)
+
+
+def get_run_plan_json(wildcards=None):
+    """What the run will send, for preflight's estimate of its length."""
+    plan = plan_run(EXPERIMENTS.values(), config["warmup_requests"])
+    return json.dumps(asdict(plan), sort_keys=True)
 
 
 def get_experiment_spec(wildcards):
