@@ -3,6 +3,8 @@ nothing; kept under ``failed/`` (never deleted) when the experiment does not fin
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import threading
 import time
@@ -23,27 +25,33 @@ class PartialWriter:
         self.error: OSError | None = None
         self.written = 0
         self._lock = threading.Lock()
-        self._handle = open(path, "a", buffering=1)  # noqa: SIM115 - closed by close()
+        self._handle = open(path, "ab", buffering=0)  # noqa: SIM115 - closed by close()
 
     def __call__(self, record: RequestRecord) -> None:
         with self._lock:
             if self._handle is None or self.error is not None:
                 return
+            line = (record.to_json() + "\n").encode()
+            start = self._handle.tell()
             try:
-                self._handle.write(record.to_json() + "\n")
+                view = memoryview(line)
+                while view:
+                    view = view[self._handle.write(view) :]
                 self.written += 1
             except OSError as exc:
                 self.error = exc
+                self._cut(start)
+
+    def _cut(self, size: int) -> None:
+        """Drop a half-written line, so every line on disk is a whole record."""
+        with contextlib.suppress(OSError):
+            os.truncate(self.path, size)
 
     def close(self) -> None:
         with self._lock:
-            if self._handle is None:
-                return
-            handle, self._handle = self._handle, None
-            try:
-                handle.close()
-            except OSError as exc:  # the last buffered line could not be flushed
-                self.error = self.error or exc
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None
 
 
 def keep_failed(partial_path: Path, failed_dir: Path, experiment_id: str, tag: str = "") -> Path:

@@ -34,7 +34,7 @@ class ProgressState:
     eta_s: float | None
 
     def describe(self) -> str:
-        if self.warmup_done < self.warmup_planned and not self.done:
+        if self.warmup_planned and not self.done:
             return f"warm-up {self.warmup_done}/{self.warmup_planned}"
         planned = f"/{self.planned}" if self.planned is not None else ""
         rate = "–" if self.req_per_s is None else f"{self.req_per_s:.2f}"
