@@ -13,9 +13,8 @@ def test_validate_lists_the_experiments(capsys):
         main(
             [
                 "validate",
-                str(ROOT / "config" / "calibration.yaml"),
-                "--base",
                 str(ROOT / "config" / "config.yaml"),
+                str(ROOT / "config" / "calibration.yaml"),
             ]
         )
         == 0
@@ -28,7 +27,7 @@ def test_validate_lists_the_experiments(capsys):
 def test_a_bad_config_exits_2_naming_key_and_file(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("generation:\n  max_tokens: 0\n")
-    assert main(["validate", str(bad), "--base", str(ROOT / "config" / "config.yaml")]) == 2
+    assert main(["validate", str(ROOT / "config" / "config.yaml"), str(bad)]) == 2
     err = capsys.readouterr().err
     assert "generation.max_tokens: 0 is less than the minimum of 1" in err and "bad.yaml" in err
 

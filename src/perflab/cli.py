@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 
@@ -20,6 +21,12 @@ def _build_model(args) -> None:
     build_tiny_model(Path(args.vocab), Path(args.out), TinyModelSpec(**json.loads(args.spec)))
 
 
+def _say(line: str) -> None:
+    """A line for the terminal (stdout) and for the job's log (stderr)."""
+    print(line, flush=True)
+    print(line, file=sys.stderr, flush=True)
+
+
 def _preflight(args) -> None:
     from perflab.engines import make_engine
     from perflab.records import write_json_atomic
@@ -28,15 +35,28 @@ def _preflight(args) -> None:
     engine = make_engine(spec, args.model)
     try:
         info = engine.preflight()
+        if args.estimate:
+            from perflab.estimate import time_one_request
+
+            estimate = time_one_request(engine, spec, json.loads(args.estimate))
+            info["estimate"] = asdict(estimate) | {"total_s": estimate.total_s}
     finally:
         engine.close()
     write_json_atomic(Path(args.out), info)
-    print(f"{info['engine']} {info.get('engine_version')} serves {info['model']}")
+    _say(f"{info['engine']} {info.get('engine_version')} serves {info['model']}")
+    if args.estimate:
+        _say(f"whole run {estimate.describe()}")
 
 
 def _run_experiment(args) -> None:
-    from perflab.experiment import ExperimentPaths, run_experiment
+    from perflab.experiment import ExperimentPaths, experiment_from_spec, run_experiment
+    from perflab.lifeline import install_signal_handlers, watch_parent
+    from perflab.progress import ExperimentProgress
 
+    install_signal_handlers()
+    watch_parent()
+    spec = json.loads(args.spec)
+    experiment = experiment_from_spec(spec)
     out = Path(args.out_dir)
     paths = ExperimentPaths(
         records=out / "records.jsonl",
@@ -44,23 +64,63 @@ def _run_experiment(args) -> None:
         metadata=out / "metadata.json",
         failed_dir=Path(args.failed_dir),
     )
-    metadata = run_experiment(json.loads(args.spec), paths, args.model)
+    shown = [
+        ExperimentProgress(
+            experiment.id, experiment.requests, experiment.duration_s, spec["warmup_requests"], s
+        )
+        for s in (sys.stdout, sys.stderr)  # live on the terminal, plain lines in the log
+    ]
+
+    def progress(record) -> None:
+        for line in shown:
+            line(record)
+
+    try:
+        metadata = run_experiment(spec, paths, args.model, progress=progress, say=_say)
+    finally:
+        for line in shown:
+            line.close()
     run = metadata["run"]
-    print(
+    _say(
         f"{metadata['experiment']['id']}: {run['n_records']} records "
         f"({run['error_rate']:.1%} errors) in {run['measured_wall_s']:.1f} s measured"
     )
 
 
-def _validate(args) -> None:
-    from perflab.config import expand_experiments, load_config_file
+def _config_paths(files: list[str], with_default: bool) -> list[Path]:
+    """The files Snakemake would merge: config/config.yaml first, then each --configfile."""
+    from perflab.config import DEFAULT_CONFIG
 
-    base = Path(args.base) if args.base and Path(args.base).exists() else None
-    config = load_config_file(args.config, base=base)
+    paths = [Path(name) for name in files]
+    listed = {path.resolve() for path in paths}
+    if with_default and DEFAULT_CONFIG.is_file() and DEFAULT_CONFIG.resolve() not in listed:
+        paths.insert(0, DEFAULT_CONFIG)
+    return paths
+
+
+def _validate(args) -> None:
+    from perflab.config import expand_experiments, load_config_files
+    from perflab.estimate import estimate_run
+
+    paths = _config_paths(args.configs, with_default=not args.no_default)
+    config = load_config_files(paths)
     experiments = expand_experiments(config)
-    print(f"{args.config}: valid, {len(experiments)} experiments")
+    print(f"{' + '.join(map(str, paths))}: valid, {len(experiments)} experiments")
     for experiment in experiments.values():
         print(f"  {experiment.id}  ({', '.join(experiment.suites)})")
+    if args.per_request_s is not None:
+        estimate = estimate_run(experiments.values(), config["warmup_requests"], args.per_request_s)
+        print(f"run time {estimate.describe()}")
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
 
 
 def _calibrate(args) -> int:
@@ -87,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--spec", required=True, help="experiment settings as JSON")
     command.add_argument("--model", default=None, help="GGUF path (llamacpp)")
     command.add_argument("--out", required=True)
+    command.add_argument(
+        "--estimate",
+        metavar="JSON",
+        help="the run's plan (perflab.estimate.RunPlan as JSON): time one request, "
+        "print the whole run's estimate",
+    )
     command.set_defaults(func=_preflight)
 
     command = commands.add_parser("run-experiment", help="run one experiment")
@@ -96,12 +162,21 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--failed-dir", required=True)
     command.set_defaults(func=_run_experiment)
 
-    command = commands.add_parser("validate", help="validate a config and list its experiments")
-    command.add_argument("config")
+    command = commands.add_parser(
+        "validate",
+        help="validate a config and list its experiments",
+        description="Merge the files in order over config/config.yaml, as "
+        "`snakemake --configfile FILE...` does, check them and list the experiments.",
+    )
+    command.add_argument("configs", nargs="+", metavar="FILE")
     command.add_argument(
-        "--base",
-        default="config/config.yaml",
-        help="config the file is merged over, as Snakemake's configfile (default: %(default)s)",
+        "--no-default", action="store_true", help="do not start from config/config.yaml"
+    )
+    command.add_argument(
+        "--per-request-s",
+        type=_positive_seconds,
+        metavar="S",
+        help="seconds one request takes: print an estimate of the whole run",
     )
     command.set_defaults(func=_validate)
 
@@ -116,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from perflab.config import ConfigError
     from perflab.engines import PreflightError
-    from perflab.experiment import ErrorBudgetExceeded
+    from perflab.experiment import ErrorBudgetExceeded, ExperimentInterrupted, ExperimentIOError
+    from perflab.lifeline import Interrupted
 
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["calibrate"]:  # every flag after it is the calibration server's
@@ -124,9 +200,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except (ConfigError, PreflightError, ErrorBudgetExceeded) as exc:
+    except (ConfigError, PreflightError, ErrorBudgetExceeded, ExperimentIOError) as exc:
         print(f"perflab: {exc}", file=sys.stderr)
         return 2
+    except ExperimentInterrupted as exc:
+        print(f"perflab: {exc}", file=sys.stderr)
+        return 130
+    except (KeyboardInterrupt, Interrupted) as exc:
+        print(f"perflab: interrupted ({exc or 'Ctrl-C'})", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import copy
+import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import jsonschema
 import yaml
+
+from perflab.config_checks import Problem, nonfinite_problems, semantic_problems
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
 SUITES = ("basic", "prompt_length", "temperature", "concurrency", "resources")
@@ -36,41 +40,90 @@ def _with_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
-def _key_path(error: jsonschema.ValidationError) -> str:
-    path = ""
-    for part in error.absolute_path:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path or "(top level)"
-
-
-def _describe(error: jsonschema.ValidationError) -> str:
-    key = _key_path(error)
+def _describe(error: jsonschema.ValidationError) -> Problem:
+    path = tuple(error.absolute_path)
     if error.validator == "additionalProperties":
         allowed = ", ".join(sorted(error.schema.get("properties", {}))) or "none"
-        return f"{key}: {error.message}. Allowed keys here: {allowed}"
+        return Problem(path, f"{error.message}. Allowed keys here: {allowed}")
     if error.validator == "enum":
         allowed = ", ".join(map(repr, error.validator_value))
-        return f"{key}: {error.instance!r} is not allowed; use one of {allowed}"
+        return Problem(path, f"{error.instance!r} is not allowed; use one of {allowed}")
     hint = ""
     if error.validator == "type" and isinstance(error.instance, str):
         hint = " (values given with --config arrive as strings; put them in a config file)"
-    return f"{key}: {error.message}{hint}"
+    if "x-fix" in error.schema:
+        hint = f"; {error.schema['x-fix']}"
+    return Problem(path, f"{error.message}{hint}")
 
 
-def validate_config(config: dict, source: str = "config") -> dict:
-    """Validate ``config`` in place, fill defaults, and return it.
-
-    Raises ConfigError listing every problem, naming ``source``.
-    """
+def config_problems(config: dict) -> list[Problem]:
+    """Every problem with ``config``; fills schema defaults in place as it goes."""
     validator_class = _with_defaults(jsonschema.Draft7Validator)
     validator = validator_class(load_schema())
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    problems = [_describe(error) for error in errors]
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    problems = list(nonfinite_problems(config)) + [_describe(error) for error in errors]
     if not problems:
-        problems = _cross_field_problems(config)
+        problems = [_as_problem(text) for text in _cross_field_problems(config)]
+    if not problems:
+        problems = semantic_problems(config)
+    return problems
+
+
+def _as_problem(text: str) -> Problem:
+    """A "key: message" line as a Problem, so its file can be found."""
+    match = re.match(r"([a-z_]+(?:\.[a-z_]+)*)(?::\s*|\s+)(.*)", text, re.S)
+    if not match:
+        return Problem((), text)
+    return Problem(tuple(match[1].split(".")), match[2])
+
+
+def _origin(problem: Problem, layers: Sequence[tuple[str, dict]]) -> str | None:
+    """The last file that sets the problem's key (or the nearest key above it)."""
+    if problem.origin:
+        return problem.origin
+    for depth in range(len(problem.path), 0, -1):
+        for name, layer in reversed(layers):
+            if _has_path(layer, problem.path[:depth]):
+                return name
+    return None
+
+
+def _has_path(data: object, path: tuple) -> bool:
+    for part in path:
+        found = part in data if isinstance(data, dict) else _is_index(data, part)
+        if not found:
+            return False
+        data = data[part]
+    return True
+
+
+def _is_index(data: object, part: object) -> bool:
+    return isinstance(data, list) and isinstance(part, int) and part < len(data)
+
+
+def format_problems(
+    problems: list[Problem], source: str, layers: Sequence[tuple[str, dict]] = ()
+) -> str:
+    lines = []
+    for problem in problems:
+        origin = _origin(problem, layers)
+        where = f"{origin}: " if origin else ""
+        key = f"{problem.key}: " if problem.path else ""
+        lines.append(f"  - {where}{key}{problem.message}")
+    return f"Invalid perflab config ({source}):\n" + "\n".join(lines)
+
+
+def validate_config(
+    config: dict, source: str = "config", layers: Sequence[tuple[str, dict]] = ()
+) -> dict:
+    """Validate ``config`` in place, fill defaults, and return it.
+
+    Raises ConfigError listing every problem, each with the file that set it
+    (from ``layers``, the files in merge order) and the key.
+    """
+    problems = config_problems(config)
     if problems:
-        listing = "\n".join(f"  - {problem}" for problem in problems)
-        raise ConfigError(f"Invalid perflab config ({source}):\n{listing}")
+        raise ConfigError(format_problems(problems, source, layers))
     return config
 
 
@@ -128,21 +181,58 @@ def merge_configs(base: dict, override: dict) -> dict:
     return merged
 
 
+DEFAULT_CONFIG = Path("config/config.yaml")
+
+
 def read_yaml(path: str | Path) -> dict:
-    return yaml.safe_load(Path(path).read_text()) or {}
+    """A config file's mapping; ConfigError naming the file (and line) for anything else."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory; give a YAML config file") from None
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file; check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(
+            f"{path}{where}: not valid YAML ({what}); fix the syntax there "
+            "(indent with spaces, quote values containing ': ')"
+        ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: the top level is a {type(data).__name__}, not a mapping of keys; "
+            "write keys such as `run: my-run` at the top level"
+        )
+    return data
+
+
+def load_config_files(paths: Sequence[str | Path], overrides: dict | None = None) -> dict:
+    """Merge ``paths`` in order (as ``snakemake --configfile A B``), apply overrides, validate."""
+    layers = [(str(path), read_yaml(path)) for path in paths]
+    config: dict = {}
+    for _, layer in layers:
+        config = merge_configs(config, layer)
+    config = merge_configs(config, overrides or {})
+    return validate_config(config, source=" + ".join(name for name, _ in layers), layers=layers)
 
 
 def load_config_file(
     path: str | Path, overrides: dict | None = None, base: str | Path | None = None
 ) -> dict:
     """Load ``path`` (merged over ``base`` when given), apply overrides, validate."""
-    config = read_yaml(path)
-    sources = [str(path)]
+    paths = [path]
     if base is not None and Path(base).resolve() != Path(path).resolve():
-        config = merge_configs(read_yaml(base), config)
-        sources.insert(0, str(base))
-    config = merge_configs(config, overrides or {})
-    return validate_config(config, source=" + ".join(sources))
+        paths.insert(0, base)
+    return load_config_files(paths, overrides)
 
 
 @dataclass(frozen=True)
@@ -166,7 +256,7 @@ class Experiment:
         return asdict(self) | {"id": self.id, "suites": list(self.suites)}
 
 
-def _suite_points(config: dict) -> list[tuple[str, dict]]:
+def suite_points(config: dict) -> list[tuple[str, dict]]:
     """(suite, point) for every sweep value of every enabled suite."""
     suites = config["suites"]
     sweeps = {
@@ -202,7 +292,7 @@ def _suite_points(config: dict) -> list[tuple[str, dict]]:
 def expand_experiments(config: dict) -> dict[str, Experiment]:
     """One experiment per distinct sweep point; points shared by suites run once."""
     merged: dict[str, tuple[dict, list[str]]] = {}
-    for suite, point in _suite_points(config):
+    for suite, point in suite_points(config):
         experiment = Experiment(**point)
         params, suites = merged.setdefault(experiment.id, (point, []))
         if suite not in suites:

@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 import os
-import shutil
-import time
+import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from perflab import __version__
 from perflab.config import Experiment
 from perflab.engines import generation_options, make_engine
-from perflab.records import write_json_atomic, write_jsonl_atomic
-from perflab.runner import LoadPlan, error_rate, run_load, write_partial_line
+from perflab.lifeline import Interrupted
+from perflab.partial import PartialWriter, keep_failed, keep_leftover
+from perflab.records import RequestRecord, write_json_atomic, write_jsonl_atomic
+from perflab.runner import LoadPlan, error_rate, run_load
 
 RUNNER_VERSION = 2  # bump when a change to the runner alters what is measured
 
 
 class ErrorBudgetExceeded(RuntimeError):
     """Too many requests failed; the records are kept under ``failed/``."""
+
+
+class ExperimentIOError(RuntimeError):
+    """Results could not be written (read-only or full disk); the message names the path."""
+
+
+class ExperimentInterrupted(RuntimeError):
+    """A signal or the end of the workflow stopped the experiment; its records are kept."""
 
 
 @dataclass(frozen=True)
@@ -68,44 +78,120 @@ def server_pid_finder(config: dict):
     return lambda: find_ollama_pids(host)
 
 
-def run_experiment(spec: dict, paths: ExperimentPaths, model_path: str | None = None) -> dict:
-    """Run the experiment a spec (see experiment_spec) describes and write its files."""
-    from perflab.provenance import config_hash, file_sha256, host_info
-    from perflab.sampler import ResourceSampler, summarize_samples, write_samples
+def run_experiment(
+    spec: dict,
+    paths: ExperimentPaths,
+    model_path: str | None = None,
+    *,
+    progress: Callable[[RequestRecord], None] | None = None,
+    say: Callable[[str], None] = print,
+) -> dict:
+    """Run the experiment a spec (see experiment_spec) describes and write its files.
 
-    config = spec
+    Holds the lock of the experiment's target while it runs. Raises
+    ErrorBudgetExceeded, ExperimentIOError or ExperimentInterrupted with the
+    records taken so far kept under ``failed/``.
+    """
+    from perflab.locks import target_key, target_lock
+
     experiment = experiment_from_spec(spec)
-    engine = make_engine(config, model_path)
-    engine_info = engine.preflight()
-    if engine_info.get("model_path"):
-        engine_info["model_sha256"] = file_sha256(engine_info["model_path"])
-    plan = LoadPlan(
-        workers=experiment.workers,
-        requests=experiment.requests,
-        duration_s=experiment.duration_s,
-        warmup_requests=config["warmup_requests"],
-    )
-    options = generation_options(config, experiment.temperature)
-    paths.records.parent.mkdir(parents=True, exist_ok=True)
     partial_path = paths.records.with_suffix(".partial.jsonl")
-    partial_path.unlink(missing_ok=True)
-    append = write_partial_line(partial_path)
-    sampler = ResourceSampler(
-        interval_s=config["sampler"]["interval_s"], server_pids=server_pid_finder(config)
-    )
     try:
-        with sampler:
-            result = run_load(
-                engine,
-                experiment.prompt,
-                options,
-                plan,
-                experiment_id=experiment.id,
-                on_record=append,
-            )
+        paths.records.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _io_error(exc, paths.records.parent, None) from None
+    leftover = keep_leftover(partial_path, paths.failed_dir, experiment.id)
+    if leftover:
+        say(f"{experiment.id}: records of an earlier, interrupted attempt kept in {leftover}")
+    holder = {"experiment": experiment.id, "out_dir": str(paths.records.parent.resolve())}
+    with target_lock(target_key(spec, model_path), holder, on_wait=say):
+        return _measure(spec, experiment, paths, model_path, partial_path, progress)
+
+
+def _io_error(exc: OSError, path: Path, kept: Path | None, taken: int = 0) -> ExperimentIOError:
+    where = exc.filename or path
+    reason = exc.strerror or str(exc)
+    records = f" {taken} records taken before it are in {kept}." if kept else ""
+    return ExperimentIOError(
+        f"cannot write {where}: {reason}.{records} Free disk space or make the directory "
+        "writable, then rerun."
+    )
+
+
+def _measure(
+    config: dict,
+    experiment: Experiment,
+    paths: ExperimentPaths,
+    model_path: str | None,
+    partial_path: Path,
+    progress: Callable[[RequestRecord], None] | None,
+) -> dict:
+    from perflab.provenance import file_sha256
+    from perflab.sampler import ResourceSampler
+
+    engine = make_engine(config, model_path)
+    try:
+        engine_info = engine.preflight()
+        if engine_info.get("model_path"):
+            engine_info["model_sha256"] = file_sha256(engine_info["model_path"])
+        plan = LoadPlan(
+            workers=experiment.workers,
+            requests=experiment.requests,
+            duration_s=experiment.duration_s,
+            warmup_requests=config["warmup_requests"],
+        )
+        options = generation_options(config, experiment.temperature)
+        try:
+            writer = PartialWriter(partial_path)
+        except OSError as exc:
+            raise _io_error(exc, partial_path, None) from None
+        stop = threading.Event()
+
+        def on_record(record: RequestRecord) -> None:
+            writer(record)
+            if writer.error is not None:
+                stop.set()
+            if progress is not None:
+                progress(record)
+
+        sampler = ResourceSampler(
+            interval_s=config["sampler"]["interval_s"], server_pids=server_pid_finder(config)
+        )
+        try:
+            with sampler:
+                result = run_load(
+                    engine,
+                    experiment.prompt,
+                    options,
+                    plan,
+                    experiment_id=experiment.id,
+                    on_record=on_record,
+                    stop=stop,
+                )
+        except (KeyboardInterrupt, Interrupted) as exc:
+            writer.close()
+            kept = keep_failed(partial_path, paths.failed_dir, experiment.id, "-interrupted")
+            reason = str(exc) or "Ctrl-C"
+            raise ExperimentInterrupted(
+                f"experiment {experiment.id} interrupted ({reason}); {writer.written} records "
+                f"kept in {kept}. The next run measures it again."
+            ) from None
+        finally:
+            writer.close()
     finally:
-        append.close()
         engine.close()
+    if writer.error is not None:
+        kept = keep_failed(partial_path, paths.failed_dir, experiment.id)
+        raise _io_error(writer.error, partial_path, kept, writer.written)
+    return _finish(
+        config, experiment, paths, partial_path, engine_info, plan, options, result, sampler
+    )
+
+
+def _finish(config, experiment, paths, partial_path, engine_info, plan, options, result, sampler):
+    from perflab.provenance import config_hash, host_info
+    from perflab.sampler import summarize_samples, write_samples
+
     samples = sampler.samples
     rate = error_rate(result.records)
     metadata = {
@@ -136,16 +222,12 @@ def run_experiment(spec: dict, paths: ExperimentPaths, model_path: str | None = 
             f"budget of {config['error_budget']:.0%}. Records kept in {kept}. Fix the cause "
             "(see the error column) or raise error_budget in the config, then rerun."
         )
-    write_samples(paths.samples, samples)
-    write_jsonl_atomic(paths.records, result.records)
-    write_json_atomic(paths.metadata, metadata)
+    try:
+        write_samples(paths.samples, samples)
+        write_jsonl_atomic(paths.records, result.records)
+        write_json_atomic(paths.metadata, metadata)
+    except OSError as exc:
+        kept = keep_failed(partial_path, paths.failed_dir, experiment.id)
+        raise _io_error(exc, paths.records.parent, kept, len(result.records)) from None
     partial_path.unlink(missing_ok=True)
     return metadata
-
-
-def keep_failed(partial_path: Path, failed_dir: Path, experiment_id: str) -> Path:
-    failed_dir.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    target = failed_dir / f"{experiment_id}-{stamp}.jsonl"
-    shutil.move(partial_path, target)
-    return target

@@ -172,8 +172,14 @@ def run_load(
     *,
     experiment_id: str,
     on_record: Callable[[RequestRecord], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> RunResult:
-    """Warm up, then drive ``plan.workers`` closed-loop workers."""
+    """Warm up, then drive ``plan.workers`` closed-loop workers.
+
+    ``on_record`` sees each record as it ends (progress, the partial file);
+    setting ``stop`` sends no new request (requests in flight finish).
+    """
+    stop = stop or threading.Event()
     clock = Clock()
     records: list[RequestRecord] = []
     lock = threading.Lock()
@@ -206,6 +212,8 @@ def run_load(
 
     started = clock.now()
     for _ in range(plan.warmup_requests):
+        if stop.is_set():
+            break
         send(0, is_warmup=True)
 
     remaining = itertools.count(plan.requests, -1) if plan.requests is not None else None
@@ -213,6 +221,8 @@ def run_load(
     deadline = None if plan.duration_s is None else measured_started + plan.duration_s
 
     def has_work() -> bool:
+        if stop.is_set():
+            return False
         if deadline is not None:
             return clock.now() < deadline
         with lock:

@@ -1,6 +1,7 @@
 # Checks the engine and the model once, before the first experiment, and fails
-# fast with the fix. Experiments take it as ancient() so a later re-check never
-# reruns measured experiments; each experiment job checks the engine again.
+# fast with the fix; times one request and prints an estimate of the whole run.
+# Experiments take it as ancient() so a later re-check never reruns measured
+# experiments; each experiment job checks the engine again.
 rule preflight:
     input:
         unpack(get_model_inputs),
@@ -13,9 +14,11 @@ rule preflight:
     params:
         settings=get_settings_json,
         model=get_model_arg,
+        plan=get_run_plan_json,
     shell:
         "python -m perflab preflight --spec {params.settings:q} {params.model}"
-        " --out {output.info} > {log} 2>&1 || (cat {log} >&2; exit 1)"
+        " --estimate {params.plan:q} --out {output.info} 2> {log}"
+        " || (cat {log} >&2; exit 1)"
 
 
 rule run_experiment:
@@ -39,5 +42,5 @@ rule run_experiment:
         failed_dir=f"{RESULTS}/failed",
     shell:
         "python -m perflab run-experiment --spec {params.spec:q} {params.model}"
-        " --out-dir {params.out_dir} --failed-dir {params.failed_dir} > {log} 2>&1"
+        " --out-dir {params.out_dir} --failed-dir {params.failed_dir} 2> {log}"
         " || (cat {log} >&2; exit 1)"

@@ -1,24 +1,39 @@
 import json
+import sys
+from dataclasses import asdict
 
 from perflab.config import (
+    DEFAULT_CONFIG,
     EXPERIMENT_ID_PATTERN,
     ConfigError,
     expand_experiments,
+    read_yaml,
     validate_config,
 )
 from perflab.engines.ollama_store import uses_tiny_model as engine_uses_tiny_model
+from perflab.estimate import plan_run
 from perflab.experiment import experiment_spec
 
 
-def get_config_source():
-    files = getattr(workflow, "configfiles", None) or ["config/config.yaml"]
-    return ", ".join(str(path) for path in files)
+def get_config_layers():
+    """The config files in merge order: config/config.yaml, then each --configfile."""
+    files = [str(path) for path in getattr(workflow, "configfiles", None) or []]
+    ordered = [str(DEFAULT_CONFIG)] + [f for f in files if f != str(DEFAULT_CONFIG)]
+    return [(name, read_yaml(name)) for name in ordered]
 
 
-try:
-    validate_config(config, source=get_config_source())
-except ConfigError as error:
-    raise WorkflowError(str(error)) from None
+def check_config():
+    """Refuse a bad config before any job, naming file, key, value and fix."""
+    try:
+        layers = get_config_layers()
+        source = " + ".join(name for name, _ in layers)
+        validate_config(config, source=source, layers=layers)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+check_config()
 
 RUN = config["run"]
 EXPERIMENTS = expand_experiments(config)
@@ -55,6 +70,12 @@ def get_settings_json(wildcards=None):
     """Engine and generation settings, without any experiment."""
     settings = {key: config[key] for key in ("engine", "generation", "calibration")}
     return json.dumps(settings, sort_keys=True)
+
+
+def get_run_plan_json(wildcards=None):
+    """What the run will send, for preflight's estimate of its length."""
+    plan = plan_run(EXPERIMENTS.values(), config["warmup_requests"])
+    return json.dumps(asdict(plan), sort_keys=True)
 
 
 def get_experiment_spec(wildcards):

@@ -64,6 +64,16 @@ def _fault_at(text: str) -> tuple[int, str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port from 0 to 65535 (0 = any free)")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m perflab.calibration",
@@ -75,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any)"
+        "--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any)"
     )
     parser.add_argument("--config", type=Path, help="JSON or YAML file with TimingModel fields")
     parser.add_argument(
@@ -228,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     server = CalibrationServer(timing, host=args.host, port=args.port, on_request=on_request)
     try:
         server.start()
-    except OSError as exc:
+    except (OSError, OverflowError) as exc:
         print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
     print(f"perflab calibration server listening on {server.url}", flush=True)

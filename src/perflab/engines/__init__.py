@@ -67,6 +67,14 @@ def make_engine(config: dict, model_path: str | Path | None = None) -> Engine:
     )
 
 
+def ollama_duration(value: str | float | None) -> str | None:
+    """keep_alive as Ollama's API takes it: a bare number is seconds, which a string needs to say."""
+    if value is None or isinstance(value, str):
+        return value
+    text = str(value) if isinstance(value, int) else f"{value:f}".rstrip("0").rstrip(".")
+    return f"{text}s"
+
+
 def generation_options(config: dict, temperature: float) -> GenerationOptions:
     generation = config["generation"]
     keep_alive = generation["keep_alive"]
@@ -75,6 +83,6 @@ def generation_options(config: dict, temperature: float) -> GenerationOptions:
         max_tokens=generation["max_tokens"],
         seed=generation["seed"],
         timeout_s=generation["timeout_s"],
-        keep_alive=None if keep_alive is None else str(keep_alive),
+        keep_alive=ollama_duration(keep_alive),
         ignore_eos=config["engine"]["ignore_eos"],
     )
