@@ -58,7 +58,8 @@ def _validate(args) -> None:
     base = Path(args.base) if args.base and Path(args.base).exists() else None
     config = load_config_file(args.config, base=base)
     experiments = expand_experiments(config)
-    print(f"{args.config}: valid, {len(experiments)} experiments")
+    trials = f"{config['repeats']} trial{'s' if config['repeats'] > 1 else ''} each"
+    print(f"{args.config}: valid, {len(experiments)} experiments ({trials})")
     for experiment in experiments.values():
         print(f"  {experiment.id}  ({', '.join(experiment.suites)})")
 

@@ -14,7 +14,7 @@ from perflab.engines import generation_options, make_engine
 from perflab.records import write_json_atomic, write_jsonl_atomic
 from perflab.runner import LoadPlan, error_rate, run_load, write_partial_line
 
-RUNNER_VERSION = 1  # bump when a change to the runner alters what is measured
+RUNNER_VERSION = 2  # bump when a change to the runner alters what is measured
 
 
 class ErrorBudgetExceeded(RuntimeError):
@@ -47,6 +47,7 @@ def experiment_spec(config: dict, experiment: Experiment) -> dict:
 def experiment_from_spec(spec: dict) -> Experiment:
     fields = dict(spec["experiment"])
     fields.pop("id", None)
+    fields.pop("condition_id", None)
     fields["suites"] = tuple(fields["suites"])
     return Experiment(**fields)
 
@@ -61,6 +62,19 @@ def server_pid_finder(config: dict):
 
     host = resolve_host(config["engine"]["host"])
     return lambda: find_ollama_pids(host)
+
+
+def server_is_remote(config: dict) -> bool:
+    """Whether the server runs on another machine (its CPU is then not this machine's)."""
+    if config["engine"]["name"] in ("llamacpp", "calibration"):
+        return False
+    from urllib.parse import urlparse
+
+    from perflab.engines.ollama_engine import resolve_host
+    from perflab.sampler import is_local_host
+
+    host = resolve_host(config["engine"]["host"])
+    return not is_local_host(urlparse(host if "://" in host else f"http://{host}").hostname)
 
 
 def run_experiment(spec: dict, paths: ExperimentPaths, model_path: str | None = None) -> dict:
@@ -86,7 +100,9 @@ def run_experiment(spec: dict, paths: ExperimentPaths, model_path: str | None = 
     partial_path.unlink(missing_ok=True)
     append = write_partial_line(partial_path)
     sampler = ResourceSampler(
-        interval_s=config["sampler"]["interval_s"], server_pids=server_pid_finder(config)
+        interval_s=config["sampler"]["interval_s"],
+        server_pids=server_pid_finder(config),
+        server_remote=server_is_remote(config),
     )
     try:
         with sampler:
@@ -97,6 +113,7 @@ def run_experiment(spec: dict, paths: ExperimentPaths, model_path: str | None = 
                 plan,
                 experiment_id=experiment.id,
                 on_record=append,
+                prompt_cache=experiment.prompt_cache,
             )
     finally:
         append.close()
@@ -122,7 +139,7 @@ def run_experiment(spec: dict, paths: ExperimentPaths, model_path: str | None = 
             "error_budget": config["error_budget"],
             "partial": rate > 0,
         },
-        "resources": summarize_samples(samples),
+        "resources": summarize_samples(samples, (result.measured_started, result.measured_ended)),
     }
     if rate > config["error_budget"]:
         kept = keep_failed(partial_path, paths.failed_dir, experiment.id)

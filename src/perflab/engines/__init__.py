@@ -48,7 +48,6 @@ def make_engine(config: dict, model_path: str | Path | None = None) -> Engine:
         model_path=model_path or engine["model_path"],
         n_ctx=engine["n_ctx"],
         n_threads=engine["n_threads"],
-        prompt_cache=engine["prompt_cache"],
     )
 
 
