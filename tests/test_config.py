@@ -1,16 +1,20 @@
 import copy
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
 from perflab.config import (
+    EXPERIMENT_ID_PATTERN,
     ConfigError,
     expand_experiments,
     load_config_file,
+    merge_configs,
     suite_members,
     validate_config,
 )
+from perflab.experiment import experiment_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "config" / "config.yaml"
@@ -108,13 +112,21 @@ def test_string_from_command_line_gets_a_hint():
 
 
 def test_experiments_expand_one_per_distinct_point():
-    experiments = expand_experiments(load_config_file(DEFAULT))
-    # 3 basic + 5 prompt lengths + 3 temperatures + 3 worker counts + 1 resources,
-    # minus the medium/0.7/1-worker/20-request point shared by three suites
-    assert len(experiments) == 3 + 5 + 3 + 3 + 1 - 2
-    shared = experiments["medium-t0.7-w1-n20"]
+    config = load_config_file(DEFAULT)
+    config["repeats"] = 1
+    experiments = expand_experiments(config)
+    # 3 basic + 5 prompt lengths + 3 temperatures + 3 worker counts + 1 resources + 2 kv_cache,
+    # minus the medium/0.7/1-worker/20-request point shared by three suites and the
+    # long/0.7/1-worker/20-request point that kv_cache's bust half shares with prompt_length
+    assert len(experiments) == 3 + 5 + 3 + 3 + 1 + 2 - 3
+    shared = experiments["medium-t0.7-w1-n20-r1"]
     assert shared.suites == ("prompt_length", "temperature", "concurrency")
-    assert experiments["medium-t0.7-w1-d30s"].duration_s == 30
+    assert shared.condition_id == "medium-t0.7-w1-n20" and shared.trial == 1
+    assert experiments["medium-t0.7-w1-d30s-r1"].duration_s == 30
+    assert experiments["long-t0.7-w1-n20-r1"].suites == ("prompt_length", "kv_cache")
+    reuse = experiments["long-t0.7-w1-n20-reuse-r1"]
+    assert reuse.suites == ("kv_cache",) and reuse.prompt_cache == "reuse"
+    assert all(e.prompt_cache == "bust" for e in experiments.values() if e is not reuse)
     members = suite_members(experiments)
     assert len(members["basic"]) == 3 and len(members["prompt_length"]) == 5
     assert len(members["temperature"]) == 3 and len(members["concurrency"]) == 3
@@ -126,11 +138,74 @@ def test_changing_one_temperature_changes_one_experiment():
     changed = copy.deepcopy(config)
     changed["suites"]["temperature"]["temperatures"] = [0.0, 0.7, 1.2]
     after = set(expand_experiments(changed))
-    assert before - after == {"medium-t1.5-w1-n20"}
-    assert after - before == {"medium-t1.2-w1-n20"}
+    assert before - after == {f"medium-t1.5-w1-n20-r{k}" for k in range(1, config["repeats"] + 1)}
+    assert after - before == {f"medium-t1.2-w1-n20-r{k}" for k in range(1, config["repeats"] + 1)}
 
 
 def test_disabled_suite_contributes_nothing():
     config = load_config_file(DEFAULT)
     config["suites"]["resources"]["enabled"] = False
     assert not any(e.duration_s for e in expand_experiments(config).values())
+
+
+def test_repeats_run_every_condition_as_numbered_trials_first_trials_first():
+    config = load_config_file(DEFAULT)
+    config["repeats"] = 3
+    experiments = expand_experiments(config)
+    conditions = {e.condition_id for e in experiments.values()}
+    assert len(experiments) == 3 * len(conditions)
+    for experiment_id, experiment in experiments.items():
+        assert experiment_id == f"{experiment.condition_id}-r{experiment.trial}"
+        assert re.fullmatch(EXPERIMENT_ID_PATTERN, experiment_id)
+    trials = [e.trial for e in experiments.values()]
+    assert trials == sorted(trials)  # every first trial before any second trial
+
+
+def test_more_repeats_keep_every_existing_experiment_and_its_spec():
+    """Going from 1 to 3 trials adds trials 2 and 3; trial 1 is the same job as before."""
+    config = load_config_file(DEFAULT)
+    config["repeats"] = 1
+    one = expand_experiments(config)
+    three = expand_experiments(copy.deepcopy(config) | {"repeats": 3})
+    assert set(one) < set(three)
+    for experiment_id, experiment in one.items():
+        assert experiment_spec(config, experiment) == experiment_spec(
+            config | {"repeats": 3}, three[experiment_id]
+        )
+
+
+def test_prompt_cache_reuse_marks_every_condition_id():
+    config = load_config_file(DEFAULT)
+    config["prompt_cache"] = "reuse"
+    experiments = expand_experiments(config)
+    assert all(
+        e.condition_id.endswith("-reuse") for e in experiments.values() if e.suites != ("kv_cache",)
+    )
+    assert "long-t0.7-w1-n20-r1" in experiments  # kv_cache still runs the bust half
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"repeats": 0}, "repeats: 0 is less than the minimum of 1"),
+        ({"prompt_cache": "off"}, "prompt_cache: 'off' is not allowed; use one of 'bust', 'reuse'"),
+        ({"suites": {"kv_cache": {"prompt": "nope"}}}, "suites.kv_cache.prompt: prompt 'nope'"),
+    ],
+)
+def test_design_keys_are_checked(change, expected):
+    config = merge_configs(default_config(), change)
+    with pytest.raises(ConfigError) as error:
+        validate_config(config, source="my.yaml")
+    assert expected in str(error.value)
+
+
+@pytest.mark.parametrize("old", [True, False])
+def test_the_old_engine_prompt_cache_key_names_its_replacement(old):
+    config = default_config()
+    config["engine"]["prompt_cache"] = old
+    with pytest.raises(ConfigError) as error:
+        validate_config(config, source="old.yaml")
+    message = str(error.value)
+    assert "engine.prompt_cache" in message and "old.yaml" in message
+    assert "prompt_cache: reuse" in message and "prompt_cache: bust" in message
+    assert "was unexpected" not in message  # one clear message, not two

@@ -7,7 +7,13 @@ import pytest
 from conftest import FAST_TIMING, ROOT
 
 from perflab.config import expand_experiments, load_config_file
-from perflab.experiment import ErrorBudgetExceeded, ExperimentPaths, experiment_spec, run_experiment
+from perflab.experiment import (
+    RUNNER_VERSION,
+    ErrorBudgetExceeded,
+    ExperimentPaths,
+    experiment_spec,
+    run_experiment,
+)
 from perflab.records import read_jsonl
 
 
@@ -21,12 +27,12 @@ def spec_for(fault_rates: dict, budget: float, **timing) -> dict:
         "suites": {"concurrency": {"workers": [2], "requests": 20}},
     }
     config = load_config_file(ROOT / "config" / "config.yaml", overrides=overrides)
-    experiment = expand_experiments(config)["medium-t0.7-w2-n20"]
+    experiment = expand_experiments(config)["medium-t0.7-w2-n20-r1"]
     return experiment_spec(config, experiment)
 
 
 def paths(tmp_path) -> ExperimentPaths:
-    out = tmp_path / "medium-t0.7-w2-n20"
+    out = tmp_path / "medium-t0.7-w2-n20-r1"
     return ExperimentPaths(
         out / "records.jsonl", out / "samples.jsonl", out / "metadata.json", tmp_path / "failed"
     )
@@ -43,7 +49,10 @@ def test_clean_run_writes_records_samples_and_metadata(tmp_path):
     assert saved["engine"]["engine"] == "calibration" and saved["engine"]["engine_version"]
     assert saved["engine"]["model_digest"]
     assert saved["host"]["logical_cores"] >= 1 and saved["config_hash"]
-    assert saved["experiment"]["id"] == "medium-t0.7-w2-n20"
+    assert saved["experiment"]["id"] == "medium-t0.7-w2-n20-r1"
+    assert saved["experiment"]["condition_id"] == "medium-t0.7-w2-n20"
+    assert saved["experiment"]["trial"] == 1 and saved["experiment"]["prompt_cache"] == "bust"
+    assert saved["runner_version"] == RUNNER_VERSION
     assert metadata["resources"]["n_samples"] > 0
     assert not files.records.with_suffix(".partial.jsonl").exists()
 
@@ -80,6 +89,6 @@ def test_past_the_budget_the_job_fails_and_keeps_its_records(tmp_path):
     with pytest.raises(ErrorBudgetExceeded, match="above the error budget of 5%") as error:
         run_experiment(spec_for({"http_500": 0.5}, 0.05), files)
     assert not files.records.exists() and not files.metadata.exists()
-    kept = list(files.failed_dir.glob("medium-t0.7-w2-n20-*.jsonl"))
+    kept = list(files.failed_dir.glob("medium-t0.7-w2-n20-r1-*.jsonl"))
     assert len(kept) == 1 and str(kept[0]) in str(error.value)
     assert len(read_jsonl(kept[0])) == 21

@@ -23,7 +23,7 @@ from perflab.locks import describe_holder, lock_path, target_lock
 from perflab.progress import ExperimentProgress
 from perflab.records import RequestRecord, read_jsonl
 
-EXPERIMENT = "medium-t0.7-w1-n20"
+EXPERIMENT = "medium-t0.7-w1-n20-r1"
 
 
 def make_spec(**timing) -> dict:
@@ -305,7 +305,7 @@ def test_preflight_times_one_request_and_estimates_the_run(tmp_path):
     # (max_tokens 32); the 0.3 s model load is not part of a request
     scripted = 0.05 + 0.0005 * count_tokens(plan.longest_prompt) + 31 * 0.01
     assert scripted - 0.01 < estimate["per_request_s"] < scripted + 0.25
-    assert estimate["n_requests"] == plan.n_requests == 210
+    assert estimate["n_requests"] == plan.n_requests == 233
     assert (
-        "whole run ≈" in result.stdout and "for 210 requests + 5 s of timed load" in result.stdout
+        "whole run ≈" in result.stdout and "for 233 requests + 5 s of timed load" in result.stdout
     )

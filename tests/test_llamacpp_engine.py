@@ -46,7 +46,40 @@ def test_longer_prompts_prefill_more_tokens(engine):
     short = list(engine.stream("Hi", options))[-1].timings
     long = list(engine.stream("Describe the transformer architecture. " * 20, options))[-1].timings
     assert long.prompt_tokens > 10 * short.prompt_tokens
-    assert long.raw["n_p_eval"] == long.prompt_tokens  # no prompt cache: full prefill
+    # nothing shared with the previous prompt but the BOS token: (almost) full prefill
+    assert long.raw["n_p_eval"] >= long.prompt_tokens - 1
+
+
+PROMPT = "Describe the transformer architecture in detail. " * 8
+
+
+def measured(engine, prompt_cache: str):
+    options = GenerationOptions(max_tokens=4, ignore_eos=True)
+    plan = LoadPlan(requests=4, warmup_requests=1)
+    result = run_load(engine, PROMPT, options, plan, experiment_id="kv", prompt_cache=prompt_cache)
+    records = [r for r in result.records if not r.is_warmup]
+    assert len(records) == 4 and all(r.status == "ok" for r in records)
+    return records
+
+
+def test_bust_prefills_every_prompt_in_full(engine):
+    records = measured(engine, "bust")
+    prompt_tokens = {r.prompt_tokens for r in records}
+    # the nonce costs a few tokens, the same for every request
+    assert len(prompt_tokens) == 1 and prompt_tokens.pop() > len(PROMPT.split())
+    # only the BOS token is shared with the previous request; the rest is evaluated
+    assert all(r.server_raw["n_p_eval"] >= r.prompt_tokens - 1 for r in records)
+
+
+def test_reuse_serves_the_repeated_prompt_from_the_kv_cache(engine):
+    busted = measured(engine, "bust")
+    reused = measured(engine, "reuse")
+    # the same prompt again: llama.cpp re-evaluates only the last prompt token
+    assert all(r.server_raw["n_p_eval"] <= 1 for r in reused)
+    assert all(r.prompt_tokens == busted[0].prompt_tokens - 3 for r in reused)
+    busted_prefill = sorted(r.prefill_s for r in busted)[len(busted) // 2]
+    reused_prefill = sorted(r.prefill_s for r in reused)[len(reused) // 2]
+    assert reused_prefill < busted_prefill
 
 
 def test_same_seed_same_text(engine):

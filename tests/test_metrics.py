@@ -44,6 +44,9 @@ def experiment(tmp_path):
     write_jsonl_atomic(tmp_path / "records.jsonl", records)
     metadata = {
         "experiment": {
+            "condition_id": "short-t0.7-w1-n4",
+            "trial": 1,
+            "prompt_cache": "bust",
             "prompt_name": "short",
             "temperature": 0.7,
             "workers": 1,
@@ -53,6 +56,7 @@ def experiment(tmp_path):
         },
         "engine": {"engine": "llamacpp", "model": "tiny"},
         "run": {"measured_wall_s": 6.0, "partial": True},
+        "resources": {"interference_cpu_pct_mean": 12.5, "interference_cpu_pct_max": 40.0},
     }
     write_json_atomic(tmp_path / "metadata.json", metadata)
     return tmp_path
@@ -81,6 +85,29 @@ def test_summary_matches_hand_computation(experiment):
     assert row["ttft_share"] == pytest.approx(0.2)
     assert row["error_classes"] == "http_status"
     assert row["suites"] == "basic,prompt_length" and row["partial"] is True
+    assert (row["condition_id"], row["trial"], row["repeats"]) == ("short-t0.7-w1-n4", 1, 1)
+    assert row["prompt_cache"] == "bust"
+    assert (row["interference_cpu_pct_mean"], row["interference_cpu_pct_max"]) == (12.5, 40.0)
+
+
+def test_trials_of_one_condition_are_rows_of_their_own(experiment, tmp_path):
+    """Each trial is its own row; ``repeats`` counts the condition's trials in the run."""
+    pairs = [(experiment / "records.jsonl", experiment / "metadata.json")]
+    metadata = json.loads((experiment / "metadata.json").read_text())
+    for trial in (2, 3):
+        trial_dir = tmp_path / f"r{trial}"
+        trial_dir.mkdir()
+        records = (experiment / "records.jsonl").read_text().replace('"exp"', f'"exp-r{trial}"')
+        (trial_dir / "records.jsonl").write_text(records)
+        metadata["experiment"]["trial"] = trial
+        metadata["resources"] = {}  # not sampled: null, not zero
+        write_json_atomic(trial_dir / "metadata.json", metadata)
+        pairs.append((trial_dir / "records.jsonl", trial_dir / "metadata.json"))
+    summary = summarize(scan_requests(pairs)).collect().sort("trial")
+    assert summary["trial"].to_list() == [1, 2, 3]
+    assert summary["repeats"].to_list() == [3, 3, 3]
+    assert summary["condition_id"].unique().to_list() == ["short-t0.7-w1-n4"]
+    assert summary["interference_cpu_pct_mean"].to_list() == [12.5, None, None]
 
 
 def test_write_aggregates_writes_every_format(experiment, tmp_path):

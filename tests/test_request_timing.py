@@ -7,8 +7,8 @@ from __future__ import annotations
 import time
 
 import pytest
+from conftest import refused_url
 
-from perflab.calibration import refused_url
 from perflab.engines.base import Chunk, GenerationOptions
 from perflab.engines.ollama_engine import SEND_EVENTS, OllamaEngine, SendStamp
 from perflab.metrics import scan_requests, summarize
@@ -187,6 +187,9 @@ def test_summary_counts_truncation_and_means_preparation(tmp_path):
         tmp_path / "metadata.json",
         {
             "experiment": {
+                "condition_id": "exp",
+                "trial": 1,
+                "prompt_cache": "bust",
                 "prompt_name": "short",
                 "temperature": 0.7,
                 "workers": 1,

@@ -158,7 +158,12 @@ def test_write_and_summarize_round_trip(tmp_path):
     assert summary["interval_s"] == pytest.approx(0.1, abs=0.03)
     assert 0 <= summary["sampler_overhead_percent"] < 50
     assert summary["mem_available_gb_min"] <= summary["mem_total_gb"]
-    assert summarize_samples([]) == {"n_samples": 0}
+    assert summarize_samples([]) == {
+        "n_samples": 0,
+        "interference_cpu_pct_mean": None,
+        "interference_cpu_pct_max": None,
+        "n_interference_samples": 0,
+    }
 
 
 def test_summary_of_known_samples():

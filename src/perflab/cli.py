@@ -105,7 +105,8 @@ def _validate(args) -> None:
     paths = _config_paths(args.configs, with_default=not args.no_default)
     config = load_config_files(paths)
     experiments = expand_experiments(config)
-    print(f"{' + '.join(map(str, paths))}: valid, {len(experiments)} experiments")
+    trials = f"{config['repeats']} trial{'s' if config['repeats'] > 1 else ''} each"
+    print(f"{' + '.join(map(str, paths))}: valid, {len(experiments)} experiments ({trials})")
     for experiment in experiments.values():
         print(f"  {experiment.id}  ({', '.join(experiment.suites)})")
     if args.per_request_s is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import jsonschema
@@ -14,8 +14,17 @@ import yaml
 from perflab.config_checks import Problem, nonfinite_problems, semantic_problems
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
-SUITES = ("basic", "prompt_length", "temperature", "concurrency", "resources")
-EXPERIMENT_ID_PATTERN = r"[a-z0-9_]+-t[0-9.]+-w[0-9]+-(n[0-9]+|d[0-9.]+s)"
+SUITES = ("basic", "prompt_length", "temperature", "concurrency", "resources", "kv_cache")
+PROMPT_CACHE_MODES = ("bust", "reuse")
+EXPERIMENT_ID_PATTERN = r"[a-z0-9_]+-t[0-9.]+-w[0-9]+-(n[0-9]+|d[0-9.]+s)(-reuse)?-r[0-9]+"
+# Keys that moved: the schema would only say "unexpected"; these say where they went.
+MOVED_KEYS = {
+    ("engine", "prompt_cache"): (
+        "engine.prompt_cache was replaced by the top-level prompt_cache: bust | reuse, "
+        "which every engine follows. Remove engine.prompt_cache and set prompt_cache: reuse "
+        "(was true) or leave the default prompt_cache: bust (was false)"
+    ),
+}
 
 
 class ConfigError(ValueError):
@@ -60,8 +69,10 @@ def config_problems(config: dict) -> list[Problem]:
     """Every problem with ``config``; fills schema defaults in place as it goes."""
     validator_class = _with_defaults(jsonschema.Draft7Validator)
     validator = validator_class(load_schema())
+    moved = _moved_key_problems(config)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
-    problems = list(nonfinite_problems(config)) + [_describe(error) for error in errors]
+    problems = list(nonfinite_problems(config)) + moved
+    problems += [_describe(error) for error in errors if not _is_moved(error)]
     if not problems:
         problems = [_as_problem(text) for text in _cross_field_problems(config)]
     if not problems:
@@ -127,13 +138,30 @@ def validate_config(
     return config
 
 
+def _moved_key_problems(config: dict) -> list[Problem]:
+    problems = []
+    for (section, key), fix in MOVED_KEYS.items():
+        block = config.get(section)
+        if isinstance(block, dict) and key in block:
+            problems.append(Problem((section, key), fix))
+    return problems
+
+
+def _is_moved(error: jsonschema.ValidationError) -> bool:
+    if error.validator != "additionalProperties" or len(error.absolute_path) != 1:
+        return False
+    section = error.absolute_path[0]
+    unexpected = set(error.instance) - set(error.schema.get("properties", {}))
+    return bool(unexpected) and all((section, key) in MOVED_KEYS for key in unexpected)
+
+
 def _referenced_prompts(config: dict) -> list[tuple[str, str]]:
     suites = config["suites"]
     refs = [("suites.basic.prompts", name) for name in suites["basic"]["prompts"]]
     refs += [("suites.prompt_length.prompts", name) for name in suites["prompt_length"]["prompts"]]
     refs += [
         (f"suites.{suite}.prompt", suites[suite]["prompt"])
-        for suite in ("temperature", "concurrency", "resources")
+        for suite in ("temperature", "concurrency", "resources", "kv_cache")
     ]
     return refs
 
@@ -237,7 +265,11 @@ def load_config_file(
 
 @dataclass(frozen=True)
 class Experiment:
-    """One sweep point: a prompt at a temperature with N workers."""
+    """One trial of one sweep point: a prompt at a temperature with N workers.
+
+    A condition (``condition_id``) is the sweep point; it runs as ``repeats``
+    independent trials, each its own job with id ``<condition_id>-r<trial>``.
+    """
 
     prompt_name: str
     prompt: str
@@ -245,15 +277,26 @@ class Experiment:
     workers: int
     requests: int | None = None
     duration_s: float | None = None
+    prompt_cache: str = "bust"
+    trial: int = 1
     suites: tuple[str, ...] = field(default=(), compare=False)
 
     @property
-    def id(self) -> str:
+    def condition_id(self) -> str:
         size = f"n{self.requests}" if self.requests is not None else f"d{self.duration_s:g}s"
-        return f"{self.prompt_name}-t{self.temperature:g}-w{self.workers}-{size}"
+        reuse = "-reuse" if self.prompt_cache == "reuse" else ""
+        return f"{self.prompt_name}-t{self.temperature:g}-w{self.workers}-{size}{reuse}"
+
+    @property
+    def id(self) -> str:
+        return f"{self.condition_id}-r{self.trial}"
 
     def params(self) -> dict:
-        return asdict(self) | {"id": self.id, "suites": list(self.suites)}
+        return asdict(self) | {
+            "id": self.id,
+            "condition_id": self.condition_id,
+            "suites": list(self.suites),
+        }
 
 
 def suite_points(config: dict) -> list[tuple[str, dict]]:
@@ -274,6 +317,7 @@ def suite_points(config: dict) -> list[tuple[str, dict]]:
         ),
         "concurrency": ("workers", suites["concurrency"]["workers"], ("prompt", "requests")),
         "resources": (None, [None], ("prompt", "workers", "duration_s")),
+        "kv_cache": ("prompt_cache", list(PROMPT_CACHE_MODES), ("prompt", "workers", "requests")),
     }
     points = []
     for suite, (axis, values, fixed) in sweeps.items():
@@ -286,20 +330,32 @@ def suite_points(config: dict) -> list[tuple[str, dict]]:
     for _, point in points:
         point["temperature"] = float(point.get("temperature", config["generation"]["temperature"]))
         point["prompt"] = config["prompts"][point["prompt_name"]]
+        point.setdefault("prompt_cache", config["prompt_cache"])
     return points
 
 
-def expand_experiments(config: dict) -> dict[str, Experiment]:
-    """One experiment per distinct sweep point; points shared by suites run once."""
+def expand_conditions(config: dict) -> dict[str, Experiment]:
+    """One trial-1 experiment per distinct sweep point; points shared by suites run once."""
     merged: dict[str, tuple[dict, list[str]]] = {}
     for suite, point in suite_points(config):
         experiment = Experiment(**point)
-        params, suites = merged.setdefault(experiment.id, (point, []))
+        _, suites = merged.setdefault(experiment.condition_id, (point, []))
         if suite not in suites:
             suites.append(suite)
     return {
-        experiment_id: Experiment(**point, suites=tuple(suites))
-        for experiment_id, (point, suites) in merged.items()
+        condition_id: Experiment(**point, suites=tuple(suites))
+        for condition_id, (point, suites) in merged.items()
+    }
+
+
+def expand_experiments(config: dict) -> dict[str, Experiment]:
+    """Every trial of every condition, keyed by experiment id: all first trials, then
+    all second trials, and so on (the order the workflow runs them in)."""
+    conditions = expand_conditions(config).values()
+    return {
+        experiment.id: experiment
+        for trial in range(1, config["repeats"] + 1)
+        for experiment in (replace(condition, trial=trial) for condition in conditions)
     }
 
 

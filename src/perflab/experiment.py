@@ -57,6 +57,7 @@ def experiment_spec(config: dict, experiment: Experiment) -> dict:
 def experiment_from_spec(spec: dict) -> Experiment:
     fields = dict(spec["experiment"])
     fields.pop("id", None)
+    fields.pop("condition_id", None)
     fields["suites"] = tuple(fields["suites"])
     return Experiment(**fields)
 
@@ -76,6 +77,19 @@ def server_pid_finder(config: dict):
 
         host = resolve_host(config["engine"]["host"])
     return lambda: find_ollama_pids(host)
+
+
+def server_is_remote(config: dict) -> bool:
+    """Whether the server runs on another machine (its CPU is then not this machine's)."""
+    if config["engine"]["name"] in ("llamacpp", "calibration"):
+        return False
+    from urllib.parse import urlparse
+
+    from perflab.engines.ollama_engine import resolve_host
+    from perflab.sampler import is_local_host
+
+    host = resolve_host(config["engine"]["host"])
+    return not is_local_host(urlparse(host if "://" in host else f"http://{host}").hostname)
 
 
 def run_experiment(
@@ -155,7 +169,9 @@ def _measure(
                 progress(record)
 
         sampler = ResourceSampler(
-            interval_s=config["sampler"]["interval_s"], server_pids=server_pid_finder(config)
+            interval_s=config["sampler"]["interval_s"],
+            server_pids=server_pid_finder(config),
+            server_remote=server_is_remote(config),
         )
         try:
             with sampler:
@@ -167,6 +183,7 @@ def _measure(
                     experiment_id=experiment.id,
                     on_record=on_record,
                     stop=stop,
+                    prompt_cache=experiment.prompt_cache,
                 )
         except (KeyboardInterrupt, Interrupted) as exc:
             writer.close()
@@ -213,7 +230,7 @@ def _finish(config, experiment, paths, partial_path, engine_info, plan, options,
             "error_budget": config["error_budget"],
             "partial": rate > 0,
         },
-        "resources": summarize_samples(samples),
+        "resources": summarize_samples(samples, (result.measured_started, result.measured_ended)),
     }
     if rate > config["error_budget"]:
         kept = keep_failed(partial_path, paths.failed_dir, experiment.id)

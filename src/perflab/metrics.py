@@ -55,6 +55,9 @@ RECORD_SCHEMA = {
 }
 
 EXPERIMENT_COLUMNS = {
+    "condition_id": pl.String,
+    "trial": pl.Int64,
+    "prompt_cache": pl.String,
     "prompt_name": pl.String,
     "temperature": pl.Float64,
     "workers": pl.Int64,
@@ -65,13 +68,19 @@ EXPERIMENT_COLUMNS = {
     "model": pl.String,
     "measured_wall_s": pl.Float64,
     "partial": pl.Boolean,
+    "interference_cpu_pct_mean": pl.Float64,
+    "interference_cpu_pct_max": pl.Float64,
 }
 
 
 def experiment_columns(metadata: dict) -> dict:
     """The per-experiment values that every request row carries."""
     experiment = metadata["experiment"]
+    resources = metadata.get("resources") or {}
     return {
+        "condition_id": experiment["condition_id"],
+        "trial": experiment["trial"],
+        "prompt_cache": experiment["prompt_cache"],
         "prompt_name": experiment["prompt_name"],
         "temperature": experiment["temperature"],
         "workers": experiment["workers"],
@@ -82,6 +91,8 @@ def experiment_columns(metadata: dict) -> dict:
         "model": metadata["engine"]["model"],
         "measured_wall_s": metadata["run"]["measured_wall_s"],
         "partial": metadata["run"]["partial"],
+        "interference_cpu_pct_mean": resources.get("interference_cpu_pct_mean"),
+        "interference_cpu_pct_max": resources.get("interference_cpu_pct_max"),
     }
 
 
@@ -199,6 +210,9 @@ def summarize(requests: pl.LazyFrame) -> pl.LazyFrame:
             (pl.col("n_ok") / pl.col("measured_wall_s")).alias("req_per_s"),
             (pl.col("output_tokens_total") / pl.col("measured_wall_s")).alias("output_tps"),
             (pl.col("ttft_mean_s") / pl.col("e2e_mean_s")).alias("ttft_share"),
+            # trials of the condition in this run (not stored per experiment: adding
+            # trials later must not rerun, or contradict, the ones already measured)
+            pl.col("trial").n_unique().over("condition_id").alias("repeats"),
         )
         .sort("experiment_id")
     )

@@ -6,6 +6,7 @@ exactly one record, ok or error; warm-up requests are recorded and flagged.
 from __future__ import annotations
 
 import itertools
+import secrets
 import threading
 import time
 import warnings
@@ -44,6 +45,44 @@ class LoadPlan:
             raise ValueError("duration_s must be positive")
         if self.warmup_requests < 0:
             raise ValueError("warmup_requests must not be negative")
+
+
+NONCE_SPACE = 1_000_000  # six digits: two tokens in Llama 3's tokenizer, whatever the value
+# Coprime with NONCE_SPACE, so request i -> nonce is one-to-one; at least 1000, so the
+# leading three digits (the first token) differ between consecutive requests.
+NONCE_STRIDE = 1001
+
+
+class PromptNonce:
+    """Puts a short prefix, unique per request, in front of a prompt: ``042137: <prompt>``.
+
+    A server's prompt cache reuses the longest prefix a new prompt shares with the one
+    it processed before; a prefix that differs from its first token on leaves nothing
+    to reuse (beyond a BOS token), so every request pays its whole prefill. Nonces are
+    one-to-one with the request index (below a million requests) from a random start,
+    so another experiment starts elsewhere.
+    """
+
+    def __init__(self, start: int | None = None):
+        self.start = secrets.randbelow(NONCE_SPACE) if start is None else start
+
+    def nonce(self, request_index: int) -> str:
+        value = (self.start + request_index * NONCE_STRIDE) % NONCE_SPACE
+        return f"{value:06d}:"
+
+    def apply(self, prompt: str, request_index: int) -> str:
+        return f"{self.nonce(request_index)} {prompt}"
+
+
+def prompt_for_request(
+    prompt: str, prompt_cache: str, nonce: PromptNonce, request_index: int
+) -> str:
+    """The text sent: ``bust`` gives every request its own prefix, ``reuse`` the same prompt."""
+    if prompt_cache == "reuse":
+        return prompt
+    if prompt_cache == "bust":
+        return nonce.apply(prompt, request_index)
+    raise ValueError(f"prompt_cache must be 'bust' or 'reuse', not {prompt_cache!r}")
 
 
 class Clock:
@@ -173,13 +212,18 @@ def run_load(
     experiment_id: str,
     on_record: Callable[[RequestRecord], None] | None = None,
     stop: threading.Event | None = None,
+    prompt_cache: str = "bust",
 ) -> RunResult:
     """Warm up, then drive ``plan.workers`` closed-loop workers.
 
     ``on_record`` sees each record as it ends (progress, the partial file);
     setting ``stop`` sends no new request (requests in flight finish).
+    ``prompt_cache`` is ``bust`` (each request's prompt gets a unique prefix, see
+    PromptNonce) or ``reuse`` (every request sends ``prompt`` as it is).
     """
     stop = stop or threading.Event()
+    prompt_for_request(prompt, prompt_cache, PromptNonce(0), 0)  # reject a bad mode up front
+    nonce = PromptNonce()
     clock = Clock()
     records: list[RequestRecord] = []
     lock = threading.Lock()
@@ -197,13 +241,14 @@ def run_load(
                     )
 
     def send(worker: int, is_warmup: bool) -> None:
+        request_index = next(index)
         keep(
             measure_request(
                 engine,
-                prompt,
+                prompt_for_request(prompt, prompt_cache, nonce, request_index),
                 options,
                 experiment_id=experiment_id,
-                request_index=next(index),
+                request_index=request_index,
                 worker=worker,
                 is_warmup=is_warmup,
                 clock=clock,

@@ -9,6 +9,10 @@ percent of all cores (0-100). See docs/resources.md for every field.
 With the embedded engine (llama.cpp in perflab's own process) the server *is*
 the client process: both fields then describe the same process and the sample
 says so with ``client_in_server``.
+
+``interference_cpu_pct`` is the CPU of everything else on the machine: system
+busy CPU (in percent of one core) minus the server's and the client's. It
+needs no privileges: processes that cannot be read are in the system total.
 """
 
 from __future__ import annotations
@@ -281,6 +285,8 @@ class ResourceSampler:
     ``server_pids`` is a list of PIDs or a callable returning one; a callable is asked
     again every ``pids_refresh_s`` seconds (0: every sample), so processes that appear
     later (Ollama's runners) are picked up. ``client_pid`` defaults to this process.
+    ``server_remote`` says the server runs on another machine: its CPU is then no part
+    of this machine's, and interference can be measured without its PIDs.
 
     Use as a context manager, or ``start()`` / ``stop()``; samples accumulate in
     ``.samples``. Readings that fail are recorded in ``.errors`` and sampling goes on.
@@ -292,6 +298,7 @@ class ResourceSampler:
         server_pids: Callable[[], list[int]] | list[int] | None = None,
         client_pid: int | None = None,
         pids_refresh_s: float = DEFAULT_PIDS_REFRESH_S,
+        server_remote: bool = False,
     ):
         if interval_s <= 0:
             raise ValueError(f"interval_s must be positive, got {interval_s}")
@@ -299,6 +306,7 @@ class ResourceSampler:
         self._server_pids = server_pids
         self.client_pid = client_pid or os.getpid()
         self.pids_refresh_s = pids_refresh_s
+        self.server_remote = server_remote
         self.samples: list[dict] = []
         self.errors: list[str] = []
         self.missed_deadlines = 0
@@ -386,9 +394,13 @@ class ResourceSampler:
         per_core = None
         if last.per_core and now.per_core and len(last.per_core) == len(now.per_core):
             per_core = [_cpu_percent(a, b) for a, b in zip(last.per_core, now.per_core)]
+        cpu_percent = _cpu_percent(last.cpu, now.cpu) if last.cpu and now.cpu else None
+        client_in_server = self.client_pid in pids
+        ours = self._our_cpu(server_cpu, client_cpu, client_in_server)
         sample = {
             "t": time.time(),
-            "cpu_percent": (_cpu_percent(last.cpu, now.cpu) if last.cpu and now.cpu else None),
+            "interval_s": elapsed,
+            "cpu_percent": cpu_percent,
             "cpu_per_core": per_core,
             "mem_used_gb": (memory.total - memory.available) / GB,
             "mem_available_gb": memory.available / GB,
@@ -404,10 +416,30 @@ class ResourceSampler:
             "server_rss_gb": server_rss,
             "client_cpu_percent": client_cpu,
             "client_rss_gb": client_rss,
-            "client_in_server": self.client_pid in pids,
+            "client_in_server": client_in_server,
+            "interference_cpu_pct": _interference(cpu_percent, len(now.per_core or ()), ours),
             "sampler_cpu_s": time.thread_time(),
         }
         return sample | _gpu_sample(gpus)
+
+    def _our_cpu(
+        self, server_cpu: float | None, client_cpu: float | None, client_in_server: bool
+    ) -> float | None:
+        """CPU of the server and the client (the sampler is a thread of the client), percent
+        of one core; None when the server is on this machine but its processes are unknown."""
+        if client_cpu is None or (server_cpu is None and not self.server_remote):
+            return None
+        if client_in_server:
+            return server_cpu
+        return (server_cpu or 0.0) + client_cpu
+
+
+def _interference(cpu_percent: float | None, n_cores: int, ours: float | None) -> float | None:
+    """Busy CPU of every other process, percent of one core: system busy − ours, ≥ 0."""
+    if cpu_percent is None or ours is None:
+        return None
+    cores = n_cores or psutil.cpu_count() or 1
+    return max(0.0, cpu_percent * cores - ours)
 
 
 # --- files and summaries ---------------------------------------------------------------------
@@ -425,13 +457,41 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def summarize_samples(samples: list[dict]) -> dict:
+def in_window(samples: list[dict], window: tuple[float, float]) -> list[dict]:
+    """The samples whose interval's midpoint lies in ``window`` (epoch start, end); when
+    the window is shorter than that allows, those whose interval overlaps it."""
+    start, end = window
+
+    def span(sample: dict) -> tuple[float, float]:
+        return sample["t"] - (sample.get("interval_s") or 0.0), sample["t"]
+
+    inside = [s for s in samples if start <= (span(s)[0] + span(s)[1]) / 2 <= end]
+    return inside or [s for s in samples if span(s)[0] < end and span(s)[1] > start]
+
+
+def summarize_interference(samples: list[dict], window: tuple[float, float] | None) -> dict:
+    """Mean and peak of ``interference_cpu_pct`` over the measured window (all samples
+    without one); None when no sample there could measure it."""
+    chosen = in_window(samples, window) if window else samples
+    values = [
+        s["interference_cpu_pct"] for s in chosen if s.get("interference_cpu_pct") is not None
+    ]
+    return {
+        "interference_cpu_pct_mean": _mean(values),
+        "interference_cpu_pct_max": max(values, default=None),
+        "n_interference_samples": len(values),
+    }
+
+
+def summarize_samples(samples: list[dict], window: tuple[float, float] | None = None) -> dict:
     """Means, extremes and the sampler's overhead over a list of samples.
 
     Only samples that carry a value count for that value (a remote server has no
-    server_* values at all). An empty list gives ``{"n_samples": 0}``.
+    server_* values at all). Interference is summarized over ``window`` (the
+    measured part of the experiment, epoch seconds) when given. An empty list
+    gives ``{"n_samples": 0}`` and null interference.
     """
-    summary: dict = {"n_samples": len(samples)}
+    summary: dict = {"n_samples": len(samples)} | summarize_interference(samples, window)
     if not samples:
         return summary
 

@@ -31,6 +31,7 @@ rule run_experiment:
         metadata=f"{RESULTS}/experiments/{{experiment}}/metadata.json",
     log:
         f"{LOGS}/experiments/{{experiment}}.log",
+    priority: get_experiment_priority
     conda:
         "../../environment.yml"
     resources:

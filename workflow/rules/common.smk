@@ -85,6 +85,12 @@ def get_experiment_spec(wildcards):
     )  # key order in a YAML file must not rerun jobs
 
 
+def get_experiment_priority(wildcards):
+    """Earlier trials first: every first trial runs before any second trial, so slow
+    drift of the machine spreads over all conditions instead of landing on some."""
+    return config["repeats"] - EXPERIMENTS[wildcards.experiment].trial
+
+
 def get_experiment_ids():
     return sorted(EXPERIMENTS)
 

@@ -63,7 +63,6 @@ def make_engine(config: dict, model_path: str | Path | None = None) -> Engine:
         model_path=path,
         n_ctx=engine["n_ctx"],
         n_threads=engine["n_threads"],
-        prompt_cache=engine["prompt_cache"],
     )
 
 

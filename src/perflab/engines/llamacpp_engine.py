@@ -1,7 +1,11 @@
 """The ``llamacpp`` engine: llama-cpp-python in-process, no server.
 
 Workers share one model behind a lock (llama.cpp contexts are not thread
-safe); the time spent waiting for it is reported as queue time.
+safe); the time spent waiting for it is reported as queue time. Like
+llama-server (and Ollama), the engine keeps the KV cache of the previous
+request and evaluates only what a new prompt does not share with it; the
+runner's ``prompt_cache: bust`` prefix is what makes every request prefill
+its whole prompt.
 """
 
 from __future__ import annotations
@@ -33,12 +37,10 @@ class LlamaCppEngine:
         model_path: str | Path,
         n_ctx: int = 4096,
         n_threads: int | None = None,
-        prompt_cache: bool = False,
     ):
         self.model_path = Path(model_path)
         self.n_ctx = n_ctx
         self.n_threads = n_threads
-        self.prompt_cache = prompt_cache
         self.llm = None
         self.load_s: float | None = None
         self._lock = threading.Lock()
@@ -84,7 +86,7 @@ class LlamaCppEngine:
             },
             "n_ctx": self.n_ctx,
             "n_threads": self.llm.n_threads,
-            "prompt_cache": self.prompt_cache,
+            "kv_cache": "keeps the previous request's KV cache and reuses its longest shared prefix",
             "load_s": self.load_s,
         }
 
@@ -134,8 +136,6 @@ class LlamaCppEngine:
     def _stream_locked(
         self, prompt: str, options: GenerationOptions, queue_s: float
     ) -> Iterator[Chunk]:
-        if not self.prompt_cache:
-            self.llm.reset()
         self._reset_perf()
         prompt_ids = self.llm.tokenize(prompt.encode(), add_bos=True)
         eos = self._eos_tokens()
@@ -146,7 +146,8 @@ class LlamaCppEngine:
         generated = 0
         finish_reason = FINISH_LENGTH  # llama.cpp's word when it stops for any limit
         try:
-            # generate() yields one token id per decode step, so counts are exact
+            # generate() yields one token id per decode step, so counts are exact; with
+            # reset=True it keeps the KV cache's longest prefix shared with prompt_ids
             for token in self.llm.generate(
                 prompt_ids, temp=options.temperature, reset=True, logits_processor=processor
             ):
