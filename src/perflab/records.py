@@ -46,6 +46,7 @@ class ServerTimings:
     prompt_tokens: int | None = None
     output_tokens: int | None = None
     raw: dict = field(default_factory=dict)
+    finish_reason: str | None = None
 
 
 @dataclass

@@ -21,13 +21,19 @@ class GenerationOptions:
 
 @dataclass
 class Chunk:
-    """One streamed piece. The last chunk has ``done=True`` and the timings."""
+    """One streamed piece. The last chunk has ``done=True`` and the timings.
+
+    ``sent_at`` (``time.perf_counter()``) is set on a chunk (with no tokens) by an
+    engine that knows when its request left: the runner times from there and
+    counts the time before it as the client's preparation (``prep_s``).
+    """
 
     text: str = ""
     n_tokens: int = 0
     done: bool = False
     timings: ServerTimings | None = None
     extra: dict = field(default_factory=dict)
+    sent_at: float | None = None
 
 
 class EngineError(Exception):
