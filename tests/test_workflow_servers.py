@@ -80,7 +80,8 @@ def test_openai_engine_runs_the_workflow_against_the_openai_api(tmp_path):
     assert len(generation) == len(log) == requests.height
     assert (requests["output_tokens"] == 6).all() and (requests["server_output_tokens"] == 6).all()
     assert sorted(requests["prompt_tokens"].to_list()) == sorted(e.prompt_tokens for e in log)
-    assert (workdir / "reports" / "test-openai" / "day1-log.md").exists()
+    report = (workdir / "reports" / "test-openai" / "day1-log.md").read_text()
+    assert "Does the OpenAI-compatible server benefit from concurrent requests?" in report
 
 
 def test_an_ollama_model_name_runs_in_llamacpp_from_the_store(tmp_path, tiny_model_path):
