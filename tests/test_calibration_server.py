@@ -682,3 +682,22 @@ def test_bad_requests_are_400(calibration_server):
     assert r.status_code == 400
     outcomes = [e.outcome for e in calibration_server.wait_for_log(4)]
     assert outcomes == ["bad_request"] * 4
+
+
+def test_prompt_cache_reports_the_whole_prompt_and_the_evaluated_time(make_calibration_server):
+    server = make_calibration_server(prompt_cache=True, ttft_fixed_s=0.0, ttft_per_token_s=0.002)
+    client = ollama.Client(host=server.url, timeout=10)
+    prompt = words(100)  # 130 tokens: 0.26 s to prefill whole
+    cold = timed_stream(client, prompt)
+    warm = timed_stream(client, prompt)
+    busted = timed_stream(client, "nonce-1 " + prompt)
+    cold_log, warm_log, busted_log = server.wait_for_log(3)
+    # as current Ollama: the count is the whole prompt, cached or not ...
+    assert [r["final"].prompt_eval_count for r in (cold, warm, busted)] == [130, 130, 131]
+    assert (cold_log.cached_tokens, warm_log.cached_tokens, busted_log.cached_tokens) == (0, 129, 0)
+    # ... while the duration covers only the evaluated tokens
+    assert close_to(cold["final"].prompt_eval_duration * NS, 0.26)
+    assert warm["final"].prompt_eval_duration * NS < 0.26 / 5
+    assert warm["final"].prompt_eval_duration == round(warm_log.prefill_s * 1e9)
+    assert close_to(busted["final"].prompt_eval_duration * NS, 0.262)
+    assert warm["arrivals"][0] < cold["arrivals"][0] / 2

@@ -154,19 +154,20 @@ def test_streams_the_scripted_tokens_with_usage_counts(make_calibration_server, 
             chunks.append(chunk)
     finally:
         engine.close()
-    tokens = [c for c in chunks if not c.done]
+    sent, *tokens, final = chunks
+    assert sent.n_tokens == 0 and sent.sent_at is not None
     assert len(tokens) == 6 and all(c.n_tokens == 1 and c.text for c in tokens)
-    final = chunks[-1]
     assert final.done and final.timings.output_tokens == 6 and final.timings.prompt_tokens == 4
-    assert final.timings.raw["finish_reason"] == "length"
+    assert final.timings.finish_reason == "length"
     entry = server.wait_for_log(1)[0]
     assert entry.endpoint == f"v1/{'chat/completions' if endpoint == 'chat' else 'completions'}"
     assert final.timings.prefill_s == pytest.approx(entry.prefill_s, abs=1e-6)
     assert final.timings.decode_s == pytest.approx(entry.decode_s, abs=1e-6)
-    assert 0 < final.extra["t_sent"] - t0 < arrivals[0]
-    gaps = [b - a for a, b in pairwise(arrivals[:6])]
+    # the request left after the call began and well before its first token
+    assert 0 < sent.sent_at - t0 < arrivals[1] - entry.scheduled_prefill_s + 0.005
+    gaps = [b - a for a, b in pairwise(arrivals[1:7])]
     assert all(0.005 <= gap <= 0.05 for gap in gaps), gaps
-    assert entry.scheduled_prefill_s <= arrivals[0] <= entry.scheduled_prefill_s + 0.1
+    assert entry.scheduled_prefill_s <= arrivals[1] <= entry.scheduled_prefill_s + 0.1
 
 
 def test_preflight_lists_models(engine, calibration_server):
@@ -265,7 +266,7 @@ def test_several_tokens_per_chunk_are_counted_from_running_usage(scripted):
     engine = OpenAIEngine(MODEL, host=scripted)
     chunks = list(engine.stream("x", GenerationOptions()))
     engine.close()
-    assert [c.n_tokens for c in chunks if not c.done] == [2, 2, 1]
+    assert [c.n_tokens for c in chunks if not c.done] == [0, 2, 2, 1]
     assert chunks[-1].timings.output_tokens == 5 and chunks[-1].timings.prefill_s is None
 
 

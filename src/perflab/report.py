@@ -14,6 +14,8 @@ from perflab import __version__
 from perflab.analysis import suite_rows
 from perflab.engines.ollama_store import uses_tiny_model
 
+ENGINE_LABELS = {"ollama": "Ollama", "openai": "the OpenAI-compatible server"}
+
 TEMPLATES = Path(__file__).parent / "templates"
 PROMPT_LABELS = {
     "tiny": "Tiny",
@@ -215,7 +217,7 @@ def build_context(
         "run": config["run"],
         "perflab_version": __version__,
         "engine": engine,
-        "engine_label": "Ollama" if engine["engine"] == "ollama" else "llama.cpp",
+        "engine_label": ENGINE_LABELS.get(engine["engine"], "llama.cpp"),
         "host": host,
         "tiny_model": tiny,
         "warmup_requests": config["warmup_requests"],

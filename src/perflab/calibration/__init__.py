@@ -16,7 +16,8 @@ from perflab.calibration.model import (
 )
 from perflab.calibration.ollama_api import FAULT_OPTION
 from perflab.calibration.openai_api import FAULT_FIELD
-from perflab.calibration.scheduler import GenerationRequest, RequestLog, Scheduler
+from perflab.calibration.request import GenerationRequest, RequestLog
+from perflab.calibration.scheduler import Scheduler
 from perflab.calibration.server import CalibrationServer
 
 

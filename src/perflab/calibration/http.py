@@ -21,13 +21,8 @@ from socketserver import TCPServer
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from perflab.calibration.scheduler import (
-    Aborted,
-    ClientGone,
-    GenerationRequest,
-    RequestLog,
-    Scheduler,
-)
+from perflab.calibration.request import Aborted, ClientGone, GenerationRequest, RequestLog
+from perflab.calibration.scheduler import Scheduler
 
 if TYPE_CHECKING:
     from perflab.calibration.server import CalibrationServer

@@ -12,7 +12,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from perflab.calibration.http import FAULT_HEADER, Handler, StreamResponder
-from perflab.calibration.scheduler import GenerationRequest, RequestLog
+from perflab.calibration.request import GenerationRequest, RequestLog
 
 FAULT_OPTION = "calibration_fault"
 NS_PER_S = 1_000_000_000

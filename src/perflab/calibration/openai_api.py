@@ -14,7 +14,7 @@ import json
 import time
 
 from perflab.calibration.http import FAULT_HEADER, Handler, StreamResponder
-from perflab.calibration.scheduler import GenerationRequest, RequestLog
+from perflab.calibration.request import GenerationRequest, RequestLog
 
 FAULT_FIELD = "calibration_fault"
 DONE = b"data: [DONE]\n\n"

@@ -22,7 +22,8 @@ from datetime import datetime, timezone
 from perflab.calibration import ollama_api, openai_api
 from perflab.calibration.http import CalibrationHTTPServer
 from perflab.calibration.model import TimingModel
-from perflab.calibration.scheduler import RequestLog, Scheduler
+from perflab.calibration.request import RequestLog
+from perflab.calibration.scheduler import Scheduler
 
 GET_ROUTES = {**ollama_api.GET_ROUTES, **openai_api.GET_ROUTES}
 POST_ROUTES = {**ollama_api.POST_ROUTES, **openai_api.POST_ROUTES}

@@ -124,7 +124,6 @@ class OpenAIEngine:
             base_url=self.base_url,
             timeout=timeout_s,
             headers=headers,
-            event_hooks={"request": [_stamp_sent]},
         )
 
     # -- preflight ------------------------------------------------------------
@@ -213,24 +212,34 @@ class OpenAIEngine:
         return body
 
     def stream(self, prompt: str, options: GenerationOptions) -> Iterator[Chunk]:
-        """Yield chunks as they arrive; ``options.timeout_s`` bounds the whole request
-        (checked as each event arrives), the client's read timeout a silent server."""
+        """Yield chunks as they arrive, the first one (no tokens) carrying ``sent_at``.
+
+        ``options.timeout_s`` bounds the whole request (checked as each event
+        arrives), the client's read timeout a silent server."""
         deadline = time.perf_counter() + options.timeout_s
+        stamp = SendStamp()
         request = self.client.build_request(
-            "POST", ENDPOINTS[self.endpoint], json=self._body(prompt, options)
+            "POST",
+            ENDPOINTS[self.endpoint],
+            json=self._body(prompt, options),
+            extensions={"trace": stamp},
         )
-        response = None
         try:
             response = self.client.send(request, stream=True)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a classified record
+            if stamp.sent_at is not None:
+                yield Chunk(sent_at=stamp.sent_at)
+            raise classify(exc) from exc
+        try:
+            yield Chunk(sent_at=stamp.sent_at)
             if response.status_code >= 400:
                 raise self._status_error(response)
             yield from self._events(response, deadline, options.timeout_s)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a classified record
             raise classify(exc) from exc
         finally:
-            if response is not None:
-                with contextlib.suppress(Exception):
-                    response.close()
+            with contextlib.suppress(Exception):
+                response.close()
 
     @staticmethod
     def _status_error(response: httpx.Response) -> EngineError:
@@ -247,7 +256,7 @@ class OpenAIEngine:
             if time.perf_counter() > deadline:
                 raise EngineError(ERROR_TIMEOUT, f"request exceeded its {limit:g} s timeout")
             if data.strip() == "[DONE]":
-                yield reader.final(response.request.extensions.get("perflab_sent"))
+                yield reader.final()
                 return
             chunk = reader.read(json.loads(data))
             if chunk is not None:
@@ -258,9 +267,28 @@ class OpenAIEngine:
         self.client.close()
 
 
-def _stamp_sent(request: httpx.Request) -> None:
-    """httpx calls this as it hands the request to the transport: the moment it leaves."""
-    request.extensions["perflab_sent"] = time.perf_counter()
+SEND_EVENTS = frozenset(
+    {
+        "connection.connect_tcp.started",
+        "connection.connect_unix_socket.started",
+        "http11.send_request_headers.started",
+        "http2.send_request_headers.started",
+    }
+)
+
+
+class SendStamp:
+    """An httpx ``trace`` callback noting when the transport took the request:
+    the connection attempt, or the headers on a pooled connection."""
+
+    __slots__ = ("sent_at",)
+
+    def __init__(self):
+        self.sent_at: float | None = None
+
+    def __call__(self, event: str, info: dict) -> None:
+        if self.sent_at is None and event in SEND_EVENTS:
+            self.sent_at = time.perf_counter()
 
 
 class _StreamState:
@@ -304,11 +332,11 @@ class _StreamState:
         self.tokens += new
         return new
 
-    def final(self, sent_at: float | None) -> Chunk:
+    def final(self) -> Chunk:
         usage = self.usage or {}
         timings = self.timings or {}
         prompt_ms, predicted_ms = timings.get("prompt_ms"), timings.get("predicted_ms")
-        raw = {"finish_reason": self.finish_reason}
+        raw = {}
         if self.usage:
             raw["usage"] = self.usage
         if self.timings:
@@ -321,6 +349,6 @@ class _StreamState:
                 prompt_tokens=usage.get("prompt_tokens"),
                 output_tokens=usage.get("completion_tokens"),
                 raw=raw,
+                finish_reason=self.finish_reason,
             ),
-            extra={"t_sent": sent_at},
         )
