@@ -23,7 +23,7 @@ class CalibrationEngine:
         info = self.client.preflight()
         return info | {
             "engine": self.name,
-            "transport": "ollama client over HTTP to an in-process calibration server",
+            "transport": "the ollama engine over HTTP to an in-process calibration server",
             "calibration": self.server.timing.to_dict(),
         }
 

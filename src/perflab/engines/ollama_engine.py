@@ -346,6 +346,7 @@ class OllamaEngine:
             "model": self.model,
             "model_digest": digest,
             "model_details": details,
+            "stream_client": f"httpx {httpx.__version__}",
         }
 
     # -- generation -----------------------------------------------------------
