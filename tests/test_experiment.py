@@ -2,7 +2,10 @@
 results within the error budget, kept records past it."""
 
 import json
+import subprocess
+import sys
 
+import psutil
 import pytest
 from conftest import FAST_TIMING, ROOT
 
@@ -92,3 +95,30 @@ def test_past_the_budget_the_job_fails_and_keeps_its_records(tmp_path):
     kept = list(files.failed_dir.glob("medium-t0.7-w2-n20-r1-*.jsonl"))
     assert len(kept) == 1 and str(kept[0]) in str(error.value)
     assert len(read_jsonl(kept[0])) == 21
+
+
+def test_a_cpu_burner_during_an_experiment_shows_as_interference(tmp_path):
+    """The same experiment quiet and beside a process spinning on a core: the burner is
+    neither server nor client, so the experiment's interference figure carries it."""
+    spec = spec_for({}, 0.05)
+    quiet = run_experiment(spec, paths(tmp_path / "quiet"))["resources"]
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        burner_cpu = psutil.Process(burner.pid)
+        before = sum(burner_cpu.cpu_times()[:2])
+        disturbed = run_experiment(spec, paths(tmp_path / "burn"))
+        burned_s = sum(burner_cpu.cpu_times()[:2]) - before
+    finally:
+        burner.kill()
+        burner.wait()
+    resources, run = disturbed["resources"], disturbed["run"]
+    burner_pct = 100 * burned_s / (run["ended"] - run["started"])
+    assert burner_pct > 5  # it ran, on whatever share of a core a busy machine gave it
+    for figures in (quiet, resources):
+        assert 0 <= figures["interference_cpu_pct_mean"] <= figures["interference_cpu_pct_max"]
+        assert figures["n_interference_samples"] > 0
+    # it rose by at least half the burner's CPU, unless others already held nearly every
+    # core this experiment left free (then nothing can rise)
+    free = 100 * psutil.cpu_count() - resources["server_cpu_percent_mean"]
+    expected = min(quiet["interference_cpu_pct_mean"] + 0.5 * burner_pct, 0.8 * free)
+    assert resources["interference_cpu_pct_mean"] >= expected

@@ -39,6 +39,8 @@ SAMPLE_KEYS = (
     "server_pids",
     "client_cpu_percent",
     "client_rss_gb",
+    "interference_cpu_pct",
+    "interval_s",
     "sampler_cpu_s",
 )
 
@@ -241,3 +243,54 @@ def test_process_tree_includes_children_and_tolerates_missing_pids():
                 os.kill(pid, 9)
         proc.wait()
     assert process_tree(proc.pid) == []
+
+
+def test_interference_is_the_cpu_of_every_process_but_server_and_client():
+    """One busy process, watched by two samplers over the same seconds: where it is the
+    server it is not interference; where it is not, interference carries its CPU."""
+    proc = start(BUSY.format(s=4))
+    try:
+        time.sleep(0.2)
+        as_server = ResourceSampler(interval_s=0.1, server_pids=[proc.pid]).start()
+        as_other = ResourceSampler(interval_s=0.1, server_pids=[os.getpid()]).start()
+        time.sleep(1.5)
+        as_server.stop(), as_other.stop()
+    finally:
+        proc.kill()
+        proc.wait()
+    server_view, other_view = (
+        summarize_samples(as_server.samples),
+        summarize_samples(as_other.samples),
+    )
+    busy = server_view["server_cpu_percent_mean"]
+    assert busy > 5  # it ran (on a busy shared machine, far from a full core)
+    difference = other_view["interference_cpu_pct_mean"] - server_view["interference_cpu_pct_mean"]
+    assert difference == pytest.approx(busy, rel=0.4)
+    cores = len(as_other.samples[-1]["cpu_per_core"])
+    for sample_ in as_server.samples + as_other.samples:
+        assert 0 <= sample_["interference_cpu_pct"] <= 100 * cores
+
+
+def test_interference_is_unknown_while_a_local_server_is_not_found():
+    unknown = sample([], seconds=0.5)
+    assert all(s["interference_cpu_pct"] is None for s in unknown)
+    assert summarize_samples(unknown)["interference_cpu_pct_mean"] is None
+    remote = sample([], seconds=0.5, server_remote=True)  # its CPU is not this machine's
+    assert all(s["interference_cpu_pct"] is not None for s in remote)
+
+
+def test_interference_is_summarized_over_the_measured_window_only():
+    samples = [
+        {"t": 10.5, "interval_s": 0.5, "interference_cpu_pct": 90.0},  # warm-up
+        {"t": 11.0, "interval_s": 0.5, "interference_cpu_pct": 10.0},
+        {"t": 11.5, "interval_s": 0.5, "interference_cpu_pct": 30.0},
+        {"t": 12.0, "interval_s": 0.5, "interference_cpu_pct": None},
+        {"t": 12.5, "interval_s": 0.5, "interference_cpu_pct": 70.0},  # after the end
+    ]
+    summary = summarize_samples(samples, window=(10.6, 12.1))
+    assert summary["interference_cpu_pct_mean"] == pytest.approx(20.0)
+    assert summary["interference_cpu_pct_max"] == 30.0
+    assert summary["n_interference_samples"] == 2
+    # a window shorter than one sample: the sample that overlaps it
+    assert summarize_samples(samples, window=(11.1, 11.2))["interference_cpu_pct_max"] == 30.0
+    assert summarize_samples(samples)["interference_cpu_pct_max"] == 90.0

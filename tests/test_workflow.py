@@ -10,13 +10,18 @@ import polars as pl
 import pytest
 import yaml
 
-from perflab.config import expand_experiments, load_config_file
+from perflab.config import expand_experiments, load_config_file, merge_configs, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "data" / "tiny.yaml"
 VOCAB = Path("cache/vocab/ggml-vocab-llama-bpe.gguf")
 
 pytestmark = pytest.mark.slow
+
+
+def started_experiments(output: str) -> list[str]:
+    """The run_experiment jobs in the order Snakemake started them."""
+    return re.findall(r"rule run_experiment:.*?wildcards: experiment=(\S+)", output, re.S)
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -61,7 +66,8 @@ def test_dry_run_lists_one_job_per_experiment(workdir):
     result = snakemake(workdir, "-n", "--configfile", "tiny.yaml")
     assert result.returncode == 0, result.stderr
     experiments = expand_experiments(tiny_config(workdir))
-    assert job_counts(result.stdout)["run_experiment"] == len(experiments) == 11
+    # 11 sweep points, plus kv_cache's reuse half (its bust half is prompt_length's long)
+    assert job_counts(result.stdout)["run_experiment"] == len(experiments) == 12
 
 
 def test_bad_config_fails_before_any_job(workdir):
@@ -128,7 +134,7 @@ def test_changing_one_temperature_reruns_only_that_experiment(full_run):
     assert dry.returncode == 0, dry.stderr
     counts = job_counts(dry.stdout)
     assert counts.pop("run_experiment") == 1
-    assert "medium-t1.2-w1-n3" in dry.stdout
+    assert "medium-t1.2-w1-n3-r1" in dry.stdout
     assert set(counts) == {"aggregate", "charts", "report", "all"}
     result = snakemake(full_run, "--cores", "2", "--configfile", "tiny.yaml")
     assert result.returncode == 0, result.stderr[-5000:]
@@ -150,3 +156,65 @@ def test_full_suite_against_the_calibration_server(workdir):
     log = (workdir / "reports" / "test-calibration" / "day1-log.md").read_text()
     assert "engine **calibration" in log and "llama3.1:8b" in log
     assert "serializes requests" in log  # num_parallel 1: 4 workers only queue
+
+
+TRIALS = {
+    "run": "test-trials",
+    "suites": {
+        "basic": {"prompts": ["short"]},
+        "prompt_length": {"enabled": False},
+        "temperature": {"temperatures": [0.0, 0.7]},
+        "concurrency": {"workers": [1, 2]},
+        "resources": {"enabled": False},
+        "kv_cache": {"prompt": "short"},
+    },
+}
+
+
+def test_trials_interleave_and_adding_trials_reruns_nothing_measured(workdir):
+    """Trial 1 of each condition, then more trials: the first run is never repeated, and
+    with --cores 1 every second trial starts before any third trial."""
+    shutil.copy(
+        ROOT / "tests" / "data" / "calibration-tiny.yaml", workdir / "calibration-tiny.yaml"
+    )
+    configs = ("config/calibration.yaml", "calibration-tiny.yaml", "trials.yaml")
+
+    def with_repeats(repeats: int) -> dict:
+        """Write trials.yaml; the config as Snakemake merges it, validated."""
+        (workdir / "trials.yaml").write_text(yaml.safe_dump(TRIALS | {"repeats": repeats}))
+        config: dict = {}
+        for name in ("config/config.yaml", *configs):
+            config = merge_configs(config, yaml.safe_load((workdir / name).read_text()))
+        return validate_config(config)
+
+    conditions = set(expand_experiments(with_repeats(1)))
+    assert all(experiment_id.endswith("-r1") for experiment_id in conditions)
+    first = snakemake(workdir, "--cores", "1", "--configfile", *configs)
+    assert first.returncode == 0, first.stderr[-5000:]
+    results = workdir / "results" / "test-trials" / "experiments"
+    measured = {i: (results / i / "metadata.json").stat().st_mtime_ns for i in conditions}
+
+    experiments = expand_experiments(with_repeats(3))
+    dry = snakemake(workdir, "-n", "--configfile", *configs)
+    assert dry.returncode == 0, dry.stderr
+    planned = set(started_experiments(dry.stdout))
+    assert planned == set(experiments) - conditions  # trials 2 and 3 only
+    assert job_counts(dry.stdout)["run_experiment"] == 2 * len(conditions)
+
+    second = snakemake(workdir, "--cores", "1", "--configfile", *configs)
+    assert second.returncode == 0, second.stderr[-5000:]
+    order = [experiments[i].trial for i in started_experiments(second.stderr)]
+    assert order == [2] * len(conditions) + [3] * len(conditions)
+    assert {i: (results / i / "metadata.json").stat().st_mtime_ns for i in conditions} == measured
+
+    summary = pl.read_parquet(workdir / "results" / "test-trials" / "summary.parquet")
+    assert sorted(summary["experiment_id"]) == sorted(experiments)
+    assert (summary["repeats"] == 3).all()
+    assert all(
+        row["experiment_id"] == f"{row['condition_id']}-r{row['trial']}"
+        for row in summary.iter_rows(named=True)
+    )
+    assert summary.group_by("condition_id").len()["len"].to_list() == [3] * len(conditions)
+    reuse = summary.filter(pl.col("prompt_cache") == "reuse")
+    assert reuse.height == 3 and reuse["condition_id"][0] == "short-t0.7-w1-n4-reuse"
+    assert summary["interference_cpu_pct_mean"].is_not_null().all()
