@@ -164,6 +164,7 @@ def _measure(
                     stop=stop,
                 )
         except (KeyboardInterrupt, Interrupted) as exc:
+            stop.set()  # workers send nothing more; the one in flight ends with the engine
             writer.close()
             kept = keep_failed(partial_path, paths.failed_dir, experiment.id, "-interrupted")
             reason = str(exc) or "Ctrl-C"
