@@ -72,8 +72,8 @@ def describe_holder(path: Path) -> str:
     if not holder:
         return "another process"
     return (
-        f"pid {holder.get('pid')} (experiment {holder.get('experiment')} of run "
-        f"{holder.get('run')} in {holder.get('cwd')}, since {holder.get('since')})"
+        f"pid {holder.get('pid')} (experiment {holder.get('experiment')}, writing to "
+        f"{holder.get('out_dir')}, since {holder.get('since')})"
     )
 
 
