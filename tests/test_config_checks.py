@@ -65,6 +65,8 @@ MALFORMED = [
     ("model-path-dir", "engine:\n  model_path: /tmp\n", "engine.model_path", "/tmp"),
     ("blank-prompt", "prompts:\n  short: '   '\n", "prompts.short", "no text"),
     ("empty-prompt", "prompts:\n  short: ''\n", "prompts.short", "''"),
+    ("blank-model", "engine:\n  model: '  '\n", "engine.model", "blank"),
+    ("blank-host", "engine:\n  host: ''\n", "engine.host", "blank"),
     (
         "temperature-exponent",
         "suites:\n  temperature:\n    temperatures: [0.00001, 1.0]\n",
