@@ -102,7 +102,7 @@ MALFORMED = [
         "nope",
     ),
     ("bad-prompt-name", "prompts:\n  Bad-Name: x\n", "prompts", "Bad-Name"),
-    ("tiny-heads", "tiny_model:\n  head_count: 3\n", "tiny_model", "head_count"),
+    ("tiny-heads", "tiny_model:\n  head_count: 3\n", "tiny_model.embedding_length", "256"),
     ("budget-range", "error_budget: 1.5\n", "error_budget", "1.5"),
     ("yaml-syntax", "run: x\n  generation: [\n", "line 2", "YAML"),
     ("top-level-list", "- a\n- b\n", "top level", "list"),
