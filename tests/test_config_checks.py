@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
@@ -64,6 +65,8 @@ MALFORMED = [
     ("model-path-dir", "engine:\n  model_path: /tmp\n", "engine.model_path", "/tmp"),
     ("blank-prompt", "prompts:\n  short: '   '\n", "prompts.short", "no text"),
     ("empty-prompt", "prompts:\n  short: ''\n", "prompts.short", "''"),
+    ("blank-model", "engine:\n  model: '  '\n", "engine.model", "blank"),
+    ("blank-host", "engine:\n  host: ''\n", "engine.host", "blank"),
     (
         "temperature-exponent",
         "suites:\n  temperature:\n    temperatures: [0.00001, 1.0]\n",
@@ -99,7 +102,7 @@ MALFORMED = [
         "nope",
     ),
     ("bad-prompt-name", "prompts:\n  Bad-Name: x\n", "prompts", "Bad-Name"),
-    ("tiny-heads", "tiny_model:\n  head_count: 3\n", "tiny_model", "head_count"),
+    ("tiny-heads", "tiny_model:\n  head_count: 3\n", "tiny_model.embedding_length", "256"),
     ("budget-range", "error_budget: 1.5\n", "error_budget", "1.5"),
     ("yaml-syntax", "run: x\n  generation: [\n", "line 2", "YAML"),
     ("top-level-list", "- a\n- b\n", "top level", "list"),
@@ -250,3 +253,57 @@ def test_user_typed_errors_never_print_a_traceback(tmp_path):
         )
         assert result.returncode == 2, (args, result.stderr)
         assert "Traceback" not in result.stderr and result.stderr.strip(), args
+
+
+# one case of each kind of check: each Snakemake start costs seconds
+WORKFLOW_KINDS = {
+    "nan-budget",
+    "inf-duration",
+    "max-tokens-over-ctx",
+    "keep-alive-word",
+    "host-garbage",
+    "model-path-missing",
+    "blank-prompt",
+    "temperature-exponent",
+    "temperature-collapse",
+    "run-dotdot",
+    "workers-zero",
+    "undefined-prompt",
+}
+WORKFLOW_CASES = [case for case in MALFORMED if case[0] in WORKFLOW_KINDS]
+
+
+@pytest.fixture(scope="module")
+def workflow_copy(tmp_path_factory):
+    import shutil
+
+    workdir = tmp_path_factory.mktemp("malformed")
+    for name in ("Snakefile", "workflow", "config", "profiles", "environment.yml"):
+        source = ROOT / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, workdir / name)
+    return workdir
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("text", "key", "value"),
+    [case[1:] for case in WORKFLOW_CASES],
+    ids=[case[0] for case in WORKFLOW_CASES],
+)
+def test_the_workflow_refuses_it_before_any_job(workflow_copy, text, key, value):
+    bad = workflow_copy / "bad.yaml"
+    bad.write_text(text)
+    bindir = str(Path(sys.executable).parent)
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "bad.yaml"],
+        cwd=workflow_copy,
+        env={"PATH": f"{bindir}:/usr/bin:/bin", "HOME": str(Path.home())},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Traceback" not in output and "bad.yaml" in output
+    assert key in output and value in output, output[-2000:]
+    assert not (workflow_copy / "results").exists() and not (workflow_copy / "logs").exists()

@@ -176,13 +176,21 @@ def _cross_field_problems(config: dict) -> list[str]:
             )
     low, high = config["expected_tps"]
     if low > high:
-        problems.append(f"expected_tps: lower bound {low} is above upper bound {high}")
+        problems.append(
+            f"expected_tps: lower bound {low} is above upper bound {high}; write [low, high]"
+        )
     problems += _calibration_problems(config)
     tiny = config["tiny_model"]
     if tiny["embedding_length"] % tiny["head_count"]:
-        problems.append("tiny_model.embedding_length must be a multiple of tiny_model.head_count")
+        problems.append(
+            f"tiny_model.embedding_length: {tiny['embedding_length']} is not a multiple of "
+            f"tiny_model.head_count {tiny['head_count']}; change one of them"
+        )
     if tiny["head_count"] % tiny["head_count_kv"]:
-        problems.append("tiny_model.head_count must be a multiple of tiny_model.head_count_kv")
+        problems.append(
+            f"tiny_model.head_count: {tiny['head_count']} is not a multiple of "
+            f"tiny_model.head_count_kv {tiny['head_count_kv']}; change one of them"
+        )
     return problems
 
 

@@ -53,6 +53,18 @@ def nonfinite_problems(value: object, path: tuple = ()) -> Iterator[Problem]:
             yield from nonfinite_problems(inner, (*path, index))
 
 
+def blank_problems(value: object, path: tuple = ()) -> Iterator[Problem]:
+    """Whitespace-only strings anywhere (prompts have their own message)."""
+    if isinstance(value, str) and not value.strip() and path[:1] != ("prompts",):
+        yield Problem(path, f"{value!r} is blank; give a value, or null where null is allowed")
+    elif isinstance(value, dict):
+        for key, inner in value.items():
+            yield from blank_problems(inner, (*path, key))
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            yield from blank_problems(inner, (*path, index))
+
+
 def prompt_problems(config: dict) -> Iterator[Problem]:
     for name, text in config["prompts"].items():
         if not text.strip():
@@ -218,6 +230,7 @@ def context_problems(config: dict) -> Iterator[Problem]:
 
 
 SEMANTIC_CHECKS = (
+    blank_problems,
     prompt_problems,
     keep_alive_problems,
     host_problems,

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from perflab import __version__
 from perflab.config import Experiment
-from perflab.engines import generation_options, make_engine
+from perflab.engines import GenerationOptions, generation_options, make_engine
 from perflab.lifeline import Interrupted
 from perflab.partial import PartialWriter, keep_failed, keep_leftover
 from perflab.records import RequestRecord, write_json_atomic, write_jsonl_atomic
-from perflab.runner import LoadPlan, error_rate, run_load
+from perflab.runner import LoadPlan, RunResult, error_rate, run_load
 
 RUNNER_VERSION = 2  # bump when a change to the runner alters what is measured
 
@@ -132,6 +132,17 @@ def _io_error(exc: OSError, path: Path, kept: Path | None, taken: int = 0) -> Ex
     )
 
 
+@dataclass(frozen=True)
+class Measurement:
+    """What one experiment measured, before it is judged and written."""
+
+    engine_info: dict
+    plan: LoadPlan
+    options: GenerationOptions
+    result: RunResult
+    samples: list
+
+
 def _measure(
     config: dict,
     experiment: Experiment,
@@ -141,7 +152,6 @@ def _measure(
     progress: Callable[[RequestRecord], None] | None,
 ) -> dict:
     from perflab.provenance import file_sha256
-    from perflab.sampler import ResourceSampler
 
     engine = make_engine(config, model_path)
     try:
@@ -159,39 +169,14 @@ def _measure(
             writer = PartialWriter(partial_path)
         except OSError as exc:
             raise _io_error(exc, partial_path, None) from None
-        stop = threading.Event()
-
-        def on_record(record: RequestRecord) -> None:
-            writer(record)
-            if writer.error is not None:
-                stop.set()
-            if progress is not None:
-                progress(record)
-
-        sampler = ResourceSampler(
-            interval_s=config["sampler"]["interval_s"],
-            server_pids=server_pid_finder(config),
-            server_remote=server_is_remote(config),
-        )
         try:
-            with sampler:
-                result = run_load(
-                    engine,
-                    experiment.prompt,
-                    options,
-                    plan,
-                    experiment_id=experiment.id,
-                    on_record=on_record,
-                    stop=stop,
-                    prompt_cache=experiment.prompt_cache,
-                )
+            result, samples = _drive(config, experiment, engine, plan, options, writer, progress)
         except (KeyboardInterrupt, Interrupted) as exc:
             writer.close()
             kept = keep_failed(partial_path, paths.failed_dir, experiment.id, "-interrupted")
-            reason = str(exc) or "Ctrl-C"
             raise ExperimentInterrupted(
-                f"experiment {experiment.id} interrupted ({reason}); {writer.written} records "
-                f"kept in {kept}. The next run measures it again."
+                f"experiment {experiment.id} interrupted ({exc or 'Ctrl-C'}); {writer.written} "
+                f"records kept in {kept}. The next run measures it again."
             ) from None
         finally:
             writer.close()
@@ -200,22 +185,63 @@ def _measure(
     if writer.error is not None:
         kept = keep_failed(partial_path, paths.failed_dir, experiment.id)
         raise _io_error(writer.error, partial_path, kept, writer.written)
-    return _finish(
-        config, experiment, paths, partial_path, engine_info, plan, options, result, sampler
+    measurement = Measurement(engine_info, plan, options, result, samples)
+    return _finish(config, experiment, paths, partial_path, measurement)
+
+
+def _drive(config, experiment, engine, plan, options, writer, progress) -> tuple[RunResult, list]:
+    """Run the load with the sampler on; a write error or an interrupt stops new requests."""
+    from perflab.sampler import ResourceSampler
+
+    stop = threading.Event()
+
+    def on_record(record: RequestRecord) -> None:
+        writer(record)
+        if writer.error is not None:
+            stop.set()
+        if progress is not None:
+            progress(record)
+
+    sampler = ResourceSampler(
+        interval_s=config["sampler"]["interval_s"],
+        server_pids=server_pid_finder(config),
+        server_remote=server_is_remote(config),
     )
+    try:
+        with sampler:
+            result = run_load(
+                engine,
+                experiment.prompt,
+                options,
+                plan,
+                experiment_id=experiment.id,
+                on_record=on_record,
+                stop=stop,
+                prompt_cache=experiment.prompt_cache,
+            )
+    except BaseException:
+        stop.set()  # workers send nothing more; the one in flight ends with the engine
+        raise
+    return result, sampler.samples
 
 
-def _finish(config, experiment, paths, partial_path, engine_info, plan, options, result, sampler):
+def _finish(
+    config: dict,
+    experiment: Experiment,
+    paths: ExperimentPaths,
+    partial_path: Path,
+    measurement: Measurement,
+) -> dict:
     from perflab.provenance import config_hash, host_info
     from perflab.sampler import summarize_samples, write_samples
 
-    samples = sampler.samples
+    result, samples = measurement.result, measurement.samples
     rate = error_rate(result.records)
     metadata = {
         "experiment": experiment.params(),
-        "engine": engine_info,
-        "options": asdict(options),
-        "plan": asdict(plan),
+        "engine": measurement.engine_info,
+        "options": asdict(measurement.options),
+        "plan": asdict(measurement.plan),
         "host": host_info(),
         "perflab_version": __version__,
         "runner_version": RUNNER_VERSION,

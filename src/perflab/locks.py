@@ -17,6 +17,7 @@ import os
 import re
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -30,20 +31,31 @@ def lock_dir() -> Path:
 
 
 def target_key(config: dict, model_path: str | None = None) -> str:
-    """What an experiment occupies: ``ollama http://host:port``, ``llamacpp /model.gguf``.
+    """What an experiment occupies: ``server 127.0.0.1:11434``, ``llamacpp /model.gguf``.
 
-    The calibration engine's server lives inside each job, but its timings
-    are disturbed by any other benchmark on the machine: it locks the machine.
+    HTTP engines lock the server's host and port, so two engines (two APIs)
+    on one server wait for each other too. The calibration engine's server
+    lives inside each job, but its timings are disturbed by any other
+    benchmark on the machine: it locks the machine.
     """
     engine = config["engine"]
+    if engine["name"] == "calibration":
+        return "calibration server on this machine"
+    if engine["name"] == "llamacpp":
+        path = model_path or engine["model_path"] or "tiny model"
+        return f"llamacpp {Path(path).expanduser().resolve()}"
+    return f"server {_host_port(engine)}"
+
+
+def _host_port(engine: dict) -> str:
+    host = engine.get("host")
     if engine["name"] == "ollama":
         from perflab.engines.ollama_engine import base_url, resolve_host
 
-        return f"ollama {base_url(resolve_host(engine['host']))}"
-    if engine["name"] == "calibration":
-        return "calibration server on this machine"
-    path = model_path or engine["model_path"] or "tiny model"
-    return f"llamacpp {Path(path).expanduser().resolve()}"
+        host = base_url(resolve_host(host))
+    split = urllib.parse.urlsplit(host if "://" in (host or "") else f"http://{host}")
+    port = split.port or (443 if split.scheme == "https" else 80)
+    return f"{split.hostname}:{port}"
 
 
 def lock_path(key: str) -> Path:
@@ -60,8 +72,8 @@ def describe_holder(path: Path) -> str:
     if not holder:
         return "another process"
     return (
-        f"pid {holder.get('pid')} (experiment {holder.get('experiment')} of run "
-        f"{holder.get('run')} in {holder.get('cwd')}, since {holder.get('since')})"
+        f"pid {holder.get('pid')} (experiment {holder.get('experiment')}, writing to "
+        f"{holder.get('out_dir')}, since {holder.get('since')})"
     )
 
 

@@ -69,6 +69,7 @@ class ExperimentProgress:
         self._last_plain = 0.0
         self._last_tenth = -1
         self._bar = self._make_bar() if self._is_terminal() else None
+        self._closed = False
 
     def _is_terminal(self) -> bool:
         try:
@@ -91,6 +92,8 @@ class ExperimentProgress:
 
     def __call__(self, record: RequestRecord) -> None:
         with self._lock:
+            if self._closed:
+                return
             self._count(record)
             state = self.state()
             if self._bar is not None:
@@ -143,6 +146,7 @@ class ExperimentProgress:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             if self._bar is not None:
                 self._bar.close()
                 self._bar = None
