@@ -8,6 +8,8 @@ rule preflight:
         info=f"{RESULTS}/preflight.json",
     log:
         f"{LOGS}/preflight.log",
+    group:
+        get_experiment_group
     conda:
         "../../environment.yml"
     params:
@@ -28,6 +30,8 @@ rule run_experiment:
         metadata=f"{RESULTS}/experiments/{{experiment}}/metadata.json",
     log:
         f"{LOGS}/experiments/{{experiment}}.log",
+    group:
+        get_experiment_group
     conda:
         "../../environment.yml"
     resources:

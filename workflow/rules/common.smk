@@ -1,4 +1,5 @@
 import json
+import re
 
 from perflab.config import (
     EXPERIMENT_ID_PATTERN,
@@ -62,6 +63,14 @@ def get_experiment_spec(wildcards):
     return json.dumps(
         spec, sort_keys=True
     )  # key order in a YAML file must not rerun jobs
+
+
+def get_experiment_group(wildcards=None):
+    """The job group of one engine target: on a cluster its pre-flight check and
+    experiments run as one job on one node, beside the server they measure."""
+    engine = config["engine"]
+    target = f"target-{engine['name']}-{engine['model']}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", target)
 
 
 def get_experiment_ids():
