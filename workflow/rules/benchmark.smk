@@ -9,6 +9,8 @@ rule preflight:
         info=f"{RESULTS}/preflight.json",
     log:
         f"{LOGS}/preflight.log",
+    group:
+        get_experiment_group
     conda:
         "../../environment.yml"
     params:
@@ -32,6 +34,8 @@ rule run_experiment:
     log:
         f"{LOGS}/experiments/{{experiment}}.log",
     priority: get_experiment_priority
+    group:
+        get_experiment_group
     conda:
         "../../environment.yml"
     resources:

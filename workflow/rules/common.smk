@@ -1,6 +1,7 @@
 import json
 import sys
 from dataclasses import asdict
+import re
 
 from perflab.config import (
     DEFAULT_CONFIG,
@@ -89,6 +90,12 @@ def get_experiment_priority(wildcards):
     """Earlier trials first: every first trial runs before any second trial, so slow
     drift of the machine spreads over all conditions instead of landing on some."""
     return config["repeats"] - EXPERIMENTS[wildcards.experiment].trial
+def get_experiment_group(wildcards=None):
+    """The job group of one engine target: on a cluster its pre-flight check and
+    experiments run as one job on one node, beside the server they measure."""
+    engine = config["engine"]
+    target = f"target-{engine['name']}-{engine['model']}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", target)
 
 
 def get_experiment_ids():
