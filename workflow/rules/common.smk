@@ -1,7 +1,7 @@
 import json
+import re
 import sys
 from dataclasses import asdict
-import re
 
 from perflab.config import (
     DEFAULT_CONFIG,
