@@ -14,6 +14,12 @@ def get_config_source():
     return ", ".join(str(path) for path in files)
 
 
+def get_config_files(wildcards=None):
+    """The config files as a command line takes them, for the log's rerun commands."""
+    files = getattr(workflow, "configfiles", None) or ["config/config.yaml"]
+    return " ".join(str(path) for path in files)
+
+
 try:
     validate_config(config, source=get_config_source())
 except ConfigError as error:
