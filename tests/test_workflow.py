@@ -161,3 +161,46 @@ def test_full_suite_against_the_calibration_server(workdir):
     assert findings["prompt_length"]["verdict"] == "linear"
     # the calibration server's scripted prefill: 0.2 ms per prompt token = 5,000 tok/s
     assert findings["prompt_length"]["prefill_tps"] == pytest.approx(5000, rel=0.25)
+
+
+TWO_SLOTS = """\
+run: test-two-slots
+generation:
+  max_tokens: 8
+warmup_requests: 1
+calibration:
+  load_time_s: 0.0
+  ttft_fixed_s: 0.02
+  ttft_per_token_s: 0.0
+  itl_s: 0.02
+  num_parallel: 2
+suites:
+  basic:
+    enabled: false
+  prompt_length:
+    enabled: false
+  temperature:
+    enabled: false
+  resources:
+    enabled: false
+  concurrency:
+    workers: [1, 2, 4]
+    requests: 12
+"""
+
+
+def test_two_slot_calibration_server_saturates_at_the_knee(workdir):
+    # 2 slots, ~0.18 s per request: throughput doubles from 1 to 2 workers, then stays flat
+    (workdir / "two-slots.yaml").write_text(TWO_SLOTS)
+    configs = ("config/calibration.yaml", "two-slots.yaml")
+    result = snakemake(workdir, "--cores", "2", "--configfile", *configs)
+    assert result.returncode == 0, result.stderr[-5000:]
+    results = workdir / "results" / "test-two-slots"
+    findings = json.loads((results / "findings.json").read_text())
+    assert findings["concurrency"]["verdict"] == "saturates"
+    assert findings["concurrency"]["knee_workers"] == 2
+    assert findings["concurrency"]["parallel_requests"] == 2
+    assert findings["concurrency"]["queue_source"] == "unaccounted_growth"
+    assert findings["bottleneck"]["primary"] == "queueing"
+    log = (workdir / "reports" / "test-two-slots" / "day1-log.md").read_text()
+    assert "then stayed flat: the server runs about 2 requests at once" in log
