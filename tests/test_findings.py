@@ -424,3 +424,69 @@ def test_cpu_used_by_other_processes_is_not_the_engines_bottleneck():
     assert cpu.get("own_cpu_percent_mean") == pytest.approx(20.0) and not cpu.triggered
     assert "without other processes" in findings.wording.check_text(cpu)
     assert bottleneck.summary(*args).primary == Bottleneck.CPU  # cores unknown: raw figure
+
+
+def test_old_swap_that_does_not_grow_is_not_pressure_and_a_starved_model_is():
+    calm = {"mem_available_gb_min": 12.0, "mem_total_gb": 16.0}
+    ollama = capabilities_for("ollama")
+    old_swap = resources(**calm, swap_used_gb_max=2.0, swap_growth_gb=0.0)
+    assert bottleneck.summary(old_swap, NO_SWEEP, ollama, 4).primary != Bottleneck.MEMORY
+    growing = bottleneck.summary(
+        resources(**calm, swap_used_gb_max=2.0, swap_growth_gb=0.5), NO_SWEEP, ollama, 4
+    )
+    assert growing.primary == Bottleneck.MEMORY
+    assert "swap grew by 0.50 GB" in findings.wording.check_text(growing.checks[0])
+    starved = resources(mem_total_gb=16.0, mem_available_gb_min=3.5, server_rss_gb_max=1.0)
+    assert bottleneck.summary(starved, NO_SWEEP, ollama, 4, 8.0).primary == Bottleneck.MEMORY
+    roomy = resources(**calm, server_rss_gb_max=1.0)  # e.g. offloaded to a GPU
+    assert bottleneck.summary(roomy, NO_SWEEP, ollama, 4, 8.0).primary != Bottleneck.MEMORY
+
+
+def test_expectations_are_weighted_by_requests_and_placed_against_the_range():
+    data = summary(
+        rows("a", [{"tps_mean": 10.0, "n_ok": 30}]), rows("b", [{"tps_mean": 30.0, "n_ok": 10}])
+    )
+    found = findings.compute(data, findings.Context(engine="ollama", expected_tps=(10, 20)))
+    assert found.expectations.actual_tps == pytest.approx(15.0) and found.expectations.n == 40
+    assert found.expectations.position == findings.expectations.Position.WITHIN
+    fast = findings.compute(
+        summary(rows("a", [{"tps_mean": 60.0}])), findings.Context(engine="ollama")
+    )
+    assert "3.0× the high end" in findings.wording.expectations(fast.expectations)
+
+
+def test_breakdown_shares_add_to_100_and_other_is_clipped():
+    timed = {
+        "e2e_mean_s": 2.0,
+        "ttft_mean_s": 0.5,
+        "queue_mean_s": 0.1,
+        "load_mean_s": 0.0,
+        "prefill_mean_s": 0.4,
+        "decode_mean_s": 1.4,
+    }
+    found = findings.compute(summary(rows("a", [timed])), findings.Context(engine="llamacpp"))
+    result = found.breakdown
+    assert result.ttft_percent == pytest.approx(25.0) and result.decode_dominates
+    shares = {p.name: p.percent for p in result.phases}
+    assert sum(shares.values()) == pytest.approx(100.0) and shares["decode"] == pytest.approx(70)
+    over = {"e2e_mean_s": 1.0, "prefill_mean_s": 0.5, "decode_mean_s": 0.75}
+    found = findings.compute(summary(rows("a", [over])), findings.Context(engine="ollama"))
+    assert found.breakdown.phases_exceed_e2e == pytest.approx(125.0)
+    assert sum(p.percent for p in found.breakdown.phases) == pytest.approx(100.0)
+
+
+def test_every_finding_copes_with_no_data():
+    for data in (pl.DataFrame(), summary(rows("a", [{"n_ok": 0, "e2e_mean_s": None}]))):
+        found = findings.compute(data, findings.Context(engine="ollama"))
+        assert found.temperature.verdict is None and found.concurrency.verdict is None
+        assert found.prompt_length.verdict is None and found.kv_cache.verdict is None
+        assert found.bottleneck.primary == Bottleneck.UNDETERMINED
+        for words in (
+            findings.wording.temperature(found.temperature),
+            findings.wording.concurrency(found.concurrency, None),
+            findings.wording.prompt_length(found.prompt_length),
+            findings.wording.expectations(found.expectations),
+            findings.wording.breakdown(found.breakdown),
+            findings.wording.bottleneck_sentence(found.bottleneck),
+        ):
+            assert words and "None" not in words
