@@ -143,37 +143,6 @@ def observations(f: Findings) -> dict[str, str]:
     }
 
 
-def technical_issues(f: Findings, configfiles: str) -> list[dict]:
-    """Rows of the Technical Issues table: error classes, disturbed experiments."""
-    rows = [
-        {
-            "issue": f"{e.count} request(s) failed with {e.error_class} in {', '.join(e.experiments)}",
-            "solution": "see the error column of requests.parquet; rerun after fixing the cause",
-            "prevention": "perflab validate the config; check the server with perflab preflight",
-        }
-        for e in f.run.errors
-    ]
-    if not f.run.errors:
-        rows += [
-            {
-                "issue": f"{c.condition_id}: {c.n_errors} of {c.n_requests} requests failed "
-                f"({c.error_classes})",
-                "solution": "see the error column of requests.parquet",
-                "prevention": "",
-            }
-            for c in f.run.failed
-        ]
-    rows += [
-        {
-            "issue": line,
-            "solution": "re-measure: " + wording.rerun_command(load, configfiles),
-            "prevention": "run on an idle machine; repeats: 2 or more lets trials settle it",
-        }
-        for load, line in zip(f.interference.disturbed, wording.disturbed_lines(f.interference))
-    ]
-    return rows
-
-
 def build_context(
     f: Findings,
     metadata: list[dict],
@@ -199,9 +168,6 @@ def build_context(
     tiny = None
     if engine.get("model_path") and not config["engine"].get("model_path"):
         tiny = ", ".join(f"{k}={v}" for k, v in config["tiny_model"].items())
-    status = "✅ Completed"
-    if f.run.n_errors:
-        status = f"🟡 In Progress ({f.run.n_errors} failed requests)"
     return {
         "f": f,
         "date": dt.date.fromtimestamp(f.run.started).isoformat() if f.run.started else "[DATE]",
@@ -212,7 +178,7 @@ def build_context(
         "host": host,
         "tiny_model": tiny,
         "warmup_requests": config["warmup_requests"],
-        "status": status,
+        "status": wording.status(f.run),
         "hours": None if f.run.total_s is None else f.run.total_s / 3600,
         "basic_started": epoch_text(min((m["started"] for m in basic_meta), default=None)),
         "basic_completed": epoch_text(max((m["ended"] for m in basic_meta), default=None)),
@@ -227,7 +193,7 @@ def build_context(
         "bottleneck_options": BOTTLENECK_OPTIONS,
         "bottleneck_evidence": wording.bottleneck_evidence(f.bottleneck),
         "ideas": [wording.idea(i) for i in f.run.ideas],
-        "technical_issues": technical_issues(f, configfiles),
+        "technical_issues": wording.technical_issues(f, configfiles),
         "storage": wording.storage(f.run),
         "insights": [words[k] for k in ("temperature", "concurrency", "prompt_length") if words[k]][
             :3
@@ -237,26 +203,8 @@ def build_context(
         "result_files": result_files,
         "key_findings": wording.key_findings(f),
         "provenance": Verbatim(provenance_text(first, f.run.started, f.run.ended)),
-        "checklist": checklist(f, engine),
+        "checklist": wording.checklist(f, engine["model"]),
     }
-
-
-def checklist(f: Findings, engine: dict) -> list[tuple[str, bool]]:
-    in_process = f.capabilities.in_process
-    served = f.run.n_requests > f.run.n_errors
-    return [
-        (
-            "Ollama installed (not needed: the engine runs in-process)"
-            if in_process
-            else "Ollama installed",
-            not in_process,
-        ),
-        (f"{engine['model']} model ready", True),
-        ("Python environment created", True),
-        ("Dependencies installed", True),
-        ("Test inference successful", bool(served)),
-        ("Benchmark scripts ready", True),
-    ]
 
 
 def _iso(seconds: float | None) -> str:
