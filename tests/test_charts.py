@@ -283,3 +283,11 @@ def test_external_script_pattern():
     assert charts.EXTERNAL_SCRIPT.search('<script src="https://cdn.example/vega.js"></script>')
     assert charts.EXTERNAL_SCRIPT.search("<script type='text/javascript' src='//cdn/x.js'>")
     assert not charts.EXTERNAL_SCRIPT.search('<script type="text/javascript">var a;</script>')
+
+
+def test_saved_html_keeps_data_text_out_of_its_script_element(tmp_path):
+    hostile = pl.DataFrame({"name": ["</script><script>alert(1)</script>"], "value": [1.0]})
+    chart = charts.alt.Chart(hostile).mark_bar().encode(x="name:N", y="value:Q")
+    html = charts.save_chart(chart, tmp_path / "hostile")["html"].read_text()
+    assert "<script>alert" not in html and html.count("<script") == html.count("</script")
+    assert "\u2039/script\u203a" in html or "\\u2039/script\\u203a" in html  # as text or JSON

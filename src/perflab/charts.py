@@ -358,12 +358,29 @@ def latency_breakdown_chart(finding: BasicFinding) -> alt.Chart:
     )
 
 
+def _inert(value):
+    """Every string of a chart spec with '<' and '>' replaced by look-alikes.
+
+    The offline HTML embeds the spec in a script element, where a value such as
+    '</script>' would end it; no Vega-Lite string needs the real characters.
+    """
+    if isinstance(value, str):
+        return value.replace("<", "\u2039").replace(">", "\u203a")
+    if isinstance(value, dict):
+        return {key: _inert(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_inert(item) for item in value]
+    return value
+
+
 def save_chart(chart, stem: Path) -> dict[str, Path]:
     """Write stem.svg, stem.png (2× scale) and a stem.html that renders offline.
 
     The HTML inlines the Vega libraries (vl-convert bundles them); a file that
-    would still load a script from the network is an error.
+    would still load a script from the network is an error. Text from the data
+    cannot close the HTML's script element (``_inert``).
     """
+    chart = alt.Chart.from_dict(_inert(chart.to_dict()))
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = {suffix: stem.with_name(f"{stem.name}.{suffix}") for suffix in ("svg", "png", "html")}

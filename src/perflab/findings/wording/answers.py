@@ -162,10 +162,11 @@ def concurrency(f: ConcurrencyFinding, setting: str | None) -> str:
             "workers and was still growing: the server runs requests in parallel"
         )
     else:
+        growth = "doubled" if round(at_knee.speedup, 1) == 2.0 else f"grew ×{at_knee.speedup:.2f}"
         text = (
-            f"Up to {f.knee_workers} workers: throughput grew ×{at_knee.speedup:.2f} from "
-            f"{base.workers} to {f.knee_workers} workers, then stayed flat: the server runs "
-            f"about {f.parallel_requests} requests at once{hint}"
+            f"Up to {f.knee_workers} workers: throughput {growth} from {base.workers} to "
+            f"{f.knee_workers} workers, then stayed flat: the server runs about "
+            f"{f.parallel_requests} requests at once{hint}"
         )
     text += f", while mean latency grew ×{most.latency_growth:.2f}."
     if f.queue_wait_s is not None:
