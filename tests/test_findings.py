@@ -250,6 +250,15 @@ def test_reported_queue_time_is_used_when_the_engine_has_one():
     assert result.queue_source == QueueSource.REPORTED and result.queue_share == 0.75
 
 
+def test_falling_throughput_is_said():
+    data = summary(worker_rows(1, 2.03, 0.5, 0.0), worker_rows(2, 1.04, 1.9, 0.0))
+    result = concurrency.summary(data, capabilities_for("ollama"))
+    assert result.verdict == ConcurrencyVerdict.SERIAL and result.fell_at == 2
+    words = findings.wording.concurrency(result, None)
+    assert "Throughput fell to ×0.51 at 2 workers" in words
+    assert "One pass per worker count" in words
+
+
 def test_growth_within_the_trial_spread_is_not_growth():
     noisy = summary(
         rows("w1", [{"req_per_s": v} for v in (1.0, 2.0, 1.5)], suites="concurrency", workers=1),

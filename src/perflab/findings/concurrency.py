@@ -60,6 +60,7 @@ class ConcurrencyFinding:
     knee_workers: int | None
     parallel_requests: int | None  # requests the server runs at once, about
     peak_speedup: float | None
+    fell_at: int | None  # the first worker count whose throughput fell by KNEE_GROWTH or more
     queue_wait_s: float | None  # at the most workers
     queue_share: float | None  # queue wait / mean latency at the most workers
     queue_source: QueueSource | None
@@ -107,7 +108,7 @@ def summary(
     ordered = [by_workers[w] for w in sorted(by_workers)]
     if len(ordered) < 2:
         return ConcurrencyFinding(
-            None, (), None, None, None, None, None, None, None, one_pass(ordered), ()
+            None, (), None, None, None, None, None, None, None, None, one_pass(ordered), ()
         )
     base, most = ordered[0], ordered[-1]
     points = tuple(
@@ -136,6 +137,7 @@ def summary(
         knee_workers=knee_workers,
         parallel_requests=max(1, round(at_knee.speedup * base.workers)),
         peak_speedup=max(p.speedup for p in points),
+        fell_at=next((p.workers for p in points if p.speedup * (1 + KNEE_GROWTH) <= 1), None),
         queue_wait_s=wait,
         queue_share=wait / most.e2e.mean if wait is not None and most.e2e.mean else None,
         queue_source=source,

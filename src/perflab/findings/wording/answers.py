@@ -169,6 +169,12 @@ def concurrency(f: ConcurrencyFinding, setting: str | None) -> str:
             f"{f.parallel_requests} requests at once{hint}"
         )
     text += f", while mean latency grew ×{most.latency_growth:.2f}."
+    if f.fell_at is not None:
+        fell = next(p for p in f.points if p.workers == f.fell_at)
+        text += (
+            f" Throughput fell to ×{fell.speedup:.2f} at {workers_text(fell.workers)}: more "
+            "requests than the server runs at once contend for it, or the machine was busy."
+        )
     if f.queue_wait_s is not None:
         source = (
             "the engine's queue time"
