@@ -181,6 +181,12 @@ def test_disturbed_trial_settled_by_the_others():
     result = findings.compute(data, findings.Context(engine="ollama"))
     assert result.temperature.verdict == TemperatureVerdict.NO_EFFECT
     assert result.temperature.disturbed == ()
+    every_trial = summary(
+        temperature_rows(0.0, [{"interference_cpu_pct_mean": 140.0}] * 2),
+        temperature_rows(0.7, [{}, {}]),
+    )
+    result = findings.compute(every_trial, findings.Context(engine="ollama"))
+    assert result.temperature.verdict == TemperatureVerdict.INCONCLUSIVE
 
 
 # --- concurrency and queueing ------------------------------------------------------
@@ -467,6 +473,7 @@ def test_expectations_are_weighted_by_requests_and_placed_against_the_range():
 
 def test_breakdown_shares_add_to_100_and_other_is_clipped():
     timed = {
+        "prep_mean_s": 0.0009,
         "e2e_mean_s": 2.0,
         "ttft_mean_s": 0.5,
         "queue_mean_s": 0.1,
@@ -479,6 +486,7 @@ def test_breakdown_shares_add_to_100_and_other_is_clipped():
     assert result.ttft_percent == pytest.approx(25.0) and result.decode_dominates
     shares = {p.name: p.percent for p in result.phases}
     assert sum(shares.values()) == pytest.approx(100.0) and shares["decode"] == pytest.approx(70)
+    assert "client spent 0.90 ms preparing it" in findings.wording.breakdown(result)
     over = {"e2e_mean_s": 1.0, "prefill_mean_s": 0.5, "decode_mean_s": 0.75}
     found = findings.compute(summary(rows("a", [over])), findings.Context(engine="ollama"))
     assert found.breakdown.phases_exceed_e2e == pytest.approx(125.0)

@@ -32,6 +32,7 @@ class BreakdownFinding:
     n: int
     phases: tuple[Phase, ...]
     phases_exceed_e2e: float | None  # their sum as % of e2e, when above 100
+    prep_mean_s: float | None  # client preparation before the request left (not in e2e)
     source: str
 
     @property
@@ -82,5 +83,6 @@ def summary(basic: list[Condition], every: list[Condition]) -> BreakdownFinding:
         n=sum(c.n_ok for c in items),
         phases=phases,
         phases_exceed_e2e=exceed,
+        prep_mean_s=_weighted(items, lambda c: c.prep_mean_s),
         source=source,
     )

@@ -191,7 +191,7 @@ class Condition:
 
     ``n_*`` are summed over trials. ``disturbed`` lists the trials (experiment
     ids) whose interference was above the threshold; ``settled`` is true when
-    the condition has two or more trials, so its spread includes them.
+    the condition has two or more trials, so its spread can include them.
     """
 
     condition_id: str
@@ -218,6 +218,7 @@ class Condition:
     load_mean_s: float | None
     prefill_mean_s: float | None
     decode_mean_s: float | None
+    prep_mean_s: float | None  # the client's own preparation before sending, not in e2e
     disturbed: tuple[str, ...]
 
     @property
@@ -280,6 +281,7 @@ def _condition(rows: list[dict], disturbed: set[str]) -> Condition:
         load_mean_s=_weighted(ok_rows, "load_mean_s"),
         prefill_mean_s=_weighted(ok_rows, "prefill_mean_s"),
         decode_mean_s=_weighted(ok_rows, "decode_mean_s"),
+        prep_mean_s=_weighted(ok_rows, "prep_mean_s"),
         disturbed=tuple(r["experiment_id"] for r in rows if r["experiment_id"] in disturbed),
     )
 
@@ -300,8 +302,15 @@ def measured(items: list[Condition]) -> list[Condition]:
 
 
 def rests_on_disturbed(items: list[Condition]) -> tuple[str, ...]:
-    """Disturbed trials of conditions with one trial only: the comparison is not settled."""
-    return tuple(e for c in items if not c.settled for e in c.disturbed)
+    """Disturbed trials that the other trials do not settle.
+
+    A condition settles its disturbed trials when it has two or more trials and
+    at least one of them was not disturbed: the between-trial spread then shows
+    how much the disturbance moved the figure.
+    """
+    return tuple(
+        e for c in items if not c.settled or len(c.disturbed) == c.trials for e in c.disturbed
+    )
 
 
 def one_pass(items: list[Condition]) -> bool:

@@ -269,6 +269,11 @@ def breakdown(f: BreakdownFinding) -> str:
             f" The engine's phases add up to {f.phases_exceed_e2e:.0f}% of the client's latency, "
             "so the shares are of their sum."
         )
+    if f.prep_mean_s is not None:
+        text += (
+            f" Before each request left, the client spent {f.prep_mean_s * 1000:.2f} ms "
+            "preparing it (not part of TTFT or latency)."
+        )
     if f.decode_dominates is True:
         text += " Decode dominates: output length, not prompt length, drives latency."
     elif f.decode_dominates is False:
