@@ -165,3 +165,14 @@ def test_log_carries_the_run_the_ideas_and_the_key_findings():
     assert "Every comparison rests on one pass" in text
     assert "[ ] CPU | [ ] Memory | [ ] Disk I/O | [ ] Network — queueing" in text
     assert "GB free where results are written" in text
+
+
+def test_log_shows_each_conditions_trial_spread():
+    trials = [
+        row(experiment_id=f"short-t0.7-w1-n4-r{k}", trial=k, repeats=2, e2e_mean_s=e2e)
+        for k, e2e in ((1, 1.0), (2, 1.2))
+    ]
+    text, _ = render(pl.DataFrame(trials), metadata(), config())
+    assert "Each condition ran as 2 independent trials" in text
+    appendix = text.split("## Appendix", 1)[1]
+    assert "| short-t0.7-w1-n4 | 2 | 8 | 0 | 1.100 ± 1.271 (2 trials: 1.000–1.200) |" in appendix
