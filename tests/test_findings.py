@@ -300,6 +300,18 @@ def test_cached_prompts_do_not_flatten_the_fit():
     assert result.verdict == PromptLengthVerdict.LINEAR
     assert result.prefill_tps == pytest.approx(2500)
     assert len(result.excluded_cached) == 4 and len(result.points) == 4
+    words = findings.wording.prompt_length(result)
+    assert "prefill ≈ 2,500 tok/s" in words and "Left out of the fit" in words
+
+
+def test_a_poor_fit_is_inconclusive_and_gives_no_prefill_rate():
+    noisy = summary(*[length_rows(t, v) for t, v in ((2, 0.01), (5, 0.032), (25, 0.02),
+                                                       (86, 0.015), (359, 0.031))])  # fmt: skip
+    result = prompt_length.summary(noisy)
+    assert result.verdict == PromptLengthVerdict.INCONCLUSIVE
+    assert result.reason == PromptLengthReason.POOR_FIT
+    words = findings.wording.prompt_length(result)
+    assert "The fit is poor" in words and "prefill ≈" not in words and "prefill work" not in words
 
 
 def test_flat_prompt_length_and_too_few_points():

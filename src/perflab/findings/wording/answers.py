@@ -45,7 +45,11 @@ def prompt_length(f: PromptLengthFinding) -> str:
         PromptLengthVerdict.INCONCLUSIVE: "Inconclusive",
     }[f.verdict]
     text = f"{verdict}: TTFT {_fit_words(fit.slope, fit.r2)}, {fit.n} prompt lengths)"
-    text += f": prefill ≈ {f.prefill_tps:,.0f} tok/s" if f.prefill_tps else ": no prefill cost seen"
+    grows = f.verdict in (PromptLengthVerdict.LINEAR, PromptLengthVerdict.SUPERLINEAR)
+    if grows and f.prefill_tps:
+        text += f": prefill ≈ {f.prefill_tps:,.0f} tok/s"
+    elif f.verdict == PromptLengthVerdict.FLAT:
+        text += ": no prefill cost seen"
     if e2e.slope is not None:
         text += f"; end-to-end latency {_fit_words(e2e.slope, e2e.r2)})"
     short, long = f.points[0], f.points[-1]
@@ -75,7 +79,7 @@ def prompt_length(f: PromptLengthFinding) -> str:
     if lengths and f.same_output_length:
         text += (
             f" Output length is the same at every prompt length ({sum(lengths) / len(lengths):.0f} "
-            "tokens), so the growth is prefill work."
+            "tokens)" + (", so the growth is prefill work." if grows else ".")
         )
     elif lengths:
         text += (
