@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from perflab.findings.bottleneck import Bottleneck
 from perflab.findings.interference import ExperimentLoad, InterferenceFinding
+from perflab.findings.prompt_length import PromptLengthVerdict
 from perflab.findings.runlog import Idea, RunLog
 from perflab.findings.wording.answers import expectations
 from perflab.findings.wording.numbers import num, workers_text
@@ -83,15 +84,13 @@ def storage(run: RunLog) -> str:
 def key_findings(f: Findings) -> list[str]:
     """One line per finding, for the commit message."""
     lines = [expectations(f.expectations).split(" (", 1)[0]]
-    if f.prompt_length.verdict is not None:
-        lines.append(
-            f"prompt length: {f.prompt_length.verdict.value}"
-            + (
-                f", prefill ≈ {f.prompt_length.prefill_tps:,.0f} tok/s"
-                if f.prompt_length.prefill_tps
-                else ""
-            )
+    length = f.prompt_length
+    if length.verdict is not None:
+        grows = length.verdict in (PromptLengthVerdict.LINEAR, PromptLengthVerdict.SUPERLINEAR)
+        prefill = (
+            f", prefill ≈ {length.prefill_tps:,.0f} tok/s" if grows and length.prefill_tps else ""
         )
+        lines.append(f"prompt length: {length.verdict.value}{prefill}")
     if f.temperature.verdict is not None:
         lines.append(f"temperature: {f.temperature.verdict.value}")
     if f.concurrency.verdict is not None:
