@@ -520,3 +520,17 @@ def test_every_finding_copes_with_no_data():
             findings.wording.bottleneck_sentence(found.bottleneck),
         ):
             assert words and "None" not in words
+
+
+def test_cpu_ideas_follow_the_engines_settings():
+    hot = {"suites": "resources", "experiment_id": "res-r1"}
+    data = summary([DEFAULTS | hot | {"condition_id": "res", "trial": 1, "repeats": 1}])
+    samples = {"res-r1": {"cpu_percent_mean": 97.0, "n_samples": 10}}
+    embedded = findings.Context(engine="llamacpp", physical_cores=4, threads_configurable=True)
+    found = findings.compute(data, embedded, resources_by_id=samples)
+    assert found.bottleneck.primary == Bottleneck.CPU
+    assert ("engine.n_threads", "4") in [(i.setting, i.value) for i in found.run.ideas]
+    remote = findings.compute(
+        data, findings.Context(engine="ollama", physical_cores=4), resources_by_id=samples
+    )
+    assert remote.run.ideas[0].setting == "engine.model"

@@ -53,6 +53,7 @@ class Context:
     expected_tps: tuple[float, float] = (10.0, 20.0)
     usable_cores: int | None = None
     physical_cores: int | None = None
+    threads_configurable: bool = False  # the engine takes engine.n_threads (it reports them)
     logical_cores: int | None = None
     model_size_gb: float | None = None
     model_load_s: float | None = None
@@ -125,7 +126,7 @@ def compute(
             interference_finding,
             repeats,
             capabilities.parallel_setting,
-            context.physical_cores,
+            context.physical_cores if context.threads_configurable else None,
         ),
         repeats=repeats,
     )
@@ -170,6 +171,7 @@ def context_from_metadata(metadata: list[dict], config: dict, results_dir: str) 
         # the server's threads when the engine says (embedded), else every logical core
         usable_cores=engine.get("n_threads") or host.get("logical_cores"),
         physical_cores=host.get("physical_cores"),
+        threads_configurable="n_threads" in engine,
         logical_cores=host.get("logical_cores"),
         model_size_gb=engine.get("model_size_gb"),
         model_load_s=engine.get("load_s"),

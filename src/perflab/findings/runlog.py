@@ -104,7 +104,7 @@ def ideas(
     parallel_setting: str | None,
     physical_cores: int | None,
 ) -> tuple[Idea, ...]:
-    """Changes to try tomorrow, most telling first."""
+    """Changes to try next, most telling first; ``physical_cores`` None: no thread setting."""
     found: list[Idea] = []
     primary = bottleneck.primary
     workers = [p.workers for p in concurrency.points] or [1]
@@ -116,6 +116,8 @@ def ideas(
         found.append(Idea("suites.concurrency.workers", str(more), primary))
     if primary == Bottleneck.CPU and physical_cores:
         found.append(Idea("engine.n_threads", str(physical_cores), primary))
+    elif primary == Bottleneck.CPU:
+        found.append(Idea("engine.model", "a smaller quantization of the same model", primary))
     if primary == Bottleneck.MEMORY:
         found.append(Idea("engine.n_ctx", "2048", primary))
     if primary == Bottleneck.IO:
