@@ -3,7 +3,7 @@
 import polars as pl
 import pytest
 
-from perflab import charts
+from perflab import charts, findings
 
 
 @pytest.fixture
@@ -60,6 +60,17 @@ def summary():
         )
     rows[2]["suites"] = "basic,prompt_length,temperature,concurrency"
     return pl.DataFrame(rows)
+
+
+@pytest.fixture
+def found(summary):
+    context = findings.Context(engine="ollama", prompt_order=("short", "medium", "long"))
+    return findings.compute(summary, context)
+
+
+@pytest.fixture
+def nothing():
+    return findings.compute(pl.DataFrame(), findings.Context(engine="ollama"))
 
 
 @pytest.fixture
@@ -128,60 +139,63 @@ def titles(spec):
 
 
 def test_latency_distribution_uses_measured_ok_basic_requests_only(requests):
-    spec = charts.latency_distribution_chart(requests).to_dict()
-    assert layer_marks(spec) == ["boxplot", "circle"]
-    assert {("x", "prompt_name", "nominal"), ("y", "e2e_s", "quantitative")} <= encodings(spec)
-    assert ("xOffset", "jitter", "quantitative") in encodings(spec)
-    assert sorted(row["e2e_s"] for row in dataset(spec)) == [0.1, 0.2, 0.5, 0.6]
+    quantiles = charts.latency_quantiles(requests.lazy())
+    spec = charts.latency_distribution_chart(quantiles).to_dict()
+    assert layer_marks(spec) == ["rule", "bar", "tick"]
+    rows = {row["prompt_name"]: row for row in dataset(spec)}
+    assert set(rows) == {"short", "long"}  # medium is not in the basic suite
+    assert rows["short"]["n"] == 2  # the failed and the warm-up request are left out
+    assert (rows["short"]["min"], rows["short"]["max"]) == (0.1, 0.2)
+    assert rows["long"]["median"] == pytest.approx(0.55)
+    assert spec["layer"][0]["encoding"]["x"]["sort"] == ["short", "long"]
     assert "n=4 requests over 2 prompts" in titles(spec)
-    # prompts from shortest to longest, by their prompt tokens
-    assert find(spec, "x")[0]["sort"] == ["short", "long"]
 
 
-def test_latency_distribution_jitter_is_deterministic(requests):
-    first = charts.latency_distribution_chart(requests).to_dict()
-    assert dataset(first) == dataset(charts.latency_distribution_chart(requests).to_dict())
+def test_latency_distribution_renders_a_million_requests():
+    n = 1_000_000
+    requests = pl.LazyFrame(
+        {
+            "prompt_name": pl.Series(["short", "long"] * (n // 2)),
+            "prompt_tokens": pl.Series([5, 90] * (n // 2)),
+            "suites": pl.Series(["basic"] * n),
+            "e2e_s": pl.Series([(i % 1000) / 1000 for i in range(n)]),
+            "is_warmup": pl.Series([False] * n),
+            "status": pl.Series(["ok"] * n),
+        }
+    )
+    chart = charts.latency_distribution_chart(charts.latency_quantiles(requests))
+    spec = chart.to_dict()  # Altair refuses more than 5,000 rows: pre-aggregated, 2 rows
+    assert len(dataset(spec)) == 2 and "n=1000000 requests" in titles(spec)
 
 
-def test_prompt_length_chart_has_points_and_a_fit(summary):
-    spec = charts.prompt_length_chart(summary).to_dict()
+def test_prompt_length_chart_has_points_and_the_findings_lines(found):
+    spec = charts.prompt_length_chart(found.prompt_length).to_dict()
     assert layer_marks(spec) == ["point", "line"]
-    regression = spec["layer"][1]["transform"][0]
-    assert regression["regression"] == "seconds" and regression["on"] == "prompt_tokens_mean"
-    assert regression["groupby"] == ["metric"]
-    assert {
-        ("x", "prompt_tokens_mean", "quantitative"),
-        ("y", "seconds", "quantitative"),
-        ("color", "metric", "nominal"),
-    } <= encodings(spec)
-    assert {row["metric"] for row in dataset(spec)} == {"mean TTFT", "mean latency"}
-    assert "5 prompt lengths" in titles(spec) and "(s)" in titles(spec)
+    points = spec["datasets"][spec["layer"][0]["data"]["name"]]
+    assert len(points) == 10 and {row["metric"] for row in points} == {"mean TTFT", "mean latency"}
+    lines = spec["datasets"][spec["layer"][1]["data"]["name"]]
+    ttft = [row for row in lines if row["metric"] == "mean TTFT"]
+    assert [row["tokens"] for row in ttft] == [2.0, 400.0]
+    assert ttft[1]["seconds"] == pytest.approx(0.01 + 400 / 1e4)
+    assert "5 prompt lengths" in titles(spec)
 
 
-def test_temperature_chart_has_error_bars_and_output_length(summary):
-    spec = charts.temperature_chart(summary).to_dict()
+def test_temperature_chart_has_error_bars_and_output_length(found):
+    spec = charts.temperature_chart(found.temperature).to_dict()
     assert layer_marks(spec) == ["point", "errorbar", "text"]
-    assert {
-        ("x", "temperature", "ordinal"),
-        ("y", "e2e_mean_s", "quantitative"),
-        ("y", "low", "quantitative"),
-        ("y2", "high", None),
-        ("text", "label", "nominal"),
-    } <= {(c, f, t) for c, f, t in encodings(spec)}
-    rows = sorted(dataset(spec), key=lambda row: row["temperature"])
+    rows = dataset(spec)
     assert [row["temperature"] for row in rows] == [0.0, 0.7, 1.5]
-    assert rows[0]["low"] == pytest.approx(0.1925) and rows[0]["high"] == pytest.approx(0.2125)
+    assert rows[0]["low"] == pytest.approx(0.2025 - 0.01)
     assert rows[0]["label"] == "64 tok"
-    assert "3 temperatures, n=15" in titles(spec)
+    assert "3 temperatures" in titles(spec)
 
 
-def test_concurrency_chart_plots_throughput_against_latency(summary):
-    spec = charts.concurrency_chart(summary).to_dict()
+def test_concurrency_chart_plots_throughput_against_latency(found):
+    spec = charts.concurrency_chart(found.concurrency).to_dict()
     assert layer_marks(spec) == ["line", "text"]
     assert {
         ("x", "e2e_mean_s", "quantitative"),
         ("y", "req_per_s", "quantitative"),
-        ("text", "label", "nominal"),
         ("order", "workers", "ordinal"),
     } <= encodings(spec)
     assert [row["label"] for row in dataset(spec)] == ["1 worker", "2 workers", "4 workers"]
@@ -207,48 +221,50 @@ def test_resource_timeline_without_memory_has_one_panel(samples):
     assert len(spec["vconcat"]) == 1
 
 
-def test_breakdown_chart_stacks_the_engine_phases(summary):
-    spec = charts.latency_breakdown_chart(summary).to_dict()
+def test_resource_timeline_is_downsampled_in_time():
+    samples = pl.DataFrame({"t": [float(i) for i in range(5000)], "cpu_percent": [50.0] * 5000})
+    binned = charts.downsample(samples, points=100)
+    assert binned.height <= 101 and binned["cpu_percent"].mean() == 50.0
+    assert charts.downsample(samples.head(10)).height == 10
+
+
+def test_breakdown_chart_stacks_the_engine_phases(found):
+    spec = charts.latency_breakdown_chart(found.basic).to_dict()
     assert mark(spec) == "bar" and spec["encoding"]["y"]["stack"] == "zero"
-    assert {
-        ("x", "prompt_name", "nominal"),
-        ("y", "seconds", "quantitative"),
-        ("color", "phase", "nominal"),
-    } <= encodings(spec)
+    assert {("y", "seconds", "quantitative"), ("color", "phase", "nominal")} <= encodings(spec)
     rows = dataset(spec)
     assert {row["phase"] for row in rows} == {"queue", "load", "prefill", "decode", "other"}
-    assert spec["encoding"]["x"]["sort"] == ["short", "medium", "long"]
-    medium = {row["phase"]: row["seconds"] for row in rows if row["prompt_name"] == "medium"}
+    assert [p.prompt_name for p in found.basic.prompts] == ["short", "medium", "long"]
+    medium = {row["phase"]: row["seconds"] for row in rows if "medium" in row["prompt"]}
     assert sum(medium.values()) == pytest.approx(0.2025)
     assert medium["other"] == pytest.approx(0.2025 - 0.195)
 
 
 def test_breakdown_chart_without_engine_timings_splits_at_the_first_token(summary):
     frame = summary.drop("queue_mean_s", "load_mean_s", "prefill_mean_s", "decode_mean_s")
-    spec = charts.latency_breakdown_chart(frame).to_dict()
+    basic = findings.compute(frame, findings.Context(engine="ollama")).basic
+    spec = charts.latency_breakdown_chart(basic).to_dict()
     assert {row["phase"] for row in dataset(spec)} == {"time to first token", "after first token"}
 
 
-CHARTS = [
-    charts.latency_distribution_chart,
-    charts.prompt_length_chart,
-    charts.temperature_chart,
-    charts.concurrency_chart,
-    charts.resource_timeline_chart,
-    charts.latency_breakdown_chart,
-]
-
-
-@pytest.mark.parametrize("chart", CHARTS, ids=lambda f: f.__name__)
-def test_empty_input_gives_a_no_data_chart(chart, summary, requests, samples):
-    for frame in (pl.DataFrame(), summary.clear(), requests.clear(), samples.clear()):
-        spec = chart(frame).to_dict()
+def test_empty_input_gives_a_no_data_chart(nothing, samples):
+    for chart in (
+        charts.latency_distribution_chart(charts.latency_quantiles(pl.LazyFrame())),
+        charts.prompt_length_chart(nothing.prompt_length),
+        charts.temperature_chart(nothing.temperature),
+        charts.concurrency_chart(nothing.concurrency),
+        charts.resource_timeline_chart(samples.clear()),
+        charts.resource_timeline_chart(pl.DataFrame()),
+        charts.latency_breakdown_chart(nothing.basic),
+    ):
+        spec = chart.to_dict()
         assert mark(spec) == "text"
         assert dataset(spec) == [{"text": "no data in this run"}]
 
 
-def test_save_chart_writes_svg_png_and_offline_html(summary, tmp_path):
-    paths = charts.save_chart(charts.concurrency_chart(summary), tmp_path / "out" / "concurrency")
+def test_save_chart_writes_svg_png_and_offline_html(found, tmp_path):
+    chart = charts.concurrency_chart(found.concurrency)
+    paths = charts.save_chart(chart, tmp_path / "out" / "concurrency")
     assert set(paths) == {"svg", "png", "html"}
     assert paths["svg"].read_text().startswith("<svg")
     assert paths["png"].read_bytes()[:4] == b"\x89PNG"
@@ -258,8 +274,8 @@ def test_save_chart_writes_svg_png_and_offline_html(summary, tmp_path):
     assert all(path.stat().st_size > 0 for path in paths.values())
 
 
-def test_save_chart_keeps_dots_in_the_stem(tmp_path):
-    paths = charts.save_chart(charts.temperature_chart(pl.DataFrame()), tmp_path / "run.v2")
+def test_save_chart_keeps_dots_in_the_stem(nothing, tmp_path):
+    paths = charts.save_chart(charts.temperature_chart(nothing.temperature), tmp_path / "run.v2")
     assert paths["svg"].name == "run.v2.svg" and paths["html"].exists()
 
 
@@ -267,3 +283,11 @@ def test_external_script_pattern():
     assert charts.EXTERNAL_SCRIPT.search('<script src="https://cdn.example/vega.js"></script>')
     assert charts.EXTERNAL_SCRIPT.search("<script type='text/javascript' src='//cdn/x.js'>")
     assert not charts.EXTERNAL_SCRIPT.search('<script type="text/javascript">var a;</script>')
+
+
+def test_saved_html_keeps_data_text_out_of_its_script_element(tmp_path):
+    hostile = pl.DataFrame({"name": ["</script><script>alert(1)</script>"], "value": [1.0]})
+    chart = charts.alt.Chart(hostile).mark_bar().encode(x="name:N", y="value:Q")
+    html = charts.save_chart(chart, tmp_path / "hostile")["html"].read_text()
+    assert "<script>alert" not in html and html.count("<script") == html.count("</script")
+    assert "\u2039/script\u203a" in html or "\\u2039/script\\u203a" in html  # as text or JSON

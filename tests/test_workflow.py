@@ -1,5 +1,6 @@
 """The whole workflow on the embedded engine with a tiny config, in a temp dir."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -106,7 +107,8 @@ def test_full_run_writes_records_summary_and_log(full_run):
     for label in ("Tiny prompts", "Very long prompts", "Temp 1.5", "4 workers", "Avg CPU"):
         assert label in benchmark
     analysis = log.split("## Performance Analysis", 1)[1].split("## GitHub Documentation", 1)[0]
-    assert "[x]" in analysis.split("**Evidence**")[0] or "undetermined" in analysis
+    primary = analysis.split("**Evidence**")[0]
+    assert "[x]" in primary or "undetermined" in primary or "queueing" in primary
     assert "[ ]" not in analysis.split("### Comparison to Expectations", 1)[1]
     assert "n/a" not in analysis
     html = (full_run / "reports" / "test-tiny" / "day1-log.html").read_text()
@@ -135,7 +137,7 @@ def test_changing_one_temperature_reruns_only_that_experiment(full_run):
     counts = job_counts(dry.stdout)
     assert counts.pop("run_experiment") == 1
     assert "medium-t1.2-w1-n3-r1" in dry.stdout
-    assert set(counts) == {"aggregate", "charts", "report", "all"}
+    assert set(counts) == {"aggregate", "findings", "charts", "report", "all"}
     result = snakemake(full_run, "--cores", "2", "--configfile", "tiny.yaml")
     assert result.returncode == 0, result.stderr[-5000:]
     log = (full_run / "reports" / "test-tiny" / "day1-log.md").read_text()
@@ -156,6 +158,58 @@ def test_full_suite_against_the_calibration_server(workdir):
     log = (workdir / "reports" / "test-calibration" / "day1-log.md").read_text()
     assert "engine **calibration" in log and "llama3.1:8b" in log
     assert "serializes requests" in log  # num_parallel 1: 4 workers only queue
+    findings = json.loads((workdir / "results" / "test-calibration" / "findings.json").read_text())
+    assert findings["concurrency"]["verdict"] == "serial"
+    assert findings["concurrency"]["knee_workers"] == 1
+    bottleneck = findings["bottleneck"]
+    # queueing, unless a busy machine saturated something first
+    assert "queueing" in [bottleneck["primary"], *bottleneck["secondary"]]
+    assert findings["prompt_length"]["verdict"] == "linear"
+    # the calibration server's scripted prefill: 0.2 ms per prompt token = 5,000 tok/s
+    assert findings["prompt_length"]["prefill_tps"] == pytest.approx(5000, rel=0.25)
+
+
+TWO_SLOTS = """\
+run: test-two-slots
+generation:
+  max_tokens: 8
+warmup_requests: 1
+calibration:
+  load_time_s: 0.0
+  ttft_fixed_s: 0.02
+  ttft_per_token_s: 0.0
+  itl_s: 0.02
+  num_parallel: 2
+suites:
+  basic:
+    enabled: false
+  prompt_length:
+    enabled: false
+  temperature:
+    enabled: false
+  resources:
+    enabled: false
+  concurrency:
+    workers: [1, 2, 4]
+    requests: 12
+"""
+
+
+def test_two_slot_calibration_server_saturates_at_the_knee(workdir):
+    # 2 slots, ~0.18 s per request: throughput doubles from 1 to 2 workers, then stays flat
+    (workdir / "two-slots.yaml").write_text(TWO_SLOTS)
+    configs = ("config/calibration.yaml", "two-slots.yaml")
+    result = snakemake(workdir, "--cores", "2", "--configfile", *configs)
+    assert result.returncode == 0, result.stderr[-5000:]
+    results = workdir / "results" / "test-two-slots"
+    findings = json.loads((results / "findings.json").read_text())
+    assert findings["concurrency"]["verdict"] == "saturates"
+    assert findings["concurrency"]["knee_workers"] == 2
+    assert findings["concurrency"]["parallel_requests"] == 2
+    assert findings["concurrency"]["queue_source"] == "unaccounted_growth"
+    assert findings["bottleneck"]["primary"] == "queueing"
+    log = (workdir / "reports" / "test-two-slots" / "day1-log.md").read_text()
+    assert "then stayed flat: the server runs about 2 requests at once" in log
 
 
 TRIALS = {

@@ -1,9 +1,10 @@
 """Altair charts: one pure function per figure, saved as SVG, PNG and offline HTML.
 
-Every ``*_chart`` function takes a Polars DataFrame (the summary, the requests
-or the resource samples), returns an Altair chart and never raises on empty or
-incomplete input: it returns a "no data" text chart instead. Titles carry the
-units and n.
+Every ``*_chart`` function takes a finding (or pre-aggregated data: latency
+quantiles per prompt, resource samples binned in time), so a chart's size does
+not grow with the number of requests. It returns an Altair chart and never
+raises on empty or incomplete input: it returns a "no data" text chart
+instead. Titles carry the units and n.
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ from pathlib import Path
 import altair as alt
 import polars as pl
 
-from perflab.analysis import BREAKDOWN_PARTS, suite_rows
+from perflab.findings.basic import BasicFinding
+from perflab.findings.breakdown import phase_seconds
+from perflab.findings.concurrency import ConcurrencyFinding
+from perflab.findings.frame import LinearFit
+from perflab.findings.prompt_length import PromptLengthFinding
+from perflab.findings.temperature import TemperatureFinding
 
 WIDTH = 480
 HEIGHT = 300
-GOLDEN = 0.6180339887  # deterministic jitter: k·φ mod 1 spreads points evenly
 EXTERNAL_SCRIPT = re.compile(r"<script[^>]*\bsrc\s*=\s*[\"']?(https?:)?//", re.IGNORECASE)
 
 
@@ -35,138 +40,166 @@ def _has(frame: pl.DataFrame, *columns: str) -> bool:
     return all(column in frame.columns for column in columns)
 
 
-def _ensure(frame: pl.DataFrame, *columns: str) -> pl.DataFrame:
-    """``frame`` with every missing column of ``columns`` added as nulls."""
-    missing = [c for c in columns if c not in frame.columns]
-    return frame.with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in missing)
+QUANTILES = {"min": 0.0, "q1": 0.25, "median": 0.5, "q3": 0.75, "max": 1.0}
+MAX_TIMELINE_POINTS = 1000  # resource samples are averaged into at most this many bins
 
 
-def _measured(frame: pl.DataFrame, *columns: str) -> pl.DataFrame:
-    """Rows where every one of ``columns`` is present, not null and not NaN."""
-    if not _has(frame, *columns):
-        return frame.clear().select()
-    return frame.filter(
-        pl.all_horizontal(pl.col(c).is_not_null() & pl.col(c).cast(pl.Float64).is_not_nan())
-        for c in columns
+def latency_quantiles(requests: pl.LazyFrame) -> pl.DataFrame:
+    """Per basic-suite prompt: n and the quantiles of e2e_s over measured ok requests.
+
+    Aggregated lazily, so the chart's data stays one row per prompt however
+    many requests there are.
+    """
+    names = requests.collect_schema().names()
+    if not all(c in names for c in ("prompt_name", "e2e_s", "is_warmup", "status", "suites")):
+        return pl.DataFrame()
+    ok = requests.filter(
+        ~pl.col("is_warmup")
+        & (pl.col("status") == "ok")
+        & pl.col("e2e_s").is_not_null()
+        & pl.col("suites").str.split(",").list.contains(pl.lit("basic"))
     )
-
-
-def _prompt_order(frame: pl.DataFrame, tokens_column: str) -> list[str]:
-    """Prompt names from the shortest prompt to the longest (else first-seen order)."""
-    if tokens_column in frame.columns:
-        return (
-            frame.group_by("prompt_name")
-            .agg(pl.col(tokens_column).mean())
-            .sort(tokens_column, "prompt_name", nulls_last=True)["prompt_name"]
-            .to_list()
+    tokens = pl.col("prompt_tokens").mean() if "prompt_tokens" in names else pl.lit(None)
+    return (
+        ok.group_by("prompt_name")
+        .agg(
+            pl.len().alias("n"),
+            tokens.alias("prompt_tokens"),
+            *[
+                pl.col("e2e_s").quantile(q, interpolation="linear").alias(k)
+                for k, q in QUANTILES.items()
+            ],
         )
-    return frame["prompt_name"].unique(maintain_order=True).to_list()
+        .sort("prompt_tokens", "prompt_name", nulls_last=True)
+        .collect()
+    )
 
 
-def latency_distribution_chart(requests: pl.DataFrame) -> alt.LayerChart | alt.Chart:
-    """Box plot and jittered points of e2e_s per prompt, basic suite, measured ok requests."""
+def latency_distribution_chart(quantiles: pl.DataFrame) -> alt.LayerChart | alt.Chart:
+    """Box plot (min–max whiskers, quartile box, median tick) of e2e_s per basic prompt."""
     title = "End-to-end latency per prompt, basic suite (s)"
-    if not _has(requests, "prompt_name", "e2e_s", "is_warmup", "status", "suites"):
+    if quantiles.is_empty() or "median" not in quantiles.columns:
         return _no_data(title)
-    ok = requests.filter(~pl.col("is_warmup") & (pl.col("status") == "ok"))
-    data = _measured(suite_rows(ok, "basic"), "e2e_s")
-    if data.is_empty():
-        return _no_data(title)
-    order = _prompt_order(data, "prompt_tokens")
-    data = data.select(
-        "prompt_name",
-        "e2e_s",
-        ((pl.int_range(pl.len()).over("prompt_name") * GOLDEN) % 1.0).alias("jitter"),
+    order = quantiles["prompt_name"].to_list()
+    n = int(quantiles["n"].sum())
+    title = f"{title}, n={n} requests over {len(order)} prompts"
+    base = alt.Chart(quantiles, title=title).encode(
+        x=alt.X("prompt_name:N", title="prompt (shortest first)", sort=order,
+                axis=alt.Axis(labelAngle=0)),
+    )  # fmt: skip
+    tooltip = [alt.Tooltip("prompt_name:N"), alt.Tooltip("n:Q")] + [
+        alt.Tooltip(f"{k}:Q", format=".4f") for k in QUANTILES
+    ]
+    whiskers = base.mark_rule().encode(
+        y=alt.Y("min:Q", title="end-to-end latency (s)", scale=alt.Scale(zero=False)),
+        y2="max:Q",
     )
-    title = f"{title}, n={data.height} requests over {len(order)} prompts"
-    base = alt.Chart(data, title=title).encode(
-        x=alt.X(
-            "prompt_name:N",
-            title="prompt (shortest first)",
-            sort=order,
-            axis=alt.Axis(labelAngle=0),
-        ),
-        y=alt.Y("e2e_s:Q", title="end-to-end latency (s)", scale=alt.Scale(zero=False)),
-    )
-    box = base.mark_boxplot(extent="min-max", opacity=0.5)
-    points = base.mark_circle(size=12, opacity=0.4).encode(
-        xOffset=alt.XOffset("jitter:Q", scale=alt.Scale(domain=[-1.0, 2.0])),
-        tooltip=[alt.Tooltip("prompt_name:N"), alt.Tooltip("e2e_s:Q", format=".4f")],
-    )
-    return (box + points).properties(width=WIDTH, height=HEIGHT)
+    box = base.mark_bar(size=28, opacity=0.5).encode(y="q1:Q", y2="q3:Q", tooltip=tooltip)
+    median = base.mark_tick(size=28, thickness=2, color="black").encode(y="median:Q")
+    return (whiskers + box + median).properties(width=WIDTH, height=HEIGHT)
 
 
-def prompt_length_chart(summary: pl.DataFrame) -> alt.LayerChart | alt.Chart:
-    """Mean TTFT and mean latency against mean prompt tokens, with least-squares lines."""
+def _line(fit: LinearFit, low: float, high: float, metric: str) -> list[dict]:
+    if fit.slope is None:
+        return []
+    return [
+        {"tokens": x, "seconds": fit.intercept + fit.slope * x, "metric": metric}
+        for x in (low, high)
+    ]
+
+
+def prompt_length_chart(finding: PromptLengthFinding) -> alt.LayerChart | alt.Chart:
+    """Mean TTFT and mean latency against mean prompt tokens, with the findings' lines."""
     title = "TTFT and latency against prompt length (s)"
-    rows = _measured(
-        suite_rows(summary, "prompt_length"), "prompt_tokens_mean", "ttft_mean_s", "e2e_mean_s"
-    )
-    if rows.is_empty():
+    points = finding.points
+    if not points:
         return _no_data(title)
-    rows = _ensure(rows, "prompt_name", "n_ok")
-    data = rows.unpivot(
-        on=["ttft_mean_s", "e2e_mean_s"],
-        index=["prompt_name", "prompt_tokens_mean", "n_ok"],
-        variable_name="metric",
-        value_name="seconds",
-    ).with_columns(
-        pl.col("metric").replace({"ttft_mean_s": "mean TTFT", "e2e_mean_s": "mean latency"})
-    )
-    base = alt.Chart(data, title=f"{title}, {rows.height} prompt lengths").encode(
-        x=alt.X("prompt_tokens_mean:Q", title="prompt tokens (mean)"),
-        y=alt.Y("seconds:Q", title="seconds"),
-        color=alt.Color("metric:N", title=None, sort=["mean TTFT", "mean latency"]),
-    )
-    points = base.mark_point(filled=True, size=60).encode(
-        tooltip=[
-            alt.Tooltip("prompt_name:N", title="prompt"),
-            alt.Tooltip("metric:N"),
-            alt.Tooltip("prompt_tokens_mean:Q", format=".0f", title="prompt tokens"),
-            alt.Tooltip("seconds:Q", format=".4f"),
-            alt.Tooltip("n_ok:Q", title="n"),
+    data = pl.DataFrame(
+        [
+            {
+                "prompt": p.prompt_name,
+                "tokens": p.prompt_tokens_mean,
+                "seconds": getattr(p, figure).mean,
+                "metric": metric,
+                "n": p.n_ok,
+            }
+            for p in points
+            for figure, metric in (("ttft", "mean TTFT"), ("e2e", "mean latency"))
         ]
     )
-    fit = base.transform_regression(
-        "prompt_tokens_mean", "seconds", groupby=["metric"], method="linear"
-    ).mark_line(strokeDash=[4, 3])
-    return (points + fit).properties(width=WIDTH, height=HEIGHT)
+    low, high = points[0].prompt_tokens_mean, points[-1].prompt_tokens_mean
+    lines = _line(finding.ttft_fit, low, high, "mean TTFT")
+    lines += _line(finding.e2e_fit, low, high, "mean latency")
+    x = alt.X("tokens:Q", title="prompt tokens (mean)")
+    y = alt.Y("seconds:Q", title="seconds")
+    color = alt.Color("metric:N", title=None, sort=["mean TTFT", "mean latency"])
+    chart = (
+        alt.Chart(data, title=f"{title}, {len(points)} prompt lengths")
+        .mark_point(filled=True, size=60)
+        .encode(
+            x=x,
+            y=y,
+            color=color,
+            tooltip=[
+                alt.Tooltip("prompt:N"),
+                alt.Tooltip("metric:N"),
+                alt.Tooltip("tokens:Q", format=".0f", title="prompt tokens"),
+                alt.Tooltip("seconds:Q", format=".4f"),
+                alt.Tooltip("n:Q"),
+            ],
+        )
+    )
+    if lines:
+        fit = alt.Chart(pl.DataFrame(lines)).mark_line(strokeDash=[4, 3])
+        chart = chart + fit.encode(x=x, y=y, color=color)
+    return chart.properties(width=WIDTH, height=HEIGHT)
 
 
-def temperature_chart(summary: pl.DataFrame) -> alt.LayerChart | alt.Chart:
+def _interval_rows(items, figure: str) -> list[dict]:
+    rows = []
+    for c in items:
+        s = getattr(c, figure)
+        low, high = s.interval or (None, None)
+        rows.append({"mean": s.mean, "low": low, "high": high, "n": c.n_ok, "trials": c.trials})
+    return rows
+
+
+def temperature_chart(finding: TemperatureFinding) -> alt.LayerChart | alt.Chart:
     """Mean latency ± 95 % CI per temperature, labelled with the mean output length."""
     title = "Latency by temperature, mean ± 95% CI (s)"
-    rows = _measured(suite_rows(summary, "temperature"), "temperature", "e2e_mean_s")
-    if rows.is_empty():
+    items = finding.conditions
+    if not items:
         return _no_data(title)
-    rows = _ensure(rows, "e2e_ci95_s", "tps_mean", "output_tokens_mean", "n_ok")
-    ci = pl.col("e2e_ci95_s").fill_null(0.0).fill_nan(0.0)
-    data = rows.select(
-        "temperature",
-        "e2e_mean_s",
-        (pl.col("e2e_mean_s") - ci).alias("low"),
-        (pl.col("e2e_mean_s") + ci).alias("high"),
-        "tps_mean",
-        "output_tokens_mean",
-        "n_ok",
-    ).with_columns(
-        pl.format("{} tok", pl.col("output_tokens_mean").round(0).cast(pl.Int64)).alias("label")
+    data = pl.DataFrame(
+        [
+            row
+            | {
+                "temperature": c.temperature,
+                "tps": c.tps.mean,
+                "output_tokens": c.output_tokens_mean,
+                "label": "n/a"
+                if c.output_tokens_mean is None
+                else f"{c.output_tokens_mean:.0f} tok",
+            }
+            for c, row in zip(items, _interval_rows(items, "e2e"))
+        ]
     )
-    n = int(data["n_ok"].sum() or 0)
+    n = sum(c.n_ok for c in items)
     base = alt.Chart(
         data,
-        title=f"{title}, {data.height} temperatures, n={n}; labels: mean output tokens",
+        title=f"{title}, {len(items)} temperatures, n={n}; labels: mean output tokens",
     ).encode(x=alt.X("temperature:O", title="temperature", axis=alt.Axis(labelAngle=0)))
     means = base.mark_point(filled=True, size=80).encode(
-        y=alt.Y("e2e_mean_s:Q", title="mean latency (s)", scale=alt.Scale(zero=False)),
+        y=alt.Y("mean:Q", title="mean latency (s)", scale=alt.Scale(zero=False)),
         tooltip=[
             alt.Tooltip("temperature:O"),
-            alt.Tooltip("e2e_mean_s:Q", format=".4f", title="mean latency (s)"),
+            alt.Tooltip("mean:Q", format=".4f", title="mean latency (s)"),
             alt.Tooltip("low:Q", format=".4f", title="CI low (s)"),
             alt.Tooltip("high:Q", format=".4f", title="CI high (s)"),
-            alt.Tooltip("tps_mean:Q", format=".1f", title="decode tok/s"),
-            alt.Tooltip("output_tokens_mean:Q", format=".0f", title="output tokens"),
-            alt.Tooltip("n_ok:Q", title="n"),
+            alt.Tooltip("tps:Q", format=".1f", title="decode tok/s"),
+            alt.Tooltip("output_tokens:Q", format=".0f", title="output tokens"),
+            alt.Tooltip("n:Q"),
+            alt.Tooltip("trials:Q"),
         ],
     )
     errors = base.mark_errorbar(ticks={"size": 14}, thickness=1.5).encode(
@@ -176,30 +209,26 @@ def temperature_chart(summary: pl.DataFrame) -> alt.LayerChart | alt.Chart:
     return (means + errors + labels).properties(width=WIDTH, height=HEIGHT)
 
 
-def concurrency_chart(summary: pl.DataFrame) -> alt.LayerChart | alt.Chart:
+def concurrency_chart(finding: ConcurrencyFinding) -> alt.LayerChart | alt.Chart:
     """Throughput (req/s) against mean latency, one labelled point per worker count."""
     title = "Throughput (req/s) against mean latency (s) by concurrent workers"
-    rows = _measured(suite_rows(summary, "concurrency"), "workers", "req_per_s", "e2e_mean_s")
-    if rows.is_empty():
+    if not finding.points:
         return _no_data(title)
-    data = (
-        _ensure(rows, "n_ok")
-        .sort("workers")
-        .select(
-            "workers",
-            "req_per_s",
-            "e2e_mean_s",
-            "n_ok",
-            pl.when(pl.col("workers") == 1)
-            .then(pl.lit("1 worker"))
-            .otherwise(pl.format("{} workers", pl.col("workers")))
-            .alias("label"),
-        )
+    data = pl.DataFrame(
+        [
+            {
+                "workers": p.workers,
+                "req_per_s": p.condition.req_per_s.mean,
+                "e2e_mean_s": p.condition.e2e.mean,
+                "n": p.condition.n_ok,
+                "label": f"{p.workers} worker" if p.workers == 1 else f"{p.workers} workers",
+            }
+            for p in finding.points
+        ]
     )
-    n = int(data["n_ok"].sum() or 0)
-    base = alt.Chart(
-        data, title=f"{title}, {data['workers'].n_unique()} worker counts, n={n}"
-    ).encode(
+    n = int(data["n"].sum())
+    knee = f", knee at {finding.knee_workers}" if finding.knee_workers else ""
+    base = alt.Chart(data, title=f"{title}, {data.height} worker counts, n={n}{knee}").encode(
         x=alt.X("e2e_mean_s:Q", title="mean latency (s)"),
         y=alt.Y("req_per_s:Q", title="throughput (req/s)", scale=alt.Scale(zero=True)),
     )
@@ -209,7 +238,7 @@ def concurrency_chart(summary: pl.DataFrame) -> alt.LayerChart | alt.Chart:
             alt.Tooltip("workers:O"),
             alt.Tooltip("req_per_s:Q", format=".2f", title="req/s"),
             alt.Tooltip("e2e_mean_s:Q", format=".4f", title="mean latency (s)"),
-            alt.Tooltip("n_ok:Q", title="n"),
+            alt.Tooltip("n:Q"),
         ],
     )
     labels = base.mark_text(dy=-12, align="center").encode(text=alt.Text("label:N"))
@@ -284,79 +313,74 @@ def resource_timeline_chart(samples: pl.DataFrame) -> alt.VConcatChart | alt.Cha
     return alt.vconcat(*panels).resolve_scale(color="independent")
 
 
-def latency_breakdown_chart(summary: pl.DataFrame) -> alt.Chart:
-    """Stacked mean seconds per phase for each basic prompt (each experiment if no basic)."""
+def latency_breakdown_chart(finding: BasicFinding) -> alt.Chart:
+    """Stacked mean seconds per phase for each basic prompt."""
     title = "Where the time goes: mean latency by phase (s)"
-    rows = suite_rows(summary, "basic")
-    if rows.is_empty():
-        rows = summary
-    rows = _measured(rows, "e2e_mean_s")
-    if rows.is_empty():
+    items = [c for c in finding.prompts if c.e2e.mean is not None]
+    if not items:
         return _no_data(title)
-    by_prompt = "prompt_name" in rows.columns and rows["prompt_name"].n_unique() == rows.height
-    key = "prompt_name" if by_prompt else "experiment_id"
-    if key not in rows.columns:
-        return _no_data(title)
-    parts = [
-        p
-        for p in BREAKDOWN_PARTS
-        if f"{p}_mean_s" in rows.columns and rows[f"{p}_mean_s"].null_count() < rows.height
-    ]
-    if parts:
-        known = [pl.col(f"{p}_mean_s").fill_null(0.0) for p in parts]
-        phases = rows.select(
-            key,
-            *[value.alias(p) for p, value in zip(parts, known)],
-            (pl.col("e2e_mean_s") - pl.sum_horizontal(known)).clip(lower_bound=0).alias("other"),
-        )
-        columns = [*parts, "other"]
-    elif "ttft_mean_s" in rows.columns:
-        phases = rows.select(
-            key,
-            pl.col("ttft_mean_s").fill_null(0.0).alias("time to first token"),
-            (pl.col("e2e_mean_s") - pl.col("ttft_mean_s").fill_null(0.0))
-            .clip(lower_bound=0)
-            .alias("after first token"),
-        )
-        columns = ["time to first token", "after first token"]
-    else:
-        phases = rows.select(key, pl.col("e2e_mean_s").alias("total"))
-        columns = ["total"]
-    order = _prompt_order(rows, "prompt_tokens_mean") if by_prompt else rows[key].to_list()
-    data = phases.unpivot(
-        on=columns, index=key, variable_name="phase", value_name="seconds"
-    ).with_columns(pl.col("phase").replace_strict(columns, list(range(len(columns)))).alias("rank"))
-    n = int(rows["n_ok"].sum() or 0) if "n_ok" in rows.columns else 0
-    label = "prompt" if by_prompt else "experiment"
+    rows = []
+    for c in items:
+        seconds = phase_seconds(c)
+        if not seconds and c.ttft.mean is not None:
+            seconds = {
+                "time to first token": c.ttft.mean,
+                "after first token": max(0.0, c.e2e.mean - c.ttft.mean),
+            }
+        seconds = seconds or {"total": c.e2e.mean}
+        rows += [
+            {"prompt": c.condition_id, "phase": phase, "seconds": value, "rank": rank}
+            for rank, (phase, value) in enumerate(seconds.items())
+        ]
+    data = pl.DataFrame(rows)
+    phases = data["phase"].unique(maintain_order=True).to_list()
+    n = sum(c.n_ok for c in items)
     return (
-        alt.Chart(data, title=f"{title}, {rows.height} {label}s, n={n}")
+        alt.Chart(data, title=f"{title}, {len(items)} prompts, n={n}")
         .mark_bar()
         .encode(
             x=alt.X(
-                f"{key}:N",
-                title=label,
-                sort=order,
-                axis=alt.Axis(labelAngle=0 if by_prompt else -30),
+                "prompt:N",
+                title="prompt",
+                sort=[c.condition_id for c in items],
+                axis=alt.Axis(labelAngle=0),
             ),
             y=alt.Y("seconds:Q", title="mean latency (s)", stack="zero"),
-            color=alt.Color("phase:N", sort=columns, title="phase"),
+            color=alt.Color("phase:N", sort=phases, title="phase"),
             order=alt.Order("rank:Q"),
             tooltip=[
-                alt.Tooltip(f"{key}:N", title=label),
+                alt.Tooltip("prompt:N"),
                 alt.Tooltip("phase:N"),
                 alt.Tooltip("seconds:Q", format=".4f"),
             ],
-        )
+        )  # fmt: skip
         .properties(width=WIDTH, height=HEIGHT)
     )
+
+
+def _inert(value):
+    """Every string of a chart spec with '<' and '>' replaced by look-alikes.
+
+    The offline HTML embeds the spec in a script element, where a value such as
+    '</script>' would end it; no Vega-Lite string needs the real characters.
+    """
+    if isinstance(value, str):
+        return value.replace("<", "\u2039").replace(">", "\u203a")
+    if isinstance(value, dict):
+        return {key: _inert(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_inert(item) for item in value]
+    return value
 
 
 def save_chart(chart, stem: Path) -> dict[str, Path]:
     """Write stem.svg, stem.png (2× scale) and a stem.html that renders offline.
 
     The HTML inlines the Vega libraries (vl-convert bundles them); a file that
-    would still load a script from the network is an error.
+    would still load a script from the network is an error. Text from the data
+    cannot close the HTML's script element (``_inert``).
     """
+    chart = alt.Chart.from_dict(_inert(chart.to_dict()))
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = {suffix: stem.with_name(f"{stem.name}.{suffix}") for suffix in ("svg", "png", "html")}
@@ -377,21 +401,36 @@ def read_samples(paths: list[Path]) -> pl.DataFrame:
     return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
 
 
-def resource_samples(summary: pl.DataFrame, samples_paths: list[Path]) -> pl.DataFrame:
-    """The samples of the resources suite's experiment."""
-    ids = set(suite_rows(summary, "resources")["experiment_id"])
-    return read_samples([p for p in samples_paths if Path(p).parent.name in ids])
+def downsample(samples: pl.DataFrame, points: int = MAX_TIMELINE_POINTS) -> pl.DataFrame:
+    """At most ``points`` rows: samples averaged over equal spans of time."""
+    if samples.height <= points or "t" not in samples.columns:
+        return samples
+    start, end = samples["t"].min(), samples["t"].max()
+    width = (end - start) / points or 1.0
+    numeric = [c for c, kind in samples.schema.items() if kind.is_numeric() and c != "t"]
+    return (
+        samples.with_columns(((pl.col("t") - start) / width).floor().alias("bin"))
+        .group_by("bin")
+        .agg(pl.col("t").min(), *[pl.col(c).mean() for c in numeric])
+        .sort("t")
+        .drop("bin")
+    )
 
 
-def render_charts(summary_path, requests_path, samples_paths, out_dir) -> dict[str, dict]:
-    summary = pl.read_parquet(summary_path)
-    requests = pl.read_parquet(requests_path)
+def render_charts(findings_path, requests_path, samples_paths, out_dir) -> dict[str, dict]:
+    from perflab.findings import load
+
+    findings = load(findings_path)
+    resources_id = findings.resources.experiment_id if findings.resources else None
+    samples = read_samples([p for p in samples_paths if Path(p).parent.name == resources_id])
     charts = {
-        "latency_distribution": latency_distribution_chart(requests),
-        "prompt_length": prompt_length_chart(summary),
-        "temperature": temperature_chart(summary),
-        "concurrency": concurrency_chart(summary),
-        "resource_timeline": resource_timeline_chart(resource_samples(summary, samples_paths)),
-        "latency_breakdown": latency_breakdown_chart(summary),
+        "latency_distribution": latency_distribution_chart(
+            latency_quantiles(pl.scan_parquet(requests_path))
+        ),
+        "prompt_length": prompt_length_chart(findings.prompt_length),
+        "temperature": temperature_chart(findings.temperature),
+        "concurrency": concurrency_chart(findings.concurrency),
+        "resource_timeline": resource_timeline_chart(downsample(samples)),
+        "latency_breakdown": latency_breakdown_chart(findings.basic),
     }
     return {name: save_chart(chart, Path(out_dir) / name) for name, chart in charts.items()}

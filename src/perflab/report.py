@@ -1,20 +1,24 @@
-"""Render the Day-1 learning log from the summary, the analysis and the verdict."""
+"""Render the Day-1 learning log from the findings (no judgement here).
+
+Everything a config, a server or a model supplied is untrusted: every value
+the template prints is escaped for Markdown (``markdown_escape``), and the
+HTML is sanitised with nh3, which keeps no script, no event handler and no
+``javascript:`` link.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
 import re
 from pathlib import Path
 
 import jinja2
-import polars as pl
 
 from perflab import __version__
-from perflab.analysis import suite_rows
 from perflab.engines.ollama_store import uses_tiny_model
-
-ENGINE_LABELS = {"ollama": "Ollama", "openai": "the OpenAI-compatible server"}
+from perflab.findings import Findings, load, wording
 
 TEMPLATES = Path(__file__).parent / "templates"
 PROMPT_LABELS = {
@@ -25,28 +29,45 @@ PROMPT_LABELS = {
     "very_long": "Very long",
 }
 BOTTLENECK_OPTIONS = ("CPU", "Memory", "Disk I/O", "Network")
-VERDICT_TO_OPTION = {"cpu": "CPU", "memory": "Memory", "io": "Disk I/O", "network": "Network"}
+URL_SCHEMES = {"http", "https", "mailto"}
+MARKDOWN_SPECIAL = str.maketrans(
+    {
+        "\\": "\\\\",
+        "`": "\\`",
+        "*": "\\*",
+        "[": "\\[",
+        "]": "\\]",
+        "|": "\\|",
+        "<": "&lt;",
+        ">": "&gt;",
+        "&": "&amp;",
+        "\n": " ",
+        "\r": " ",
+    }
+)
 
 
-def fmt(value, digits: int = 2) -> str:
-    """A number for the log, or 'n/a' when it was not measured."""
-    if value is None or (isinstance(value, float) and value != value):
-        return "n/a"
-    return f"{value:,.{digits}f}"
+class Verbatim(str):
+    """Text for a fenced code block: printed as is, except that it cannot close the fence."""
 
 
-def label(prompt_name: str) -> str:
-    return PROMPT_LABELS.get(prompt_name, prompt_name.replace("_", " ").capitalize())
+def markdown_escape(value) -> str:
+    """Any value as inert Markdown text: no HTML, no link, no code span, no table cell break."""
+    if value is None:
+        return ""
+    if isinstance(value, Verbatim):
+        return str(value).replace("```", "'''").replace("~~~", "'''")
+    return str(value).translate(MARKDOWN_SPECIAL)
+
+
+def label(prompt_name: str | None) -> str:
+    name = prompt_name or "?"
+    return PROMPT_LABELS.get(name, name.replace("_", " ").capitalize())
 
 
 def preview(text: str, limit: int = 60) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
-
-
-def rows_for(summary: pl.DataFrame, suite: str, order: list, key: str) -> list[dict]:
-    rows = {row[key]: row for row in suite_rows(summary, suite).to_dicts()}
-    return [rows[value] | {"label": label(str(value))} for value in order if value in rows]
 
 
 def epoch_text(seconds: float | None) -> str:
@@ -61,8 +82,15 @@ def _environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=False,
+        finalize=markdown_escape,
     )
-    env.globals["fmt"] = fmt
+    env.globals.update(
+        fmt=wording.num,
+        measured=wording.measured,
+        spread=wording.spread_text,
+        label=label,
+        duration=wording.duration,
+    )
     return env
 
 
@@ -71,16 +99,18 @@ def render_log(context: dict) -> str:
 
 
 def render_html(markdown_text: str, title: str, chart_svgs: dict[str, str]) -> str:
-    """A self-contained page: the log as HTML, charts inlined as SVG."""
+    """A self-contained page: the log as sanitised HTML, charts inlined as SVG."""
     import markdown
+    import nh3
 
     body = markdown.markdown(markdown_text, extensions=["tables", "fenced_code"])
+    body = nh3.clean(body, url_schemes=URL_SCHEMES)
     for src, svg in chart_svgs.items():
-        pattern = rf'<img alt="[^"]*" src="{re.escape(src)}"\s*/?>'
-        body = re.sub(pattern, svg.replace("\\", "\\\\"), body)
+        pattern = rf'<img[^>]*\bsrc="{re.escape(html.escape(src))}"[^>]*>'
+        body = re.sub(pattern, lambda _, svg=svg: svg, body)
     return (
         "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
-        f"<title>{title}</title><style>body{{font-family:sans-serif;max-width:60em;"
+        f"<title>{html.escape(title)}</title><style>body{{font-family:sans-serif;max-width:60em;"
         "margin:2em auto;line-height:1.45}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:.2em .5em}code,pre{background:#f4f4f4}"
         "svg{max-width:100%;height:auto}</style></head><body>\n"
@@ -90,72 +120,6 @@ def render_html(markdown_text: str, title: str, chart_svgs: dict[str, str]) -> s
 
 def load_metadata(paths: list[Path]) -> list[dict]:
     return [json.loads(Path(path).read_text()) for path in paths]
-
-
-def _get(result, key: str, default=None):
-    if result is None:
-        return default
-    if isinstance(result, dict):
-        return result.get(key, default)
-    return getattr(result, key, default)
-
-
-def resources_row(summary: pl.DataFrame, metadata: dict[str, dict]) -> dict | None:
-    rows = suite_rows(summary, "resources").to_dicts()
-    if not rows:
-        return None
-    row = rows[0]
-    return row | metadata[row["experiment_id"]].get("resources", {})
-
-
-def concurrency_points(rows: list[dict]) -> list[dict]:
-    return [
-        {
-            "workers": row["workers"],
-            "req_per_s": row["req_per_s"],
-            "e2e_mean_s": row["e2e_mean_s"],
-            "ttft_mean_s": row["ttft_mean_s"],
-            "queue_s_mean": row["queue_mean_s"],
-        }
-        for row in rows
-    ]
-
-
-def bottleneck_section(resources: dict | None, concurrency: list[dict], engine: dict, host: dict):
-    from perflab.verdict import decide, suggest_optimizations
-
-    embedded = engine["engine"] == "llamacpp"
-    usable = (engine.get("n_threads") if embedded else None) or host["logical_cores"]
-    verdict = decide(
-        resources or {},
-        usable_cores=usable,
-        concurrency=concurrency_points(concurrency),
-        model_size_gb=engine.get("model_size_gb"),
-        embedded=embedded,
-    )
-    primary = VERDICT_TO_OPTION.get(verdict.verdict)
-    note = {
-        "queueing": "queueing: the server serializes requests",
-        "client": "the benchmark client itself",
-        "undetermined": "undetermined from these measurements",
-    }.get(verdict.verdict)
-    return {
-        "primary": primary,
-        "options": BOTTLENECK_OPTIONS,
-        "note": note,
-        "verdict": verdict.verdict,
-        "evidence": "; ".join(verdict.evidence) + ".",
-        "optimizations": "; ".join(suggest_optimizations(verdict.verdict)) + ".",
-        "secondary": verdict.secondary,
-    }
-
-
-def verdict_sentence(bottleneck: dict) -> str:
-    if bottleneck["verdict"] == "undetermined":
-        return f"The data cannot decide a bottleneck. Evidence: {bottleneck['evidence']}"
-    secondary = ", ".join(bottleneck["secondary"])
-    also = f" (also: {secondary})" if secondary else ""
-    return f"Primary bottleneck: {bottleneck['verdict']}{also}. Evidence: {bottleneck['evidence']}"
 
 
 def chart_links(charts_dir: Path, markdown_dir: Path) -> dict[str, str]:
@@ -168,163 +132,121 @@ def chart_links(charts_dir: Path, markdown_dir: Path) -> dict[str, str]:
     }
 
 
+def observations(f: Findings) -> dict[str, str]:
+    return {
+        "prompt_length": wording.prompt_length(f.prompt_length),
+        "temperature": wording.temperature(f.temperature),
+        "concurrency": wording.concurrency(f.concurrency, f.capabilities.parallel_setting),
+        "kv_cache": wording.kv_cache(f.kv_cache),
+        "expected_tps": wording.expectations(f.expectations),
+        "breakdown": wording.breakdown(f.breakdown),
+        "resources": wording.bottleneck_sentence(f.bottleneck),
+    }
+
+
 def build_context(
-    summary: pl.DataFrame,
+    f: Findings,
     metadata: list[dict],
     config: dict,
     charts: dict[str, str],
     result_files: list[str],
+    configfiles: str = "config/config.yaml",
 ) -> dict:
-    from perflab import analysis
-
-    by_id = {m["experiment"]["id"]: m for m in metadata}
-    first = metadata[0]
-    engine = {"model_digest": None, "model_sha256": None, "engine_version": None} | first["engine"]
-    host = first["host"]
-    basic = rows_for(summary, "basic", config["suites"]["basic"]["prompts"], "prompt_name")
-    for row in basic:
-        row["prompt_preview"] = preview(config["prompts"][row["prompt_name"]])
-    lengths = rows_for(
-        summary, "prompt_length", config["suites"]["prompt_length"]["prompts"], "prompt_name"
-    )
-    temperatures = sorted(
-        suite_rows(summary, "temperature").to_dicts(), key=lambda r: r["temperature"]
-    )
-    concurrency = sorted(suite_rows(summary, "concurrency").to_dicts(), key=lambda r: r["workers"])
-    resources = resources_row(summary, by_id)
-    expected = tuple(config["expected_tps"])
-    tps = analysis.expected_vs_actual_tps(summary, expected)
-    breakdown = analysis.latency_breakdown(summary)
-    bottleneck = bottleneck_section(resources, concurrency, engine, host)
-    observations = {
-        "prompt_length": _get(analysis.prompt_length_scaling(summary), "sentence", "n/a"),
-        "temperature": _get(analysis.temperature_effect(summary), "sentence", "n/a"),
-        "concurrency": _get(analysis.concurrency_scaling(summary), "sentence", "n/a"),
-        "expected_tps": _get(tps, "sentence", "n/a"),
-        "breakdown": _get(breakdown, "sentence", "n/a"),
-        "resources": verdict_sentence(bottleneck),
-    }
-    starts = [m["run"]["started"] for m in metadata]
-    ends = [m["run"]["ended"] for m in metadata]
-    basic_meta = [by_id[r["experiment_id"]]["run"] for r in basic]
+    first = metadata[0] if metadata else {"engine": {}, "host": {}}
+    engine = {
+        "engine": f.engine,
+        "model": config["engine"]["model"],
+        "model_digest": None,
+        "model_sha256": None,
+        "engine_version": None,
+    } | first["engine"]
+    host = {"cpu_model": "unknown", "logical_cores": None, "ram_gb": None, "os": "unknown"}
+    host |= first["host"]
+    prompts = config["prompts"]
+    words = observations(f)
+    basic_meta = [m["run"] for m in metadata if "basic" in m["experiment"]["suites"]]
     advanced_meta = [m["run"] for m in metadata if set(m["experiment"]["suites"]) - {"basic"}]
-    n_errors = int(summary["n_errors"].sum())
     tiny = None
     if uses_tiny_model(config["engine"]):
         tiny = ", ".join(f"{k}={v}" for k, v in config["tiny_model"].items())
     return {
-        "date": dt.date.fromtimestamp(min(starts)).isoformat(),
+        "f": f,
+        "date": dt.date.fromtimestamp(f.run.started).isoformat() if f.run.started else "[DATE]",
         "run": config["run"],
         "perflab_version": __version__,
         "engine": engine,
-        "engine_label": ENGINE_LABELS.get(engine["engine"], "llama.cpp"),
+        "engine_label": f.capabilities.label,
         "host": host,
         "tiny_model": tiny,
         "warmup_requests": config["warmup_requests"],
-        "status": "✅ Completed"
-        if n_errors == 0
-        else f"🟡 In Progress ({n_errors} failed requests)",
+        "status": wording.status(f.run),
+        "hours": None if f.run.total_s is None else f.run.total_s / 3600,
         "basic_started": epoch_text(min((m["started"] for m in basic_meta), default=None)),
         "basic_completed": epoch_text(max((m["ended"] for m in basic_meta), default=None)),
-        "basic_note": f"{sum(r['n_ok'] for r in basic)} measured requests over {len(basic)} prompts",
         "advanced_started": epoch_text(min((m["started"] for m in advanced_meta), default=None)),
         "advanced_completed": epoch_text(max((m["ended"] for m in advanced_meta), default=None)),
-        "n_experiments": summary.height,
-        "n_measured": int(summary["n_requests"].sum()),
-        "n_errors": n_errors,
-        "checklist": checklist(engine, summary),
-        "issues_encountered": issues_encountered(summary),
-        "basic": basic,
-        "prompt_length": lengths,
-        "temperature": temperatures,
-        "concurrency": concurrency,
-        "resources": resources,
-        "observations": observations,
-        "bottleneck": bottleneck,
-        "expected_tps": expected,
-        "actual_tps": _get(tps, "actual_tps"),
-        "breakdown": {
-            "ttft_percent": _get(breakdown, "ttft_percent"),
-            "decode_percent": _get(breakdown, "decode_percent"),
-        },
-        "insights": [o for o in observations.values() if o and o != "n/a"][:3],
-        "cold_load_s": cold_load(engine, summary),
+        "previews": {name: preview(text) for name, text in prompts.items()},
+        "observations": words,
+        "trials_note": wording.trials_note(f.repeats),
+        "interference_note": wording.interference_summary(f.interference),
+        "bottleneck_option": wording.LOG_OPTIONS.get(f.bottleneck.primary),
+        "bottleneck_note": wording.NOTES.get(f.bottleneck.primary),
+        "bottleneck_options": BOTTLENECK_OPTIONS,
+        "bottleneck_evidence": wording.bottleneck_evidence(f.bottleneck),
+        "ideas": [wording.idea(i) for i in f.run.ideas],
+        "technical_issues": wording.technical_issues(f, configfiles),
+        "storage": wording.storage(f.run),
+        "insights": [words[k] for k in ("temperature", "concurrency", "prompt_length") if words[k]][
+            :3
+        ],
         "keep_alive": config["generation"]["keep_alive"],
         "charts": charts,
         "result_files": result_files,
-        "key_findings": _get(tps, "sentence", ""),
-        "provenance": provenance_text(first, min(starts), max(ends)),
-        "all_rows": summary.to_dicts(),
+        "key_findings": wording.key_findings(f),
+        "provenance": Verbatim(provenance_text(first, f.run.started, f.run.ended)),
+        "checklist": wording.checklist(f, engine["model"]),
     }
 
 
-def cold_load(engine: dict, summary: pl.DataFrame) -> float | None:
-    """Model load paid before measuring: llama.cpp loads in-process, Ollama reports it."""
-    if engine.get("load_s") is not None:
-        return engine["load_s"]
-    loads = summary["cold_load_s"].drop_nulls()
-    return float(loads.max()) if len(loads) and loads.max() > 0 else None
+def _iso(seconds: float | None) -> str:
+    if seconds is None:
+        return "n/a"
+    return dt.datetime.fromtimestamp(seconds).isoformat(timespec="seconds")
 
 
-def checklist(engine: dict, summary: pl.DataFrame) -> list[tuple[str, bool]]:
-    ollama = engine["engine"] == "ollama"
-    served = summary["n_ok"].sum() > 0
-    return [
-        (
-            "Ollama installed"
-            if ollama
-            else "Ollama installed (not needed: embedded llama.cpp engine)",
-            ollama,
-        ),
-        (
-            f"{engine['model']} model downloaded" if ollama else f"{engine['model']} model built",
-            True,
-        ),
-        ("Python environment created", True),
-        ("Dependencies installed", True),
-        ("Test inference successful", bool(served)),
-        ("Benchmark scripts ready", True),
-    ]
-
-
-def issues_encountered(summary: pl.DataFrame) -> list[str]:
-    failed = summary.filter(pl.col("n_errors") > 0)
-    return [
-        f"{row['experiment_id']}: {row['n_errors']} of {row['n_requests']} requests failed "
-        f"({row['error_classes']})"
-        for row in failed.to_dicts()
-    ]
-
-
-def provenance_text(metadata: dict, started: float, ended: float) -> str:
-    engine, host = metadata["engine"], metadata["host"]
+def provenance_text(metadata: dict, started: float | None, ended: float | None) -> str:
+    engine, host = metadata.get("engine", {}), metadata.get("host", {})
+    packages = json.dumps(host.get("packages", {}), sort_keys=True)
     lines = [
-        f"engine       {engine['engine']} {engine.get('engine_version')}  host {engine.get('host', 'in-process')}",
-        f"model        {engine['model']}  digest/sha256 {engine.get('model_digest') or engine.get('model_sha256')}",
+        f"engine       {engine.get('engine')} {engine.get('engine_version')}  host {engine.get('host', 'in-process')}",
+        f"model        {engine.get('model')}  digest/sha256 {engine.get('model_digest') or engine.get('model_sha256')}",
         f"model detail {json.dumps(engine.get('model_details', {}), sort_keys=True)}",
-        f"machine      {host['cpu_model']}, {host['logical_cores']} logical / {host['physical_cores']} physical cores, {host['ram_gb']:.1f} GB RAM, {host['platform']}",
-        f"software     perflab {metadata['perflab_version']} (git {host.get('git_commit')}), python {host['python']}, {json.dumps(host['packages'], sort_keys=True)}",
-        f"run          {dt.datetime.fromtimestamp(started).isoformat(timespec='seconds')} → {dt.datetime.fromtimestamp(ended).isoformat(timespec='seconds')}, config hash {metadata['config_hash']}",
+        f"machine      {host.get('cpu_model')}, {host.get('logical_cores')} logical / {host.get('physical_cores')} physical cores, {host.get('ram_gb')} GB RAM, {host.get('platform')}",
+        f"software     perflab {metadata.get('perflab_version')} (git {host.get('git_commit')}), python {host.get('python')}, {packages}",
+        f"run          {_iso(started)} → {_iso(ended)}, config hash {metadata.get('config_hash')}",
     ]
     return "\n".join(lines)
 
 
 def write_log(
-    summary_path,
+    findings_path,
     metadata_paths,
     charts_dir,
     result_files,
     config: dict,
     markdown_path,
     html_path,
+    configfiles: str = "config/config.yaml",
 ) -> None:
     from perflab.records import write_text_atomic
 
     markdown_path, html_path = Path(markdown_path), Path(html_path)
-    summary = pl.read_parquet(summary_path)
+    findings = load(findings_path)
     metadata = load_metadata(metadata_paths)
     charts = chart_links(Path(charts_dir), markdown_path.parent)
-    context = build_context(summary, metadata, config, charts, [str(p) for p in result_files])
+    context = build_context(
+        findings, metadata, config, charts, [str(p) for p in result_files], configfiles
+    )
     text = render_log(context)
     write_text_atomic(markdown_path, text)
     svgs = {path: (markdown_path.parent / path).read_text() for path in charts.values()}

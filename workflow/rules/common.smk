@@ -23,6 +23,12 @@ def get_config_layers():
     return [(name, read_yaml(name)) for name in ordered]
 
 
+def get_config_files(wildcards=None):
+    """The config files as a command line takes them, for the log's rerun commands."""
+    files = getattr(workflow, "configfiles", None) or ["config/config.yaml"]
+    return " ".join(str(path) for path in files)
+
+
 def check_config():
     """Refuse a bad config before any job, naming file, key, value and fix."""
     try:

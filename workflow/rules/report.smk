@@ -1,6 +1,25 @@
-rule charts:
+# Every judgement of the log, computed once: results/<run>/findings.json
+# (docs/metrics.md). The charts and the log read it.
+rule findings:
     input:
         summary=rules.aggregate.output.summary,
+        requests=rules.aggregate.output.requests,
+        metadata=get_experiment_files("metadata.json"),
+    output:
+        findings=f"{RESULTS}/findings.json",
+    log:
+        f"{LOGS}/findings.log",
+    conda:
+        "../../environment.yml"
+    params:
+        config=config,
+    script:
+        "../scripts/findings.py"
+
+
+rule charts:
+    input:
+        findings=rules.findings.output.findings,
         requests=rules.aggregate.output.requests,
         samples=get_experiment_files("samples.jsonl"),
     output:
@@ -20,7 +39,7 @@ rule charts:
 
 rule report:
     input:
-        summary=rules.aggregate.output.summary,
+        findings=rules.findings.output.findings,
         summary_json=rules.aggregate.output.summary_json,
         experiment_json=rules.aggregate.output.experiment_json,
         metadata=get_experiment_files("metadata.json"),
@@ -42,5 +61,6 @@ rule report:
         "../../environment.yml"
     params:
         config=config,
+        configfiles=get_config_files,
     script:
         "../scripts/report.py"

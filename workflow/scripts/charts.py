@@ -1,4 +1,4 @@
-"""Snakemake adaptor: summary and requests → charts (SVG, PNG, offline HTML)."""
+"""Snakemake adaptor: findings, requests and samples → charts (SVG, PNG, offline HTML)."""
 
 import sys
 
@@ -7,7 +7,7 @@ from perflab.charts import render_charts
 sys.stderr = open(snakemake.log[0], "w")
 
 render_charts(
-    summary_path=snakemake.input.summary,
+    findings_path=snakemake.input.findings,
     requests_path=snakemake.input.requests,
     samples_paths=snakemake.input.samples,
     out_dir=snakemake.output.charts,

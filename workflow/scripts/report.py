@@ -1,4 +1,4 @@
-"""Snakemake adaptor: summary, metadata and charts → the Day-1 log (Markdown + HTML)."""
+"""Snakemake adaptor: findings, metadata and charts → the Day-1 log (Markdown + HTML)."""
 
 import sys
 
@@ -7,11 +7,12 @@ from perflab.report import write_log
 sys.stderr = open(snakemake.log[0], "w")
 
 write_log(
-    summary_path=snakemake.input.summary,
+    findings_path=snakemake.input.findings,
     metadata_paths=snakemake.input.metadata,
     charts_dir=snakemake.input.charts,
     result_files=[snakemake.input.summary_json, *snakemake.input.experiment_json],
     config=snakemake.params.config,
     markdown_path=snakemake.output.log_md,
     html_path=snakemake.output.log_html,
+    configfiles=snakemake.params.configfiles,
 )

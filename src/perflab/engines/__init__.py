@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from perflab.engines import base
 from perflab.engines.base import (
+    Capabilities,
     Chunk,
     Engine,
     EngineError,
@@ -13,6 +15,8 @@ from perflab.engines.base import (
 )
 
 __all__ = [
+    "Capabilities",
+    "capabilities_for",
     "Chunk",
     "Engine",
     "EngineError",
@@ -21,6 +25,21 @@ __all__ = [
     "make_engine",
     "generation_options",
 ]
+
+
+# The class attribute ``capabilities`` of each engine, looked up without importing
+# the engine's module (and its HTTP or llama.cpp dependencies).
+CAPABILITIES = {
+    "ollama": base.OLLAMA,
+    "calibration": base.CALIBRATION,
+    "llamacpp": base.LLAMACPP,
+    "openai": base.OPENAI,
+}
+
+
+def capabilities_for(name: str | None) -> Capabilities:
+    """The capabilities of the engine called ``name`` (an unknown name has none)."""
+    return CAPABILITIES.get(name or "", base.UNKNOWN)
 
 
 def make_engine(config: dict, model_path: str | Path | None = None) -> Engine:

@@ -36,6 +36,58 @@ class Chunk:
     sent_at: float | None = None
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine can tell us, which decides how its numbers are read.
+
+    ``in_process``: client and server share one process (their CPU cannot be
+    split). ``reports_queue_time``: ``queue_s`` is the engine's own queue wait;
+    otherwise the wait hides in ``unaccounted_s``. ``reports_server_timings``:
+    the engine reports load / prefill / decode durations. ``parallel_setting``:
+    the server setting that decides how many requests run at once, if any.
+    """
+
+    label: str
+    in_process: bool
+    reports_queue_time: bool
+    reports_server_timings: bool
+    parallel_setting: str | None = None
+
+
+OLLAMA = Capabilities(
+    label="Ollama",
+    in_process=False,
+    reports_queue_time=False,
+    reports_server_timings=True,
+    parallel_setting="OLLAMA_NUM_PARALLEL",
+)
+CALIBRATION = Capabilities(
+    label="calibration server (Ollama API)",
+    in_process=True,
+    reports_queue_time=False,
+    reports_server_timings=True,
+    parallel_setting="calibration.num_parallel",
+)
+LLAMACPP = Capabilities(
+    label="llama.cpp (embedded)",
+    in_process=True,
+    reports_queue_time=True,
+    reports_server_timings=True,
+)
+OPENAI = Capabilities(
+    label="the OpenAI-compatible server",
+    in_process=False,
+    reports_queue_time=False,
+    reports_server_timings=False,
+)
+UNKNOWN = Capabilities(
+    label="unknown engine",
+    in_process=False,
+    reports_queue_time=False,
+    reports_server_timings=False,
+)
+
+
 class EngineError(Exception):
     """A request failed; ``error_class`` is one of perflab.records.ERROR_CLASSES."""
 
@@ -50,6 +102,7 @@ class PreflightError(Exception):
 
 class Engine(Protocol):
     name: str
+    capabilities: Capabilities
 
     def preflight(self) -> dict:
         """Check the engine can serve the model; return provenance metadata."""

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from perflab.engines import base
 from perflab.engines.base import Chunk, GenerationOptions
 from perflab.engines.ollama_engine import OllamaEngine
 
 
 class CalibrationEngine:
     name = "calibration"
+    capabilities = base.CALIBRATION
 
     def __init__(self, model: str, timing: dict, timeout_s: float = 120.0):
         from perflab.calibration import CalibrationServer, TimingModel

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from perflab.engines import base
 from perflab.engines.base import Chunk, EngineError, GenerationOptions, PreflightError
 from perflab.records import (
     ERROR_ENGINE,
@@ -31,6 +32,7 @@ MS = 1e-3
 
 class LlamaCppEngine:
     name = "llamacpp"
+    capabilities = base.LLAMACPP
 
     def __init__(
         self,

@@ -21,6 +21,7 @@ import httpx
 import ollama
 
 from perflab import __version__
+from perflab.engines import base
 from perflab.engines.base import Chunk, EngineError, GenerationOptions, PreflightError
 from perflab.records import (
     ERROR_CONNECT,
@@ -234,6 +235,7 @@ def classify(exc: BaseException) -> EngineError:
 
 class OllamaEngine:
     name = "ollama"
+    capabilities = base.OLLAMA
 
     def __init__(self, model: str, host: str | None = None, timeout_s: float = 120.0):
         self.model = model

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 
 import httpx
 
+from perflab.engines import base
 from perflab.engines.base import Chunk, EngineError, GenerationOptions, PreflightError
 from perflab.records import (
     ERROR_CONNECT,
@@ -100,6 +101,7 @@ def sse_data(lines: Iterator[str]) -> Iterator[str]:
 
 class OpenAIEngine:
     name = "openai"
+    capabilities = base.OPENAI
 
     def __init__(
         self,

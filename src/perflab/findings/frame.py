@@ -1,0 +1,317 @@
+"""The summary as conditions: trials grouped, figures with their spread.
+
+A summary row is one experiment, i.e. one trial of one condition. Columns
+that an older summary lacks take their defaults (one trial of its own
+condition, prompt cache busted). Comparisons between conditions go through
+``Spread``: with two or more trials its interval is the 95 % CI of the trial
+means (it sees drift between trials); with one trial it is the request-level
+CI of that single pass (it cannot).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+# Student t, 0.975 quantile, by degrees of freedom (trials − 1); 1.96 beyond the table.
+T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+Z_95 = 1.959964
+SAME_OUTPUT_LENGTH = 0.05  # mean output lengths within 5 % of each other count as equal
+PRACTICAL_DIFFERENCE = 0.05  # differences under 5 % are not worth acting on, measurable or not
+
+FLOAT_COLUMNS = (
+    "e2e_mean_s",
+    "e2e_ci95_s",
+    "e2e_p95_s",
+    "ttft_mean_s",
+    "ttft_ci95_s",
+    "tps_mean",
+    "tps_ci95",
+    "output_tokens_mean",
+    "prompt_tokens_mean",
+    "req_per_s",
+    "output_tps",
+    "queue_mean_s",
+    "load_mean_s",
+    "prefill_mean_s",
+    "decode_mean_s",
+    "unaccounted_mean_s",
+    "cold_load_s",
+    "temperature",
+    "interference_cpu_pct_mean",
+    "interference_cpu_pct_max",
+    "prep_mean_s",
+    "measured_wall_s",
+    "duration_s",
+)
+INT_COLUMNS = ("n_ok", "n_errors", "n_requests", "n_warmup", "n_truncated", "workers")
+STRING_COLUMNS = ("suites", "prompt_name", "error_classes", "engine", "model")
+
+
+def with_defaults(summary: pl.DataFrame) -> pl.DataFrame:
+    """``summary`` with every column the findings read, missing ones at their default."""
+    frame = summary
+    if "experiment_id" not in frame.columns:
+        frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias("experiment_id"))
+    defaults = {
+        "condition_id": pl.col("experiment_id"),
+        "trial": pl.lit(1, dtype=pl.Int64),
+        "repeats": pl.lit(1, dtype=pl.Int64),
+        "prompt_cache": pl.lit("bust", dtype=pl.String),
+    }
+    frame = frame.with_columns(
+        expr.alias(name) for name, expr in defaults.items() if name not in frame.columns
+    )
+    missing = [
+        pl.lit(None, dtype=dtype).alias(name)
+        for names, dtype in (
+            (FLOAT_COLUMNS, pl.Float64),
+            (INT_COLUMNS, pl.Int64),
+            (STRING_COLUMNS, pl.String),
+        )
+        for name in names
+        if name not in frame.columns
+    ]
+    return frame.with_columns(missing).with_columns(
+        pl.col(name).cast(pl.Float64).fill_nan(None) for name in FLOAT_COLUMNS
+    )
+
+
+def suite_rows(summary: pl.DataFrame, suite: str) -> pl.DataFrame:
+    """The experiments that belong to ``suite`` (``suites`` is comma-joined)."""
+    if "suites" not in summary.columns:
+        return summary.clear()
+    return summary.filter(
+        pl.col("suites").fill_null("").str.split(",").list.contains(pl.lit(suite))
+    )
+
+
+def t_quantile(trials: int) -> float:
+    degrees = trials - 1
+    return T_975[degrees - 1] if 1 <= degrees <= len(T_975) else Z_95
+
+
+@dataclass(frozen=True)
+class Spread:
+    """One figure of a condition over its trials.
+
+    ``mean`` is the mean of the trial means; ``ci95`` the half-width of its
+    95 % CI: between trials (Student t over the trial means) when
+    ``between_trials``, else the request-level CI of the one pass (null with
+    one request). ``low`` and ``high`` are the smallest and largest trial mean.
+    """
+
+    mean: float | None
+    ci95: float | None
+    low: float | None
+    high: float | None
+    trials: int
+    between_trials: bool
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        if self.mean is None:
+            return None
+        half = self.ci95 or 0.0
+        return (self.mean - half, self.mean + half)
+
+
+def _finite(values) -> list[float]:
+    return [float(v) for v in values if v is not None and math.isfinite(v)]
+
+
+def spread(trial_means, request_ci: float | None = None) -> Spread:
+    """The spread of one figure from its trial means (and the one pass's request CI)."""
+    values = _finite(trial_means)
+    if not values:
+        return Spread(None, None, None, None, 0, False)
+    mean = sum(values) / len(values)
+    if len(values) >= 2:
+        ci = t_quantile(len(values)) * float(np.std(values, ddof=1)) / math.sqrt(len(values))
+        return Spread(mean, ci, min(values), max(values), len(values), True)
+    ci = request_ci if request_ci is not None and math.isfinite(request_ci) else None
+    return Spread(mean, ci, mean, mean, 1, False)
+
+
+def overlap(spreads: list[Spread]) -> bool:
+    """Whether the intervals of every pair overlap (for intervals: max(low) ≤ min(high))."""
+    intervals = [s.interval for s in spreads if s.interval is not None]
+    if len(intervals) < 2:
+        return True
+    return max(low for low, _ in intervals) <= min(high for _, high in intervals)
+
+
+def relative_range(values) -> float | None:
+    """(largest − smallest) / largest of the finite ``values``; None with fewer than 2."""
+    values = _finite(values)
+    if len(values) < 2:
+        return None
+    high = max(abs(v) for v in values)
+    return (max(values) - min(values)) / high if high > 0 else 0.0
+
+
+def same(values, tolerance: float = SAME_OUTPUT_LENGTH) -> bool:
+    """Whether the finite ``values`` lie within ``tolerance`` (relative) of each other."""
+    difference = relative_range(values)
+    return difference is None or difference <= tolerance
+
+
+@dataclass(frozen=True)
+class LinearFit:
+    """Least-squares line ``y = slope·x + intercept`` with R² over n points."""
+
+    slope: float | None
+    intercept: float | None
+    r2: float | None
+    n: int
+
+
+def linear_fit(x, y) -> LinearFit:
+    """Pairs with a missing or non-finite value are dropped; < 2 points or no x spread: no line."""
+    x = np.asarray([np.nan if v is None else v for v in x], dtype=float)
+    y = np.asarray([np.nan if v is None else v for v in y], dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    n = int(len(x))
+    if n < 2 or np.ptp(x) == 0:
+        return LinearFit(None, None, None, n)
+    slope, intercept = np.polyfit(x, y, 1)
+    residual = y - (slope * x + intercept)
+    total = float(((y - y.mean()) ** 2).sum())
+    r2 = 1.0 - float((residual**2).sum()) / total if total > 0 else 1.0
+    return LinearFit(float(slope), float(intercept), r2, n)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One condition (a sweep point) over its trials.
+
+    ``n_*`` are summed over trials. ``disturbed`` lists the trials (experiment
+    ids) whose interference was above the threshold; ``settled`` is true when
+    the condition has two or more trials, so its spread can include them.
+    """
+
+    condition_id: str
+    experiment_ids: tuple[str, ...]
+    prompt_name: str | None
+    temperature: float | None
+    workers: int | None
+    prompt_cache: str
+    trials: int
+    n_requests: int
+    n_ok: int
+    n_errors: int
+    n_truncated: int | None
+    error_classes: str | None
+    e2e: Spread
+    ttft: Spread
+    tps: Spread
+    req_per_s: Spread
+    output_tokens_mean: float | None
+    prompt_tokens_mean: float | None
+    e2e_p95_s: float | None
+    queue_mean_s: float | None
+    unaccounted_mean_s: float | None
+    load_mean_s: float | None
+    prefill_mean_s: float | None
+    decode_mean_s: float | None
+    prep_mean_s: float | None  # the client's own preparation before sending, not in e2e
+    disturbed: tuple[str, ...]
+
+    @property
+    def all_failed(self) -> bool:
+        return self.n_requests > 0 and self.n_ok == 0
+
+    @property
+    def settled(self) -> bool:
+        return self.trials >= 2
+
+
+def _mean(values) -> float | None:
+    values = _finite(values)
+    return sum(values) / len(values) if values else None
+
+
+def _weighted(rows: list[dict], column: str) -> float | None:
+    """Mean of ``column`` over the trials, weighted by their ok requests."""
+    pairs = [(r[column], r["n_ok"] or 0) for r in rows if r[column] is not None]
+    weight = sum(n for _, n in pairs)
+    return sum(v * n for v, n in pairs) / weight if weight else _mean(v for v, _ in pairs)
+
+
+def _sum(rows: list[dict], column: str) -> int | None:
+    values = [r[column] for r in rows if r[column] is not None]
+    return int(sum(values)) if values else None
+
+
+def _condition(rows: list[dict], disturbed: set[str]) -> Condition:
+    first = rows[0]
+    ok_rows = [r for r in rows if (r["n_ok"] or 0) > 0]
+
+    def figure(column: str, ci_column: str | None = None) -> Spread:
+        ci = ok_rows[0][ci_column] if ci_column and len(ok_rows) == 1 else None
+        return spread([r[column] for r in ok_rows], ci)
+
+    classes = sorted({c for r in rows for c in (r["error_classes"] or "").split(",") if c})
+    return Condition(
+        condition_id=first["condition_id"],
+        experiment_ids=tuple(r["experiment_id"] for r in rows),
+        prompt_name=first["prompt_name"],
+        temperature=first["temperature"],
+        workers=first["workers"],
+        prompt_cache=first["prompt_cache"] or "bust",
+        trials=len(rows),
+        n_requests=_sum(rows, "n_requests") or 0,
+        n_ok=_sum(rows, "n_ok") or 0,
+        n_errors=_sum(rows, "n_errors") or 0,
+        n_truncated=_sum(rows, "n_truncated"),
+        error_classes=",".join(classes) or None,
+        e2e=figure("e2e_mean_s", "e2e_ci95_s"),
+        ttft=figure("ttft_mean_s", "ttft_ci95_s"),
+        tps=figure("tps_mean", "tps_ci95"),
+        req_per_s=figure("req_per_s"),
+        output_tokens_mean=_weighted(ok_rows, "output_tokens_mean"),
+        prompt_tokens_mean=_weighted(ok_rows, "prompt_tokens_mean"),
+        e2e_p95_s=_mean(r["e2e_p95_s"] for r in ok_rows),
+        queue_mean_s=_weighted(ok_rows, "queue_mean_s"),
+        unaccounted_mean_s=_weighted(ok_rows, "unaccounted_mean_s"),
+        load_mean_s=_weighted(ok_rows, "load_mean_s"),
+        prefill_mean_s=_weighted(ok_rows, "prefill_mean_s"),
+        decode_mean_s=_weighted(ok_rows, "decode_mean_s"),
+        prep_mean_s=_weighted(ok_rows, "prep_mean_s"),
+        disturbed=tuple(r["experiment_id"] for r in rows if r["experiment_id"] in disturbed),
+    )
+
+
+def conditions(rows: pl.DataFrame, disturbed: tuple[str, ...] = ()) -> list[Condition]:
+    """One ``Condition`` per ``condition_id`` of ``rows`` (a ``with_defaults`` frame)."""
+    if rows.is_empty():
+        return []
+    groups: dict[str, list[dict]] = {}
+    for row in rows.sort("condition_id", "trial").to_dicts():
+        groups.setdefault(row["condition_id"], []).append(row)
+    return [_condition(group, set(disturbed)) for group in groups.values()]
+
+
+def measured(items: list[Condition]) -> list[Condition]:
+    """The conditions with at least one ok request."""
+    return [c for c in items if c.n_ok > 0 and c.e2e.mean is not None]
+
+
+def rests_on_disturbed(items: list[Condition]) -> tuple[str, ...]:
+    """Disturbed trials that the other trials do not settle.
+
+    A condition settles its disturbed trials when it has two or more trials and
+    at least one of them was not disturbed: the between-trial spread then shows
+    how much the disturbance moved the figure.
+    """
+    return tuple(
+        e for c in items if not c.settled or len(c.disturbed) == c.trials for e in c.disturbed
+    )
+
+
+def one_pass(items: list[Condition]) -> bool:
+    return any(c.trials < 2 for c in items)

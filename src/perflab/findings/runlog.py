@@ -1,0 +1,144 @@
+"""What the run itself knows: its time, setup costs, errors, storage, and
+what to try next as config changes perflab can run."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from perflab.findings.bottleneck import Bottleneck, BottleneckFinding
+from perflab.findings.concurrency import ConcurrencyFinding
+from perflab.findings.frame import Condition
+from perflab.findings.interference import InterferenceFinding
+
+DAY2_STORAGE_GB = 10.0  # the learning log asks for about 10 GB free for Day 2
+
+
+@dataclass(frozen=True)
+class ErrorCount:
+    error_class: str
+    count: int
+    experiments: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FailedCondition:
+    condition_id: str
+    experiment_ids: tuple[str, ...]
+    n_errors: int
+    n_requests: int
+    error_classes: str | None
+
+
+@dataclass(frozen=True)
+class Storage:
+    path: str
+    free_gb: float | None
+    needed_gb: float
+
+    @property
+    def enough(self) -> bool | None:
+        return None if self.free_gb is None else self.free_gb >= self.needed_gb
+
+
+@dataclass(frozen=True)
+class Idea:
+    """One change to try: a config key (or server setting) and its new value."""
+
+    setting: str
+    value: str
+    because: Bottleneck | str  # the finding that suggests it
+
+
+@dataclass(frozen=True)
+class RunLog:
+    started: float | None  # epoch seconds of the first experiment's start
+    ended: float | None
+    total_s: float | None
+    model_load_s: float | None  # the engine's model load at preflight (embedded engine)
+    cold_load_s: float | None  # the model load a first request paid
+    n_experiments: int
+    n_requests: int
+    n_errors: int
+    errors: tuple[ErrorCount, ...]
+    failed: tuple[FailedCondition, ...]
+    storage: Storage
+    ideas: tuple[Idea, ...]
+    repeats: int
+
+
+def error_counts(requests_path: str | Path | None) -> tuple[ErrorCount, ...]:
+    """Measured failed requests by error class, from ``requests.parquet`` (lazily)."""
+    if requests_path is None or not Path(requests_path).exists():
+        return ()
+    counts = (
+        pl.scan_parquet(requests_path)
+        .filter(~pl.col("is_warmup") & (pl.col("status") != "ok"))
+        .group_by(pl.col("error_class").fill_null("unknown"))
+        .agg(pl.len().alias("count"), pl.col("experiment_id").unique().sort())
+        .sort("count", "error_class", descending=[True, False])
+        .collect()
+    )
+    return tuple(
+        ErrorCount(row["error_class"], int(row["count"]), tuple(row["experiment_id"]))
+        for row in counts.to_dicts()
+    )
+
+
+def storage(path: str | Path) -> Storage:
+    try:
+        free = shutil.disk_usage(path).free / 1e9
+    except OSError:
+        free = None
+    return Storage(str(path), free, DAY2_STORAGE_GB)
+
+
+def ideas(
+    bottleneck: BottleneckFinding,
+    concurrency: ConcurrencyFinding,
+    interference: InterferenceFinding,
+    repeats: int,
+    parallel_setting: str | None,
+    physical_cores: int | None,
+) -> tuple[Idea, ...]:
+    """Changes to try next, most telling first; ``physical_cores`` None: no thread setting."""
+    found: list[Idea] = []
+    primary = bottleneck.primary
+    workers = [p.workers for p in concurrency.points] or [1]
+    if primary == Bottleneck.QUEUEING and parallel_setting:
+        slots = concurrency.parallel_requests or 1
+        found.append(Idea(parallel_setting, str(slots * 2), primary))
+    if primary in (Bottleneck.QUEUEING, Bottleneck.UNDETERMINED):
+        more = sorted({*workers, max(workers) * 2})
+        found.append(Idea("suites.concurrency.workers", str(more), primary))
+    if primary == Bottleneck.CPU and physical_cores:
+        found.append(Idea("engine.n_threads", str(physical_cores), primary))
+    elif primary == Bottleneck.CPU:
+        found.append(Idea("engine.model", "a smaller quantization of the same model", primary))
+    if primary == Bottleneck.MEMORY:
+        found.append(Idea("engine.n_ctx", "2048", primary))
+    if primary == Bottleneck.IO:
+        found.append(Idea("generation.keep_alive", "30m", primary))
+    if primary == Bottleneck.CLIENT:
+        found.append(Idea("sampler.interval_s", "1.0", primary))
+    if primary == Bottleneck.UNDETERMINED:
+        found.append(Idea("suites.resources.duration_s", "120", primary))
+    if repeats < 2:
+        found.append(Idea("repeats", "3", "one_pass"))
+    if interference.disturbed:
+        found.append(Idea("repeats", str(max(3, repeats + 1)), "disturbed"))
+    unique: dict[str, Idea] = {}
+    for idea in found:
+        unique.setdefault(idea.setting, idea)
+    return tuple(unique.values())
+
+
+def failed_conditions(items: list[Condition]) -> tuple[FailedCondition, ...]:
+    return tuple(
+        FailedCondition(c.condition_id, c.experiment_ids, c.n_errors, c.n_requests, c.error_classes)
+        for c in items
+        if c.n_errors
+    )

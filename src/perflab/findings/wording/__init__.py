@@ -1,0 +1,66 @@
+"""Every sentence of the log: findings in, words out.
+
+No judgement here, only the verdicts and figures the findings computed put
+into words; the template (``perflab/templates/day1-log.md.j2``) arranges them.
+"""
+
+from perflab.findings.wording.answers import (
+    breakdown,
+    concurrency,
+    expectations,
+    kv_cache,
+    prompt_length,
+    temperature,
+)
+from perflab.findings.wording.bottleneck import (
+    LOG_OPTIONS,
+    NOTES,
+    bottleneck_evidence,
+    bottleneck_sentence,
+    check_text,
+)
+from perflab.findings.wording.numbers import NA, duration, measured, num, spread_text, workers_text
+from perflab.findings.wording.run import (
+    IssueRow,
+    checklist,
+    disturbed_lines,
+    idea,
+    interference_summary,
+    key_findings,
+    rerun_command,
+    status,
+    storage,
+    technical_issues,
+    trials_note,
+)
+
+__all__ = [
+    "LOG_OPTIONS",
+    "NA",
+    "NOTES",
+    "IssueRow",
+    "bottleneck_evidence",
+    "bottleneck_sentence",
+    "breakdown",
+    "check_text",
+    "checklist",
+    "concurrency",
+    "disturbed_lines",
+    "duration",
+    "expectations",
+    "idea",
+    "interference_summary",
+    "key_findings",
+    "kv_cache",
+    "measured",
+    "num",
+    "prompt_length",
+    "rerun_command",
+    "spread_text",
+    "status",
+    "storage",
+    "technical_issues",
+    "temperature",
+    "trials_note",
+    "workers_text",
+]

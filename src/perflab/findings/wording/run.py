@@ -1,0 +1,170 @@
+"""What the run knows, in words: trials, interference, issues, ideas, storage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from perflab.findings.bottleneck import Bottleneck
+from perflab.findings.interference import ExperimentLoad, InterferenceFinding
+from perflab.findings.prompt_length import PromptLengthVerdict
+from perflab.findings.runlog import Idea, RunLog
+from perflab.findings.wording.answers import expectations
+from perflab.findings.wording.numbers import num, workers_text
+
+if TYPE_CHECKING:
+    from perflab.findings import Findings
+
+
+def trials_note(repeats: int) -> str:
+    if repeats >= 2:
+        return (
+            f"Each condition ran as {repeats} independent trials; a difference is called an "
+            "effect only when it exceeds the 95% CI of the trial means."
+        )
+    return (
+        "Every comparison rests on one pass per condition: drift between experiments was "
+        "not measured, so no speed effect is claimed from it (set repeats: 3 to measure it)."
+    )
+
+
+IDEA_WHY = {
+    Bottleneck.QUEUEING: "requests queue for the server",
+    Bottleneck.UNDETERMINED: "no resource saturated: push the load further",
+    Bottleneck.CPU: "the CPU is saturated",
+    Bottleneck.MEMORY: "memory is short: a smaller KV cache",
+    Bottleneck.IO: "disk reads: keep the model loaded",
+    Bottleneck.CLIENT: "the client is busy: sample less often",
+    "one_pass": "measure drift between trials so comparisons can be trusted",
+    "disturbed": "other work disturbed some experiments: more trials settle them",
+}
+
+
+def idea(i: Idea) -> str:
+    why = IDEA_WHY.get(i.because, str(i.because))
+    return f"{i.setting}: {i.value} — {why}"
+
+
+def rerun_command(load: ExperimentLoad, configfiles: str) -> str:
+    return (
+        f"snakemake --cores 1 --configfile {configfiles} --forcerun {load.output_dir}/metadata.json"
+    )
+
+
+def disturbed_lines(f: InterferenceFinding) -> list[str]:
+    return [
+        f"{e.experiment_id} disturbed: other processes used {e.cpu_pct_mean:.0f}% of one core on "
+        f"average (max {num(e.cpu_pct_max, 0, '%')}; threshold {f.threshold_cpu_pct:.0f}%)"
+        for e in f.disturbed
+    ]
+
+
+def interference_summary(f: InterferenceFinding) -> str:
+    if not f.measured:
+        return "Interference from other processes was not measured in this run."
+    if not f.disturbed:
+        return (
+            f"No experiment was disturbed: other processes stayed under {f.threshold_cpu_pct:.0f}% "
+            "of one core on average in every experiment."
+        )
+    return (
+        f"{len(f.disturbed)} of {len(f.experiments)} experiments were disturbed by other work "
+        f"(above {f.threshold_cpu_pct:.0f}% of one core): {', '.join(f.disturbed_ids)}."
+    )
+
+
+def storage(run: RunLog) -> str:
+    s = run.storage
+    if s.free_gb is None:
+        return f"free disk space could not be read at {s.path}"
+    verdict = "enough" if s.enough else "not enough"
+    return f"{s.free_gb:,.1f} GB free where results are written: {verdict} for the ~{s.needed_gb:g} GB Day 2 needs"
+
+
+def key_findings(f: Findings) -> list[str]:
+    """One line per finding, for the commit message."""
+    lines = [expectations(f.expectations).split(" (", 1)[0]]
+    length = f.prompt_length
+    if length.verdict is not None:
+        grows = length.verdict in (PromptLengthVerdict.LINEAR, PromptLengthVerdict.SUPERLINEAR)
+        prefill = (
+            f", prefill ≈ {length.prefill_tps:,.0f} tok/s" if grows and length.prefill_tps else ""
+        )
+        lines.append(f"prompt length: {length.verdict.value}{prefill}")
+    if f.temperature.verdict is not None:
+        lines.append(f"temperature: {f.temperature.verdict.value}")
+    if f.concurrency.verdict is not None:
+        lines.append(
+            f"concurrency: {f.concurrency.verdict.value}, "
+            f"knee at {workers_text(f.concurrency.knee_workers)}"
+        )
+    if f.kv_cache.verdict is not None:
+        lines.append(f"kv cache: {f.kv_cache.verdict.value}")
+    lines.append(f"bottleneck: {f.bottleneck.primary.value}")
+    if f.interference.disturbed:
+        lines.append(f"disturbed experiments: {', '.join(f.interference.disturbed_ids)}")
+    return lines
+
+
+def status(run: RunLog) -> str:
+    if run.n_errors:
+        return f"🟡 In Progress ({run.n_errors} failed requests)"
+    return "✅ Completed"
+
+
+def checklist(f: Findings, model: str) -> list[tuple[str, bool]]:
+    """The setup checklist: (item, done)."""
+    in_process = f.capabilities.in_process
+    return [
+        (
+            "Ollama installed (not needed: the engine runs in-process)"
+            if in_process
+            else "Ollama installed",
+            not in_process,
+        ),
+        (f"{model} model ready", True),
+        ("Python environment created", True),
+        ("Dependencies installed", True),
+        ("Test inference successful", f.run.n_requests > f.run.n_errors),
+        ("Benchmark scripts ready", True),
+    ]
+
+
+@dataclass(frozen=True)
+class IssueRow:
+    """One row of the Technical Issues table."""
+
+    issue: str
+    solution: str
+    prevention: str
+
+
+def technical_issues(f: Findings, configfiles: str) -> list[IssueRow]:
+    """Failed requests by error class (else by condition), then disturbed experiments."""
+    rows = [
+        IssueRow(
+            f"{e.count} request(s) failed with {e.error_class} in {', '.join(e.experiments)}",
+            "see the error column of requests.parquet; rerun after fixing the cause",
+            "perflab validate the config; check the server with perflab preflight",
+        )
+        for e in f.run.errors
+    ]
+    if not f.run.errors:
+        rows += [
+            IssueRow(
+                f"{c.condition_id}: {c.n_errors} of {c.n_requests} requests failed "
+                f"({c.error_classes})",
+                "see the error column of requests.parquet",
+                "",
+            )
+            for c in f.run.failed
+        ]
+    rows += [
+        IssueRow(
+            line,
+            "re-measure: " + rerun_command(load, configfiles),
+            "run on an idle machine; repeats: 2 or more lets trials settle it",
+        )
+        for load, line in zip(f.interference.disturbed, disturbed_lines(f.interference))
+    ]
+    return rows

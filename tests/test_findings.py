@@ -1,0 +1,536 @@
+"""Every verdict of perflab.findings on constructed summaries with known answers.
+
+The frames carry the trial columns (condition_id, trial, repeats,
+prompt_cache, interference, n_truncated) the way metrics.summarize writes
+them; one test checks that an older summary without them still works.
+"""
+
+import json
+
+import polars as pl
+import pytest
+
+from perflab import findings
+from perflab.engines import capabilities_for
+from perflab.findings import (
+    bottleneck,
+    concurrency,
+    frame,
+    prompt_length,
+    temperature,
+    wording,  # noqa: F401  (findings.wording below)
+)
+from perflab.findings.bottleneck import Bottleneck
+from perflab.findings.concurrency import ConcurrencyVerdict, QueueSource
+from perflab.findings.kv_cache import KvCacheVerdict
+from perflab.findings.prompt_length import PromptLengthReason, PromptLengthVerdict
+from perflab.findings.temperature import TemperatureReason, TemperatureVerdict
+
+DEFAULTS = {
+    "prompt_name": "medium",
+    "temperature": 0.7,
+    "workers": 1,
+    "suites": "basic",
+    "n_requests": 20,
+    "n_ok": 20,
+    "n_errors": 0,
+    "n_truncated": 0,
+    "e2e_mean_s": 1.0,
+    "e2e_ci95_s": 0.01,
+    "e2e_p95_s": 1.1,
+    "ttft_mean_s": 0.2,
+    "ttft_ci95_s": 0.005,
+    "tps_mean": 64.0,
+    "tps_ci95": 0.5,
+    "output_tokens_mean": 64.0,
+    "prompt_tokens_mean": 20.0,
+    "req_per_s": 1.0,
+    "queue_mean_s": None,
+    "unaccounted_mean_s": 0.01,
+    "prompt_cache": "bust",
+    "interference_cpu_pct_mean": 2.0,
+    "interference_cpu_pct_max": 10.0,
+}
+
+
+def rows(condition: str, trials: list[dict], **common) -> list[dict]:
+    """One summary row per trial of ``condition``."""
+    return [
+        DEFAULTS
+        | common
+        | trial
+        | {
+            "experiment_id": f"{condition}-r{k}",
+            "condition_id": condition,
+            "trial": k,
+            "repeats": len(trials),
+        }
+        for k, trial in enumerate(trials, start=1)
+    ]
+
+
+def summary(*groups: list[dict]) -> pl.DataFrame:
+    data = [row for group in groups for row in group]
+    return frame.with_defaults(pl.DataFrame(data, schema_overrides={"workers": pl.Int64}))
+
+
+def test_spread_uses_trial_means_with_two_or_more_trials():
+    one = frame.spread([1.0], request_ci=0.01)
+    assert (one.mean, one.ci95, one.between_trials) == (1.0, 0.01, False)
+    three = frame.spread([1.0, 1.2, 1.4])
+    # sd 0.2, t(0.975, 2) = 4.303: half-width 4.303 · 0.2 / √3
+    assert three.mean == pytest.approx(1.2)
+    assert three.ci95 == pytest.approx(4.303 * 0.2 / 3**0.5)
+    assert (three.low, three.high, three.trials) == (1.0, 1.4, 3)
+
+
+def test_missing_trial_columns_take_their_defaults():
+    old = pl.DataFrame([{"experiment_id": "x", "suites": "basic", "n_ok": 3, "e2e_mean_s": 1.0}])
+    filled = frame.with_defaults(old).row(0, named=True)
+    assert filled["condition_id"] == "x" and filled["trial"] == 1 and filled["repeats"] == 1
+    assert filled["prompt_cache"] == "bust" and filled["interference_cpu_pct_mean"] is None
+    result = findings.compute(old, findings.Context(engine="ollama"))
+    assert result.repeats == 1 and result.basic.prompts[0].trials == 1
+
+
+# --- temperature ---------------------------------------------------------------------
+
+
+def temperature_rows(temp: float, trials: list[dict]) -> list[dict]:
+    return rows(f"medium-t{temp}-w1-n20", trials, suites="temperature", temperature=temp)
+
+
+def test_length_only_temperature_difference():
+    # same decode speed, but 1.5 writes twice as much: latency differs because of length only
+    data = summary(
+        temperature_rows(0.0, [{"e2e_mean_s": 1.0, "output_tokens_mean": 64.0}] * 2),
+        temperature_rows(
+            1.5, [{"e2e_mean_s": 2.0, "output_tokens_mean": 128.0, "n_truncated": 20}] * 2
+        ),
+    )
+    result = temperature.summary(data)
+    assert result.verdict == TemperatureVerdict.LENGTH_ONLY
+    assert result.latency_differs and not result.speed_differs
+    assert [c.temperature for c in result.truncated] == [1.5]
+    assert "cut at max_tokens" in findings.wording.temperature(result)
+    assert "output length, not speed" in findings.wording.temperature(result)
+
+
+def test_length_only_even_from_one_pass():
+    data = summary(
+        temperature_rows(0.0, [{"e2e_mean_s": 1.0, "output_tokens_mean": 64.0}]),
+        temperature_rows(1.5, [{"e2e_mean_s": 2.0, "output_tokens_mean": 128.0}]),
+    )
+    assert temperature.summary(data).verdict == TemperatureVerdict.LENGTH_ONLY
+
+
+def test_speed_difference_from_one_pass_is_inconclusive():
+    # the busy-machine case: one pass, 1.6× slower with the same output length
+    data = summary(
+        temperature_rows(0.0, [{"e2e_mean_s": 1.6, "tps_mean": 40.0}]),
+        temperature_rows(0.7, [{"e2e_mean_s": 1.0, "tps_mean": 64.0}]),
+    )
+    result = temperature.summary(data)
+    assert result.verdict == TemperatureVerdict.INCONCLUSIVE
+    assert result.reason == TemperatureReason.ONE_PASS
+    assert "drift" in findings.wording.temperature(result)
+
+
+def test_drift_in_one_trial_is_not_an_effect():
+    # per-request CIs are tiny, but trial 3 of t0.0 ran during a slow spell
+    slow_spell = {"e2e_mean_s": 1.6, "tps_mean": 40.0}
+    data = summary(
+        temperature_rows(0.0, [{}, {}, slow_spell]),
+        temperature_rows(0.7, [{}, {}, {}]),
+    )
+    result = temperature.summary(data)
+    assert result.verdict == TemperatureVerdict.NO_EFFECT
+    hot = next(c for c in result.conditions if c.temperature == 0.0)
+    assert hot.e2e.between_trials and hot.e2e.low == 1.0 and hot.e2e.high == 1.6
+
+
+def test_speed_effect_that_the_trials_support():
+    data = summary(
+        temperature_rows(0.0, [{"e2e_mean_s": v, "tps_mean": 40.0} for v in (1.58, 1.6, 1.62)]),
+        temperature_rows(0.7, [{"e2e_mean_s": v} for v in (0.99, 1.0, 1.01)]),
+    )
+    assert temperature.summary(data).verdict == TemperatureVerdict.SPEED_EFFECT
+
+
+def test_disturbed_experiment_makes_a_one_pass_finding_inconclusive():
+    data = summary(
+        temperature_rows(0.0, [{"interference_cpu_pct_mean": 140.0}]),
+        temperature_rows(0.7, [{}]),
+    )
+    result = findings.compute(data, findings.Context(engine="ollama", results_dir="results/x"))
+    assert result.interference.disturbed_ids == ("medium-t0.0-w1-n20-r1",)
+    assert result.temperature.verdict == TemperatureVerdict.INCONCLUSIVE
+    assert result.temperature.reason == TemperatureReason.DISTURBED
+    words = findings.wording.temperature(result.temperature)
+    assert "medium-t0.0-w1-n20-r1" in words and "inconclusive" in words
+    load = result.interference.disturbed[0]
+    command = findings.wording.rerun_command(load, "config/ollama.yaml")
+    assert command.endswith("--forcerun results/x/experiments/medium-t0.0-w1-n20-r1/metadata.json")
+
+
+def test_disturbed_trial_settled_by_the_others():
+    data = summary(
+        temperature_rows(0.0, [{"interference_cpu_pct_mean": 140.0}, {}, {}]),
+        temperature_rows(0.7, [{}, {}, {}]),
+    )
+    result = findings.compute(data, findings.Context(engine="ollama"))
+    assert result.temperature.verdict == TemperatureVerdict.NO_EFFECT
+    assert result.temperature.disturbed == ()
+    every_trial = summary(
+        temperature_rows(0.0, [{"interference_cpu_pct_mean": 140.0}] * 2),
+        temperature_rows(0.7, [{}, {}]),
+    )
+    result = findings.compute(every_trial, findings.Context(engine="ollama"))
+    assert result.temperature.verdict == TemperatureVerdict.INCONCLUSIVE
+
+
+# --- concurrency and queueing ------------------------------------------------------
+
+
+def worker_rows(workers: int, req_per_s: float, e2e: float, unaccounted: float, trials=1):
+    point = {"req_per_s": req_per_s, "e2e_mean_s": e2e, "unaccounted_mean_s": unaccounted}
+    return rows(
+        f"medium-t0.7-w{workers}-n20", [point] * trials, suites="concurrency", workers=workers
+    )
+
+
+def two_slot_rows(trials: int = 1) -> list[dict]:
+    # 2 slots, 0.5 s per request: 2 req/s from 1 to 2 workers, flat after; the wait
+    # for a slot is not in Ollama's timings, so it shows as unaccounted time
+    return [
+        *worker_rows(1, 2.0, 0.5, 0.01, trials),
+        *worker_rows(2, 4.0, 0.5, 0.01, trials),
+        *worker_rows(4, 4.0, 0.99, 0.48, trials),
+        *worker_rows(8, 4.1, 1.98, 1.47, trials),
+    ]
+
+
+def two_slot_server(trials: int = 1) -> pl.DataFrame:
+    return summary(two_slot_rows(trials))
+
+
+def test_two_slot_saturation_names_the_knee_and_the_queue():
+    result = concurrency.summary(two_slot_server(), capabilities_for("ollama"))
+    assert result.verdict == ConcurrencyVerdict.SATURATES
+    assert result.knee_workers == 2 and result.parallel_requests == 2
+    assert result.queue_source == QueueSource.UNACCOUNTED_GROWTH
+    assert result.queue_wait_s == pytest.approx(1.46)
+    assert result.queue_share == pytest.approx(1.46 / 1.98)
+    words = findings.wording.concurrency(result, "OLLAMA_NUM_PARALLEL")
+    assert "throughput doubled from 1 to 2 workers, then stayed flat" in words
+    assert "about 2 requests at once" in words
+    assert "OLLAMA_NUM_PARALLEL" in words
+
+
+def test_queueing_fires_on_a_multi_slot_server():
+    result = findings.compute(two_slot_server(trials=2), findings.Context(engine="ollama"))
+    assert result.bottleneck.primary == Bottleneck.QUEUEING
+    queue = next(c for c in result.bottleneck.checks if c.rule == Bottleneck.QUEUEING)
+    assert queue.triggered and queue.get("workers") == 8
+    assert result.run.ideas[0].setting == "OLLAMA_NUM_PARALLEL"
+    assert result.run.ideas[0].value == "4"
+
+
+def test_serial_server_and_a_scaling_one():
+    serial = summary(worker_rows(1, 2.0, 0.5, 0.01), worker_rows(4, 2.05, 1.95, 1.46))
+    result = concurrency.summary(serial, capabilities_for("calibration"))
+    assert result.verdict == ConcurrencyVerdict.SERIAL and result.knee_workers == 1
+    assert "serializes requests" in findings.wording.concurrency(result, None)
+    scaling = summary(worker_rows(1, 1.0, 1.0, 0.01), worker_rows(4, 3.8, 1.05, 0.02))
+    result = concurrency.summary(scaling, capabilities_for("ollama"))
+    assert result.verdict == ConcurrencyVerdict.SCALES and result.knee_workers == 4
+
+
+def test_reported_queue_time_is_used_when_the_engine_has_one():
+    data = summary(
+        worker_rows(1, 2.0, 0.5, 0.0),
+        rows("w4", [{"req_per_s": 2.0, "e2e_mean_s": 2.0, "queue_mean_s": 1.5}],
+             suites="concurrency", workers=4),
+    )  # fmt: skip
+    result = concurrency.summary(data, capabilities_for("llamacpp"))
+    assert result.queue_source == QueueSource.REPORTED and result.queue_share == 0.75
+
+
+def test_falling_throughput_is_said():
+    data = summary(worker_rows(1, 2.03, 0.5, 0.0), worker_rows(2, 1.04, 1.9, 0.0))
+    result = concurrency.summary(data, capabilities_for("ollama"))
+    assert result.verdict == ConcurrencyVerdict.SERIAL and result.fell_at == 2
+    words = findings.wording.concurrency(result, None)
+    assert "Throughput fell to ×0.51 at 2 workers" in words
+    assert "One pass per worker count" in words
+
+
+def test_growth_within_the_trial_spread_is_not_growth():
+    noisy = summary(
+        rows("w1", [{"req_per_s": v} for v in (1.0, 2.0, 1.5)], suites="concurrency", workers=1),
+        rows("w2", [{"req_per_s": v} for v in (1.9, 1.7, 2.1)], suites="concurrency", workers=2),
+    )
+    result = concurrency.summary(noisy, capabilities_for("ollama"))
+    assert result.verdict == ConcurrencyVerdict.SERIAL
+
+
+# --- prompt length and the prompt cache --------------------------------------------
+
+
+def length_rows(tokens: float, ttft: float, cache: str = "bust", trials: int = 1):
+    suffix = "-reuse" if cache == "reuse" else ""
+    point = {"prompt_tokens_mean": tokens, "ttft_mean_s": ttft, "e2e_mean_s": 1.0 + ttft}
+    return rows(
+        f"p{int(tokens)}-t0.7-w1-n20{suffix}",
+        [point] * trials,
+        suites="prompt_length",
+        prompt_name=f"p{int(tokens)}",
+        prompt_cache=cache,
+    )
+
+
+def test_cached_prompts_do_not_flatten_the_fit():
+    # true prefill 2,500 tok/s; the reuse experiments are served from the cache
+    tokens = (30, 120, 420, 900)
+    data = summary(
+        *[length_rows(t, 0.02 + t / 2500) for t in tokens],
+        *[length_rows(t, 0.035, cache="reuse") for t in tokens],
+    )
+    result = prompt_length.summary(data)
+    assert result.verdict == PromptLengthVerdict.LINEAR
+    assert result.prefill_tps == pytest.approx(2500)
+    assert len(result.excluded_cached) == 4 and len(result.points) == 4
+    words = findings.wording.prompt_length(result)
+    assert "prefill ≈ 2,500 tok/s" in words and "Left out of the fit" in words
+
+
+def test_a_poor_fit_is_inconclusive_and_gives_no_prefill_rate():
+    noisy = summary(*[length_rows(t, v) for t, v in ((2, 0.01), (5, 0.032), (25, 0.02),
+                                                       (86, 0.015), (359, 0.031))])  # fmt: skip
+    result = prompt_length.summary(noisy)
+    assert result.verdict == PromptLengthVerdict.INCONCLUSIVE
+    assert result.reason == PromptLengthReason.POOR_FIT
+    words = findings.wording.prompt_length(result)
+    assert "The fit is poor" in words and "prefill ≈" not in words and "prefill work" not in words
+
+
+def test_flat_prompt_length_and_too_few_points():
+    flat = summary(*[length_rows(t, 0.035) for t in (30, 120, 420)])
+    assert prompt_length.summary(flat).verdict == PromptLengthVerdict.FLAT
+    two = summary(*[length_rows(t, 0.02 + t / 2500) for t in (30, 420)])
+    result = prompt_length.summary(two)
+    assert result.verdict == PromptLengthVerdict.INCONCLUSIVE
+    assert result.reason == PromptLengthReason.TOO_FEW_POINTS
+
+
+def test_superlinear_prompt_length():
+    data = summary(*[length_rows(t, 0.02 + (t / 1000) ** 2) for t in (100, 500, 1000, 2000, 4000)])
+    assert prompt_length.summary(data).verdict == PromptLengthVerdict.SUPERLINEAR
+
+
+def test_kv_cache_finding_compares_the_same_prompt_both_ways():
+    def kv(cache, ttfts):
+        suffix = "-reuse" if cache == "reuse" else ""
+        return rows(
+            f"long-t0.7-w1-n20{suffix}",
+            [{"ttft_mean_s": t, "ttft_ci95_s": 0.001} for t in ttfts],
+            suites="kv_cache",
+            prompt_cache=cache,
+        )
+
+    result = findings.compute(
+        summary(kv("bust", [0.4, 0.41]), kv("reuse", [0.05, 0.051])),
+        findings.Context(engine="ollama"),
+    )
+    assert result.kv_cache.verdict == KvCacheVerdict.REUSE_FASTER
+    assert result.kv_cache.ttft_saving == pytest.approx(1 - 0.0505 / 0.405)
+    one_pass = findings.compute(
+        summary(kv("bust", [0.4]), kv("reuse", [0.05])), findings.Context(engine="ollama")
+    )
+    assert one_pass.kv_cache.verdict == KvCacheVerdict.INCONCLUSIVE
+
+
+# --- bottleneck rules ----------------------------------------------------------------
+
+
+def resources(**values) -> findings.resources.ResourcesFinding:
+    fields = findings.resources.ResourcesFinding.__dataclass_fields__
+    return findings.resources.ResourcesFinding(**({name: None for name in fields} | values))
+
+
+NO_SWEEP = concurrency.summary(pl.DataFrame(), capabilities_for("ollama"))
+
+
+@pytest.mark.parametrize(
+    ("values", "cores", "expected"),
+    [
+        ({"server_cpu_percent_mean": 390.0, "cpu_percent_mean": 60.0}, 4, Bottleneck.CPU),
+        ({"cpu_percent_mean": 90.0}, 4, Bottleneck.CPU),
+        ({"mem_available_gb_min": 0.5, "mem_total_gb": 16.0}, 4, Bottleneck.MEMORY),
+        ({"swap_growth_gb": 0.5, "swap_used_gb_max": 2.0}, 4, Bottleneck.MEMORY),
+        ({"disk_read_mb_s_median": 200.0, "cpu_percent_mean": 20.0}, 4, Bottleneck.IO),
+        (
+            {"client_cpu_percent_mean": 95.0, "server_cpu_percent_mean": 20.0},
+            4,
+            Bottleneck.CLIENT,
+        ),
+        ({"cpu_percent_mean": 30.0, "mem_available_gb_min": 8.0}, 4, Bottleneck.UNDETERMINED),
+    ],
+)
+def test_bottleneck_rules(values, cores, expected):
+    result = bottleneck.summary(resources(**values), NO_SWEEP, capabilities_for("ollama"), cores)
+    assert result.primary == expected
+    assert len(result.checks) == 6  # every rule reports its outcome
+
+
+def test_client_rule_is_skipped_when_client_and_server_share_a_process():
+    busy_client = resources(client_cpu_percent_mean=95.0, server_cpu_percent_mean=20.0)
+    result = bottleneck.summary(busy_client, NO_SWEEP, capabilities_for("llamacpp"), 4)
+    client = next(c for c in result.checks if c.rule == Bottleneck.CLIENT)
+    assert client.missing == bottleneck.Missing.ONE_PROCESS and not client.triggered
+
+
+def test_priority_memory_before_cpu_before_queueing():
+    data = two_slot_server()
+    sweep = concurrency.summary(data, capabilities_for("ollama"))
+    heavy = resources(cpu_percent_mean=95.0, mem_available_gb_min=0.2, mem_total_gb=16.0)
+    result = bottleneck.summary(heavy, sweep, capabilities_for("ollama"), 4)
+    assert result.primary == Bottleneck.MEMORY
+    assert result.secondary == (Bottleneck.CPU, Bottleneck.QUEUEING)
+
+
+# --- all failed, round trip --------------------------------------------------------------
+
+
+def test_all_failed_condition_says_so():
+    failed = {
+        "n_ok": 0,
+        "n_errors": 100,
+        "n_requests": 100,
+        "e2e_mean_s": None,
+        "ttft_mean_s": None,
+        "tps_mean": None,
+        "error_classes": "connect",
+    }
+    result = findings.compute(
+        summary(rows("short-t0.7-w1-n100", [failed], prompt_name="short")),
+        findings.Context(engine="ollama", prompt_order=("short",)),
+    )
+    prompt = result.basic.prompts[0]
+    assert prompt.all_failed
+    assert findings.wording.measured(prompt, prompt.e2e.mean, 3, "s") == "n/a: all 100 failed"
+    assert findings.wording.num(None, 3, "s") == "n/a"
+    assert result.run.failed[0].n_errors == 100
+
+
+def test_findings_round_trip_through_json(tmp_path):
+    data = summary(
+        two_slot_rows(trials=2),
+        temperature_rows(0.0, [{}, {}]),
+        temperature_rows(1.5, [{"n_truncated": 3}] * 2),
+        *[length_rows(t, 0.02 + t / 2500) for t in (30, 120, 420)],
+    )
+    result = findings.compute(data, findings.Context(engine="calibration"))
+    path = tmp_path / "findings.json"
+    findings.write(result, path)
+    assert findings.load(path) == result
+    raw = json.loads(path.read_text())
+    assert raw["concurrency"]["verdict"] == "saturates"
+    assert raw["concurrency"]["knee_workers"] == 2
+    assert raw["temperature"]["verdict"] in {v.value for v in TemperatureVerdict}
+    assert raw["prompt_length"]["verdict"] == "linear"
+    assert raw["bottleneck"]["primary"] == "queueing"
+
+
+def test_cpu_used_by_other_processes_is_not_the_engines_bottleneck():
+    busy_machine = resources(
+        cpu_percent_mean=95.0, server_cpu_percent_mean=30.0, interference_cpu_pct_mean=150.0
+    )
+    args = (busy_machine, NO_SWEEP, capabilities_for("ollama"), 2)
+    result = bottleneck.summary(*args, logical_cores=2)
+    cpu = next(c for c in result.checks if c.rule == Bottleneck.CPU)
+    assert cpu.get("own_cpu_percent_mean") == pytest.approx(20.0) and not cpu.triggered
+    assert "without other processes" in findings.wording.check_text(cpu)
+    assert bottleneck.summary(*args).primary == Bottleneck.CPU  # cores unknown: raw figure
+
+
+def test_old_swap_that_does_not_grow_is_not_pressure_and_a_starved_model_is():
+    calm = {"mem_available_gb_min": 12.0, "mem_total_gb": 16.0}
+    ollama = capabilities_for("ollama")
+    old_swap = resources(**calm, swap_used_gb_max=2.0, swap_growth_gb=0.0)
+    assert bottleneck.summary(old_swap, NO_SWEEP, ollama, 4).primary != Bottleneck.MEMORY
+    growing = bottleneck.summary(
+        resources(**calm, swap_used_gb_max=2.0, swap_growth_gb=0.5), NO_SWEEP, ollama, 4
+    )
+    assert growing.primary == Bottleneck.MEMORY
+    assert "swap grew by 0.50 GB" in findings.wording.check_text(growing.checks[0])
+    starved = resources(mem_total_gb=16.0, mem_available_gb_min=3.5, server_rss_gb_max=1.0)
+    assert bottleneck.summary(starved, NO_SWEEP, ollama, 4, 8.0).primary == Bottleneck.MEMORY
+    roomy = resources(**calm, server_rss_gb_max=1.0)  # e.g. offloaded to a GPU
+    assert bottleneck.summary(roomy, NO_SWEEP, ollama, 4, 8.0).primary != Bottleneck.MEMORY
+
+
+def test_expectations_are_weighted_by_requests_and_placed_against_the_range():
+    data = summary(
+        rows("a", [{"tps_mean": 10.0, "n_ok": 30}]), rows("b", [{"tps_mean": 30.0, "n_ok": 10}])
+    )
+    found = findings.compute(data, findings.Context(engine="ollama", expected_tps=(10, 20)))
+    assert found.expectations.actual_tps == pytest.approx(15.0) and found.expectations.n == 40
+    assert found.expectations.position == findings.expectations.Position.WITHIN
+    fast = findings.compute(
+        summary(rows("a", [{"tps_mean": 60.0}])), findings.Context(engine="ollama")
+    )
+    assert "3.0× the high end" in findings.wording.expectations(fast.expectations)
+
+
+def test_breakdown_shares_add_to_100_and_other_is_clipped():
+    timed = {
+        "prep_mean_s": 0.0009,
+        "e2e_mean_s": 2.0,
+        "ttft_mean_s": 0.5,
+        "queue_mean_s": 0.1,
+        "load_mean_s": 0.0,
+        "prefill_mean_s": 0.4,
+        "decode_mean_s": 1.4,
+    }
+    found = findings.compute(summary(rows("a", [timed])), findings.Context(engine="llamacpp"))
+    result = found.breakdown
+    assert result.ttft_percent == pytest.approx(25.0) and result.decode_dominates
+    shares = {p.name: p.percent for p in result.phases}
+    assert sum(shares.values()) == pytest.approx(100.0) and shares["decode"] == pytest.approx(70)
+    assert "client spent 0.90 ms preparing it" in findings.wording.breakdown(result)
+    over = {"e2e_mean_s": 1.0, "prefill_mean_s": 0.5, "decode_mean_s": 0.75}
+    found = findings.compute(summary(rows("a", [over])), findings.Context(engine="ollama"))
+    assert found.breakdown.phases_exceed_e2e == pytest.approx(125.0)
+    assert sum(p.percent for p in found.breakdown.phases) == pytest.approx(100.0)
+
+
+def test_every_finding_copes_with_no_data():
+    for data in (pl.DataFrame(), summary(rows("a", [{"n_ok": 0, "e2e_mean_s": None}]))):
+        found = findings.compute(data, findings.Context(engine="ollama"))
+        assert found.temperature.verdict is None and found.concurrency.verdict is None
+        assert found.prompt_length.verdict is None and found.kv_cache.verdict is None
+        assert found.bottleneck.primary == Bottleneck.UNDETERMINED
+        for words in (
+            findings.wording.temperature(found.temperature),
+            findings.wording.concurrency(found.concurrency, None),
+            findings.wording.prompt_length(found.prompt_length),
+            findings.wording.expectations(found.expectations),
+            findings.wording.breakdown(found.breakdown),
+            findings.wording.bottleneck_sentence(found.bottleneck),
+        ):
+            assert words and "None" not in words
+
+
+def test_cpu_ideas_follow_the_engines_settings():
+    hot = {"suites": "resources", "experiment_id": "res-r1"}
+    data = summary([DEFAULTS | hot | {"condition_id": "res", "trial": 1, "repeats": 1}])
+    samples = {"res-r1": {"cpu_percent_mean": 97.0, "n_samples": 10}}
+    embedded = findings.Context(engine="llamacpp", physical_cores=4, threads_configurable=True)
+    found = findings.compute(data, embedded, resources_by_id=samples)
+    assert found.bottleneck.primary == Bottleneck.CPU
+    assert ("engine.n_threads", "4") in [(i.setting, i.value) for i in found.run.ideas]
+    remote = findings.compute(
+        data, findings.Context(engine="ollama", physical_cores=4), resources_by_id=samples
+    )
+    assert remote.run.ideas[0].setting == "engine.model"

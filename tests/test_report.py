@@ -1,0 +1,178 @@
+"""The log from constructed findings: wording, n/a, and that nothing from a
+config, a server or a model becomes markup."""
+
+import re
+
+import polars as pl
+import pytest
+
+from perflab import findings, report
+
+SCRIPT = "<script>alert(1)</script>"
+IMG = '<img src=x onerror="alert(2)">'
+LINK = "[click](javascript:alert(3))"
+HOSTILE = f"{SCRIPT} {IMG} {LINK} a|b `code` *bold*"
+
+
+def row(**values) -> dict:
+    return {
+        "experiment_id": "short-t0.7-w1-n4-r1",
+        "condition_id": "short-t0.7-w1-n4",
+        "trial": 1,
+        "repeats": 1,
+        "prompt_name": "short",
+        "temperature": 0.7,
+        "workers": 1,
+        "suites": "basic",
+        "n_requests": 4,
+        "n_ok": 4,
+        "n_errors": 0,
+        "e2e_mean_s": 1.0,
+        "e2e_ci95_s": 0.01,
+        "ttft_mean_s": 0.2,
+        "tps_mean": 20.0,
+        "output_tokens_mean": 16.0,
+        "prompt_tokens_mean": 5.0,
+        "req_per_s": 1.0,
+        "error_classes": None,
+    } | values
+
+
+def metadata(**engine) -> list[dict]:
+    return [
+        {
+            "experiment": {"id": "short-t0.7-w1-n4-r1", "suites": ["basic"]},
+            "engine": {"engine": "ollama", "model": "m", "engine_version": "1"} | engine,
+            "host": {"cpu_model": "cpu", "logical_cores": 2, "ram_gb": 8.0, "os": "Linux"},
+            "run": {"started": 1_700_000_000.0, "ended": 1_700_000_060.0},
+            "perflab_version": "0",
+            "config_hash": "abc",
+        }
+    ]
+
+
+def config(prompt: str = "What is AI?", model: str = "m") -> dict:
+    return {
+        "run": "test",
+        "engine": {"name": "ollama", "model": model, "model_path": None},
+        "generation": {"keep_alive": "5m"},
+        "warmup_requests": 1,
+        "prompts": {"short": prompt},
+        "suites": {"basic": {"prompts": ["short"]}},
+        "tiny_model": {},
+    }
+
+
+def render(summary: pl.DataFrame, meta: list[dict], cfg: dict) -> tuple[str, str]:
+    context = findings.context_from_metadata(meta, cfg, "results/test")
+    found = findings.compute(summary, context, disk_path=".")
+    text = report.render_log(report.build_context(found, meta, cfg, {}, ["results/test/x.json"]))
+    return text, report.render_html(text, f"Day 1 log — {cfg['run']}", {})
+
+
+def test_markdown_escape_neutralises_markup():
+    escaped = report.markdown_escape(HOSTILE)
+    assert "<" not in escaped and ">" not in escaped
+    assert "\\[click\\]" in escaped and "a\\|b" in escaped and "\\`code\\`" in escaped
+    assert report.markdown_escape(report.Verbatim("x ``` y")) == "x ''' y"
+
+
+def test_script_tags_through_every_field_never_become_markup():
+    summary = pl.DataFrame(
+        [
+            row(error_classes=HOSTILE, n_errors=1, n_requests=5),
+            row(
+                experiment_id=f"x{SCRIPT}-r1",
+                condition_id=f"x{SCRIPT}",
+                prompt_name=HOSTILE,
+                suites="basic,temperature",
+                temperature=1.5,
+                interference_cpu_pct_mean=300.0,
+            ),
+        ]
+    )
+    meta = metadata(
+        model=HOSTILE,
+        engine_version=HOSTILE,
+        model_digest=HOSTILE,
+        model_details={"family": HOSTILE},
+        host=f"http://h/{SCRIPT}",
+    )
+    meta[0]["host"]["cpu_model"] = HOSTILE
+    text, html = render(summary, meta, config(prompt=HOSTILE, model=HOSTILE))
+    # outside code blocks (where Markdown shows text as text) nothing is markup
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+    assert "<script" not in prose.lower() and "<img" not in prose.lower()
+    assert prose.count("```") == 0  # no value closed a code block early
+    assert "<script" not in html.lower() and "<img" not in html.lower()
+    assert not re.search(r"<[^>]+\bon\w+\s*=", html)  # no event handler on any tag
+    assert "javascript:" not in "".join(re.findall(r'href="([^"]*)"', html))
+    assert "<a " not in html
+    # a pipe in a value does not break a table row: every row keeps its cells
+    for table in re.findall(r"<table>.*?</table>", html, re.S):
+        counts = {len(re.findall(r"<t[dh]>", r)) for r in re.findall(r"<tr>.*?</tr>", table, re.S)}
+        assert len(counts) == 1
+
+
+def test_html_sanitiser_drops_raw_html_and_javascript_links():
+    html = report.render_html(
+        f"# t\n\n{SCRIPT}\n\n{IMG}\n\n[x](javascript:alert(1)) [ok](https://example.org)",
+        f"title {SCRIPT}",
+        {},
+    )
+    assert "<script" not in html.lower() and "onerror" not in html
+    assert 'href="https://example.org"' in html and "javascript:" not in html
+
+
+def test_all_requests_failed_says_na_with_the_count():
+    failed = row(
+        n_ok=0, n_errors=100, n_requests=100, e2e_mean_s=None, ttft_mean_s=None, tps_mean=None,
+        error_classes="connect", e2e_ci95_s=None, output_tokens_mean=None,
+        prompt_tokens_mean=None, req_per_s=0.0,
+    )  # fmt: skip
+    text, _ = render(pl.DataFrame([failed]), metadata(), config())
+    assert "**Mean Latency**: n/a: all 100 failed" in text
+    assert "n/as" not in text
+    assert "connect" in text.split("### Technical Issues", 1)[1]
+
+
+@pytest.mark.parametrize("duration", [None, 0.2])
+def test_one_request_and_a_sub_second_resources_run_still_render(duration):
+    one = row(n_ok=1, n_requests=1, e2e_ci95_s=None, suites="basic,resources", duration_s=duration)
+    meta = metadata()
+    meta[0]["resources"] = {"n_samples": 0}
+    text, html = render(pl.DataFrame([one]), meta, config())
+    assert "**Avg CPU**: n/a" in text and "(95% CI ± n/a)" in text
+    assert "<svg" not in html and "Mean Latency" in html
+
+
+def test_log_carries_the_run_the_ideas_and_the_key_findings():
+    rows = [
+        row(),
+        row(
+            experiment_id="w4-r1", condition_id="w4", workers=4, suites="concurrency",
+            req_per_s=1.0, e2e_mean_s=4.0, unaccounted_mean_s=3.0,
+        ),
+        row(
+            experiment_id="w1-r1", condition_id="w1", workers=1, suites="concurrency",
+            unaccounted_mean_s=0.0,
+        ),
+    ]  # fmt: skip
+    text, _ = render(pl.DataFrame(rows), metadata(), config())
+    assert "**Total Time**: 0.02 hours" in text
+    assert "1. OLLAMA_NUM_PARALLEL: 2" in text
+    assert "  - bottleneck: queueing" in text and "  - concurrency: serial" in text
+    assert "Every comparison rests on one pass" in text
+    assert "[ ] CPU | [ ] Memory | [ ] Disk I/O | [ ] Network — queueing" in text
+    assert "GB free where results are written" in text
+
+
+def test_log_shows_each_conditions_trial_spread():
+    trials = [
+        row(experiment_id=f"short-t0.7-w1-n4-r{k}", trial=k, repeats=2, e2e_mean_s=e2e)
+        for k, e2e in ((1, 1.0), (2, 1.2))
+    ]
+    text, _ = render(pl.DataFrame(trials), metadata(), config())
+    assert "Each condition ran as 2 independent trials" in text
+    appendix = text.split("## Appendix", 1)[1]
+    assert "| short-t0.7-w1-n4 | 2 | 8 | 0 | 1.100 ± 1.271 (2 trials: 1.000–1.200) |" in appendix

@@ -1,0 +1,15 @@
+"""Snakemake adaptor: summary, requests and metadata → findings.json."""
+
+import sys
+
+from perflab.findings import write_findings
+
+sys.stderr = open(snakemake.log[0], "w")
+
+write_findings(
+    summary_path=snakemake.input.summary,
+    requests_path=snakemake.input.requests,
+    metadata_paths=snakemake.input.metadata,
+    config=snakemake.params.config,
+    findings_path=snakemake.output.findings,
+)
