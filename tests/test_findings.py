@@ -149,6 +149,16 @@ def test_drift_in_one_trial_is_not_an_effect():
     assert hot.e2e.between_trials and hot.e2e.low == 1.0 and hot.e2e.high == 1.6
 
 
+def test_a_measurable_but_small_difference_is_no_practical_effect():
+    data = summary(
+        temperature_rows(0.0, [{"e2e_mean_s": 1.03, "tps_mean": 62.0}]),
+        temperature_rows(0.7, [{"e2e_mean_s": 1.0}]),
+    )
+    result = temperature.summary(data)
+    assert result.verdict == TemperatureVerdict.NO_EFFECT and result.latency_measurable
+    assert "No practical effect" in findings.wording.temperature(result)
+
+
 def test_speed_effect_that_the_trials_support():
     data = summary(
         temperature_rows(0.0, [{"e2e_mean_s": v, "tps_mean": 40.0} for v in (1.58, 1.6, 1.62)]),

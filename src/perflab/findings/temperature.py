@@ -51,7 +51,8 @@ class TemperatureFinding:
     fastest: Condition | None
     latency_difference: float | None  # slowest / fastest mean latency − 1
     speed_difference: float | None  # (fastest − slowest decode tok/s) / fastest
-    latency_differs: bool
+    latency_measurable: bool  # the latency intervals do not overlap
+    latency_differs: bool  # measurable and at least PRACTICAL_DIFFERENCE
     speed_differs: bool
     same_output_length: bool
     truncated: tuple[Condition, ...]  # conditions with answers cut at max_tokens
@@ -78,7 +79,7 @@ def summary(frame: pl.DataFrame, disturbed: tuple[str, ...] = ()) -> Temperature
     )
     truncated = tuple(c for c in found if c.n_truncated)
     empty = TemperatureFinding(
-        None, None, tuple(found), None, None, None, None, False, False, True, truncated,
+        None, None, tuple(found), None, None, None, None, False, False, False, True, truncated,
         one_pass(found), (),
     )  # fmt: skip
     if len(found) < 2:
@@ -88,9 +89,8 @@ def summary(frame: pl.DataFrame, disturbed: tuple[str, ...] = ()) -> Temperature
     latency_difference = slow.e2e.mean / fast.e2e.mean - 1
     speeds = [c.tps for c in found if c.tps.mean is not None]
     speed_difference = relative_range([s.mean for s in speeds])
-    latency_differs = not overlap([c.e2e for c in found]) and (
-        latency_difference >= PRACTICAL_DIFFERENCE
-    )
+    measurable = not overlap([c.e2e for c in found])
+    latency_differs = measurable and latency_difference >= PRACTICAL_DIFFERENCE
     speed_differs = (
         len(speeds) >= 2
         and not overlap(speeds)
@@ -109,6 +109,7 @@ def summary(frame: pl.DataFrame, disturbed: tuple[str, ...] = ()) -> Temperature
         fastest=fast,
         latency_difference=latency_difference,
         speed_difference=speed_difference,
+        latency_measurable=measurable,
         latency_differs=latency_differs,
         speed_differs=speed_differs,
         same_output_length=same_length,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from perflab.findings.breakdown import BreakdownFinding
 from perflab.findings.concurrency import ConcurrencyFinding, ConcurrencyVerdict, QueueSource
 from perflab.findings.expectations import ExpectationFinding, Position
+from perflab.findings.frame import PRACTICAL_DIFFERENCE
 from perflab.findings.kv_cache import KvCacheFinding, KvCacheVerdict
 from perflab.findings.prompt_length import (
     MIN_FIT_POINTS,
@@ -114,7 +115,12 @@ def temperature(f: TemperatureFinding) -> str:
         for c in f.conditions
     )
     slow, fast = f.slowest, f.fastest
-    if f.verdict == TemperatureVerdict.NO_EFFECT:
+    if f.verdict == TemperatureVerdict.NO_EFFECT and f.latency_measurable:
+        text = (
+            f"No practical effect: the largest latency difference, {f.latency_difference:.1%}, "
+            f"is measurable but under {PRACTICAL_DIFFERENCE:.0%}"
+        )
+    elif f.verdict == TemperatureVerdict.NO_EFFECT:
         text = (
             "No: no latency difference beyond the spread of the measurements "
             f"(largest {f.latency_difference:.1%})"
