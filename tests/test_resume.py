@@ -131,7 +131,7 @@ def test_kill_9_mid_experiment_then_unlock_and_the_plain_command_resumes(workdir
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     experiments_dir = workdir / "results" / "first" / "experiments"
-    for name in ("short-t0.7-w1-n12", "medium-t0.7-w1-n12"):
+    for name in ("short-t0.7-w1-n12-r1", "medium-t0.7-w1-n12-r1"):
         lines = (experiments_dir / name / "records.jsonl").read_text().splitlines()
         assert len(lines) == 12 + 1
         assert not (experiments_dir / name / "records.partial.jsonl").exists()
