@@ -91,6 +91,8 @@ def test_models_errors_and_faults_in_openai_shape(calibration_server):
     assert missing.json()["error"]["message"] == "model 'nope:1b' not found"
     empty = post(calibration_server, "/v1/chat/completions", messages=[])
     assert empty.status_code == 400 and "messages" in empty.json()["error"]["message"]
+    garbled = httpx.post(calibration_server.url + "/v1/completions", content=b"{not json")
+    assert garbled.status_code == 400 and "invalid JSON" in garbled.json()["error"]["message"]
     faulted = httpx.post(
         calibration_server.url + "/v1/completions",
         json={"model": MODEL, "prompt": "x"},

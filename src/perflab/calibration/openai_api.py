@@ -191,4 +191,7 @@ def models(handler: Handler) -> None:
 
 
 GET_ROUTES = {"/v1/models": models}
-POST_ROUTES = {"/v1/chat/completions": chat_completions, "/v1/completions": completions}
+POST_ROUTES = {
+    "/v1/chat/completions": (chat_completions, error_payload),
+    "/v1/completions": (completions, error_payload),
+}
