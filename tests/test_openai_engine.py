@@ -91,6 +91,8 @@ def test_models_errors_and_faults_in_openai_shape(calibration_server):
     assert missing.json()["error"]["message"] == "model 'nope:1b' not found"
     empty = post(calibration_server, "/v1/chat/completions", messages=[])
     assert empty.status_code == 400 and "messages" in empty.json()["error"]["message"]
+    garbled = httpx.post(calibration_server.url + "/v1/completions", content=b"{not json")
+    assert garbled.status_code == 400 and "invalid JSON" in garbled.json()["error"]["message"]
     faulted = httpx.post(
         calibration_server.url + "/v1/completions",
         json={"model": MODEL, "prompt": "x"},
@@ -165,9 +167,11 @@ def test_streams_the_scripted_tokens_with_usage_counts(make_calibration_server, 
     assert final.timings.decode_s == pytest.approx(entry.decode_s, abs=1e-6)
     # the request left after the call began and well before its first token
     assert 0 < sent.sent_at - t0 < arrivals[1] - entry.scheduled_prefill_s + 0.005
-    gaps = [b - a for a, b in pairwise(arrivals[1:7])]
-    assert all(0.005 <= gap <= 0.05 for gap in gaps), gaps
-    assert entry.scheduled_prefill_s <= arrivals[1] <= entry.scheduled_prefill_s + 0.1
+    # tokens on absolute deadlines 10 ms apart: never early, lateness does not pile up
+    offsets = [t - arrivals[1] for t in arrivals[1:7]]
+    assert all(0.01 * i - 0.005 <= o <= 0.01 * i + 0.25 for i, o in enumerate(offsets)), offsets
+    assert sum(b - a for a, b in pairwise(arrivals[1:7])) / 5 == pytest.approx(0.01, abs=0.04)
+    assert entry.scheduled_prefill_s <= arrivals[1] <= entry.scheduled_prefill_s + 0.25
 
 
 def test_preflight_lists_models(engine, calibration_server):
@@ -313,3 +317,38 @@ def test_itl_is_per_token_when_a_chunk_brings_several(scripted):
     # chunks of 2, 2 and 1 tokens: the first chunk's second token has no gap of its own,
     # the second chunk's gap is shared by its two tokens
     assert len(record.itl_s) == 3 and record.itl_s[0] == record.itl_s[1]
+
+
+def test_several_tokens_per_event_give_the_scripted_itl_per_token(make_calibration_server):
+    from perflab.runner import Clock, measure_request
+
+    server = make_calibration_server(tokens_per_chunk=3, itl_s=0.01, output_tokens=8)
+    raw = events(
+        post(
+            server,
+            "/v1/completions",
+            prompt="x",
+            stream=True,
+            stream_options={"include_usage": True, "continuous_usage_stats": True},
+        )
+    )
+    content = [c for c in raw if c["choices"] and c["choices"][0]["text"]]
+    assert [len(c["choices"][0]["text"].split()) for c in content] == [3, 3, 2]
+    assert [c["usage"]["completion_tokens"] for c in content] == [3, 6, 8]
+
+    engine = OpenAIEngine(MODEL, host=server.url)
+    record = measure_request(
+        engine,
+        "x",
+        GenerationOptions(),
+        experiment_id="batched",
+        request_index=0,
+        worker=0,
+        is_warmup=False,
+        clock=Clock(),
+    )
+    engine.close()
+    assert record.status == "ok" and record.output_tokens == 8
+    # events of 3, 3 and 2 tokens, 30 and 20 ms apart: 5 gaps, each the scripted 10 ms
+    assert len(record.itl_s) == 5
+    assert sum(record.itl_s) / 5 == pytest.approx(0.01, abs=0.006)

@@ -32,6 +32,7 @@ _FLAG_FIELDS = {
     "num_parallel": "num_parallel",
     "max_queue": "max_queue",
     "prompt_cache": "prompt_cache",
+    "tokens_per_chunk": "tokens_per_chunk",
     "tokens_per_word": "tokens_per_word",
     "seed": "seed",
     "stall": "stall_s",
@@ -135,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         default=None,
         help="each slot keeps its last prompt; a shared prefix is not prefilled again",
+    )
+    add(
+        "--tokens-per-chunk",
+        type=int,
+        metavar="N",
+        help=f"OpenAI API: tokens per streamed event ({d.tokens_per_chunk})",
     )
     add(
         "--tokens-per-word",

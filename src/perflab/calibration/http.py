@@ -33,7 +33,8 @@ FAULT_HEADER = "X-Calibration-Fault"
 REQUEST_ID_HEADER = "X-Calibration-Request-Id"
 
 GetRoute = Callable[["Handler"], None]
-PostRoute = Callable[["Handler", dict], None]
+# a POST route: what serves the JSON body, and the protocol's error body (status, message)
+PostRoute = tuple[Callable[["Handler", dict], None], Callable[[int, str], dict]]
 
 
 class CalibrationHTTPServer(ThreadingHTTPServer):
@@ -204,11 +205,12 @@ class Handler(BaseHTTPRequestHandler):
             self.read_body()
             self.not_found()
             return
+        serve, error_payload = route
         body = self.read_json()
         if isinstance(body, str):
-            self.send_json(400, {"error": body})
+            self.send_json(400, error_payload(400, body))
             return
-        route(self, body)
+        serve(self, body)
 
     def generate(self, request: GenerationRequest, responder: StreamResponder) -> RequestLog:
         """Hand a parsed request to the scheduler; cut the connection if the server stops."""

@@ -114,6 +114,8 @@ class TimingModel:
       no request limit).
     * ``num_parallel`` requests run at once per model; the rest wait in a FIFO
       queue (at most ``max_queue`` waiting, beyond that HTTP 503).
+    * ``tokens_per_chunk``: tokens per streamed event on the OpenAI API (as
+      vLLM under load); each event goes out when its last token is due.
     * ``prompt_cache``: each slot keeps its last prompt (and answer) in its KV
       cache; a request sharing a word prefix with it prefills only the rest
       (at least one token), like llama.cpp's and current Ollama's slots.
@@ -132,6 +134,7 @@ class TimingModel:
     num_parallel: int = 1
     max_queue: int = 512
     prompt_cache: bool = False
+    tokens_per_chunk: int = 1
     tokens_per_word: float = TOKENS_PER_WORD
     seed: int = 0
     stall_s: float = 600.0
@@ -169,6 +172,9 @@ class TimingModel:
         if self.max_queue < 0:
             raise ValueError("max_queue must be >= 0")
         self.seed = int(self.seed)
+        self.tokens_per_chunk = int(self.tokens_per_chunk)
+        if self.tokens_per_chunk < 1:
+            raise ValueError("tokens_per_chunk must be >= 1")
         if not isinstance(self.prompt_cache, bool):
             raise ValueError(f"prompt_cache must be true or false, got {self.prompt_cache!r}")
         rates = {str(k): float(v) for k, v in dict(self.fault_rates).items()}

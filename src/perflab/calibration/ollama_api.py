@@ -238,5 +238,13 @@ def show(handler: Handler, body: dict) -> None:
     )
 
 
+def error_payload(status: int, message: str) -> dict:
+    return {"error": message}
+
+
 GET_ROUTES = {"/": root, "/api/version": version, "/api/tags": tags, "/api/ps": ps}
-POST_ROUTES = {"/api/generate": generate, "/api/chat": chat, "/api/show": show}
+POST_ROUTES = {
+    "/api/generate": (generate, error_payload),
+    "/api/chat": (chat, error_payload),
+    "/api/show": (show, error_payload),
+}

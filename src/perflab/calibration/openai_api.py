@@ -50,10 +50,21 @@ class OpenAIResponder(StreamResponder):
 
     content_type = "text/event-stream"
 
-    def __init__(self, handler: Handler, stream: bool, chat: bool, include_usage: bool):
+    def __init__(
+        self,
+        handler: Handler,
+        stream: bool,
+        chat: bool,
+        include_usage: bool,
+        running_usage: bool = False,
+    ):
         super().__init__(handler, stream)
         self.chat = chat
         self.include_usage = include_usage
+        self.running_usage = running_usage  # vLLM's stream_options.continuous_usage_stats
+        self.per_event = handler.scheduler.timing.tokens_per_chunk
+        self.held: list[str] = []
+        self.sent = 0
         self.created = 0
         self.first = True
 
@@ -98,11 +109,30 @@ class OpenAIResponder(StreamResponder):
         return error_payload(status, message)
 
     def token_frames(self, text: str) -> list[bytes]:
+        """One event per ``tokens_per_chunk`` tokens, sent when the last of them is due."""
+        self.held.append(text)
+        if len(self.held) < self.per_event:
+            return []
+        return self.release()
+
+    def release(self) -> list[bytes]:
+        """The held tokens as one event (after the role, first in a chat stream)."""
         frames = []
         if self.first and self.chat:  # OpenAI opens a chat stream with the role alone
             frames.append(self.event(self.envelope([self.choice("", role=True)])))
         self.first = False
-        frames.append(self.event(self.envelope([self.choice(text)])))
+        if self.held:
+            self.sent += len(self.held)
+            extra = {}
+            if self.running_usage:
+                prompt = self.entry.prompt_tokens
+                extra["usage"] = {
+                    "prompt_tokens": prompt,
+                    "completion_tokens": self.sent,
+                    "total_tokens": prompt + self.sent,
+                }
+            frames.append(self.event(self.envelope([self.choice("".join(self.held))], **extra)))
+            self.held = []
         return frames
 
     def malformed_bytes(self) -> bytes:
@@ -116,8 +146,8 @@ class OpenAIResponder(StreamResponder):
             choice = self.choice(text, entry.done_reason, role=True)
             self.send_json(200, self.envelope([choice], usage=usage(entry), timings=timings(entry)))
             return
-        if self.first and self.chat:
-            self.write(self.event(self.envelope([self.choice("", role=True)])))
+        for frame in self.release():
+            self.write(frame)
         last = self.envelope([self.choice(None, entry.done_reason)], timings=timings(entry))
         self.write(self.event(last))
         if self.include_usage:
@@ -158,7 +188,9 @@ def _generation(handler: Handler, body: dict, chat: bool) -> None:
     prompt, problem = _prompt(body, chat)
     stream = body.get("stream") is True
     options = body.get("stream_options")
-    include_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
+    options = options if stream and isinstance(options, dict) else {}
+    include_usage = options.get("include_usage") is True
+    running_usage = options.get("continuous_usage_stats") is True
     key = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
     request = GenerationRequest(
         endpoint="v1/chat/completions" if chat else "v1/completions",
@@ -170,7 +202,8 @@ def _generation(handler: Handler, body: dict, chat: bool) -> None:
         fault=handler.headers.get(FAULT_HEADER) or body.get(FAULT_FIELD),
         problem=problem,
     )
-    handler.generate(request, OpenAIResponder(handler, stream, chat, include_usage))
+    responder = OpenAIResponder(handler, stream, chat, include_usage, running_usage)
+    handler.generate(request, responder)
 
 
 def chat_completions(handler: Handler, body: dict) -> None:
@@ -191,4 +224,7 @@ def models(handler: Handler) -> None:
 
 
 GET_ROUTES = {"/v1/models": models}
-POST_ROUTES = {"/v1/chat/completions": chat_completions, "/v1/completions": completions}
+POST_ROUTES = {
+    "/v1/chat/completions": (chat_completions, error_payload),
+    "/v1/completions": (completions, error_payload),
+}

@@ -201,7 +201,8 @@ class OpenAIEngine:
         body: dict = {
             "model": self.model,
             "stream": True,
-            "stream_options": {"include_usage": True},
+            # the running count (vLLM, SGLang) tells how many tokens each chunk brings
+            "stream_options": {"include_usage": True, "continuous_usage_stats": True},
             "max_tokens": options.max_tokens,
             "temperature": options.temperature,
         }
