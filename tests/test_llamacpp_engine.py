@@ -96,9 +96,10 @@ def test_concurrent_workers_queue_on_the_model_lock(engine):
     )
     assert len(result.records) == 6 and all(r.status == "ok" for r in result.records)
     assert max(r.queue_s for r in result.records) > 0
-    # one request at a time: no two generation spans overlap
+    # one request at a time: no two generation spans overlap (the lock is released just
+    # before the client stamps t_end, so a busy machine can let the next one in first)
     spans = sorted((r.t_first_token - r.ttft_s + r.queue_s, r.t_end) for r in result.records)
-    assert all(later[0] >= earlier[1] - 1e-3 for earlier, later in zip(spans, spans[1:]))
+    assert all(later[0] >= earlier[1] - 0.01 for earlier, later in zip(spans, spans[1:]))
 
 
 def test_finish_reason_says_length_at_max_tokens_and_stop_at_eos(engine):

@@ -106,6 +106,7 @@ def test_trials_of_one_condition_are_rows_of_their_own(experiment, tmp_path):
     summary = summarize(scan_requests(pairs)).collect().sort("trial")
     assert summary["trial"].to_list() == [1, 2, 3]
     assert summary["repeats"].to_list() == [3, 3, 3]
+    assert summary.schema["repeats"] == summary.schema["trial"] == pl.Int64
     assert summary["condition_id"].unique().to_list() == ["short-t0.7-w1-n4"]
     assert summary["interference_cpu_pct_mean"].to_list() == [12.5, None, None]
 

@@ -212,7 +212,7 @@ def summarize(requests: pl.LazyFrame) -> pl.LazyFrame:
             (pl.col("ttft_mean_s") / pl.col("e2e_mean_s")).alias("ttft_share"),
             # trials of the condition in this run (not stored per experiment: adding
             # trials later must not rerun, or contradict, the ones already measured)
-            pl.col("trial").n_unique().over("condition_id").alias("repeats"),
+            pl.col("trial").n_unique().over("condition_id").cast(pl.Int64).alias("repeats"),
         )
         .sort("experiment_id")
     )
