@@ -19,6 +19,7 @@ include: "workflow/rules/report.smk"
 localrules:
     fetch_vocab,
     aggregate,
+    findings,
     charts,
     report,
 

@@ -89,10 +89,14 @@ def copy_workflow(workdir: Path) -> Path:
 
 def snakemake(workdir: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     # A failed group submission can leave Snakemake waiting for ever: bound it.
-    command = ["timeout", "-k", "10", "240", sys.executable, "-m", "snakemake", *args]
-    result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
-    return result
+    command = ["timeout", "-k", "10", "300", sys.executable, "-m", "snakemake", *args]
+    return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True)
+
+
+def succeeded(result: subprocess.CompletedProcess) -> str:
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    return output
 
 
 @pytest.fixture(scope="module")
@@ -109,13 +113,17 @@ def slurm_run(env, tmp_path_factory) -> tuple[Path, str]:
         "--configfile",
         *CONFIGS,
     )
-    return workdir, result.stdout + result.stderr
+    if result.returncode != 0:  # leave the node free for the next run
+        job_ids = [job_id for job_id, _ in SUBMITTED.findall(result.stdout + result.stderr)]
+        if job_ids:
+            subprocess.run(["scancel", *job_ids], env=env, timeout=30, check=False)
+    return workdir, succeeded(result)
 
 
 @pytest.fixture(scope="module")
 def local_run(env, tmp_path_factory) -> Path:
     workdir = copy_workflow(tmp_path_factory.mktemp("local"))
-    snakemake(workdir, env, "--cores", "2", "--configfile", *CONFIGS)
+    succeeded(snakemake(workdir, env, "--cores", "2", "--configfile", *CONFIGS))
     return workdir
 
 
