@@ -68,9 +68,10 @@ def test_breakdown_matches_the_scripted_timings(tmp_path):
         scripted_prefill = (
             FAST_TIMING["ttft_fixed_s"] + FAST_TIMING["ttft_per_token_s"] * record["prompt_tokens"]
         )
-        assert record["prefill_s"] == pytest.approx(scripted_prefill, abs=0.01)
+        # a sleep never ends early; on a busy machine it can end late
+        assert scripted_prefill - 1e-3 <= record["prefill_s"] < scripted_prefill + 0.05
         scripted_decode = (record["output_tokens"] - 1) * FAST_TIMING["itl_s"]
-        assert record["decode_s"] == pytest.approx(scripted_decode, abs=0.01)
+        assert scripted_decode - 1e-3 <= record["decode_s"] < scripted_decode + 0.05
         # two workers on one parallel slot: the queue wait lands in unaccounted, not decode
         assert record["unaccounted_s"] >= -0.005
     waits = sorted(r["unaccounted_s"] for r in records)

@@ -116,3 +116,11 @@ def test_lines_without_text_are_not_tokens():
     body = ndjson([{"response": "", "done": False}, {"done": False}, FINAL])
     chunks = stream(engine_with(body))
     assert sum(c.n_tokens for c in chunks) == 0 and chunks[-1].done
+
+
+def test_each_chunk_carries_when_its_bytes_arrived():
+    together = stream(engine_with(BODY))  # one block: every line arrived at once
+    stamps = {c.arrived_at for c in together if c.n_tokens or c.done}
+    assert len(stamps) == 1 and None not in stamps
+    apart = [c.arrived_at for c in stream(engine_with(BODY, size=16)) if c.n_tokens or c.done]
+    assert None not in apart and apart == sorted(apart) and len(set(apart)) == len(apart)

@@ -84,6 +84,29 @@ def test_preparation_is_apart_from_the_measured_time():
     assert record.e2e_s < 0.05 and record.finish_reason == "stop"
 
 
+def test_a_chunk_is_timed_when_its_bytes_arrived_not_when_it_was_parsed():
+    """Work between the bytes' arrival and the chunk's yield is not latency."""
+
+    class SlowParser:
+        name = "slow-parser"
+
+        def stream(self, prompt, options):
+            sent = time.perf_counter()
+            yield Chunk(sent_at=sent)
+            arrived = sent + 0.01
+            time.sleep(0.04)  # parsing, long after the bytes came in
+            yield Chunk(text="a", n_tokens=1, arrived_at=arrived)
+            yield Chunk(text="b", n_tokens=1, arrived_at=arrived + 0.005)
+            final = ServerTimings(output_tokens=2, finish_reason="length")
+            yield Chunk(done=True, timings=final, arrived_at=arrived + 0.006)
+
+    record = measure(SlowParser())
+    assert record.ttft_s == pytest.approx(0.01, abs=1e-9)
+    assert record.itl_s == pytest.approx([0.005], abs=1e-9)
+    assert record.e2e_s == pytest.approx(0.016, abs=1e-9)
+    assert record.finish_reason == "length"
+
+
 def test_an_engine_without_a_send_time_is_timed_from_the_call():
     class Plain:
         name = "plain"

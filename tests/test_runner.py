@@ -203,9 +203,10 @@ def test_run_load_timings_come_from_arrival_times():
     result = run(ScriptedEngine(), LoadPlan(requests=3))
     for record in result.records:
         assert record.status == "ok" and record.output_tokens == TOKENS
-        assert record.ttft_s == pytest.approx(FIRST_S, abs=0.02)
-        assert all(gap == pytest.approx(GAP_S, abs=0.01) for gap in record.itl_s)
-        assert record.e2e_s == pytest.approx(REQUEST_S, abs=0.03)
+        # a sleep never ends early; on a busy machine it can end late
+        assert FIRST_S - 1e-3 <= record.ttft_s < FIRST_S + 0.05
+        assert all(GAP_S - 1e-3 <= gap < GAP_S + 0.05 for gap in record.itl_s)
+        assert REQUEST_S - 1e-3 <= record.e2e_s < REQUEST_S + 0.1
         assert record.tps == pytest.approx((TOKENS - 1) / (record.e2e_s - record.ttft_s))
 
 

@@ -111,7 +111,8 @@ def measure_request(
     clock: Clock,
 ) -> RequestRecord:
     """Send one request and time it from the client's side: from when the request
-    left (an engine's ``sent_at``, else the call) to its final chunk."""
+    left (an engine's ``sent_at``, else the call) to its final chunk, each chunk
+    at its ``arrived_at`` (else when the engine yields it)."""
     called = started = clock.now()
     prep = None
     first = last = ended = None
@@ -121,7 +122,9 @@ def measure_request(
     status, error_class, error = STATUS_OK, None, None
     try:
         for chunk in engine.stream(prompt, options):
-            arrived = clock.now()
+            arrived = chunk.arrived_at
+            if arrived is None:
+                arrived = clock.now()
             if chunk.sent_at is not None:
                 started, prep = chunk.sent_at, chunk.sent_at - called
             if chunk.n_tokens:

@@ -26,6 +26,9 @@ class Chunk:
     ``sent_at`` (``time.perf_counter()``) is set on a chunk (with no tokens) by an
     engine that knows when its request left: the runner times from there and
     counts the time before it as the client's preparation (``prep_s``).
+    ``arrived_at`` (``time.perf_counter()``), when set, is when the bytes that
+    carried the chunk were received; without it the runner stamps the chunk
+    when it gets it.
     """
 
     text: str = ""
@@ -34,6 +37,7 @@ class Chunk:
     timings: ServerTimings | None = None
     extra: dict = field(default_factory=dict)
     sent_at: float | None = None
+    arrived_at: float | None = None
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,7 @@ def _status_error(response: httpx.Response) -> EngineError:
     return EngineError(ERROR_HTTP_STATUS, f"HTTP {response.status_code}: {_brief(message)}")
 
 
-def part_chunk(part: object) -> Chunk:
+def part_chunk(part: object, arrived_at: float | None = None) -> Chunk:
     """One parsed line of /api/generate as a Chunk; raises on an error or a malformed line."""
     if not isinstance(part, dict):
         raise ValueError(f"a stream line is not a JSON object: {_brief(repr(part))}")
@@ -147,9 +147,11 @@ def part_chunk(part: object) -> Chunk:
     text = part.get("response") or ""
     if not isinstance(text, str):
         raise ValueError(f"response is not text: {text!r:.100}")
+    n_tokens = 1 if text else 0
     if part.get("done"):
-        return Chunk(text, 1 if text else 0, True, timings_from_final(part))
-    return Chunk(text, 1 if text else 0)
+        timings = timings_from_final(part)
+        return Chunk(text, n_tokens, True, timings, arrived_at=arrived_at)
+    return Chunk(text, n_tokens, arrived_at=arrived_at)
 
 
 def _blocks(response: httpx.Response) -> Iterator[bytes]:
@@ -162,28 +164,30 @@ def _blocks(response: httpx.Response) -> Iterator[bytes]:
 def _read_stream(response: httpx.Response, deadline: float, timeout_s: float) -> Iterator[Chunk]:
     """The chunks of a streamed response, up to and including the final one.
 
-    This loop runs once per token: it does what the client must (parse each
-    line, check the deadline) and leaves every other check to ``part_chunk``."""
+    Each chunk carries the time its bytes were received. The inner loop runs
+    once per token: it parses the line and leaves every other check to
+    ``part_chunk``; the deadline is checked as each block arrives."""
     if not response.is_success:
         raise _status_error(response)
     blocks = _blocks(response)
     pending = b""
     loads, clock = json.loads, time.perf_counter
     for block in blocks:
+        arrived = clock()  # every line in this block arrived now
+        if arrived > deadline:
+            raise EngineError(ERROR_TIMEOUT, f"request exceeded its {timeout_s:g} s timeout")
         lines = (pending + block).split(b"\n") if pending else block.split(b"\n")
         pending = lines.pop()
         for line in lines:
             if not line or line.isspace():
                 continue
-            if clock() > deadline:
-                raise EngineError(ERROR_TIMEOUT, f"request exceeded its {timeout_s:g} s timeout")
             part = loads(line)
             if type(part) is dict and not part.get("done") and "error" not in part:
                 text = part.get("response")
                 if type(text) is str:
-                    yield Chunk(text, 1 if text else 0)
+                    yield Chunk(text, 1 if text else 0, arrived_at=arrived)
                     continue
-            chunk = part_chunk(part)
+            chunk = part_chunk(part, arrived)
             yield chunk
             if chunk.done:
                 # read the rest (the chunked terminator) so the connection can be reused
@@ -192,7 +196,7 @@ def _read_stream(response: httpx.Response, deadline: float, timeout_s: float) ->
                         pass
                 return
     if pending and not pending.isspace():
-        chunk = part_chunk(json.loads(pending))
+        chunk = part_chunk(json.loads(pending), clock())
         yield chunk
         if chunk.done:
             return
