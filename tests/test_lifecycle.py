@@ -309,3 +309,24 @@ def test_preflight_times_one_request_and_estimates_the_run(tmp_path):
     assert (
         "whole run ≈" in result.stdout and "for 210 requests + 5 s of timed load" in result.stdout
     )
+
+
+def test_ctrl_c_on_the_embedded_engine_ends_cleanly(tmp_path, lock_dir, tiny_model_path):
+    """A worker may be inside llama.cpp when the interrupt lands: no crash, one line."""
+    overrides = {
+        "engine": {"model_path": str(tiny_model_path)},
+        "generation": {"max_tokens": 256},
+        "warmup_requests": 0,
+        "suites": {"concurrency": {"workers": [2], "requests": 500}},
+    }
+    config = load_config_file(ROOT / "config" / "config.yaml", overrides=overrides)
+    spec = experiment_spec(config, expand_experiments(config)["medium-t0.7-w2-n500"])
+    args = cli_args(spec, tmp_path)
+    args[args.index("--out-dir") + 1] = str(tmp_path / EXPERIMENT)
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_lines(tmp_path / EXPERIMENT / "records.partial.jsonl", 2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err[-2000:]
+    assert [line for line in err.splitlines() if line.startswith("perflab:")]
+    assert "Traceback" not in err and "Segmentation" not in err
