@@ -99,10 +99,16 @@ def _config_paths(files: list[str], with_default: bool) -> list[Path]:
 
 
 def _validate(args) -> None:
-    from perflab.config import expand_experiments, load_config_files
+    from perflab.config import DEFAULT_CONFIG, expand_experiments, load_config_files
     from perflab.estimate import estimate_run
 
     paths = _config_paths(args.configs, with_default=not args.no_default)
+    if not args.no_default and not DEFAULT_CONFIG.is_file():
+        print(
+            f"perflab: note: no {DEFAULT_CONFIG} here ({Path.cwd()}); checking the files alone. "
+            "Run this in the workflow's directory to merge them over it, as Snakemake does.",
+            file=sys.stderr,
+        )
     config = load_config_files(paths)
     experiments = expand_experiments(config)
     print(f"{' + '.join(map(str, paths))}: valid, {len(experiments)} experiments")
