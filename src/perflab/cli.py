@@ -18,7 +18,7 @@ def _fetch_vocab(args) -> None:
 def _build_model(args) -> None:
     from perflab.tiny_model import TinyModelSpec, build_tiny_model
 
-    build_tiny_model(Path(args.vocab), Path(args.out), TinyModelSpec(**json.loads(args.spec)))
+    build_tiny_model(Path(args.vocab), Path(args.out), TinyModelSpec(**args.spec))
 
 
 def _say(line: str) -> None:
@@ -31,14 +31,14 @@ def _preflight(args) -> None:
     from perflab.engines import make_engine
     from perflab.records import write_json_atomic
 
-    spec = json.loads(args.spec)
+    spec = args.spec
     engine = make_engine(spec, args.model)
     try:
         info = engine.preflight()
         if args.estimate:
             from perflab.estimate import time_one_request
 
-            estimate = time_one_request(engine, spec, json.loads(args.estimate))
+            estimate = time_one_request(engine, spec, args.estimate)
             info["estimate"] = asdict(estimate) | {"total_s": estimate.total_s}
     finally:
         engine.close()
@@ -55,7 +55,7 @@ def _run_experiment(args) -> None:
 
     install_signal_handlers()
     watch_parent()
-    spec = json.loads(args.spec)
+    spec = args.spec
     experiment = experiment_from_spec(spec)
     out = Path(args.out_dir)
     paths = ExperimentPaths(
@@ -119,6 +119,16 @@ def _validate(args) -> None:
         print(f"run time {estimate.describe()}")
 
 
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
+
+
 def _positive_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -146,15 +156,20 @@ def build_parser() -> argparse.ArgumentParser:
     command = commands.add_parser("build-model", help="build the tiny random-weight model")
     command.add_argument("--vocab", required=True)
     command.add_argument("--out", required=True)
-    command.add_argument("--spec", default="{}", help="tiny_model config block as JSON")
+    command.add_argument(
+        "--spec", type=_json_object, default={}, help="tiny_model config block as JSON"
+    )
     command.set_defaults(func=_build_model)
 
     command = commands.add_parser("preflight", help="check the engine can serve the model")
-    command.add_argument("--spec", required=True, help="experiment settings as JSON")
+    command.add_argument(
+        "--spec", type=_json_object, required=True, help="experiment settings as JSON"
+    )
     command.add_argument("--model", default=None, help="GGUF path (llamacpp)")
     command.add_argument("--out", required=True)
     command.add_argument(
         "--estimate",
+        type=_json_object,
         metavar="JSON",
         help="the run's plan (perflab.estimate.RunPlan as JSON): time one request, "
         "print the whole run's estimate",
@@ -162,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     command.set_defaults(func=_preflight)
 
     command = commands.add_parser("run-experiment", help="run one experiment")
-    command.add_argument("--spec", required=True, help="experiment spec as JSON")
+    command.add_argument("--spec", type=_json_object, required=True, help="experiment spec as JSON")
     command.add_argument("--model", default=None, help="GGUF path (llamacpp)")
     command.add_argument("--out-dir", required=True)
     command.add_argument("--failed-dir", required=True)
