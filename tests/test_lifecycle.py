@@ -330,3 +330,26 @@ def test_ctrl_c_on_the_embedded_engine_ends_cleanly(tmp_path, lock_dir, tiny_mod
     assert process.returncode == 130, err[-2000:]
     assert [line for line in err.splitlines() if line.startswith("perflab:")]
     assert "Traceback" not in err and "Segmentation" not in err
+
+
+def test_preflight_without_a_timed_request_says_why_and_goes_on(tmp_path):
+    config = load_config_file(
+        ROOT / "config" / "calibration.yaml",
+        base=ROOT / "config" / "config.yaml",
+        overrides={"calibration": {"fault_rates": {"http_500": 1.0}}},
+    )
+    from perflab.estimate import plan_run
+
+    plan = plan_run(expand_experiments(config).values(), config["warmup_requests"])
+    settings = {key: config[key] for key in ("engine", "generation", "calibration")}
+    out = tmp_path / "preflight.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "perflab", "preflight", "--spec", json.dumps(settings)]
+        + ["--estimate", json.dumps(plan.__dict__), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no estimate of the run's length: 3 test requests failed" in result.stdout
+    assert "http_status" in result.stdout and "estimate" not in json.loads(out.read_text())

@@ -35,17 +35,29 @@ def _preflight(args) -> None:
     engine = make_engine(spec, args.model)
     try:
         info = engine.preflight()
-        if args.estimate:
-            from perflab.estimate import time_one_request
-
-            estimate = time_one_request(engine, spec, args.estimate)
-            info["estimate"] = asdict(estimate) | {"total_s": estimate.total_s}
+        estimate, no_estimate = _estimate(engine, spec, args.estimate)
     finally:
         engine.close()
+    if estimate is not None:
+        info["estimate"] = asdict(estimate) | {"total_s": estimate.total_s}
     write_json_atomic(Path(args.out), info)
     _say(f"{info['engine']} {info.get('engine_version')} serves {info['model']}")
-    if args.estimate:
+    if estimate is not None:
         _say(f"whole run {estimate.describe()}")
+    if no_estimate:
+        _say(f"no estimate of the run's length: {no_estimate}")
+
+
+def _estimate(engine, spec: dict, plan: dict | None):
+    """(the run's estimate, None) or (None, why there is none); experiments report errors."""
+    from perflab.estimate import NoEstimate, time_one_request
+
+    if plan is None:
+        return None, None
+    try:
+        return time_one_request(engine, spec, plan), None
+    except NoEstimate as exc:
+        return None, str(exc)
 
 
 def _run_experiment(args) -> None:
