@@ -353,3 +353,43 @@ def test_preflight_without_a_timed_request_says_why_and_goes_on(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "no estimate of the run's length: 3 test requests failed" in result.stdout
     assert "http_status" in result.stdout and "estimate" not in json.loads(out.read_text())
+
+
+def test_an_experiment_waiting_for_the_lock_exits_with_its_parent(tmp_path, lock_dir):
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\nfrom perflab.locks import target_lock\n"
+            "with target_lock('calibration server on this machine', {}, print):\n"
+            "    print('held', flush=True); time.sleep(600)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        launcher = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import subprocess, sys, time\n"
+                "child = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, text=True)\n"
+                "print(child.pid, flush=True)\n"
+                "print(child.stdout.readline(), end='', flush=True)\n"
+                "time.sleep(600)\n",
+                *cli_args(make_spec(), tmp_path),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        child = psutil.Process(int(launcher.stdout.readline()))
+        assert "waiting for calibration server on this machine" in launcher.stdout.readline()
+        launcher.kill()
+        launcher.wait()
+        child.wait(timeout=20)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (tmp_path / EXPERIMENT / "records.partial.jsonl").exists()
