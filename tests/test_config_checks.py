@@ -307,3 +307,13 @@ def test_the_workflow_refuses_it_before_any_job(workflow_copy, text, key, value)
     assert "Traceback" not in output and "bad.yaml" in output
     assert key in output and value in output, output[-2000:]
     assert not (workflow_copy / "results").exists() and not (workflow_copy / "logs").exists()
+
+
+@pytest.mark.parametrize(("value", "seconds"), [(300, 300.0), (0.5, 0.5), (0, 0.0), ("5m", 300.0)])
+def test_a_numeric_keep_alive_reaches_ollama_with_its_unit(value, seconds):
+    """Ollama reads a string without a unit as an error: numbers are sent as seconds."""
+    from perflab.calibration import parse_duration
+    from perflab.engines import ollama_duration
+
+    assert parse_duration(ollama_duration(value), strict=True) == seconds
+    assert parse_duration(ollama_duration(-1), strict=True) == float("inf")

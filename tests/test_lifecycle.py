@@ -309,3 +309,87 @@ def test_preflight_times_one_request_and_estimates_the_run(tmp_path):
     assert (
         "whole run ≈" in result.stdout and "for 233 requests + 5 s of timed load" in result.stdout
     )
+
+
+def test_ctrl_c_on_the_embedded_engine_ends_cleanly(tmp_path, lock_dir, tiny_model_path):
+    """A worker may be inside llama.cpp when the interrupt lands: no crash, one line."""
+    overrides = {
+        "engine": {"model_path": str(tiny_model_path)},
+        "generation": {"max_tokens": 256},
+        "warmup_requests": 0,
+        "suites": {"concurrency": {"workers": [2], "requests": 500}},
+    }
+    config = load_config_file(ROOT / "config" / "config.yaml", overrides=overrides)
+    spec = experiment_spec(config, expand_experiments(config)["medium-t0.7-w2-n500"])
+    args = cli_args(spec, tmp_path)
+    args[args.index("--out-dir") + 1] = str(tmp_path / EXPERIMENT)
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_lines(tmp_path / EXPERIMENT / "records.partial.jsonl", 2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err[-2000:]
+    assert [line for line in err.splitlines() if line.startswith("perflab:")]
+    assert "Traceback" not in err and "Segmentation" not in err
+
+
+def test_preflight_without_a_timed_request_says_why_and_goes_on(tmp_path):
+    config = load_config_file(
+        ROOT / "config" / "calibration.yaml",
+        base=ROOT / "config" / "config.yaml",
+        overrides={"calibration": {"fault_rates": {"http_500": 1.0}}},
+    )
+    from perflab.estimate import plan_run
+
+    plan = plan_run(expand_experiments(config).values(), config["warmup_requests"])
+    settings = {key: config[key] for key in ("engine", "generation", "calibration")}
+    out = tmp_path / "preflight.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "perflab", "preflight", "--spec", json.dumps(settings)]
+        + ["--estimate", json.dumps(plan.__dict__), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no estimate of the run's length: 3 test requests failed" in result.stdout
+    assert "http_status" in result.stdout and "estimate" not in json.loads(out.read_text())
+
+
+def test_an_experiment_waiting_for_the_lock_exits_with_its_parent(tmp_path, lock_dir):
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\nfrom perflab.locks import target_lock\n"
+            "with target_lock('calibration server on this machine', {}, print):\n"
+            "    print('held', flush=True); time.sleep(600)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        launcher = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import subprocess, sys, time\n"
+                "child = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, text=True)\n"
+                "print(child.pid, flush=True)\n"
+                "print(child.stdout.readline(), end='', flush=True)\n"
+                "time.sleep(600)\n",
+                *cli_args(make_spec(), tmp_path),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        child = psutil.Process(int(launcher.stdout.readline()))
+        assert "waiting for calibration server on this machine" in launcher.stdout.readline()
+        launcher.kill()
+        launcher.wait()
+        child.wait(timeout=20)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (tmp_path / EXPERIMENT / "records.partial.jsonl").exists()

@@ -167,6 +167,10 @@ def test_two_workflows_never_measure_one_target_at_once(workdir):
     assert len(windows) == 4
     for (_, ended), (started, _) in zip(windows, windows[1:]):
         assert ended <= started, windows
+    for output in outputs:  # before the first experiment: the estimate; then each one's progress
+        assert "whole run ≈" in output and "for 26 requests in 2 experiments" in output
+        assert output.index("whole run ≈") < output.index("requests, 0 errors")
+        assert "12/12 requests, 0 errors" in output
     waited = "".join(outputs)
     assert "waiting for calibration server on this machine: held by pid" in waited
     assert "experiment" in waited.split("held by pid", 1)[1].splitlines()[0]

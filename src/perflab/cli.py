@@ -18,7 +18,7 @@ def _fetch_vocab(args) -> None:
 def _build_model(args) -> None:
     from perflab.tiny_model import TinyModelSpec, build_tiny_model
 
-    build_tiny_model(Path(args.vocab), Path(args.out), TinyModelSpec(**json.loads(args.spec)))
+    build_tiny_model(Path(args.vocab), Path(args.out), TinyModelSpec(**args.spec))
 
 
 def _say(line: str) -> None:
@@ -31,21 +31,33 @@ def _preflight(args) -> None:
     from perflab.engines import make_engine
     from perflab.records import write_json_atomic
 
-    spec = json.loads(args.spec)
+    spec = args.spec
     engine = make_engine(spec, args.model)
     try:
         info = engine.preflight()
-        if args.estimate:
-            from perflab.estimate import time_one_request
-
-            estimate = time_one_request(engine, spec, json.loads(args.estimate))
-            info["estimate"] = asdict(estimate) | {"total_s": estimate.total_s}
+        estimate, no_estimate = _estimate(engine, spec, args.estimate)
     finally:
         engine.close()
+    if estimate is not None:
+        info["estimate"] = asdict(estimate) | {"total_s": estimate.total_s}
     write_json_atomic(Path(args.out), info)
     _say(f"{info['engine']} {info.get('engine_version')} serves {info['model']}")
-    if args.estimate:
+    if estimate is not None:
         _say(f"whole run {estimate.describe()}")
+    if no_estimate:
+        _say(f"no estimate of the run's length: {no_estimate}")
+
+
+def _estimate(engine, spec: dict, plan: dict | None):
+    """(the run's estimate, None) or (None, why there is none); experiments report errors."""
+    from perflab.estimate import NoEstimate, time_one_request
+
+    if plan is None:
+        return None, None
+    try:
+        return time_one_request(engine, spec, plan), None
+    except NoEstimate as exc:
+        return None, str(exc)
 
 
 def _run_experiment(args) -> None:
@@ -55,7 +67,7 @@ def _run_experiment(args) -> None:
 
     install_signal_handlers()
     watch_parent()
-    spec = json.loads(args.spec)
+    spec = args.spec
     experiment = experiment_from_spec(spec)
     out = Path(args.out_dir)
     paths = ExperimentPaths(
@@ -99,10 +111,16 @@ def _config_paths(files: list[str], with_default: bool) -> list[Path]:
 
 
 def _validate(args) -> None:
-    from perflab.config import expand_experiments, load_config_files
+    from perflab.config import DEFAULT_CONFIG, expand_experiments, load_config_files
     from perflab.estimate import estimate_run
 
     paths = _config_paths(args.configs, with_default=not args.no_default)
+    if not args.no_default and not DEFAULT_CONFIG.is_file():
+        print(
+            f"perflab: note: no {DEFAULT_CONFIG} here ({Path.cwd()}); checking the files alone. "
+            "Run this in the workflow's directory to merge them over it, as Snakemake does.",
+            file=sys.stderr,
+        )
     config = load_config_files(paths)
     experiments = expand_experiments(config)
     trials = f"{config['repeats']} trial{'s' if config['repeats'] > 1 else ''} each"
@@ -112,6 +130,16 @@ def _validate(args) -> None:
     if args.per_request_s is not None:
         estimate = estimate_run(experiments.values(), config["warmup_requests"], args.per_request_s)
         print(f"run time {estimate.describe()}")
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
 
 
 def _positive_seconds(text: str) -> float:
@@ -141,15 +169,20 @@ def build_parser() -> argparse.ArgumentParser:
     command = commands.add_parser("build-model", help="build the tiny random-weight model")
     command.add_argument("--vocab", required=True)
     command.add_argument("--out", required=True)
-    command.add_argument("--spec", default="{}", help="tiny_model config block as JSON")
+    command.add_argument(
+        "--spec", type=_json_object, default={}, help="tiny_model config block as JSON"
+    )
     command.set_defaults(func=_build_model)
 
     command = commands.add_parser("preflight", help="check the engine can serve the model")
-    command.add_argument("--spec", required=True, help="experiment settings as JSON")
+    command.add_argument(
+        "--spec", type=_json_object, required=True, help="experiment settings as JSON"
+    )
     command.add_argument("--model", default=None, help="GGUF path (llamacpp)")
     command.add_argument("--out", required=True)
     command.add_argument(
         "--estimate",
+        type=_json_object,
         metavar="JSON",
         help="the run's plan (perflab.estimate.RunPlan as JSON): time one request, "
         "print the whole run's estimate",
@@ -157,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     command.set_defaults(func=_preflight)
 
     command = commands.add_parser("run-experiment", help="run one experiment")
-    command.add_argument("--spec", required=True, help="experiment spec as JSON")
+    command.add_argument("--spec", type=_json_object, required=True, help="experiment spec as JSON")
     command.add_argument("--model", default=None, help="GGUF path (llamacpp)")
     command.add_argument("--out-dir", required=True)
     command.add_argument("--failed-dir", required=True)

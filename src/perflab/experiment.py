@@ -154,6 +154,7 @@ def _measure(
     from perflab.provenance import file_sha256
 
     engine = make_engine(config, model_path)
+    interrupted = False
     try:
         engine_info = engine.preflight()
         if engine_info.get("model_path"):
@@ -172,6 +173,7 @@ def _measure(
         try:
             result, samples = _drive(config, experiment, engine, plan, options, writer, progress)
         except (KeyboardInterrupt, Interrupted) as exc:
+            interrupted = True
             writer.close()
             kept = keep_failed(partial_path, paths.failed_dir, experiment.id, "-interrupted")
             raise ExperimentInterrupted(
@@ -181,7 +183,8 @@ def _measure(
         finally:
             writer.close()
     finally:
-        engine.close()
+        if not interrupted:  # a worker may still be inside an in-process model; exit frees it
+            engine.close()
     if writer.error is not None:
         kept = keep_failed(partial_path, paths.failed_dir, experiment.id)
         raise _io_error(writer.error, partial_path, kept, writer.written)

@@ -25,9 +25,16 @@ LOCK_DIR_ENV = "PERFLAB_LOCK_DIR"
 
 
 def lock_dir() -> Path:
-    """Where the locks live: ``$PERFLAB_LOCK_DIR``, else ``<tmp>/perflab-locks``."""
+    """Where the locks live: ``$PERFLAB_LOCK_DIR``, else ``/tmp/perflab-locks``.
+
+    Not ``$TMPDIR``: Snakemake sets it per job, and every workflow on the
+    machine must find the same locks.
+    """
     configured = os.environ.get(LOCK_DIR_ENV)
-    return Path(configured) if configured else Path(tempfile.gettempdir()) / "perflab-locks"
+    if configured:
+        return Path(configured)
+    shared = Path("/tmp")
+    return (shared if shared.is_dir() else Path(tempfile.gettempdir())) / "perflab-locks"
 
 
 def target_key(config: dict, model_path: str | None = None) -> str:
