@@ -96,6 +96,13 @@ def get_experiment_priority(wildcards):
     """Earlier trials first: every first trial runs before any second trial, so slow
     drift of the machine spreads over all conditions instead of landing on some."""
     return config["repeats"] - EXPERIMENTS[wildcards.experiment].trial
+
+
+def get_preflight_priority():
+    """Above every experiment's priority: the check and the estimate come first."""
+    return config["repeats"] + 1
+
+
 def get_experiment_group(wildcards=None):
     """The job group of one engine target: on a cluster its pre-flight check and
     experiments run as one job on one node, beside the server they measure."""
