@@ -227,9 +227,9 @@ class OllamaEngine:
     def stream(self, prompt: str, options: GenerationOptions) -> Iterator[Chunk]:
         """Yield chunks as they arrive, the first one (no tokens) carrying ``sent_at``.
 
-        ``options.timeout_s`` bounds the whole request, checked as each line
-        arrives; a silent server is caught by the read timeout (the engine's
-        ``timeout_s``)."""
+        ``options.timeout_s`` bounds the whole request, checked as each block of
+        the body arrives; a silent server is caught by the read timeout (the
+        engine's ``timeout_s``)."""
         deadline = time.perf_counter() + options.timeout_s
         stamp = SendStamp()
         request = self.http.build_request(
