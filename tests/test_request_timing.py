@@ -10,7 +10,8 @@ import pytest
 from conftest import refused_url
 
 from perflab.engines.base import Chunk, GenerationOptions
-from perflab.engines.ollama_engine import SEND_EVENTS, OllamaEngine, SendStamp
+from perflab.engines.ollama_engine import OllamaEngine
+from perflab.engines.ollama_stream import SEND_EVENTS, SendStamp
 from perflab.metrics import scan_requests, summarize
 from perflab.records import RequestRecord, ServerTimings, write_json_atomic, write_jsonl_atomic
 from perflab.runner import Clock, LoadPlan, measure_request, run_load
@@ -238,3 +239,39 @@ def test_a_connect_failure_is_still_classified():
         engine.close()
     assert (record.status, record.error_class) == ("error", "connect")
     assert record.ttft_s is None and record.finish_reason is None
+
+
+def test_an_experiment_job_writes_finish_reason_and_preparation(tmp_path):
+    """The calibration engine end to end: what the records and the summary carry."""
+    from conftest import FAST_TIMING, ROOT
+
+    from perflab.config import expand_experiments, load_config_file
+    from perflab.experiment import RUNNER_VERSION, ExperimentPaths, experiment_spec, run_experiment
+    from perflab.records import read_jsonl
+
+    overrides = {
+        "engine": {"name": "calibration", "model": MODEL},
+        "calibration": FAST_TIMING,  # 8 tokens per answer
+        "generation": {"max_tokens": 5},
+        "warmup_requests": 1,
+        "sampler": {"interval_s": 0.1},
+        "suites": {"concurrency": {"workers": [1], "requests": 4}},
+    }
+    config = load_config_file(ROOT / "config" / "config.yaml", overrides=overrides)
+    (experiment,) = [
+        e for e in expand_experiments(config).values() if e.requests == 4 and e.workers == 1
+    ]
+    out = tmp_path / experiment.id
+    files = ExperimentPaths(
+        out / "records.jsonl", out / "samples.jsonl", out / "metadata.json", tmp_path / "failed"
+    )
+    metadata = run_experiment(experiment_spec(config, experiment), files)
+    assert metadata["runner_version"] == RUNNER_VERSION >= 2
+    records = read_jsonl(files.records)
+    assert len(records) == 5
+    assert all(r["finish_reason"] == "length" and r["output_tokens"] == 5 for r in records)
+    assert all(0 < r["prep_s"] < 1 for r in records)
+    pairs = [(files.records, files.metadata)]
+    row = summarize(scan_requests(pairs)).collect().row(0, named=True)
+    assert row["n_truncated"] == row["n_ok"] == 4
+    assert 0 < row["prep_mean_s"] < 1

@@ -1,8 +1,8 @@
 """Per-experiment statistics with Polars (lazy).
 
 Definitions (all times in seconds):
-  e2e_s   submit → last byte, client side
-  ttft_s  submit → first token, client side
+  e2e_s   send → final chunk, client side
+  ttft_s  send → first token, client side
   itl_s   gaps between consecutive tokens after the first
   tpot_s  (e2e_s − ttft_s) / (output_tokens − 1), per request
   tps     per-request decode tokens/s = 1 / tpot_s

@@ -1,0 +1,170 @@
+"""The measured Ollama stream on the wire: when a request left, its NDJSON
+lines as Chunks (each stamped with when its bytes arrived), Ollama's final
+timings, and what an error line or status means."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Iterator
+
+import httpx
+
+from perflab import __version__
+from perflab.engines.base import Chunk, EngineError
+from perflab.records import (
+    ERROR_DROPPED,
+    ERROR_HTTP_STATUS,
+    ERROR_SERVER,
+    ERROR_TIMEOUT,
+    ServerTimings,
+)
+
+NS = 1e-9
+
+
+def timings_from_final(part: dict) -> ServerTimings:
+    """Ollama's final chunk durations (ns) as seconds."""
+
+    def seconds(key: str) -> float | None:
+        value = part.get(key)
+        return None if value is None else value * NS
+
+    raw_keys = (
+        "total_duration",
+        "load_duration",
+        "prompt_eval_count",
+        "prompt_eval_duration",
+        "eval_count",
+        "eval_duration",
+    )
+    return ServerTimings(
+        load_s=seconds("load_duration"),
+        prefill_s=seconds("prompt_eval_duration"),
+        decode_s=seconds("eval_duration"),
+        total_s=seconds("total_duration"),
+        prompt_tokens=part.get("prompt_eval_count"),
+        output_tokens=part.get("eval_count"),
+        raw={key: part.get(key) for key in raw_keys if part.get(key) is not None},
+        finish_reason=part.get("done_reason"),
+    )
+
+
+# The first thing the transport does with a request: open a connection for it,
+# or write its headers on a pooled one.
+SEND_EVENTS = frozenset(
+    {
+        "connection.connect_tcp.started",
+        "connection.connect_unix_socket.started",
+        "http11.send_request_headers.started",
+        "http2.send_request_headers.started",
+    }
+)
+
+
+class SendStamp:
+    """An httpx ``trace`` callback noting when the transport took the request."""
+
+    __slots__ = ("sent_at",)
+
+    def __init__(self):
+        self.sent_at: float | None = None
+
+    def __call__(self, event: str, info: dict) -> None:
+        if self.sent_at is None and event in SEND_EVENTS:
+            self.sent_at = time.perf_counter()
+
+
+def stream_headers() -> dict[str, str]:
+    """What the official client sends, so the measured request looks the same to a server."""
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "User-Agent": f"perflab/{__version__} (httpx/{httpx.__version__})",
+    }
+    api_key = os.environ.get("OLLAMA_API_KEY")
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
+
+
+def status_error(response: httpx.Response) -> EngineError:
+    response.read()
+    try:
+        message = response.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        message = response.text
+    return EngineError(ERROR_HTTP_STATUS, f"HTTP {response.status_code}: {brief(message)}")
+
+
+def part_chunk(part: object, arrived_at: float | None = None) -> Chunk:
+    """One parsed line of /api/generate as a Chunk; raises on an error or a malformed line."""
+    if not isinstance(part, dict):
+        raise ValueError(f"a stream line is not a JSON object: {brief(repr(part))}")
+    if error := part.get("error"):
+        raise EngineError(ERROR_SERVER, f"server error mid-stream: {brief(error)}")
+    text = part.get("response") or ""
+    if not isinstance(text, str):
+        raise ValueError(f"response is not text: {text!r:.100}")
+    n_tokens = 1 if text else 0
+    if part.get("done"):
+        timings = timings_from_final(part)
+        return Chunk(text, n_tokens, True, timings, arrived_at=arrived_at)
+    return Chunk(text, n_tokens, arrived_at=arrived_at)
+
+
+def _blocks(response: httpx.Response) -> Iterator[bytes]:
+    """The body as it arrives; without a content encoding, without httpx's decoder layers."""
+    if response.headers.get("content-encoding", "identity") == "identity":
+        return response.iter_raw()
+    return response.iter_bytes()
+
+
+def read_stream(response: httpx.Response, deadline: float, timeout_s: float) -> Iterator[Chunk]:
+    """The chunks of a streamed response, up to and including the final one.
+
+    Each chunk carries the time its bytes were received. The inner loop runs
+    once per token: it parses the line and leaves every other check to
+    ``part_chunk``; the deadline is checked as each block arrives."""
+    if not response.is_success:
+        raise status_error(response)
+    blocks = _blocks(response)
+    pending = b""
+    loads, clock = json.loads, time.perf_counter
+    for block in blocks:
+        arrived = clock()  # every line in this block arrived now
+        if arrived > deadline:
+            raise EngineError(ERROR_TIMEOUT, f"request exceeded its {timeout_s:g} s timeout")
+        lines = (pending + block).split(b"\n") if pending else block.split(b"\n")
+        pending = lines.pop()
+        for line in lines:
+            if not line or line.isspace():
+                continue
+            part = loads(line)
+            if type(part) is dict and not part.get("done") and "error" not in part:
+                text = part.get("response")
+                if type(text) is str:
+                    yield Chunk(text, 1 if text else 0, arrived_at=arrived)
+                    continue
+            chunk = part_chunk(part, arrived)
+            yield chunk
+            if chunk.done:
+                # read the rest (the chunked terminator) so the connection can be reused
+                with contextlib.suppress(Exception):
+                    for _ in blocks:
+                        pass
+                return
+    if pending and not pending.isspace():
+        chunk = part_chunk(json.loads(pending), clock())
+        yield chunk
+        if chunk.done:
+            return
+    raise EngineError(ERROR_DROPPED, "stream ended without a final done chunk")
+
+
+def brief(text: str, limit: int = 200) -> str:
+    """One line of at most ``limit`` characters, for an error message."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
