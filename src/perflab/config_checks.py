@@ -190,9 +190,27 @@ def _token_count(texts: list[str], tokenizer: Path) -> list[int]:
 
 
 def _tokenizer(config: dict) -> Path | None:
-    model_path = config["engine"]["model_path"]
-    path = Path(model_path).expanduser() if model_path else DEFAULT_VOCAB
+    """The GGUF whose vocabulary the engine will load, when it can be found now."""
+    from perflab.engines import PreflightError
+    from perflab.engines.ollama_store import resolve, uses_tiny_model
+
+    engine = config["engine"]
+    if engine["model_path"]:
+        path = Path(engine["model_path"]).expanduser()
+    elif uses_tiny_model(engine):
+        path = DEFAULT_VOCAB
+    else:
+        try:  # an Ollama model name: its blob in the local store
+            path = resolve(engine["model"]).path
+        except (PreflightError, ValueError):
+            return None  # the pre-flight check names the store and the fix
     return path if path.is_file() else None
+
+
+def _names_an_ollama_model(engine: dict) -> bool:
+    from perflab.engines.ollama_store import uses_tiny_model
+
+    return not engine["model_path"] and not uses_tiny_model(engine)
 
 
 def context_problems(config: dict) -> Iterator[Problem]:
@@ -217,6 +235,8 @@ def context_problems(config: dict) -> Iterator[Problem]:
     if bound <= room:
         return
     tokenizer = _tokenizer(config)
+    if tokenizer is None and _names_an_ollama_model(engine):
+        return  # not pulled yet: the pre-flight check names the store and the fix
     counted = max(_token_count(prompts, tokenizer)) if tokenizer else None
     if counted is not None and counted <= room:
         return
