@@ -68,11 +68,13 @@ def env(workdir: Path) -> dict:
 
 
 def command(run: str) -> list[str]:
-    """The README's plain command, up to the summary (charts and log add nothing here)."""
+    """The README's plain command, up to the pre-flight check and the summary (charts and
+    log add nothing here)."""
     return [
         sys.executable,
         "-m",
         "snakemake",
+        f"results/{run}/preflight.json",
         f"results/{run}/summary.parquet",
         "--cores",
         "1",
