@@ -164,7 +164,11 @@ def test_full_suite_against_the_calibration_server(workdir):
     bottleneck = findings["bottleneck"]
     # queueing, unless a busy machine saturated something first
     assert "queueing" in [bottleneck["primary"], *bottleneck["secondary"]]
-    assert findings["prompt_length"]["verdict"] == "linear"
+    prompt_length = findings["prompt_length"]
+    # linear, unless other work on a shared machine disturbed the experiments it rests on
+    if prompt_length["verdict"] != "linear":
+        assert prompt_length["verdict"] == "inconclusive" and prompt_length["reason"] == "disturbed"
+        assert prompt_length["disturbed"]
     # the calibration server's scripted prefill: 0.2 ms per prompt token = 5,000 tok/s
     assert findings["prompt_length"]["prefill_tps"] == pytest.approx(5000, rel=0.25)
 
