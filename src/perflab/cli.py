@@ -37,19 +37,30 @@ def _preflight(args) -> None:
 def _run_experiment(args) -> None:
     from perflab.experiment import ExperimentPaths, run_experiment
 
-    out = Path(args.out_dir)
-    paths = ExperimentPaths(
-        records=out / "records.jsonl",
-        samples=out / "samples.jsonl",
-        metadata=out / "metadata.json",
-        failed_dir=Path(args.failed_dir),
-    )
+    paths = ExperimentPaths.in_dir(Path(args.out_dir), Path(args.failed_dir))
     metadata = run_experiment(json.loads(args.spec), paths, args.model)
-    run = metadata["run"]
+    run, job = metadata["run"], metadata["job"]
     print(
         f"{metadata['experiment']['id']}: {run['n_records']} records "
-        f"({run['error_rate']:.1%} errors) in {run['measured_wall_s']:.1f} s measured"
+        f"({run['error_rate']:.1%} errors) in {run['measured_wall_s']:.1f} s measured; "
+        f"job: start-up {job['started_after_s'] or float('nan'):.2f} s, "
+        f"engine set-up {job['engine_setup_s']:.2f} s, requests {job['measure_s']:.2f} s"
     )
+
+
+def _summarize(args) -> None:
+    from perflab.experiment import ExperimentPaths, tabulate_experiment
+
+    for directory in args.experiment_dirs:
+        paths = ExperimentPaths.in_dir(Path(directory), Path(directory).parent / "failed")
+        for required in (paths.records, paths.metadata):
+            if not required.is_file():
+                raise FileNotFoundError(
+                    f"{required} is missing: {directory} is not a finished experiment directory "
+                    "(it needs records.jsonl and metadata.json)"
+                )
+        row = tabulate_experiment(paths)
+        print(f"{row['experiment_id']}: {row['n_requests']} measured requests summarized")
 
 
 def _validate(args) -> None:
@@ -96,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--failed-dir", required=True)
     command.set_defaults(func=_run_experiment)
 
+    command = commands.add_parser(
+        "summarize",
+        help="rewrite experiments' records.parquet and summaries from their JSON lines",
+    )
+    command.add_argument("experiment_dirs", nargs="+", metavar="DIR")
+    command.set_defaults(func=_summarize)
+
     command = commands.add_parser("validate", help="validate a config and list its experiments")
     command.add_argument("config")
     command.add_argument(
@@ -124,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except (ConfigError, PreflightError, ErrorBudgetExceeded) as exc:
+    except (ConfigError, PreflightError, ErrorBudgetExceeded, FileNotFoundError) as exc:
         print(f"perflab: {exc}", file=sys.stderr)
         return 2
 

@@ -7,12 +7,16 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from perflab import __version__
 from perflab.config import Experiment
 from perflab.engines import generation_options, make_engine
 from perflab.records import write_json_atomic, write_jsonl_atomic
 from perflab.runner import LoadPlan, error_rate, run_load, write_partial_line
+
+if TYPE_CHECKING:
+    from perflab.metrics import ExperimentTables
 
 RUNNER_VERSION = 1  # bump when a change to the runner alters what is measured
 
@@ -27,6 +31,23 @@ class ExperimentPaths:
     samples: Path
     metadata: Path
     failed_dir: Path
+
+    @classmethod
+    def in_dir(cls, out_dir: Path, failed_dir: Path) -> ExperimentPaths:
+        out_dir = Path(out_dir)
+        return cls(
+            out_dir / "records.jsonl",
+            out_dir / "samples.jsonl",
+            out_dir / "metadata.json",
+            Path(failed_dir),
+        )
+
+    @property
+    def tables(self) -> ExperimentTables:
+        """records.parquet, summary.parquet and summary.json beside the records."""
+        from perflab.metrics import ExperimentTables
+
+        return ExperimentTables.in_dir(self.records.parent)
 
 
 SETTINGS_KEYS = (
@@ -64,16 +85,20 @@ def server_pid_finder(config: dict):
 
 
 def run_experiment(spec: dict, paths: ExperimentPaths, model_path: str | None = None) -> dict:
-    """Run the experiment a spec (see experiment_spec) describes and write its files."""
-    from perflab.provenance import config_hash, file_sha256, host_info
+    """Run the experiment a spec (see experiment_spec) describes and write its files:
+    the raw records, samples and metadata, then its Parquet records and summary."""
+    from perflab.provenance import config_hash, file_sha256, host_info, process_age_s
     from perflab.sampler import ResourceSampler, summarize_samples, write_samples
 
+    job = {"started_after_s": process_age_s()}  # interpreter start-up and imports
+    setup_started = time.perf_counter()
     config = spec
     experiment = experiment_from_spec(spec)
     engine = make_engine(config, model_path)
     engine_info = engine.preflight()
     if engine_info.get("model_path"):
         engine_info["model_sha256"] = file_sha256(engine_info["model_path"])
+    job["engine_setup_s"] = time.perf_counter() - setup_started
     plan = LoadPlan(
         workers=experiment.workers,
         requests=experiment.requests,
@@ -88,6 +113,7 @@ def run_experiment(spec: dict, paths: ExperimentPaths, model_path: str | None = 
     sampler = ResourceSampler(
         interval_s=config["sampler"]["interval_s"], server_pids=server_pid_finder(config)
     )
+    measure_started = time.perf_counter()
     try:
         with sampler:
             result = run_load(
@@ -101,6 +127,7 @@ def run_experiment(spec: dict, paths: ExperimentPaths, model_path: str | None = 
     finally:
         append.close()
         engine.close()
+    job["measure_s"] = time.perf_counter() - measure_started  # warm-up and measured requests
     samples = sampler.samples
     rate = error_rate(result.records)
     metadata = {
@@ -123,6 +150,7 @@ def run_experiment(spec: dict, paths: ExperimentPaths, model_path: str | None = 
             "partial": rate > 0,
         },
         "resources": summarize_samples(samples),
+        "job": job,
     }
     if rate > config["error_budget"]:
         kept = keep_failed(partial_path, paths.failed_dir, experiment.id)
@@ -135,7 +163,15 @@ def run_experiment(spec: dict, paths: ExperimentPaths, model_path: str | None = 
     write_jsonl_atomic(paths.records, result.records)
     write_json_atomic(paths.metadata, metadata)
     partial_path.unlink(missing_ok=True)
+    tabulate_experiment(paths)
     return metadata
+
+
+def tabulate_experiment(paths: ExperimentPaths) -> dict:
+    """The experiment's Parquet records and summary, from its JSON lines and metadata."""
+    from perflab.metrics import write_experiment_tables
+
+    return write_experiment_tables(paths.records, paths.metadata, paths.tables)
 
 
 def keep_failed(partial_path: Path, failed_dir: Path, experiment_id: str) -> Path:

@@ -8,6 +8,7 @@ import os
 import platform
 import socket
 import subprocess
+import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -81,6 +82,18 @@ def host_info() -> dict:
         "packages": {name: package_version(name) for name in PACKAGES},
         "ollama_num_parallel": os.environ.get("OLLAMA_NUM_PARALLEL"),
     }
+
+
+def process_age_s() -> float | None:
+    """Seconds since this process started, to the kernel's clock tick (~10 ms); None off Linux.
+
+    psutil's create_time() adds the boot time in whole seconds, too coarse for this."""
+    try:
+        after_name = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        start_ticks = int(after_name[19])  # field 22 of proc_pid_stat(5): starttime
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -85,8 +85,9 @@ def render_html(markdown_text: str, title: str, chart_svgs: dict[str, str]) -> s
     )
 
 
-def load_metadata(paths: list[Path]) -> list[dict]:
-    return [json.loads(Path(path).read_text()) for path in paths]
+def load_metadata(path: Path) -> list[dict]:
+    """Every experiment's metadata, from the run's metadata.json (keyed by experiment id)."""
+    return list(json.loads(Path(path).read_text()).values())
 
 
 def _get(result, key: str, default=None):
@@ -308,7 +309,7 @@ def provenance_text(metadata: dict, started: float, ended: float) -> str:
 
 def write_log(
     summary_path,
-    metadata_paths,
+    metadata_path,
     charts_dir,
     result_files,
     config: dict,
@@ -319,7 +320,7 @@ def write_log(
 
     markdown_path, html_path = Path(markdown_path), Path(html_path)
     summary = pl.read_parquet(summary_path)
-    metadata = load_metadata(metadata_paths)
+    metadata = load_metadata(metadata_path)
     charts = chart_links(Path(charts_dir), markdown_path.parent)
     context = build_context(summary, metadata, config, charts, [str(p) for p in result_files])
     text = render_log(context)

@@ -26,6 +26,9 @@ rule run_experiment:
         records=f"{RESULTS}/experiments/{{experiment}}/records.jsonl",
         samples=f"{RESULTS}/experiments/{{experiment}}/samples.jsonl",
         metadata=f"{RESULTS}/experiments/{{experiment}}/metadata.json",
+        records_table=f"{RESULTS}/experiments/{{experiment}}/records.parquet",
+        summary=f"{RESULTS}/experiments/{{experiment}}/summary.parquet",
+        summary_json=f"{RESULTS}/experiments/{{experiment}}/summary.json",
     log:
         f"{LOGS}/experiments/{{experiment}}.log",
     conda:

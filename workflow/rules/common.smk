@@ -74,6 +74,17 @@ def get_experiment_files(name):
     )
 
 
+def get_suite_files(suite, name):
+    """One file of each experiment in ``suite``: a rule that needs a few experiments
+    depends on those, not on every experiment of the run."""
+    ids = sorted(
+        experiment_id
+        for experiment_id, experiment in EXPERIMENTS.items()
+        if suite in experiment.suites
+    )
+    return expand(f"{RESULTS}/experiments/{{experiment}}/{name}", experiment=ids)
+
+
 def get_final_outputs():
     return [
         f"{REPORTS}/day1-log.md",

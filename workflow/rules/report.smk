@@ -2,7 +2,7 @@ rule charts:
     input:
         summary=rules.aggregate.output.summary,
         requests=rules.aggregate.output.requests,
-        samples=get_experiment_files("samples.jsonl"),
+        samples=get_suite_files("resources", "samples.jsonl"),
     output:
         charts=report(
             directory(f"{REPORTS}/charts"),
@@ -22,8 +22,7 @@ rule report:
     input:
         summary=rules.aggregate.output.summary,
         summary_json=rules.aggregate.output.summary_json,
-        experiment_json=rules.aggregate.output.experiment_json,
-        metadata=get_experiment_files("metadata.json"),
+        metadata=rules.aggregate.output.metadata,
         charts=rules.charts.output.charts,
     output:
         log_md=report(
@@ -42,5 +41,6 @@ rule report:
         "../../environment.yml"
     params:
         config=config,
+        experiment_summaries=f"{RESULTS}/experiments/*/summary.json",
     script:
         "../scripts/report.py"
