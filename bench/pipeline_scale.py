@@ -1,10 +1,12 @@
 """How cheap is it to plan and re-plan a big sweep? perflab's workflow against a bare Snakefile.
 
 Builds a sweep of N experiments (the temperature suite with N values on the
-calibration engine) in a temporary copy of the workflow, and a bare Snakefile
+calibration engine) in a temporary copy of the workflow, a bare Snakefile
 with N one-file jobs gathered by one rule — the least any N-experiment sweep
-can ask of Snakemake. For each it times, in this one run, alternating between
-the two:
+can ask of Snakemake — and the same bare Snakefile shaped like perflab's
+experiment jobs (as many outputs and a log per job, as many files per
+experiment gathered), which separates what the number of files costs from
+what perflab's rules add. For each it times, in this one run, alternating:
 
 - the dry run of the fresh sweep (nothing measured yet: every job planned);
 - the no-op rerun once every output exists and Snakemake has recorded it
@@ -38,8 +40,12 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "workflow", "config", "profiles", "environment.yml")
 TARGET_RATIO = 1.5
 
+# outputs: files per experiment job; gathered: of those, how many the gathering rule reads
 BARE_SNAKEFILE = """\
 N = int(config["experiments"])
+OUTPUTS = int(config["outputs"])
+GATHERED = int(config["gathered"])
+LOG = "logs/{i}.log" if config["log"] else []
 
 
 rule all:
@@ -49,14 +55,16 @@ rule all:
 
 rule experiment:
     output:
-        "out/{i}.txt",
+        [f"out/{{i}}/f{k}.txt" for k in range(OUTPUTS)],
+    log:
+        LOG,
     shell:
         "touch {output}"
 
 
 rule gather:
     input:
-        expand("out/{i}.txt", i=range(N)),
+        [expand(f"out/{{i}}/f{k}.txt", i=range(N)) for k in range(GATHERED)],
     output:
         "gathered.txt",
     shell:
@@ -96,15 +104,28 @@ def perflab_workdir(root: Path, experiments: int) -> tuple[Path, list[str]]:
     return workdir, ["--configfile", "sweep.yaml"]
 
 
-def bare_workdir(root: Path, experiments: int) -> tuple[Path, list[str]]:
-    workdir = root / "bare"
+def experiment_shape() -> tuple[int, int]:
+    """Files one run_experiment job declares, and how many of them aggregate gathers."""
+    benchmark = (ROOT / "workflow" / "rules" / "benchmark.smk").read_text()
+    outputs = (
+        benchmark.split("rule run_experiment:", 1)[1].split("output:", 1)[1].split("log:", 1)[0]
+    )
+    aggregate = (ROOT / "workflow" / "rules" / "aggregate.smk").read_text()
+    return outputs.count("/experiments/{{experiment}}/"), aggregate.count("get_experiment_files(")
+
+
+def bare_workdir(
+    root: Path, experiments: int, name: str = "bare", outputs: int = 1, gathered: int = 1
+) -> tuple[Path, list[str]]:
+    workdir = root / name
     (workdir / "profiles" / "default").mkdir(parents=True)
     (workdir / "Snakefile").write_text(BARE_SNAKEFILE)
     # the same cores and rerun triggers as perflab's profile, so both check the same things
     profile = yaml.safe_load((ROOT / "profiles" / "default" / "config.yaml").read_text())
     keep = {key: profile[key] for key in ("cores", "rerun-triggers") if key in profile}
     (workdir / "profiles" / "default" / "config.yaml").write_text(yaml.safe_dump(keep))
-    return workdir, ["--config", f"experiments={experiments}"]
+    settings = f"experiments={experiments} outputs={outputs} gathered={gathered} log={outputs > 1}"
+    return workdir, ["--config", *settings.split()]
 
 
 def snakemake(workdir: Path, args: list[str], code: str | None = None) -> tuple[float, float, str]:
@@ -162,20 +183,27 @@ def measure(setups: dict, args_for: str, repeats: int) -> dict[str, dict[str, li
 
 
 def report(title: str, times: dict) -> float:
-    ratio = statistics.median(times["perflab"]["wall"]) / statistics.median(times["bare"]["wall"])
-    cpu_ratio = statistics.median(times["perflab"]["cpu"]) / statistics.median(times["bare"]["cpu"])
+    def ratio(top: str, bottom: str, key: str) -> float:
+        return statistics.median(times[top][key]) / statistics.median(times[bottom][key])
+
     print(f"{title}")
-    for name in ("perflab", "bare"):
+    for name in times:
         print(
             f"  {name:8} wall {spread(times[name]['wall'])} s   "
             f"cpu {spread(times[name]['cpu'])} s  (min / median / max)"
         )
-    verdict = "meets" if ratio <= TARGET_RATIO else "misses"
+    wall = ratio("perflab", "bare", "wall")
+    verdict = "meets" if wall <= TARGET_RATIO else "misses"
     print(
-        f"  ratio perflab / bare: {ratio:.2f}x wall, {cpu_ratio:.2f}x cpu "
+        f"  perflab / bare: {wall:.2f}x wall, {ratio('perflab', 'bare', 'cpu'):.2f}x cpu "
         f"({verdict} the target of {TARGET_RATIO}x)"
     )
-    return ratio
+    print(
+        f"  of which the files per job (shaped / bare): {ratio('shaped', 'bare', 'wall'):.2f}x wall, "
+        f"{ratio('shaped', 'bare', 'cpu'):.2f}x cpu; perflab / shaped: "
+        f"{ratio('perflab', 'shaped', 'wall'):.2f}x wall, {ratio('perflab', 'shaped', 'cpu'):.2f}x cpu"
+    )
+    return wall
 
 
 def main() -> None:
@@ -186,9 +214,11 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="perflab-bench-"))
     try:
+        outputs, gathered = experiment_shape()
         setups = {
             "perflab": perflab_workdir(root, args.experiments),
             "bare": bare_workdir(root, args.experiments),
+            "shaped": bare_workdir(root, args.experiments, "shaped", outputs, gathered),
         }
         jobs = {
             name: planned_jobs(snakemake(workdir, ["-n", *extra])[2])
@@ -196,7 +226,9 @@ def main() -> None:
         }
         print(
             f"sweep: {args.experiments} experiments; jobs planned: perflab {jobs['perflab']}, "
-            f"bare {jobs['bare']}; {args.repeats} runs each, alternating"
+            f"bare {jobs['bare']}; {args.repeats} runs each, alternating\n"
+            f"bare: one output per job, one gathered; shaped: the bare Snakefile with "
+            f"perflab's {outputs} outputs and a log per job, {gathered} gathered"
         )
         report("dry run of the fresh sweep (-n)", measure(setups, "-n", args.repeats))
         for workdir, extra in setups.values():

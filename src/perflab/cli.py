@@ -22,6 +22,7 @@ def _build_model(args) -> None:
 
 def _preflight(args) -> None:
     from perflab.engines import make_engine
+    from perflab.provenance import model_fingerprint
     from perflab.records import write_json_atomic
 
     spec = json.loads(args.spec)
@@ -30,6 +31,8 @@ def _preflight(args) -> None:
         info = engine.preflight()
     finally:
         engine.close()
+    if info.get("model_path"):
+        info["model_fingerprint"] = model_fingerprint(info["model_path"])
     write_json_atomic(Path(args.out), info)
     print(f"{info['engine']} {info.get('engine_version')} serves {info['model']}")
 
@@ -38,7 +41,10 @@ def _run_experiment(args) -> None:
     from perflab.experiment import ExperimentPaths, run_experiment
 
     paths = ExperimentPaths.in_dir(Path(args.out_dir), Path(args.failed_dir))
-    metadata = run_experiment(json.loads(args.spec), paths, args.model)
+    preflight = json.loads(Path(args.preflight).read_text()) if args.preflight else {}
+    metadata = run_experiment(
+        json.loads(args.spec), paths, args.model, preflight.get("model_fingerprint")
+    )
     run, job = metadata["run"], metadata["job"]
     print(
         f"{metadata['experiment']['id']}: {run['n_records']} records "
@@ -105,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--model", default=None, help="GGUF path (llamacpp)")
     command.add_argument("--out-dir", required=True)
     command.add_argument("--failed-dir", required=True)
+    command.add_argument(
+        "--preflight", default=None, help="preflight.json: reuse its model sha256 if unchanged"
+    )
     command.set_defaults(func=_run_experiment)
 
     command = commands.add_parser(

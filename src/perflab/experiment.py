@@ -84,10 +84,15 @@ def server_pid_finder(config: dict):
     return lambda: find_ollama_pids(host)
 
 
-def run_experiment(spec: dict, paths: ExperimentPaths, model_path: str | None = None) -> dict:
+def run_experiment(
+    spec: dict,
+    paths: ExperimentPaths,
+    model_path: str | None = None,
+    model_fingerprint: dict | None = None,
+) -> dict:
     """Run the experiment a spec (see experiment_spec) describes and write its files:
     the raw records, samples and metadata, then its Parquet records and summary."""
-    from perflab.provenance import config_hash, file_sha256, host_info, process_age_s
+    from perflab.provenance import config_hash, host_info, model_sha256, process_age_s
     from perflab.sampler import ResourceSampler, summarize_samples, write_samples
 
     job = {"started_after_s": process_age_s()}  # interpreter start-up and imports
@@ -97,7 +102,7 @@ def run_experiment(spec: dict, paths: ExperimentPaths, model_path: str | None = 
     engine = make_engine(config, model_path)
     engine_info = engine.preflight()
     if engine_info.get("model_path"):
-        engine_info["model_sha256"] = file_sha256(engine_info["model_path"])
+        engine_info["model_sha256"] = model_sha256(engine_info["model_path"], model_fingerprint)
     job["engine_setup_s"] = time.perf_counter() - setup_started
     plan = LoadPlan(
         workers=experiment.workers,

@@ -105,6 +105,30 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def file_identity(path: str | Path) -> dict:
+    """What tells one state of a file from another without reading it."""
+    stat = Path(path).stat()
+    return {"path": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def model_fingerprint(path: str | Path) -> dict:
+    """A model file's sha256 with the identity it was computed for."""
+    return file_identity(path) | {"sha256": file_sha256(path)}
+
+
+def model_sha256(path: str | Path, known: dict | None = None) -> str:
+    """sha256 of a model file, reused from ``known`` (a model_fingerprint, e.g. the
+    pre-flight's) while the file is unchanged: hashing an 8B model takes seconds, once
+    per run rather than once per experiment."""
+    if (
+        known
+        and known.get("sha256")
+        and {key: known.get(key) for key in ("path", "size", "mtime_ns")} == file_identity(path)
+    ):
+        return known["sha256"]
+    return file_sha256(path)
+
+
 def config_hash(config: dict) -> str:
     """First 12 hex digits of the sha256 of the config as canonical JSON (sorted keys)."""
     canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)

@@ -3,7 +3,7 @@
 # reruns measured experiments; each experiment job checks the engine again.
 rule preflight:
     input:
-        unpack(get_model_inputs),
+        **get_model_inputs(),
     output:
         info=f"{RESULTS}/preflight.json",
     log:
@@ -12,15 +12,15 @@ rule preflight:
         "../../environment.yml"
     params:
         settings=get_settings_json,
-        model=get_model_arg,
     shell:
-        "python -m perflab preflight --spec {params.settings:q} {params.model}"
-        " --out {output.info} > {log} 2>&1 || (cat {log} >&2; exit 1)"
+        "python -m perflab preflight --spec {params.settings:q} "
+        + get_model_arg()
+        + " --out {output.info} > {log} 2>&1 || (cat {log} >&2; exit 1)"
 
 
 rule run_experiment:
     input:
-        unpack(get_model_inputs),
+        **get_model_inputs(),
         preflight=ancient(rules.preflight.output.info),
     output:
         records=f"{RESULTS}/experiments/{{experiment}}/records.jsonl",
@@ -35,12 +35,14 @@ rule run_experiment:
         "../../environment.yml"
     resources:
         llm_server=1,
+    # spec and failed_dir are the parameters Snakemake records (a changed spec reruns
+    # the experiment); the rest of the command is the same for every job.
     params:
         spec=get_experiment_spec,
-        model=get_model_arg,
-        out_dir=subpath(output.records, parent=True),
         failed_dir=f"{RESULTS}/failed",
     shell:
-        "python -m perflab run-experiment --spec {params.spec:q} {params.model}"
-        " --out-dir {params.out_dir} --failed-dir {params.failed_dir} > {log} 2>&1"
+        "python -m perflab run-experiment --spec {params.spec:q} "
+        + get_model_arg()
+        + ' --out-dir "$(dirname {output.records:q})" --failed-dir {params.failed_dir}'
+        " --preflight {input.preflight} > {log} 2>&1"
         " || (cat {log} >&2; exit 1)"

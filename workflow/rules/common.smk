@@ -43,12 +43,14 @@ def uses_tiny_model():
     return engine["name"] == "llamacpp" and not engine["model_path"]
 
 
-def get_model_inputs(wildcards=None):
+# The model is the same for every job: plain values, not input functions, which
+# Snakemake would call (and introspect) once per job.
+def get_model_inputs():
     return {"model": get_tiny_model_path()} if uses_tiny_model() else {}
 
 
-def get_model_arg(wildcards, input):
-    return f"--model {input.model}" if "model" in input.keys() else ""
+def get_model_arg():
+    return f"--model {get_tiny_model_path()}" if uses_tiny_model() else ""
 
 
 def get_settings_json(wildcards=None):
