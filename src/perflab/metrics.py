@@ -299,8 +299,10 @@ def write_aggregates(
     """
     from perflab.records import write_json_atomic
 
-    scan_tables(records_paths, request_schema()).sink_parquet(requests_path)
-    summary = scan_tables(summary_paths, summary_schema()).collect().sort("experiment_id")
+    # one query plan for both: the small summary read runs while the requests stream
+    requests = scan_tables(records_paths, request_schema()).sink_parquet(requests_path, lazy=True)
+    _, summary = pl.collect_all([requests, scan_tables(summary_paths, summary_schema())])
+    summary = summary.sort("experiment_id")
     summary.write_parquet(summary_path)
     summary.write_csv(csv_path)
     payload = {"units": SUMMARY_UNITS, "experiments": summary_records(summary)}
