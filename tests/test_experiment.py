@@ -5,10 +5,12 @@ import json
 import subprocess
 import sys
 
+import polars as pl
 import psutil
 import pytest
 from conftest import FAST_TIMING, ROOT
 
+from perflab.cli import main
 from perflab.config import expand_experiments, load_config_file
 from perflab.experiment import (
     RUNNER_VERSION,
@@ -58,6 +60,31 @@ def test_clean_run_writes_records_samples_and_metadata(tmp_path):
     assert saved["runner_version"] == RUNNER_VERSION
     assert metadata["resources"]["n_samples"] > 0
     assert not files.records.with_suffix(".partial.jsonl").exists()
+    assert set(saved["job"]) == {"started_after_s", "engine_setup_s", "measure_s"}
+    table = pl.read_parquet(files.tables.records)
+    assert table.height == 21 and table["itl_s"].list.len().max() > 0
+    summary = pl.read_parquet(files.tables.summary)
+    assert summary["experiment_id"].to_list() == ["medium-t0.7-w2-n20-r1"]
+    assert summary["n_requests"][0] == 20 and summary["n_ok"][0] == 20
+    assert json.loads(files.tables.summary_json.read_text())["summary"]["n_ok"] == 20
+
+
+def test_summarize_rewrites_the_tables_from_the_json_lines(tmp_path, capsys):
+    files = paths(tmp_path)
+    run_experiment(spec_for({}, 0.05), files)
+    before = pl.read_parquet(files.tables.summary)
+    for path in (files.tables.records, files.tables.summary, files.tables.summary_json):
+        path.unlink()
+    assert main(["summarize", str(files.records.parent)]) == 0
+    assert "medium-t0.7-w2-n20-r1: 20 measured requests summarized" in capsys.readouterr().out
+    assert pl.read_parquet(files.tables.summary).equals(before)
+    assert pl.read_parquet(files.tables.records).height == 21
+
+
+def test_summarize_names_a_directory_that_is_not_an_experiment(tmp_path, capsys):
+    assert main(["summarize", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "records.jsonl is missing" in err and str(tmp_path) in err
 
 
 def test_breakdown_matches_the_scripted_timings(tmp_path):
@@ -123,3 +150,15 @@ def test_a_cpu_burner_during_an_experiment_shows_as_interference(tmp_path):
     free = 100 * psutil.cpu_count() - resources["server_cpu_percent_mean"]
     expected = min(quiet["interference_cpu_pct_mean"] + 0.5 * burner_pct, 0.8 * free)
     assert resources["interference_cpu_pct_mean"] >= expected
+
+
+def test_an_experiment_job_imports_no_config_validation_and_no_polars_before_measuring():
+    # experiment jobs run by the thousand: what only other commands need stays unimported
+    code = (
+        "import sys, perflab.cli, perflab.experiment, perflab.runner, perflab.sampler;"
+        "print(sorted(m for m in ('jsonschema', 'yaml', 'polars', 'altair', 'jinja2')"
+        " if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -2,11 +2,21 @@
 
 import json
 import math
+from dataclasses import replace
 
 import polars as pl
 import pytest
 
-from perflab.metrics import Z_95, scan_requests, summarize, write_aggregates
+from perflab.metrics import (
+    Z_95,
+    ExperimentTables,
+    scan_requests,
+    summarize,
+    summary_schema,
+    write_aggregates,
+    write_experiment_tables,
+    write_metadata_index,
+)
 from perflab.records import RequestRecord, write_json_atomic, write_jsonl_atomic
 
 
@@ -111,24 +121,98 @@ def test_trials_of_one_condition_are_rows_of_their_own(experiment, tmp_path):
     assert summary["interference_cpu_pct_mean"].to_list() == [12.5, None, None]
 
 
-def test_write_aggregates_writes_every_format(experiment, tmp_path):
-    pairs = [(experiment / "records.jsonl", experiment / "metadata.json")]
-    out = tmp_path / "out"
+def test_experiment_tables_hold_its_records_and_summary(experiment):
+    tables = ExperimentTables.in_dir(experiment)
+    row = write_experiment_tables(
+        experiment / "records.jsonl", experiment / "metadata.json", tables
+    )
+    records = pl.read_parquet(tables.records)
+    assert records.height == 5 and records["itl_s"][1].to_list() == [0.1, 0.2, 0.2, 0.3]
+    assert (records["prompt_name"] == "short").all() and (records["workers"] == 1).all()
+    assert row["e2e_mean_s"] == pytest.approx(2.0)
+    assert pl.read_parquet(tables.summary).row(0, named=True) == row
+    payload = json.loads(tables.summary_json.read_text())
+    assert payload["units"]["times"] == "seconds"
+    assert payload["summary"]["n_ok"] == 3 and payload["summary"]["experiment_id"] == "exp"
+
+
+def write_run(tmp_path, experiments: dict[str, list]) -> list[ExperimentTables]:
+    """Experiments as an experiment job leaves them: JSON lines, metadata, tables."""
+    tables = []
+    for name, records in experiments.items():
+        directory = tmp_path / name
+        directory.mkdir()
+        write_jsonl_atomic(directory / "records.jsonl", records)
+        metadata = {
+            "experiment": {
+                "id": name,
+                "prompt_name": name,
+                "temperature": 0.7,
+                "workers": 1,
+                "requests": len(records),
+                "duration_s": None,
+                "suites": ["basic"],
+            },
+            "engine": {"engine": "llamacpp", "model": "tiny"},
+            "run": {"measured_wall_s": 2.0, "partial": False},
+        }
+        write_json_atomic(directory / "metadata.json", metadata)
+        tables.append(ExperimentTables.in_dir(directory))
+        write_experiment_tables(
+            directory / "records.jsonl", directory / "metadata.json", tables[-1]
+        )
+    return tables
+
+
+def aggregate(tables: list[ExperimentTables], out) -> pl.DataFrame:
     out.mkdir()
-    per_experiment = out / "exp" / "summary.json"
-    per_experiment.parent.mkdir()
-    summary = write_aggregates(
-        pairs,
+    return write_aggregates(
+        [t.records for t in tables],
+        [t.summary for t in tables],
         out / "requests.parquet",
         out / "summary.parquet",
         out / "summary.csv",
         out / "summary.json",
-        [per_experiment],
     )
-    assert pl.read_parquet(out / "requests.parquet").height == 5
-    assert pl.read_csv(out / "summary.csv")["e2e_mean_s"][0] == pytest.approx(2.0)
-    assert summary.height == 1
+
+
+def test_aggregates_gather_each_experiments_tables_without_per_token_columns(tmp_path):
+    b = [replace(record(i, 2.0, 0.5), experiment_id="b") for i in range(3)]
+    a = [replace(record(i, 1.0, 0.2), experiment_id="a") for i in range(2)]
+    tables = write_run(tmp_path, {"b": b, "a": a})
+    out = tmp_path / "out"
+    summary = aggregate(tables, out)
+    assert summary["experiment_id"].to_list() == ["a", "b"]  # sorted, one row each
+    assert summary["e2e_mean_s"].to_list() == pytest.approx([1.0, 2.0])
+    assert list(summary.columns) == list(summary_schema())
+    requests = pl.read_parquet(out / "requests.parquet")
+    assert requests.height == 5 and "itl_s" not in requests.columns
+    assert set(requests["prompt_name"]) == {"a", "b"}
+    assert pl.read_csv(out / "summary.csv")["n_ok"].to_list() == [2, 3]
     payload = json.loads((out / "summary.json").read_text())
-    assert payload["units"]["times"] == "seconds"
-    assert payload["experiments"]["exp"]["n_ok"] == 3
-    assert json.loads(per_experiment.read_text())["summary"]["e2e_mean_s"] == pytest.approx(2.0)
+    assert payload["units"]["times"] == "seconds" and payload["experiments"]["b"]["n_ok"] == 3
+
+
+def test_an_experiment_tabulated_by_older_code_reads_with_nulls(tmp_path):
+    old = [replace(record(0, 1.0, 0.2), experiment_id="old")]
+    tables = write_run(
+        tmp_path, {"old": old, "new": [replace(record(0, 2.0, 0.4), experiment_id="new")]}
+    )
+    old = tables[0]
+    dropped = pl.read_parquet(old.summary).drop("ttft_share").with_columns(gone=pl.lit(1))
+    dropped.write_parquet(old.summary)
+    pl.read_parquet(old.records).drop("unaccounted_s").write_parquet(old.records)
+    summary = aggregate(tables, tmp_path / "out")
+    assert summary.filter(pl.col("experiment_id") == "old")["ttft_share"][0] is None
+    assert summary.filter(pl.col("experiment_id") == "new")["ttft_share"][0] == pytest.approx(0.2)
+    assert "gone" not in summary.columns
+    requests = pl.read_parquet(tmp_path / "out" / "requests.parquet")
+    assert requests["unaccounted_s"].null_count() == 2
+
+
+def test_metadata_index_keys_every_experiment_by_id(tmp_path):
+    write_run(tmp_path, {"a": [record(0, 1.0, 0.2)], "b": [record(0, 1.0, 0.2)]})
+    out = tmp_path / "metadata.json"
+    write_metadata_index([tmp_path / "a" / "metadata.json", tmp_path / "b" / "metadata.json"], out)
+    index = json.loads(out.read_text())
+    assert sorted(index) == ["a", "b"] and index["b"]["experiment"]["prompt_name"] == "b"

@@ -7,7 +7,15 @@ import subprocess
 import pytest
 
 import perflab
-from perflab.provenance import config_hash, file_sha256, git_commit, host_info, package_version
+from perflab.provenance import (
+    config_hash,
+    file_sha256,
+    git_commit,
+    host_info,
+    model_fingerprint,
+    model_sha256,
+    package_version,
+)
 
 
 def test_host_info_has_every_key():
@@ -84,3 +92,14 @@ def test_git_commit_clean_dirty_and_outside_a_repository(tmp_path):
 def test_git_commit_is_none_without_git(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))  # no git executable anywhere
     assert git_commit(tmp_path) is None
+
+
+def test_model_sha256_is_reused_only_while_the_file_is_unchanged(tmp_path):
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"weights" * 1000)
+    known = model_fingerprint(model)
+    assert known["sha256"] == hashlib.sha256(b"weights" * 1000).hexdigest()
+    assert model_sha256(model, known | {"sha256": "from-preflight"}) == "from-preflight"
+    model.write_bytes(b"other weights")  # new size and mtime: hash it again
+    assert model_sha256(model, known | {"sha256": "from-preflight"}) == file_sha256(model)
+    assert model_sha256(model, None) == file_sha256(model)

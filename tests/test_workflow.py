@@ -121,6 +121,28 @@ def test_snakemake_report_builds(full_run):
     assert (full_run / "report.zip").stat().st_size > 10_000
 
 
+def test_experiment_files_come_from_experiment_jobs_only(full_run):
+    # a rule that gathers every experiment and also writes per-experiment files makes
+    # Snakemake's rerun check quadratic in the number of experiments (docs/performance.md)
+    result = snakemake(full_run, "--summary", "--configfile", "tiny.yaml")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("\t") for line in result.stdout.splitlines() if "\t" in line][1:]
+    writers = {rule for path, _, rule, *_ in rows if "/experiments/" in path}
+    assert writers == {"run_experiment"}
+    run_level = {Path(path).name for path, _, rule, *_ in rows if rule == "aggregate"}
+    assert run_level == {
+        "requests.parquet",
+        "summary.parquet",
+        "summary.csv",
+        "summary.json",
+        "metadata.json",
+    }
+    experiment = full_run / "results" / "test-tiny" / "experiments" / "medium-t1.5-w1-n3"
+    summary = pl.read_parquet(experiment / "summary.parquet")
+    assert summary["n_requests"].to_list() == [3]
+    assert "itl_s" in pl.read_parquet(experiment / "records.parquet").columns
+
+
 def test_unchanged_rerun_has_nothing_to_do(full_run):
     result = snakemake(full_run, "-n", "--configfile", "tiny.yaml")
     assert result.returncode == 0, result.stderr

@@ -29,6 +29,7 @@ def _say(line: str) -> None:
 
 def _preflight(args) -> None:
     from perflab.engines import make_engine
+    from perflab.provenance import model_fingerprint
     from perflab.records import write_json_atomic
 
     spec = args.spec
@@ -40,6 +41,8 @@ def _preflight(args) -> None:
         engine.close()
     if estimate is not None:
         info["estimate"] = asdict(estimate) | {"total_s": estimate.total_s}
+    if info.get("model_path"):
+        info["model_fingerprint"] = model_fingerprint(info["model_path"])
     write_json_atomic(Path(args.out), info)
     _say(f"{info['engine']} {info.get('engine_version')} serves {info['model']}")
     if estimate is not None:
@@ -60,6 +63,15 @@ def _estimate(engine, spec: dict, plan: dict | None):
         return None, str(exc)
 
 
+def _read_preflight(path: str | None) -> dict:
+    """The pre-flight check's output when there is one: it runs first, but nothing waits
+    for it, and a single experiment may be asked for before it ever ran."""
+    try:
+        return json.loads(Path(path).read_text()) if path else {}
+    except (OSError, ValueError):
+        return {}
+
+
 def _run_experiment(args) -> None:
     from perflab.experiment import ExperimentPaths, experiment_from_spec, run_experiment
     from perflab.lifeline import install_signal_handlers, watch_parent
@@ -69,13 +81,8 @@ def _run_experiment(args) -> None:
     watch_parent()
     spec = args.spec
     experiment = experiment_from_spec(spec)
-    out = Path(args.out_dir)
-    paths = ExperimentPaths(
-        records=out / "records.jsonl",
-        samples=out / "samples.jsonl",
-        metadata=out / "metadata.json",
-        failed_dir=Path(args.failed_dir),
-    )
+    paths = ExperimentPaths.in_dir(Path(args.out_dir), Path(args.failed_dir))
+    preflight = _read_preflight(args.preflight)
     shown = [
         ExperimentProgress(
             experiment.id, experiment.requests, experiment.duration_s, spec["warmup_requests"], s
@@ -88,15 +95,39 @@ def _run_experiment(args) -> None:
             line(record)
 
     try:
-        metadata = run_experiment(spec, paths, args.model, progress=progress, say=_say)
+        metadata = run_experiment(
+            spec,
+            paths,
+            args.model,
+            preflight.get("model_fingerprint"),
+            progress=progress,
+            say=_say,
+        )
     finally:
         for line in shown:
             line.close()
-    run = metadata["run"]
+    run, job = metadata["run"], metadata["job"]
     _say(
         f"{metadata['experiment']['id']}: {run['n_records']} records "
-        f"({run['error_rate']:.1%} errors) in {run['measured_wall_s']:.1f} s measured"
+        f"({run['error_rate']:.1%} errors) in {run['measured_wall_s']:.1f} s measured; "
+        f"job: start-up {job['started_after_s'] or float('nan'):.2f} s, "
+        f"engine set-up {job['engine_setup_s']:.2f} s, requests {job['measure_s']:.2f} s"
     )
+
+
+def _summarize(args) -> None:
+    from perflab.experiment import ExperimentPaths, tabulate_experiment
+
+    for directory in args.experiment_dirs:
+        paths = ExperimentPaths.in_dir(Path(directory), Path(directory).parent / "failed")
+        for required in (paths.records, paths.metadata):
+            if not required.is_file():
+                raise FileNotFoundError(
+                    f"{required} is missing: {directory} is not a finished experiment directory "
+                    "(it needs records.jsonl and metadata.json)"
+                )
+        row = tabulate_experiment(paths)
+        print(f"{row['experiment_id']}: {row['n_requests']} measured requests summarized")
 
 
 def _config_paths(files: list[str], with_default: bool) -> list[Path]:
@@ -194,7 +225,17 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--model", default=None, help="GGUF path (llamacpp)")
     command.add_argument("--out-dir", required=True)
     command.add_argument("--failed-dir", required=True)
+    command.add_argument(
+        "--preflight", default=None, help="preflight.json: reuse its model sha256 if unchanged"
+    )
     command.set_defaults(func=_run_experiment)
+
+    command = commands.add_parser(
+        "summarize",
+        help="rewrite experiments' records.parquet and summaries from their JSON lines",
+    )
+    command.add_argument("experiment_dirs", nargs="+", metavar="DIR")
+    command.set_defaults(func=_summarize)
 
     command = commands.add_parser(
         "validate",
@@ -234,7 +275,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except (ConfigError, PreflightError, ErrorBudgetExceeded, ExperimentIOError) as exc:
+    except (
+        ConfigError,
+        PreflightError,
+        ErrorBudgetExceeded,
+        ExperimentIOError,
+        FileNotFoundError,
+    ) as exc:
         print(f"perflab: {exc}", file=sys.stderr)
         return 2
     except ExperimentInterrupted as exc:

@@ -7,9 +7,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import jsonschema
-import yaml
+if TYPE_CHECKING:  # jsonschema and yaml cost ~0.15 s to import; experiment jobs need neither
+    import jsonschema
 
 from perflab.config_checks import Problem, nonfinite_problems, semantic_problems
 
@@ -32,11 +33,15 @@ class ConfigError(ValueError):
 
 
 def load_schema() -> dict:
+    import yaml
+
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
 def _with_defaults(validator_class):
     """A validator that fills ``default`` values while it validates."""
+    import jsonschema
+
     validate_properties = validator_class.VALIDATORS["properties"]
 
     def set_defaults(validator, properties, instance, schema):
@@ -67,6 +72,8 @@ def _describe(error: jsonschema.ValidationError) -> Problem:
 
 def config_problems(config: dict) -> list[Problem]:
     """Every problem with ``config``; fills schema defaults in place as it goes."""
+    import jsonschema
+
     validator_class = _with_defaults(jsonschema.Draft7Validator)
     validator = validator_class(load_schema())
     moved = _moved_key_problems(config)
@@ -222,6 +229,8 @@ DEFAULT_CONFIG = Path("config/config.yaml")
 
 def read_yaml(path: str | Path) -> dict:
     """A config file's mapping; ConfigError naming the file (and line) for anything else."""
+    import yaml
+
     path = Path(path)
     try:
         text = path.read_text()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from perflab import __version__
 from perflab.config import Experiment
@@ -15,6 +17,9 @@ from perflab.lifeline import Interrupted
 from perflab.partial import PartialWriter, keep_failed, keep_leftover
 from perflab.records import RequestRecord, write_json_atomic, write_jsonl_atomic
 from perflab.runner import LoadPlan, RunResult, error_rate, run_load
+
+if TYPE_CHECKING:
+    from perflab.metrics import ExperimentTables
 
 RUNNER_VERSION = 2  # bump when a change to the runner alters what is measured
 
@@ -37,6 +42,23 @@ class ExperimentPaths:
     samples: Path
     metadata: Path
     failed_dir: Path
+
+    @classmethod
+    def in_dir(cls, out_dir: Path, failed_dir: Path) -> ExperimentPaths:
+        out_dir = Path(out_dir)
+        return cls(
+            out_dir / "records.jsonl",
+            out_dir / "samples.jsonl",
+            out_dir / "metadata.json",
+            Path(failed_dir),
+        )
+
+    @property
+    def tables(self) -> ExperimentTables:
+        """records.parquet, summary.parquet and summary.json beside the records."""
+        from perflab.metrics import ExperimentTables
+
+        return ExperimentTables.in_dir(self.records.parent)
 
 
 SETTINGS_KEYS = (
@@ -68,15 +90,19 @@ def server_pid_finder(config: dict):
 
     if config["engine"]["name"] in ("llamacpp", "calibration"):
         return lambda: [os.getpid()]
-    if config["engine"]["name"] == "openai":  # whatever listens on its port, if local
+    host = server_host(config)  # whatever listens on its port, if local
+    return lambda: find_ollama_pids(host)
+
+
+def server_host(config: dict) -> str:
+    """The URL of an HTTP engine's server."""
+    if config["engine"]["name"] == "openai":
         from perflab.engines.openai_engine import base_url
 
-        host = base_url(config["engine"]["host"])
-    else:
-        from perflab.engines.ollama_engine import resolve_host
+        return base_url(config["engine"]["host"])
+    from perflab.engines.ollama_engine import resolve_host
 
-        host = resolve_host(config["engine"]["host"])
-    return lambda: find_ollama_pids(host)
+    return resolve_host(config["engine"]["host"])
 
 
 def server_is_remote(config: dict) -> bool:
@@ -85,10 +111,9 @@ def server_is_remote(config: dict) -> bool:
         return False
     from urllib.parse import urlparse
 
-    from perflab.engines.ollama_engine import resolve_host
     from perflab.sampler import is_local_host
 
-    host = resolve_host(config["engine"]["host"])
+    host = server_host(config)
     return not is_local_host(urlparse(host if "://" in host else f"http://{host}").hostname)
 
 
@@ -96,6 +121,7 @@ def run_experiment(
     spec: dict,
     paths: ExperimentPaths,
     model_path: str | None = None,
+    model_fingerprint: dict | None = None,
     *,
     progress: Callable[[RequestRecord], None] | None = None,
     say: Callable[[str], None] = print,
@@ -107,7 +133,9 @@ def run_experiment(
     records taken so far kept under ``failed/``.
     """
     from perflab.locks import target_key, target_lock
+    from perflab.provenance import process_age_s
 
+    job = {"started_after_s": process_age_s()}  # interpreter start-up and imports
     experiment = experiment_from_spec(spec)
     partial_path = paths.records.with_suffix(".partial.jsonl")
     try:
@@ -119,7 +147,9 @@ def run_experiment(
         say(f"{experiment.id}: records of an earlier, interrupted attempt kept in {leftover}")
     holder = {"experiment": experiment.id, "out_dir": str(paths.records.parent.resolve())}
     with target_lock(target_key(spec, model_path), holder, on_wait=say):
-        return _measure(spec, experiment, paths, model_path, partial_path, progress)
+        return _measure(
+            spec, experiment, paths, model_path, partial_path, progress, model_fingerprint, job
+        )
 
 
 def _io_error(exc: OSError, path: Path, kept: Path | None, taken: int = 0) -> ExperimentIOError:
@@ -141,6 +171,7 @@ class Measurement:
     options: GenerationOptions
     result: RunResult
     samples: list
+    job: dict  # where the job's own time went: start-up, engine set-up, requests
 
 
 def _measure(
@@ -150,15 +181,19 @@ def _measure(
     model_path: str | None,
     partial_path: Path,
     progress: Callable[[RequestRecord], None] | None,
+    model_fingerprint: dict | None,
+    job: dict,
 ) -> dict:
-    from perflab.provenance import file_sha256
+    from perflab.provenance import model_sha256
 
+    setup_started = time.perf_counter()
     engine = make_engine(config, model_path)
     interrupted = False
     try:
         engine_info = engine.preflight()
         if engine_info.get("model_path"):
-            engine_info["model_sha256"] = file_sha256(engine_info["model_path"])
+            engine_info["model_sha256"] = model_sha256(engine_info["model_path"], model_fingerprint)
+        job["engine_setup_s"] = time.perf_counter() - setup_started
         plan = LoadPlan(
             workers=experiment.workers,
             requests=experiment.requests,
@@ -170,8 +205,10 @@ def _measure(
             writer = PartialWriter(partial_path)
         except OSError as exc:
             raise _io_error(exc, partial_path, None) from None
+        measure_started = time.perf_counter()
         try:
             result, samples = _drive(config, experiment, engine, plan, options, writer, progress)
+            job["measure_s"] = time.perf_counter() - measure_started  # warm-up and measured
         except (KeyboardInterrupt, Interrupted) as exc:
             interrupted = True
             writer.close()
@@ -188,7 +225,7 @@ def _measure(
     if writer.error is not None:
         kept = keep_failed(partial_path, paths.failed_dir, experiment.id)
         raise _io_error(writer.error, partial_path, kept, writer.written)
-    measurement = Measurement(engine_info, plan, options, result, samples)
+    measurement = Measurement(engine_info, plan, options, result, samples, job)
     return _finish(config, experiment, paths, partial_path, measurement)
 
 
@@ -260,6 +297,7 @@ def _finish(
             "partial": rate > 0,
         },
         "resources": summarize_samples(samples, (result.measured_started, result.measured_ended)),
+        "job": measurement.job,
     }
     if rate > config["error_budget"]:
         kept = keep_failed(partial_path, paths.failed_dir, experiment.id)
@@ -276,4 +314,12 @@ def _finish(
         kept = keep_failed(partial_path, paths.failed_dir, experiment.id)
         raise _io_error(exc, paths.records.parent, kept, len(result.records)) from None
     partial_path.unlink(missing_ok=True)
+    tabulate_experiment(paths)
     return metadata
+
+
+def tabulate_experiment(paths: ExperimentPaths) -> dict:
+    """The experiment's Parquet records and summary, from its JSON lines and metadata."""
+    from perflab.metrics import write_experiment_tables
+
+    return write_experiment_tables(paths.records, paths.metadata, paths.tables)

@@ -8,6 +8,7 @@ import os
 import platform
 import socket
 import subprocess
+import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -83,6 +84,18 @@ def host_info() -> dict:
     }
 
 
+def process_age_s() -> float | None:
+    """Seconds since this process started, to the kernel's clock tick (~10 ms); None off Linux.
+
+    psutil's create_time() adds the boot time in whole seconds, too coarse for this."""
+    try:
+        after_name = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        start_ticks = int(after_name[19])  # field 22 of proc_pid_stat(5): starttime
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks (model files are gigabytes)."""
     digest = hashlib.sha256()
@@ -90,6 +103,30 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_identity(path: str | Path) -> dict:
+    """What tells one state of a file from another without reading it."""
+    stat = Path(path).stat()
+    return {"path": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def model_fingerprint(path: str | Path) -> dict:
+    """A model file's sha256 with the identity it was computed for."""
+    return file_identity(path) | {"sha256": file_sha256(path)}
+
+
+def model_sha256(path: str | Path, known: dict | None = None) -> str:
+    """sha256 of a model file, reused from ``known`` (a model_fingerprint, e.g. the
+    pre-flight's) while the file is unchanged: hashing an 8B model takes seconds, once
+    per run rather than once per experiment."""
+    if (
+        known
+        and known.get("sha256")
+        and {key: known.get(key) for key in ("path", "size", "mtime_ns")} == file_identity(path)
+    ):
+        return known["sha256"]
+    return file_sha256(path)
 
 
 def config_hash(config: dict) -> str:

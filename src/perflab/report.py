@@ -19,6 +19,7 @@ import jinja2
 from perflab import __version__
 from perflab.engines.ollama_store import uses_tiny_model
 from perflab.findings import Findings, load, wording
+from perflab.metrics import read_metadata_index
 
 TEMPLATES = Path(__file__).parent / "templates"
 PROMPT_LABELS = {
@@ -116,10 +117,6 @@ def render_html(markdown_text: str, title: str, chart_svgs: dict[str, str]) -> s
         "svg{max-width:100%;height:auto}</style></head><body>\n"
         f"{body}\n</body></html>\n"
     )
-
-
-def load_metadata(paths: list[Path]) -> list[dict]:
-    return [json.loads(Path(path).read_text()) for path in paths]
 
 
 def chart_links(charts_dir: Path, markdown_dir: Path) -> dict[str, str]:
@@ -230,7 +227,7 @@ def provenance_text(metadata: dict, started: float | None, ended: float | None) 
 
 def write_log(
     findings_path,
-    metadata_paths,
+    metadata_path,
     charts_dir,
     result_files,
     config: dict,
@@ -242,7 +239,7 @@ def write_log(
 
     markdown_path, html_path = Path(markdown_path), Path(html_path)
     findings = load(findings_path)
-    metadata = load_metadata(metadata_paths)
+    metadata = read_metadata_index(metadata_path)
     charts = chart_links(Path(charts_dir), markdown_path.parent)
     context = build_context(
         findings, metadata, config, charts, [str(p) for p in result_files], configfiles

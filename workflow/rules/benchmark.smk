@@ -7,35 +7,38 @@
 # Each experiment job checks the engine again; the findings read its output.
 rule preflight:
     input:
-        unpack(get_model_inputs),
+        **get_model_inputs(),
     output:
         info=f"{RESULTS}/preflight.json",
     log:
         f"{LOGS}/preflight.log",
+    priority: get_preflight_priority()
     group:
         get_experiment_group
-    priority: get_preflight_priority()
     conda:
         "../../environment.yml"
     resources:
         llm_server=1,
     params:
         settings=get_settings_json,
-        model=get_model_arg,
         plan=get_run_plan_json,
     shell:
-        "python -m perflab preflight --spec {params.settings:q} {params.model}"
-        " --estimate {params.plan:q} --out {output.info} 2> {log}"
+        "python -m perflab preflight --spec {params.settings:q} "
+        + get_model_arg()
+        + " --estimate {params.plan:q} --out {output.info} 2> {log}"
         " || (cat {log} >&2; exit 1)"
 
 
 rule run_experiment:
     input:
-        unpack(get_model_inputs),
+        **get_model_inputs(),
     output:
         records=f"{RESULTS}/experiments/{{experiment}}/records.jsonl",
         samples=f"{RESULTS}/experiments/{{experiment}}/samples.jsonl",
         metadata=f"{RESULTS}/experiments/{{experiment}}/metadata.json",
+        records_table=f"{RESULTS}/experiments/{{experiment}}/records.parquet",
+        summary=f"{RESULTS}/experiments/{{experiment}}/summary.parquet",
+        summary_json=f"{RESULTS}/experiments/{{experiment}}/summary.json",
     log:
         f"{LOGS}/experiments/{{experiment}}.log",
     priority: get_experiment_priority
@@ -45,12 +48,14 @@ rule run_experiment:
         "../../environment.yml"
     resources:
         llm_server=1,
+    # spec and failed_dir are the parameters Snakemake records (a changed spec reruns
+    # the experiment); the rest of the command is the same for every job.
     params:
         spec=get_experiment_spec,
-        model=get_model_arg,
-        out_dir=subpath(output.records, parent=True),
         failed_dir=f"{RESULTS}/failed",
     shell:
-        "python -m perflab run-experiment --spec {params.spec:q} {params.model}"
-        " --out-dir {params.out_dir} --failed-dir {params.failed_dir} 2> {log}"
+        "python -m perflab run-experiment --spec {params.spec:q} "
+        + get_model_arg()
+        + ' --out-dir "$(dirname {output.records:q})" --failed-dir {params.failed_dir}'
+        + f" --preflight {rules.preflight.output.info} 2> {{log}}"
         " || (cat {log} >&2; exit 1)"

@@ -65,12 +65,14 @@ def uses_tiny_model():
     return engine_uses_tiny_model(config["engine"])
 
 
-def get_model_inputs(wildcards=None):
+# The model is the same for every job: plain values, not input functions, which
+# Snakemake would call (and introspect) once per job.
+def get_model_inputs():
     return {"model": get_tiny_model_path()} if uses_tiny_model() else {}
 
 
-def get_model_arg(wildcards, input):
-    return f"--model {input.model}" if "model" in input.keys() else ""
+def get_model_arg():
+    return f"--model {get_tiny_model_path()}" if uses_tiny_model() else ""
 
 
 def get_settings_json(wildcards=None):
@@ -119,6 +121,17 @@ def get_experiment_files(name):
     return expand(
         f"{RESULTS}/experiments/{{experiment}}/{name}", experiment=get_experiment_ids()
     )
+
+
+def get_suite_files(suite, name):
+    """One file of each experiment in ``suite``: a rule that needs a few experiments
+    depends on those, not on every experiment of the run."""
+    ids = sorted(
+        experiment_id
+        for experiment_id, experiment in EXPERIMENTS.items()
+        if suite in experiment.suites
+    )
+    return expand(f"{RESULTS}/experiments/{{experiment}}/{name}", experiment=ids)
 
 
 def get_final_outputs():

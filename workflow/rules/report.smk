@@ -5,7 +5,7 @@ rule findings:
         preflight=rules.preflight.output.info,
         summary=rules.aggregate.output.summary,
         requests=rules.aggregate.output.requests,
-        metadata=get_experiment_files("metadata.json"),
+        metadata=rules.aggregate.output.metadata,
     output:
         findings=f"{RESULTS}/findings.json",
     log:
@@ -22,7 +22,7 @@ rule charts:
     input:
         findings=rules.findings.output.findings,
         requests=rules.aggregate.output.requests,
-        samples=get_experiment_files("samples.jsonl"),
+        samples=get_suite_files("resources", "samples.jsonl"),
     output:
         charts=report(
             directory(f"{REPORTS}/charts"),
@@ -42,8 +42,7 @@ rule report:
     input:
         findings=rules.findings.output.findings,
         summary_json=rules.aggregate.output.summary_json,
-        experiment_json=rules.aggregate.output.experiment_json,
-        metadata=get_experiment_files("metadata.json"),
+        metadata=rules.aggregate.output.metadata,
         charts=rules.charts.output.charts,
     output:
         log_md=report(
@@ -63,5 +62,6 @@ rule report:
     params:
         config=config,
         configfiles=get_config_files,
+        experiment_summaries=f"{RESULTS}/experiments/*/summary.json",
     script:
         "../scripts/report.py"

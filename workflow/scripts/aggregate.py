@@ -1,16 +1,17 @@
-"""Snakemake adaptor: raw records → requests.parquet and the summaries."""
+"""Snakemake adaptor: every experiment's tables → the run's requests, summaries and metadata."""
 
 import sys
 
-from perflab.metrics import write_aggregates
+from perflab.metrics import write_aggregates, write_metadata_index
 
 sys.stderr = open(snakemake.log[0], "w")
 
 write_aggregates(
-    pairs=list(zip(snakemake.input.records, snakemake.input.metadata)),
+    records_paths=snakemake.input.records,
+    summary_paths=snakemake.input.summaries,
     requests_path=snakemake.output.requests,
     summary_path=snakemake.output.summary,
     csv_path=snakemake.output.summary_csv,
     json_path=snakemake.output.summary_json,
-    experiment_json_paths=snakemake.output.experiment_json,
 )
+write_metadata_index(snakemake.input.metadata, snakemake.output.metadata)

@@ -9,7 +9,7 @@ sys.stderr = open(snakemake.log[0], "w")
 write_findings(
     summary_path=snakemake.input.summary,
     requests_path=snakemake.input.requests,
-    metadata_paths=snakemake.input.metadata,
+    metadata_path=snakemake.input.metadata,
     config=snakemake.params.config,
     findings_path=snakemake.output.findings,
 )

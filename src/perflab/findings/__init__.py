@@ -182,12 +182,12 @@ def context_from_metadata(metadata: list[dict], config: dict, results_dir: str) 
 
 
 def write_findings(
-    summary_path, requests_path, metadata_paths, config: dict, findings_path
+    summary_path, requests_path, metadata_path, config: dict, findings_path
 ) -> Findings:
     """Read the run's tables, compute every finding, write ``findings.json``."""
-    import json
+    from perflab.metrics import read_metadata_index
 
-    metadata = [json.loads(Path(p).read_text()) for p in metadata_paths]
+    metadata = read_metadata_index(metadata_path)
     results_dir = str(Path(findings_path).parent)
     findings = compute(
         pl.read_parquet(summary_path),
