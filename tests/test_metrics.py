@@ -146,6 +146,9 @@ def write_run(tmp_path, experiments: dict[str, list]) -> list[ExperimentTables]:
         metadata = {
             "experiment": {
                 "id": name,
+                "condition_id": name,
+                "trial": 1,
+                "prompt_cache": "bust",
                 "prompt_name": name,
                 "temperature": 0.7,
                 "workers": 1,
