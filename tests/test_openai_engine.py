@@ -165,8 +165,11 @@ def test_streams_the_scripted_tokens_with_usage_counts(make_calibration_server, 
     assert final.timings.decode_s == pytest.approx(entry.decode_s, abs=1e-6)
     # the request left after the call began and well before its first token
     assert 0 < sent.sent_at - t0 < arrivals[1] - entry.scheduled_prefill_s + 0.005
+    # tokens arrive one by one at the scripted 10 ms: on a busy machine two may land
+    # together, so the five gaps are checked as a whole, each only against a stall
     gaps = [b - a for a, b in pairwise(arrivals[1:7])]
-    assert all(0.005 <= gap <= 0.05 for gap in gaps), gaps
+    assert 5 * 0.01 * 0.8 <= sum(gaps) <= 5 * 0.05, gaps
+    assert max(gaps) <= 0.1, gaps
     assert entry.scheduled_prefill_s <= arrivals[1] <= entry.scheduled_prefill_s + 0.1
 
 

@@ -10,7 +10,8 @@ import pytest
 from conftest import refused_url
 
 from perflab.engines.base import Chunk, GenerationOptions
-from perflab.engines.ollama_engine import SEND_EVENTS, OllamaEngine, SendStamp
+from perflab.engines.http_stream import SEND_EVENTS, SendStamp
+from perflab.engines.ollama_engine import OllamaEngine
 from perflab.metrics import scan_requests, summarize
 from perflab.records import RequestRecord, ServerTimings, write_json_atomic, write_jsonl_atomic
 from perflab.runner import Clock, LoadPlan, measure_request, run_load

@@ -23,11 +23,14 @@ import ollama
 from perflab import __version__
 from perflab.engines import base
 from perflab.engines.base import Chunk, EngineError, GenerationOptions, PreflightError
+from perflab.engines.http_stream import (
+    brief,
+    classify_transport,
+    stream_request,
+)
 from perflab.records import (
-    ERROR_CONNECT,
     ERROR_DROPPED,
     ERROR_HTTP_STATUS,
-    ERROR_PROTOCOL,
     ERROR_SERVER,
     ERROR_TIMEOUT,
     ServerTimings,
@@ -91,31 +94,6 @@ def timings_from_final(part: dict) -> ServerTimings:
     )
 
 
-# The first thing the transport does with a request: open a connection for it,
-# or write its headers on a pooled one.
-SEND_EVENTS = frozenset(
-    {
-        "connection.connect_tcp.started",
-        "connection.connect_unix_socket.started",
-        "http11.send_request_headers.started",
-        "http2.send_request_headers.started",
-    }
-)
-
-
-class SendStamp:
-    """An httpx ``trace`` callback noting when the transport took the request."""
-
-    __slots__ = ("sent_at",)
-
-    def __init__(self):
-        self.sent_at: float | None = None
-
-    def __call__(self, event: str, info: dict) -> None:
-        if self.sent_at is None and event in SEND_EVENTS:
-            self.sent_at = time.perf_counter()
-
-
 def stream_headers() -> dict[str, str]:
     """What the official client sends, so the measured request looks the same to a server."""
     headers = {
@@ -135,15 +113,15 @@ def _status_error(response: httpx.Response) -> EngineError:
         message = response.json()["error"]
     except (ValueError, KeyError, TypeError):
         message = response.text
-    return EngineError(ERROR_HTTP_STATUS, f"HTTP {response.status_code}: {_brief(message)}")
+    return EngineError(ERROR_HTTP_STATUS, f"HTTP {response.status_code}: {brief(message)}")
 
 
 def part_chunk(part: object) -> Chunk:
     """One parsed line of /api/generate as a Chunk; raises on an error or a malformed line."""
     if not isinstance(part, dict):
-        raise ValueError(f"a stream line is not a JSON object: {_brief(repr(part))}")
+        raise ValueError(f"a stream line is not a JSON object: {brief(repr(part))}")
     if error := part.get("error"):
-        raise EngineError(ERROR_SERVER, f"server error mid-stream: {_brief(error)}")
+        raise EngineError(ERROR_SERVER, f"server error mid-stream: {brief(error)}")
     text = part.get("response") or ""
     if not isinstance(text, str):
         raise ValueError(f"response is not text: {text!r:.100}")
@@ -199,38 +177,13 @@ def _read_stream(response: httpx.Response, deadline: float, timeout_s: float) ->
     raise EngineError(ERROR_DROPPED, "stream ended without a final done chunk")
 
 
-def _brief(text: str, limit: int = 200) -> str:
-    """One line of at most ``limit`` characters, for an error message."""
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def _is_connect_failure(exc: BaseException) -> bool:
-    """Nothing accepted the connection (as opposed to one that broke later)."""
-    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, ConnectionRefusedError)):
-        return True
-    # the ollama client turns httpx.ConnectError into a plain ConnectionError
-    return type(exc) is ConnectionError
-
-
 def classify(exc: BaseException) -> EngineError:
-    """Map what the client and httpx raise onto perflab's error classes."""
-    if isinstance(exc, EngineError):
-        return exc
+    """Map what the official client and httpx raise onto perflab's error classes."""
     if isinstance(exc, ollama.ResponseError):
         if exc.status_code and exc.status_code > 0:
             return EngineError(ERROR_HTTP_STATUS, f"HTTP {exc.status_code}: {exc.error}")
         return EngineError(ERROR_SERVER, f"server error mid-stream: {exc.error}")
-    if _is_connect_failure(exc):
-        return EngineError(ERROR_CONNECT, f"cannot connect: {type(exc).__name__}: {exc}")
-    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
-        return EngineError(ERROR_TIMEOUT, f"timed out: {type(exc).__name__}")
-    if isinstance(exc, (httpx.TransportError, OSError)):
-        # RemoteProtocolError (a cut chunked body), ReadError, WriteError, reset sockets...
-        return EngineError(ERROR_DROPPED, f"connection dropped: {type(exc).__name__}: {exc}")
-    if isinstance(exc, (json.JSONDecodeError, TypeError, ValueError)):
-        return EngineError(ERROR_PROTOCOL, f"malformed response: {exc}")
-    return EngineError(ERROR_PROTOCOL, f"{type(exc).__name__}: {exc}")
+    return classify_transport(exc)
 
 
 class OllamaEngine:
@@ -275,17 +228,17 @@ class OllamaEngine:
         except ollama.ResponseError as exc:
             raise PreflightError(
                 f"The server at {self.host} answered {endpoint} with HTTP {exc.status_code}: "
-                f"{_brief(exc.error)}. {fix}"
+                f"{brief(exc.error)}. {fix}"
             ) from None
         except httpx.HTTPStatusError as exc:
             raise PreflightError(
                 f"The server at {self.host} answered {endpoint} with HTTP "
-                f"{exc.response.status_code}: {_brief(exc.response.text)}. {fix}"
+                f"{exc.response.status_code}: {brief(exc.response.text)}. {fix}"
             ) from None
         except (ValueError, TypeError, AttributeError) as exc:
             raise PreflightError(
                 f"The server at {self.host} does not answer {endpoint} like Ollama "
-                f"({type(exc).__name__}: {_brief(str(exc))}). {fix}"
+                f"({type(exc).__name__}: {brief(str(exc))}). {fix}"
             ) from None
 
     def _version(self) -> str | None:
@@ -296,7 +249,7 @@ class OllamaEngine:
         try:
             payload = response.json()
         except ValueError:
-            raise ValueError(f"not JSON: {_brief(response.text)!r}") from None
+            raise ValueError(f"not JSON: {brief(response.text)!r}") from None
         if not isinstance(payload, dict):
             raise ValueError(f"expected a JSON object, got {payload!r:.200}")
         return payload.get("version")
@@ -369,28 +322,14 @@ class OllamaEngine:
         arrives; a silent server is caught by the read timeout (the engine's
         ``timeout_s``)."""
         deadline = time.perf_counter() + options.timeout_s
-        stamp = SendStamp()
-        request = self.http.build_request(
+        yield from stream_request(
+            self.http,
             "POST",
             "/api/generate",
+            lambda response: _read_stream(response, deadline, options.timeout_s),
+            classify,
             content=self._body(prompt, options),
-            extensions={"trace": stamp},
         )
-        try:
-            response = self.http.send(request, stream=True)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a classified record
-            if stamp.sent_at is not None:
-                yield Chunk(sent_at=stamp.sent_at)
-            raise classify(exc) from exc
-        try:
-            yield Chunk(sent_at=stamp.sent_at)
-            yield from _read_stream(response, deadline, options.timeout_s)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a classified record
-            raise classify(exc) from exc
-        finally:
-            # returns a fully read connection to the pool, closes one cut short
-            with contextlib.suppress(Exception):
-                response.close()
 
     def close(self) -> None:
         self.http.close()
