@@ -179,8 +179,27 @@ def test_disturbed_experiment_makes_a_one_pass_finding_inconclusive():
     words = findings.wording.temperature(result.temperature)
     assert "medium-t0.0-w1-n20-r1" in words and "inconclusive" in words
     load = result.interference.disturbed[0]
-    command = findings.wording.rerun_command(load, "config/ollama.yaml")
-    assert command.endswith("--forcerun results/x/experiments/medium-t0.0-w1-n20-r1/metadata.json")
+    command = findings.wording.rerun_command([load], "config/ollama.yaml")
+    assert command == (
+        "snakemake --cores 1 --configfile config/ollama.yaml "
+        "--forcerun results/x/experiments/medium-t0.0-w1-n20-r1/metadata.json"
+    )
+
+
+def test_disturbed_experiments_are_re_measured_by_one_command():
+    data = summary(
+        temperature_rows(0.0, [{"interference_cpu_pct_mean": 140.0}]),
+        temperature_rows(0.7, [{"interference_cpu_pct_mean": 150.0}]),
+        temperature_rows(1.5, [{}]),
+    )
+    result = findings.compute(data, findings.Context(engine="ollama", results_dir="results/x"))
+    assert len(findings.wording.technical_issues(result, "")) == 2  # one row per experiment
+    (line,) = findings.wording.solutions(result, "")
+    assert "--configfile" not in line  # the default config needs none
+    assert line.endswith(
+        "--forcerun results/x/experiments/medium-t0.0-w1-n20-r1/metadata.json "
+        "results/x/experiments/medium-t0.7-w1-n20-r1/metadata.json"
+    )
 
 
 def test_disturbed_trial_settled_by_the_others():

@@ -220,6 +220,22 @@ def merge_configs(base: dict, override: dict) -> dict:
 DEFAULT_CONFIG = Path("config/config.yaml")
 
 
+def user_config_files(configfiles: Sequence[str | Path], workdir: str | Path = ".") -> list[str]:
+    """The ``--configfile`` files of a run, as a command line takes them again.
+
+    ``config/config.yaml`` is left out (the Snakefile always reads it first, so
+    naming it again would merge the defaults over the user's files); a file
+    below ``workdir`` is given relative to it."""
+    root = Path(workdir).resolve()
+    default = (root / DEFAULT_CONFIG).resolve()
+    files = []
+    for name in configfiles:
+        path = (root / name).resolve()
+        if path != default:
+            files.append(str(path.relative_to(root)) if path.is_relative_to(root) else str(path))
+    return list(dict.fromkeys(files))
+
+
 def read_yaml(path: str | Path) -> dict:
     """A config file's mapping; ConfigError naming the file (and line) for anything else."""
     path = Path(path)

@@ -150,7 +150,7 @@ def build_context(
     config: dict,
     charts: dict[str, str],
     result_files: list[str],
-    configfiles: str = "config/config.yaml",
+    configfiles: str = "",
 ) -> dict:
     first = metadata[0] if metadata else {"engine": {}, "host": {}}
     engine = {
@@ -195,6 +195,7 @@ def build_context(
         "bottleneck_evidence": wording.bottleneck_evidence(f.bottleneck),
         "ideas": [wording.idea(i) for i in f.run.ideas],
         "technical_issues": wording.technical_issues(f, configfiles),
+        "solutions": wording.solutions(f, configfiles),
         "storage": wording.storage(f.run),
         "insights": [words[k] for k in ("temperature", "concurrency", "prompt_length") if words[k]][
             :3
@@ -236,7 +237,7 @@ def write_log(
     config: dict,
     markdown_path,
     html_path,
-    configfiles: str = "config/config.yaml",
+    configfiles: str = "",
 ) -> None:
     from perflab.records import write_text_atomic
 

@@ -1,5 +1,6 @@
 import json
 import re
+import shlex
 import sys
 from dataclasses import asdict
 
@@ -9,6 +10,7 @@ from perflab.config import (
     ConfigError,
     expand_experiments,
     read_yaml,
+    user_config_files,
     validate_config,
 )
 from perflab.engines.ollama_store import uses_tiny_model as engine_uses_tiny_model
@@ -24,9 +26,9 @@ def get_config_layers():
 
 
 def get_config_files(wildcards=None):
-    """The config files as a command line takes them, for the log's rerun commands."""
-    files = getattr(workflow, "configfiles", None) or ["config/config.yaml"]
-    return " ".join(str(path) for path in files)
+    """This run's --configfile files as a command line takes them, for the log's rerun commands."""
+    files = user_config_files(getattr(workflow, "configfiles", None) or [])
+    return " ".join(shlex.quote(name) for name in files)
 
 
 def check_config():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -45,10 +46,12 @@ def idea(i: Idea) -> str:
     return f"{i.setting}: {i.value} — {why}"
 
 
-def rerun_command(load: ExperimentLoad, configfiles: str) -> str:
-    return (
-        f"snakemake --cores 1 --configfile {configfiles} --forcerun {load.output_dir}/metadata.json"
-    )
+def rerun_command(loads: list[ExperimentLoad], configfiles: str) -> str:
+    """One command that measures ``loads`` again with this run's config files
+    (``configfiles``: the ``--configfile`` arguments, empty for the default config)."""
+    files = f" --configfile {configfiles}" if configfiles.strip() else ""
+    targets = " ".join(shlex.quote(f"{load.output_dir}/metadata.json") for load in loads)
+    return f"snakemake --cores 1{files} --forcerun {targets}"
 
 
 def disturbed_lines(f: InterferenceFinding) -> list[str]:
@@ -139,32 +142,45 @@ class IssueRow:
     prevention: str
 
 
+def _error_rows(f: Findings) -> list[IssueRow]:
+    """Failed requests by error class (else by condition)."""
+    if f.run.errors:
+        return [
+            IssueRow(
+                f"{e.count} request(s) failed with {e.error_class} in {', '.join(e.experiments)}",
+                "see the error column of requests.parquet; rerun after fixing the cause",
+                "perflab validate the config; check the server with perflab preflight",
+            )
+            for e in f.run.errors
+        ]
+    return [
+        IssueRow(
+            f"{c.condition_id}: {c.n_errors} of {c.n_requests} requests failed ({c.error_classes})",
+            "see the error column of requests.parquet",
+            "",
+        )
+        for c in f.run.failed
+    ]
+
+
 def technical_issues(f: Findings, configfiles: str) -> list[IssueRow]:
     """Failed requests by error class (else by condition), then disturbed experiments."""
-    rows = [
-        IssueRow(
-            f"{e.count} request(s) failed with {e.error_class} in {', '.join(e.experiments)}",
-            "see the error column of requests.parquet; rerun after fixing the cause",
-            "perflab validate the config; check the server with perflab preflight",
-        )
-        for e in f.run.errors
-    ]
-    if not f.run.errors:
-        rows += [
-            IssueRow(
-                f"{c.condition_id}: {c.n_errors} of {c.n_requests} requests failed "
-                f"({c.error_classes})",
-                "see the error column of requests.parquet",
-                "",
-            )
-            for c in f.run.failed
-        ]
-    rows += [
+    return _error_rows(f) + [
         IssueRow(
             line,
-            "re-measure: " + rerun_command(load, configfiles),
+            "re-measure: " + rerun_command([load], configfiles),
             "run on an idle machine; repeats: 2 or more lets trials settle it",
         )
         for load, line in zip(f.interference.disturbed, disturbed_lines(f.interference))
     ]
-    return rows
+
+
+def solutions(f: Findings, configfiles: str) -> list[str]:
+    """The fixes of the issues, each once: every disturbed experiment in one command."""
+    lines = list(dict.fromkeys(row.solution for row in _error_rows(f)))
+    if f.interference.disturbed:
+        lines.append(
+            f"re-measure the {len(f.interference.disturbed)} disturbed experiment(s) when the "
+            "machine is quieter: " + rerun_command(list(f.interference.disturbed), configfiles)
+        )
+    return lines
