@@ -275,6 +275,22 @@ def test_serial_server_and_a_scaling_one():
     assert result.verdict == ConcurrencyVerdict.SCALES and result.knee_workers == 4
 
 
+def test_disturbed_concurrency_is_not_answered_yes_or_no():
+    quiet = worker_rows(1, 2.0, 0.5, 0.01)
+    busy = rows(
+        "medium-t0.7-w4-n20",
+        [{"req_per_s": 2.05, "e2e_mean_s": 1.95, "interference_cpu_pct_mean": 190.0}],
+        suites="concurrency",
+        workers=4,
+    )
+    result = findings.compute(summary(quiet, busy), findings.Context(engine="calibration"))
+    assert result.concurrency.disturbed == ("medium-t0.7-w4-n20-r1",)
+    words = findings.wording.concurrency(result.concurrency, None)
+    assert words.startswith("Inconclusive: throughput stayed flat") and "No:" not in words
+    line = next(k for k in findings.wording.key_findings(result) if k.startswith("concurrency"))
+    assert line.endswith("(inconclusive: disturbed experiments)")
+
+
 def test_reported_queue_time_is_used_when_the_engine_has_one():
     data = summary(
         worker_rows(1, 2.0, 0.5, 0.0),

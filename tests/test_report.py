@@ -142,7 +142,7 @@ def test_one_request_and_a_sub_second_resources_run_still_render(duration):
     meta = metadata()
     meta[0]["resources"] = {"n_samples": 0}
     text, html = render(pl.DataFrame([one]), meta, config())
-    assert "**Avg CPU**: n/a" in text and "(95% CI ± n/a)" in text
+    assert "**Avg CPU**: n/a" in text and "**Mean Latency**: 1.000s (no CI: one value)" in text
     assert "<svg" not in html and "Mean Latency" in html
 
 
@@ -176,3 +176,20 @@ def test_log_shows_each_conditions_trial_spread():
     assert "Each condition ran as 2 independent trials" in text
     appendix = text.split("## Appendix", 1)[1]
     assert "| short-t0.7-w1-n4 | 2 | 8 | 0 | 1.100 ± 1.271 (2 trials: 1.000–1.200) |" in appendix
+
+
+def test_every_basic_figure_carries_its_ci_and_one_pass_throughput_says_it_has_none():
+    basic = row(tps_ci95=0.4, ttft_ci95_s=0.003)
+    text, _ = render(pl.DataFrame([basic]), metadata(), config())
+    assert "**Mean Latency**: 1.000s (95% CI ± 0.010)" in text
+    assert "**Mean TPS**: 20.0 tok/s (95% CI ± 0.4) (decode; 16 output tokens" in text
+    assert "**Mean TTFT**: 0.200s (95% CI ± 0.003)" in text
+    assert "**Expected TPS**: ~10-20 tok/s" in text
+    appendix = text.split("## Appendix", 1)[1]
+    assert "| 1.00 (no CI: one value) |" in appendix  # req/s of one pass
+    trials = [
+        row(experiment_id=f"short-t0.7-w1-n4-r{k}", trial=k, repeats=2, tps_mean=tps)
+        for k, tps in ((1, 20.0), (2, 22.0))
+    ]
+    text, _ = render(pl.DataFrame(trials), metadata(), config())
+    assert "**Mean TPS**: 21.0 tok/s (95% CI ± 12.7 of 2 trial means, 20.0–22.0)" in text

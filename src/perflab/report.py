@@ -88,6 +88,7 @@ def _environment() -> jinja2.Environment:
         fmt=wording.num,
         measured=wording.measured,
         spread=wording.spread_text,
+        ci=wording.ci_note,
         label=label,
         duration=wording.duration,
     )

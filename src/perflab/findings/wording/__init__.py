@@ -19,7 +19,15 @@ from perflab.findings.wording.bottleneck import (
     bottleneck_sentence,
     check_text,
 )
-from perflab.findings.wording.numbers import NA, duration, measured, num, spread_text, workers_text
+from perflab.findings.wording.numbers import (
+    NA,
+    ci_note,
+    duration,
+    measured,
+    num,
+    spread_text,
+    workers_text,
+)
 from perflab.findings.wording.run import (
     IssueRow,
     checklist,
@@ -44,6 +52,7 @@ __all__ = [
     "bottleneck_sentence",
     "breakdown",
     "check_text",
+    "ci_note",
     "checklist",
     "concurrency",
     "disturbed_lines",

@@ -162,19 +162,22 @@ def concurrency(f: ConcurrencyFinding, setting: str | None) -> str:
     hint = f" ({setting})" if setting else ""
     if f.verdict == ConcurrencyVerdict.SERIAL:
         text = (
-            f"No: throughput stayed flat from {base.workers} to {most.workers} workers "
+            f"{'Inconclusive' if f.disturbed else 'No'}: throughput stayed flat from "
+            f"{base.workers} to {most.workers} workers "
             f"(×{f.peak_speedup:.2f} at best): the server serializes requests, running one at "
             f"a time{hint}, so extra requests only queue"
         )
     elif f.verdict == ConcurrencyVerdict.SCALES:
         text = (
-            f"Yes: throughput grew ×{most.speedup:.2f} from {base.workers} to {most.workers} "
+            f"{'Inconclusive' if f.disturbed else 'Yes'}: throughput grew ×{most.speedup:.2f} "
+            f"from {base.workers} to {most.workers} "
             "workers and was still growing: the server runs requests in parallel"
         )
     else:
         growth = "doubled" if round(at_knee.speedup, 1) == 2.0 else f"grew ×{at_knee.speedup:.2f}"
+        answer = "Inconclusive" if f.disturbed else f"Up to {f.knee_workers} workers"
         text = (
-            f"Up to {f.knee_workers} workers: throughput {growth} from {base.workers} to "
+            f"{answer}: throughput {growth} from {base.workers} to "
             f"{f.knee_workers} workers, then stayed flat: the server runs about "
             f"{f.parallel_requests} requests at once{hint}"
         )

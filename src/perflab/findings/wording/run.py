@@ -97,9 +97,10 @@ def key_findings(f: Findings) -> list[str]:
     if f.temperature.verdict is not None:
         lines.append(f"temperature: {f.temperature.verdict.value}")
     if f.concurrency.verdict is not None:
+        unsettled = " (inconclusive: disturbed experiments)" if f.concurrency.disturbed else ""
         lines.append(
             f"concurrency: {f.concurrency.verdict.value}, "
-            f"knee at {workers_text(f.concurrency.knee_workers)}"
+            f"knee at {workers_text(f.concurrency.knee_workers)}{unsettled}"
         )
     if f.kv_cache.verdict is not None:
         lines.append(f"kv cache: {f.kv_cache.verdict.value}")
