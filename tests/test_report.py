@@ -193,3 +193,41 @@ def test_every_basic_figure_carries_its_ci_and_one_pass_throughput_says_it_has_n
     ]
     text, _ = render(pl.DataFrame(trials), metadata(), config())
     assert "**Mean TPS**: 21.0 tok/s (95% CI ± 12.7 of 2 trial means, 20.0–22.0)" in text
+
+
+def test_setup_times_come_from_the_setup_jobs_benchmark_files(tmp_path):
+    import os
+
+    from perflab.findings import runlog
+
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    build = tmp_path / "model.build.tsv"
+    build.write_text(
+        header + "12.5000\t0:00:12\t310.20\t900.1\t300.0\t301.0\t0.00\t8.00\t95.00\t11.90\n"
+    )
+    os.utime(build, (1_700_000_000.0, 1_700_000_000.0))
+    preflight = tmp_path / "preflight.tsv"
+    preflight.write_text(header + "3.2500\t0:00:03\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\n")
+    os.utime(preflight, (1_700_000_010.0, 1_700_000_010.0))
+    steps = runlog.setup_steps(
+        {"preflight": preflight, "model_build": build, "missing": tmp_path / "none.tsv"}
+    )
+    assert [s.name for s in steps] == ["model_build", "preflight"]
+    assert steps[0].started == 1_700_000_000.0 - 12.5 and steps[0].max_rss_mb == 310.2
+    assert steps[1].max_rss_mb is None
+    context = findings.context_from_metadata(metadata(), config(), "results/test", steps)
+    found = findings.compute(pl.DataFrame([row()]), context, disk_path=".")
+    assert found.run.setup_s == 15.75 and found.run.hands_on_s == 75.75
+    text = report.render_log(report.build_context(found, metadata(), config(), {}, []))
+    setup = text.split("- [x] Setup & Installation", 1)[1].split("- [x] Basic", 1)[0]
+    assert "[TIME]" not in setup
+    assert "model build 12 s (peak memory 310 MB); pre-flight check" in setup
+    assert "**Total Time**: 0.02 hours (1 min: setup 16 s + measurement 1 min" in text
+    loaded = findings.load(_written(found, tmp_path))
+    assert loaded.run.setup == found.run.setup
+
+
+def _written(found, tmp_path):
+    path = tmp_path / "findings.json"
+    findings.write(found, path)
+    return path

@@ -9,6 +9,8 @@ rule preflight:
         info=f"{RESULTS}/preflight.json",
     log:
         f"{LOGS}/preflight.log",
+    benchmark:
+        f"{RESULTS}/setup/preflight.tsv"
     group:
         get_experiment_group
     conda:

@@ -1,4 +1,5 @@
 import json
+import os
 import re
 import shlex
 import sys
@@ -63,6 +64,27 @@ def get_tiny_model_path():
     return f"cache/models/{name.format(**tiny)}.gguf"
 
 
+def get_model_build_benchmark():
+    """The model build's timing, beside the model it built (shared by every run)."""
+    return get_tiny_model_path().removesuffix(".gguf") + ".build.tsv"
+
+
+def get_setup_benchmarks(wildcards=None):
+    """The setup jobs' timings for the log, by step. One that an existing output
+    lacks (the model was built by an older perflab) is left out: asking for it
+    would rebuild the model and so re-measure every experiment."""
+    steps = {
+        "preflight": (f"{RESULTS}/setup/preflight.tsv", f"{RESULTS}/preflight.json")
+    }
+    if uses_tiny_model():
+        steps["model_build"] = (get_model_build_benchmark(), get_tiny_model_path())
+    return {
+        name: benchmark
+        for name, (benchmark, output) in steps.items()
+        if os.path.exists(benchmark) or not os.path.exists(output)
+    }
+
+
 def uses_tiny_model():
     return engine_uses_tiny_model(config["engine"])
 
@@ -98,6 +120,8 @@ def get_experiment_priority(wildcards):
     """Earlier trials first: every first trial runs before any second trial, so slow
     drift of the machine spreads over all conditions instead of landing on some."""
     return config["repeats"] - EXPERIMENTS[wildcards.experiment].trial
+
+
 def get_experiment_group(wildcards=None):
     """The job group of one engine target: on a cluster its pre-flight check and
     experiments run as one job on one node, beside the server they measure."""

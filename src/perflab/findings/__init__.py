@@ -60,6 +60,7 @@ class Context:
     results_dir: str = "results/RUN"
     started: float | None = None
     ended: float | None = None
+    setup: tuple[runlog.SetupStep, ...] = ()  # the model build and pre-flight jobs, timed
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ def compute(
             context.physical_cores if context.threads_configurable else None,
         ),
         repeats=repeats,
+        setup=context.setup,
     )
     return Findings(
         engine=context.engine,
@@ -159,8 +161,14 @@ def load(path: str | Path) -> Findings:
     return serialize.load(Findings, path)
 
 
-def context_from_metadata(metadata: list[dict], config: dict, results_dir: str) -> Context:
-    """The findings' context from the experiments' metadata and the config."""
+def context_from_metadata(
+    metadata: list[dict],
+    config: dict,
+    results_dir: str,
+    setup: tuple[runlog.SetupStep, ...] = (),
+) -> Context:
+    """The findings' context from the experiments' metadata, the config and the
+    timed setup jobs."""
     first = metadata[0] if metadata else {"engine": {}, "host": {}}
     engine, host = first.get("engine", {}), first.get("host", {})
     suites = config.get("suites", {})
@@ -178,20 +186,31 @@ def context_from_metadata(metadata: list[dict], config: dict, results_dir: str) 
         results_dir=results_dir,
         started=min((m["run"]["started"] for m in metadata), default=None),
         ended=max((m["run"]["ended"] for m in metadata), default=None),
+        setup=setup,
     )
 
 
 def write_findings(
-    summary_path, requests_path, metadata_paths, config: dict, findings_path
+    summary_path,
+    requests_path,
+    metadata_paths,
+    config: dict,
+    findings_path,
+    setup_benchmarks: dict[str, str | Path | None] | None = None,
 ) -> Findings:
-    """Read the run's tables, compute every finding, write ``findings.json``."""
+    """Read the run's tables, compute every finding, write ``findings.json``.
+
+    ``setup_benchmarks``: the Snakemake benchmark files of the setup jobs by step
+    name (``model_build``, ``preflight``); a step without one is left out."""
     import json
 
     metadata = [json.loads(Path(p).read_text()) for p in metadata_paths]
     results_dir = str(Path(findings_path).parent)
     findings = compute(
         pl.read_parquet(summary_path),
-        context_from_metadata(metadata, config, results_dir),
+        context_from_metadata(
+            metadata, config, results_dir, runlog.setup_steps(setup_benchmarks or {})
+        ),
         resources_by_id={m["experiment"]["id"]: m.get("resources") or {} for m in metadata},
         requests_path=requests_path,
         disk_path=results_dir,

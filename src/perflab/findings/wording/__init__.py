@@ -36,10 +36,12 @@ from perflab.findings.wording.run import (
     interference_summary,
     key_findings,
     rerun_command,
+    setup_notes,
     solutions,
     status,
     storage,
     technical_issues,
+    total_time,
     trials_note,
 )
 
@@ -66,12 +68,14 @@ __all__ = [
     "num",
     "prompt_length",
     "rerun_command",
+    "setup_notes",
     "solutions",
     "spread_text",
     "status",
     "storage",
     "technical_issues",
     "temperature",
+    "total_time",
     "trials_note",
     "workers_text",
 ]

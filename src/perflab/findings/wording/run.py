@@ -11,7 +11,7 @@ from perflab.findings.interference import ExperimentLoad, InterferenceFinding
 from perflab.findings.prompt_length import PromptLengthVerdict
 from perflab.findings.runlog import Idea, RunLog
 from perflab.findings.wording.answers import expectations
-from perflab.findings.wording.numbers import num, workers_text
+from perflab.findings.wording.numbers import duration, num, workers_text
 
 if TYPE_CHECKING:
     from perflab.findings import Findings
@@ -108,6 +108,37 @@ def key_findings(f: Findings) -> list[str]:
     if f.interference.disturbed:
         lines.append(f"disturbed experiments: {', '.join(f.interference.disturbed_ids)}")
     return lines
+
+
+SETUP_STEPS = {
+    "model_build": "model build",
+    "preflight": "pre-flight check (engine, model and one timed request)",
+}
+
+
+def setup_notes(run: RunLog) -> str:
+    """What the setup jobs took, from their benchmark files; then the model loads."""
+    steps = [
+        f"{SETUP_STEPS.get(s.name, s.name)} {duration(s.seconds)}"
+        + (f" (peak memory {s.max_rss_mb:,.0f} MB)" if s.max_rss_mb else "")
+        for s in run.setup
+    ]
+    timed = "; ".join(steps) if steps else "no setup job was timed in this run"
+    return (
+        f"{timed}; model load {num(run.model_load_s, 3, ' s')} at preflight; "
+        f"first request's cold load {num(run.cold_load_s, 3, ' s')}."
+    )
+
+
+def total_time(run: RunLog) -> str:
+    """'0.05 hours (3 min: setup 40 s + measurement 2 min, first experiment to last)'."""
+    hours = num(None if run.hands_on_s is None else run.hands_on_s / 3600, 2)
+    if run.setup_s is None:
+        return f"{hours} hours of measurement ({duration(run.total_s)}, first experiment to last)"
+    return (
+        f"{hours} hours ({duration(run.hands_on_s)}: setup {duration(run.setup_s)} + "
+        f"measurement {duration(run.total_s)}, first experiment to last)"
+    )
 
 
 def status(run: RunLog) -> str:
