@@ -134,6 +134,8 @@ def test_speed_difference_from_one_pass_is_inconclusive():
     assert result.verdict == TemperatureVerdict.INCONCLUSIVE
     assert result.reason == TemperatureReason.ONE_PASS
     assert "drift" in findings.wording.temperature(result)
+    whole = findings.compute(data, findings.Context(engine="ollama"))
+    assert "temperature: inconclusive (one pass)" in findings.wording.key_findings(whole)
 
 
 def test_drift_in_one_trial_is_not_an_effect():
@@ -178,6 +180,8 @@ def test_disturbed_experiment_makes_a_one_pass_finding_inconclusive():
     assert result.temperature.reason == TemperatureReason.DISTURBED
     words = findings.wording.temperature(result.temperature)
     assert "medium-t0.0-w1-n20-r1" in words and "inconclusive" in words
+    key = findings.wording.key_findings(result)
+    assert "temperature: inconclusive (rests on disturbed experiments)" in key
     load = result.interference.disturbed[0]
     command = findings.wording.rerun_command([load], "config/ollama.yaml")
     assert command == (

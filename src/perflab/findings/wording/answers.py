@@ -205,7 +205,7 @@ def concurrency(f: ConcurrencyFinding, setting: str | None) -> str:
     elif f.one_pass:
         text += " One pass per worker count: drift between experiments was not measured."
     listing = "; ".join(
-        f"{workers_text(p.workers)}: {spread_text(p.condition.req_per_s, 2, ' req/s')} "
+        f"{workers_text(p.workers)}: {num(p.condition.req_per_s.mean, 2, ' req/s')} "
         f"(×{p.speedup:.2f}), {spread_text(p.condition.e2e)} mean latency"
         for p in f.points
     )

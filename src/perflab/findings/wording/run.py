@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING
 
 from perflab.findings.bottleneck import Bottleneck
 from perflab.findings.interference import ExperimentLoad, InterferenceFinding
+from perflab.findings.kv_cache import KvCacheVerdict
 from perflab.findings.prompt_length import PromptLengthVerdict
 from perflab.findings.runlog import Idea, RunLog
+from perflab.findings.temperature import TemperatureVerdict
 from perflab.findings.wording.answers import expectations
 from perflab.findings.wording.numbers import duration, num, workers_text
 
@@ -84,8 +86,16 @@ def storage(run: RunLog) -> str:
     return f"{s.free_gb:,.1f} GB free where results are written: {verdict} for the ~{s.needed_gb:g} GB Day 2 needs"
 
 
+def _why_inconclusive(disturbed: tuple[str, ...], one_pass: bool, reason=None) -> str:
+    if disturbed:
+        return " (rests on disturbed experiments)"
+    if reason is not None:
+        return f" ({reason.value.replace('_', ' ')})"
+    return " (one pass per condition)" if one_pass else ""
+
+
 def key_findings(f: Findings) -> list[str]:
-    """One line per finding, for the commit message."""
+    """One line per finding, for the commit message; an inconclusive one says why."""
     lines = [expectations(f.expectations).split(" (", 1)[0]]
     length = f.prompt_length
     if length.verdict is not None:
@@ -93,17 +103,34 @@ def key_findings(f: Findings) -> list[str]:
         prefill = (
             f", prefill ≈ {length.prefill_tps:,.0f} tok/s" if grows and length.prefill_tps else ""
         )
-        lines.append(f"prompt length: {length.verdict.value}{prefill}")
-    if f.temperature.verdict is not None:
-        lines.append(f"temperature: {f.temperature.verdict.value}")
+        why = (
+            _why_inconclusive(length.disturbed, False, length.reason)
+            if length.verdict == PromptLengthVerdict.INCONCLUSIVE
+            else ""
+        )
+        lines.append(f"prompt length: {length.verdict.value}{prefill}{why}")
+    heat = f.temperature
+    if heat.verdict is not None:
+        why = (
+            _why_inconclusive(heat.disturbed, heat.one_pass, heat.reason)
+            if heat.verdict == TemperatureVerdict.INCONCLUSIVE
+            else ""
+        )
+        lines.append(f"temperature: {heat.verdict.value}{why}")
     if f.concurrency.verdict is not None:
         unsettled = " (inconclusive: disturbed experiments)" if f.concurrency.disturbed else ""
         lines.append(
             f"concurrency: {f.concurrency.verdict.value}, "
             f"knee at {workers_text(f.concurrency.knee_workers)}{unsettled}"
         )
-    if f.kv_cache.verdict is not None:
-        lines.append(f"kv cache: {f.kv_cache.verdict.value}")
+    kv = f.kv_cache
+    if kv.verdict is not None:
+        why = (
+            _why_inconclusive(kv.disturbed, kv.one_pass)
+            if kv.verdict == KvCacheVerdict.INCONCLUSIVE
+            else ""
+        )
+        lines.append(f"kv cache: {kv.verdict.value}{why}")
     lines.append(f"bottleneck: {f.bottleneck.primary.value}")
     if f.interference.disturbed:
         lines.append(f"disturbed experiments: {', '.join(f.interference.disturbed_ids)}")
