@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -11,7 +10,12 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from perflab.config_checks import Problem, nonfinite_problems, semantic_problems
+from perflab.config_checks import (
+    Problem,
+    cross_field_problems,
+    nonfinite_problems,
+    semantic_problems,
+)
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
 SUITES = ("basic", "prompt_length", "temperature", "concurrency", "resources", "kv_cache")
@@ -74,18 +78,10 @@ def config_problems(config: dict) -> list[Problem]:
     problems = list(nonfinite_problems(config)) + moved
     problems += [_describe(error) for error in errors if not _is_moved(error)]
     if not problems:
-        problems = [_as_problem(text) for text in _cross_field_problems(config)]
+        problems = cross_field_problems(config)
     if not problems:
         problems = semantic_problems(config)
     return problems
-
-
-def _as_problem(text: str) -> Problem:
-    """A "key: message" line as a Problem, so its file can be found."""
-    match = re.match(r"([a-z_]+(?:\.[a-z_]+)*)(?::\s*|\s+)(.*)", text, re.S)
-    if not match:
-        return Problem((), text)
-    return Problem(tuple(match[1].split(".")), match[2])
 
 
 def _origin(problem: Problem, layers: Sequence[tuple[str, dict]]) -> str | None:
@@ -153,57 +149,6 @@ def _is_moved(error: jsonschema.ValidationError) -> bool:
     section = error.absolute_path[0]
     unexpected = set(error.instance) - set(error.schema.get("properties", {}))
     return bool(unexpected) and all((section, key) in MOVED_KEYS for key in unexpected)
-
-
-def _referenced_prompts(config: dict) -> list[tuple[str, str]]:
-    suites = config["suites"]
-    refs = [("suites.basic.prompts", name) for name in suites["basic"]["prompts"]]
-    refs += [("suites.prompt_length.prompts", name) for name in suites["prompt_length"]["prompts"]]
-    refs += [
-        (f"suites.{suite}.prompt", suites[suite]["prompt"])
-        for suite in ("temperature", "concurrency", "resources", "kv_cache")
-    ]
-    return refs
-
-
-def _cross_field_problems(config: dict) -> list[str]:
-    problems = []
-    known = sorted(config["prompts"])
-    for key, name in _referenced_prompts(config):
-        if name not in config["prompts"]:
-            problems.append(
-                f"{key}: prompt {name!r} is not defined under prompts (defined: {', '.join(known)})"
-            )
-    low, high = config["expected_tps"]
-    if low > high:
-        problems.append(
-            f"expected_tps: lower bound {low} is above upper bound {high}; write [low, high]"
-        )
-    problems += _calibration_problems(config)
-    tiny = config["tiny_model"]
-    if tiny["embedding_length"] % tiny["head_count"]:
-        problems.append(
-            f"tiny_model.embedding_length: {tiny['embedding_length']} is not a multiple of "
-            f"tiny_model.head_count {tiny['head_count']}; change one of them"
-        )
-    if tiny["head_count"] % tiny["head_count_kv"]:
-        problems.append(
-            f"tiny_model.head_count: {tiny['head_count']} is not a multiple of "
-            f"tiny_model.head_count_kv {tiny['head_count_kv']}; change one of them"
-        )
-    return problems
-
-
-def _calibration_problems(config: dict) -> list[str]:
-    if config["engine"]["name"] != "calibration":
-        return []
-    from perflab.calibration import TimingModel
-
-    try:
-        TimingModel.from_dict(config["calibration"])
-    except (ValueError, TypeError) as exc:
-        return [f"calibration: {exc}"]
-    return []
 
 
 def merge_configs(base: dict, override: dict) -> dict:
