@@ -231,3 +231,11 @@ def _written(found, tmp_path):
     path = tmp_path / "findings.json"
     findings.write(found, path)
     return path
+
+
+def test_blanks_for_the_person_stay_plain_brackets():
+    text, _ = render(pl.DataFrame([row()]), metadata(), config())
+    setup = text.split("- [x] Setup & Installation", 1)[1].split("- [x] Basic", 1)[0]
+    assert "  - Started: [TIME]\n  - Completed: [TIME]" in setup  # no setup job was timed
+    assert "\\[" not in text.split("## Time Tracking", 1)[1].split("### Study Time", 1)[0]
+    assert report.markdown_escape("[TIME]") == "\\[TIME\\]"  # anything else stays escaped

@@ -51,10 +51,16 @@ class Verbatim(str):
     """Text for a fenced code block: printed as is, except that it cannot close the fence."""
 
 
+class Placeholder(str):
+    """The template's own blank for the person to fill in (``[TIME]``): printed as is."""
+
+
 def markdown_escape(value) -> str:
     """Any value as inert Markdown text: no HTML, no link, no code span, no table cell break."""
     if value is None:
         return ""
+    if isinstance(value, Placeholder):
+        return str(value)
     if isinstance(value, Verbatim):
         return str(value).replace("```", "'''").replace("~~~", "'''")
     return str(value).translate(MARKDOWN_SPECIAL)
@@ -72,7 +78,7 @@ def preview(text: str, limit: int = 60) -> str:
 
 def epoch_text(seconds: float | None) -> str:
     if seconds is None:
-        return "[TIME]"
+        return Placeholder("[TIME]")
     return dt.datetime.fromtimestamp(seconds).strftime("%H:%M:%S")
 
 
@@ -172,7 +178,9 @@ def build_context(
         tiny = ", ".join(f"{k}={v}" for k, v in config["tiny_model"].items())
     return {
         "f": f,
-        "date": dt.date.fromtimestamp(f.run.started).isoformat() if f.run.started else "[DATE]",
+        "date": dt.date.fromtimestamp(f.run.started).isoformat()
+        if f.run.started
+        else Placeholder("[DATE]"),
         "run": config["run"],
         "perflab_version": __version__,
         "engine": engine,
