@@ -239,3 +239,20 @@ def test_blanks_for_the_person_stay_plain_brackets():
     assert "  - Started: [TIME]\n  - Completed: [TIME]" in setup  # no setup job was timed
     assert "\\[" not in text.split("## Time Tracking", 1)[1].split("### Study Time", 1)[0]
     assert report.markdown_escape("[TIME]") == "\\[TIME\\]"  # anything else stays escaped
+
+
+def test_a_findings_file_without_the_newer_run_keys_still_renders(tmp_path):
+    import json
+
+    context = findings.context_from_metadata(metadata(), config(), "results/test")
+    found = findings.compute(pl.DataFrame([row()]), context, disk_path=".")
+    assert found.run.basic_span == (1_700_000_000.0, 1_700_000_060.0)
+    path = _written(found, tmp_path)
+    older = json.loads(path.read_text())
+    for key in ("setup", "basic_span", "advanced_span"):
+        del older["run"][key]
+    path.write_text(json.dumps(older))
+    loaded = findings.load(path)
+    assert loaded.run.setup == () and loaded.run.basic_span == (None, None)
+    text = report.render_log(report.build_context(loaded, metadata(), config(), {}, []))
+    assert "- [x] Basic Benchmarking (4h)\n  - Started: [TIME]" in text

@@ -171,8 +171,6 @@ def build_context(
     host |= first["host"]
     prompts = config["prompts"]
     words = observations(f)
-    basic_meta = [m["run"] for m in metadata if "basic" in m["experiment"]["suites"]]
-    advanced_meta = [m["run"] for m in metadata if set(m["experiment"]["suites"]) - {"basic"}]
     tiny = None
     if uses_tiny_model(config["engine"]):
         tiny = ", ".join(f"{k}={v}" for k, v in config["tiny_model"].items())
@@ -194,10 +192,10 @@ def build_context(
         "setup_started": epoch_text(f.run.setup_started),
         "setup_completed": epoch_text(f.run.setup_ended),
         "setup_notes": wording.setup_notes(f.run),
-        "basic_started": epoch_text(min((m["started"] for m in basic_meta), default=None)),
-        "basic_completed": epoch_text(max((m["ended"] for m in basic_meta), default=None)),
-        "advanced_started": epoch_text(min((m["started"] for m in advanced_meta), default=None)),
-        "advanced_completed": epoch_text(max((m["ended"] for m in advanced_meta), default=None)),
+        "basic_started": epoch_text(f.run.basic_span[0]),
+        "basic_completed": epoch_text(f.run.basic_span[1]),
+        "advanced_started": epoch_text(f.run.advanced_span[0]),
+        "advanced_completed": epoch_text(f.run.advanced_span[1]),
         "previews": {name: preview(text) for name, text in prompts.items()},
         "observations": words,
         "trials_note": wording.trials_note(f.repeats),

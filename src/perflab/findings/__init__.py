@@ -61,6 +61,8 @@ class Context:
     started: float | None = None
     ended: float | None = None
     setup: tuple[runlog.SetupStep, ...] = ()  # the model build and pre-flight jobs, timed
+    basic_span: tuple[float | None, float | None] = (None, None)  # the basic suite's experiments
+    advanced_span: tuple[float | None, float | None] = (None, None)  # every other suite's
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,8 @@ def compute(
         ),
         repeats=repeats,
         setup=context.setup,
+        basic_span=context.basic_span,
+        advanced_span=context.advanced_span,
     )
     return Findings(
         engine=context.engine,
@@ -184,8 +188,10 @@ def context_from_metadata(
         model_size_gb=engine.get("model_size_gb"),
         model_load_s=engine.get("load_s"),
         results_dir=results_dir,
-        started=min((m["run"]["started"] for m in metadata), default=None),
-        ended=max((m["run"]["ended"] for m in metadata), default=None),
+        started=runlog.span(metadata)[0],
+        ended=runlog.span(metadata)[1],
+        basic_span=runlog.span(metadata, lambda suites: "basic" in suites),
+        advanced_span=runlog.span(metadata, lambda suites: bool(set(suites) - {"basic"})),
         setup=setup,
     )
 

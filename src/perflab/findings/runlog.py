@@ -4,6 +4,7 @@ what to try next as config changes perflab can run."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +81,8 @@ class RunLog:
     ideas: tuple[Idea, ...]
     repeats: int
     setup: tuple[SetupStep, ...] = ()
+    basic_span: tuple[float | None, float | None] = (None, None)  # epoch start, end
+    advanced_span: tuple[float | None, float | None] = (None, None)
 
     @property
     def setup_s(self) -> float | None:
@@ -98,6 +101,17 @@ class RunLog:
         """Setup plus measurement: the machine's share of the day."""
         parts = [t for t in (self.setup_s, self.total_s) if t is not None]
         return sum(parts) if parts else None
+
+
+def span(
+    metadata: list[dict], suites: Callable[[list[str]], bool] | None = None
+) -> tuple[float | None, float | None]:
+    """First start and last end of the experiments (those whose suites pass ``suites``)."""
+    runs = [m["run"] for m in metadata if suites is None or suites(m["experiment"]["suites"])]
+    return (
+        min((r["started"] for r in runs), default=None),
+        max((r["ended"] for r in runs), default=None),
+    )
 
 
 def setup_step(name: str, benchmark_path: str | Path) -> SetupStep | None:
