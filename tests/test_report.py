@@ -256,3 +256,24 @@ def test_a_findings_file_without_the_newer_run_keys_still_renders(tmp_path):
     assert loaded.run.setup == () and loaded.run.basic_span == (None, None)
     text = report.render_log(report.build_context(loaded, metadata(), config(), {}, []))
     assert "- [x] Basic Benchmarking (4h)\n  - Started: [TIME]" in text
+
+
+def test_output_length_stands_next_to_every_speed():
+    rows = [
+        row(
+            experiment_id=f"{name}-r1", condition_id=name, prompt_name=name,
+            suites="prompt_length", prompt_tokens_mean=tokens, n_truncated=4,
+        )
+        for name, tokens in (("short", 5.0), ("long", 90.0))
+    ] + [
+        row(
+            experiment_id=f"w{w}-r1", condition_id=f"w{w}", workers=w, suites="concurrency",
+            output_tokens_mean=12.0,
+        )
+        for w in (1, 2)
+    ]  # fmt: skip
+    cfg = config() | {"prompts": {"short": "What is AI?", "long": "Describe it all."}}
+    text, _ = render(pl.DataFrame(rows), metadata(), cfg)
+    assert "TPS 20.0 tok/s (no CI: one value) over 16 output tokens (4 cut at max_tokens)" in text
+    assert "- **2 workers**: 1.00 req/s (no CI: one value), 1.000 s" in text
+    assert "n=4, 12 output tokens)" in text
