@@ -277,3 +277,9 @@ def test_output_length_stands_next_to_every_speed():
     assert "TPS 20.0 tok/s (no CI: one value) over 16 output tokens (4 cut at max_tokens)" in text
     assert "- **2 workers**: 1.00 req/s (no CI: one value), 1.000 s" in text
     assert "n=4, 12 output tokens)" in text
+
+
+def test_the_log_does_not_claim_a_commit_it_cannot_know_of():
+    text, _ = render(pl.DataFrame([row()]), metadata(), config())
+    assert "- [ ] Results JSON files committed (written, ready to commit:)" in text
+    assert "  - `results/test/x.json`" in text
