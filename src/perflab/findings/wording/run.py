@@ -150,7 +150,9 @@ def setup_notes(run: RunLog) -> str:
         + (f" (peak memory {s.max_rss_mb:,.0f} MB)" if s.max_rss_mb else "")
         for s in run.setup
     ]
-    timed = "; ".join(steps) if steps else "no setup job was timed in this run"
+    timed = (
+        "; ".join(steps) if steps else "setup jobs not timed (they ran before perflab timed them)"
+    )
     return (
         f"{timed}; model load {num(run.model_load_s, 3, ' s')} at preflight; "
         f"first request's cold load {num(run.cold_load_s, 3, ' s')}."
