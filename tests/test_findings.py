@@ -583,3 +583,12 @@ def test_cpu_ideas_follow_the_engines_settings():
         data, findings.Context(engine="ollama", physical_cores=4), resources_by_id=samples
     )
     assert remote.run.ideas[0].setting == "engine.model"
+
+
+def test_one_rule_decides_whether_conditions_differ():
+    tight = [frame.spread([1.0], 0.01), frame.spread([1.2], 0.01)]
+    assert frame.differ(tight, 0.2)
+    assert not frame.differ(tight, 0.04)  # measurable, but under the practical 5 %
+    wide = [frame.spread([1.0], 0.2), frame.spread([1.2], 0.2)]
+    assert not frame.differ(wide, 0.2)  # within each other's CI
+    assert not frame.differ(tight[:1], 0.2) and not frame.differ(tight, None)
