@@ -592,3 +592,28 @@ def test_one_rule_decides_whether_conditions_differ():
     wide = [frame.spread([1.0], 0.2), frame.spread([1.2], 0.2)]
     assert not frame.differ(wide, 0.2)  # within each other's CI
     assert not frame.differ(tight[:1], 0.2) and not frame.differ(tight, None)
+
+
+def test_a_speed_up_beyond_the_workers_is_not_the_servers():
+    # the busy-machine default run: 0.28, 2.22 and 1.20 req/s at 1, 2 and 4 workers of an
+    # embedded engine that runs one request at a time; the 1-worker pass ran slowed
+    data = summary(
+        worker_rows(1, 0.28, 3.57, 0.0), worker_rows(2, 2.22, 0.86, 0.0),
+        worker_rows(4, 1.20, 3.12, 0.0),
+    )  # fmt: skip
+    result = concurrency.summary(data, capabilities_for("llamacpp"))
+    assert result.knee_workers == 2 and result.parallel_requests == 2  # not 8 at 2 workers
+    assert result.fell_at == 4  # below the best before it, though above the baseline
+    assert result.beyond_workers_at == 2 and not result.trusted
+    words = findings.wording.concurrency(result, None)
+    assert words.startswith("Inconclusive: throughput grew ×7.93 from 1 to 2 workers, then fell")
+    assert "more than 2× the workers can give" in words
+    whole = findings.compute(data, findings.Context(engine="llamacpp"))
+    line = next(k for k in findings.wording.key_findings(whole) if k.startswith("concurrency"))
+    assert line.endswith("(inconclusive: speed-up beyond the workers)")
+
+
+def test_a_two_slot_server_is_trusted_and_stays_flat():
+    result = concurrency.summary(two_slot_server(), capabilities_for("ollama"))
+    assert result.trusted and result.fell_at is None and result.beyond_workers_at is None
+    assert "then stayed flat" in findings.wording.concurrency(result, None)

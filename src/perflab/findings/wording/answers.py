@@ -162,23 +162,24 @@ def concurrency(f: ConcurrencyFinding, setting: str | None) -> str:
     hint = f" ({setting})" if setting else ""
     if f.verdict == ConcurrencyVerdict.SERIAL:
         text = (
-            f"{'Inconclusive' if f.disturbed else 'No'}: throughput stayed flat from "
+            f"{'No' if f.trusted else 'Inconclusive'}: throughput stayed flat from "
             f"{base.workers} to {most.workers} workers "
             f"(×{f.peak_speedup:.2f} at best): the server serializes requests, running one at "
             f"a time{hint}, so extra requests only queue"
         )
     elif f.verdict == ConcurrencyVerdict.SCALES:
         text = (
-            f"{'Inconclusive' if f.disturbed else 'Yes'}: throughput grew ×{most.speedup:.2f} "
+            f"{'Yes' if f.trusted else 'Inconclusive'}: throughput grew ×{most.speedup:.2f} "
             f"from {base.workers} to {most.workers} "
             "workers and was still growing: the server runs requests in parallel"
         )
     else:
         growth = "doubled" if round(at_knee.speedup, 1) == 2.0 else f"grew ×{at_knee.speedup:.2f}"
-        answer = "Inconclusive" if f.disturbed else f"Up to {f.knee_workers} workers"
+        answer = f"Up to {f.knee_workers} workers" if f.trusted else "Inconclusive"
+        after = "fell" if f.fell_at is not None and f.fell_at > f.knee_workers else "stayed flat"
         text = (
             f"{answer}: throughput {growth} from {base.workers} to "
-            f"{f.knee_workers} workers, then stayed flat: the server runs about "
+            f"{f.knee_workers} workers, then {after}: the server runs about "
             f"{f.parallel_requests} requests at once{hint}"
         )
     text += f", while mean latency grew ×{most.latency_growth:.2f}."
@@ -187,6 +188,13 @@ def concurrency(f: ConcurrencyFinding, setting: str | None) -> str:
         text += (
             f" Throughput fell to ×{fell.speedup:.2f} at {workers_text(fell.workers)}: more "
             "requests than the server runs at once contend for it, or the machine was busy."
+        )
+    if f.beyond_workers_at is not None:
+        beyond = next(p for p in f.points if p.workers == f.beyond_workers_at)
+        text += (
+            f" At {workers_text(beyond.workers)} throughput was ×{beyond.speedup:.2f} that of "
+            f"{workers_text(base.workers)}, more than {beyond.workers / base.workers:g}× the "
+            "workers can give: other work slowed the baseline, so the pattern is not the server's."
         )
     if f.queue_wait_s is not None:
         source = (

@@ -118,7 +118,13 @@ def key_findings(f: Findings) -> list[str]:
         )
         lines.append(f"temperature: {heat.verdict.value}{why}")
     if f.concurrency.verdict is not None:
-        unsettled = " (inconclusive: disturbed experiments)" if f.concurrency.disturbed else ""
+        unsettled = (
+            " (inconclusive: disturbed experiments)"
+            if f.concurrency.disturbed
+            else " (inconclusive: speed-up beyond the workers)"
+            if f.concurrency.beyond_workers_at is not None
+            else ""
+        )
         lines.append(
             f"concurrency: {f.concurrency.verdict.value}, "
             f"knee at {workers_text(f.concurrency.knee_workers)}{unsettled}"
