@@ -293,6 +293,26 @@ def test_disturbed_concurrency_is_not_answered_yes_or_no():
     assert words.startswith("Inconclusive: throughput stayed flat") and "No:" not in words
     line = next(k for k in findings.wording.key_findings(result) if k.startswith("concurrency"))
     assert line.endswith("(inconclusive: disturbed experiments)")
+    # the bottleneck rests on the same experiments and says so
+    assert result.bottleneck.disturbed == ("medium-t0.7-w4-n20-r1",)
+    assert "Caveat: measured while other work used the CPU" in findings.wording.bottleneck_sentence(
+        result.bottleneck
+    )
+    assert (
+        "bottleneck: undetermined (rests on disturbed experiments)"
+        in findings.wording.key_findings(result)
+    )
+
+
+def test_a_queueing_bottleneck_from_a_disturbed_concurrency_run_says_so():
+    data = two_slot_rows()
+    data[-1] = data[-1] | {"interference_cpu_pct_mean": 150.0}  # the 8-worker run
+    result = findings.compute(summary(data), findings.Context(engine="ollama"))
+    assert result.bottleneck.primary == Bottleneck.QUEUEING
+    assert result.bottleneck.disturbed == (data[-1]["experiment_id"],)
+    quiet = findings.compute(two_slot_server(), findings.Context(engine="ollama"))
+    assert quiet.bottleneck.disturbed == ()
+    assert "Caveat" not in findings.wording.bottleneck_sentence(quiet.bottleneck)
 
 
 def test_reported_queue_time_is_used_when_the_engine_has_one():

@@ -201,7 +201,14 @@ def build_context(
         "trials_note": wording.trials_note(f.repeats),
         "interference_note": wording.interference_summary(f.interference),
         "bottleneck_option": wording.LOG_OPTIONS.get(f.bottleneck.primary),
-        "bottleneck_note": wording.NOTES.get(f.bottleneck.primary),
+        "bottleneck_note": "; ".join(
+            n
+            for n in (
+                wording.NOTES.get(f.bottleneck.primary),
+                wording.disturbed_caveat(f.bottleneck),
+            )
+            if n
+        ),
         "bottleneck_options": BOTTLENECK_OPTIONS,
         "bottleneck_evidence": wording.bottleneck_evidence(f.bottleneck),
         "ideas": [wording.idea(i) for i in f.run.ideas],

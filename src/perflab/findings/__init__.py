@@ -106,6 +106,7 @@ def compute(
         context.usable_cores,
         context.model_size_gb,
         context.logical_cores,
+        disturbed,
     )
     repeats = int(frame["repeats"].max() or 1) if frame.height else 1
     cold = frame["cold_load_s"].drop_nulls()

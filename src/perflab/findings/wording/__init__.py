@@ -18,6 +18,7 @@ from perflab.findings.wording.bottleneck import (
     bottleneck_evidence,
     bottleneck_sentence,
     check_text,
+    disturbed_caveat,
 )
 from perflab.findings.wording.numbers import (
     NA,
@@ -57,6 +58,7 @@ __all__ = [
     "ci_note",
     "checklist",
     "concurrency",
+    "disturbed_caveat",
     "disturbed_lines",
     "duration",
     "expectations",

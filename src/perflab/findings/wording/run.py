@@ -137,7 +137,8 @@ def key_findings(f: Findings) -> list[str]:
             else ""
         )
         lines.append(f"kv cache: {kv.verdict.value}{why}")
-    lines.append(f"bottleneck: {f.bottleneck.primary.value}")
+    caveat = " (rests on disturbed experiments)" if f.bottleneck.disturbed else ""
+    lines.append(f"bottleneck: {f.bottleneck.primary.value}{caveat}")
     if f.interference.disturbed:
         lines.append(f"disturbed experiments: {', '.join(f.interference.disturbed_ids)}")
     return lines
