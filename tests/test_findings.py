@@ -637,3 +637,14 @@ def test_a_two_slot_server_is_trusted_and_stays_flat():
     result = concurrency.summary(two_slot_server(), capabilities_for("ollama"))
     assert result.trusted and result.fell_at is None and result.beyond_workers_at is None
     assert "then stayed flat" in findings.wording.concurrency(result, None)
+
+
+def test_expected_speed_from_disturbed_experiments_carries_a_caveat():
+    data = summary(rows("short-t0.7-w1-n20", [{"interference_cpu_pct_mean": 160.0}]))
+    result = findings.compute(data, findings.Context(engine="ollama"))
+    assert result.expectations.disturbed == ("short-t0.7-w1-n20-r1",)
+    assert "Other work used the CPU during short-t0.7-w1-n20-r1" in findings.wording.expectations(
+        result.expectations
+    )
+    quiet = findings.compute(summary(rows("short-t0.7-w1-n20", [{}])), findings.Context(engine="x"))
+    assert "Other work" not in findings.wording.expectations(quiet.expectations)

@@ -261,9 +261,15 @@ def expectations(f: ExpectationFinding) -> str:
         if f.tps_low is not None and f.tps_high != f.tps_low
         else ""
     )
+    caveat = (
+        f" Other work used the CPU during {', '.join(f.disturbed)}: on a quiet machine the "
+        "speed may be higher."
+        if f.disturbed
+        else ""
+    )
     return (
         f"Measured decode speed is {f.actual_tps:.1f} tok/s (mean over {f.n} requests{output}, "
-        f"{source}{spread}), {where}."
+        f"{source}{spread}), {where}.{caveat}"
     )
 
 
