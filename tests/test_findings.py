@@ -291,6 +291,7 @@ def test_disturbed_concurrency_is_not_answered_yes_or_no():
     assert result.concurrency.disturbed == ("medium-t0.7-w4-n20-r1",)
     words = findings.wording.concurrency(result.concurrency, None)
     assert words.startswith("Inconclusive: throughput stayed flat") and "No:" not in words
+    assert "serializes" not in words
     line = next(k for k in findings.wording.key_findings(result) if k.startswith("concurrency"))
     assert line.endswith("(inconclusive: disturbed experiments)")
     # the bottleneck rests on the same experiments and says so
@@ -628,6 +629,7 @@ def test_a_speed_up_beyond_the_workers_is_not_the_servers():
     words = findings.wording.concurrency(result, None)
     assert words.startswith("Inconclusive: throughput grew ×7.93 from 1 to 2 workers, then fell")
     assert "more than 2× the workers can give" in words
+    assert "requests at once" not in words  # no conclusion drawn from an untrusted pattern
     whole = findings.compute(data, findings.Context(engine="llamacpp"))
     line = next(k for k in findings.wording.key_findings(whole) if k.startswith("concurrency"))
     assert line.endswith("(inconclusive: speed-up beyond the workers)")

@@ -163,25 +163,30 @@ def concurrency(f: ConcurrencyFinding, setting: str | None) -> str:
     if f.verdict == ConcurrencyVerdict.SERIAL:
         text = (
             f"{'No' if f.trusted else 'Inconclusive'}: throughput stayed flat from "
-            f"{base.workers} to {most.workers} workers "
-            f"(×{f.peak_speedup:.2f} at best): the server serializes requests, running one at "
-            f"a time{hint}, so extra requests only queue"
+            f"{base.workers} to {most.workers} workers (×{f.peak_speedup:.2f} at best)"
         )
+        if f.trusted:
+            text += (
+                f": the server serializes requests, running one at a time{hint}, "
+                "so extra requests only queue"
+            )
     elif f.verdict == ConcurrencyVerdict.SCALES:
         text = (
             f"{'Yes' if f.trusted else 'Inconclusive'}: throughput grew ×{most.speedup:.2f} "
-            f"from {base.workers} to {most.workers} "
-            "workers and was still growing: the server runs requests in parallel"
+            f"from {base.workers} to {most.workers} workers and was still growing"
         )
+        if f.trusted:
+            text += ": the server runs requests in parallel"
     else:
         growth = "doubled" if round(at_knee.speedup, 1) == 2.0 else f"grew ×{at_knee.speedup:.2f}"
         answer = f"Up to {f.knee_workers} workers" if f.trusted else "Inconclusive"
         after = "fell" if f.fell_at is not None and f.fell_at > f.knee_workers else "stayed flat"
         text = (
             f"{answer}: throughput {growth} from {base.workers} to "
-            f"{f.knee_workers} workers, then {after}: the server runs about "
-            f"{f.parallel_requests} requests at once{hint}"
+            f"{f.knee_workers} workers, then {after}"
         )
+        if f.trusted:
+            text += f": the server runs about {f.parallel_requests} requests at once{hint}"
     text += f", while mean latency grew ×{most.latency_growth:.2f}."
     if f.fell_at is not None:
         fell = next(p for p in f.points if p.workers == f.fell_at)
