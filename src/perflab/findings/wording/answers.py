@@ -160,12 +160,14 @@ def concurrency(f: ConcurrencyFinding, setting: str | None) -> str:
     base, most = f.points[0], f.points[-1]
     at_knee = next(p for p in f.points if p.workers == f.knee_workers)
     hint = f" ({setting})" if setting else ""
+    # what the pattern says of the server, unless no server could have made it
+    plausible = f.beyond_workers_at is None
     if f.verdict == ConcurrencyVerdict.SERIAL:
         text = (
             f"{'No' if f.trusted else 'Inconclusive'}: throughput stayed flat from "
             f"{base.workers} to {most.workers} workers (×{f.peak_speedup:.2f} at best)"
         )
-        if f.trusted:
+        if plausible:
             text += (
                 f": the server serializes requests, running one at a time{hint}, "
                 "so extra requests only queue"
@@ -175,7 +177,7 @@ def concurrency(f: ConcurrencyFinding, setting: str | None) -> str:
             f"{'Yes' if f.trusted else 'Inconclusive'}: throughput grew ×{most.speedup:.2f} "
             f"from {base.workers} to {most.workers} workers and was still growing"
         )
-        if f.trusted:
+        if plausible:
             text += ": the server runs requests in parallel"
     else:
         growth = "doubled" if round(at_knee.speedup, 1) == 2.0 else f"grew ×{at_knee.speedup:.2f}"
@@ -185,7 +187,7 @@ def concurrency(f: ConcurrencyFinding, setting: str | None) -> str:
             f"{answer}: throughput {growth} from {base.workers} to "
             f"{f.knee_workers} workers, then {after}"
         )
-        if f.trusted:
+        if plausible:
             text += f": the server runs about {f.parallel_requests} requests at once{hint}"
     text += f", while mean latency grew ×{most.latency_growth:.2f}."
     if f.fell_at is not None:
