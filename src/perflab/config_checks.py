@@ -258,8 +258,21 @@ def _token_count(texts: list[str], tokenizer: Path) -> list[int]:
 
 
 def _tokenizer(config: dict) -> Path | None:
-    model_path = config["engine"]["model_path"]
-    path = Path(model_path).expanduser() if model_path else DEFAULT_VOCAB
+    """The GGUF whose tokenizer llama.cpp will use: ``model_path``, the Ollama
+    store's blob of an Ollama model name, else the tiny model's vocabulary."""
+    from perflab.engines.base import PreflightError
+    from perflab.engines.ollama_store import resolve, uses_tiny_model
+
+    engine = config["engine"]
+    if engine["model_path"]:
+        path = Path(engine["model_path"]).expanduser()
+    elif uses_tiny_model(engine):
+        path = DEFAULT_VOCAB
+    else:
+        try:
+            path = resolve(engine["model"]).path
+        except PreflightError:  # not pulled: preflight says so, with the fix
+            return None
     return path if path.is_file() else None
 
 
