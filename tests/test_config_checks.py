@@ -326,6 +326,8 @@ def test_an_ollama_model_name_is_counted_with_its_own_tokenizer(tmp_path, monkey
     )
     config = load_config_files([DEFAULT, override])  # very_long: ~2.5 kB but ~450 tokens
     assert config["engine"]["n_ctx"] == 900
-    monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "empty"))  # not pulled: the byte bound
-    with pytest.raises(ConfigError, match="exceed engine.n_ctx 900"):
+    monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "empty"))  # not pulled: refused with the fix
+    with pytest.raises(
+        ConfigError, match=r"engine.model: Model 'llama3.1:8b' is not in the Ollama"
+    ):
         load_config_files([DEFAULT, override])

@@ -42,6 +42,8 @@ suites:
     enabled: false
   resources:
     enabled: false
+  kv_cache:
+    enabled: false
 """
 
 

@@ -184,7 +184,12 @@ def test_full_suite_against_the_calibration_server(workdir):
     bottleneck = findings["bottleneck"]
     # queueing, unless a busy machine saturated something first
     assert "queueing" in [bottleneck["primary"], *bottleneck["secondary"]]
-    assert findings["prompt_length"]["verdict"] == "linear"
+    length = findings["prompt_length"]
+    # linear; on a machine where other work disturbed the run, inconclusive and saying why
+    assert length["verdict"] == "linear" or (length["verdict"], length["reason"]) == (
+        "inconclusive",
+        "disturbed",
+    )
     # the calibration server's scripted prefill: 0.2 ms per prompt token = 5,000 tok/s
     assert findings["prompt_length"]["prefill_tps"] == pytest.approx(5000, rel=0.25)
 

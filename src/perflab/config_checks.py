@@ -259,8 +259,8 @@ def _token_count(texts: list[str], tokenizer: Path) -> list[int]:
 
 def _tokenizer(config: dict) -> Path | None:
     """The GGUF whose tokenizer llama.cpp will use: ``model_path``, the Ollama
-    store's blob of an Ollama model name, else the tiny model's vocabulary."""
-    from perflab.engines.base import PreflightError
+    store's blob of an Ollama model name (a PreflightError naming the fix when it
+    is not there), else the tiny model's vocabulary."""
     from perflab.engines.ollama_store import resolve, uses_tiny_model
 
     engine = config["engine"]
@@ -269,10 +269,7 @@ def _tokenizer(config: dict) -> Path | None:
     elif uses_tiny_model(engine):
         path = DEFAULT_VOCAB
     else:
-        try:
-            path = resolve(engine["model"]).path
-        except PreflightError:  # not pulled: preflight says so, with the fix
-            return None
+        path = resolve(engine["model"]).path
     return path if path.is_file() else None
 
 
@@ -297,7 +294,13 @@ def context_problems(config: dict) -> Iterator[Problem]:
     bound = len(longest.encode()) + 1
     if bound <= room:
         return
-    tokenizer = _tokenizer(config)
+    from perflab.engines.base import PreflightError
+
+    try:
+        tokenizer = _tokenizer(config)
+    except PreflightError as missing:  # an Ollama model that is not pulled
+        yield Problem(("engine", "model"), str(missing))
+        return
     counted = max(_token_count(prompts, tokenizer)) if tokenizer else None
     if counted is not None and counted <= room:
         return
