@@ -291,3 +291,22 @@ def test_saved_html_keeps_data_text_out_of_its_script_element(tmp_path):
     html = charts.save_chart(chart, tmp_path / "hostile")["html"].read_text()
     assert "<script>alert" not in html and html.count("<script") == html.count("</script")
     assert "\u2039/script\u203a" in html or "\\u2039/script\\u203a" in html  # as text or JSON
+
+
+def test_concurrency_chart_marks_an_untrusted_knee():
+    from perflab import findings
+
+    data = pl.DataFrame(
+        [
+            {
+                "experiment_id": f"w{w}-r1", "condition_id": f"w{w}", "suites": "concurrency",
+                "workers": w, "n_requests": 20, "n_ok": 20, "n_errors": 0,
+                "req_per_s": rate, "e2e_mean_s": 1.0, "interference_cpu_pct_mean": load,
+            }
+            for w, rate, load in ((1, 1.0, 2.0), (2, 1.9, 150.0), (4, 2.0, 2.0))
+        ]
+    )  # fmt: skip
+    result = findings.compute(data, findings.Context(engine="ollama"))
+    assert not result.concurrency.trusted
+    spec = charts.concurrency_chart(result.concurrency).to_dict()
+    assert "knee at 2 (inconclusive: other work disturbed the run)" in titles(spec)

@@ -209,3 +209,13 @@ def test_the_old_engine_prompt_cache_key_names_its_replacement(old):
     assert "engine.prompt_cache" in message and "old.yaml" in message
     assert "prompt_cache: reuse" in message and "prompt_cache: bust" in message
     assert "was unexpected" not in message  # one clear message, not two
+
+
+def test_rerun_config_files_leave_out_the_default_and_keep_the_users_order(tmp_path):
+    from perflab.config import user_config_files
+
+    (tmp_path / "config").mkdir()
+    given = [str(tmp_path / "config/calibration.yaml"), "extra.yaml", "config/config.yaml"]
+    assert user_config_files(given, tmp_path) == ["config/calibration.yaml", "extra.yaml"]
+    assert user_config_files(["/elsewhere/sweep.yaml"], tmp_path) == ["/elsewhere/sweep.yaml"]
+    assert user_config_files([], tmp_path) == []

@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT
 
 from perflab.cli import main
-from perflab.config import expand_experiments, load_config_files
+from perflab.config import ConfigError, expand_experiments, load_config_files
 from perflab.estimate import estimate_run, format_duration
 
 DEFAULT = ROOT / "config" / "config.yaml"
@@ -317,3 +317,27 @@ def test_a_numeric_keep_alive_reaches_ollama_with_its_unit(value, seconds):
 
     assert parse_duration(ollama_duration(value), strict=True) == seconds
     assert parse_duration(ollama_duration(-1), strict=True) == float("inf")
+
+
+def test_an_ollama_model_name_is_counted_with_its_own_tokenizer(tmp_path, monkeypatch):
+    """The embedded engine loading an Ollama model: its blob in the store is the tokenizer."""
+    from test_ollama_store import build_store
+
+    vocab = ROOT / "cache" / "vocab" / "ggml-vocab-llama-bpe.gguf"
+    if not vocab.exists():
+        pytest.skip("vocab GGUF not fetched")
+    store = tmp_path / "store"
+    build_store(store, vocab, "registry.ollama.ai", "library", "llama3.1", "8b")
+    monkeypatch.setenv("OLLAMA_MODELS", str(store))
+    override = tmp_path / "ctx.yaml"
+    override.write_text(
+        "engine:\n  name: llamacpp\n  model: llama3.1:8b\n  n_ctx: 900\n"
+        "generation:\n  max_tokens: 200\n"
+    )
+    config = load_config_files([DEFAULT, override])  # very_long: ~2.5 kB but ~450 tokens
+    assert config["engine"]["n_ctx"] == 900
+    monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "empty"))  # not pulled: refused with the fix
+    with pytest.raises(
+        ConfigError, match=r"engine.model: Model 'llama3.1:8b' is not in the Ollama"
+    ):
+        load_config_files([DEFAULT, override])

@@ -134,6 +134,8 @@ def test_speed_difference_from_one_pass_is_inconclusive():
     assert result.verdict == TemperatureVerdict.INCONCLUSIVE
     assert result.reason == TemperatureReason.ONE_PASS
     assert "drift" in findings.wording.temperature(result)
+    whole = findings.compute(data, findings.Context(engine="ollama"))
+    assert "temperature: inconclusive (one pass)" in findings.wording.key_findings(whole)
 
 
 def test_drift_in_one_trial_is_not_an_effect():
@@ -178,9 +180,30 @@ def test_disturbed_experiment_makes_a_one_pass_finding_inconclusive():
     assert result.temperature.reason == TemperatureReason.DISTURBED
     words = findings.wording.temperature(result.temperature)
     assert "medium-t0.0-w1-n20-r1" in words and "inconclusive" in words
+    key = findings.wording.key_findings(result)
+    assert "temperature: inconclusive (rests on disturbed experiments)" in key
     load = result.interference.disturbed[0]
-    command = findings.wording.rerun_command(load, "config/ollama.yaml")
-    assert command.endswith("--forcerun results/x/experiments/medium-t0.0-w1-n20-r1/metadata.json")
+    command = findings.wording.rerun_command([load], "config/ollama.yaml")
+    assert command == (
+        "snakemake --cores 1 --configfile config/ollama.yaml "
+        "--forcerun results/x/experiments/medium-t0.0-w1-n20-r1/metadata.json"
+    )
+
+
+def test_disturbed_experiments_are_re_measured_by_one_command():
+    data = summary(
+        temperature_rows(0.0, [{"interference_cpu_pct_mean": 140.0}]),
+        temperature_rows(0.7, [{"interference_cpu_pct_mean": 150.0}]),
+        temperature_rows(1.5, [{}]),
+    )
+    result = findings.compute(data, findings.Context(engine="ollama", results_dir="results/x"))
+    assert len(findings.wording.technical_issues(result, "")) == 2  # one row per experiment
+    (line,) = findings.wording.solutions(result, "")
+    assert "--configfile" not in line  # the default config needs none
+    assert line.endswith(
+        "--forcerun results/x/experiments/medium-t0.0-w1-n20-r1/metadata.json "
+        "results/x/experiments/medium-t0.7-w1-n20-r1/metadata.json"
+    )
 
 
 def test_disturbed_trial_settled_by_the_others():
@@ -254,6 +277,43 @@ def test_serial_server_and_a_scaling_one():
     scaling = summary(worker_rows(1, 1.0, 1.0, 0.01), worker_rows(4, 3.8, 1.05, 0.02))
     result = concurrency.summary(scaling, capabilities_for("ollama"))
     assert result.verdict == ConcurrencyVerdict.SCALES and result.knee_workers == 4
+
+
+def test_disturbed_concurrency_is_not_answered_yes_or_no():
+    quiet = worker_rows(1, 2.0, 0.5, 0.01)
+    busy = rows(
+        "medium-t0.7-w4-n20",
+        [{"req_per_s": 2.05, "e2e_mean_s": 1.95, "interference_cpu_pct_mean": 190.0}],
+        suites="concurrency",
+        workers=4,
+    )
+    result = findings.compute(summary(quiet, busy), findings.Context(engine="calibration"))
+    assert result.concurrency.disturbed == ("medium-t0.7-w4-n20-r1",)
+    words = findings.wording.concurrency(result.concurrency, None)
+    assert words.startswith("Inconclusive: throughput stayed flat") and "No:" not in words
+    assert "the server serializes requests" in words  # the pattern, qualified by the lead
+    line = next(k for k in findings.wording.key_findings(result) if k.startswith("concurrency"))
+    assert line.endswith("(inconclusive: disturbed experiments)")
+    # the bottleneck rests on the same experiments and says so
+    assert result.bottleneck.disturbed == ("medium-t0.7-w4-n20-r1",)
+    assert "Caveat: measured while other work used the CPU" in findings.wording.bottleneck_sentence(
+        result.bottleneck
+    )
+    assert (
+        "bottleneck: undetermined (rests on disturbed experiments)"
+        in findings.wording.key_findings(result)
+    )
+
+
+def test_a_queueing_bottleneck_from_a_disturbed_concurrency_run_says_so():
+    data = two_slot_rows()
+    data[-1] = data[-1] | {"interference_cpu_pct_mean": 150.0}  # the 8-worker run
+    result = findings.compute(summary(data), findings.Context(engine="ollama"))
+    assert result.bottleneck.primary == Bottleneck.QUEUEING
+    assert result.bottleneck.disturbed == (data[-1]["experiment_id"],)
+    quiet = findings.compute(two_slot_server(), findings.Context(engine="ollama"))
+    assert quiet.bottleneck.disturbed == ()
+    assert "Caveat" not in findings.wording.bottleneck_sentence(quiet.bottleneck)
 
 
 def test_reported_queue_time_is_used_when_the_engine_has_one():
@@ -544,3 +604,49 @@ def test_cpu_ideas_follow_the_engines_settings():
         data, findings.Context(engine="ollama", physical_cores=4), resources_by_id=samples
     )
     assert remote.run.ideas[0].setting == "engine.model"
+
+
+def test_one_rule_decides_whether_conditions_differ():
+    tight = [frame.spread([1.0], 0.01), frame.spread([1.2], 0.01)]
+    assert frame.differ(tight, 0.2)
+    assert not frame.differ(tight, 0.04)  # measurable, but under the practical 5 %
+    wide = [frame.spread([1.0], 0.2), frame.spread([1.2], 0.2)]
+    assert not frame.differ(wide, 0.2)  # within each other's CI
+    assert not frame.differ(tight[:1], 0.2) and not frame.differ(tight, None)
+
+
+def test_a_speed_up_beyond_the_workers_is_not_the_servers():
+    # the busy-machine default run: 0.28, 2.22 and 1.20 req/s at 1, 2 and 4 workers of an
+    # embedded engine that runs one request at a time; the 1-worker pass ran slowed
+    data = summary(
+        worker_rows(1, 0.28, 3.57, 0.0), worker_rows(2, 2.22, 0.86, 0.0),
+        worker_rows(4, 1.20, 3.12, 0.0),
+    )  # fmt: skip
+    result = concurrency.summary(data, capabilities_for("llamacpp"))
+    assert result.knee_workers == 2 and result.parallel_requests == 2  # not 8 at 2 workers
+    assert result.fell_at == 4  # below the best before it, though above the baseline
+    assert result.beyond_workers_at == 2 and not result.trusted
+    words = findings.wording.concurrency(result, None)
+    assert words.startswith("Inconclusive: throughput grew ×7.93 from 1 to 2 workers, then fell")
+    assert "more than 2× the workers can give" in words
+    assert "requests at once" not in words  # no conclusion drawn from an untrusted pattern
+    whole = findings.compute(data, findings.Context(engine="llamacpp"))
+    line = next(k for k in findings.wording.key_findings(whole) if k.startswith("concurrency"))
+    assert line.endswith("(inconclusive: speed-up beyond the workers)")
+
+
+def test_a_two_slot_server_is_trusted_and_stays_flat():
+    result = concurrency.summary(two_slot_server(), capabilities_for("ollama"))
+    assert result.trusted and result.fell_at is None and result.beyond_workers_at is None
+    assert "then stayed flat" in findings.wording.concurrency(result, None)
+
+
+def test_expected_speed_from_disturbed_experiments_carries_a_caveat():
+    data = summary(rows("short-t0.7-w1-n20", [{"interference_cpu_pct_mean": 160.0}]))
+    result = findings.compute(data, findings.Context(engine="ollama"))
+    assert result.expectations.disturbed == ("short-t0.7-w1-n20-r1",)
+    assert "Other work used the CPU during short-t0.7-w1-n20-r1" in findings.wording.expectations(
+        result.expectations
+    )
+    quiet = findings.compute(summary(rows("short-t0.7-w1-n20", [{}])), findings.Context(engine="x"))
+    assert "Other work" not in findings.wording.expectations(quiet.expectations)

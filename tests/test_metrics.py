@@ -219,3 +219,39 @@ def test_metadata_index_keys_every_experiment_by_id(tmp_path):
     write_metadata_index([tmp_path / "a" / "metadata.json", tmp_path / "b" / "metadata.json"], out)
     index = json.loads(out.read_text())
     assert sorted(index) == ["a", "b"] and index["b"]["experiment"]["prompt_name"] == "b"
+
+
+def test_summary_counts_truncation_and_means_preparation(tmp_path):
+    def cut(index, finish_reason, prep_s, **extra):
+        return record(index, 1.0, 0.1, 4, finish_reason=finish_reason, prep_s=prep_s, **extra)
+
+    records = [
+        cut(0, "length", 0.009, warmup=True),  # warm-up: neither counted nor averaged
+        cut(1, "length", 0.001),
+        cut(2, "stop", 0.002),
+        cut(3, "length", 0.003),
+        cut(4, None, 0.004, status="error"),  # failed: not truncated, not averaged
+    ]
+    write_jsonl_atomic(tmp_path / "records.jsonl", records)
+    write_json_atomic(
+        tmp_path / "metadata.json",
+        {
+            "experiment": {
+                "condition_id": "exp",
+                "trial": 1,
+                "prompt_cache": "bust",
+                "prompt_name": "short",
+                "temperature": 0.7,
+                "workers": 1,
+                "requests": 4,
+                "duration_s": None,
+                "suites": ["basic"],
+            },
+            "engine": {"engine": "ollama", "model": "llama3.1:8b"},
+            "run": {"measured_wall_s": 4.0, "partial": True},
+        },
+    )
+    pairs = [(tmp_path / "records.jsonl", tmp_path / "metadata.json")]
+    row = summarize(scan_requests(pairs)).collect().row(0, named=True)
+    assert row["n_truncated"] == 2
+    assert row["prep_mean_s"] == pytest.approx(0.002)

@@ -167,11 +167,12 @@ def test_streams_the_scripted_tokens_with_usage_counts(make_calibration_server, 
     assert final.timings.decode_s == pytest.approx(entry.decode_s, abs=1e-6)
     # the request left after the call began and well before its first token
     assert 0 < sent.sent_at - t0 < arrivals[1] - entry.scheduled_prefill_s + 0.005
-    # tokens on absolute deadlines 10 ms apart: never early, lateness does not pile up
-    offsets = [t - arrivals[1] for t in arrivals[1:7]]
-    assert all(0.01 * i - 0.005 <= o <= 0.01 * i + 0.25 for i, o in enumerate(offsets)), offsets
-    assert sum(b - a for a, b in pairwise(arrivals[1:7])) / 5 == pytest.approx(0.01, abs=0.04)
-    assert entry.scheduled_prefill_s <= arrivals[1] <= entry.scheduled_prefill_s + 0.25
+    # tokens arrive one by one at the scripted 10 ms: on a busy machine two may land
+    # together, so the five gaps are checked as a whole, each only against a stall
+    gaps = [b - a for a, b in pairwise(arrivals[1:7])]
+    assert 5 * 0.01 * 0.8 <= sum(gaps) <= 5 * 0.05, gaps
+    assert max(gaps) <= 0.1, gaps
+    assert entry.scheduled_prefill_s <= arrivals[1] <= entry.scheduled_prefill_s + 0.1
 
 
 def test_preflight_lists_models(engine, calibration_server):

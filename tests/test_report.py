@@ -142,7 +142,7 @@ def test_one_request_and_a_sub_second_resources_run_still_render(duration):
     meta = metadata()
     meta[0]["resources"] = {"n_samples": 0}
     text, html = render(pl.DataFrame([one]), meta, config())
-    assert "**Avg CPU**: n/a" in text and "(95% CI ± n/a)" in text
+    assert "**Avg CPU**: n/a" in text and "**Mean Latency**: 1.000s (no CI: one value)" in text
     assert "<svg" not in html and "Mean Latency" in html
 
 
@@ -176,3 +176,110 @@ def test_log_shows_each_conditions_trial_spread():
     assert "Each condition ran as 2 independent trials" in text
     appendix = text.split("## Appendix", 1)[1]
     assert "| short-t0.7-w1-n4 | 2 | 8 | 0 | 1.100 ± 1.271 (2 trials: 1.000–1.200) |" in appendix
+
+
+def test_every_basic_figure_carries_its_ci_and_one_pass_throughput_says_it_has_none():
+    basic = row(tps_ci95=0.4, ttft_ci95_s=0.003)
+    text, _ = render(pl.DataFrame([basic]), metadata(), config())
+    assert "**Mean Latency**: 1.000s (95% CI ± 0.010)" in text
+    assert "**Mean TPS**: 20.0 tok/s (95% CI ± 0.4) (decode; 16 output tokens" in text
+    assert "**Mean TTFT**: 0.200s (95% CI ± 0.003)" in text
+    assert "**Expected TPS**: ~10-20 tok/s" in text
+    appendix = text.split("## Appendix", 1)[1]
+    assert "| 1.00 (no CI: one value) |" in appendix  # req/s of one pass
+    trials = [
+        row(experiment_id=f"short-t0.7-w1-n4-r{k}", trial=k, repeats=2, tps_mean=tps)
+        for k, tps in ((1, 20.0), (2, 22.0))
+    ]
+    text, _ = render(pl.DataFrame(trials), metadata(), config())
+    assert "**Mean TPS**: 21.0 tok/s (95% CI ± 12.7 of 2 trial means, 20.0–22.0)" in text
+
+
+def test_setup_times_come_from_the_setup_jobs_benchmark_files(tmp_path):
+    import os
+
+    from perflab.findings import runlog
+
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    build = tmp_path / "model.build.tsv"
+    build.write_text(
+        header + "12.5000\t0:00:12\t310.20\t900.1\t300.0\t301.0\t0.00\t8.00\t95.00\t11.90\n"
+    )
+    os.utime(build, (1_700_000_000.0, 1_700_000_000.0))
+    preflight = tmp_path / "preflight.tsv"
+    preflight.write_text(header + "3.2500\t0:00:03\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\n")
+    os.utime(preflight, (1_700_000_010.0, 1_700_000_010.0))
+    steps = runlog.setup_steps(
+        {"preflight": preflight, "model_build": build, "missing": tmp_path / "none.tsv"}
+    )
+    assert [s.name for s in steps] == ["model_build", "preflight"]
+    assert steps[0].started == 1_700_000_000.0 - 12.5 and steps[0].max_rss_mb == 310.2
+    assert steps[1].max_rss_mb is None
+    context = findings.context_from_metadata(metadata(), config(), "results/test", steps)
+    found = findings.compute(pl.DataFrame([row()]), context, disk_path=".")
+    assert found.run.setup_s == 15.75 and found.run.hands_on_s == 75.75
+    text = report.render_log(report.build_context(found, metadata(), config(), {}, []))
+    setup = text.split("- [x] Setup & Installation", 1)[1].split("- [x] Basic", 1)[0]
+    assert "[TIME]" not in setup
+    assert "model build 12 s (peak memory 310 MB); pre-flight check" in setup
+    assert "**Total Time**: 0.02 hours (1 min: setup 16 s + measurement 1 min" in text
+    loaded = findings.load(_written(found, tmp_path))
+    assert loaded.run.setup == found.run.setup
+
+
+def _written(found, tmp_path):
+    path = tmp_path / "findings.json"
+    findings.write(found, path)
+    return path
+
+
+def test_blanks_for_the_person_stay_plain_brackets():
+    text, _ = render(pl.DataFrame([row()]), metadata(), config())
+    setup = text.split("- [x] Setup & Installation", 1)[1].split("- [x] Basic", 1)[0]
+    assert "  - Started: [TIME]\n  - Completed: [TIME]" in setup  # no setup job was timed
+    assert "\\[" not in text.split("## Time Tracking", 1)[1].split("### Study Time", 1)[0]
+    assert report.markdown_escape("[TIME]") == "\\[TIME\\]"  # anything else stays escaped
+
+
+def test_a_findings_file_without_the_newer_run_keys_still_renders(tmp_path):
+    import json
+
+    context = findings.context_from_metadata(metadata(), config(), "results/test")
+    found = findings.compute(pl.DataFrame([row()]), context, disk_path=".")
+    assert found.run.basic_span == (1_700_000_000.0, 1_700_000_060.0)
+    path = _written(found, tmp_path)
+    older = json.loads(path.read_text())
+    for key in ("setup", "basic_span", "advanced_span"):
+        del older["run"][key]
+    path.write_text(json.dumps(older))
+    loaded = findings.load(path)
+    assert loaded.run.setup == () and loaded.run.basic_span == (None, None)
+    text = report.render_log(report.build_context(loaded, metadata(), config(), {}, []))
+    assert "- [x] Basic Benchmarking (4h)\n  - Started: [TIME]" in text
+
+
+def test_output_length_stands_next_to_every_speed():
+    rows = [
+        row(
+            experiment_id=f"{name}-r1", condition_id=name, prompt_name=name,
+            suites="prompt_length", prompt_tokens_mean=tokens, n_truncated=4,
+        )
+        for name, tokens in (("short", 5.0), ("long", 90.0))
+    ] + [
+        row(
+            experiment_id=f"w{w}-r1", condition_id=f"w{w}", workers=w, suites="concurrency",
+            output_tokens_mean=12.0,
+        )
+        for w in (1, 2)
+    ]  # fmt: skip
+    cfg = config() | {"prompts": {"short": "What is AI?", "long": "Describe it all."}}
+    text, _ = render(pl.DataFrame(rows), metadata(), cfg)
+    assert "TPS 20.0 tok/s (no CI: one value) over 16 output tokens (4 cut at max_tokens)" in text
+    assert "- **2 workers**: 1.00 req/s (no CI: one value), 1.000 s" in text
+    assert "n=4, 12 output tokens)" in text
+
+
+def test_the_log_does_not_claim_a_commit_it_cannot_know_of():
+    text, _ = render(pl.DataFrame([row()]), metadata(), config())
+    assert "- [ ] Results JSON files committed (written, ready to commit:)" in text
+    assert "  - `results/test/x.json`" in text

@@ -10,10 +10,10 @@ import pytest
 from conftest import refused_url
 
 from perflab.engines.base import Chunk, GenerationOptions
+from perflab.engines.http_stream import SEND_EVENTS, SendStamp
 from perflab.engines.ollama_engine import OllamaEngine
-from perflab.engines.ollama_stream import SEND_EVENTS, SendStamp
 from perflab.metrics import scan_requests, summarize
-from perflab.records import RequestRecord, ServerTimings, write_json_atomic, write_jsonl_atomic
+from perflab.records import RequestRecord, ServerTimings
 from perflab.runner import Clock, LoadPlan, measure_request, run_load
 
 MODEL = "llama3.1:8b"
@@ -174,61 +174,6 @@ def test_pooled_connections_are_reused(calibration_server):
         engine.close()
     assert events.count("connection.connect_tcp.started") == 1
     assert events.count("http11.send_request_headers.started") == 4
-
-
-def test_summary_counts_truncation_and_means_preparation(tmp_path):
-    def record(index, finish_reason, prep_s, status="ok", warmup=False):
-        return RequestRecord(
-            experiment_id="exp",
-            request_index=index,
-            worker=0,
-            is_warmup=warmup,
-            status=status,
-            error_class=None if status == "ok" else "dropped",
-            error=None,
-            t_submit=100.0,
-            t_first_token=100.1,
-            t_end=101.0,
-            ttft_s=0.1,
-            e2e_s=1.0,
-            itl_s=[0.3, 0.3, 0.3],
-            prompt_tokens=5,
-            output_tokens=4,
-            tps=3.3,
-            finish_reason=finish_reason,
-            prep_s=prep_s,
-        )
-
-    records = [
-        record(0, "length", 0.009, warmup=True),  # warm-up: neither counted nor averaged
-        record(1, "length", 0.001),
-        record(2, "stop", 0.002),
-        record(3, "length", 0.003),
-        record(4, None, 0.004, status="error"),  # failed: not truncated, not averaged
-    ]
-    write_jsonl_atomic(tmp_path / "records.jsonl", records)
-    write_json_atomic(
-        tmp_path / "metadata.json",
-        {
-            "experiment": {
-                "condition_id": "exp",
-                "trial": 1,
-                "prompt_cache": "bust",
-                "prompt_name": "short",
-                "temperature": 0.7,
-                "workers": 1,
-                "requests": 4,
-                "duration_s": None,
-                "suites": ["basic"],
-            },
-            "engine": {"engine": "ollama", "model": MODEL},
-            "run": {"measured_wall_s": 4.0, "partial": True},
-        },
-    )
-    pairs = [(tmp_path / "records.jsonl", tmp_path / "metadata.json")]
-    row = summarize(scan_requests(pairs)).collect().row(0, named=True)
-    assert row["n_truncated"] == 2
-    assert row["prep_mean_s"] == pytest.approx(0.002)
 
 
 def test_a_connect_failure_is_still_classified():

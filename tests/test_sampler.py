@@ -11,15 +11,13 @@ import time
 import psutil
 import pytest
 
-from perflab import sampler as sampler_module
-from perflab.sampler import (
-    ResourceSampler,
+from perflab import server_process
+from perflab.sampler import ResourceSampler, summarize_samples, write_samples
+from perflab.server_process import (
     find_listening_pids,
     find_ollama_pids,
     is_local_host,
     process_tree,
-    summarize_samples,
-    write_samples,
 )
 
 BUSY = "import time\nend = time.time() + {s}\nwhile time.time() < end: pass\n"
@@ -214,9 +212,9 @@ def test_find_listening_pids_and_local_ollama_discovery():
 
 def test_listener_fallback_when_the_system_table_is_denied(monkeypatch):
     def denied(kind="inet"):
-        raise sampler_module.psutil.AccessDenied()
+        raise server_process.psutil.AccessDenied()
 
-    monkeypatch.setattr(sampler_module.psutil, "net_connections", denied)
+    monkeypatch.setattr(server_process.psutil, "net_connections", denied)
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()

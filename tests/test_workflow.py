@@ -113,6 +113,11 @@ def test_full_run_writes_records_summary_and_log(full_run):
     assert "n/a" not in analysis
     html = (full_run / "reports" / "test-tiny" / "day1-log.html").read_text()
     assert "<svg" in html and "Mean Latency" in html
+    setup = log.split("- [x] Setup & Installation", 1)[1].split("- [x] Basic", 1)[0]
+    assert "[TIME]" not in setup and "model build" in setup and "pre-flight check" in setup
+    found = json.loads((results / "findings.json").read_text())
+    assert {step["name"] for step in found["run"]["setup"]} == {"model_build", "preflight"}
+    assert all(step["seconds"] > 0 for step in found["run"]["setup"])
 
 
 def test_snakemake_report_builds(full_run):
@@ -147,6 +152,21 @@ def test_unchanged_rerun_has_nothing_to_do(full_run):
     result = snakemake(full_run, "-n", "--configfile", "tiny.yaml")
     assert result.returncode == 0, result.stderr
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_a_model_built_without_its_timing_is_not_rebuilt(full_run):
+    # a model built before setup jobs were timed: the log goes without the
+    # build's time rather than rebuilding the model and re-measuring everything
+    timing = next((full_run / "cache" / "models").glob("*.build.tsv"))
+    kept = timing.read_bytes()
+    timing.unlink()
+    try:
+        dry = snakemake(full_run, "-n", "--configfile", "tiny.yaml")
+        assert dry.returncode == 0, dry.stderr
+        counts = job_counts(dry.stdout) if "Job stats:" in dry.stdout else {}
+        assert "build_tiny_model" not in counts and "run_experiment" not in counts
+    finally:
+        timing.write_bytes(kept)
 
 
 def test_changing_one_temperature_reruns_only_that_experiment(full_run):

@@ -228,6 +228,8 @@ def concurrency_chart(finding: ConcurrencyFinding) -> alt.LayerChart | alt.Chart
     )
     n = int(data["n"].sum())
     knee = f", knee at {finding.knee_workers}" if finding.knee_workers else ""
+    if finding.verdict is not None and not finding.trusted:
+        knee += " (inconclusive: other work disturbed the run)"
     base = alt.Chart(data, title=f"{title}, {data.height} worker counts, n={n}{knee}").encode(
         x=alt.X("e2e_mean_s:Q", title="mean latency (s)"),
         y=alt.Y("req_per_s:Q", title="throughput (req/s)", scale=alt.Scale(zero=True)),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -12,7 +11,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # jsonschema and yaml cost ~0.15 s to import; experiment jobs need neither
     import jsonschema
 
-from perflab.config_checks import Problem, nonfinite_problems, semantic_problems
+from perflab.config_checks import (
+    Problem,
+    cross_field_problems,
+    nonfinite_problems,
+    semantic_problems,
+)
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
 SUITES = ("basic", "prompt_length", "temperature", "concurrency", "resources", "kv_cache")
@@ -81,18 +85,10 @@ def config_problems(config: dict) -> list[Problem]:
     problems = list(nonfinite_problems(config)) + moved
     problems += [_describe(error) for error in errors if not _is_moved(error)]
     if not problems:
-        problems = [_as_problem(text) for text in _cross_field_problems(config)]
+        problems = cross_field_problems(config)
     if not problems:
         problems = semantic_problems(config)
     return problems
-
-
-def _as_problem(text: str) -> Problem:
-    """A "key: message" line as a Problem, so its file can be found."""
-    match = re.match(r"([a-z_]+(?:\.[a-z_]+)*)(?::\s*|\s+)(.*)", text, re.S)
-    if not match:
-        return Problem((), text)
-    return Problem(tuple(match[1].split(".")), match[2])
 
 
 def _origin(problem: Problem, layers: Sequence[tuple[str, dict]]) -> str | None:
@@ -162,57 +158,6 @@ def _is_moved(error: jsonschema.ValidationError) -> bool:
     return bool(unexpected) and all((section, key) in MOVED_KEYS for key in unexpected)
 
 
-def _referenced_prompts(config: dict) -> list[tuple[str, str]]:
-    suites = config["suites"]
-    refs = [("suites.basic.prompts", name) for name in suites["basic"]["prompts"]]
-    refs += [("suites.prompt_length.prompts", name) for name in suites["prompt_length"]["prompts"]]
-    refs += [
-        (f"suites.{suite}.prompt", suites[suite]["prompt"])
-        for suite in ("temperature", "concurrency", "resources", "kv_cache")
-    ]
-    return refs
-
-
-def _cross_field_problems(config: dict) -> list[str]:
-    problems = []
-    known = sorted(config["prompts"])
-    for key, name in _referenced_prompts(config):
-        if name not in config["prompts"]:
-            problems.append(
-                f"{key}: prompt {name!r} is not defined under prompts (defined: {', '.join(known)})"
-            )
-    low, high = config["expected_tps"]
-    if low > high:
-        problems.append(
-            f"expected_tps: lower bound {low} is above upper bound {high}; write [low, high]"
-        )
-    problems += _calibration_problems(config)
-    tiny = config["tiny_model"]
-    if tiny["embedding_length"] % tiny["head_count"]:
-        problems.append(
-            f"tiny_model.embedding_length: {tiny['embedding_length']} is not a multiple of "
-            f"tiny_model.head_count {tiny['head_count']}; change one of them"
-        )
-    if tiny["head_count"] % tiny["head_count_kv"]:
-        problems.append(
-            f"tiny_model.head_count: {tiny['head_count']} is not a multiple of "
-            f"tiny_model.head_count_kv {tiny['head_count_kv']}; change one of them"
-        )
-    return problems
-
-
-def _calibration_problems(config: dict) -> list[str]:
-    if config["engine"]["name"] != "calibration":
-        return []
-    from perflab.calibration import TimingModel
-
-    try:
-        TimingModel.from_dict(config["calibration"])
-    except (ValueError, TypeError) as exc:
-        return [f"calibration: {exc}"]
-    return []
-
-
 def merge_configs(base: dict, override: dict) -> dict:
     """Merge as Snakemake merges --configfile over configfile: dicts nest, the rest replaces."""
     merged = copy.deepcopy(base)
@@ -225,6 +170,22 @@ def merge_configs(base: dict, override: dict) -> dict:
 
 
 DEFAULT_CONFIG = Path("config/config.yaml")
+
+
+def user_config_files(configfiles: Sequence[str | Path], workdir: str | Path = ".") -> list[str]:
+    """The ``--configfile`` files of a run, as a command line takes them again.
+
+    ``config/config.yaml`` is left out (the Snakefile always reads it first, so
+    naming it again would merge the defaults over the user's files); a file
+    below ``workdir`` is given relative to it."""
+    root = Path(workdir).resolve()
+    default = (root / DEFAULT_CONFIG).resolve()
+    files = []
+    for name in configfiles:
+        path = (root / name).resolve()
+        if path != default:
+            files.append(str(path.relative_to(root)) if path.is_relative_to(root) else str(path))
+    return list(dict.fromkeys(files))
 
 
 def read_yaml(path: str | Path) -> dict:

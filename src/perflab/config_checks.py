@@ -41,28 +41,96 @@ def key_text(path: tuple[str | int, ...]) -> str:
     return text or "(top level)"
 
 
-def nonfinite_problems(value: object, path: tuple = ()) -> Iterator[Problem]:
-    """NaN and infinities anywhere: the schema's minimum/maximum let NaN through."""
-    if isinstance(value, float) and not math.isfinite(value):
-        yield Problem(path, f"{value!r} is not a finite number; give a plain number such as 1.5")
-    elif isinstance(value, dict):
+def _leaves(value: object, path: tuple = ()) -> Iterator[tuple[tuple, object]]:
+    """Every value below the mappings and lists of ``value``, with its key path."""
+    if isinstance(value, dict):
         for key, inner in value.items():
-            yield from nonfinite_problems(inner, (*path, key))
+            yield from _leaves(inner, (*path, key))
     elif isinstance(value, list):
         for index, inner in enumerate(value):
-            yield from nonfinite_problems(inner, (*path, index))
+            yield from _leaves(inner, (*path, index))
+    else:
+        yield path, value
+
+
+def nonfinite_problems(value: object, path: tuple = ()) -> Iterator[Problem]:
+    """NaN and infinities anywhere: the schema's minimum/maximum let NaN through."""
+    for where, leaf in _leaves(value, path):
+        if isinstance(leaf, float) and not math.isfinite(leaf):
+            yield Problem(
+                where, f"{leaf!r} is not a finite number; give a plain number such as 1.5"
+            )
 
 
 def blank_problems(value: object, path: tuple = ()) -> Iterator[Problem]:
     """Whitespace-only strings anywhere (prompts have their own message)."""
-    if isinstance(value, str) and not value.strip() and path[:1] != ("prompts",):
-        yield Problem(path, f"{value!r} is blank; give a value, or null where null is allowed")
-    elif isinstance(value, dict):
-        for key, inner in value.items():
-            yield from blank_problems(inner, (*path, key))
-    elif isinstance(value, list):
-        for index, inner in enumerate(value):
-            yield from blank_problems(inner, (*path, index))
+    for where, leaf in _leaves(value, path):
+        if isinstance(leaf, str) and not leaf.strip() and where[:1] != ("prompts",):
+            yield Problem(where, f"{leaf!r} is blank; give a value, or null where null is allowed")
+
+
+def _referenced_prompts(config: dict) -> list[tuple[tuple, str]]:
+    suites = config["suites"]
+    refs = [(("suites", "basic", "prompts"), name) for name in suites["basic"]["prompts"]]
+    refs += [
+        (("suites", "prompt_length", "prompts"), name)
+        for name in suites["prompt_length"]["prompts"]
+    ]
+    refs += [
+        (("suites", suite, "prompt"), suites[suite]["prompt"])
+        for suite in ("temperature", "concurrency", "resources", "kv_cache")
+    ]
+    return refs
+
+
+def prompt_reference_problems(config: dict) -> Iterator[Problem]:
+    known = ", ".join(sorted(config["prompts"]))
+    for key, name in _referenced_prompts(config):
+        if name not in config["prompts"]:
+            yield Problem(key, f"prompt {name!r} is not defined under prompts (defined: {known})")
+
+
+def expected_tps_problems(config: dict) -> Iterator[Problem]:
+    low, high = config["expected_tps"]
+    if low > high:
+        yield Problem(
+            ("expected_tps",), f"lower bound {low} is above upper bound {high}; write [low, high]"
+        )
+
+
+def calibration_problems(config: dict) -> Iterator[Problem]:
+    if config["engine"]["name"] != "calibration":
+        return
+    from perflab.calibration import TimingModel
+
+    try:
+        TimingModel.from_dict(config["calibration"])
+    except (ValueError, TypeError) as exc:
+        yield Problem(("calibration",), str(exc))
+
+
+def tiny_model_problems(config: dict) -> Iterator[Problem]:
+    tiny = config["tiny_model"]
+    for key, divisor in (("embedding_length", "head_count"), ("head_count", "head_count_kv")):
+        if tiny[key] % tiny[divisor]:
+            yield Problem(
+                ("tiny_model", key),
+                f"{tiny[key]} is not a multiple of tiny_model.{divisor} {tiny[divisor]}; "
+                "change one of them",
+            )
+
+
+CROSS_FIELD_CHECKS = (
+    prompt_reference_problems,
+    expected_tps_problems,
+    calibration_problems,
+    tiny_model_problems,
+)
+
+
+def cross_field_problems(config: dict) -> list[Problem]:
+    """Keys that are valid alone but not together (checked after the schema)."""
+    return [problem for check in CROSS_FIELD_CHECKS for problem in check(config)]
 
 
 def prompt_problems(config: dict) -> Iterator[Problem]:
@@ -190,8 +258,9 @@ def _token_count(texts: list[str], tokenizer: Path) -> list[int]:
 
 
 def _tokenizer(config: dict) -> Path | None:
-    """The GGUF whose vocabulary the engine will load, when it can be found now."""
-    from perflab.engines import PreflightError
+    """The GGUF whose tokenizer llama.cpp will use: ``model_path``, the Ollama
+    store's blob of an Ollama model name (a PreflightError naming the fix when it
+    is not there), else the tiny model's vocabulary."""
     from perflab.engines.ollama_store import resolve, uses_tiny_model
 
     engine = config["engine"]
@@ -200,17 +269,8 @@ def _tokenizer(config: dict) -> Path | None:
     elif uses_tiny_model(engine):
         path = DEFAULT_VOCAB
     else:
-        try:  # an Ollama model name: its blob in the local store
-            path = resolve(engine["model"]).path
-        except (PreflightError, ValueError):
-            return None  # the pre-flight check names the store and the fix
+        path = resolve(engine["model"]).path
     return path if path.is_file() else None
-
-
-def _names_an_ollama_model(engine: dict) -> bool:
-    from perflab.engines.ollama_store import uses_tiny_model
-
-    return not engine["model_path"] and not uses_tiny_model(engine)
 
 
 def context_problems(config: dict) -> Iterator[Problem]:
@@ -234,9 +294,13 @@ def context_problems(config: dict) -> Iterator[Problem]:
     bound = len(longest.encode()) + 1
     if bound <= room:
         return
-    tokenizer = _tokenizer(config)
-    if tokenizer is None and _names_an_ollama_model(engine):
-        return  # not pulled yet: the pre-flight check names the store and the fix
+    from perflab.engines.base import PreflightError
+
+    try:
+        tokenizer = _tokenizer(config)
+    except PreflightError as missing:  # an Ollama model that is not pulled
+        yield Problem(("engine", "model"), str(missing))
+        return
     counted = max(_token_count(prompts, tokenizer)) if tokenizer else None
     if counted is not None and counted <= room:
         return

@@ -86,7 +86,7 @@ def experiment_from_spec(spec: dict) -> Experiment:
 
 def server_pid_finder(config: dict):
     """Where the server's processes are: ours for llama.cpp, Ollama's when local."""
-    from perflab.sampler import find_ollama_pids
+    from perflab.server_process import find_ollama_pids
 
     if config["engine"]["name"] in ("llamacpp", "calibration"):
         return lambda: [os.getpid()]
@@ -111,7 +111,7 @@ def server_is_remote(config: dict) -> bool:
         return False
     from urllib.parse import urlparse
 
-    from perflab.sampler import is_local_host
+    from perflab.server_process import is_local_host
 
     host = server_host(config)
     return not is_local_host(urlparse(host if "://" in host else f"http://{host}").hostname)

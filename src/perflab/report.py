@@ -52,10 +52,16 @@ class Verbatim(str):
     """Text for a fenced code block: printed as is, except that it cannot close the fence."""
 
 
+class Placeholder(str):
+    """The template's own blank for the person to fill in (``[TIME]``): printed as is."""
+
+
 def markdown_escape(value) -> str:
     """Any value as inert Markdown text: no HTML, no link, no code span, no table cell break."""
     if value is None:
         return ""
+    if isinstance(value, Placeholder):
+        return str(value)
     if isinstance(value, Verbatim):
         return str(value).replace("```", "'''").replace("~~~", "'''")
     return str(value).translate(MARKDOWN_SPECIAL)
@@ -73,7 +79,7 @@ def preview(text: str, limit: int = 60) -> str:
 
 def epoch_text(seconds: float | None) -> str:
     if seconds is None:
-        return "[TIME]"
+        return Placeholder("[TIME]")
     return dt.datetime.fromtimestamp(seconds).strftime("%H:%M:%S")
 
 
@@ -89,6 +95,7 @@ def _environment() -> jinja2.Environment:
         fmt=wording.num,
         measured=wording.measured,
         spread=wording.spread_text,
+        ci=wording.ci_note,
         label=label,
         duration=wording.duration,
     )
@@ -147,7 +154,7 @@ def build_context(
     config: dict,
     charts: dict[str, str],
     result_files: list[str],
-    configfiles: str = "config/config.yaml",
+    configfiles: str = "",
 ) -> dict:
     first = metadata[0] if metadata else {"engine": {}, "host": {}}
     engine = {
@@ -161,14 +168,14 @@ def build_context(
     host |= first["host"]
     prompts = config["prompts"]
     words = observations(f)
-    basic_meta = [m["run"] for m in metadata if "basic" in m["experiment"]["suites"]]
-    advanced_meta = [m["run"] for m in metadata if set(m["experiment"]["suites"]) - {"basic"}]
     tiny = None
     if uses_tiny_model(config["engine"]):
         tiny = ", ".join(f"{k}={v}" for k, v in config["tiny_model"].items())
     return {
         "f": f,
-        "date": dt.date.fromtimestamp(f.run.started).isoformat() if f.run.started else "[DATE]",
+        "date": dt.date.fromtimestamp(f.run.started).isoformat()
+        if f.run.started
+        else Placeholder("[DATE]"),
         "run": config["run"],
         "perflab_version": __version__,
         "engine": engine,
@@ -177,21 +184,33 @@ def build_context(
         "tiny_model": tiny,
         "warmup_requests": config["warmup_requests"],
         "status": wording.status(f.run),
-        "hours": None if f.run.total_s is None else f.run.total_s / 3600,
-        "basic_started": epoch_text(min((m["started"] for m in basic_meta), default=None)),
-        "basic_completed": epoch_text(max((m["ended"] for m in basic_meta), default=None)),
-        "advanced_started": epoch_text(min((m["started"] for m in advanced_meta), default=None)),
-        "advanced_completed": epoch_text(max((m["ended"] for m in advanced_meta), default=None)),
+        "hours": None if f.run.hands_on_s is None else f.run.hands_on_s / 3600,
+        "total_time": wording.total_time(f.run),
+        "setup_started": epoch_text(f.run.setup_started),
+        "setup_completed": epoch_text(f.run.setup_ended),
+        "setup_notes": wording.setup_notes(f.run),
+        "basic_started": epoch_text(f.run.basic_span[0]),
+        "basic_completed": epoch_text(f.run.basic_span[1]),
+        "advanced_started": epoch_text(f.run.advanced_span[0]),
+        "advanced_completed": epoch_text(f.run.advanced_span[1]),
         "previews": {name: preview(text) for name, text in prompts.items()},
         "observations": words,
         "trials_note": wording.trials_note(f.repeats),
         "interference_note": wording.interference_summary(f.interference),
         "bottleneck_option": wording.LOG_OPTIONS.get(f.bottleneck.primary),
-        "bottleneck_note": wording.NOTES.get(f.bottleneck.primary),
+        "bottleneck_note": "; ".join(
+            n
+            for n in (
+                wording.NOTES.get(f.bottleneck.primary),
+                wording.disturbed_caveat(f.bottleneck),
+            )
+            if n
+        ),
         "bottleneck_options": BOTTLENECK_OPTIONS,
         "bottleneck_evidence": wording.bottleneck_evidence(f.bottleneck),
         "ideas": [wording.idea(i) for i in f.run.ideas],
         "technical_issues": wording.technical_issues(f, configfiles),
+        "solutions": wording.solutions(f, configfiles),
         "storage": wording.storage(f.run),
         "insights": [words[k] for k in ("temperature", "concurrency", "prompt_length") if words[k]][
             :3
@@ -233,7 +252,7 @@ def write_log(
     config: dict,
     markdown_path,
     html_path,
-    configfiles: str = "config/config.yaml",
+    configfiles: str = "",
 ) -> None:
     from perflab.records import write_text_atomic
 

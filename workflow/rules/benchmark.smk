@@ -12,6 +12,8 @@ rule preflight:
         info=f"{RESULTS}/preflight.json",
     log:
         f"{LOGS}/preflight.log",
+    benchmark:
+        f"{RESULTS}/setup/preflight.tsv"
     priority: get_preflight_priority()
     group:
         get_experiment_group

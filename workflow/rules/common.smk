@@ -1,5 +1,7 @@
 import json
+import os
 import re
+import shlex
 import sys
 from dataclasses import asdict
 
@@ -9,6 +11,7 @@ from perflab.config import (
     ConfigError,
     expand_experiments,
     read_yaml,
+    user_config_files,
     validate_config,
 )
 from perflab.engines.ollama_store import uses_tiny_model as engine_uses_tiny_model
@@ -24,9 +27,9 @@ def get_config_layers():
 
 
 def get_config_files(wildcards=None):
-    """The config files as a command line takes them, for the log's rerun commands."""
-    files = getattr(workflow, "configfiles", None) or ["config/config.yaml"]
-    return " ".join(str(path) for path in files)
+    """This run's --configfile files as a command line takes them, for the log's rerun commands."""
+    files = user_config_files(getattr(workflow, "configfiles", None) or [])
+    return " ".join(shlex.quote(name) for name in files)
 
 
 def check_config():
@@ -59,6 +62,27 @@ def get_tiny_model_path():
         "tiny-llama3-d{embedding_length}-l{block_count}-ff{feed_forward_length}-s{seed}"
     )
     return f"cache/models/{name.format(**tiny)}.gguf"
+
+
+def get_model_build_benchmark():
+    """The model build's timing, beside the model it built (shared by every run)."""
+    return get_tiny_model_path().removesuffix(".gguf") + ".build.tsv"
+
+
+def get_setup_benchmarks(wildcards=None):
+    """The setup jobs' timings for the log, by step. One that an existing output
+    lacks (the model was built by an older perflab) is left out: asking for it
+    would rebuild the model and so re-measure every experiment."""
+    steps = {
+        "preflight": (f"{RESULTS}/setup/preflight.tsv", f"{RESULTS}/preflight.json")
+    }
+    if uses_tiny_model():
+        steps["model_build"] = (get_model_build_benchmark(), get_tiny_model_path())
+    return {
+        name: benchmark
+        for name, (benchmark, output) in steps.items()
+        if os.path.exists(benchmark) or not os.path.exists(output)
+    }
 
 
 def uses_tiny_model():

@@ -16,6 +16,8 @@ rule build_tiny_model:
         model=get_tiny_model_path(),
     log:
         "logs/build_tiny_model.log",
+    benchmark:
+        get_model_build_benchmark()
     conda:
         "../../environment.yml"
     params:

@@ -2,7 +2,8 @@
 # (docs/metrics.md). The charts and the log read it.
 rule findings:
     input:
-        preflight=rules.preflight.output.info,
+        unpack(get_setup_benchmarks),
+        preflight_info=rules.preflight.output.info,
         summary=rules.aggregate.output.summary,
         requests=rules.aggregate.output.requests,
         metadata=rules.aggregate.output.metadata,

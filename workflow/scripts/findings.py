@@ -12,4 +12,5 @@ write_findings(
     metadata_path=snakemake.input.metadata,
     config=snakemake.params.config,
     findings_path=snakemake.output.findings,
+    setup_benchmarks={step: snakemake.input.get(step) for step in ("model_build", "preflight")},
 )

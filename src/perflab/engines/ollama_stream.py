@@ -14,6 +14,7 @@ import httpx
 
 from perflab import __version__
 from perflab.engines.base import Chunk, EngineError
+from perflab.engines.http_stream import brief
 from perflab.records import (
     ERROR_DROPPED,
     ERROR_HTTP_STATUS,
@@ -50,31 +51,6 @@ def timings_from_final(part: dict) -> ServerTimings:
         raw={key: part.get(key) for key in raw_keys if part.get(key) is not None},
         finish_reason=part.get("done_reason"),
     )
-
-
-# The first thing the transport does with a request: open a connection for it,
-# or write its headers on a pooled one.
-SEND_EVENTS = frozenset(
-    {
-        "connection.connect_tcp.started",
-        "connection.connect_unix_socket.started",
-        "http11.send_request_headers.started",
-        "http2.send_request_headers.started",
-    }
-)
-
-
-class SendStamp:
-    """An httpx ``trace`` callback noting when the transport took the request."""
-
-    __slots__ = ("sent_at",)
-
-    def __init__(self):
-        self.sent_at: float | None = None
-
-    def __call__(self, event: str, info: dict) -> None:
-        if self.sent_at is None and event in SEND_EVENTS:
-            self.sent_at = time.perf_counter()
 
 
 def stream_headers() -> dict[str, str]:
@@ -162,9 +138,3 @@ def read_stream(response: httpx.Response, deadline: float, timeout_s: float) -> 
         if chunk.done:
             return
     raise EngineError(ERROR_DROPPED, "stream ended without a final done chunk")
-
-
-def brief(text: str, limit: int = 200) -> str:
-    """One line of at most ``limit`` characters, for an error message."""
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."

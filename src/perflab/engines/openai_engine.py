@@ -12,7 +12,6 @@ API) and builds a model object per streamed chunk; here a chunk costs one
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
@@ -23,11 +22,10 @@ import httpx
 
 from perflab.engines import base
 from perflab.engines.base import Chunk, EngineError, GenerationOptions, PreflightError
+from perflab.engines.http_stream import brief, stream_request
 from perflab.records import (
-    ERROR_CONNECT,
     ERROR_DROPPED,
     ERROR_HTTP_STATUS,
-    ERROR_PROTOCOL,
     ERROR_SERVER,
     ERROR_TIMEOUT,
     ServerTimings,
@@ -52,11 +50,6 @@ def base_url(host: str | None) -> str:
     return url
 
 
-def _brief(text: str, limit: int = 200) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
 def error_message(payload: object, fallback: str) -> str:
     """The message in an OpenAI-style error (``{"error": {"message": ...}}`` or a string)."""
     error = payload.get("error") if isinstance(payload, dict) else None
@@ -65,21 +58,6 @@ def error_message(payload: object, fallback: str) -> str:
     if error:
         return str(error)
     return fallback
-
-
-def classify(exc: BaseException) -> EngineError:
-    """Map what httpx and the stream reader raise onto perflab's error classes."""
-    if isinstance(exc, EngineError):
-        return exc
-    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, ConnectionRefusedError)):
-        return EngineError(ERROR_CONNECT, f"cannot connect: {type(exc).__name__}: {exc}")
-    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
-        return EngineError(ERROR_TIMEOUT, f"timed out: {type(exc).__name__}")
-    if isinstance(exc, (httpx.TransportError, OSError)):
-        return EngineError(ERROR_DROPPED, f"connection dropped: {type(exc).__name__}: {exc}")
-    if isinstance(exc, (json.JSONDecodeError, TypeError, ValueError, KeyError, IndexError)):
-        return EngineError(ERROR_PROTOCOL, f"malformed response: {type(exc).__name__}: {exc}")
-    return EngineError(ERROR_PROTOCOL, f"{type(exc).__name__}: {exc}")
 
 
 def sse_data(lines: Iterator[str]) -> Iterator[str]:
@@ -161,7 +139,7 @@ class OpenAIEngine:
         if response.status_code != 200:
             raise PreflightError(
                 f"The server at {url} answered HTTP {response.status_code}: "
-                f"{_brief(response.text)}. Check that engine.host points at an "
+                f"{brief(response.text)}. Check that engine.host points at an "
                 "OpenAI-compatible API root (it ends in /v1 on most servers)."
             )
         try:
@@ -170,7 +148,7 @@ class OpenAIEngine:
         except (ValueError, KeyError, TypeError):
             raise PreflightError(
                 f"The server at {url} does not list models like the OpenAI API "
-                f"({_brief(response.text)!r}). Check that engine.host points at its /v1 root."
+                f"({brief(response.text)!r}). Check that engine.host points at its /v1 root."
             ) from None
 
     def preflight(self) -> dict:
@@ -220,37 +198,26 @@ class OpenAIEngine:
         ``options.timeout_s`` bounds the whole request (checked as each event
         arrives), the client's read timeout a silent server."""
         deadline = time.perf_counter() + options.timeout_s
-        stamp = SendStamp()
-        request = self.client.build_request(
+        yield from stream_request(
+            self.client,
             "POST",
             ENDPOINTS[self.endpoint],
+            lambda response: self._read(response, deadline, options.timeout_s),
             json=self._body(prompt, options),
-            extensions={"trace": stamp},
         )
-        try:
-            response = self.client.send(request, stream=True)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a classified record
-            if stamp.sent_at is not None:
-                yield Chunk(sent_at=stamp.sent_at)
-            raise classify(exc) from exc
-        try:
-            yield Chunk(sent_at=stamp.sent_at)
-            if response.status_code >= 400:
-                raise self._status_error(response)
-            yield from self._events(response, deadline, options.timeout_s)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a classified record
-            raise classify(exc) from exc
-        finally:
-            with contextlib.suppress(Exception):
-                response.close()
+
+    def _read(self, response: httpx.Response, deadline: float, limit: float) -> Iterator[Chunk]:
+        if response.status_code >= 400:
+            raise self._status_error(response)
+        yield from self._events(response, deadline, limit)
 
     @staticmethod
     def _status_error(response: httpx.Response) -> EngineError:
         text = response.read().decode("utf-8", errors="replace")
         try:
-            message = error_message(json.loads(text), _brief(text))
+            message = error_message(json.loads(text), brief(text))
         except ValueError:
-            message = _brief(text)
+            message = brief(text)
         return EngineError(ERROR_HTTP_STATUS, f"HTTP {response.status_code}: {message}")
 
     def _events(self, response: httpx.Response, deadline: float, limit: float) -> Iterator[Chunk]:
@@ -268,30 +235,6 @@ class OpenAIEngine:
 
     def close(self) -> None:
         self.client.close()
-
-
-SEND_EVENTS = frozenset(
-    {
-        "connection.connect_tcp.started",
-        "connection.connect_unix_socket.started",
-        "http11.send_request_headers.started",
-        "http2.send_request_headers.started",
-    }
-)
-
-
-class SendStamp:
-    """An httpx ``trace`` callback noting when the transport took the request:
-    the connection attempt, or the headers on a pooled connection."""
-
-    __slots__ = ("sent_at",)
-
-    def __init__(self):
-        self.sent_at: float | None = None
-
-    def __call__(self, event: str, info: dict) -> None:
-        if self.sent_at is None and event in SEND_EVENTS:
-            self.sent_at = time.perf_counter()
 
 
 class _StreamState:

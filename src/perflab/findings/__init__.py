@@ -60,6 +60,9 @@ class Context:
     results_dir: str = "results/RUN"
     started: float | None = None
     ended: float | None = None
+    setup: tuple[runlog.SetupStep, ...] = ()  # the model build and pre-flight jobs, timed
+    basic_span: tuple[float | None, float | None] = (None, None)  # the basic suite's experiments
+    advanced_span: tuple[float | None, float | None] = (None, None)  # every other suite's
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,7 @@ def compute(
         context.usable_cores,
         context.model_size_gb,
         context.logical_cores,
+        disturbed,
     )
     repeats = int(frame["repeats"].max() or 1) if frame.height else 1
     cold = frame["cold_load_s"].drop_nulls()
@@ -129,6 +133,9 @@ def compute(
             context.physical_cores if context.threads_configurable else None,
         ),
         repeats=repeats,
+        setup=context.setup,
+        basic_span=context.basic_span,
+        advanced_span=context.advanced_span,
     )
     return Findings(
         engine=context.engine,
@@ -159,8 +166,14 @@ def load(path: str | Path) -> Findings:
     return serialize.load(Findings, path)
 
 
-def context_from_metadata(metadata: list[dict], config: dict, results_dir: str) -> Context:
-    """The findings' context from the experiments' metadata and the config."""
+def context_from_metadata(
+    metadata: list[dict],
+    config: dict,
+    results_dir: str,
+    setup: tuple[runlog.SetupStep, ...] = (),
+) -> Context:
+    """The findings' context from the experiments' metadata, the config and the
+    timed setup jobs."""
     first = metadata[0] if metadata else {"engine": {}, "host": {}}
     engine, host = first.get("engine", {}), first.get("host", {})
     suites = config.get("suites", {})
@@ -176,22 +189,35 @@ def context_from_metadata(metadata: list[dict], config: dict, results_dir: str) 
         model_size_gb=engine.get("model_size_gb"),
         model_load_s=engine.get("load_s"),
         results_dir=results_dir,
-        started=min((m["run"]["started"] for m in metadata), default=None),
-        ended=max((m["run"]["ended"] for m in metadata), default=None),
+        started=runlog.span(metadata)[0],
+        ended=runlog.span(metadata)[1],
+        basic_span=runlog.span(metadata, lambda suites: "basic" in suites),
+        advanced_span=runlog.span(metadata, lambda suites: bool(set(suites) - {"basic"})),
+        setup=setup,
     )
 
 
 def write_findings(
-    summary_path, requests_path, metadata_path, config: dict, findings_path
+    summary_path,
+    requests_path,
+    metadata_path,
+    config: dict,
+    findings_path,
+    setup_benchmarks: dict[str, str | Path | None] | None = None,
 ) -> Findings:
-    """Read the run's tables, compute every finding, write ``findings.json``."""
+    """Read the run's tables, compute every finding, write ``findings.json``.
+
+    ``setup_benchmarks``: the Snakemake benchmark files of the setup jobs by step
+    name (``model_build``, ``preflight``); a step without one is left out."""
     from perflab.metrics import read_metadata_index
 
     metadata = read_metadata_index(metadata_path)
     results_dir = str(Path(findings_path).parent)
     findings = compute(
         pl.read_parquet(summary_path),
-        context_from_metadata(metadata, config, results_dir),
+        context_from_metadata(
+            metadata, config, results_dir, runlog.setup_steps(setup_benchmarks or {})
+        ),
         resources_by_id={m["experiment"]["id"]: m.get("resources") or {} for m in metadata},
         requests_path=requests_path,
         disk_path=results_dir,

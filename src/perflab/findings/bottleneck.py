@@ -92,6 +92,7 @@ class BottleneckFinding:
     secondary: tuple[Bottleneck, ...]
     checks: tuple[Check, ...]  # every rule, in priority order
     usable_cores: int | None
+    disturbed: tuple[str, ...] = ()  # disturbed experiments the primary's evidence rests on
 
     @property
     def evaluated(self) -> tuple[Check, ...]:
@@ -227,8 +228,12 @@ def summary(
     usable_cores: int | None,
     model_size_gb: float | None = None,
     logical_cores: int | None = None,
+    disturbed: tuple[str, ...] = (),
 ) -> BottleneckFinding:
-    """Apply every rule; the triggered rule first in ``PRIORITY`` is the primary."""
+    """Apply every rule; the triggered rule first in ``PRIORITY`` is the primary.
+
+    ``disturbed``: every disturbed experiment of the run; the finding keeps those
+    its primary rests on (the resources run, or the concurrency suite for queueing)."""
     checks = (
         memory_check(resources, model_size_gb),
         cpu_check(resources, usable_cores, logical_cores),
@@ -239,4 +244,11 @@ def summary(
     )
     ranked = [c.rule for c in checks if c.triggered]
     primary = ranked[0] if ranked else Bottleneck.UNDETERMINED
-    return BottleneckFinding(primary, tuple(ranked[1:]), checks, usable_cores)
+    sampled = (
+        (resources.experiment_id,) if resources and resources.experiment_id in disturbed else ()
+    )
+    rests_on = {
+        Bottleneck.QUEUEING: concurrency.disturbed,
+        Bottleneck.UNDETERMINED: (*sampled, *concurrency.disturbed),
+    }.get(primary, sampled)
+    return BottleneckFinding(primary, tuple(ranked[1:]), checks, usable_cores, tuple(rests_on))

@@ -61,11 +61,19 @@ class ConcurrencyFinding:
     parallel_requests: int | None  # requests the server runs at once, about
     peak_speedup: float | None
     fell_at: int | None  # the first worker count whose throughput fell by KNEE_GROWTH or more
+    # below the best of fewer workers
+    beyond_workers_at: int | None  # the first count whose speed-up exceeds its share of workers
     queue_wait_s: float | None  # at the most workers
     queue_share: float | None  # queue wait / mean latency at the most workers
     queue_source: QueueSource | None
     one_pass: bool
     disturbed: tuple[str, ...]
+
+    @property
+    def trusted(self) -> bool:
+        """False when other work may have made the pattern: a disturbed experiment the
+        trials do not settle, or a speed-up beyond what the extra workers allow."""
+        return not self.disturbed and self.beyond_workers_at is None
 
 
 def _grows(low: Spread, high: Spread) -> bool:
@@ -82,6 +90,16 @@ def knee(points: list[Condition]) -> int:
         if not any(_grows(point.req_per_s, later.req_per_s) for later in points[i + 1 :]):
             return point.workers
     return points[-1].workers
+
+
+def _fell_at(points: tuple[WorkerPoint, ...]) -> int | None:
+    """The first worker count whose throughput fell by KNEE_GROWTH below the best before it."""
+    best = points[0].speedup
+    for point in points[1:]:
+        if point.speedup * (1 + KNEE_GROWTH) <= best:
+            return point.workers
+        best = max(best, point.speedup)
+    return None
 
 
 def _queue(base: Condition, most: Condition, capabilities: Capabilities):
@@ -108,7 +126,7 @@ def summary(
     ordered = [by_workers[w] for w in sorted(by_workers)]
     if len(ordered) < 2:
         return ConcurrencyFinding(
-            None, (), None, None, None, None, None, None, None, None, one_pass(ordered), ()
+            None, (), None, None, None, None, None, None, None, None, None, one_pass(ordered), ()
         )
     base, most = ordered[0], ordered[-1]
     points = tuple(
@@ -135,9 +153,11 @@ def summary(
         points=points,
         baseline_workers=base.workers,
         knee_workers=knee_workers,
-        parallel_requests=max(1, round(at_knee.speedup * base.workers)),
+        # never more at once than there were requests in flight
+        parallel_requests=min(knee_workers, max(1, round(at_knee.speedup * base.workers))),
         peak_speedup=max(p.speedup for p in points),
-        fell_at=next((p.workers for p in points if p.speedup * (1 + KNEE_GROWTH) <= 1), None),
+        fell_at=_fell_at(points),
+        beyond_workers_at=next((p.workers for p in points if p.efficiency > 1 + KNEE_GROWTH), None),
         queue_wait_s=wait,
         queue_share=wait / most.e2e.mean if wait is not None and most.e2e.mean else None,
         queue_source=source,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from perflab.findings.frame import Condition
+from perflab.findings.frame import Condition, rests_on_disturbed
 
 
 class Position(str, Enum):
@@ -26,6 +26,7 @@ class ExpectationFinding:
     tps_low: float | None  # slowest and fastest condition
     tps_high: float | None
     source: str  # "basic" or "all"
+    disturbed: tuple[str, ...] = ()  # disturbed experiments the trials do not settle
 
 
 def _weighted(items: list[Condition], figure) -> float | None:
@@ -63,4 +64,5 @@ def summary(
         tps_low=min(speeds, default=None),
         tps_high=max(speeds, default=None),
         source=source,
+        disturbed=rests_on_disturbed(items),
     )

@@ -144,6 +144,12 @@ def overlap(spreads: list[Spread]) -> bool:
     return max(low for low, _ in intervals) <= min(high for _, high in intervals)
 
 
+def differ(spreads: list[Spread], difference: float | None) -> bool:
+    """The one rule for "these conditions differ": their intervals do not overlap
+    and the relative ``difference`` is at least ``PRACTICAL_DIFFERENCE``."""
+    return not overlap(spreads) and (difference or 0.0) >= PRACTICAL_DIFFERENCE
+
+
 def relative_range(values) -> float | None:
     """(largest − smallest) / largest of the finite ``values``; None with fewer than 2."""
     values = _finite(values)

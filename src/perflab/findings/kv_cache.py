@@ -15,12 +15,11 @@ from enum import Enum
 import polars as pl
 
 from perflab.findings.frame import (
-    PRACTICAL_DIFFERENCE,
     Condition,
     conditions,
+    differ,
     measured,
     one_pass,
-    overlap,
     rests_on_disturbed,
     suite_rows,
 )
@@ -53,7 +52,7 @@ def summary(frame: pl.DataFrame, disturbed: tuple[str, ...] = ()) -> KvCacheFind
     unsettled = rests_on_disturbed(pair)
     if unsettled:
         verdict = KvCacheVerdict.INCONCLUSIVE
-    elif overlap([bust.ttft, reuse.ttft]) or abs(saving) < PRACTICAL_DIFFERENCE:
+    elif not differ([bust.ttft, reuse.ttft], abs(saving)):
         verdict = KvCacheVerdict.NO_EFFECT
     elif one_pass(pair) or saving < 0:
         verdict = KvCacheVerdict.INCONCLUSIVE

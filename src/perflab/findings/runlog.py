@@ -4,6 +4,7 @@ what to try next as config changes perflab can run."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,10 +55,21 @@ class Idea:
 
 
 @dataclass(frozen=True)
+class SetupStep:
+    """One setup job (model build, pre-flight check), from its Snakemake benchmark file."""
+
+    name: str  # "model_build" or "preflight"
+    seconds: float  # wall-clock time of the job
+    started: float | None  # epoch seconds: ended − seconds
+    ended: float | None  # epoch seconds: when the benchmark file was written
+    max_rss_mb: float | None  # peak memory of the job
+
+
+@dataclass(frozen=True)
 class RunLog:
     started: float | None  # epoch seconds of the first experiment's start
     ended: float | None
-    total_s: float | None
+    total_s: float | None  # first experiment's start to last experiment's end
     model_load_s: float | None  # the engine's model load at preflight (embedded engine)
     cold_load_s: float | None  # the model load a first request paid
     n_experiments: int
@@ -68,6 +80,69 @@ class RunLog:
     storage: Storage
     ideas: tuple[Idea, ...]
     repeats: int
+    setup: tuple[SetupStep, ...] = ()
+    basic_span: tuple[float | None, float | None] = (None, None)  # epoch start, end
+    advanced_span: tuple[float | None, float | None] = (None, None)
+
+    @property
+    def setup_s(self) -> float | None:
+        return sum(step.seconds for step in self.setup) if self.setup else None
+
+    @property
+    def setup_started(self) -> float | None:
+        return min((s.started for s in self.setup if s.started is not None), default=None)
+
+    @property
+    def setup_ended(self) -> float | None:
+        return max((s.ended for s in self.setup if s.ended is not None), default=None)
+
+    @property
+    def hands_on_s(self) -> float | None:
+        """Setup plus measurement: the machine's share of the day."""
+        parts = [t for t in (self.setup_s, self.total_s) if t is not None]
+        return sum(parts) if parts else None
+
+
+def span(
+    metadata: list[dict], suites: Callable[[list[str]], bool] | None = None
+) -> tuple[float | None, float | None]:
+    """First start and last end of the experiments (those whose suites pass ``suites``)."""
+    runs = [m["run"] for m in metadata if suites is None or suites(m["experiment"]["suites"])]
+    return (
+        min((r["started"] for r in runs), default=None),
+        max((r["ended"] for r in runs), default=None),
+    )
+
+
+def setup_step(name: str, benchmark_path: str | Path) -> SetupStep | None:
+    """A setup job's timing from its Snakemake ``benchmark:`` file (tab-separated:
+    ``s`` wall seconds, ``max_rss`` MB, …); None when it is missing or unreadable."""
+    path = Path(benchmark_path)
+    try:
+        table = pl.read_csv(path, separator="\t", infer_schema_length=0)
+        ended = path.stat().st_mtime
+    except (OSError, pl.exceptions.PolarsError):
+        return None
+    if table.is_empty() or "s" not in table.columns:
+        return None
+    seconds = _number(table["s"][0])
+    if seconds is None:
+        return None
+    max_rss = _number(table["max_rss"][0]) if "max_rss" in table.columns else None
+    return SetupStep(name, seconds, ended - seconds, ended, max_rss)
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None  # Snakemake writes "NA" or "-" for what it could not measure
+
+
+def setup_steps(benchmarks: dict[str, str | Path | None]) -> tuple[SetupStep, ...]:
+    """The setup jobs that left a benchmark file, earliest first."""
+    steps = [setup_step(name, path) for name, path in benchmarks.items() if path]
+    return tuple(sorted((s for s in steps if s), key=lambda s: s.started or 0.0))
 
 
 def error_counts(requests_path: str | Path | None) -> tuple[ErrorCount, ...]:

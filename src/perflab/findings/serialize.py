@@ -47,8 +47,13 @@ def _build(kind, value):
         return kind(value)
     if dataclasses.is_dataclass(kind):
         hints = typing.get_type_hints(kind)
+        # a key an older findings.json lacks takes the field's default where it has one
         return kind(
-            **{f.name: _build(hints[f.name], value.get(f.name)) for f in dataclasses.fields(kind)}
+            **{
+                f.name: _build(hints[f.name], value.get(f.name))
+                for f in dataclasses.fields(kind)
+                if f.name in value or f.default is dataclasses.MISSING
+            }
         )
     return value
 

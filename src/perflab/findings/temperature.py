@@ -17,9 +17,9 @@ from enum import Enum
 import polars as pl
 
 from perflab.findings.frame import (
-    PRACTICAL_DIFFERENCE,
     Condition,
     conditions,
+    differ,
     measured,
     one_pass,
     overlap,
@@ -90,12 +90,8 @@ def summary(frame: pl.DataFrame, disturbed: tuple[str, ...] = ()) -> Temperature
     speeds = [c.tps for c in found if c.tps.mean is not None]
     speed_difference = relative_range([s.mean for s in speeds])
     measurable = not overlap([c.e2e for c in found])
-    latency_differs = measurable and latency_difference >= PRACTICAL_DIFFERENCE
-    speed_differs = (
-        len(speeds) >= 2
-        and not overlap(speeds)
-        and (speed_difference or 0.0) >= PRACTICAL_DIFFERENCE
-    )
+    latency_differs = differ([c.e2e for c in found], latency_difference)
+    speed_differs = differ(speeds, speed_difference)
     same_length = same([c.output_tokens_mean for c in found])
     unsettled = rests_on_disturbed(found)
     verdict, reason = _verdict(

@@ -18,8 +18,17 @@ from perflab.findings.wording.bottleneck import (
     bottleneck_evidence,
     bottleneck_sentence,
     check_text,
+    disturbed_caveat,
 )
-from perflab.findings.wording.numbers import NA, duration, measured, num, spread_text, workers_text
+from perflab.findings.wording.numbers import (
+    NA,
+    ci_note,
+    duration,
+    measured,
+    num,
+    spread_text,
+    workers_text,
+)
 from perflab.findings.wording.run import (
     IssueRow,
     checklist,
@@ -28,9 +37,12 @@ from perflab.findings.wording.run import (
     interference_summary,
     key_findings,
     rerun_command,
+    setup_notes,
+    solutions,
     status,
     storage,
     technical_issues,
+    total_time,
     trials_note,
 )
 
@@ -43,8 +55,10 @@ __all__ = [
     "bottleneck_sentence",
     "breakdown",
     "check_text",
+    "ci_note",
     "checklist",
     "concurrency",
+    "disturbed_caveat",
     "disturbed_lines",
     "duration",
     "expectations",
@@ -56,11 +70,14 @@ __all__ = [
     "num",
     "prompt_length",
     "rerun_command",
+    "setup_notes",
+    "solutions",
     "spread_text",
     "status",
     "storage",
     "technical_issues",
     "temperature",
+    "total_time",
     "trials_note",
     "workers_text",
 ]

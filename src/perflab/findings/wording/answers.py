@@ -160,30 +160,48 @@ def concurrency(f: ConcurrencyFinding, setting: str | None) -> str:
     base, most = f.points[0], f.points[-1]
     at_knee = next(p for p in f.points if p.workers == f.knee_workers)
     hint = f" ({setting})" if setting else ""
+    # what the pattern says of the server, unless no server could have made it
+    plausible = f.beyond_workers_at is None
     if f.verdict == ConcurrencyVerdict.SERIAL:
         text = (
-            f"No: throughput stayed flat from {base.workers} to {most.workers} workers "
-            f"(×{f.peak_speedup:.2f} at best): the server serializes requests, running one at "
-            f"a time{hint}, so extra requests only queue"
+            f"{'No' if f.trusted else 'Inconclusive'}: throughput stayed flat from "
+            f"{base.workers} to {most.workers} workers (×{f.peak_speedup:.2f} at best)"
         )
+        if plausible:
+            text += (
+                f": the server serializes requests, running one at a time{hint}, "
+                "so extra requests only queue"
+            )
     elif f.verdict == ConcurrencyVerdict.SCALES:
         text = (
-            f"Yes: throughput grew ×{most.speedup:.2f} from {base.workers} to {most.workers} "
-            "workers and was still growing: the server runs requests in parallel"
+            f"{'Yes' if f.trusted else 'Inconclusive'}: throughput grew ×{most.speedup:.2f} "
+            f"from {base.workers} to {most.workers} workers and was still growing"
         )
+        if plausible:
+            text += ": the server runs requests in parallel"
     else:
         growth = "doubled" if round(at_knee.speedup, 1) == 2.0 else f"grew ×{at_knee.speedup:.2f}"
+        answer = f"Up to {f.knee_workers} workers" if f.trusted else "Inconclusive"
+        after = "fell" if f.fell_at is not None and f.fell_at > f.knee_workers else "stayed flat"
         text = (
-            f"Up to {f.knee_workers} workers: throughput {growth} from {base.workers} to "
-            f"{f.knee_workers} workers, then stayed flat: the server runs about "
-            f"{f.parallel_requests} requests at once{hint}"
+            f"{answer}: throughput {growth} from {base.workers} to "
+            f"{f.knee_workers} workers, then {after}"
         )
+        if plausible:
+            text += f": the server runs about {f.parallel_requests} requests at once{hint}"
     text += f", while mean latency grew ×{most.latency_growth:.2f}."
     if f.fell_at is not None:
         fell = next(p for p in f.points if p.workers == f.fell_at)
         text += (
             f" Throughput fell to ×{fell.speedup:.2f} at {workers_text(fell.workers)}: more "
             "requests than the server runs at once contend for it, or the machine was busy."
+        )
+    if f.beyond_workers_at is not None:
+        beyond = next(p for p in f.points if p.workers == f.beyond_workers_at)
+        text += (
+            f" At {workers_text(beyond.workers)} throughput was ×{beyond.speedup:.2f} that of "
+            f"{workers_text(base.workers)}, more than {beyond.workers / base.workers:g}× the "
+            "workers can give: other work slowed the baseline, so the pattern is not the server's."
         )
     if f.queue_wait_s is not None:
         source = (
@@ -202,7 +220,7 @@ def concurrency(f: ConcurrencyFinding, setting: str | None) -> str:
     elif f.one_pass:
         text += " One pass per worker count: drift between experiments was not measured."
     listing = "; ".join(
-        f"{workers_text(p.workers)}: {spread_text(p.condition.req_per_s, 2, ' req/s')} "
+        f"{workers_text(p.workers)}: {num(p.condition.req_per_s.mean, 2, ' req/s')} "
         f"(×{p.speedup:.2f}), {spread_text(p.condition.e2e)} mean latency"
         for p in f.points
     )
@@ -250,9 +268,15 @@ def expectations(f: ExpectationFinding) -> str:
         if f.tps_low is not None and f.tps_high != f.tps_low
         else ""
     )
+    caveat = (
+        f" Other work used the CPU during {', '.join(f.disturbed)}: on a quiet machine the "
+        "speed may be higher."
+        if f.disturbed
+        else ""
+    )
     return (
         f"Measured decode speed is {f.actual_tps:.1f} tok/s (mean over {f.n} requests{output}, "
-        f"{source}{spread}), {where}."
+        f"{source}{spread}), {where}.{caveat}"
     )
 
 

@@ -97,8 +97,20 @@ def bottleneck_evidence(f: BottleneckFinding) -> str:
     return "; ".join(parts + skipped) + "."
 
 
+def disturbed_caveat(f: BottleneckFinding) -> str:
+    if not f.disturbed:
+        return ""
+    return (
+        f"measured while other work used the CPU (disturbed: {', '.join(f.disturbed)}): "
+        "re-measure to confirm"
+    )
+
+
 def bottleneck_sentence(f: BottleneckFinding) -> str:
+    caveat = f" Caveat: {disturbed_caveat(f)}." if f.disturbed else ""
     if f.primary == Bottleneck.UNDETERMINED:
-        return f"The data cannot decide a bottleneck. Evidence: {bottleneck_evidence(f)}"
+        return f"The data cannot decide a bottleneck. Evidence: {bottleneck_evidence(f)}{caveat}"
     also = f" (also: {', '.join(b.value for b in f.secondary)})" if f.secondary else ""
-    return f"Primary bottleneck: {f.primary.value}{also}. Evidence: {bottleneck_evidence(f)}"
+    return (
+        f"Primary bottleneck: {f.primary.value}{also}. Evidence: {bottleneck_evidence(f)}{caveat}"
+    )

@@ -34,7 +34,23 @@ def spread_text(s: Spread, digits: int = 3, unit: str = " s") -> str:
         text += f" ± {s.ci95:,.{digits}f}"
     if s.between_trials:
         text += f" ({s.trials} trials: {s.low:,.{digits}f}–{s.high:,.{digits}f})"
+    elif s.ci95 is None:
+        text += " (no CI: one value)"
     return text
+
+
+def ci_note(s: Spread, digits: int = 3) -> str:
+    """The CI of a figure printed beside it: '(95% CI ± 0.010)', over trial means when there are some."""
+    if s.mean is None:
+        return ""
+    if s.ci95 is None:
+        return "(no CI: one value)"
+    if s.between_trials:
+        return (
+            f"(95% CI ± {s.ci95:,.{digits}f} of {s.trials} trial means, "
+            f"{s.low:,.{digits}f}–{s.high:,.{digits}f})"
+        )
+    return f"(95% CI ± {s.ci95:,.{digits}f})"
 
 
 def duration(seconds: float | None) -> str:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from perflab.findings.bottleneck import Bottleneck
 from perflab.findings.interference import ExperimentLoad, InterferenceFinding
+from perflab.findings.kv_cache import KvCacheVerdict
 from perflab.findings.prompt_length import PromptLengthVerdict
 from perflab.findings.runlog import Idea, RunLog
+from perflab.findings.temperature import TemperatureVerdict
 from perflab.findings.wording.answers import expectations
-from perflab.findings.wording.numbers import num, workers_text
+from perflab.findings.wording.numbers import duration, num, workers_text
 
 if TYPE_CHECKING:
     from perflab.findings import Findings
@@ -45,10 +48,12 @@ def idea(i: Idea) -> str:
     return f"{i.setting}: {i.value} — {why}"
 
 
-def rerun_command(load: ExperimentLoad, configfiles: str) -> str:
-    return (
-        f"snakemake --cores 1 --configfile {configfiles} --forcerun {load.output_dir}/metadata.json"
-    )
+def rerun_command(loads: list[ExperimentLoad], configfiles: str) -> str:
+    """One command that measures ``loads`` again with this run's config files
+    (``configfiles``: the ``--configfile`` arguments, empty for the default config)."""
+    files = f" --configfile {configfiles}" if configfiles.strip() else ""
+    targets = " ".join(shlex.quote(f"{load.output_dir}/metadata.json") for load in loads)
+    return f"snakemake --cores 1{files} --forcerun {targets}"
 
 
 def disturbed_lines(f: InterferenceFinding) -> list[str]:
@@ -81,8 +86,16 @@ def storage(run: RunLog) -> str:
     return f"{s.free_gb:,.1f} GB free where results are written: {verdict} for the ~{s.needed_gb:g} GB Day 2 needs"
 
 
+def _why_inconclusive(disturbed: tuple[str, ...], one_pass: bool, reason=None) -> str:
+    if disturbed:
+        return " (rests on disturbed experiments)"
+    if reason is not None:
+        return f" ({reason.value.replace('_', ' ')})"
+    return " (one pass per condition)" if one_pass else ""
+
+
 def key_findings(f: Findings) -> list[str]:
-    """One line per finding, for the commit message."""
+    """One line per finding, for the commit message; an inconclusive one says why."""
     lines = [expectations(f.expectations).split(" (", 1)[0]]
     length = f.prompt_length
     if length.verdict is not None:
@@ -90,20 +103,78 @@ def key_findings(f: Findings) -> list[str]:
         prefill = (
             f", prefill ≈ {length.prefill_tps:,.0f} tok/s" if grows and length.prefill_tps else ""
         )
-        lines.append(f"prompt length: {length.verdict.value}{prefill}")
-    if f.temperature.verdict is not None:
-        lines.append(f"temperature: {f.temperature.verdict.value}")
+        why = (
+            _why_inconclusive(length.disturbed, False, length.reason)
+            if length.verdict == PromptLengthVerdict.INCONCLUSIVE
+            else ""
+        )
+        lines.append(f"prompt length: {length.verdict.value}{prefill}{why}")
+    heat = f.temperature
+    if heat.verdict is not None:
+        why = (
+            _why_inconclusive(heat.disturbed, heat.one_pass, heat.reason)
+            if heat.verdict == TemperatureVerdict.INCONCLUSIVE
+            else ""
+        )
+        lines.append(f"temperature: {heat.verdict.value}{why}")
     if f.concurrency.verdict is not None:
+        unsettled = (
+            " (inconclusive: disturbed experiments)"
+            if f.concurrency.disturbed
+            else " (inconclusive: speed-up beyond the workers)"
+            if f.concurrency.beyond_workers_at is not None
+            else ""
+        )
         lines.append(
             f"concurrency: {f.concurrency.verdict.value}, "
-            f"knee at {workers_text(f.concurrency.knee_workers)}"
+            f"knee at {workers_text(f.concurrency.knee_workers)}{unsettled}"
         )
-    if f.kv_cache.verdict is not None:
-        lines.append(f"kv cache: {f.kv_cache.verdict.value}")
-    lines.append(f"bottleneck: {f.bottleneck.primary.value}")
+    kv = f.kv_cache
+    if kv.verdict is not None:
+        why = (
+            _why_inconclusive(kv.disturbed, kv.one_pass)
+            if kv.verdict == KvCacheVerdict.INCONCLUSIVE
+            else ""
+        )
+        lines.append(f"kv cache: {kv.verdict.value}{why}")
+    caveat = " (rests on disturbed experiments)" if f.bottleneck.disturbed else ""
+    lines.append(f"bottleneck: {f.bottleneck.primary.value}{caveat}")
     if f.interference.disturbed:
         lines.append(f"disturbed experiments: {', '.join(f.interference.disturbed_ids)}")
     return lines
+
+
+SETUP_STEPS = {
+    "model_build": "model build",
+    "preflight": "pre-flight check (engine, model and one timed request)",
+}
+
+
+def setup_notes(run: RunLog) -> str:
+    """What the setup jobs took, from their benchmark files; then the model loads."""
+    steps = [
+        f"{SETUP_STEPS.get(s.name, s.name)} {duration(s.seconds)}"
+        + (f" (peak memory {s.max_rss_mb:,.0f} MB)" if s.max_rss_mb else "")
+        for s in run.setup
+    ]
+    timed = (
+        "; ".join(steps) if steps else "setup jobs not timed (they ran before perflab timed them)"
+    )
+    return (
+        f"{timed}; model load {num(run.model_load_s, 3, ' s')} at preflight; "
+        f"first request's cold load {num(run.cold_load_s, 3, ' s')}."
+    )
+
+
+def total_time(run: RunLog) -> str:
+    """'0.05 hours (3 min: setup 40 s + measurement 2 min, first experiment to last)'."""
+    hours = num(None if run.hands_on_s is None else run.hands_on_s / 3600, 2)
+    if run.setup_s is None:
+        return f"{hours} hours of measurement ({duration(run.total_s)}, first experiment to last)"
+    return (
+        f"{hours} hours ({duration(run.hands_on_s)}: setup {duration(run.setup_s)} + "
+        f"measurement {duration(run.total_s)}, first experiment to last)"
+    )
 
 
 def status(run: RunLog) -> str:
@@ -139,32 +210,45 @@ class IssueRow:
     prevention: str
 
 
+def _error_rows(f: Findings) -> list[IssueRow]:
+    """Failed requests by error class (else by condition)."""
+    if f.run.errors:
+        return [
+            IssueRow(
+                f"{e.count} request(s) failed with {e.error_class} in {', '.join(e.experiments)}",
+                "see the error column of requests.parquet; rerun after fixing the cause",
+                "perflab validate the config; check the server with perflab preflight",
+            )
+            for e in f.run.errors
+        ]
+    return [
+        IssueRow(
+            f"{c.condition_id}: {c.n_errors} of {c.n_requests} requests failed ({c.error_classes})",
+            "see the error column of requests.parquet",
+            "",
+        )
+        for c in f.run.failed
+    ]
+
+
 def technical_issues(f: Findings, configfiles: str) -> list[IssueRow]:
     """Failed requests by error class (else by condition), then disturbed experiments."""
-    rows = [
-        IssueRow(
-            f"{e.count} request(s) failed with {e.error_class} in {', '.join(e.experiments)}",
-            "see the error column of requests.parquet; rerun after fixing the cause",
-            "perflab validate the config; check the server with perflab preflight",
-        )
-        for e in f.run.errors
-    ]
-    if not f.run.errors:
-        rows += [
-            IssueRow(
-                f"{c.condition_id}: {c.n_errors} of {c.n_requests} requests failed "
-                f"({c.error_classes})",
-                "see the error column of requests.parquet",
-                "",
-            )
-            for c in f.run.failed
-        ]
-    rows += [
+    return _error_rows(f) + [
         IssueRow(
             line,
-            "re-measure: " + rerun_command(load, configfiles),
+            "re-measure: " + rerun_command([load], configfiles),
             "run on an idle machine; repeats: 2 or more lets trials settle it",
         )
         for load, line in zip(f.interference.disturbed, disturbed_lines(f.interference))
     ]
-    return rows
+
+
+def solutions(f: Findings, configfiles: str) -> list[str]:
+    """The fixes of the issues, each once: every disturbed experiment in one command."""
+    lines = list(dict.fromkeys(row.solution for row in _error_rows(f)))
+    if f.interference.disturbed:
+        lines.append(
+            f"re-measure the {len(f.interference.disturbed)} disturbed experiment(s) when the "
+            "machine is quieter: " + rerun_command(list(f.interference.disturbed), configfiles)
+        )
+    return lines
