@@ -23,12 +23,8 @@ import ollama
 
 from perflab.engines import base
 from perflab.engines.base import Chunk, EngineError, GenerationOptions, PreflightError
-from perflab.engines.ollama_stream import (
-    SendStamp,
-    brief,
-    read_stream,
-    stream_headers,
-)
+from perflab.engines.http_stream import SendStamp, brief
+from perflab.engines.ollama_stream import read_stream, stream_headers
 from perflab.engines.ollama_stream import timings_from_final as timings_from_final
 from perflab.records import (
     ERROR_CONNECT,
