@@ -64,6 +64,7 @@ def one_request_spec(engine: str) -> str:
             "temperature": off,
             "concurrency": off,
             "resources": off,
+            "kv_cache": off,
         },
     }
     if engine == "calibration":

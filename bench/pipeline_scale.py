@@ -89,6 +89,7 @@ def sweep_config(experiments: int) -> dict:
             "prompt_length": off,
             "concurrency": off,
             "resources": off,
+            "kv_cache": off,
             "temperature": {"temperatures": temperatures, "requests": 1},
         },
     }
