@@ -10,6 +10,7 @@ monotonic clock: the client's stamps and the server's compare directly.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import tempfile
@@ -18,7 +19,12 @@ from pathlib import Path
 
 import httpx
 
-from perflab.calibration import unused_port
+
+def unused_port(host: str = "127.0.0.1") -> int:
+    """A free TCP port on ``host`` for the server process to listen on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
 
 
 class CalibrationProcess:

@@ -43,9 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from calibration_process import CalibrationProcess
+from calibration_process import CalibrationProcess, unused_port
 
-from perflab.calibration import unused_port
 from perflab.engines.base import GenerationOptions
 from perflab.engines.ollama_engine import OllamaEngine
 from perflab.runner import LoadPlan, run_load
