@@ -21,6 +21,13 @@ def _build_model(args) -> None:
     build_tiny_model(Path(args.vocab), Path(args.out), TinyModelSpec(**json.loads(args.spec)))
 
 
+def _quantize_model(args) -> None:
+    from perflab.quantize import quantize
+
+    out = quantize(Path(args.source), Path(args.out), args.type)
+    print(f"{out}: {args.type}, {out.stat().st_size / 1e6:.1f} MB")
+
+
 def _say(line: str) -> None:
     """A line for the terminal (stdout) and for the job's log (stderr)."""
     print(line, flush=True)
@@ -144,6 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--spec", default="{}", help="tiny_model config block as JSON")
     command.set_defaults(func=_build_model)
 
+    command = commands.add_parser(
+        "quantize-model", help="quantize a GGUF with llama.cpp's quantizer"
+    )
+    command.add_argument("--in", dest="source", required=True, help="GGUF to quantize")
+    command.add_argument("--out", required=True)
+    command.add_argument("--type", required=True, choices=("q8_0", "q4_0", "q4_k"))
+    command.set_defaults(func=_quantize_model)
+
     command = commands.add_parser("preflight", help="check the engine can serve the model")
     command.add_argument("--spec", required=True, help="experiment settings as JSON")
     command.add_argument("--model", default=None, help="GGUF path (llamacpp)")
@@ -194,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     from perflab.engines import PreflightError
     from perflab.experiment import ErrorBudgetExceeded, ExperimentInterrupted, ExperimentIOError
     from perflab.lifeline import Interrupted
+    from perflab.quantize import QuantizeError
 
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["calibrate"]:  # every flag after it is the calibration server's
@@ -201,7 +217,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except (ConfigError, PreflightError, ErrorBudgetExceeded, ExperimentIOError) as exc:
+    except (
+        ConfigError,
+        PreflightError,
+        ErrorBudgetExceeded,
+        ExperimentIOError,
+        QuantizeError,
+    ) as exc:
         print(f"perflab: {exc}", file=sys.stderr)
         return 2
     except ExperimentInterrupted as exc:

@@ -23,10 +23,17 @@ rule preflight:
         " || (cat {log} >&2; exit 1)"
 
 
+# The same check for each target of a config with targets.
+use rule preflight as preflight_target with:
+    output:
+        info=f"{RESULTS}/preflight/{{target}}.json",
+    log:
+        f"{LOGS}/preflight/{{target}}.log",
+
+
 rule run_experiment:
     input:
-        unpack(get_model_inputs),
-        preflight=ancient(rules.preflight.output.info),
+        unpack(get_experiment_inputs),
     output:
         records=f"{RESULTS}/experiments/{{experiment}}/records.jsonl",
         samples=f"{RESULTS}/experiments/{{experiment}}/samples.jsonl",

@@ -14,6 +14,7 @@ from perflab.config import (
 from perflab.engines.ollama_store import uses_tiny_model as engine_uses_tiny_model
 from perflab.estimate import plan_run
 from perflab.experiment import experiment_spec
+from perflab.targets import target_config, target_names
 
 
 def get_config_layers():
@@ -44,6 +45,7 @@ check_config()
 
 RUN = config["run"]
 EXPERIMENTS = expand_experiments(config)
+TARGETS = target_names(config)
 RESULTS = f"results/{RUN}"
 REPORTS = f"reports/{RUN}"
 LOGS = f"logs/{RUN}"
@@ -51,22 +53,49 @@ LOGS = f"logs/{RUN}"
 
 wildcard_constraints:
     experiment=EXPERIMENT_ID_PATTERN,
+    target="[a-z0-9][a-z0-9_]*",
+    quantization="q8_0|q4_0|q4_k",
 
 
-def get_tiny_model_path():
+def get_tiny_model_path(quantization=None):
+    """The tiny model as built (f16), or quantized from it with llama.cpp's quantizer."""
     tiny = config["tiny_model"]
     name = (
         "tiny-llama3-d{embedding_length}-l{block_count}-ff{feed_forward_length}-s{seed}"
     )
-    return f"cache/models/{name.format(**tiny)}.gguf"
+    suffix = f"-{quantization}" if quantization and quantization != "f16" else ""
+    return f"cache/models/{name.format(**tiny)}{suffix}.gguf"
 
 
-def uses_tiny_model():
-    return engine_uses_tiny_model(config["engine"])
+def get_target(wildcards):
+    """The target of a job: its experiment's, the {target} of a pre-flight check, or None."""
+    if "experiment" in wildcards.keys():
+        return EXPERIMENTS[wildcards.experiment].target
+    return wildcards.get("target")
+
+
+def get_target_config(wildcards=None):
+    return target_config(config, get_target(wildcards) if wildcards else None)
 
 
 def get_model_inputs(wildcards=None):
-    return {"model": get_tiny_model_path()} if uses_tiny_model() else {}
+    engine = get_target_config(wildcards)["engine"]
+    if not engine_uses_tiny_model(engine):
+        return {}
+    return {"model": get_tiny_model_path(engine.get("quantization"))}
+
+
+def get_preflight_path(target):
+    return (
+        f"{RESULTS}/preflight/{target}.json" if target else f"{RESULTS}/preflight.json"
+    )
+
+
+def get_experiment_inputs(wildcards):
+    """The model and the pre-flight check of the experiment's target; the check as
+    ancient(), so a later re-check never reruns measured experiments."""
+    preflight = ancient(get_preflight_path(get_target(wildcards)))
+    return get_model_inputs(wildcards) | {"preflight": preflight}
 
 
 def get_model_arg(wildcards, input):
@@ -74,14 +103,17 @@ def get_model_arg(wildcards, input):
 
 
 def get_settings_json(wildcards=None):
-    """Engine and generation settings, without any experiment."""
-    settings = {key: config[key] for key in ("engine", "generation", "calibration")}
+    """Engine and generation settings of the target, without any experiment."""
+    single = get_target_config(wildcards)
+    settings = {key: single[key] for key in ("engine", "generation", "calibration")}
     return json.dumps(settings, sort_keys=True)
 
 
 def get_run_plan_json(wildcards=None):
-    """What the run will send, for preflight's estimate of its length."""
-    plan = plan_run(EXPERIMENTS.values(), config["warmup_requests"])
+    """What the target will be sent, for preflight's estimate of its length."""
+    target = get_target(wildcards) if wildcards else None
+    experiments = [e for e in EXPERIMENTS.values() if e.target == target]
+    plan = plan_run(experiments, config["warmup_requests"])
     return json.dumps(asdict(plan), sort_keys=True)
 
 
@@ -96,11 +128,14 @@ def get_experiment_priority(wildcards):
     """Earlier trials first: every first trial runs before any second trial, so slow
     drift of the machine spreads over all conditions instead of landing on some."""
     return config["repeats"] - EXPERIMENTS[wildcards.experiment].trial
+
+
 def get_experiment_group(wildcards=None):
     """The job group of one engine target: on a cluster its pre-flight check and
     experiments run as one job on one node, beside the server they measure."""
-    engine = config["engine"]
-    target = f"target-{engine['name']}-{engine['model']}"
+    engine = get_target_config(wildcards)["engine"]
+    name = get_target(wildcards) if wildcards else None
+    target = f"target-{name + '-' if name else ''}{engine['name']}-{engine['model']}"
     return re.sub(r"[^A-Za-z0-9._-]+", "-", target)
 
 
@@ -112,6 +147,10 @@ def get_experiment_files(name):
     return expand(
         f"{RESULTS}/experiments/{{experiment}}/{name}", experiment=get_experiment_ids()
     )
+
+
+def get_preflight_outputs():
+    return [get_preflight_path(target) for target in TARGETS]
 
 
 def get_final_outputs():
