@@ -149,12 +149,11 @@ def get_experiment_files(name):
     )
 
 
-def get_preflight_outputs():
-    return [get_preflight_path(target) for target in TARGETS]
-
-
 def get_final_outputs():
-    return [
+    outputs = [
         f"{REPORTS}/day1-log.md",
         f"{REPORTS}/day1-log.html",
     ]
+    if len(TARGETS) >= 2:
+        outputs.append(f"{REPORTS}/comparison.md")
+    return outputs

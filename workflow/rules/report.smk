@@ -64,3 +64,24 @@ rule report:
         configfiles=get_config_files,
     script:
         "../scripts/report.py"
+
+
+# With two or more targets: the targets side by side, per metric and per point.
+rule comparison:
+    input:
+        findings=rules.findings.output.findings,
+        charts=rules.charts.output.charts,
+    output:
+        comparison=report(
+            f"{REPORTS}/comparison.md",
+            caption="../report/comparison.rst",
+            category="Comparison",
+        ),
+    log:
+        f"{LOGS}/comparison.log",
+    conda:
+        "../../environment.yml"
+    params:
+        config=config,
+    script:
+        "../scripts/comparison.py"

@@ -21,6 +21,7 @@ from perflab.findings import (
     basic,
     bottleneck,
     breakdown,
+    comparison,
     concurrency,
     expectations,
     interference,
@@ -60,6 +61,9 @@ class Context:
     results_dir: str = "results/RUN"
     started: float | None = None
     ended: float | None = None
+    targets: tuple[str, ...] = ()  # a config with targets: their names, in config order
+    baseline: str | None = None  # its experiments answer the Day-1 questions
+    model_sizes: dict[str, float] | None = None  # GB on disk, by target
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ class Findings:
     breakdown: breakdown.BreakdownFinding
     expectations: expectations.ExpectationFinding
     run: runlog.RunLog
+    comparison: comparison.ComparisonFinding | None = None  # with two or more targets
 
 
 def compute(
@@ -88,7 +93,10 @@ def compute(
     requests_path: str | Path | None = None,
     disk_path: str | Path = ".",
 ) -> Findings:
-    frame = with_defaults(summary)
+    everything = with_defaults(summary)
+    frame = everything
+    if context.baseline is not None:
+        frame = everything.filter(pl.col("target") == context.baseline)
     capabilities = capabilities_for(context.engine)
     interference_finding = interference.summary(frame, context.results_dir)
     disturbed = interference_finding.disturbed_ids
@@ -146,6 +154,23 @@ def compute(
         breakdown=breakdown.summary(list(basic_finding.prompts), every),
         expectations=expectations.summary(list(basic_finding.prompts), every, context.expected_tps),
         run=run,
+        comparison=_comparison(everything, context, resources_by_id or {}),
+    )
+
+
+def _comparison(
+    frame: pl.DataFrame, context: Context, resources_by_id: dict
+) -> comparison.ComparisonFinding | None:
+    if context.baseline is None or len(context.targets) < 2:
+        return None
+    disturbed = interference.summary(frame, context.results_dir).disturbed_ids
+    return comparison.summary(
+        frame,
+        context.baseline,
+        list(context.targets),
+        disturbed,
+        resources_by_id,
+        context.model_sizes,
     )
 
 
@@ -160,12 +185,27 @@ def load(path: str | Path) -> Findings:
 
 
 def context_from_metadata(metadata: list[dict], config: dict, results_dir: str) -> Context:
-    """The findings' context from the experiments' metadata and the config."""
+    """The findings' context from the experiments' metadata and the config.
+
+    With targets, the Day-1 questions are answered for the baseline target:
+    its experiments' metadata describe the engine.
+    """
+    from perflab.targets import baseline, target_names
+
+    chosen = baseline(config)
+    sizes = {}
+    for item in metadata:
+        target = item["experiment"].get("target")
+        if target is not None and item["engine"].get("model_size_gb") is not None:
+            sizes.setdefault(target, item["engine"]["model_size_gb"])
+    everything = metadata
+    if chosen is not None:
+        metadata = [m for m in metadata if m["experiment"].get("target") == chosen]
     first = metadata[0] if metadata else {"engine": {}, "host": {}}
     engine, host = first.get("engine", {}), first.get("host", {})
     suites = config.get("suites", {})
     return Context(
-        engine=engine.get("engine") or config["engine"]["name"],
+        engine=engine.get("engine") or _engine_name(config, chosen),
         prompt_order=tuple(suites.get("basic", {}).get("prompts", ())),
         expected_tps=tuple(config.get("expected_tps", (10, 20))),
         # the server's threads when the engine says (embedded), else every logical core
@@ -176,9 +216,18 @@ def context_from_metadata(metadata: list[dict], config: dict, results_dir: str) 
         model_size_gb=engine.get("model_size_gb"),
         model_load_s=engine.get("load_s"),
         results_dir=results_dir,
-        started=min((m["run"]["started"] for m in metadata), default=None),
-        ended=max((m["run"]["ended"] for m in metadata), default=None),
+        started=min((m["run"]["started"] for m in everything), default=None),
+        ended=max((m["run"]["ended"] for m in everything), default=None),
+        targets=target_names(config),
+        baseline=chosen,
+        model_sizes=sizes,
     )
+
+
+def _engine_name(config: dict, target: str | None) -> str:
+    from perflab.targets import target_config
+
+    return target_config(config, target)["engine"]["name"]
 
 
 def write_findings(
