@@ -28,6 +28,19 @@ def _quantize_model(args) -> None:
     print(f"{out}: {args.type}, {out.stat().st_size / 1e6:.1f} MB")
 
 
+def _compare(args) -> None:
+    from perflab.compare_runs import compare_runs, default_out, write_reports
+
+    comparison = compare_runs(args.run_a, args.run_b, Path(args.results), force=args.force)
+    out = Path(args.out) if args.out else default_out(args.run_a, args.run_b)
+    paths = write_reports(comparison, out)
+    verdicts = [m.verdict.value for c in comparison.conditions for m in c.metrics]
+    counts = ", ".join(f"{verdicts.count(v)} {v}" for v in sorted(set(verdicts)))
+    print(f"{paths['markdown']}: {len(comparison.conditions)} conditions compared ({counts})")
+    for difference in comparison.identity.changed:
+        print(f"  changed: {difference.what}: {difference.a} -> {difference.b}")
+
+
 def _say(line: str) -> None:
     """A line for the terminal (stdout) and for the job's log (stderr)."""
     print(line, flush=True)
@@ -197,6 +210,22 @@ def build_parser() -> argparse.ArgumentParser:
     command.set_defaults(func=_validate)
 
     command = commands.add_parser(
+        "compare",
+        help="compare two finished runs, condition by condition",
+        description="Put two finished runs side by side per condition and metric, with the "
+        "difference, its 95%% CI and a verdict: compare.md, compare.json and a chart. Refuses "
+        "runs whose prompts or generation settings differ unless --force.",
+    )
+    command.add_argument("run_a", metavar="RUN_A", help="the reference run (results/RUN_A)")
+    command.add_argument("run_b", metavar="RUN_B", help="the run compared with it")
+    command.add_argument("--results", default="results", help="where the runs are (results)")
+    command.add_argument("--out", help="output directory (reports/compare/RUN_A--vs--RUN_B)")
+    command.add_argument(
+        "--force", action="store_true", help="compare even if prompts or generation differ"
+    )
+    command.set_defaults(func=_compare)
+
+    command = commands.add_parser(
         "calibrate", help="serve the calibration server (flags: perflab calibrate --help)"
     )
     command.add_argument("rest", nargs=argparse.REMAINDER)
@@ -205,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from perflab.compare_runs import RunsNotComparable
     from perflab.config import ConfigError
     from perflab.engines import PreflightError
     from perflab.experiment import ErrorBudgetExceeded, ExperimentInterrupted, ExperimentIOError
@@ -223,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         ErrorBudgetExceeded,
         ExperimentIOError,
         QuantizeError,
+        RunsNotComparable,
     ) as exc:
         print(f"perflab: {exc}", file=sys.stderr)
         return 2

@@ -55,6 +55,8 @@ wildcard_constraints:
     experiment=EXPERIMENT_ID_PATTERN,
     target="[a-z0-9][a-z0-9_]*",
     quantization="q8_0|q4_0|q4_k",
+    run_a="[A-Za-z0-9_][A-Za-z0-9._-]*",
+    run_b="[A-Za-z0-9_][A-Za-z0-9._-]*",
 
 
 def get_tiny_model_path(quantization=None):

@@ -130,17 +130,26 @@ def _values(frame: pl.DataFrame, metric: Metric) -> pl.Series:
     return (frame["prompt_tokens_mean"] / prefill).fill_nan(None).alias("prefill_tps")
 
 
-def table(frame: pl.DataFrame) -> pl.DataFrame:
-    """One row per experiment with an ok request: target, point, trial, every metric."""
-    rows = frame.filter(pl.col("target").is_not_null() & (pl.col("n_ok") > 0))
+def table_values(frame: pl.DataFrame) -> pl.DataFrame:
+    """One row per experiment with an ok request: its ids, trial and every metric."""
+    rows = frame.filter(pl.col("n_ok") > 0)
     return rows.select(
         "target",
+        "condition_id",
         "experiment_id",
         "trial",
+        "interference_cpu_pct_mean",
+        *[_values(rows, m).alias(m.key) for m in METRICS],
+    )
+
+
+def table(frame: pl.DataFrame) -> pl.DataFrame:
+    """``table_values`` of the targets' experiments, with each one's sweep point."""
+    rows = table_values(frame.filter(pl.col("target").is_not_null()))
+    return rows.with_columns(
         pl.struct("condition_id", "target")
         .map_elements(lambda r: _point(r["condition_id"], r["target"]), return_dtype=pl.String)
-        .alias("point"),
-        *[_values(rows, m).alias(m.key) for m in METRICS],
+        .alias("point")
     )
 
 

@@ -10,7 +10,6 @@ from perflab.findings.comparison import (
     MetricComparison,
     TargetMetric,
 )
-from perflab.findings.frame import PRACTICAL_DIFFERENCE
 from perflab.findings.wording.numbers import NA, num, spread_text
 
 METRIC_LABELS = {
@@ -58,10 +57,7 @@ def verdict_text(item: TargetMetric, finding: ComparisonFinding) -> str:
     if item.verdict is ComparisonVerdict.INCONCLUSIVE:
         return f"inconclusive: {inconclusive_reason(finding, item)}"
     if item.verdict is ComparisonVerdict.NO_DIFFERENCE:
-        return (
-            "no significant difference (the CI of the ratio includes ×1.00, or the "
-            f"difference is under {PRACTICAL_DIFFERENCE:.0%})"
-        )
+        return "no significant difference"
     interval = ""
     if item.factor_low is not None:
         interval = f" (95 % CI {_times(item.factor_low)}–{_times(item.factor_high)})"
