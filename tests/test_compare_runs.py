@@ -144,6 +144,8 @@ def test_a_run_that_has_not_finished_is_named_with_the_fix(tmp_path, capsys):
     assert main(["compare", "a", "missing", "--results", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "missing/summary.parquet: no such file" in err and "Traceback" not in err
+    assert main(["compare", "a", "../etc", "--results", str(tmp_path)]) == 2
+    assert "'../etc' is not a run name" in capsys.readouterr().err
 
 
 def test_the_snakemake_target_compares_two_finished_runs(tmp_path):

@@ -8,6 +8,7 @@ Writes ``compare.md``, ``compare.json`` (the ``RunComparison`` as JSON) and
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import polars as pl
@@ -22,7 +23,15 @@ class RunsNotComparable(ValueError):
     """The runs cannot be compared (missing, or different prompts or settings); says why."""
 
 
+RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+
+
 def _summary(results: Path, run: str) -> pl.DataFrame:
+    if not RUN_NAME.fullmatch(run):
+        raise RunsNotComparable(
+            f"{run!r} is not a run name (letters, digits, '.', '_', '-', as the config's "
+            "run key); give the name of a directory under results/"
+        )
     path = results / run / "summary.parquet"
     if not path.is_file():
         raise RunsNotComparable(

@@ -9,6 +9,7 @@ rule preflight:
         info=f"{RESULTS}/preflight.json",
     log:
         f"{LOGS}/preflight.log",
+    priority: get_setup_priority
     group:
         get_experiment_group
     conda:

@@ -128,8 +128,17 @@ def get_experiment_spec(wildcards):
 
 def get_experiment_priority(wildcards):
     """Earlier trials first: every first trial runs before any second trial, so slow
-    drift of the machine spreads over all conditions instead of landing on some."""
-    return config["repeats"] - EXPERIMENTS[wildcards.experiment].trial
+    drift of the machine spreads over all conditions instead of landing on some. Each
+    experiment's priority is its place in that order, so with targets they alternate
+    point by point too."""
+    order = list(EXPERIMENTS)
+    return len(order) - order.index(wildcards.experiment)
+
+
+def get_setup_priority(wildcards=None):
+    """Models and pre-flight checks before any experiment: a target whose model is still
+    to be quantized must not fall behind the others' second trials."""
+    return len(EXPERIMENTS) + 1
 
 
 def get_experiment_group(wildcards=None):
