@@ -185,3 +185,43 @@ def test_validate_lists_the_targets_experiments(tmp_path, capsys):
     assert main(["validate", str(write(tmp_path, two_targets()))]) == 0
     out = capsys.readouterr().out
     assert "12 experiments" in out and "slow--short-t0.7-w1-n3-r2" in out
+
+
+def test_an_experiment_waits_for_its_machine_held_by_another_target(tmp_path, monkeypatch):
+    """Targets on one machine take turns: the machine's lock is held across processes."""
+    import time
+
+    from conftest import FAST_TIMING
+
+    from perflab.experiment import ExperimentPaths, run_experiment
+
+    monkeypatch.setenv("PERFLAB_LOCK_DIR", str(tmp_path / "locks"))
+    data = two_targets(warmup_requests=0, calibration=FAST_TIMING | {"output_tokens": 4})
+    data["targets"][1]["machine"] = "box"
+    config = load_config_file(write(tmp_path, data), base=DEFAULT)
+    spec = experiment_spec(config, expand_experiments(config)["slow--short-t0.7-w1-n3-r1"])
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\n"
+            "from perflab.locks import target_lock\n"
+            "with target_lock('machine box', {'experiment': 'fast-exp', 'out_dir': '/x'}, print):\n"
+            "    print('held', flush=True); time.sleep(1.5)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={"PERFLAB_LOCK_DIR": str(tmp_path / "locks"), "PATH": "/usr/bin:/bin"},
+    )
+    assert holder.stdout.readline().strip() == "held"
+    out = tmp_path / "slow"
+    said: list[str] = []
+    started = time.monotonic()
+    paths = ExperimentPaths(
+        out / "records.jsonl", out / "samples.jsonl", out / "metadata.json", tmp_path / "failed"
+    )
+    metadata = run_experiment(spec, paths, say=said.append)
+    holder.wait(timeout=30)
+    assert time.monotonic() - started > 0.5
+    assert said and said[0].startswith("waiting for machine box: held by pid")
+    assert metadata["experiment"]["target"] == "slow"
