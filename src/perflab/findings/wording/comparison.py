@@ -71,8 +71,10 @@ def inconclusive_reason(finding: ComparisonFinding, item: TargetMetric) -> str:
             "set repeats: 2 or more"
         )
     if finding.disturbed:
+        count = len(finding.disturbed)
         return (
-            f"rests on disturbed experiments ({', '.join(finding.disturbed)}); measure them again"
+            f"rests on {count} disturbed experiment{'s' if count > 1 else ''} that no "
+            "undisturbed trial settles (listed above); measure them again"
         )
     pairs = item.ratio.n_pairs if item.ratio else 0
     return f"{pairs} pair(s) of twin experiments; at least 2 are needed"
@@ -123,11 +125,21 @@ def sizes(finding: ComparisonFinding) -> list[dict]:
                 "model": target.model or NA,
                 "size": num(target.model_size_gb, 3, " GB"),
                 "size_ratio": "baseline" if target is base else _times(ratio),
-                "rss": spread_text(target.rss_gb, 3, " GB"),
+                "rss": _range_text(target.rss_gb, target.n_experiments),
                 "output_tokens": num(target.output_tokens_mean, 1),
             }
         )
     return found
+
+
+def _range_text(value, experiments: int) -> str:
+    """'0.307 GB (0.306–0.308 over 4 experiments)': a peak per experiment, not trials."""
+    if value.mean is None:
+        return NA
+    text = f"{value.mean:,.3f} GB"
+    if value.trials >= 2:
+        text += f" ({value.low:,.3f}–{value.high:,.3f} over {value.trials} experiments)"
+    return text
 
 
 def headline(finding: ComparisonFinding) -> list[str]:
