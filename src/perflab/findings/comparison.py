@@ -119,10 +119,6 @@ class ComparisonFinding:
         return next((m for m in self.metrics if m.metric == key), None)
 
 
-def _point(condition_id: str, target: str) -> str:
-    return condition_id.removeprefix(f"{target}{SEPARATOR}")
-
-
 def _values(frame: pl.DataFrame, metric: Metric) -> pl.Series:
     if metric.column is not None:
         return frame[metric.column]
@@ -146,11 +142,8 @@ def table_values(frame: pl.DataFrame) -> pl.DataFrame:
 def table(frame: pl.DataFrame) -> pl.DataFrame:
     """``table_values`` of the targets' experiments, with each one's sweep point."""
     rows = table_values(frame.filter(pl.col("target").is_not_null()))
-    return rows.with_columns(
-        pl.struct("condition_id", "target")
-        .map_elements(lambda r: _point(r["condition_id"], r["target"]), return_dtype=pl.String)
-        .alias("point")
-    )
+    prefix = pl.col("target") + pl.lit(SEPARATOR)
+    return rows.with_columns(pl.col("condition_id").str.strip_prefix(prefix).alias("point"))
 
 
 def ratio(pairs: list[tuple[float, float]]) -> Ratio:
