@@ -1,7 +1,10 @@
-# Checks the engine and the model once, before the first experiment, and fails
-# fast with the fix; times one request and prints an estimate of the whole run.
-# Experiments take it as ancient() so a later re-check never reruns measured
-# experiments; each experiment job checks the engine again.
+# Checks the engine and the model before the first experiment, and fails fast
+# with the fix; times one request and prints an estimate of the whole run. It
+# runs first by priority and holds the server like an experiment, but no
+# experiment takes its output as input: a re-check (a new plan, new settings)
+# never reruns measured experiments, and never holds back the ones that are due
+# (an ancient() input whose producer reruns drops its consumers from the DAG).
+# Each experiment job checks the engine again; the findings read its output.
 rule preflight:
     input:
         unpack(get_model_inputs),
@@ -9,11 +12,13 @@ rule preflight:
         info=f"{RESULTS}/preflight.json",
     log:
         f"{LOGS}/preflight.log",
-    priority: get_setup_priority
+    priority: get_preflight_priority()
     group:
         get_experiment_group
     conda:
         "../../environment.yml"
+    resources:
+        llm_server=1,
     params:
         settings=get_settings_json,
         model=get_model_arg,
@@ -34,7 +39,7 @@ use rule preflight as preflight_target with:
 
 rule run_experiment:
     input:
-        unpack(get_experiment_inputs),
+        unpack(get_model_inputs),
     output:
         records=f"{RESULTS}/experiments/{{experiment}}/records.jsonl",
         samples=f"{RESULTS}/experiments/{{experiment}}/samples.jsonl",

@@ -93,11 +93,9 @@ def get_preflight_path(target):
     )
 
 
-def get_experiment_inputs(wildcards):
-    """The model and the pre-flight check of the experiment's target; the check as
-    ancient(), so a later re-check never reruns measured experiments."""
-    preflight = ancient(get_preflight_path(get_target(wildcards)))
-    return get_model_inputs(wildcards) | {"preflight": preflight}
+def get_preflight_files():
+    """The pre-flight check of the one engine, or of each target."""
+    return [get_preflight_path(target) for target in TARGETS or (None,)]
 
 
 def get_model_arg(wildcards, input):
@@ -135,9 +133,9 @@ def get_experiment_priority(wildcards):
     return len(order) - order.index(wildcards.experiment)
 
 
-def get_setup_priority(wildcards=None):
-    """Models and pre-flight checks before any experiment: a target whose model is still
-    to be quantized must not fall behind the others' second trials."""
+def get_preflight_priority():
+    """Above every experiment's priority: models and checks come first, so a target
+    whose model is still to be quantized does not fall behind the others' trials."""
     return len(EXPERIMENTS) + 1
 
 

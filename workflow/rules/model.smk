@@ -16,7 +16,7 @@ rule build_tiny_model:
         model=get_tiny_model_path(),
     log:
         "logs/build_tiny_model.log",
-    priority: get_setup_priority
+    priority: get_preflight_priority()
     conda:
         "../../environment.yml"
     params:
@@ -35,7 +35,7 @@ rule quantize_tiny_model:
         model=get_tiny_model_path("{quantization}"),
     log:
         "logs/quantize_tiny_model-{quantization}.log",
-    priority: get_setup_priority
+    priority: get_preflight_priority()
     conda:
         "../../environment.yml"
     shell:

@@ -2,6 +2,7 @@
 # (docs/metrics.md). The charts and the log read it.
 rule findings:
     input:
+        preflight=get_preflight_files(),
         summary=rules.aggregate.output.summary,
         requests=rules.aggregate.output.requests,
         metadata=get_experiment_files("metadata.json"),
