@@ -42,6 +42,8 @@ suites:
     enabled: false
   resources:
     enabled: false
+  kv_cache:
+    enabled: false
 """
 
 
@@ -66,11 +68,13 @@ def env(workdir: Path) -> dict:
 
 
 def command(run: str) -> list[str]:
-    """The README's plain command, up to the summary (charts and log add nothing here)."""
+    """The README's plain command, up to the pre-flight check and the summary (charts and
+    log add nothing here)."""
     return [
         sys.executable,
         "-m",
         "snakemake",
+        f"results/{run}/preflight.json",
         f"results/{run}/summary.parquet",
         "--cores",
         "1",
@@ -131,7 +135,7 @@ def test_kill_9_mid_experiment_then_unlock_and_the_plain_command_resumes(workdir
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     experiments_dir = workdir / "results" / "first" / "experiments"
-    for name in ("short-t0.7-w1-n12", "medium-t0.7-w1-n12"):
+    for name in ("short-t0.7-w1-n12-r1", "medium-t0.7-w1-n12-r1"):
         lines = (experiments_dir / name / "records.jsonl").read_text().splitlines()
         assert len(lines) == 12 + 1
         assert not (experiments_dir / name / "records.partial.jsonl").exists()
@@ -167,6 +171,10 @@ def test_two_workflows_never_measure_one_target_at_once(workdir):
     assert len(windows) == 4
     for (_, ended), (started, _) in zip(windows, windows[1:]):
         assert ended <= started, windows
+    for output in outputs:  # before the first experiment: the estimate; then each one's progress
+        assert "whole run ≈" in output and "for 26 requests in 2 experiments" in output
+        assert output.index("whole run ≈") < output.index("requests, 0 errors")
+        assert "12/12 requests, 0 errors" in output
     waited = "".join(outputs)
     assert "waiting for calibration server on this machine: held by pid" in waited
     assert "experiment" in waited.split("held by pid", 1)[1].splitlines()[0]
