@@ -121,3 +121,32 @@ def test_the_words_carry_each_value_ratio_and_verdict():
     assert decode.ratio.startswith("×0.67 (95 % CI") and "6 pairs" in decode.ratio
     assert words.point_rows(found, found.metric("tps"))[0].metric in POINTS
     assert any("slower, ×1.5" in line for line in words.headline(found))
+
+
+def test_the_context_takes_each_targets_size_and_describes_the_baseline():
+    from perflab.findings import context_from_metadata
+
+    def meta(target, engine, **size):
+        return {
+            "experiment": {"target": target},
+            "engine": {"engine": engine, "model": target} | size,
+            "host": {"logical_cores": 2},
+            "run": {"started": 1.0, "ended": 2.0},
+        }
+
+    config = {
+        "engine": {"name": "llamacpp"},
+        "targets": [
+            {"name": "q8", "engine": {"name": "ollama"}},
+            {"name": "q4", "engine": {"name": "ollama"}},
+        ],
+        "baseline": "q4",
+    }
+    context = context_from_metadata(
+        [meta("q8", "ollama", listed_size_gb=8.5), meta("q4", "ollama", listed_size_gb=4.9)],
+        config,
+        "results/x",
+    )
+    assert context.baseline == "q4" and context.targets == ("q8", "q4")
+    assert context.model_sizes == {"q8": 8.5, "q4": 4.9}
+    assert context.engine == "ollama" and context.model_size_gb is None

@@ -196,8 +196,10 @@ def context_from_metadata(metadata: list[dict], config: dict, results_dir: str) 
     sizes = {}
     for item in metadata:
         target = item["experiment"].get("target")
-        if target is not None and item["engine"].get("model_size_gb") is not None:
-            sizes.setdefault(target, item["engine"]["model_size_gb"])
+        engine_info = item["engine"]
+        size = engine_info.get("model_size_gb") or engine_info.get("listed_size_gb")
+        if target is not None and size is not None:
+            sizes.setdefault(target, size)
     everything = metadata
     if chosen is not None:
         metadata = [m for m in metadata if m["experiment"].get("target") == chosen]
