@@ -163,6 +163,14 @@ def test_the_workflow_checks_each_target_once_and_names_paths_by_target(tmp_path
     assert "results/two/preflight/slow.json" in output
     assert "results/two/experiments/slow--medium-t0.7-w2-n4-r2/records.jsonl" in output
     assert re.search(r"run_experiment\s+12\b", output)
+    assert re.search(r"comparison\s+1\b", output)
+
+
+def test_a_single_target_config_has_one_check_and_no_comparison():
+    output = snakemake_dry_run(str(DEFAULT))
+    assert re.search(r"^preflight\s+1\b", output, re.M)
+    assert "preflight_target" not in output and not re.search(r"^comparison\s", output, re.M)
+    assert "results/llamacpp-tiny/experiments/medium-t0.7-w1-n20-r1/records.jsonl" in output
 
 
 def test_quantized_targets_each_get_their_model_built_once(tmp_path):

@@ -211,7 +211,12 @@ def build_context(
 
 def comparison_context(f: Findings) -> dict:
     if f.comparison is None:
-        return {"comparison_rows": [], "comparison_sizes": [], "comparison_points": []}
+        return {
+            "comparison_rows": [],
+            "comparison_sizes": [],
+            "comparison_points": [],
+            "comparison_headline": [],
+        }
     points = [
         (
             comparison_words.METRIC_LABELS.get(m.metric, m.metric),
@@ -223,6 +228,7 @@ def comparison_context(f: Findings) -> dict:
         "comparison_rows": comparison_words.rows(f.comparison),
         "comparison_sizes": comparison_words.sizes(f.comparison),
         "comparison_points": points,
+        "comparison_headline": comparison_words.headline(f.comparison),
     }
 
 
