@@ -154,6 +154,7 @@ def headline(finding: ComparisonFinding) -> list[str]:
                 continue
             label = METRIC_LABELS[key].split(" (")[0]
             lines.append(
-                f"{label}, {item.target} against {finding.baseline}: {verdict_text(item, finding)}"
+                f"{label}, {item.target} against {finding.baseline}: "
+                f"{verdict_text(item, finding)}; ratio {ratio_text(item)}"
             )
     return lines
