@@ -74,52 +74,19 @@ def default_out(run_a: str, run_b: str) -> Path:
 
 
 def write_reports(comparison: RunComparison, out: Path) -> dict[str, Path]:
-    from perflab.comparison_charts import ratio_chart
+    """compare.json, compare.svg (.png, .html) and compare.md in ``out``."""
+    from perflab.charts import save_chart
+    from perflab.comparison_charts import run_ratio_chart
     from perflab.findings.serialize import to_jsonable
+    from perflab.findings.wording import runs as words
     from perflab.records import write_text_atomic
-    from perflab.report import _environment
+    from perflab.report import render_template
 
     out.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": out / "compare.md", "json": out / "compare.json"}
     write_text_atomic(paths["json"], json.dumps(to_jsonable(comparison), indent=1) + "\n")
-    from perflab.charts import save_chart
-
-    chart = ratio_chart(
-        chart_rows(comparison),
-        f"{comparison.run_b} against {comparison.run_a}: ratio B / A per condition, ± 95% CI",
-        colour="condition",
-    )
-    paths |= {f"chart_{k}": v for k, v in save_chart(chart, out / "compare").items()}
-    from perflab.findings.wording import runs as words
-
-    text = (
-        _environment()
-        .get_template(TEMPLATE)
-        .render(c=comparison, rows=words.rows(comparison), chart="compare.svg")
-    )
+    saved = save_chart(run_ratio_chart(comparison), out / "compare")
+    paths |= {f"chart_{suffix}": path for suffix, path in saved.items()}
+    text = render_template(TEMPLATE, c=comparison, rows=words.rows(comparison), chart="compare.svg")
     write_text_atomic(paths["markdown"], text)
     return paths
-
-
-def chart_rows(comparison: RunComparison) -> list[dict]:
-    from perflab.findings.wording.comparison import METRIC_LABELS
-
-    rows = []
-    for condition in comparison.conditions:
-        for item in condition.metrics:
-            if item.ratio is None or item.a.mean is None:
-                continue
-            half = item.ci95
-            low = None if half is None else (item.difference - half) / item.a.mean + 1
-            high = None if half is None else (item.difference + half) / item.a.mean + 1
-            rows.append(
-                {
-                    "metric": METRIC_LABELS.get(item.metric, item.metric),
-                    "condition": condition.condition_id,
-                    "ratio": item.ratio,
-                    "low": low if low is None or low > 0 else None,
-                    "high": high,
-                    "verdict": item.verdict.value,
-                }
-            )
-    return rows

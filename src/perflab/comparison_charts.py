@@ -12,6 +12,7 @@ import polars as pl
 
 from perflab.charts import HEIGHT, WIDTH, _no_data
 from perflab.findings.comparison import ComparisonFinding
+from perflab.findings.runs import RunComparison
 from perflab.findings.wording.comparison import METRIC_LABELS
 
 
@@ -67,3 +68,31 @@ def comparison_chart(finding: ComparisonFinding | None) -> alt.LayerChart | alt.
     if finding is None:
         return _no_data(title)
     return ratio_chart(ratio_rows(finding), f"{title} (baseline {finding.baseline})")
+
+
+def run_rows(comparison: RunComparison) -> list[dict]:
+    """B / A per condition and metric; the CI of B − A as a band around the ratio."""
+    rows = []
+    for condition in comparison.conditions:
+        for item in condition.metrics:
+            if item.ratio is None or not item.a.mean:
+                continue
+            half = item.ci95
+            low = None if half is None else 1 + (item.difference - half) / item.a.mean
+            high = None if half is None else 1 + (item.difference + half) / item.a.mean
+            rows.append(
+                {
+                    "metric": METRIC_LABELS.get(item.metric, item.metric),
+                    "condition": condition.condition_id,
+                    "ratio": item.ratio,
+                    "low": low if low is None or low > 0 else None,  # a log scale has no 0
+                    "high": high,
+                    "verdict": item.verdict.value,
+                }
+            )
+    return rows
+
+
+def run_ratio_chart(comparison: RunComparison) -> alt.LayerChart | alt.Chart:
+    title = f"{comparison.run_b} against {comparison.run_a}: B / A per condition, ± 95% CI"
+    return ratio_chart(run_rows(comparison), title, colour="condition")

@@ -95,6 +95,11 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def render_template(name: str, **context) -> str:
+    """Any of perflab's templates, every value escaped as in the log."""
+    return _environment().get_template(name).render(**context)
+
+
 def render_log(context: dict) -> str:
     return _environment().get_template("day1-log.md.j2").render(**context)
 
@@ -294,5 +299,5 @@ def write_comparison(findings_path, charts_dir, config: dict, markdown_path) -> 
         "perflab_version": __version__,
         "charts": chart_links(Path(charts_dir), markdown_path.parent),
     } | comparison_context(findings)
-    text = _environment().get_template("comparison.md.j2").render(**context)
+    text = render_template("comparison.md.j2", **context)
     write_text_atomic(markdown_path, text)
