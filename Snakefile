@@ -11,6 +11,7 @@ include: "workflow/rules/model.smk"
 include: "workflow/rules/benchmark.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/compare.smk"
 
 
 # On a cluster these run where Snakemake runs: the vocabulary download needs the
@@ -22,6 +23,8 @@ localrules:
     findings,
     charts,
     report,
+    comparison,
+    compare_runs,
 
 
 rule all:

@@ -425,14 +425,19 @@ def render_charts(findings_path, requests_path, samples_paths, out_dir) -> dict[
     findings = load(findings_path)
     resources_id = findings.resources.experiment_id if findings.resources else None
     samples = read_samples([p for p in samples_paths if Path(p).parent.name == resources_id])
+    requests = pl.scan_parquet(requests_path)
+    if findings.comparison is not None:  # the Day-1 charts show the baseline target
+        requests = requests.filter(pl.col("target") == findings.comparison.baseline)
     charts = {
-        "latency_distribution": latency_distribution_chart(
-            latency_quantiles(pl.scan_parquet(requests_path))
-        ),
+        "latency_distribution": latency_distribution_chart(latency_quantiles(requests)),
         "prompt_length": prompt_length_chart(findings.prompt_length),
         "temperature": temperature_chart(findings.temperature),
         "concurrency": concurrency_chart(findings.concurrency),
         "resource_timeline": resource_timeline_chart(downsample(samples)),
         "latency_breakdown": latency_breakdown_chart(findings.basic),
     }
+    if findings.comparison is not None:
+        from perflab.comparison_charts import comparison_chart
+
+        charts["comparison"] = comparison_chart(findings.comparison)
     return {name: save_chart(chart, Path(out_dir) / name) for name, chart in charts.items()}

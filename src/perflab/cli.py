@@ -21,6 +21,26 @@ def _build_model(args) -> None:
     build_tiny_model(Path(args.vocab), Path(args.out), TinyModelSpec(**args.spec))
 
 
+def _quantize_model(args) -> None:
+    from perflab.quantize import quantize
+
+    out = quantize(Path(args.source), Path(args.out), args.type)
+    print(f"{out}: {args.type}, {out.stat().st_size / 1e6:.1f} MB")
+
+
+def _compare(args) -> None:
+    from perflab.compare_runs import compare_runs, default_out, write_reports
+
+    comparison = compare_runs(args.run_a, args.run_b, Path(args.results), force=args.force)
+    out = Path(args.out) if args.out else default_out(args.run_a, args.run_b)
+    paths = write_reports(comparison, out)
+    verdicts = [m.verdict.value for c in comparison.conditions for m in c.metrics]
+    counts = ", ".join(f"{verdicts.count(v)} {v}" for v in sorted(set(verdicts)))
+    print(f"{paths['markdown']}: {len(comparison.conditions)} conditions compared ({counts})")
+    for difference in comparison.identity.changed:
+        print(f"  changed: {difference.what}: {difference.a} -> {difference.b}")
+
+
 def _say(line: str) -> None:
     """A line for the terminal (stdout) and for the job's log (stderr)."""
     print(line, flush=True)
@@ -205,6 +225,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command.set_defaults(func=_build_model)
 
+    command = commands.add_parser(
+        "quantize-model", help="quantize a GGUF with llama.cpp's quantizer"
+    )
+    command.add_argument("--in", dest="source", required=True, help="GGUF to quantize")
+    command.add_argument("--out", required=True)
+    command.add_argument("--type", required=True, choices=("q8_0", "q4_0", "q4_k"))
+    command.set_defaults(func=_quantize_model)
+
     command = commands.add_parser("preflight", help="check the engine can serve the model")
     command.add_argument(
         "--spec", type=_json_object, required=True, help="experiment settings as JSON"
@@ -256,6 +284,22 @@ def build_parser() -> argparse.ArgumentParser:
     command.set_defaults(func=_validate)
 
     command = commands.add_parser(
+        "compare",
+        help="compare two finished runs, condition by condition",
+        description="Put two finished runs side by side per condition and metric, with the "
+        "difference, its 95%% CI and a verdict: compare.md, compare.json and a chart. Refuses "
+        "runs whose prompts or generation settings differ unless --force.",
+    )
+    command.add_argument("run_a", metavar="RUN_A", help="the reference run (results/RUN_A)")
+    command.add_argument("run_b", metavar="RUN_B", help="the run compared with it")
+    command.add_argument("--results", default="results", help="where the runs are (results)")
+    command.add_argument("--out", help="output directory (reports/compare/RUN_A--vs--RUN_B)")
+    command.add_argument(
+        "--force", action="store_true", help="compare even if prompts or generation differ"
+    )
+    command.set_defaults(func=_compare)
+
+    command = commands.add_parser(
         "calibrate", help="serve the calibration server (flags: perflab calibrate --help)"
     )
     command.add_argument("rest", nargs=argparse.REMAINDER)
@@ -264,10 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from perflab.compare_runs import RunsNotComparable
     from perflab.config import ConfigError
     from perflab.engines import PreflightError
     from perflab.experiment import ErrorBudgetExceeded, ExperimentInterrupted, ExperimentIOError
     from perflab.lifeline import Interrupted
+    from perflab.quantize import QuantizeError
 
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["calibrate"]:  # every flag after it is the calibration server's
@@ -281,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         ErrorBudgetExceeded,
         ExperimentIOError,
         FileNotFoundError,
+        QuantizeError,
+        RunsNotComparable,
     ) as exc:
         print(f"perflab: {exc}", file=sys.stderr)
         return 2

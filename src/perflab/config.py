@@ -21,7 +21,9 @@ from perflab.config_checks import (
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
 SUITES = ("basic", "prompt_length", "temperature", "concurrency", "resources", "kv_cache")
 PROMPT_CACHE_MODES = ("bust", "reuse")
-EXPERIMENT_ID_PATTERN = r"[a-z0-9_]+-t[0-9.]+-w[0-9]+-(n[0-9]+|d[0-9.]+s)(-reuse)?-r[0-9]+"
+EXPERIMENT_ID_PATTERN = (
+    r"([a-z0-9][a-z0-9_]*--)?[a-z0-9_]+-t[0-9.]+-w[0-9]+-(n[0-9]+|d[0-9.]+s)(-reuse)?-r[0-9]+"
+)
 # Keys that moved: the schema would only say "unexpected"; these say where they went.
 MOVED_KEYS = {
     ("engine", "prompt_cache"): (
@@ -86,6 +88,7 @@ def config_problems(config: dict) -> list[Problem]:
     problems += [_describe(error) for error in errors if not _is_moved(error)]
     if not problems:
         problems = cross_field_problems(config)
+        problems += _target_cross_problems(config)
     if not problems:
         problems = semantic_problems(config)
     return problems
@@ -156,6 +159,22 @@ def _is_moved(error: jsonschema.ValidationError) -> bool:
     section = error.absolute_path[0]
     unexpected = set(error.instance) - set(error.schema.get("properties", {}))
     return bool(unexpected) and all((section, key) in MOVED_KEYS for key in unexpected)
+
+
+def _target_cross_problems(config: dict) -> list[Problem]:
+    from perflab.config_checks import calibration_problems
+    from perflab.targets import target_config, target_problems
+
+    problems = target_problems(config)
+    if problems:
+        return problems
+    for index, entry in enumerate(config["targets"]):
+        single = target_config(config, entry["name"])
+        problems += [
+            Problem(("targets", index, "calibration"), problem.message)
+            for problem in calibration_problems(single)
+        ]
+    return problems
 
 
 def merge_configs(base: dict, override: dict) -> dict:
@@ -258,23 +277,32 @@ class Experiment:
     prompt_cache: str = "bust"
     trial: int = 1
     suites: tuple[str, ...] = field(default=(), compare=False)
+    target: str | None = None  # None: the config's one engine, and no prefix on the id
 
     @property
-    def condition_id(self) -> str:
+    def point_id(self) -> str:
+        """The sweep point, the same for every target."""
         size = f"n{self.requests}" if self.requests is not None else f"d{self.duration_s:g}s"
         reuse = "-reuse" if self.prompt_cache == "reuse" else ""
         return f"{self.prompt_name}-t{self.temperature:g}-w{self.workers}-{size}{reuse}"
+
+    @property
+    def condition_id(self) -> str:
+        return f"{self.target}--{self.point_id}" if self.target else self.point_id
 
     @property
     def id(self) -> str:
         return f"{self.condition_id}-r{self.trial}"
 
     def params(self) -> dict:
-        return asdict(self) | {
+        params = asdict(self) | {
             "id": self.id,
             "condition_id": self.condition_id,
             "suites": list(self.suites),
         }
+        if self.target is None:  # a single-target spec stays as it was: nothing reruns
+            del params["target"]
+        return params
 
 
 def suite_points(config: dict) -> list[tuple[str, dict]]:
@@ -327,13 +355,18 @@ def expand_conditions(config: dict) -> dict[str, Experiment]:
 
 
 def expand_experiments(config: dict) -> dict[str, Experiment]:
-    """Every trial of every condition, keyed by experiment id: all first trials, then
-    all second trials, and so on (the order the workflow runs them in)."""
+    """Every trial of every condition on every target, keyed by experiment id: all first
+    trials, then all second trials, and so on (the order the workflow runs them in); within
+    a trial the targets alternate point by point, so drift lands on each alike."""
+    from perflab.targets import target_names
+
     conditions = expand_conditions(config).values()
+    names = target_names(config) or (None,)
     return {
         experiment.id: experiment
         for trial in range(1, config["repeats"] + 1)
-        for experiment in (replace(condition, trial=trial) for condition in conditions)
+        for condition in conditions
+        for experiment in (replace(condition, trial=trial, target=name) for name in names)
     }
 
 

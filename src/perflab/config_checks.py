@@ -313,18 +313,56 @@ def context_problems(config: dict) -> Iterator[Problem]:
     )
 
 
+QUANTIZABLE = "llamacpp with the tiny model (engine.model tiny-llama3, no model_path)"
+
+
+def quantization_problems(config: dict) -> Iterator[Problem]:
+    from perflab.engines.ollama_store import uses_tiny_model
+
+    engine = config["engine"]
+    if engine.get("quantization") and not uses_tiny_model(engine):
+        yield Problem(
+            ("engine", "quantization"),
+            f"{engine['quantization']!r} applies only to {QUANTIZABLE}; remove it, or compare "
+            "quantizations of another model as targets naming each file (model_path) or tag",
+        )
+
+
 SEMANTIC_CHECKS = (
     blank_problems,
     prompt_problems,
     keep_alive_problems,
     host_problems,
     model_path_problems,
+    quantization_problems,
     id_problems,
 )
+ENGINE_CHECKS = (host_problems, model_path_problems, quantization_problems)
 
 
 def semantic_problems(config: dict) -> list[Problem]:
     problems = [problem for check in SEMANTIC_CHECKS for problem in check(config)]
+    problems += target_engine_problems(config)
     if not problems:  # needs valid prompts and ids
         problems += context_problems(config)
+        problems += target_engine_problems(config, (context_problems,))
+    return problems
+
+
+def target_engine_problems(config: dict, checks=ENGINE_CHECKS) -> list[Problem]:
+    """The engine checks for each target's engine, each problem under its target's key."""
+    from perflab.targets import target_config
+
+    problems = []
+    for index, entry in enumerate(config.get("targets") or ()):
+        single = target_config(config, entry["name"])
+        for check in checks:
+            for problem in check(single):
+                path = problem.path
+                if path[:1] == ("engine",):
+                    path = ("targets", index, *path)
+                    problems.append(Problem(path, problem.message, problem.origin))
+                else:
+                    message = f"{problem.message} (target {entry['name']!r})"
+                    problems.append(Problem(path, message, problem.origin))
     return problems

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -72,8 +73,18 @@ SETTINGS_KEYS = (
 
 
 def experiment_spec(config: dict, experiment: Experiment) -> dict:
-    """What one experiment job needs, and nothing else: changing any of it reruns the job."""
-    return {key: config[key] for key in SETTINGS_KEYS} | {"experiment": experiment.params()}
+    """What one experiment job needs, and nothing else: changing any of it reruns the job.
+
+    A target's experiment takes that target's engine and calibration, and names the
+    machine it shares with other targets (held as a lock while it runs).
+    """
+    from perflab.targets import machine_of, target_config
+
+    single = target_config(config, experiment.target)
+    spec = {key: single[key] for key in SETTINGS_KEYS} | {"experiment": experiment.params()}
+    if experiment.target is not None:
+        spec["machine"] = machine_of(config, experiment.target)
+    return spec
 
 
 def experiment_from_spec(spec: dict) -> Experiment:
@@ -132,7 +143,7 @@ def run_experiment(
     ErrorBudgetExceeded, ExperimentIOError or ExperimentInterrupted with the
     records taken so far kept under ``failed/``.
     """
-    from perflab.locks import target_key, target_lock
+    from perflab.locks import machine_key, target_key, target_lock
     from perflab.provenance import process_age_s
 
     job = {"started_after_s": process_age_s()}  # interpreter start-up and imports
@@ -146,7 +157,10 @@ def run_experiment(
     if leftover:
         say(f"{experiment.id}: records of an earlier, interrupted attempt kept in {leftover}")
     holder = {"experiment": experiment.id, "out_dir": str(paths.records.parent.resolve())}
-    with target_lock(target_key(spec, model_path), holder, on_wait=say):
+    with contextlib.ExitStack() as held:
+        if spec.get("machine"):  # targets sharing a machine take turns (machine first, always)
+            held.enter_context(target_lock(machine_key(spec), holder, on_wait=say))
+        held.enter_context(target_lock(target_key(spec, model_path), holder, on_wait=say))
         return _measure(
             spec, experiment, paths, model_path, partial_path, progress, model_fingerprint, job
         )

@@ -54,6 +54,11 @@ def target_key(config: dict, model_path: str | None = None) -> str:
     return f"server {_host_port(engine)}"
 
 
+def machine_key(spec: dict) -> str:
+    """What targets on one machine share: its CPU and GPU (``machine`` of a target's spec)."""
+    return f"machine {spec['machine']}"
+
+
 def _host_port(engine: dict) -> str:
     host = engine.get("host")
     if engine["name"] == "ollama":

@@ -57,6 +57,7 @@ RECORD_SCHEMA = {
 }
 
 EXPERIMENT_COLUMNS = {
+    "target": pl.String,
     "condition_id": pl.String,
     "trial": pl.Int64,
     "prompt_cache": pl.String,
@@ -80,6 +81,7 @@ def experiment_columns(metadata: dict) -> dict:
     experiment = metadata["experiment"]
     resources = metadata.get("resources") or {}
     return {
+        "target": experiment.get("target"),
         "condition_id": experiment["condition_id"],
         "trial": experiment["trial"],
         "prompt_cache": experiment["prompt_cache"],

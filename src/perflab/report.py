@@ -19,6 +19,7 @@ import jinja2
 from perflab import __version__
 from perflab.engines.ollama_store import uses_tiny_model
 from perflab.findings import Findings, load, wording
+from perflab.findings.wording import comparison as comparison_words
 from perflab.metrics import read_metadata_index
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -100,6 +101,11 @@ def _environment() -> jinja2.Environment:
         duration=wording.duration,
     )
     return env
+
+
+def render_template(name: str, **context) -> str:
+    """Any of perflab's templates, every value escaped as in the log."""
+    return _environment().get_template(name).render(**context)
 
 
 def render_log(context: dict) -> str:
@@ -221,6 +227,29 @@ def build_context(
         "key_findings": wording.key_findings(f),
         "provenance": Verbatim(provenance_text(first, f.run.started, f.run.ended)),
         "checklist": wording.checklist(f, engine["model"]),
+    } | comparison_context(f)
+
+
+def comparison_context(f: Findings) -> dict:
+    if f.comparison is None:
+        return {
+            "comparison_rows": [],
+            "comparison_sizes": [],
+            "comparison_points": [],
+            "comparison_headline": [],
+        }
+    points = [
+        (
+            comparison_words.METRIC_LABELS.get(m.metric, m.metric),
+            comparison_words.point_rows(f.comparison, m),
+        )
+        for m in f.comparison.metrics
+    ]
+    return {
+        "comparison_rows": comparison_words.rows(f.comparison),
+        "comparison_sizes": comparison_words.sizes(f.comparison),
+        "comparison_points": points,
+        "comparison_headline": comparison_words.headline(f.comparison),
     }
 
 
@@ -255,10 +284,15 @@ def write_log(
     configfiles: str = "",
 ) -> None:
     from perflab.records import write_text_atomic
+    from perflab.targets import baseline, target_config
 
     markdown_path, html_path = Path(markdown_path), Path(html_path)
     findings = load(findings_path)
     metadata = read_metadata_index(metadata_path)
+    chosen = baseline(config)
+    if chosen is not None:  # the Day-1 sections describe the baseline target
+        metadata = [m for m in metadata if m["experiment"].get("target") == chosen]
+        config = target_config(config, chosen)
     charts = chart_links(Path(charts_dir), markdown_path.parent)
     context = build_context(
         findings, metadata, config, charts, [str(p) for p in result_files], configfiles
@@ -267,3 +301,19 @@ def write_log(
     write_text_atomic(markdown_path, text)
     svgs = {path: (markdown_path.parent / path).read_text() for path in charts.values()}
     write_text_atomic(html_path, render_html(text, f"Day 1 log — {config['run']}", svgs))
+
+
+def write_comparison(findings_path, charts_dir, config: dict, markdown_path) -> None:
+    """``reports/<run>/comparison.md``: the targets side by side, per metric and per point."""
+    from perflab.records import write_text_atomic
+
+    markdown_path = Path(markdown_path)
+    findings = load(findings_path)
+    context = {
+        "f": findings,
+        "run": config["run"],
+        "perflab_version": __version__,
+        "charts": chart_links(Path(charts_dir), markdown_path.parent),
+    } | comparison_context(findings)
+    text = render_template("comparison.md.j2", **context)
+    write_text_atomic(markdown_path, text)

@@ -7,7 +7,7 @@
 # Each experiment job checks the engine again; the findings read its output.
 rule preflight:
     input:
-        **get_model_inputs(),
+        unpack(get_model_inputs),
     output:
         info=f"{RESULTS}/preflight.json",
     log:
@@ -23,17 +23,27 @@ rule preflight:
         llm_server=1,
     params:
         settings=get_settings_json,
+        model=get_model_arg,
         plan=get_run_plan_json,
     shell:
-        "python -m perflab preflight --spec {params.settings:q} "
-        + get_model_arg()
-        + " --estimate {params.plan:q} --out {output.info} 2> {log}"
+        "python -m perflab preflight --spec {params.settings:q} {params.model}"
+        " --estimate {params.plan:q} --out {output.info} 2> {log}"
         " || (cat {log} >&2; exit 1)"
+
+
+# The same check for each target of a config with targets.
+use rule preflight as preflight_target with:
+    output:
+        info=f"{RESULTS}/preflight/{{target}}.json",
+    log:
+        f"{LOGS}/preflight/{{target}}.log",
+    benchmark:
+        f"{RESULTS}/setup/preflight-{{target}}.tsv"
 
 
 rule run_experiment:
     input:
-        **get_model_inputs(),
+        unpack(get_model_inputs),
     output:
         records=f"{RESULTS}/experiments/{{experiment}}/records.jsonl",
         samples=f"{RESULTS}/experiments/{{experiment}}/samples.jsonl",
@@ -50,14 +60,13 @@ rule run_experiment:
         "../../environment.yml"
     resources:
         llm_server=1,
-    # spec and failed_dir are the parameters Snakemake records (a changed spec reruns
-    # the experiment); the rest of the command is the same for every job.
     params:
         spec=get_experiment_spec,
+        model=get_model_arg,
+        preflight=get_experiment_preflight,
         failed_dir=f"{RESULTS}/failed",
     shell:
-        "python -m perflab run-experiment --spec {params.spec:q} "
-        + get_model_arg()
-        + ' --out-dir "$(dirname {output.records:q})" --failed-dir {params.failed_dir}'
-        + f" --preflight {rules.preflight.output.info} 2> {{log}}"
+        "python -m perflab run-experiment --spec {params.spec:q} {params.model}"
+        ' --out-dir "$(dirname {output.records:q})" --failed-dir {params.failed_dir}'
+        " --preflight {params.preflight} 2> {log}"
         " || (cat {log} >&2; exit 1)"

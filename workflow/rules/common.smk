@@ -17,6 +17,7 @@ from perflab.config import (
 from perflab.engines.ollama_store import uses_tiny_model as engine_uses_tiny_model
 from perflab.estimate import plan_run
 from perflab.experiment import experiment_spec
+from perflab.targets import target_config, target_names
 
 
 def get_config_layers():
@@ -47,6 +48,10 @@ check_config()
 
 RUN = config["run"]
 EXPERIMENTS = expand_experiments(config)
+EXPERIMENT_ORDER = {
+    experiment_id: index for index, experiment_id in enumerate(EXPERIMENTS)
+}
+TARGETS = target_names(config)
 RESULTS = f"results/{RUN}"
 REPORTS = f"reports/{RUN}"
 LOGS = f"logs/{RUN}"
@@ -54,14 +59,31 @@ LOGS = f"logs/{RUN}"
 
 wildcard_constraints:
     experiment=EXPERIMENT_ID_PATTERN,
+    target="[a-z0-9][a-z0-9_]*",
+    quantization="q8_0|q4_0|q4_k",
+    run_a="[A-Za-z0-9_][A-Za-z0-9._-]*",
+    run_b="[A-Za-z0-9_][A-Za-z0-9._-]*",
 
 
-def get_tiny_model_path():
+def get_tiny_model_path(quantization=None):
+    """The tiny model as built (f16), or quantized from it with llama.cpp's quantizer."""
     tiny = config["tiny_model"]
     name = (
         "tiny-llama3-d{embedding_length}-l{block_count}-ff{feed_forward_length}-s{seed}"
     )
-    return f"cache/models/{name.format(**tiny)}.gguf"
+    suffix = f"-{quantization}" if quantization and quantization != "f16" else ""
+    return f"cache/models/{name.format(**tiny)}{suffix}.gguf"
+
+
+def get_target(wildcards):
+    """The target of a job: its experiment's, the {target} of a pre-flight check, or None."""
+    if "experiment" in wildcards.keys():
+        return EXPERIMENTS[wildcards.experiment].target
+    return wildcards.get("target")
+
+
+def get_target_config(wildcards=None):
+    return target_config(config, get_target(wildcards) if wildcards else None)
 
 
 def get_model_build_benchmark():
@@ -73,9 +95,12 @@ def get_setup_benchmarks(wildcards=None):
     """The setup jobs' timings for the log, by step. One that an existing output
     lacks (the model was built by an older perflab) is left out: asking for it
     would rebuild the model and so re-measure every experiment."""
-    steps = {
-        "preflight": (f"{RESULTS}/setup/preflight.tsv", f"{RESULTS}/preflight.json")
-    }
+    steps = {}
+    if not TARGETS:  # with targets, each has its own check (and timing file)
+        steps["preflight"] = (
+            f"{RESULTS}/setup/preflight.tsv",
+            get_preflight_path(None),
+        )
     if uses_tiny_model():
         steps["model_build"] = (get_model_build_benchmark(), get_tiny_model_path())
     return {
@@ -89,25 +114,45 @@ def uses_tiny_model():
     return engine_uses_tiny_model(config["engine"])
 
 
-# The model is the same for every job: plain values, not input functions, which
-# Snakemake would call (and introspect) once per job.
-def get_model_inputs():
-    return {"model": get_tiny_model_path()} if uses_tiny_model() else {}
+def get_model_inputs(wildcards=None):
+    engine = get_target_config(wildcards)["engine"]
+    if not engine_uses_tiny_model(engine):
+        return {}
+    return {"model": get_tiny_model_path(engine.get("quantization"))}
 
 
-def get_model_arg():
-    return f"--model {get_tiny_model_path()}" if uses_tiny_model() else ""
+def get_model_arg(wildcards, input):
+    return f"--model {input.model}" if "model" in input.keys() else ""
+
+
+def get_preflight_path(target):
+    return (
+        f"{RESULTS}/preflight/{target}.json" if target else f"{RESULTS}/preflight.json"
+    )
+
+
+def get_preflight_files():
+    """The pre-flight check of the one engine, or of each target."""
+    return [get_preflight_path(target) for target in TARGETS or (None,)]
+
+
+def get_experiment_preflight(wildcards):
+    """The pre-flight check of the experiment's target (its model's sha256, reused)."""
+    return get_preflight_path(EXPERIMENTS[wildcards.experiment].target)
 
 
 def get_settings_json(wildcards=None):
-    """Engine and generation settings, without any experiment."""
-    settings = {key: config[key] for key in ("engine", "generation", "calibration")}
+    """Engine and generation settings of the target, without any experiment."""
+    single = get_target_config(wildcards)
+    settings = {key: single[key] for key in ("engine", "generation", "calibration")}
     return json.dumps(settings, sort_keys=True)
 
 
 def get_run_plan_json(wildcards=None):
-    """What the run will send, for preflight's estimate of its length."""
-    plan = plan_run(EXPERIMENTS.values(), config["warmup_requests"])
+    """What the target will be sent, for preflight's estimate of its length."""
+    target = get_target(wildcards) if wildcards else None
+    experiments = [e for e in EXPERIMENTS.values() if e.target == target]
+    plan = plan_run(experiments, config["warmup_requests"])
     return json.dumps(asdict(plan), sort_keys=True)
 
 
@@ -120,20 +165,24 @@ def get_experiment_spec(wildcards):
 
 def get_experiment_priority(wildcards):
     """Earlier trials first: every first trial runs before any second trial, so slow
-    drift of the machine spreads over all conditions instead of landing on some."""
-    return config["repeats"] - EXPERIMENTS[wildcards.experiment].trial
+    drift of the machine spreads over all conditions instead of landing on some. Each
+    experiment's priority is its place in that order, so with targets they alternate
+    point by point too."""
+    return len(EXPERIMENT_ORDER) - EXPERIMENT_ORDER[wildcards.experiment]
 
 
 def get_preflight_priority():
-    """Above every experiment's priority: the check and the estimate come first."""
-    return config["repeats"] + 1
+    """Above every experiment's priority: models and checks come first, so a target
+    whose model is still to be quantized does not fall behind the others' trials."""
+    return len(EXPERIMENTS) + 1
 
 
 def get_experiment_group(wildcards=None):
     """The job group of one engine target: on a cluster its pre-flight check and
     experiments run as one job on one node, beside the server they measure."""
-    engine = config["engine"]
-    target = f"target-{engine['name']}-{engine['model']}"
+    engine = get_target_config(wildcards)["engine"]
+    name = get_target(wildcards) if wildcards else None
+    target = f"target-{name + '-' if name else ''}{engine['name']}-{engine['model']}"
     return re.sub(r"[^A-Za-z0-9._-]+", "-", target)
 
 
@@ -159,7 +208,10 @@ def get_suite_files(suite, name):
 
 
 def get_final_outputs():
-    return [
+    outputs = [
         f"{REPORTS}/day1-log.md",
         f"{REPORTS}/day1-log.html",
     ]
+    if len(TARGETS) >= 2:
+        outputs.append(f"{REPORTS}/comparison.md")
+    return outputs

@@ -18,6 +18,7 @@ rule build_tiny_model:
         "logs/build_tiny_model.log",
     benchmark:
         get_model_build_benchmark()
+    priority: get_preflight_priority()
     conda:
         "../../environment.yml"
     params:
@@ -25,3 +26,20 @@ rule build_tiny_model:
     shell:
         "python -m perflab build-model --vocab {input.vocab} --out {output.model}"
         " --spec {params.spec:q} > {log} 2>&1"
+
+
+# The tiny model at a lower precision, made from the f16 build by llama.cpp's
+# own quantizer (docs/comparing.md: which shapes each quantization fits).
+rule quantize_tiny_model:
+    input:
+        model=rules.build_tiny_model.output.model,
+    output:
+        model=get_tiny_model_path("{quantization}"),
+    log:
+        "logs/quantize_tiny_model-{quantization}.log",
+    priority: get_preflight_priority()
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m perflab quantize-model --in {input.model} --out {output.model}"
+        " --type {wildcards.quantization} > {log} 2>&1"

@@ -3,7 +3,7 @@
 rule findings:
     input:
         unpack(get_setup_benchmarks),
-        preflight_info=rules.preflight.output.info,
+        preflight_info=get_preflight_files(),
         summary=rules.aggregate.output.summary,
         requests=rules.aggregate.output.requests,
         metadata=rules.aggregate.output.metadata,
@@ -66,3 +66,24 @@ rule report:
         experiment_summaries=f"{RESULTS}/experiments/*/summary.json",
     script:
         "../scripts/report.py"
+
+
+# With two or more targets: the targets side by side, per metric and per point.
+rule comparison:
+    input:
+        findings=rules.findings.output.findings,
+        charts=rules.charts.output.charts,
+    output:
+        comparison=report(
+            f"{REPORTS}/comparison.md",
+            caption="../report/comparison.rst",
+            category="Comparison",
+        ),
+    log:
+        f"{LOGS}/comparison.log",
+    conda:
+        "../../environment.yml"
+    params:
+        config=config,
+    script:
+        "../scripts/comparison.py"

@@ -198,15 +198,18 @@ class OllamaEngine:
         )
         details = show.details.model_dump() if show.details else {}
         details["running"] = self._running()
-        digest = next(
-            (m.digest for m in tags.models if m.model in (self.model, f"{self.model}:latest")), None
-        )
+        listed = [m for m in tags.models if m.model in (self.model, f"{self.model}:latest")]
+        digest = listed[0].digest if listed else None
+        size = listed[0].size if listed else None
         return {
             "engine": self.name,
             "engine_version": version,
             "host": self.host,
             "model": self.model,
             "model_digest": digest,
+            # the weights' size as /api/tags lists it; not model_size_gb, which the memory
+            # rule compares with this machine's RAM (the server may be another machine)
+            "listed_size_gb": size / 1e9 if size else None,
             "model_details": details,
             "stream_client": f"httpx {httpx.__version__}",
         }

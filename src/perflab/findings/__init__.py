@@ -21,6 +21,7 @@ from perflab.findings import (
     basic,
     bottleneck,
     breakdown,
+    comparison,
     concurrency,
     expectations,
     interference,
@@ -63,6 +64,9 @@ class Context:
     setup: tuple[runlog.SetupStep, ...] = ()  # the model build and pre-flight jobs, timed
     basic_span: tuple[float | None, float | None] = (None, None)  # the basic suite's experiments
     advanced_span: tuple[float | None, float | None] = (None, None)  # every other suite's
+    targets: tuple[str, ...] = ()  # a config with targets: their names, in config order
+    baseline: str | None = None  # its experiments answer the Day-1 questions
+    model_sizes: dict[str, float] | None = None  # GB on disk, by target
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ class Findings:
     breakdown: breakdown.BreakdownFinding
     expectations: expectations.ExpectationFinding
     run: runlog.RunLog
+    comparison: comparison.ComparisonFinding | None = None  # with two or more targets
 
 
 def compute(
@@ -91,7 +96,10 @@ def compute(
     requests_path: str | Path | None = None,
     disk_path: str | Path = ".",
 ) -> Findings:
-    frame = with_defaults(summary)
+    everything = with_defaults(summary)
+    frame = everything
+    if context.baseline is not None:
+        frame = everything.filter(pl.col("target") == context.baseline)
     capabilities = capabilities_for(context.engine)
     interference_finding = interference.summary(frame, context.results_dir)
     disturbed = interference_finding.disturbed_ids
@@ -153,6 +161,23 @@ def compute(
         breakdown=breakdown.summary(list(basic_finding.prompts), every),
         expectations=expectations.summary(list(basic_finding.prompts), every, context.expected_tps),
         run=run,
+        comparison=_comparison(everything, context, resources_by_id or {}),
+    )
+
+
+def _comparison(
+    frame: pl.DataFrame, context: Context, resources_by_id: dict
+) -> comparison.ComparisonFinding | None:
+    if context.baseline is None or len(context.targets) < 2:
+        return None
+    disturbed = interference.summary(frame, context.results_dir).disturbed_ids
+    return comparison.summary(
+        frame,
+        context.baseline,
+        list(context.targets),
+        disturbed,
+        resources_by_id,
+        context.model_sizes,
     )
 
 
@@ -173,12 +198,29 @@ def context_from_metadata(
     setup: tuple[runlog.SetupStep, ...] = (),
 ) -> Context:
     """The findings' context from the experiments' metadata, the config and the
-    timed setup jobs."""
+    timed setup jobs.
+
+    With targets, the Day-1 questions are answered for the baseline target:
+    its experiments' metadata describe the engine.
+    """
+    from perflab.targets import baseline, target_names
+
+    chosen = baseline(config)
+    sizes = {}
+    for item in metadata:
+        target = item["experiment"].get("target")
+        engine_info = item["engine"]
+        size = engine_info.get("model_size_gb") or engine_info.get("listed_size_gb")
+        if target is not None and size is not None:
+            sizes.setdefault(target, size)
+    everything = metadata
+    if chosen is not None:
+        metadata = [m for m in metadata if m["experiment"].get("target") == chosen]
     first = metadata[0] if metadata else {"engine": {}, "host": {}}
     engine, host = first.get("engine", {}), first.get("host", {})
     suites = config.get("suites", {})
     return Context(
-        engine=engine.get("engine") or config["engine"]["name"],
+        engine=engine.get("engine") or _engine_name(config, chosen),
         prompt_order=tuple(suites.get("basic", {}).get("prompts", ())),
         expected_tps=tuple(config.get("expected_tps", (10, 20))),
         # the server's threads when the engine says (embedded), else every logical core
@@ -189,12 +231,21 @@ def context_from_metadata(
         model_size_gb=engine.get("model_size_gb"),
         model_load_s=engine.get("load_s"),
         results_dir=results_dir,
-        started=runlog.span(metadata)[0],
-        ended=runlog.span(metadata)[1],
+        started=runlog.span(everything)[0],
+        ended=runlog.span(everything)[1],
         basic_span=runlog.span(metadata, lambda suites: "basic" in suites),
         advanced_span=runlog.span(metadata, lambda suites: bool(set(suites) - {"basic"})),
         setup=setup,
+        targets=target_names(config),
+        baseline=chosen,
+        model_sizes=sizes,
     )
+
+
+def _engine_name(config: dict, target: str | None) -> str:
+    from perflab.targets import target_config
+
+    return target_config(config, target)["engine"]["name"]
 
 
 def write_findings(

@@ -48,7 +48,7 @@ FLOAT_COLUMNS = (
     "duration_s",
 )
 INT_COLUMNS = ("n_ok", "n_errors", "n_requests", "n_warmup", "n_truncated", "workers")
-STRING_COLUMNS = ("suites", "prompt_name", "error_classes", "engine", "model")
+STRING_COLUMNS = ("suites", "prompt_name", "error_classes", "engine", "model", "target")
 
 
 def with_defaults(summary: pl.DataFrame) -> pl.DataFrame:
