@@ -128,7 +128,7 @@ def test_the_context_takes_each_targets_size_and_describes_the_baseline():
 
     def meta(target, engine, **size):
         return {
-            "experiment": {"target": target},
+            "experiment": {"target": target, "suites": ["basic"]},
             "engine": {"engine": engine, "model": target} | size,
             "host": {"logical_cores": 2},
             "run": {"started": 1.0, "ended": 2.0},
