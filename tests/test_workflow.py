@@ -142,7 +142,7 @@ def test_experiment_files_come_from_experiment_jobs_only(full_run):
         "summary.json",
         "metadata.json",
     }
-    experiment = full_run / "results" / "test-tiny" / "experiments" / "medium-t1.5-w1-n3"
+    experiment = full_run / "results" / "test-tiny" / "experiments" / "medium-t1.5-w1-n3-r1"
     summary = pl.read_parquet(experiment / "summary.parquet")
     assert summary["n_requests"].to_list() == [3]
     assert "itl_s" in pl.read_parquet(experiment / "records.parquet").columns

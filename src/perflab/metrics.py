@@ -214,12 +214,17 @@ def summarize(requests: pl.LazyFrame) -> pl.LazyFrame:
             (pl.col("n_ok") / pl.col("measured_wall_s")).alias("req_per_s"),
             (pl.col("output_tokens_total") / pl.col("measured_wall_s")).alias("output_tps"),
             (pl.col("ttft_mean_s") / pl.col("e2e_mean_s")).alias("ttft_share"),
-            # trials of the condition in this run (not stored per experiment: adding
-            # trials later must not rerun, or contradict, the ones already measured)
-            pl.col("trial").n_unique().over("condition_id").cast(pl.Int64).alias("repeats"),
+            trials_of_condition(),
         )
         .sort("experiment_id")
     )
+
+
+def trials_of_condition() -> pl.Expr:
+    """``repeats``: the trials of each condition among the rows at hand. Not stored per
+    experiment (adding trials later must not rerun, or contradict, the ones already
+    measured), so the run's gathering computes it again over every experiment."""
+    return pl.col("trial").n_unique().over("condition_id").cast(pl.Int64).alias("repeats")
 
 
 def summary_records(summary: pl.DataFrame) -> dict[str, dict]:
@@ -325,7 +330,7 @@ def write_aggregates(
     # one query plan for both: the small summary read runs while the requests stream
     requests = scan_tables(records_paths, request_schema()).sink_parquet(requests_path, lazy=True)
     _, summary = pl.collect_all([requests, scan_tables(summary_paths, summary_schema())])
-    summary = summary.sort("experiment_id")
+    summary = summary.with_columns(trials_of_condition()).sort("experiment_id")
     summary.write_parquet(summary_path)
     summary.write_csv(csv_path)
     payload = {"units": SUMMARY_UNITS, "experiments": summary_records(summary)}
