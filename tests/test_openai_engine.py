@@ -170,7 +170,8 @@ def test_streams_the_scripted_tokens_with_usage_counts(make_calibration_server, 
     # tokens arrive one by one at the scripted 10 ms: on a busy machine two may land
     # together, so the five gaps are checked as a whole, each only against a stall
     gaps = [b - a for a, b in pairwise(arrivals[1:7])]
-    assert 5 * 0.01 * 0.8 <= sum(gaps) <= 5 * 0.05, gaps
+    # a late first token shortens the first gap (the rest keep their deadlines)
+    assert 4 * 0.01 * 0.8 <= sum(gaps) <= 5 * 0.05, gaps
     assert max(gaps) <= 0.1, gaps
     assert entry.scheduled_prefill_s <= arrivals[1] <= entry.scheduled_prefill_s + 0.1
 

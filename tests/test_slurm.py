@@ -164,10 +164,12 @@ def test_every_experiment_ran_in_one_slurm_group_job(env, slurm_run):
     group_jobs = {
         job_id: log for job_id, log in submitted.items() if "_run_experiment" in log.parent.name
     }
-    # one target, one group: the pre-flight check and every experiment
+    # one target, one group: its anchor, the pre-flight check and every experiment
     assert len(group_jobs) == 1, submitted
     (group_id, group_log), *_ = group_jobs.items()
-    assert group_log.parent.name == "group_target-calibration-llama3.1-8b_preflight_run_experiment"
+    assert group_log.parent.name == (
+        "group_target-calibration-llama3.1-8b_preflight_run_experiment_target_anchor"
+    )
     assert sorted(finished_experiments(group_log.read_text())) == sorted(experiment_ids(workdir))
     assert set(slurm_states(env, list(submitted)).values()) == {"COMPLETED"}
     summary = pl.read_parquet(workdir / "results" / RUN / "summary.parquet")

@@ -5,9 +5,32 @@
 # never reruns measured experiments, and never holds back the ones that are due
 # (an ancient() input whose producer reruns drops its consumers from the DAG).
 # Each experiment job checks the engine again; the findings read its output.
+# Made once per target, never changed: it connects the target's pre-flight check
+# and experiments into one job group (on a cluster, one job on one node).
+rule target_anchor:
+    output:
+        anchor=f"{RESULTS}/target.anchor",
+    log:
+        f"{LOGS}/target_anchor.log",
+    group:
+        get_experiment_group
+    conda:
+        "../../environment.yml"
+    shell:
+        "date -u > {output.anchor} 2> {log}"
+
+
+use rule target_anchor as target_anchor_target with:
+    output:
+        anchor=f"{RESULTS}/targets/{{target}}.anchor",
+    log:
+        f"{LOGS}/target_anchor/{{target}}.log",
+
+
 rule preflight:
     input:
         unpack(get_model_inputs),
+        anchor=get_target_anchor,
     output:
         info=f"{RESULTS}/preflight.json",
     log:
@@ -44,6 +67,7 @@ use rule preflight as preflight_target with:
 rule run_experiment:
     input:
         unpack(get_model_inputs),
+        anchor=get_target_anchor,
     output:
         records=f"{RESULTS}/experiments/{{experiment}}/records.jsonl",
         samples=f"{RESULTS}/experiments/{{experiment}}/samples.jsonl",

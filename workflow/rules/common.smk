@@ -82,6 +82,16 @@ def get_target(wildcards):
     return wildcards.get("target")
 
 
+def get_target_anchor(wildcards=None):
+    """A file made once per target that its pre-flight check and experiments take as
+    input: it ties them into one connected job group (one Slurm job on one node),
+    where the pre-flight check itself cannot be an input (see benchmark.smk)."""
+    target = get_target(wildcards) if wildcards else None
+    return (
+        f"{RESULTS}/targets/{target}.anchor" if target else f"{RESULTS}/target.anchor"
+    )
+
+
 def get_target_config(wildcards=None):
     return target_config(config, get_target(wildcards) if wildcards else None)
 
