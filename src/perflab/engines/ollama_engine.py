@@ -23,16 +23,12 @@ import ollama
 
 from perflab.engines import base
 from perflab.engines.base import Chunk, EngineError, GenerationOptions, PreflightError
-from perflab.engines.http_stream import SendStamp, brief
+from perflab.engines.http_stream import SendStamp, brief, classify_transport
 from perflab.engines.ollama_stream import read_stream, stream_headers
 from perflab.engines.ollama_stream import timings_from_final as timings_from_final
 from perflab.records import (
-    ERROR_CONNECT,
-    ERROR_DROPPED,
     ERROR_HTTP_STATUS,
-    ERROR_PROTOCOL,
     ERROR_SERVER,
-    ERROR_TIMEOUT,
 )
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
@@ -65,32 +61,13 @@ def base_url(host: str) -> str:
     return f"{url}/{path}" if path else url
 
 
-def _is_connect_failure(exc: BaseException) -> bool:
-    """Nothing accepted the connection (as opposed to one that broke later)."""
-    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, ConnectionRefusedError)):
-        return True
-    # the ollama client turns httpx.ConnectError into a plain ConnectionError
-    return type(exc) is ConnectionError
-
-
 def classify(exc: BaseException) -> EngineError:
     """Map what the client and httpx raise onto perflab's error classes."""
-    if isinstance(exc, EngineError):
-        return exc
     if isinstance(exc, ollama.ResponseError):
         if exc.status_code and exc.status_code > 0:
             return EngineError(ERROR_HTTP_STATUS, f"HTTP {exc.status_code}: {exc.error}")
         return EngineError(ERROR_SERVER, f"server error mid-stream: {exc.error}")
-    if _is_connect_failure(exc):
-        return EngineError(ERROR_CONNECT, f"cannot connect: {type(exc).__name__}: {exc}")
-    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
-        return EngineError(ERROR_TIMEOUT, f"timed out: {type(exc).__name__}")
-    if isinstance(exc, (httpx.TransportError, OSError)):
-        # RemoteProtocolError (a cut chunked body), ReadError, WriteError, reset sockets...
-        return EngineError(ERROR_DROPPED, f"connection dropped: {type(exc).__name__}: {exc}")
-    if isinstance(exc, (json.JSONDecodeError, TypeError, ValueError)):
-        return EngineError(ERROR_PROTOCOL, f"malformed response: {exc}")
-    return EngineError(ERROR_PROTOCOL, f"{type(exc).__name__}: {exc}")
+    return classify_transport(exc)
 
 
 class OllamaEngine:
