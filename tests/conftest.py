@@ -10,6 +10,8 @@ for servers with other timings; every server it starts is stopped afterwards.
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,20 @@ def tiny_model_path(vocab_path, tmp_path_factory) -> Path:
         context_length=2048,
     )
     return build_tiny_model(vocab_path, tmp_path_factory.mktemp("model") / "tiny.gguf", spec)
+
+
+def run_snakemake(
+    workdir: Path, *args: str, env: dict | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess:
+    """``python -m snakemake ARGS`` in ``workdir`` with this venv's PATH and nothing else
+    of the caller's environment (plus ``env``)."""
+    bindir = str(Path(sys.executable).parent)
+    base = {"PATH": f"{bindir}:/usr/bin:/bin", "HOME": str(Path.home())}
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=workdir,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -4,12 +4,12 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
 import yaml
+from conftest import run_snakemake
 
 from perflab.config import expand_experiments, load_config_file, merge_configs, validate_config
 
@@ -26,16 +26,7 @@ def started_experiments(output: str) -> list[str]:
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    bindir = str(Path(sys.executable).parent)
-    env = {"PATH": f"{bindir}:/usr/bin:/bin", "HOME": str(Path.home())}
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", *args],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    return run_snakemake(workdir, *args)
 
 
 def job_counts(output: str) -> dict[str, int]:

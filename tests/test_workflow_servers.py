@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
 import yaml
+from conftest import run_snakemake
 from test_ollama_store import build_store
 
 from perflab.calibration import CalibrationServer, TimingModel
@@ -37,16 +37,7 @@ SMALL = {
 
 
 def snakemake(workdir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    bindir = str(Path(sys.executable).parent)
-    base = {"PATH": f"{bindir}:/usr/bin:/bin", "HOME": str(Path.home())}
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", *args],
-        cwd=workdir,
-        env={**base, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    return run_snakemake(workdir, *args, env=env)
 
 
 def make_workdir(tmp_path: Path, config: dict) -> Path:
