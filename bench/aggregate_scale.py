@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from perflab.metrics import (
+from perflab.analyse.tables import (
     EXPERIMENT_COLUMNS,
     RECORD_SCHEMA,
     ExperimentTables,
@@ -49,7 +49,7 @@ TARGET_RSS_MB = 1024
 RUNNER = """
 import glob, json, resource, sys, time
 import polars as pl
-from perflab import metrics
+from perflab.analyse import tables as metrics
 mode, root, out = sys.argv[1:4]
 records = sorted(glob.glob(f"{root}/*/records.parquet"))
 summaries = sorted(glob.glob(f"{root}/*/summary.parquet"))

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from perflab.engines.base import GenerationOptions
 from perflab.engines.llamacpp_engine import LlamaCppEngine
-from perflab.runner import LoadPlan, run_load
+from perflab.measure.runner import LoadPlan, run_load
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB = ROOT / "cache" / "vocab" / "ggml-vocab-llama-bpe.gguf"
@@ -38,7 +38,7 @@ PROMPT = "Explain the concept of machine learning in one paragraph."
 
 
 def tiny_model(directory: Path) -> Path:
-    from perflab.tiny_model import TinyModelSpec, build_tiny_model, fetch_vocab
+    from perflab.models.tiny import TinyModelSpec, build_tiny_model, fetch_vocab
 
     if not VOCAB.exists():
         fetch_vocab(VOCAB)

@@ -18,7 +18,7 @@ import time
 from perflab.calibration import CalibrationServer, TimingModel
 from perflab.engines.base import GenerationOptions
 from perflab.engines.ollama_engine import OllamaEngine
-from perflab.runner import LoadPlan, run_load
+from perflab.measure.runner import LoadPlan, run_load
 
 TIMING = {
     "load_time_s": 0.0,

@@ -30,8 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from perflab.config import expand_experiments, load_config_file
-from perflab.experiment import experiment_spec
+from perflab.config.load import expand_experiments, load_config_file
+from perflab.measure.experiment import experiment_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB = ROOT / "cache" / "vocab" / "ggml-vocab-llama-bpe.gguf"
@@ -78,7 +78,7 @@ def one_request_spec(engine: str) -> str:
 
 
 def tiny_model(directory: Path) -> Path:
-    from perflab.tiny_model import TinyModelSpec, build_tiny_model, fetch_vocab
+    from perflab.models.tiny import TinyModelSpec, build_tiny_model, fetch_vocab
 
     if not VOCAB.exists():
         fetch_vocab(VOCAB)

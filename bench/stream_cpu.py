@@ -47,7 +47,7 @@ from calibration_process import CalibrationProcess, unused_port
 
 from perflab.engines.base import GenerationOptions
 from perflab.engines.ollama_engine import OllamaEngine
-from perflab.runner import LoadPlan, run_load
+from perflab.measure.runner import LoadPlan, run_load
 
 MODEL = "llama3.1:8b"
 PROMPT = "Why is the sky blue?"

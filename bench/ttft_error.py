@@ -34,7 +34,7 @@ from calibration_process import CalibrationProcess
 
 from perflab.engines.base import GenerationOptions
 from perflab.engines.ollama_engine import OllamaEngine
-from perflab.runner import Clock, measure_request
+from perflab.measure.runner import Clock, measure_request
 
 MODEL = "llama3.1:8b"
 PROMPT = "Why is the sky blue?"

@@ -75,7 +75,7 @@ VOCAB = ROOT / "cache" / "vocab" / "ggml-vocab-llama-bpe.gguf"
 @pytest.fixture(scope="session")
 def vocab_path() -> Path:
     """The Llama-3 vocab GGUF, fetched once from the llama-cpp-python sdist."""
-    from perflab.tiny_model import fetch_vocab
+    from perflab.models.tiny import fetch_vocab
 
     if not VOCAB.exists():
         fetch_vocab(VOCAB)
@@ -84,7 +84,7 @@ def vocab_path() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_path(vocab_path, tmp_path_factory) -> Path:
-    from perflab.tiny_model import TinyModelSpec, build_tiny_model
+    from perflab.models.tiny import TinyModelSpec, build_tiny_model
 
     spec = TinyModelSpec(
         embedding_length=32,

@@ -3,7 +3,8 @@
 import polars as pl
 import pytest
 
-from perflab import charts, findings
+from perflab.analyse import findings
+from perflab.present import charts
 
 
 @pytest.fixture
@@ -294,7 +295,7 @@ def test_saved_html_keeps_data_text_out_of_its_script_element(tmp_path):
 
 
 def test_concurrency_chart_marks_an_untrusted_knee():
-    from perflab import findings
+    from perflab.analyse import findings
 
     data = pl.DataFrame(
         [

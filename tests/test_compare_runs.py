@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from perflab.cli import main
-from perflab.compare_runs import RunsNotComparable, compare_runs
+from perflab.present.compare import RunsNotComparable, compare_runs
 
 CONDITIONS = {"short-t0.7-w1-n4": "What is AI?", "long-t0.7-w1-n4": "Describe a transformer."}
 

@@ -3,10 +3,10 @@
 import polars as pl
 import pytest
 
-from perflab.findings import comparison
-from perflab.findings.comparison import ComparisonVerdict, ratio
-from perflab.findings.frame import with_defaults
-from perflab.findings.wording import comparison as words
+from perflab.analyse.findings import comparison
+from perflab.analyse.findings.comparison import ComparisonVerdict, ratio
+from perflab.analyse.findings.frame import with_defaults
+from perflab.present.wording import comparison as words
 
 POINTS = ("short-t0.7-w1-n4", "long-t0.7-w1-n4", "medium-t0.7-w2-n4")
 
@@ -124,7 +124,7 @@ def test_the_words_carry_each_value_ratio_and_verdict():
 
 
 def test_the_context_takes_each_targets_size_and_describes_the_baseline():
-    from perflab.findings import context_from_metadata
+    from perflab.analyse.findings import context_from_metadata
 
     def meta(target, engine, **size):
         return {

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from perflab.config import (
+from perflab.config.load import (
     EXPERIMENT_ID_PATTERN,
     ConfigError,
     expand_experiments,
@@ -14,7 +14,7 @@ from perflab.config import (
     suite_members,
     validate_config,
 )
-from perflab.experiment import experiment_spec
+from perflab.measure.experiment import experiment_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "config" / "config.yaml"
@@ -212,7 +212,7 @@ def test_the_old_engine_prompt_cache_key_names_its_replacement(old):
 
 
 def test_rerun_config_files_leave_out_the_default_and_keep_the_users_order(tmp_path):
-    from perflab.config import user_config_files
+    from perflab.config.load import user_config_files
 
     (tmp_path / "config").mkdir()
     given = [str(tmp_path / "config/calibration.yaml"), "extra.yaml", "config/config.yaml"]

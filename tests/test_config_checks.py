@@ -12,8 +12,8 @@ import pytest
 from conftest import ROOT
 
 from perflab.cli import main
-from perflab.config import ConfigError, expand_experiments, load_config_files
-from perflab.estimate import estimate_run, format_duration
+from perflab.config.load import ConfigError, expand_experiments, load_config_files
+from perflab.measure.estimate import estimate_run, format_duration
 
 DEFAULT = ROOT / "config" / "config.yaml"
 
@@ -149,7 +149,7 @@ def test_a_bad_ollama_host_in_the_environment_is_named(tmp_path, capsys, monkeyp
     ],
 )
 def test_hosts_parse_as_the_ollama_client_reads_them(tmp_path, host, ok):
-    from perflab.config import ConfigError
+    from perflab.config.load import ConfigError
 
     override = tmp_path / "host.yaml"
     override.write_text(f"engine:\n  name: ollama\n  host: '{host}'\n")
@@ -168,7 +168,7 @@ def test_a_missing_file_and_a_directory_are_named(tmp_path, capsys):
 
 
 def test_the_file_that_set_the_key_is_named(tmp_path):
-    from perflab.config import ConfigError
+    from perflab.config.load import ConfigError
 
     first, second = tmp_path / "first.yaml", tmp_path / "second.yaml"
     first.write_text("generation:\n  max_tokens: 0\n")

@@ -11,15 +11,15 @@ import pytest
 from conftest import FAST_TIMING, ROOT
 
 from perflab.cli import main
-from perflab.config import expand_experiments, load_config_file
-from perflab.experiment import (
+from perflab.config.load import expand_experiments, load_config_file
+from perflab.core.records import read_jsonl
+from perflab.measure.experiment import (
     RUNNER_VERSION,
     ErrorBudgetExceeded,
     ExperimentPaths,
     experiment_spec,
     run_experiment,
 )
-from perflab.records import read_jsonl
 
 
 def spec_for(fault_rates: dict, budget: float, **timing) -> dict:
@@ -155,7 +155,7 @@ def test_a_cpu_burner_during_an_experiment_shows_as_interference(tmp_path):
 def test_an_experiment_job_imports_no_config_validation_and_no_polars_before_measuring():
     # experiment jobs run by the thousand: what only other commands need stays unimported
     code = (
-        "import sys, perflab.cli, perflab.experiment, perflab.runner, perflab.sampler;"
+        "import sys, perflab.cli, perflab.measure.experiment, perflab.measure.runner, perflab.measure.sampler;"
         "print(sorted(m for m in ('jsonschema', 'yaml', 'polars', 'altair', 'jinja2')"
         " if m in sys.modules))"
     )

@@ -1,4 +1,4 @@
-"""Every verdict of perflab.findings on constructed summaries with known answers.
+"""Every verdict of perflab.analyse.findings on constructed summaries with known answers.
 
 The frames carry the trial columns (condition_id, trial, repeats,
 prompt_cache, interference, n_truncated) the way metrics.summarize writes
@@ -10,21 +10,21 @@ import json
 import polars as pl
 import pytest
 
-from perflab import findings
-from perflab.engines import capabilities_for
-from perflab.findings import (
+from perflab.analyse import findings
+from perflab.analyse.findings import (
     bottleneck,
     concurrency,
     frame,
     prompt_length,
     temperature,
-    wording,  # noqa: F401  (findings.wording below)
 )
-from perflab.findings.bottleneck import Bottleneck
-from perflab.findings.concurrency import ConcurrencyVerdict, QueueSource
-from perflab.findings.kv_cache import KvCacheVerdict
-from perflab.findings.prompt_length import PromptLengthReason, PromptLengthVerdict
-from perflab.findings.temperature import TemperatureReason, TemperatureVerdict
+from perflab.analyse.findings.bottleneck import Bottleneck
+from perflab.analyse.findings.concurrency import ConcurrencyVerdict, QueueSource
+from perflab.analyse.findings.kv_cache import KvCacheVerdict
+from perflab.analyse.findings.prompt_length import PromptLengthReason, PromptLengthVerdict
+from perflab.analyse.findings.temperature import TemperatureReason, TemperatureVerdict
+from perflab.engines import capabilities_for
+from perflab.present import wording
 
 DEFAULTS = {
     "prompt_name": "medium",
@@ -112,8 +112,8 @@ def test_length_only_temperature_difference():
     assert result.verdict == TemperatureVerdict.LENGTH_ONLY
     assert result.latency_differs and not result.speed_differs
     assert [c.temperature for c in result.truncated] == [1.5]
-    assert "cut at max_tokens" in findings.wording.temperature(result)
-    assert "output length, not speed" in findings.wording.temperature(result)
+    assert "cut at max_tokens" in wording.temperature(result)
+    assert "output length, not speed" in wording.temperature(result)
 
 
 def test_length_only_even_from_one_pass():
@@ -133,9 +133,9 @@ def test_speed_difference_from_one_pass_is_inconclusive():
     result = temperature.summary(data)
     assert result.verdict == TemperatureVerdict.INCONCLUSIVE
     assert result.reason == TemperatureReason.ONE_PASS
-    assert "drift" in findings.wording.temperature(result)
+    assert "drift" in wording.temperature(result)
     whole = findings.compute(data, findings.Context(engine="ollama"))
-    assert "temperature: inconclusive (one pass)" in findings.wording.key_findings(whole)
+    assert "temperature: inconclusive (one pass)" in wording.key_findings(whole)
 
 
 def test_drift_in_one_trial_is_not_an_effect():
@@ -158,7 +158,7 @@ def test_a_measurable_but_small_difference_is_no_practical_effect():
     )
     result = temperature.summary(data)
     assert result.verdict == TemperatureVerdict.NO_EFFECT and result.latency_measurable
-    assert "No practical effect" in findings.wording.temperature(result)
+    assert "No practical effect" in wording.temperature(result)
 
 
 def test_speed_effect_that_the_trials_support():
@@ -178,12 +178,12 @@ def test_disturbed_experiment_makes_a_one_pass_finding_inconclusive():
     assert result.interference.disturbed_ids == ("medium-t0.0-w1-n20-r1",)
     assert result.temperature.verdict == TemperatureVerdict.INCONCLUSIVE
     assert result.temperature.reason == TemperatureReason.DISTURBED
-    words = findings.wording.temperature(result.temperature)
+    words = wording.temperature(result.temperature)
     assert "medium-t0.0-w1-n20-r1" in words and "inconclusive" in words
-    key = findings.wording.key_findings(result)
+    key = wording.key_findings(result)
     assert "temperature: inconclusive (rests on disturbed experiments)" in key
     load = result.interference.disturbed[0]
-    command = findings.wording.rerun_command([load], "config/ollama.yaml")
+    command = wording.rerun_command([load], "config/ollama.yaml")
     assert command == (
         "snakemake --cores 1 --configfile config/ollama.yaml "
         "--forcerun results/x/experiments/medium-t0.0-w1-n20-r1/metadata.json"
@@ -197,8 +197,8 @@ def test_disturbed_experiments_are_re_measured_by_one_command():
         temperature_rows(1.5, [{}]),
     )
     result = findings.compute(data, findings.Context(engine="ollama", results_dir="results/x"))
-    assert len(findings.wording.technical_issues(result, "")) == 2  # one row per experiment
-    (line,) = findings.wording.solutions(result, "")
+    assert len(wording.technical_issues(result, "")) == 2  # one row per experiment
+    (line,) = wording.solutions(result, "")
     assert "--configfile" not in line  # the default config needs none
     assert line.endswith(
         "--forcerun results/x/experiments/medium-t0.0-w1-n20-r1/metadata.json "
@@ -254,7 +254,7 @@ def test_two_slot_saturation_names_the_knee_and_the_queue():
     assert result.queue_source == QueueSource.UNACCOUNTED_GROWTH
     assert result.queue_wait_s == pytest.approx(1.46)
     assert result.queue_share == pytest.approx(1.46 / 1.98)
-    words = findings.wording.concurrency(result, "OLLAMA_NUM_PARALLEL")
+    words = wording.concurrency(result, "OLLAMA_NUM_PARALLEL")
     assert "throughput doubled from 1 to 2 workers, then stayed flat" in words
     assert "about 2 requests at once" in words
     assert "OLLAMA_NUM_PARALLEL" in words
@@ -273,7 +273,7 @@ def test_serial_server_and_a_scaling_one():
     serial = summary(worker_rows(1, 2.0, 0.5, 0.01), worker_rows(4, 2.05, 1.95, 1.46))
     result = concurrency.summary(serial, capabilities_for("calibration"))
     assert result.verdict == ConcurrencyVerdict.SERIAL and result.knee_workers == 1
-    assert "serializes requests" in findings.wording.concurrency(result, None)
+    assert "serializes requests" in wording.concurrency(result, None)
     scaling = summary(worker_rows(1, 1.0, 1.0, 0.01), worker_rows(4, 3.8, 1.05, 0.02))
     result = concurrency.summary(scaling, capabilities_for("ollama"))
     assert result.verdict == ConcurrencyVerdict.SCALES and result.knee_workers == 4
@@ -289,19 +289,18 @@ def test_disturbed_concurrency_is_not_answered_yes_or_no():
     )
     result = findings.compute(summary(quiet, busy), findings.Context(engine="calibration"))
     assert result.concurrency.disturbed == ("medium-t0.7-w4-n20-r1",)
-    words = findings.wording.concurrency(result.concurrency, None)
+    words = wording.concurrency(result.concurrency, None)
     assert words.startswith("Inconclusive: throughput stayed flat") and "No:" not in words
     assert "the server serializes requests" in words  # the pattern, qualified by the lead
-    line = next(k for k in findings.wording.key_findings(result) if k.startswith("concurrency"))
+    line = next(k for k in wording.key_findings(result) if k.startswith("concurrency"))
     assert line.endswith("(inconclusive: disturbed experiments)")
     # the bottleneck rests on the same experiments and says so
     assert result.bottleneck.disturbed == ("medium-t0.7-w4-n20-r1",)
-    assert "Caveat: measured while other work used the CPU" in findings.wording.bottleneck_sentence(
+    assert "Caveat: measured while other work used the CPU" in wording.bottleneck_sentence(
         result.bottleneck
     )
-    assert (
-        "bottleneck: undetermined (rests on disturbed experiments)"
-        in findings.wording.key_findings(result)
+    assert "bottleneck: undetermined (rests on disturbed experiments)" in wording.key_findings(
+        result
     )
 
 
@@ -313,7 +312,7 @@ def test_a_queueing_bottleneck_from_a_disturbed_concurrency_run_says_so():
     assert result.bottleneck.disturbed == (data[-1]["experiment_id"],)
     quiet = findings.compute(two_slot_server(), findings.Context(engine="ollama"))
     assert quiet.bottleneck.disturbed == ()
-    assert "Caveat" not in findings.wording.bottleneck_sentence(quiet.bottleneck)
+    assert "Caveat" not in wording.bottleneck_sentence(quiet.bottleneck)
 
 
 def test_reported_queue_time_is_used_when_the_engine_has_one():
@@ -330,7 +329,7 @@ def test_falling_throughput_is_said():
     data = summary(worker_rows(1, 2.03, 0.5, 0.0), worker_rows(2, 1.04, 1.9, 0.0))
     result = concurrency.summary(data, capabilities_for("ollama"))
     assert result.verdict == ConcurrencyVerdict.SERIAL and result.fell_at == 2
-    words = findings.wording.concurrency(result, None)
+    words = wording.concurrency(result, None)
     assert "Throughput fell to ×0.51 at 2 workers" in words
     assert "One pass per worker count" in words
 
@@ -370,7 +369,7 @@ def test_cached_prompts_do_not_flatten_the_fit():
     assert result.verdict == PromptLengthVerdict.LINEAR
     assert result.prefill_tps == pytest.approx(2500)
     assert len(result.excluded_cached) == 4 and len(result.points) == 4
-    words = findings.wording.prompt_length(result)
+    words = wording.prompt_length(result)
     assert "prefill ≈ 2,500 tok/s" in words and "Left out of the fit" in words
 
 
@@ -380,7 +379,7 @@ def test_a_poor_fit_is_inconclusive_and_gives_no_prefill_rate():
     result = prompt_length.summary(noisy)
     assert result.verdict == PromptLengthVerdict.INCONCLUSIVE
     assert result.reason == PromptLengthReason.POOR_FIT
-    words = findings.wording.prompt_length(result)
+    words = wording.prompt_length(result)
     assert "The fit is poor" in words and "prefill ≈" not in words and "prefill work" not in words
 
 
@@ -488,8 +487,8 @@ def test_all_failed_condition_says_so():
     )
     prompt = result.basic.prompts[0]
     assert prompt.all_failed
-    assert findings.wording.measured(prompt, prompt.e2e.mean, 3, "s") == "n/a: all 100 failed"
-    assert findings.wording.num(None, 3, "s") == "n/a"
+    assert wording.measured(prompt, prompt.e2e.mean, 3, "s") == "n/a: all 100 failed"
+    assert wording.num(None, 3, "s") == "n/a"
     assert result.run.failed[0].n_errors == 100
 
 
@@ -520,7 +519,7 @@ def test_cpu_used_by_other_processes_is_not_the_engines_bottleneck():
     result = bottleneck.summary(*args, logical_cores=2)
     cpu = next(c for c in result.checks if c.rule == Bottleneck.CPU)
     assert cpu.get("own_cpu_percent_mean") == pytest.approx(20.0) and not cpu.triggered
-    assert "without other processes" in findings.wording.check_text(cpu)
+    assert "without other processes" in wording.check_text(cpu)
     assert bottleneck.summary(*args).primary == Bottleneck.CPU  # cores unknown: raw figure
 
 
@@ -533,7 +532,7 @@ def test_old_swap_that_does_not_grow_is_not_pressure_and_a_starved_model_is():
         resources(**calm, swap_used_gb_max=2.0, swap_growth_gb=0.5), NO_SWEEP, ollama, 4
     )
     assert growing.primary == Bottleneck.MEMORY
-    assert "swap grew by 0.50 GB" in findings.wording.check_text(growing.checks[0])
+    assert "swap grew by 0.50 GB" in wording.check_text(growing.checks[0])
     starved = resources(mem_total_gb=16.0, mem_available_gb_min=3.5, server_rss_gb_max=1.0)
     assert bottleneck.summary(starved, NO_SWEEP, ollama, 4, 8.0).primary == Bottleneck.MEMORY
     roomy = resources(**calm, server_rss_gb_max=1.0)  # e.g. offloaded to a GPU
@@ -550,7 +549,7 @@ def test_expectations_are_weighted_by_requests_and_placed_against_the_range():
     fast = findings.compute(
         summary(rows("a", [{"tps_mean": 60.0}])), findings.Context(engine="ollama")
     )
-    assert "3.0× the high end" in findings.wording.expectations(fast.expectations)
+    assert "3.0× the high end" in wording.expectations(fast.expectations)
 
 
 def test_breakdown_shares_add_to_100_and_other_is_clipped():
@@ -568,7 +567,7 @@ def test_breakdown_shares_add_to_100_and_other_is_clipped():
     assert result.ttft_percent == pytest.approx(25.0) and result.decode_dominates
     shares = {p.name: p.percent for p in result.phases}
     assert sum(shares.values()) == pytest.approx(100.0) and shares["decode"] == pytest.approx(70)
-    assert "client spent 0.90 ms preparing it" in findings.wording.breakdown(result)
+    assert "client spent 0.90 ms preparing it" in wording.breakdown(result)
     over = {"e2e_mean_s": 1.0, "prefill_mean_s": 0.5, "decode_mean_s": 0.75}
     found = findings.compute(summary(rows("a", [over])), findings.Context(engine="ollama"))
     assert found.breakdown.phases_exceed_e2e == pytest.approx(125.0)
@@ -582,12 +581,12 @@ def test_every_finding_copes_with_no_data():
         assert found.prompt_length.verdict is None and found.kv_cache.verdict is None
         assert found.bottleneck.primary == Bottleneck.UNDETERMINED
         for words in (
-            findings.wording.temperature(found.temperature),
-            findings.wording.concurrency(found.concurrency, None),
-            findings.wording.prompt_length(found.prompt_length),
-            findings.wording.expectations(found.expectations),
-            findings.wording.breakdown(found.breakdown),
-            findings.wording.bottleneck_sentence(found.bottleneck),
+            wording.temperature(found.temperature),
+            wording.concurrency(found.concurrency, None),
+            wording.prompt_length(found.prompt_length),
+            wording.expectations(found.expectations),
+            wording.breakdown(found.breakdown),
+            wording.bottleneck_sentence(found.bottleneck),
         ):
             assert words and "None" not in words
 
@@ -626,27 +625,27 @@ def test_a_speed_up_beyond_the_workers_is_not_the_servers():
     assert result.knee_workers == 2 and result.parallel_requests == 2  # not 8 at 2 workers
     assert result.fell_at == 4  # below the best before it, though above the baseline
     assert result.beyond_workers_at == 2 and not result.trusted
-    words = findings.wording.concurrency(result, None)
+    words = wording.concurrency(result, None)
     assert words.startswith("Inconclusive: throughput grew ×7.93 from 1 to 2 workers, then fell")
     assert "more than 2× the workers can give" in words
     assert "requests at once" not in words  # no conclusion drawn from an untrusted pattern
     whole = findings.compute(data, findings.Context(engine="llamacpp"))
-    line = next(k for k in findings.wording.key_findings(whole) if k.startswith("concurrency"))
+    line = next(k for k in wording.key_findings(whole) if k.startswith("concurrency"))
     assert line.endswith("(inconclusive: speed-up beyond the workers)")
 
 
 def test_a_two_slot_server_is_trusted_and_stays_flat():
     result = concurrency.summary(two_slot_server(), capabilities_for("ollama"))
     assert result.trusted and result.fell_at is None and result.beyond_workers_at is None
-    assert "then stayed flat" in findings.wording.concurrency(result, None)
+    assert "then stayed flat" in wording.concurrency(result, None)
 
 
 def test_expected_speed_from_disturbed_experiments_carries_a_caveat():
     data = summary(rows("short-t0.7-w1-n20", [{"interference_cpu_pct_mean": 160.0}]))
     result = findings.compute(data, findings.Context(engine="ollama"))
     assert result.expectations.disturbed == ("short-t0.7-w1-n20-r1",)
-    assert "Other work used the CPU during short-t0.7-w1-n20-r1" in findings.wording.expectations(
+    assert "Other work used the CPU during short-t0.7-w1-n20-r1" in wording.expectations(
         result.expectations
     )
     quiet = findings.compute(summary(rows("short-t0.7-w1-n20", [{}])), findings.Context(engine="x"))
-    assert "Other work" not in findings.wording.expectations(quiet.expectations)
+    assert "Other work" not in wording.expectations(quiet.expectations)

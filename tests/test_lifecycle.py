@@ -17,11 +17,11 @@ import psutil
 import pytest
 from conftest import FAST_TIMING, ROOT
 
-from perflab.config import expand_experiments, load_config_file
-from perflab.experiment import ExperimentPaths, experiment_spec, run_experiment
-from perflab.locks import describe_holder, lock_path, target_lock
-from perflab.progress import ExperimentProgress
-from perflab.records import RequestRecord, read_jsonl
+from perflab.config.load import expand_experiments, load_config_file
+from perflab.core.records import RequestRecord, read_jsonl
+from perflab.measure.experiment import ExperimentPaths, experiment_spec, run_experiment
+from perflab.measure.locks import describe_holder, lock_path, target_lock
+from perflab.measure.progress import ExperimentProgress
 
 EXPERIMENT = "medium-t0.7-w1-n20-r1"
 
@@ -82,7 +82,7 @@ def test_a_held_target_makes_the_second_experiment_wait_and_say_who_holds_it(tmp
             sys.executable,
             "-c",
             "import sys, time\n"
-            "from perflab.locks import target_lock\n"
+            "from perflab.measure.locks import target_lock\n"
             "with target_lock('calibration server on this machine', "
             "{'experiment': 'other-exp', 'out_dir': '/elsewhere'}, print):\n"
             "    print('held', flush=True); time.sleep(1.5)\n",
@@ -108,7 +108,7 @@ def test_the_lock_is_released_when_its_holder_is_killed(lock_dir):
         [
             sys.executable,
             "-c",
-            "import time\nfrom perflab.locks import target_lock\n"
+            "import time\nfrom perflab.measure.locks import target_lock\n"
             "with target_lock('ollama http://127.0.0.1:1', {}, print):\n"
             "    print('held', flush=True); time.sleep(600)\n",
         ],
@@ -277,7 +277,7 @@ def test_preflight_times_one_request_and_estimates_the_run(tmp_path):
         overrides={"calibration": {"itl_s": 0.01, "ttft_fixed_s": 0.05, "load_time_s": 0.3}},
     )
     from perflab.calibration import count_tokens
-    from perflab.estimate import plan_run
+    from perflab.measure.estimate import plan_run
 
     plan = plan_run(expand_experiments(config).values(), config["warmup_requests"])
     settings = {key: config[key] for key in ("engine", "generation", "calibration")}
@@ -338,7 +338,7 @@ def test_preflight_without_a_timed_request_says_why_and_goes_on(tmp_path):
         base=ROOT / "config" / "config.yaml",
         overrides={"calibration": {"fault_rates": {"http_500": 1.0}}},
     )
-    from perflab.estimate import plan_run
+    from perflab.measure.estimate import plan_run
 
     plan = plan_run(expand_experiments(config).values(), config["warmup_requests"])
     settings = {key: config[key] for key in ("engine", "generation", "calibration")}
@@ -360,7 +360,7 @@ def test_an_experiment_waiting_for_the_lock_exits_with_its_parent(tmp_path, lock
         [
             sys.executable,
             "-c",
-            "import time\nfrom perflab.locks import target_lock\n"
+            "import time\nfrom perflab.measure.locks import target_lock\n"
             "with target_lock('calibration server on this machine', {}, print):\n"
             "    print('held', flush=True); time.sleep(600)\n",
         ],

@@ -4,7 +4,7 @@ import pytest
 
 from perflab.engines.base import GenerationOptions, PreflightError
 from perflab.engines.llamacpp_engine import LlamaCppEngine
-from perflab.runner import LoadPlan, run_load
+from perflab.measure.runner import LoadPlan, run_load
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from dataclasses import replace
 import polars as pl
 import pytest
 
-from perflab.metrics import (
+from perflab.analyse.tables import (
     Z_95,
     ExperimentTables,
     scan_requests,
@@ -17,7 +17,7 @@ from perflab.metrics import (
     write_experiment_tables,
     write_metadata_index,
 )
-from perflab.records import RequestRecord, write_json_atomic, write_jsonl_atomic
+from perflab.core.records import RequestRecord, write_json_atomic, write_jsonl_atomic
 
 
 def record(index, e2e, ttft, tokens=5, status="ok", warmup=False, itl=None, **extra):

@@ -12,9 +12,7 @@ import ollama
 import pytest
 from conftest import refused_url
 
-from perflab.engines.base import EngineError, GenerationOptions, PreflightError
-from perflab.engines.ollama_engine import OllamaEngine, base_url, classify, resolve_host
-from perflab.records import (
+from perflab.core.records import (
     ERROR_CLASSES,
     ERROR_CONNECT,
     ERROR_DROPPED,
@@ -23,6 +21,8 @@ from perflab.records import (
     ERROR_SERVER,
     ERROR_TIMEOUT,
 )
+from perflab.engines.base import EngineError, GenerationOptions, PreflightError
+from perflab.engines.ollama_engine import OllamaEngine, base_url, classify, resolve_host
 
 MODEL = "llama3.1:8b"
 

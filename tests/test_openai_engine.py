@@ -13,10 +13,10 @@ import pytest
 from conftest import refused_url
 
 from perflab.calibration import FAULT_HEADER
+from perflab.core.records import ERROR_CLASSES
 from perflab.engines import make_engine
 from perflab.engines.base import EngineError, GenerationOptions, PreflightError
 from perflab.engines.openai_engine import OpenAIEngine, base_url, sse_data
-from perflab.records import ERROR_CLASSES
 
 MODEL = "llama3.1:8b"
 
@@ -301,7 +301,7 @@ def test_every_failure_has_an_error_class(engine, calibration_server):
 
 
 def test_itl_is_per_token_when_a_chunk_brings_several(scripted):
-    from perflab.runner import Clock, measure_request
+    from perflab.measure.runner import Clock, measure_request
 
     engine = OpenAIEngine(MODEL, host=scripted)
     record = measure_request(
@@ -322,7 +322,7 @@ def test_itl_is_per_token_when_a_chunk_brings_several(scripted):
 
 
 def test_several_tokens_per_event_give_the_scripted_itl_per_token(make_calibration_server):
-    from perflab.runner import Clock, measure_request
+    from perflab.measure.runner import Clock, measure_request
 
     server = make_calibration_server(tokens_per_chunk=3, itl_s=0.01, output_tokens=8)
     raw = events(

@@ -7,7 +7,7 @@ import pytest
 
 from perflab.engines.base import GenerationOptions
 from perflab.engines.ollama_engine import OllamaEngine
-from perflab.runner import NONCE_SPACE, LoadPlan, PromptNonce, prompt_for_request, run_load
+from perflab.measure.runner import NONCE_SPACE, LoadPlan, PromptNonce, prompt_for_request, run_load
 
 PROMPT = "Explain the concept of machine learning in three short sentences."
 NONCE = re.compile(r"^(\d{6}): (.*)$", re.S)

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 import perflab
-from perflab.provenance import (
+from perflab.measure.provenance import (
     config_hash,
     file_sha256,
     git_commit,

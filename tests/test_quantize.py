@@ -5,7 +5,7 @@ import pytest
 from perflab.cli import main
 from perflab.engines.base import GenerationOptions
 from perflab.engines.llamacpp_engine import LlamaCppEngine
-from perflab.quantize import QuantizeError, fits, quantize
+from perflab.models.quantize import QuantizeError, fits, quantize
 
 
 @pytest.mark.parametrize("quantization", ["q8_0", "q4_0"])

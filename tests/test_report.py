@@ -6,7 +6,8 @@ import re
 import polars as pl
 import pytest
 
-from perflab import findings, report
+from perflab.analyse import findings
+from perflab.present import report
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = '<img src=x onerror="alert(2)">'
@@ -198,7 +199,7 @@ def test_every_basic_figure_carries_its_ci_and_one_pass_throughput_says_it_has_n
 def test_setup_times_come_from_the_setup_jobs_benchmark_files(tmp_path):
     import os
 
-    from perflab.findings import runlog
+    from perflab.analyse.findings import runlog
 
     header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
     build = tmp_path / "model.build.tsv"

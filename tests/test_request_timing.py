@@ -9,12 +9,12 @@ import time
 import pytest
 from conftest import refused_url
 
+from perflab.analyse.tables import scan_requests, summarize
+from perflab.core.records import RequestRecord, ServerTimings
 from perflab.engines.base import Chunk, GenerationOptions
 from perflab.engines.http_stream import SEND_EVENTS, SendStamp
 from perflab.engines.ollama_engine import OllamaEngine
-from perflab.metrics import scan_requests, summarize
-from perflab.records import RequestRecord, ServerTimings
-from perflab.runner import Clock, LoadPlan, measure_request, run_load
+from perflab.measure.runner import Clock, LoadPlan, measure_request, run_load
 
 MODEL = "llama3.1:8b"
 
@@ -190,9 +190,14 @@ def test_an_experiment_job_writes_finish_reason_and_preparation(tmp_path):
     """The calibration engine end to end: what the records and the summary carry."""
     from conftest import FAST_TIMING, ROOT
 
-    from perflab.config import expand_experiments, load_config_file
-    from perflab.experiment import RUNNER_VERSION, ExperimentPaths, experiment_spec, run_experiment
-    from perflab.records import read_jsonl
+    from perflab.config.load import expand_experiments, load_config_file
+    from perflab.core.records import read_jsonl
+    from perflab.measure.experiment import (
+        RUNNER_VERSION,
+        ExperimentPaths,
+        experiment_spec,
+        run_experiment,
+    )
 
     overrides = {
         "engine": {"name": "calibration", "model": MODEL},

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
+from perflab.core.records import ServerTimings
 from perflab.engines.base import Chunk, EngineError, GenerationOptions
-from perflab.records import ServerTimings
-from perflab.runner import (
+from perflab.measure.runner import (
     Clock,
     LoadPlan,
     error_rate,

@@ -13,7 +13,7 @@ from conftest import refused_url
 from perflab.engines.base import GenerationOptions
 from perflab.engines.ollama_engine import OllamaEngine
 from perflab.engines.openai_engine import OpenAIEngine
-from perflab.runner import LoadPlan, error_rate, run_load
+from perflab.measure.runner import LoadPlan, error_rate, run_load
 
 MODEL = "llama3.1:8b"
 PLANNED = 12

@@ -11,14 +11,14 @@ import time
 import psutil
 import pytest
 
-from perflab import server_process
-from perflab.sampler import ResourceSampler, summarize_samples, write_samples
-from perflab.server_process import (
+from perflab.engines import server_process
+from perflab.engines.server_process import (
     find_listening_pids,
     find_ollama_pids,
     is_local_host,
     process_tree,
 )
+from perflab.measure.sampler import ResourceSampler, summarize_samples, write_samples
 
 BUSY = "import time\nend = time.time() + {s}\nwhile time.time() < end: pass\n"
 SAMPLE_KEYS = (

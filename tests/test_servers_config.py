@@ -8,7 +8,7 @@ import yaml
 from conftest import ROOT
 
 from perflab.calibration.cli import build_parser, timing_from_args
-from perflab.config import ConfigError, load_config_file, merge_configs, validate_config
+from perflab.config.load import ConfigError, load_config_file, merge_configs, validate_config
 
 DEFAULT = ROOT / "config" / "config.yaml"
 

@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from perflab.config import (
+from perflab.config.load import (
     EXPERIMENT_ID_PATTERN,
     ConfigError,
     expand_experiments,
     load_config_file,
     load_config_files,
 )
-from perflab.experiment import experiment_spec
-from perflab.targets import baseline, split_id, target_config
+from perflab.config.targets import baseline, split_id, target_config
+from perflab.measure.experiment import experiment_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "config" / "config.yaml"
@@ -201,7 +201,7 @@ def test_an_experiment_waits_for_its_machine_held_by_another_target(tmp_path, mo
 
     from conftest import FAST_TIMING
 
-    from perflab.experiment import ExperimentPaths, run_experiment
+    from perflab.measure.experiment import ExperimentPaths, run_experiment
 
     monkeypatch.setenv("PERFLAB_LOCK_DIR", str(tmp_path / "locks"))
     data = two_targets(warmup_requests=0, calibration=FAST_TIMING | {"output_tokens": 4})
@@ -213,7 +213,7 @@ def test_an_experiment_waits_for_its_machine_held_by_another_target(tmp_path, mo
             sys.executable,
             "-c",
             "import time\n"
-            "from perflab.locks import target_lock\n"
+            "from perflab.measure.locks import target_lock\n"
             "with target_lock('machine box', {'experiment': 'fast-exp', 'out_dir': '/x'}, print):\n"
             "    print('held', flush=True); time.sleep(1.5)\n",
         ],

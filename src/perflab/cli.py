@@ -10,26 +10,26 @@ from pathlib import Path
 
 
 def _fetch_vocab(args) -> None:
-    from perflab.tiny_model import fetch_vocab
+    from perflab.models.tiny import fetch_vocab
 
     fetch_vocab(Path(args.out))
 
 
 def _build_model(args) -> None:
-    from perflab.tiny_model import TinyModelSpec, build_tiny_model
+    from perflab.models.tiny import TinyModelSpec, build_tiny_model
 
     build_tiny_model(Path(args.vocab), Path(args.out), TinyModelSpec(**args.spec))
 
 
 def _quantize_model(args) -> None:
-    from perflab.quantize import quantize
+    from perflab.models.quantize import quantize
 
     out = quantize(Path(args.source), Path(args.out), args.type)
     print(f"{out}: {args.type}, {out.stat().st_size / 1e6:.1f} MB")
 
 
 def _compare(args) -> None:
-    from perflab.compare_runs import compare_runs, default_out, write_reports
+    from perflab.present.compare import compare_runs, default_out, write_reports
 
     comparison = compare_runs(args.run_a, args.run_b, Path(args.results), force=args.force)
     out = Path(args.out) if args.out else default_out(args.run_a, args.run_b)
@@ -48,9 +48,9 @@ def _say(line: str) -> None:
 
 
 def _preflight(args) -> None:
+    from perflab.core.records import write_json_atomic
     from perflab.engines import make_engine
-    from perflab.provenance import model_fingerprint
-    from perflab.records import write_json_atomic
+    from perflab.measure.provenance import model_fingerprint
 
     spec = args.spec
     engine = make_engine(spec, args.model)
@@ -73,7 +73,7 @@ def _preflight(args) -> None:
 
 def _estimate(engine, spec: dict, plan: dict | None):
     """(the run's estimate, None) or (None, why there is none); experiments report errors."""
-    from perflab.estimate import NoEstimate, time_one_request
+    from perflab.measure.estimate import NoEstimate, time_one_request
 
     if plan is None:
         return None, None
@@ -93,9 +93,9 @@ def _read_preflight(path: str | None) -> dict:
 
 
 def _run_experiment(args) -> None:
-    from perflab.experiment import ExperimentPaths, experiment_from_spec, run_experiment
-    from perflab.lifeline import install_signal_handlers, watch_parent
-    from perflab.progress import ExperimentProgress
+    from perflab.measure.experiment import ExperimentPaths, experiment_from_spec, run_experiment
+    from perflab.measure.lifeline import install_signal_handlers, watch_parent
+    from perflab.measure.progress import ExperimentProgress
 
     install_signal_handlers()
     watch_parent()
@@ -136,7 +136,7 @@ def _run_experiment(args) -> None:
 
 
 def _summarize(args) -> None:
-    from perflab.experiment import ExperimentPaths, tabulate_experiment
+    from perflab.measure.experiment import ExperimentPaths, tabulate_experiment
 
     for directory in args.experiment_dirs:
         paths = ExperimentPaths.in_dir(Path(directory), Path(directory).parent / "failed")
@@ -152,7 +152,7 @@ def _summarize(args) -> None:
 
 def _config_paths(files: list[str], with_default: bool) -> list[Path]:
     """The files Snakemake would merge: config/config.yaml first, then each --configfile."""
-    from perflab.config import DEFAULT_CONFIG
+    from perflab.config.load import DEFAULT_CONFIG
 
     paths = [Path(name) for name in files]
     listed = {path.resolve() for path in paths}
@@ -162,8 +162,8 @@ def _config_paths(files: list[str], with_default: bool) -> list[Path]:
 
 
 def _validate(args) -> None:
-    from perflab.config import DEFAULT_CONFIG, expand_experiments, load_config_files
-    from perflab.estimate import estimate_run
+    from perflab.config.load import DEFAULT_CONFIG, expand_experiments, load_config_files
+    from perflab.measure.estimate import estimate_run
 
     paths = _config_paths(args.configs, with_default=not args.no_default)
     if not args.no_default and not DEFAULT_CONFIG.is_file():
@@ -243,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--estimate",
         type=_json_object,
         metavar="JSON",
-        help="the run's plan (perflab.estimate.RunPlan as JSON): time one request, "
+        help="the run's plan (perflab.measure.estimate.RunPlan as JSON): time one request, "
         "print the whole run's estimate",
     )
     command.set_defaults(func=_preflight)
@@ -308,12 +308,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from perflab.compare_runs import RunsNotComparable
-    from perflab.config import ConfigError
+    from perflab.config.load import ConfigError
     from perflab.engines import PreflightError
-    from perflab.experiment import ErrorBudgetExceeded, ExperimentInterrupted, ExperimentIOError
-    from perflab.lifeline import Interrupted
-    from perflab.quantize import QuantizeError
+    from perflab.measure.experiment import (
+        ErrorBudgetExceeded,
+        ExperimentInterrupted,
+        ExperimentIOError,
+    )
+    from perflab.measure.lifeline import Interrupted
+    from perflab.models.quantize import QuantizeError
+    from perflab.present.compare import RunsNotComparable
 
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["calibrate"]:  # every flag after it is the calibration server's

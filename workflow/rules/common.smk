@@ -5,7 +5,7 @@ import shlex
 import sys
 from dataclasses import asdict
 
-from perflab.config import (
+from perflab.config.load import (
     DEFAULT_CONFIG,
     EXPERIMENT_ID_PATTERN,
     ConfigError,
@@ -15,9 +15,9 @@ from perflab.config import (
     validate_config,
 )
 from perflab.engines.ollama_store import uses_tiny_model as engine_uses_tiny_model
-from perflab.estimate import plan_run
-from perflab.experiment import experiment_spec
-from perflab.targets import target_config, target_names
+from perflab.measure.estimate import plan_run
+from perflab.measure.experiment import experiment_spec
+from perflab.config.targets import target_config, target_names
 
 
 def get_config_layers():

@@ -2,7 +2,7 @@
 
 import sys
 
-from perflab.metrics import write_aggregates, write_metadata_index
+from perflab.analyse.tables import write_aggregates, write_metadata_index
 
 sys.stderr = open(snakemake.log[0], "w")
 

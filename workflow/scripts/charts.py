@@ -2,7 +2,7 @@
 
 import sys
 
-from perflab.charts import render_charts
+from perflab.present.charts import render_charts
 
 sys.stderr = open(snakemake.log[0], "w")
 

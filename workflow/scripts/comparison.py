@@ -2,7 +2,7 @@
 
 import sys
 
-from perflab.report import write_comparison
+from perflab.present.report import write_comparison
 
 sys.stderr = open(snakemake.log[0], "w")
 

@@ -2,7 +2,7 @@
 
 import sys
 
-from perflab.findings import write_findings
+from perflab.analyse.findings import write_findings
 
 sys.stderr = open(snakemake.log[0], "w")
 

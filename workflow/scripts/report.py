@@ -2,7 +2,7 @@
 
 import sys
 
-from perflab.report import write_log
+from perflab.present.report import write_log
 
 sys.stderr = open(snakemake.log[0], "w")
 

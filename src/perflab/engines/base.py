@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from perflab.records import ServerTimings
+from perflab.core.records import ServerTimings
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ UNKNOWN = Capabilities(
 
 
 class EngineError(Exception):
-    """A request failed; ``error_class`` is one of perflab.records.ERROR_CLASSES."""
+    """A request failed; ``error_class`` is one of perflab.core.records.ERROR_CLASSES."""
 
     def __init__(self, error_class: str, message: str):
         super().__init__(message)

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 
 import httpx
 
+from perflab.core.records import ERROR_CONNECT, ERROR_DROPPED, ERROR_PROTOCOL, ERROR_TIMEOUT
 from perflab.engines.base import Chunk, EngineError
-from perflab.records import ERROR_CONNECT, ERROR_DROPPED, ERROR_PROTOCOL, ERROR_TIMEOUT
 
 # The first thing the transport does with a request: open a connection for it,
 # or write its headers on a pooled one.

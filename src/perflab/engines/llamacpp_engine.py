@@ -17,15 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from perflab.engines import base
-from perflab.engines.base import Chunk, EngineError, GenerationOptions, PreflightError
-from perflab.records import (
+from perflab.core.records import (
     ERROR_ENGINE,
     ERROR_TIMEOUT,
     FINISH_LENGTH,
     FINISH_STOP,
     ServerTimings,
 )
+from perflab.engines import base
+from perflab.engines.base import Chunk, EngineError, GenerationOptions, PreflightError
 
 MS = 1e-3
 

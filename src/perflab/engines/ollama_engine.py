@@ -21,15 +21,15 @@ from typing import TypeVar
 import httpx
 import ollama
 
+from perflab.core.records import (
+    ERROR_HTTP_STATUS,
+    ERROR_SERVER,
+)
 from perflab.engines import base
 from perflab.engines.base import Chunk, EngineError, GenerationOptions, PreflightError
 from perflab.engines.http_stream import SendStamp, brief, classify_transport
 from perflab.engines.ollama_stream import read_stream, stream_headers
 from perflab.engines.ollama_stream import timings_from_final as timings_from_final
-from perflab.records import (
-    ERROR_HTTP_STATUS,
-    ERROR_SERVER,
-)
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 DEFAULT_PORT = 11434

@@ -13,15 +13,15 @@ from collections.abc import Iterator
 import httpx
 
 from perflab import __version__
-from perflab.engines.base import Chunk, EngineError
-from perflab.engines.http_stream import brief
-from perflab.records import (
+from perflab.core.records import (
     ERROR_DROPPED,
     ERROR_HTTP_STATUS,
     ERROR_SERVER,
     ERROR_TIMEOUT,
     ServerTimings,
 )
+from perflab.engines.base import Chunk, EngineError
+from perflab.engines.http_stream import brief
 
 NS = 1e-9
 

@@ -20,16 +20,16 @@ from collections.abc import Iterator
 
 import httpx
 
-from perflab.engines import base
-from perflab.engines.base import Chunk, EngineError, GenerationOptions, PreflightError
-from perflab.engines.http_stream import brief, stream_request
-from perflab.records import (
+from perflab.core.records import (
     ERROR_DROPPED,
     ERROR_HTTP_STATUS,
     ERROR_SERVER,
     ERROR_TIMEOUT,
     ServerTimings,
 )
+from perflab.engines import base
+from perflab.engines.base import Chunk, EngineError, GenerationOptions, PreflightError
+from perflab.engines.http_stream import brief, stream_request
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8080/v1"
 ENDPOINTS = {"chat": "/chat/completions", "completions": "/completions"}

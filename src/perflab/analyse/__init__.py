@@ -1,0 +1,1 @@
+"""Analysis: the run's tables and the findings computed from them."""

@@ -1,0 +1,277 @@
+"""Findings: every question of the log answered once, into a frozen dataclass.
+
+One module per question (basic, prompt_length, temperature, concurrency,
+kv_cache, interference, resources, bottleneck, breakdown, expectations,
+runlog); each ``summary`` is a pure function of the summary frame and its
+context. ``compute`` runs them all; ``Findings`` is written to
+``results/<run>/findings.json`` and read back by the charts and the log.
+Numbers only: the words are in ``perflab.present.wording`` and the template.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from perflab.analyse.findings import (
+    basic,
+    bottleneck,
+    breakdown,
+    comparison,
+    concurrency,
+    expectations,
+    interference,
+    kv_cache,
+    prompt_length,
+    resources,
+    runlog,
+    serialize,
+    temperature,
+)
+from perflab.analyse.findings.frame import Condition, conditions, with_defaults
+from perflab.engines import capabilities_for
+from perflab.engines.base import Capabilities
+
+__all__ = [
+    "Context",
+    "Findings",
+    "compute",
+    "context_from_metadata",
+    "load",
+    "write",
+    "write_findings",
+]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the findings need besides the summary."""
+
+    engine: str
+    prompt_order: tuple[str, ...] = ()
+    expected_tps: tuple[float, float] = (10.0, 20.0)
+    usable_cores: int | None = None
+    physical_cores: int | None = None
+    threads_configurable: bool = False  # the engine takes engine.n_threads (it reports them)
+    logical_cores: int | None = None
+    model_size_gb: float | None = None
+    model_load_s: float | None = None
+    results_dir: str = "results/RUN"
+    started: float | None = None
+    ended: float | None = None
+    setup: tuple[runlog.SetupStep, ...] = ()  # the model build and pre-flight jobs, timed
+    basic_span: tuple[float | None, float | None] = (None, None)  # the basic suite's experiments
+    advanced_span: tuple[float | None, float | None] = (None, None)  # every other suite's
+    targets: tuple[str, ...] = ()  # a config with targets: their names, in config order
+    baseline: str | None = None  # its experiments answer the Day-1 questions
+    model_sizes: dict[str, float] | None = None  # GB on disk, by target
+
+
+@dataclass(frozen=True)
+class Findings:
+    engine: str
+    capabilities: Capabilities
+    repeats: int
+    conditions: tuple[Condition, ...]
+    basic: basic.BasicFinding
+    prompt_length: prompt_length.PromptLengthFinding
+    temperature: temperature.TemperatureFinding
+    concurrency: concurrency.ConcurrencyFinding
+    kv_cache: kv_cache.KvCacheFinding
+    interference: interference.InterferenceFinding
+    resources: resources.ResourcesFinding | None
+    bottleneck: bottleneck.BottleneckFinding
+    breakdown: breakdown.BreakdownFinding
+    expectations: expectations.ExpectationFinding
+    run: runlog.RunLog
+    comparison: comparison.ComparisonFinding | None = None  # with two or more targets
+
+
+def compute(
+    summary: pl.DataFrame,
+    context: Context,
+    resources_by_id: dict[str, dict] | None = None,
+    requests_path: str | Path | None = None,
+    disk_path: str | Path = ".",
+) -> Findings:
+    everything = with_defaults(summary)
+    frame = everything
+    if context.baseline is not None:
+        frame = everything.filter(pl.col("target") == context.baseline)
+    capabilities = capabilities_for(context.engine)
+    interference_finding = interference.summary(frame, context.results_dir)
+    disturbed = interference_finding.disturbed_ids
+    every = conditions(frame, disturbed)
+    basic_finding = basic.summary(frame, context.prompt_order, disturbed)
+    concurrency_finding = concurrency.summary(frame, capabilities, disturbed)
+    resources_finding = resources.summary(frame, resources_by_id or {})
+    bottleneck_finding = bottleneck.summary(
+        resources_finding,
+        concurrency_finding,
+        capabilities,
+        context.usable_cores,
+        context.model_size_gb,
+        context.logical_cores,
+        disturbed,
+    )
+    repeats = int(frame["repeats"].max() or 1) if frame.height else 1
+    cold = frame["cold_load_s"].drop_nulls()
+    run = runlog.RunLog(
+        started=context.started,
+        ended=context.ended,
+        total_s=context.ended - context.started
+        if context.started is not None and context.ended is not None
+        else None,
+        model_load_s=context.model_load_s,
+        cold_load_s=float(cold.max()) if len(cold) and cold.max() > 0 else None,
+        n_experiments=frame.height,
+        n_requests=sum(c.n_requests for c in every),
+        n_errors=sum(c.n_errors for c in every),
+        errors=runlog.error_counts(requests_path),
+        failed=runlog.failed_conditions(every),
+        storage=runlog.storage(disk_path),
+        ideas=runlog.ideas(
+            bottleneck_finding,
+            concurrency_finding,
+            interference_finding,
+            repeats,
+            capabilities.parallel_setting,
+            context.physical_cores if context.threads_configurable else None,
+        ),
+        repeats=repeats,
+        setup=context.setup,
+        basic_span=context.basic_span,
+        advanced_span=context.advanced_span,
+    )
+    return Findings(
+        engine=context.engine,
+        capabilities=capabilities,
+        repeats=repeats,
+        conditions=tuple(every),
+        basic=basic_finding,
+        prompt_length=prompt_length.summary(frame, disturbed),
+        temperature=temperature.summary(frame, disturbed),
+        concurrency=concurrency_finding,
+        kv_cache=kv_cache.summary(frame, disturbed),
+        interference=interference_finding,
+        resources=resources_finding,
+        bottleneck=bottleneck_finding,
+        breakdown=breakdown.summary(list(basic_finding.prompts), every),
+        expectations=expectations.summary(list(basic_finding.prompts), every, context.expected_tps),
+        run=run,
+        comparison=_comparison(everything, context, resources_by_id or {}),
+    )
+
+
+def _comparison(
+    frame: pl.DataFrame, context: Context, resources_by_id: dict
+) -> comparison.ComparisonFinding | None:
+    if context.baseline is None or len(context.targets) < 2:
+        return None
+    disturbed = interference.summary(frame, context.results_dir).disturbed_ids
+    return comparison.summary(
+        frame,
+        context.baseline,
+        list(context.targets),
+        disturbed,
+        resources_by_id,
+        context.model_sizes,
+    )
+
+
+def write(findings: Findings, path: str | Path) -> None:
+    from perflab.core.records import write_text_atomic
+
+    write_text_atomic(Path(path), serialize.dumps(findings) + "\n")
+
+
+def load(path: str | Path) -> Findings:
+    return serialize.load(Findings, path)
+
+
+def context_from_metadata(
+    metadata: list[dict],
+    config: dict,
+    results_dir: str,
+    setup: tuple[runlog.SetupStep, ...] = (),
+) -> Context:
+    """The findings' context from the experiments' metadata, the config and the
+    timed setup jobs.
+
+    With targets, the Day-1 questions are answered for the baseline target:
+    its experiments' metadata describe the engine.
+    """
+    from perflab.config.targets import baseline, target_names
+
+    chosen = baseline(config)
+    sizes = {}
+    for item in metadata:
+        target = item["experiment"].get("target")
+        engine_info = item["engine"]
+        size = engine_info.get("model_size_gb") or engine_info.get("listed_size_gb")
+        if target is not None and size is not None:
+            sizes.setdefault(target, size)
+    everything = metadata
+    if chosen is not None:
+        metadata = [m for m in metadata if m["experiment"].get("target") == chosen]
+    first = metadata[0] if metadata else {"engine": {}, "host": {}}
+    engine, host = first.get("engine", {}), first.get("host", {})
+    suites = config.get("suites", {})
+    return Context(
+        engine=engine.get("engine") or _engine_name(config, chosen),
+        prompt_order=tuple(suites.get("basic", {}).get("prompts", ())),
+        expected_tps=tuple(config.get("expected_tps", (10, 20))),
+        # the server's threads when the engine says (embedded), else every logical core
+        usable_cores=engine.get("n_threads") or host.get("logical_cores"),
+        physical_cores=host.get("physical_cores"),
+        threads_configurable="n_threads" in engine,
+        logical_cores=host.get("logical_cores"),
+        model_size_gb=engine.get("model_size_gb"),
+        model_load_s=engine.get("load_s"),
+        results_dir=results_dir,
+        started=runlog.span(everything)[0],
+        ended=runlog.span(everything)[1],
+        basic_span=runlog.span(metadata, lambda suites: "basic" in suites),
+        advanced_span=runlog.span(metadata, lambda suites: bool(set(suites) - {"basic"})),
+        setup=setup,
+        targets=target_names(config),
+        baseline=chosen,
+        model_sizes=sizes,
+    )
+
+
+def _engine_name(config: dict, target: str | None) -> str:
+    from perflab.config.targets import target_config
+
+    return target_config(config, target)["engine"]["name"]
+
+
+def write_findings(
+    summary_path,
+    requests_path,
+    metadata_path,
+    config: dict,
+    findings_path,
+    setup_benchmarks: dict[str, str | Path | None] | None = None,
+) -> Findings:
+    """Read the run's tables, compute every finding, write ``findings.json``.
+
+    ``setup_benchmarks``: the Snakemake benchmark files of the setup jobs by step
+    name (``model_build``, ``preflight``); a step without one is left out."""
+    from perflab.analyse.tables import read_metadata_index
+
+    metadata = read_metadata_index(metadata_path)
+    results_dir = str(Path(findings_path).parent)
+    findings = compute(
+        pl.read_parquet(summary_path),
+        context_from_metadata(
+            metadata, config, results_dir, runlog.setup_steps(setup_benchmarks or {})
+        ),
+        resources_by_id={m["experiment"]["id"]: m.get("resources") or {} for m in metadata},
+        requests_path=requests_path,
+        disk_path=results_dir,
+    )
+    write(findings, findings_path)
+    return findings

@@ -1,0 +1,354 @@
+"""Per-experiment statistics with Polars (lazy).
+
+Definitions (all times in seconds):
+  e2e_s   send → final chunk, client side
+  ttft_s  send → first token, client side
+  itl_s   gaps between consecutive tokens after the first
+  tpot_s  (e2e_s − ttft_s) / (output_tokens − 1), per request
+  tps     per-request decode tokens/s = 1 / tpot_s
+  output_tps  all measured output tokens / measured wall time (aggregate)
+  req_per_s   ok requests / measured wall time
+  prep_s  the client's own work before the request left (HTTP engines); not
+          part of ttft_s or e2e_s, which start when the request left
+Warm-up requests and failed requests never enter latency statistics; failed
+requests are counted in n_errors and error_rate; ok requests cut at
+max_tokens (finish_reason "length") in n_truncated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+Z_95 = 1.959964
+PERCENTILES = (50, 90, 95, 99)
+
+RECORD_SCHEMA = {
+    "experiment_id": pl.String,
+    "request_index": pl.Int64,
+    "worker": pl.Int64,
+    "is_warmup": pl.Boolean,
+    "status": pl.String,
+    "error_class": pl.String,
+    "error": pl.String,
+    "t_submit": pl.Float64,
+    "t_first_token": pl.Float64,
+    "t_end": pl.Float64,
+    "ttft_s": pl.Float64,
+    "e2e_s": pl.Float64,
+    "itl_s": pl.List(pl.Float64),
+    "prompt_tokens": pl.Int64,
+    "output_tokens": pl.Int64,
+    "tps": pl.Float64,
+    "queue_s": pl.Float64,
+    "load_s": pl.Float64,
+    "prefill_s": pl.Float64,
+    "decode_s": pl.Float64,
+    "server_total_s": pl.Float64,
+    "unaccounted_s": pl.Float64,
+    "server_prompt_tokens": pl.Int64,
+    "server_output_tokens": pl.Int64,
+    "finish_reason": pl.String,
+    "prep_s": pl.Float64,
+}
+
+EXPERIMENT_COLUMNS = {
+    "target": pl.String,
+    "condition_id": pl.String,
+    "trial": pl.Int64,
+    "prompt_cache": pl.String,
+    "prompt_name": pl.String,
+    "temperature": pl.Float64,
+    "workers": pl.Int64,
+    "requests": pl.Int64,
+    "duration_s": pl.Float64,
+    "suites": pl.String,
+    "engine": pl.String,
+    "model": pl.String,
+    "measured_wall_s": pl.Float64,
+    "partial": pl.Boolean,
+    "interference_cpu_pct_mean": pl.Float64,
+    "interference_cpu_pct_max": pl.Float64,
+}
+
+
+def experiment_columns(metadata: dict) -> dict:
+    """The per-experiment values that every request row carries."""
+    experiment = metadata["experiment"]
+    resources = metadata.get("resources") or {}
+    return {
+        "target": experiment.get("target"),
+        "condition_id": experiment["condition_id"],
+        "trial": experiment["trial"],
+        "prompt_cache": experiment["prompt_cache"],
+        "prompt_name": experiment["prompt_name"],
+        "temperature": experiment["temperature"],
+        "workers": experiment["workers"],
+        "requests": experiment["requests"],
+        "duration_s": experiment["duration_s"],
+        "suites": ",".join(experiment["suites"]),
+        "engine": metadata["engine"]["engine"],
+        "model": metadata["engine"]["model"],
+        "measured_wall_s": metadata["run"]["measured_wall_s"],
+        "partial": metadata["run"]["partial"],
+        "interference_cpu_pct_mean": resources.get("interference_cpu_pct_mean"),
+        "interference_cpu_pct_max": resources.get("interference_cpu_pct_max"),
+    }
+
+
+def scan_experiment(records_path: Path, metadata_path: Path) -> pl.LazyFrame:
+    metadata = json.loads(Path(metadata_path).read_text())
+    columns = experiment_columns(metadata)
+    return pl.scan_ndjson(records_path, schema=RECORD_SCHEMA).with_columns(
+        pl.lit(value, dtype=EXPERIMENT_COLUMNS[name]).alias(name) for name, value in columns.items()
+    )
+
+
+def scan_requests(pairs: list[tuple[Path, Path]]) -> pl.LazyFrame:
+    """All requests of a run: (records.jsonl, metadata.json) per experiment."""
+    return pl.concat([scan_experiment(r, m) for r, m in pairs], how="vertical")
+
+
+def is_measured() -> pl.Expr:
+    return ~pl.col("is_warmup")
+
+
+def is_ok() -> pl.Expr:
+    return is_measured() & (pl.col("status") == "ok")
+
+
+def ok(column: str) -> pl.Expr:
+    return pl.col(column).filter(is_ok())
+
+
+def ci95(column: str) -> pl.Expr:
+    """Half-width of the normal-approximation 95 % CI of the mean."""
+    values = ok(column)
+    return (Z_95 * values.std() / values.count().sqrt()).alias(f"{column}_ci95")
+
+
+def distribution(column: str) -> list[pl.Expr]:
+    stem = column.removesuffix("_s")
+    exprs = [ok(column).mean().alias(f"{stem}_mean_s"), ci95(column).alias(f"{stem}_ci95_s")]
+    exprs += [
+        ok(column).quantile(p / 100, interpolation="linear").alias(f"{stem}_p{p}_s")
+        for p in PERCENTILES
+    ]
+    return exprs
+
+
+def tpot() -> pl.Expr:
+    return (pl.col("e2e_s") - pl.col("ttft_s")) / (pl.col("output_tokens") - 1)
+
+
+def counts() -> list[pl.Expr]:
+    return [
+        is_measured().sum().alias("n_requests"),
+        is_ok().sum().alias("n_ok"),
+        (is_measured() & (pl.col("status") != "ok")).sum().alias("n_errors"),
+        pl.col("is_warmup").sum().alias("n_warmup"),
+        (is_ok() & (pl.col("finish_reason") == "length")).sum().alias("n_truncated"),
+    ]
+
+
+def token_stats() -> list[pl.Expr]:
+    itl = pl.col("itl_s").filter(is_ok()).explode()
+    return [
+        itl.mean().alias("itl_mean_s"),
+        itl.quantile(0.95, interpolation="linear").alias("itl_p95_s"),
+        tpot().filter(is_ok() & (pl.col("output_tokens") > 1)).mean().alias("tpot_mean_s"),
+        ok("tps").mean().alias("tps_mean"),
+        ci95("tps").alias("tps_ci95"),
+        ok("output_tokens").mean().alias("output_tokens_mean"),
+        ok("output_tokens").sum().alias("output_tokens_total"),
+        ok("prompt_tokens").mean().alias("prompt_tokens_mean"),
+    ]
+
+
+def server_stats() -> list[pl.Expr]:
+    return [
+        ok(name).mean().alias(f"{name.removesuffix('_s')}_mean_s")
+        for name in (
+            "queue_s",
+            "load_s",
+            "prefill_s",
+            "decode_s",
+            "server_total_s",
+            "unaccounted_s",
+            "prep_s",
+        )
+    ] + [
+        # the cold request: model load paid by the first (warm-up) request, never in warm stats
+        pl.col("load_s").filter(pl.col("is_warmup")).max().alias("cold_load_s"),
+    ]
+
+
+def experiment_keys() -> list[str]:
+    return ["experiment_id", *EXPERIMENT_COLUMNS]
+
+
+def summarize(requests: pl.LazyFrame) -> pl.LazyFrame:
+    """One row per experiment."""
+    return (
+        requests.group_by(experiment_keys())
+        .agg(
+            *counts(),
+            *distribution("e2e_s"),
+            *distribution("ttft_s"),
+            *token_stats(),
+            *server_stats(),
+            pl.col("error_class")
+            .filter(is_measured())
+            .drop_nulls()
+            .unique()
+            .sort()
+            .str.join(",")
+            .alias("error_classes"),
+        )
+        .with_columns(
+            (pl.col("n_errors") / pl.col("n_requests")).alias("error_rate"),
+            (pl.col("n_ok") / pl.col("measured_wall_s")).alias("req_per_s"),
+            (pl.col("output_tokens_total") / pl.col("measured_wall_s")).alias("output_tps"),
+            (pl.col("ttft_mean_s") / pl.col("e2e_mean_s")).alias("ttft_share"),
+            trials_of_condition(),
+        )
+        .sort("experiment_id")
+    )
+
+
+def trials_of_condition() -> pl.Expr:
+    """``repeats``: the trials of each condition among the rows at hand. Not stored per
+    experiment (adding trials later must not rerun, or contradict, the ones already
+    measured), so the run's gathering computes it again over every experiment."""
+    return pl.col("trial").n_unique().over("condition_id").cast(pl.Int64).alias("repeats")
+
+
+def summary_records(summary: pl.DataFrame) -> dict[str, dict]:
+    """Per-experiment summaries as plain dicts, keyed by experiment id."""
+    return {row["experiment_id"]: row for row in summary.to_dicts()}
+
+
+SUMMARY_UNITS = {
+    "times": "seconds",
+    "tps": "decode tokens/s per request (output_tokens_mean beside it)",
+    "output_tps": "output tokens/s over the measured wall time",
+    "req_per_s": "ok requests/s over the measured wall time",
+    "n_requests": "measured requests (warm-up excluded)",
+}
+
+# Per-token columns stay in each experiment's records.parquet: every statistic over
+# them is computed there, and they are most of the bytes (one float per token).
+PER_TOKEN_COLUMNS = ("itl_s",)
+
+
+def request_schema() -> dict:
+    """Columns of the run's requests.parquet: every record column but the per-token ones."""
+    columns = {
+        name: dtype for name, dtype in RECORD_SCHEMA.items() if name not in PER_TOKEN_COLUMNS
+    }
+    return columns | EXPERIMENT_COLUMNS
+
+
+def summary_schema() -> dict:
+    """Columns and types that ``summarize`` produces (its one definition, evaluated on no rows)."""
+    empty = pl.LazyFrame(schema=RECORD_SCHEMA | EXPERIMENT_COLUMNS)
+    return dict(summarize(empty).collect_schema())
+
+
+@dataclass(frozen=True)
+class ExperimentTables:
+    """What an experiment job writes beside its JSON lines: typed, columnar, summarized."""
+
+    records: Path  # records.parquet: every record with its experiment's columns
+    summary: Path  # summary.parquet: the experiment's one summary row
+    summary_json: Path  # the same row as JSON, with units
+
+    @classmethod
+    def in_dir(cls, directory: Path) -> ExperimentTables:
+        directory = Path(directory)
+        return cls(
+            directory / "records.parquet",
+            directory / "summary.parquet",
+            directory / "summary.json",
+        )
+
+
+def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    frame.write_parquet(tmp)
+    os.replace(tmp, path)
+
+
+def write_experiment_tables(
+    records_path: Path, metadata_path: Path, tables: ExperimentTables
+) -> dict:
+    """One experiment's raw records and metadata → its Parquet records and summary.
+
+    Reads only the crash-safe files, so it can be run again on an experiment measured
+    earlier (``perflab summarize``) without measuring anything again.
+    """
+    from perflab.core.records import write_json_atomic
+
+    records = scan_experiment(records_path, metadata_path).collect()
+    write_parquet_atomic(records, tables.records)
+    summary = summarize(records.lazy()).collect()
+    write_parquet_atomic(summary, tables.summary)
+    row = summary.row(0, named=True)
+    write_json_atomic(tables.summary_json, {"units": SUMMARY_UNITS, "summary": row})
+    return row
+
+
+def scan_tables(paths: list[Path], schema: dict) -> pl.LazyFrame:
+    """Parquet files in today's schema: a column an older file lacks reads as null."""
+    return pl.scan_parquet(
+        [str(path) for path in paths],
+        schema=schema,
+        missing_columns="insert",
+        extra_columns="ignore",
+    )
+
+
+def write_aggregates(
+    records_paths: list[Path],
+    summary_paths: list[Path],
+    requests_path: Path,
+    summary_path: Path,
+    csv_path: Path,
+    json_path: Path,
+) -> pl.DataFrame:
+    """Every experiment's tables → the run's requests.parquet and summaries.
+
+    Nothing is recomputed: each experiment job summarized its own records.
+    """
+    from perflab.core.records import write_json_atomic
+
+    # one query plan for both: the small summary read runs while the requests stream
+    requests = scan_tables(records_paths, request_schema()).sink_parquet(requests_path, lazy=True)
+    _, summary = pl.collect_all([requests, scan_tables(summary_paths, summary_schema())])
+    summary = summary.with_columns(trials_of_condition()).sort("experiment_id")
+    summary.write_parquet(summary_path)
+    summary.write_csv(csv_path)
+    payload = {"units": SUMMARY_UNITS, "experiments": summary_records(summary)}
+    write_json_atomic(json_path, payload)
+    return summary
+
+
+def write_metadata_index(metadata_paths: list[Path], out_path: Path) -> None:
+    """Every experiment's metadata.json in one file, keyed by experiment id."""
+    from perflab.core.records import write_json_atomic
+
+    index = {}
+    for path in metadata_paths:
+        metadata = json.loads(Path(path).read_text())
+        index[metadata["experiment"]["id"]] = metadata
+    write_json_atomic(out_path, index)
+
+
+def read_metadata_index(path: Path) -> list[dict]:
+    """Every experiment's metadata, from the run's index (``write_metadata_index``)."""
+    return list(json.loads(Path(path).read_text()).values())

@@ -1,0 +1,1 @@
+"""Validated configuration: loading, checks, targets and the sweep's experiments."""

@@ -1,0 +1,1 @@
+"""The record vocabulary every layer shares, and atomic file writes."""

@@ -1,0 +1,1 @@
+"""Measuring: one experiment's load, records, resource samples, locks and progress."""

@@ -1,0 +1,339 @@
+"""One experiment end to end: engine, load, samples, records, metadata."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from perflab import __version__
+from perflab.config.load import Experiment
+from perflab.core.records import RequestRecord, write_json_atomic, write_jsonl_atomic
+from perflab.engines import GenerationOptions, generation_options, make_engine
+from perflab.measure.lifeline import Interrupted
+from perflab.measure.partial import PartialWriter, keep_failed, keep_leftover
+from perflab.measure.runner import LoadPlan, RunResult, error_rate, run_load
+
+if TYPE_CHECKING:
+    from perflab.analyse.tables import ExperimentTables
+
+RUNNER_VERSION = 2  # bump when a change to the runner alters what is measured
+
+
+class ErrorBudgetExceeded(RuntimeError):
+    """Too many requests failed; the records are kept under ``failed/``."""
+
+
+class ExperimentIOError(RuntimeError):
+    """Results could not be written (read-only or full disk); the message names the path."""
+
+
+class ExperimentInterrupted(RuntimeError):
+    """A signal or the end of the workflow stopped the experiment; its records are kept."""
+
+
+@dataclass(frozen=True)
+class ExperimentPaths:
+    records: Path
+    samples: Path
+    metadata: Path
+    failed_dir: Path
+
+    @classmethod
+    def in_dir(cls, out_dir: Path, failed_dir: Path) -> ExperimentPaths:
+        out_dir = Path(out_dir)
+        return cls(
+            out_dir / "records.jsonl",
+            out_dir / "samples.jsonl",
+            out_dir / "metadata.json",
+            Path(failed_dir),
+        )
+
+    @property
+    def tables(self) -> ExperimentTables:
+        """records.parquet, summary.parquet and summary.json beside the records."""
+        from perflab.analyse.tables import ExperimentTables
+
+        return ExperimentTables.in_dir(self.records.parent)
+
+
+SETTINGS_KEYS = (
+    "engine",
+    "generation",
+    "calibration",
+    "warmup_requests",
+    "error_budget",
+    "sampler",
+)
+
+
+def experiment_spec(config: dict, experiment: Experiment) -> dict:
+    """What one experiment job needs, and nothing else: changing any of it reruns the job.
+
+    A target's experiment takes that target's engine and calibration, and names the
+    machine it shares with other targets (held as a lock while it runs).
+    """
+    from perflab.config.targets import machine_of, target_config
+
+    single = target_config(config, experiment.target)
+    spec = {key: single[key] for key in SETTINGS_KEYS} | {"experiment": experiment.params()}
+    if experiment.target is not None:
+        spec["machine"] = machine_of(config, experiment.target)
+    return spec
+
+
+def experiment_from_spec(spec: dict) -> Experiment:
+    fields = dict(spec["experiment"])
+    fields.pop("id", None)
+    fields.pop("condition_id", None)
+    fields["suites"] = tuple(fields["suites"])
+    return Experiment(**fields)
+
+
+def server_pid_finder(config: dict):
+    """Where the server's processes are: ours for llama.cpp, Ollama's when local."""
+    from perflab.engines.server_process import find_ollama_pids
+
+    if config["engine"]["name"] in ("llamacpp", "calibration"):
+        return lambda: [os.getpid()]
+    host = server_host(config)  # whatever listens on its port, if local
+    return lambda: find_ollama_pids(host)
+
+
+def server_host(config: dict) -> str:
+    """The URL of an HTTP engine's server."""
+    if config["engine"]["name"] == "openai":
+        from perflab.engines.openai_engine import base_url
+
+        return base_url(config["engine"]["host"])
+    from perflab.engines.ollama_engine import resolve_host
+
+    return resolve_host(config["engine"]["host"])
+
+
+def server_is_remote(config: dict) -> bool:
+    """Whether the server runs on another machine (its CPU is then not this machine's)."""
+    if config["engine"]["name"] in ("llamacpp", "calibration"):
+        return False
+    from urllib.parse import urlparse
+
+    from perflab.engines.server_process import is_local_host
+
+    host = server_host(config)
+    return not is_local_host(urlparse(host if "://" in host else f"http://{host}").hostname)
+
+
+def run_experiment(
+    spec: dict,
+    paths: ExperimentPaths,
+    model_path: str | None = None,
+    model_fingerprint: dict | None = None,
+    *,
+    progress: Callable[[RequestRecord], None] | None = None,
+    say: Callable[[str], None] = print,
+) -> dict:
+    """Run the experiment a spec (see experiment_spec) describes and write its files.
+
+    Holds the lock of the experiment's target while it runs. Raises
+    ErrorBudgetExceeded, ExperimentIOError or ExperimentInterrupted with the
+    records taken so far kept under ``failed/``.
+    """
+    from perflab.measure.locks import machine_key, target_key, target_lock
+    from perflab.measure.provenance import process_age_s
+
+    job = {"started_after_s": process_age_s()}  # interpreter start-up and imports
+    experiment = experiment_from_spec(spec)
+    partial_path = paths.records.with_suffix(".partial.jsonl")
+    try:
+        paths.records.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _io_error(exc, paths.records.parent, None) from None
+    leftover = keep_leftover(partial_path, paths.failed_dir, experiment.id)
+    if leftover:
+        say(f"{experiment.id}: records of an earlier, interrupted attempt kept in {leftover}")
+    holder = {"experiment": experiment.id, "out_dir": str(paths.records.parent.resolve())}
+    with contextlib.ExitStack() as held:
+        if spec.get("machine"):  # targets sharing a machine take turns (machine first, always)
+            held.enter_context(target_lock(machine_key(spec), holder, on_wait=say))
+        held.enter_context(target_lock(target_key(spec, model_path), holder, on_wait=say))
+        return _measure(
+            spec, experiment, paths, model_path, partial_path, progress, model_fingerprint, job
+        )
+
+
+def _io_error(exc: OSError, path: Path, kept: Path | None, taken: int = 0) -> ExperimentIOError:
+    where = exc.filename or path
+    reason = exc.strerror or str(exc)
+    records = f" {taken} records taken before it are in {kept}." if kept else ""
+    return ExperimentIOError(
+        f"cannot write {where}: {reason}.{records} Free disk space or make the directory "
+        "writable, then rerun."
+    )
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What one experiment measured, before it is judged and written."""
+
+    engine_info: dict
+    plan: LoadPlan
+    options: GenerationOptions
+    result: RunResult
+    samples: list
+    job: dict  # where the job's own time went: start-up, engine set-up, requests
+
+
+def _measure(
+    config: dict,
+    experiment: Experiment,
+    paths: ExperimentPaths,
+    model_path: str | None,
+    partial_path: Path,
+    progress: Callable[[RequestRecord], None] | None,
+    model_fingerprint: dict | None,
+    job: dict,
+) -> dict:
+    from perflab.measure.provenance import model_sha256
+
+    setup_started = time.perf_counter()
+    engine = make_engine(config, model_path)
+    interrupted = False
+    try:
+        engine_info = engine.preflight()
+        if engine_info.get("model_path"):
+            engine_info["model_sha256"] = model_sha256(engine_info["model_path"], model_fingerprint)
+        job["engine_setup_s"] = time.perf_counter() - setup_started
+        plan = LoadPlan(
+            workers=experiment.workers,
+            requests=experiment.requests,
+            duration_s=experiment.duration_s,
+            warmup_requests=config["warmup_requests"],
+        )
+        options = generation_options(config, experiment.temperature)
+        try:
+            writer = PartialWriter(partial_path)
+        except OSError as exc:
+            raise _io_error(exc, partial_path, None) from None
+        measure_started = time.perf_counter()
+        try:
+            result, samples = _drive(config, experiment, engine, plan, options, writer, progress)
+            job["measure_s"] = time.perf_counter() - measure_started  # warm-up and measured
+        except (KeyboardInterrupt, Interrupted) as exc:
+            interrupted = True
+            writer.close()
+            kept = keep_failed(partial_path, paths.failed_dir, experiment.id, "-interrupted")
+            raise ExperimentInterrupted(
+                f"experiment {experiment.id} interrupted ({exc or 'Ctrl-C'}); {writer.written} "
+                f"records kept in {kept}. The next run measures it again."
+            ) from None
+        finally:
+            writer.close()
+    finally:
+        if not interrupted:  # a worker may still be inside an in-process model; exit frees it
+            engine.close()
+    if writer.error is not None:
+        kept = keep_failed(partial_path, paths.failed_dir, experiment.id)
+        raise _io_error(writer.error, partial_path, kept, writer.written)
+    measurement = Measurement(engine_info, plan, options, result, samples, job)
+    return _finish(config, experiment, paths, partial_path, measurement)
+
+
+def _drive(config, experiment, engine, plan, options, writer, progress) -> tuple[RunResult, list]:
+    """Run the load with the sampler on; a write error or an interrupt stops new requests."""
+    from perflab.measure.sampler import ResourceSampler
+
+    stop = threading.Event()
+
+    def on_record(record: RequestRecord) -> None:
+        writer(record)
+        if writer.error is not None:
+            stop.set()
+        if progress is not None:
+            progress(record)
+
+    sampler = ResourceSampler(
+        interval_s=config["sampler"]["interval_s"],
+        server_pids=server_pid_finder(config),
+        server_remote=server_is_remote(config),
+    )
+    try:
+        with sampler:
+            result = run_load(
+                engine,
+                experiment.prompt,
+                options,
+                plan,
+                experiment_id=experiment.id,
+                on_record=on_record,
+                stop=stop,
+                prompt_cache=experiment.prompt_cache,
+            )
+    except BaseException:
+        stop.set()  # workers send nothing more; the one in flight ends with the engine
+        raise
+    return result, sampler.samples
+
+
+def _finish(
+    config: dict,
+    experiment: Experiment,
+    paths: ExperimentPaths,
+    partial_path: Path,
+    measurement: Measurement,
+) -> dict:
+    from perflab.measure.provenance import config_hash, host_info
+    from perflab.measure.sampler import summarize_samples, write_samples
+
+    result, samples = measurement.result, measurement.samples
+    rate = error_rate(result.records)
+    metadata = {
+        "experiment": experiment.params(),
+        "engine": measurement.engine_info,
+        "options": asdict(measurement.options),
+        "plan": asdict(measurement.plan),
+        "host": host_info(),
+        "perflab_version": __version__,
+        "runner_version": RUNNER_VERSION,
+        "config_hash": config_hash(config),
+        "run": {
+            "started": result.started,
+            "ended": result.ended,
+            "measured_started": result.measured_started,
+            "measured_wall_s": result.measured_wall_s,
+            "n_records": len(result.records),
+            "error_rate": rate,
+            "error_budget": config["error_budget"],
+            "partial": rate > 0,
+        },
+        "resources": summarize_samples(samples, (result.measured_started, result.measured_ended)),
+        "job": measurement.job,
+    }
+    if rate > config["error_budget"]:
+        kept = keep_failed(partial_path, paths.failed_dir, experiment.id)
+        raise ErrorBudgetExceeded(
+            f"experiment {experiment.id}: {rate:.0%} of requests failed, above the error "
+            f"budget of {config['error_budget']:.0%}. Records kept in {kept}. Fix the cause "
+            "(see the error column) or raise error_budget in the config, then rerun."
+        )
+    try:
+        write_samples(paths.samples, samples)
+        write_jsonl_atomic(paths.records, result.records)
+        write_json_atomic(paths.metadata, metadata)
+    except OSError as exc:
+        kept = keep_failed(partial_path, paths.failed_dir, experiment.id)
+        raise _io_error(exc, paths.records.parent, kept, len(result.records)) from None
+    partial_path.unlink(missing_ok=True)
+    tabulate_experiment(paths)
+    return metadata
+
+
+def tabulate_experiment(paths: ExperimentPaths) -> dict:
+    """The experiment's Parquet records and summary, from its JSON lines and metadata."""
+    from perflab.analyse.tables import write_experiment_tables
+
+    return write_experiment_tables(paths.records, paths.metadata, paths.tables)

@@ -1,0 +1,316 @@
+"""Closed-loop load generation: N workers, each sends its next request when
+its last one ends, for a request count or a duration. Every request ends as
+exactly one record, ok or error; warm-up requests are recorded and flagged.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from perflab.core.records import (
+    ERROR_ENGINE,
+    ERROR_PROTOCOL,
+    ERROR_TIMEOUT,
+    STATUS_ERROR,
+    STATUS_OK,
+    STATUS_TIMEOUT,
+    RequestRecord,
+    decode_tps,
+)
+from perflab.engines.base import Engine, EngineError, GenerationOptions
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    workers: int = 1
+    requests: int | None = None
+    duration_s: float | None = None
+    warmup_requests: int = 0
+
+    def __post_init__(self):
+        if (self.requests is None) == (self.duration_s is None):
+            raise ValueError("a load plan needs exactly one of requests or duration_s")
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
+        if self.requests is not None and self.requests < 1:
+            raise ValueError("requests must be at least 1")
+        if self.duration_s is not None and self.duration_s <= 0:
+            raise ValueError("duration_s must be positive")
+        if self.warmup_requests < 0:
+            raise ValueError("warmup_requests must not be negative")
+
+
+NONCE_SPACE = 1_000_000  # six digits: two tokens in Llama 3's tokenizer, whatever the value
+# Coprime with NONCE_SPACE, so request i -> nonce is one-to-one; at least 1000, so the
+# leading three digits (the first token) differ between consecutive requests.
+NONCE_STRIDE = 1001
+
+
+class PromptNonce:
+    """Puts a short prefix, unique per request, in front of a prompt: ``042137: <prompt>``.
+
+    A server's prompt cache reuses the longest prefix a new prompt shares with the one
+    it processed before; a prefix that differs from its first token on leaves nothing
+    to reuse (beyond a BOS token), so every request pays its whole prefill. Nonces are
+    one-to-one with the request index (below a million requests) from a random start,
+    so another experiment starts elsewhere.
+    """
+
+    def __init__(self, start: int | None = None):
+        self.start = secrets.randbelow(NONCE_SPACE) if start is None else start
+
+    def nonce(self, request_index: int) -> str:
+        value = (self.start + request_index * NONCE_STRIDE) % NONCE_SPACE
+        return f"{value:06d}:"
+
+    def apply(self, prompt: str, request_index: int) -> str:
+        return f"{self.nonce(request_index)} {prompt}"
+
+
+def prompt_for_request(
+    prompt: str, prompt_cache: str, nonce: PromptNonce, request_index: int
+) -> str:
+    """The text sent: ``bust`` gives every request its own prefix, ``reuse`` the same prompt."""
+    if prompt_cache == "reuse":
+        return prompt
+    if prompt_cache == "bust":
+        return nonce.apply(prompt, request_index)
+    raise ValueError(f"prompt_cache must be 'bust' or 'reuse', not {prompt_cache!r}")
+
+
+class Clock:
+    """Monotonic durations, reported as wall-clock epoch seconds."""
+
+    def __init__(self):
+        self._epoch = time.time()
+        self._start = time.perf_counter()
+
+    def now(self) -> float:
+        return time.perf_counter()
+
+    def epoch(self, perf: float) -> float:
+        return self._epoch + (perf - self._start)
+
+
+def measure_request(
+    engine: Engine,
+    prompt: str,
+    options: GenerationOptions,
+    *,
+    experiment_id: str,
+    request_index: int,
+    worker: int,
+    is_warmup: bool,
+    clock: Clock,
+) -> RequestRecord:
+    """Send one request and time it from the client's side: from when the request
+    left (an engine's ``sent_at``, else the call) to its final chunk, each chunk
+    at its ``arrived_at`` (else when the engine yields it)."""
+    called = started = clock.now()
+    prep = None
+    first = last = ended = None
+    gaps: list[float] = []
+    tokens = 0
+    timings = None
+    status, error_class, error = STATUS_OK, None, None
+    try:
+        for chunk in engine.stream(prompt, options):
+            arrived = chunk.arrived_at
+            if arrived is None:
+                arrived = clock.now()
+            if chunk.sent_at is not None:
+                started, prep = chunk.sent_at, chunk.sent_at - called
+            if chunk.n_tokens:
+                if first is None:
+                    first = arrived
+                else:  # a chunk of k tokens: its gap shared evenly, one ITL per token
+                    gaps.extend([(arrived - last) / chunk.n_tokens] * chunk.n_tokens)
+                last = arrived
+                tokens += chunk.n_tokens
+            if chunk.done:
+                timings, ended = chunk.timings, arrived
+    except EngineError as exc:
+        status = STATUS_TIMEOUT if exc.error_class == ERROR_TIMEOUT else STATUS_ERROR
+        error_class, error = exc.error_class, str(exc)
+    except Exception as exc:  # noqa: BLE001 - never lose a request to an unexpected error
+        status, error_class, error = STATUS_ERROR, ERROR_ENGINE, f"{type(exc).__name__}: {exc}"
+    if status == STATUS_OK and timings is None:
+        status, error_class = STATUS_ERROR, ERROR_PROTOCOL
+        error = "stream ended without a final chunk"
+    if status != STATUS_OK or ended is None:
+        ended = clock.now()
+    ttft = None if first is None else first - started
+    e2e = ended - started
+    output_tokens = tokens
+    if status == STATUS_OK and timings and timings.output_tokens:
+        output_tokens = timings.output_tokens
+    queue = timings.raw.get("queue_s") if timings else None
+    unaccounted = None
+    if (
+        status == STATUS_OK
+        and timings
+        and timings.prefill_s is not None
+        and timings.decode_s is not None
+    ):
+        # client, HTTP and sampling overhead; for Ollama also the queue wait it does not report
+        known = (queue or 0.0) + (timings.load_s or 0.0) + timings.prefill_s + timings.decode_s
+        unaccounted = e2e - known
+    return RequestRecord(
+        experiment_id=experiment_id,
+        request_index=request_index,
+        worker=worker,
+        is_warmup=is_warmup,
+        status=status,
+        error_class=error_class,
+        error=error,
+        t_submit=clock.epoch(started),
+        t_first_token=None if first is None else clock.epoch(first),
+        t_end=clock.epoch(ended),
+        ttft_s=ttft,
+        e2e_s=e2e,
+        itl_s=gaps,
+        prompt_tokens=timings.prompt_tokens if timings else None,
+        output_tokens=output_tokens,
+        tps=decode_tps(output_tokens, ttft, e2e) if status == STATUS_OK else None,
+        queue_s=queue,
+        load_s=timings.load_s if timings else None,
+        prefill_s=timings.prefill_s if timings else None,
+        decode_s=timings.decode_s if timings else None,
+        server_total_s=timings.total_s if timings else None,
+        unaccounted_s=unaccounted,
+        server_prompt_tokens=timings.prompt_tokens if timings else None,
+        server_output_tokens=timings.output_tokens if timings else None,
+        server_raw=timings.raw if timings else {},
+        finish_reason=timings.finish_reason if status == STATUS_OK and timings else None,
+        prep_s=prep,
+    )
+
+
+@dataclass
+class RunResult:
+    records: list[RequestRecord]
+    started: float
+    ended: float
+    measured_started: float
+    measured_ended: float
+
+    @property
+    def measured_wall_s(self) -> float:
+        return self.measured_ended - self.measured_started
+
+
+def run_load(
+    engine: Engine,
+    prompt: str,
+    options: GenerationOptions,
+    plan: LoadPlan,
+    *,
+    experiment_id: str,
+    on_record: Callable[[RequestRecord], None] | None = None,
+    stop: threading.Event | None = None,
+    prompt_cache: str = "bust",
+) -> RunResult:
+    """Warm up, then drive ``plan.workers`` closed-loop workers.
+
+    ``on_record`` sees each record as it ends (progress, the partial file);
+    setting ``stop`` sends no new request (requests in flight finish).
+    ``prompt_cache`` is ``bust`` (each request's prompt gets a unique prefix, see
+    PromptNonce) or ``reuse`` (every request sends ``prompt`` as it is).
+    """
+    stop = stop or threading.Event()
+    prompt_for_request(prompt, prompt_cache, PromptNonce(0), 0)  # reject a bad mode up front
+    nonce = PromptNonce()
+    clock = Clock()
+    records: list[RequestRecord] = []
+    lock = threading.Lock()
+    index = itertools.count()
+
+    def keep(record: RequestRecord) -> None:
+        with lock:
+            records.append(record)
+            if on_record:
+                try:
+                    on_record(record)
+                except Exception as exc:  # noqa: BLE001 - the record is kept in memory all the same
+                    warnings.warn(
+                        f"could not hand over record {record.request_index}: {exc}", stacklevel=1
+                    )
+
+    def send(worker: int, is_warmup: bool) -> None:
+        request_index = next(index)
+        keep(
+            measure_request(
+                engine,
+                prompt_for_request(prompt, prompt_cache, nonce, request_index),
+                options,
+                experiment_id=experiment_id,
+                request_index=request_index,
+                worker=worker,
+                is_warmup=is_warmup,
+                clock=clock,
+            )
+        )
+
+    started = clock.now()
+    for _ in range(plan.warmup_requests):
+        if stop.is_set():
+            break
+        send(0, is_warmup=True)
+
+    remaining = itertools.count(plan.requests, -1) if plan.requests is not None else None
+    measured_started = clock.now()
+    deadline = None if plan.duration_s is None else measured_started + plan.duration_s
+
+    def has_work() -> bool:
+        if stop.is_set():
+            return False
+        if deadline is not None:
+            return clock.now() < deadline
+        with lock:
+            return next(remaining) > 0
+
+    def worker_loop(worker: int) -> None:
+        while has_work():
+            send(worker, is_warmup=False)
+
+    threads = [
+        threading.Thread(target=worker_loop, args=(w,), name=f"perflab-worker-{w}", daemon=True)
+        for w in range(plan.workers)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ended = clock.now()
+    return RunResult(
+        records=sorted(records, key=lambda r: r.request_index),
+        started=clock.epoch(started),
+        ended=clock.epoch(ended),
+        measured_started=clock.epoch(measured_started),
+        measured_ended=clock.epoch(ended),
+    )
+
+
+def error_rate(records: list[RequestRecord]) -> float:
+    measured = [r for r in records if not r.is_warmup]
+    if not measured:
+        return 0.0
+    return sum(r.status != STATUS_OK for r in measured) / len(measured)
+
+
+def write_partial_line(path: Path) -> Callable[[RequestRecord], None]:
+    """An on_record callback appending each record as it ends, so a crash loses nothing."""
+    handle = open(path, "a", buffering=1)  # noqa: SIM115 - closed by the caller via .close
+
+    def append(record: RequestRecord) -> None:
+        handle.write(record.to_json() + "\n")
+
+    append.close = handle.close  # type: ignore[attr-defined]
+    return append

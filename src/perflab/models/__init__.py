@@ -1,0 +1,1 @@
+"""Model files: the tiny random-weight model and quantization."""

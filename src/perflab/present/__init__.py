@@ -1,0 +1,1 @@
+"""Presentation: wording, the log, charts and run comparisons."""

@@ -1,0 +1,320 @@
+"""Render the Day-1 learning log from the findings (no judgement here).
+
+Everything a config, a server or a model supplied is untrusted: every value
+the template prints is escaped for Markdown (``markdown_escape``), and the
+HTML is sanitised with nh3, which keeps no script, no event handler and no
+``javascript:`` link.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import re
+from pathlib import Path
+
+import jinja2
+
+from perflab import __version__
+from perflab.analyse.findings import Findings, load
+from perflab.analyse.tables import read_metadata_index
+from perflab.engines.ollama_store import uses_tiny_model
+from perflab.present import wording
+from perflab.present.wording import comparison as comparison_words
+
+TEMPLATES = Path(__file__).parent / "templates"
+PROMPT_LABELS = {
+    "tiny": "Tiny",
+    "short": "Short",
+    "medium": "Medium",
+    "long": "Long",
+    "very_long": "Very long",
+}
+BOTTLENECK_OPTIONS = ("CPU", "Memory", "Disk I/O", "Network")
+URL_SCHEMES = {"http", "https", "mailto"}
+MARKDOWN_SPECIAL = str.maketrans(
+    {
+        "\\": "\\\\",
+        "`": "\\`",
+        "*": "\\*",
+        "[": "\\[",
+        "]": "\\]",
+        "|": "\\|",
+        "<": "&lt;",
+        ">": "&gt;",
+        "&": "&amp;",
+        "\n": " ",
+        "\r": " ",
+    }
+)
+
+
+class Verbatim(str):
+    """Text for a fenced code block: printed as is, except that it cannot close the fence."""
+
+
+class Placeholder(str):
+    """The template's own blank for the person to fill in (``[TIME]``): printed as is."""
+
+
+def markdown_escape(value) -> str:
+    """Any value as inert Markdown text: no HTML, no link, no code span, no table cell break."""
+    if value is None:
+        return ""
+    if isinstance(value, Placeholder):
+        return str(value)
+    if isinstance(value, Verbatim):
+        return str(value).replace("```", "'''").replace("~~~", "'''")
+    return str(value).translate(MARKDOWN_SPECIAL)
+
+
+def label(prompt_name: str | None) -> str:
+    name = prompt_name or "?"
+    return PROMPT_LABELS.get(name, name.replace("_", " ").capitalize())
+
+
+def preview(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+def epoch_text(seconds: float | None) -> str:
+    if seconds is None:
+        return Placeholder("[TIME]")
+    return dt.datetime.fromtimestamp(seconds).strftime("%H:%M:%S")
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=False,
+        finalize=markdown_escape,
+    )
+    env.globals.update(
+        fmt=wording.num,
+        measured=wording.measured,
+        spread=wording.spread_text,
+        ci=wording.ci_note,
+        label=label,
+        duration=wording.duration,
+    )
+    return env
+
+
+def render_template(name: str, **context) -> str:
+    """Any of perflab's templates, every value escaped as in the log."""
+    return _environment().get_template(name).render(**context)
+
+
+def render_log(context: dict) -> str:
+    return _environment().get_template("day1-log.md.j2").render(**context)
+
+
+def render_html(markdown_text: str, title: str, chart_svgs: dict[str, str]) -> str:
+    """A self-contained page: the log as sanitised HTML, charts inlined as SVG."""
+    import markdown
+    import nh3
+
+    body = markdown.markdown(markdown_text, extensions=["tables", "fenced_code"])
+    body = nh3.clean(body, url_schemes=URL_SCHEMES)
+    for src, svg in chart_svgs.items():
+        pattern = rf'<img[^>]*\bsrc="{re.escape(html.escape(src))}"[^>]*>'
+        body = re.sub(pattern, lambda _, svg=svg: svg, body)
+    return (
+        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>body{{font-family:sans-serif;max-width:60em;"
+        "margin:2em auto;line-height:1.45}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:.2em .5em}code,pre{background:#f4f4f4}"
+        "svg{max-width:100%;height:auto}</style></head><body>\n"
+        f"{body}\n</body></html>\n"
+    )
+
+
+def chart_links(charts_dir: Path, markdown_dir: Path) -> dict[str, str]:
+    charts_dir = Path(charts_dir)
+    if not charts_dir.is_dir():
+        return {}
+    return {
+        svg.stem.removesuffix("_chart"): str(svg.relative_to(markdown_dir))
+        for svg in sorted(charts_dir.glob("*.svg"))
+    }
+
+
+def observations(f: Findings) -> dict[str, str]:
+    return {
+        "prompt_length": wording.prompt_length(f.prompt_length),
+        "temperature": wording.temperature(f.temperature),
+        "concurrency": wording.concurrency(f.concurrency, f.capabilities.parallel_setting),
+        "kv_cache": wording.kv_cache(f.kv_cache),
+        "expected_tps": wording.expectations(f.expectations),
+        "breakdown": wording.breakdown(f.breakdown),
+        "resources": wording.bottleneck_sentence(f.bottleneck),
+    }
+
+
+def build_context(
+    f: Findings,
+    metadata: list[dict],
+    config: dict,
+    charts: dict[str, str],
+    result_files: list[str],
+    configfiles: str = "",
+) -> dict:
+    first = metadata[0] if metadata else {"engine": {}, "host": {}}
+    engine = {
+        "engine": f.engine,
+        "model": config["engine"]["model"],
+        "model_digest": None,
+        "model_sha256": None,
+        "engine_version": None,
+    } | first["engine"]
+    host = {"cpu_model": "unknown", "logical_cores": None, "ram_gb": None, "os": "unknown"}
+    host |= first["host"]
+    prompts = config["prompts"]
+    words = observations(f)
+    tiny = None
+    if uses_tiny_model(config["engine"]):
+        tiny = ", ".join(f"{k}={v}" for k, v in config["tiny_model"].items())
+    return {
+        "f": f,
+        "date": dt.date.fromtimestamp(f.run.started).isoformat()
+        if f.run.started
+        else Placeholder("[DATE]"),
+        "run": config["run"],
+        "perflab_version": __version__,
+        "engine": engine,
+        "engine_label": f.capabilities.label,
+        "host": host,
+        "tiny_model": tiny,
+        "warmup_requests": config["warmup_requests"],
+        "status": wording.status(f.run),
+        "hours": None if f.run.hands_on_s is None else f.run.hands_on_s / 3600,
+        "total_time": wording.total_time(f.run),
+        "setup_started": epoch_text(f.run.setup_started),
+        "setup_completed": epoch_text(f.run.setup_ended),
+        "setup_notes": wording.setup_notes(f.run),
+        "basic_started": epoch_text(f.run.basic_span[0]),
+        "basic_completed": epoch_text(f.run.basic_span[1]),
+        "advanced_started": epoch_text(f.run.advanced_span[0]),
+        "advanced_completed": epoch_text(f.run.advanced_span[1]),
+        "previews": {name: preview(text) for name, text in prompts.items()},
+        "observations": words,
+        "trials_note": wording.trials_note(f.repeats),
+        "interference_note": wording.interference_summary(f.interference),
+        "bottleneck_option": wording.LOG_OPTIONS.get(f.bottleneck.primary),
+        "bottleneck_note": "; ".join(
+            n
+            for n in (
+                wording.NOTES.get(f.bottleneck.primary),
+                wording.disturbed_caveat(f.bottleneck),
+            )
+            if n
+        ),
+        "bottleneck_options": BOTTLENECK_OPTIONS,
+        "bottleneck_evidence": wording.bottleneck_evidence(f.bottleneck),
+        "ideas": [wording.idea(i) for i in f.run.ideas],
+        "technical_issues": wording.technical_issues(f, configfiles),
+        "solutions": wording.solutions(f, configfiles),
+        "storage": wording.storage(f.run),
+        "insights": [words[k] for k in ("temperature", "concurrency", "prompt_length") if words[k]][
+            :3
+        ],
+        "keep_alive": config["generation"]["keep_alive"],
+        "charts": charts,
+        "result_files": result_files,
+        "key_findings": wording.key_findings(f),
+        "provenance": Verbatim(provenance_text(first, f.run.started, f.run.ended)),
+        "checklist": wording.checklist(f, engine["model"]),
+    } | comparison_context(f)
+
+
+def comparison_context(f: Findings) -> dict:
+    if f.comparison is None:
+        return {
+            "comparison_rows": [],
+            "comparison_sizes": [],
+            "comparison_points": [],
+            "comparison_headline": [],
+        }
+    points = [
+        (
+            comparison_words.METRIC_LABELS.get(m.metric, m.metric),
+            comparison_words.point_rows(f.comparison, m),
+        )
+        for m in f.comparison.metrics
+    ]
+    return {
+        "comparison_rows": comparison_words.rows(f.comparison),
+        "comparison_sizes": comparison_words.sizes(f.comparison),
+        "comparison_points": points,
+        "comparison_headline": comparison_words.headline(f.comparison),
+    }
+
+
+def _iso(seconds: float | None) -> str:
+    if seconds is None:
+        return "n/a"
+    return dt.datetime.fromtimestamp(seconds).isoformat(timespec="seconds")
+
+
+def provenance_text(metadata: dict, started: float | None, ended: float | None) -> str:
+    engine, host = metadata.get("engine", {}), metadata.get("host", {})
+    packages = json.dumps(host.get("packages", {}), sort_keys=True)
+    lines = [
+        f"engine       {engine.get('engine')} {engine.get('engine_version')}  host {engine.get('host', 'in-process')}",
+        f"model        {engine.get('model')}  digest/sha256 {engine.get('model_digest') or engine.get('model_sha256')}",
+        f"model detail {json.dumps(engine.get('model_details', {}), sort_keys=True)}",
+        f"machine      {host.get('cpu_model')}, {host.get('logical_cores')} logical / {host.get('physical_cores')} physical cores, {host.get('ram_gb')} GB RAM, {host.get('platform')}",
+        f"software     perflab {metadata.get('perflab_version')} (git {host.get('git_commit')}), python {host.get('python')}, {packages}",
+        f"run          {_iso(started)} → {_iso(ended)}, config hash {metadata.get('config_hash')}",
+    ]
+    return "\n".join(lines)
+
+
+def write_log(
+    findings_path,
+    metadata_path,
+    charts_dir,
+    result_files,
+    config: dict,
+    markdown_path,
+    html_path,
+    configfiles: str = "",
+) -> None:
+    from perflab.config.targets import baseline, target_config
+    from perflab.core.records import write_text_atomic
+
+    markdown_path, html_path = Path(markdown_path), Path(html_path)
+    findings = load(findings_path)
+    metadata = read_metadata_index(metadata_path)
+    chosen = baseline(config)
+    if chosen is not None:  # the Day-1 sections describe the baseline target
+        metadata = [m for m in metadata if m["experiment"].get("target") == chosen]
+        config = target_config(config, chosen)
+    charts = chart_links(Path(charts_dir), markdown_path.parent)
+    context = build_context(
+        findings, metadata, config, charts, [str(p) for p in result_files], configfiles
+    )
+    text = render_log(context)
+    write_text_atomic(markdown_path, text)
+    svgs = {path: (markdown_path.parent / path).read_text() for path in charts.values()}
+    write_text_atomic(html_path, render_html(text, f"Day 1 log — {config['run']}", svgs))
+
+
+def write_comparison(findings_path, charts_dir, config: dict, markdown_path) -> None:
+    """``reports/<run>/comparison.md``: the targets side by side, per metric and per point."""
+    from perflab.core.records import write_text_atomic
+
+    markdown_path = Path(markdown_path)
+    findings = load(findings_path)
+    context = {
+        "f": findings,
+        "run": config["run"],
+        "perflab_version": __version__,
+        "charts": chart_links(Path(charts_dir), markdown_path.parent),
+    } | comparison_context(findings)
+    text = render_template("comparison.md.j2", **context)
+    write_text_atomic(markdown_path, text)

@@ -1,0 +1,319 @@
+"""The answers to the log's questions, from their findings."""
+
+from __future__ import annotations
+
+from perflab.analyse.findings.breakdown import BreakdownFinding
+from perflab.analyse.findings.concurrency import ConcurrencyFinding, ConcurrencyVerdict, QueueSource
+from perflab.analyse.findings.expectations import ExpectationFinding, Position
+from perflab.analyse.findings.frame import PRACTICAL_DIFFERENCE
+from perflab.analyse.findings.kv_cache import KvCacheFinding, KvCacheVerdict
+from perflab.analyse.findings.prompt_length import (
+    MIN_FIT_POINTS,
+    PromptLengthFinding,
+    PromptLengthReason,
+    PromptLengthVerdict,
+)
+from perflab.analyse.findings.temperature import (
+    TemperatureFinding,
+    TemperatureReason,
+    TemperatureVerdict,
+)
+from perflab.present.wording.numbers import num, spread_text, workers_text
+
+
+def _disturbed_note(ids: tuple[str, ...]) -> str:
+    return (
+        f" It rests on disturbed experiment(s) {', '.join(ids)} (other work on the machine; "
+        "see Technical Issues), which one pass cannot settle: inconclusive."
+    )
+
+
+def _fit_words(slope: float, r2: float) -> str:
+    per_token_ms = slope * 1000
+    verb = "grows" if per_token_ms >= 0 else "falls"
+    return f"{verb} by {abs(per_token_ms):.3f} ms per prompt token (R² {r2:.2f}"
+
+
+def prompt_length(f: PromptLengthFinding) -> str:
+    cached = (
+        f" Left out of the fit: {', '.join(f.excluded_cached)} (prompt cache reused)."
+        if f.excluded_cached
+        else ""
+    )
+    if f.verdict is None:
+        return f"Fewer than 2 prompt lengths with successful requests ({len(f.points)}): no scaling to report.{cached}"
+    fit, e2e = f.ttft_fit, f.e2e_fit
+    verdict = {
+        PromptLengthVerdict.LINEAR: "Linear",
+        PromptLengthVerdict.SUPERLINEAR: "Faster than linear",
+        PromptLengthVerdict.FLAT: "Flat",
+        PromptLengthVerdict.INCONCLUSIVE: "Inconclusive",
+    }[f.verdict]
+    text = f"{verdict}: TTFT {_fit_words(fit.slope, fit.r2)}, {fit.n} prompt lengths)"
+    grows = f.verdict in (PromptLengthVerdict.LINEAR, PromptLengthVerdict.SUPERLINEAR)
+    if grows and f.prefill_tps:
+        text += f": prefill ≈ {f.prefill_tps:,.0f} tok/s"
+    elif f.verdict == PromptLengthVerdict.FLAT:
+        text += ": no prefill cost seen"
+    if e2e.slope is not None:
+        text += f"; end-to-end latency {_fit_words(e2e.slope, e2e.r2)})"
+    short, long = f.points[0], f.points[-1]
+    text += (
+        f". From {short.prompt_tokens_mean:.0f} to {long.prompt_tokens_mean:.0f} prompt tokens, "
+        f"TTFT went from {spread_text(short.ttft)} to {spread_text(long.ttft)} and mean latency "
+        f"from {spread_text(short.e2e)} to {spread_text(long.e2e)}."
+    )
+    if f.reason == PromptLengthReason.TOO_FEW_POINTS:
+        text += (
+            f" Only {fit.n} points (fewer than {MIN_FIT_POINTS}): a line through 2 points always "
+            "fits, so treat it as a rough indication."
+        )
+    elif f.reason == PromptLengthReason.POOR_FIT:
+        text += (
+            f" The fit is poor (R² {fit.r2:.2f}): TTFT is not linear in prompt length at these "
+            "sizes, or noise dominates."
+        )
+    elif f.reason == PromptLengthReason.DISTURBED:
+        text += _disturbed_note(f.disturbed)
+    elif f.verdict == PromptLengthVerdict.FLAT:
+        text += (
+            f" Prompt length adds only {f.ttft_rise_s * 1000:.1f} ms over the whole range: "
+            "prefill is cheap here, or a prompt cache served the prompts."
+        )
+    lengths = [p.output_tokens_mean for p in f.points if p.output_tokens_mean is not None]
+    if lengths and f.same_output_length:
+        text += (
+            f" Output length is the same at every prompt length ({sum(lengths) / len(lengths):.0f} "
+            "tokens)" + (", so the growth is prefill work." if grows else ".")
+        )
+    elif lengths:
+        text += (
+            f" Output length varies from {min(lengths):.0f} to {max(lengths):.0f} tokens, "
+            "which also moves end-to-end latency."
+        )
+    return text + cached
+
+
+def _truncation(f: TemperatureFinding) -> str:
+    if not f.truncated:
+        return ""
+    cut = "; ".join(f"{c.temperature:g}: {c.n_truncated} of {c.n_ok}" for c in f.truncated)
+    why = (
+        " so output length, not speed, explains the latency difference"
+        if f.verdict == TemperatureVerdict.LENGTH_ONLY
+        else ""
+    )
+    return (
+        f" Answers were cut at max_tokens ({cut}),{why}."
+        if why
+        else f" Answers were cut at max_tokens ({cut})."
+    )
+
+
+def temperature(f: TemperatureFinding) -> str:
+    if f.verdict is None:
+        return "Fewer than 2 temperatures were measured: no comparison."
+    listing = "; ".join(
+        f"{c.temperature:g}: {spread_text(c.e2e)}, {spread_text(c.tps, 1, ' tok/s')}, "
+        f"{num(c.output_tokens_mean, 0, ' output tokens')}, n={c.n_ok}"
+        for c in f.conditions
+    )
+    slow, fast = f.slowest, f.fastest
+    if f.verdict == TemperatureVerdict.NO_EFFECT and f.latency_measurable:
+        text = (
+            f"No practical effect: the largest latency difference, {f.latency_difference:.1%}, "
+            f"is measurable but under {PRACTICAL_DIFFERENCE:.0%}"
+        )
+    elif f.verdict == TemperatureVerdict.NO_EFFECT:
+        text = (
+            "No: no latency difference beyond the spread of the measurements "
+            f"(largest {f.latency_difference:.1%})"
+        )
+    elif f.verdict == TemperatureVerdict.LENGTH_ONLY:
+        text = (
+            f"Only through output length: temperature {slow.temperature:g} takes "
+            f"{1 + f.latency_difference:.2f}× as long as {fast.temperature:g} because it writes "
+            f"{num(slow.output_tokens_mean, 0)} vs {num(fast.output_tokens_mean, 0)} tokens; "
+            "decode speed per token is the same within its spread"
+        )
+    elif f.verdict == TemperatureVerdict.SPEED_EFFECT:
+        text = (
+            f"Yes: temperature {slow.temperature:g} is {1 + f.latency_difference:.2f}× slower "
+            f"than {fast.temperature:g}, beyond the spread of the trials"
+        )
+    elif f.reason == TemperatureReason.ONE_PASS:
+        text = (
+            f"Inconclusive: latency differs by {f.latency_difference:.1%} ({slow.temperature:g} "
+            f"slowest, {fast.temperature:g} fastest), but with one pass per temperature drift "
+            "between experiments could explain it"
+        )
+    else:
+        text = "Inconclusive"
+    text += f" ({listing})."
+    if f.reason == TemperatureReason.DISTURBED:
+        text += _disturbed_note(f.disturbed)
+    return text + _truncation(f)
+
+
+def concurrency(f: ConcurrencyFinding, setting: str | None) -> str:
+    if f.verdict is None:
+        return (
+            "The concurrency suite needs at least two worker counts with successful requests: "
+            "no comparison."
+        )
+    base, most = f.points[0], f.points[-1]
+    at_knee = next(p for p in f.points if p.workers == f.knee_workers)
+    hint = f" ({setting})" if setting else ""
+    # what the pattern says of the server, unless no server could have made it
+    plausible = f.beyond_workers_at is None
+    if f.verdict == ConcurrencyVerdict.SERIAL:
+        text = (
+            f"{'No' if f.trusted else 'Inconclusive'}: throughput stayed flat from "
+            f"{base.workers} to {most.workers} workers (×{f.peak_speedup:.2f} at best)"
+        )
+        if plausible:
+            text += (
+                f": the server serializes requests, running one at a time{hint}, "
+                "so extra requests only queue"
+            )
+    elif f.verdict == ConcurrencyVerdict.SCALES:
+        text = (
+            f"{'Yes' if f.trusted else 'Inconclusive'}: throughput grew ×{most.speedup:.2f} "
+            f"from {base.workers} to {most.workers} workers and was still growing"
+        )
+        if plausible:
+            text += ": the server runs requests in parallel"
+    else:
+        growth = "doubled" if round(at_knee.speedup, 1) == 2.0 else f"grew ×{at_knee.speedup:.2f}"
+        answer = f"Up to {f.knee_workers} workers" if f.trusted else "Inconclusive"
+        after = "fell" if f.fell_at is not None and f.fell_at > f.knee_workers else "stayed flat"
+        text = (
+            f"{answer}: throughput {growth} from {base.workers} to "
+            f"{f.knee_workers} workers, then {after}"
+        )
+        if plausible:
+            text += f": the server runs about {f.parallel_requests} requests at once{hint}"
+    text += f", while mean latency grew ×{most.latency_growth:.2f}."
+    if f.fell_at is not None:
+        fell = next(p for p in f.points if p.workers == f.fell_at)
+        text += (
+            f" Throughput fell to ×{fell.speedup:.2f} at {workers_text(fell.workers)}: more "
+            "requests than the server runs at once contend for it, or the machine was busy."
+        )
+    if f.beyond_workers_at is not None:
+        beyond = next(p for p in f.points if p.workers == f.beyond_workers_at)
+        text += (
+            f" At {workers_text(beyond.workers)} throughput was ×{beyond.speedup:.2f} that of "
+            f"{workers_text(base.workers)}, more than {beyond.workers / base.workers:g}× the "
+            "workers can give: other work slowed the baseline, so the pattern is not the server's."
+        )
+    if f.queue_wait_s is not None:
+        source = (
+            "the engine's queue time"
+            if f.queue_source == QueueSource.REPORTED
+            else f"growth of time the server's timings do not cover, over {workers_text(base.workers)}"
+        )
+        text += (
+            f" At {most.workers} workers requests waited {f.queue_wait_s:.3f} s for the server "
+            f"({f.queue_share:.0%} of {most.condition.e2e.mean:.3f} s mean latency; {source})."
+        )
+    if base.workers != 1:
+        text += f" There is no 1-worker run; {base.workers} workers is the baseline."
+    if f.disturbed:
+        text += _disturbed_note(f.disturbed)
+    elif f.one_pass:
+        text += " One pass per worker count: drift between experiments was not measured."
+    listing = "; ".join(
+        f"{workers_text(p.workers)}: {num(p.condition.req_per_s.mean, 2, ' req/s')} "
+        f"(×{p.speedup:.2f}), {spread_text(p.condition.e2e)} mean latency"
+        for p in f.points
+    )
+    return f"{text} ({listing})."
+
+
+def kv_cache(f: KvCacheFinding) -> str | None:
+    if f.bust is None and f.reuse is None:
+        return None
+    if f.verdict is None:
+        return "The kv_cache suite needs the prompt both with and without reuse: no comparison."
+    figures = (
+        f"TTFT {spread_text(f.reuse.ttft)} with the prompt reused vs {spread_text(f.bust.ttft)} "
+        f"with a unique prefix per request (n={f.reuse.n_ok} and {f.bust.n_ok})"
+    )
+    if f.verdict == KvCacheVerdict.REUSE_FASTER:
+        return f"Yes: reusing the prompt's KV cache saves {f.ttft_saving:.0%} of TTFT: {figures}."
+    if f.verdict == KvCacheVerdict.NO_EFFECT:
+        return f"No TTFT difference beyond the spread of the measurements: {figures}."
+    if f.disturbed:
+        return f"Inconclusive: {figures}.{_disturbed_note(f.disturbed)}"
+    return (
+        f"Inconclusive: {figures}; with one pass each, drift between experiments could "
+        "explain the difference."
+    )
+
+
+def expectations(f: ExpectationFinding) -> str:
+    if f.actual_tps is None:
+        return "No successful request: no tokens/s to compare."
+    low, high = f.expected_low_tps, f.expected_high_tps
+    where = {
+        Position.BELOW: f"below the expected {low:g}–{high:g} tok/s ({f.ratio:.2f}× the low end)",
+        Position.ABOVE: f"above the expected {low:g}–{high:g} tok/s ({f.ratio:.1f}× the high end)",
+        Position.WITHIN: f"within the expected {low:g}–{high:g} tok/s",
+    }[f.position]
+    output = (
+        f" of {f.output_tokens_mean:.0f} output tokens on average"
+        if f.output_tokens_mean is not None
+        else ""
+    )
+    source = "basic suite" if f.source == "basic" else "all experiments"
+    spread = (
+        f"; per condition {f.tps_low:.1f}–{f.tps_high:.1f} tok/s"
+        if f.tps_low is not None and f.tps_high != f.tps_low
+        else ""
+    )
+    caveat = (
+        f" Other work used the CPU during {', '.join(f.disturbed)}: on a quiet machine the "
+        "speed may be higher."
+        if f.disturbed
+        else ""
+    )
+    return (
+        f"Measured decode speed is {f.actual_tps:.1f} tok/s (mean over {f.n} requests{output}, "
+        f"{source}{spread}), {where}.{caveat}"
+    )
+
+
+def breakdown(f: BreakdownFinding) -> str:
+    if f.e2e_mean_s is None:
+        return "No successful request: no latency to break down."
+    source = "basic suite" if f.source == "basic" else "all experiments"
+    if f.ttft_percent is None:
+        text = f"Mean latency is {f.e2e_mean_s:.3f} s ({source}, n={f.n}); TTFT was not recorded."
+    else:
+        text = (
+            f"Time to first token (queue, load and prefill) is {f.ttft_percent:.1f}% of the mean "
+            f"{f.e2e_mean_s:.3f} s latency and decode (after the first token) "
+            f"{f.decode_percent:.1f}% ({source}, n={f.n})."
+        )
+    if f.phases:
+        text += (
+            " By the engine's own timings: "
+            + ", ".join(f"{p.name} {p.percent:.1f}%" for p in f.phases)
+            + " (other = client, HTTP and sampling overhead)."
+        )
+    if f.phases_exceed_e2e is not None:
+        text += (
+            f" The engine's phases add up to {f.phases_exceed_e2e:.0f}% of the client's latency, "
+            "so the shares are of their sum."
+        )
+    if f.prep_mean_s is not None:
+        text += (
+            f" Before each request left, the client spent {f.prep_mean_s * 1000:.2f} ms "
+            "preparing it (not part of TTFT or latency)."
+        )
+    if f.decode_dominates is True:
+        text += " Decode dominates: output length, not prompt length, drives latency."
+    elif f.decode_dominates is False:
+        text += " Time to first token dominates: prompt length and waiting drive latency."
+    return text

@@ -1,0 +1,160 @@
+"""The comparison of targets in words: each metric, each target, its verdict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from perflab.analyse.findings.comparison import (
+    ComparisonFinding,
+    ComparisonVerdict,
+    MetricComparison,
+    TargetMetric,
+)
+from perflab.present.wording.numbers import NA, num, spread_text
+
+METRIC_LABELS = {
+    "tps": "Decode speed (tok/s per request)",
+    "prefill_tps": "Prefill speed (prompt tok/s)",
+    "ttft": "TTFT (s)",
+    "e2e": "End-to-end latency (s)",
+    "req_per_s": "Throughput (req/s)",
+}
+DIGITS = {"tok/s": 1, "s": 3, "req/s": 2}
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    metric: str
+    target: str
+    value: str
+    ratio: str
+    verdict: str
+
+
+def _times(value: float | None) -> str:
+    return NA if value is None else f"×{value:.2f}"
+
+
+def ratio_text(item: TargetMetric) -> str:
+    """'×0.67 (95 % CI ×0.66–×0.68, 6 pairs)' — target / baseline."""
+    found = item.ratio
+    if found is None:
+        return "baseline"
+    if found.value is None:
+        return NA
+    if found.low is None:
+        return f"{_times(found.value)} ({found.n_pairs} pair: no CI)"
+    return (
+        f"{_times(found.value)} (95 % CI {_times(found.low)}–{_times(found.high)}, "
+        f"{found.n_pairs} pairs)"
+    )
+
+
+def verdict_text(item: TargetMetric, finding: ComparisonFinding) -> str:
+    """'slower, ×1.50 (CI ×1.47–×1.53)', 'no significant difference', 'inconclusive: …'."""
+    if item.verdict is None:
+        return "baseline"
+    if item.verdict is ComparisonVerdict.INCONCLUSIVE:
+        return f"inconclusive: {inconclusive_reason(finding, item)}"
+    if item.verdict is ComparisonVerdict.NO_DIFFERENCE:
+        return "no significant difference"
+    interval = ""
+    if item.factor_low is not None:
+        interval = f" (95 % CI {_times(item.factor_low)}–{_times(item.factor_high)})"
+    return f"{item.verdict.value}, {_times(item.factor)}{interval}"
+
+
+def inconclusive_reason(finding: ComparisonFinding, item: TargetMetric) -> str:
+    if finding.one_pass:
+        return (
+            "one pass per point, so drift between experiments was not measured; "
+            "set repeats: 2 or more"
+        )
+    if finding.disturbed:
+        count = len(finding.disturbed)
+        return (
+            f"rests on {count} disturbed experiment{'s' if count > 1 else ''} that no "
+            "undisturbed trial settles (listed above); measure them again"
+        )
+    pairs = item.ratio.n_pairs if item.ratio else 0
+    return f"{pairs} pair(s) of twin experiments; at least 2 are needed"
+
+
+def rows(finding: ComparisonFinding) -> list[ComparisonRow]:
+    found = []
+    for metric in finding.metrics:
+        found += _metric_rows(metric, metric.targets, finding)
+    return found
+
+
+def _metric_rows(metric: MetricComparison, items, finding) -> list[ComparisonRow]:
+    digits = DIGITS.get(metric.unit, 3)
+    return [
+        ComparisonRow(
+            metric=METRIC_LABELS.get(metric.metric, metric.metric),
+            target=item.target,
+            value=spread_text(item.value, digits, f" {metric.unit}"),
+            ratio=ratio_text(item),
+            verdict=verdict_text(item, finding),
+        )
+        for item in items
+    ]
+
+
+def point_rows(finding: ComparisonFinding, metric: MetricComparison) -> list[ComparisonRow]:
+    """Per sweep point: the same columns, the point's id in place of the metric."""
+    found = []
+    for point in metric.points:
+        for row in _metric_rows(metric, point.targets, finding):
+            found.append(ComparisonRow(point.point_id, *list(row.__dict__.values())[1:]))
+    return found
+
+
+def sizes(finding: ComparisonFinding) -> list[dict]:
+    """Model file size and the server's peak RSS per target, with the baseline's ratio."""
+    base = next((t for t in finding.targets if t.name == finding.baseline), None)
+    found = []
+    for target in finding.targets:
+        ratio = None
+        if base and base.model_size_gb and target.model_size_gb:
+            ratio = target.model_size_gb / base.model_size_gb
+        found.append(
+            {
+                "target": target.name,
+                "engine": target.engine or NA,
+                "model": target.model or NA,
+                "size": num(target.model_size_gb, 3, " GB"),
+                "size_ratio": "baseline" if target is base else _times(ratio),
+                "rss": _range_text(target.rss_gb, target.n_experiments),
+                "output_tokens": num(target.output_tokens_mean, 1),
+            }
+        )
+    return found
+
+
+def _range_text(value, experiments: int) -> str:
+    """'0.307 GB (0.306–0.308 over 4 experiments)': a peak per experiment, not trials."""
+    if value.mean is None:
+        return NA
+    text = f"{value.mean:,.3f} GB"
+    if value.trials >= 2:
+        text += f" ({value.low:,.3f}–{value.high:,.3f} over {value.trials} experiments)"
+    return text
+
+
+def headline(finding: ComparisonFinding) -> list[str]:
+    """One line per non-baseline target: its decode-speed verdict and TTFT verdict."""
+    lines = []
+    for key in ("tps", "ttft"):
+        metric = finding.metric(key)
+        if metric is None:
+            continue
+        for item in metric.targets:
+            if item.verdict is None:
+                continue
+            label = METRIC_LABELS[key].split(" (")[0]
+            lines.append(
+                f"{label}, {item.target} against {finding.baseline}: "
+                f"{verdict_text(item, finding)}; ratio {ratio_text(item)}"
+            )
+    return lines

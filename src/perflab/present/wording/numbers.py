@@ -1,0 +1,66 @@
+"""Numbers in words: units, 'n/a' and why, spreads over trials."""
+
+from __future__ import annotations
+
+from perflab.analyse.findings.frame import Condition, Spread
+
+NA = "n/a"
+
+
+def num(value, digits: int = 2, unit: str = "") -> str:
+    """A number with its unit, or 'n/a' (no unit) when it was not measured."""
+    if value is None or (isinstance(value, float) and value != value):
+        return NA
+    return f"{value:,.{digits}f}{unit}"
+
+
+def measured(condition: Condition, value, digits: int = 3, unit: str = "") -> str:
+    """Like ``num``, but says why when every request of the condition failed."""
+    if condition.all_failed:
+        return f"{NA}: all {condition.n_requests} failed"
+    return num(value, digits, unit)
+
+
+def workers_text(count: int) -> str:
+    return f"{count} worker" if count == 1 else f"{count} workers"
+
+
+def spread_text(s: Spread, digits: int = 3, unit: str = " s") -> str:
+    """'1.234 s ± 0.010 (3 trials: 1.220–1.250)' or '… (one pass)'."""
+    if s.mean is None:
+        return NA
+    text = f"{s.mean:,.{digits}f}{unit}"
+    if s.ci95 is not None:
+        text += f" ± {s.ci95:,.{digits}f}"
+    if s.between_trials:
+        text += f" ({s.trials} trials: {s.low:,.{digits}f}–{s.high:,.{digits}f})"
+    elif s.ci95 is None:
+        text += " (no CI: one value)"
+    return text
+
+
+def ci_note(s: Spread, digits: int = 3) -> str:
+    """The CI of a figure printed beside it: '(95% CI ± 0.010)', over trial means when there are some."""
+    if s.mean is None:
+        return ""
+    if s.ci95 is None:
+        return "(no CI: one value)"
+    if s.between_trials:
+        return (
+            f"(95% CI ± {s.ci95:,.{digits}f} of {s.trials} trial means, "
+            f"{s.low:,.{digits}f}–{s.high:,.{digits}f})"
+        )
+    return f"(95% CI ± {s.ci95:,.{digits}f})"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return NA
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = seconds / 60
+    return f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
+
+
+def pct(value, digits: int = 0) -> str:
+    return NA if value is None else f"{value:.{digits}f}%"

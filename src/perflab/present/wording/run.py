@@ -1,0 +1,254 @@
+"""What the run knows, in words: trials, interference, issues, ideas, storage."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from perflab.analyse.findings.bottleneck import Bottleneck
+from perflab.analyse.findings.interference import ExperimentLoad, InterferenceFinding
+from perflab.analyse.findings.kv_cache import KvCacheVerdict
+from perflab.analyse.findings.prompt_length import PromptLengthVerdict
+from perflab.analyse.findings.runlog import Idea, RunLog
+from perflab.analyse.findings.temperature import TemperatureVerdict
+from perflab.present.wording.answers import expectations
+from perflab.present.wording.numbers import duration, num, workers_text
+
+if TYPE_CHECKING:
+    from perflab.analyse.findings import Findings
+
+
+def trials_note(repeats: int) -> str:
+    if repeats >= 2:
+        return (
+            f"Each condition ran as {repeats} independent trials; a difference is called an "
+            "effect only when it exceeds the 95% CI of the trial means."
+        )
+    return (
+        "Every comparison rests on one pass per condition: drift between experiments was "
+        "not measured, so no speed effect is claimed from it (set repeats: 3 to measure it)."
+    )
+
+
+IDEA_WHY = {
+    Bottleneck.QUEUEING: "requests queue for the server",
+    Bottleneck.UNDETERMINED: "no resource saturated: push the load further",
+    Bottleneck.CPU: "the CPU is saturated",
+    Bottleneck.MEMORY: "memory is short: a smaller KV cache",
+    Bottleneck.IO: "disk reads: keep the model loaded",
+    Bottleneck.CLIENT: "the client is busy: sample less often",
+    "one_pass": "measure drift between trials so comparisons can be trusted",
+    "disturbed": "other work disturbed some experiments: more trials settle them",
+}
+
+
+def idea(i: Idea) -> str:
+    why = IDEA_WHY.get(i.because, str(i.because))
+    return f"{i.setting}: {i.value} — {why}"
+
+
+def rerun_command(loads: list[ExperimentLoad], configfiles: str) -> str:
+    """One command that measures ``loads`` again with this run's config files
+    (``configfiles``: the ``--configfile`` arguments, empty for the default config)."""
+    files = f" --configfile {configfiles}" if configfiles.strip() else ""
+    targets = " ".join(shlex.quote(f"{load.output_dir}/metadata.json") for load in loads)
+    return f"snakemake --cores 1{files} --forcerun {targets}"
+
+
+def disturbed_lines(f: InterferenceFinding) -> list[str]:
+    return [
+        f"{e.experiment_id} disturbed: other processes used {e.cpu_pct_mean:.0f}% of one core on "
+        f"average (max {num(e.cpu_pct_max, 0, '%')}; threshold {f.threshold_cpu_pct:.0f}%)"
+        for e in f.disturbed
+    ]
+
+
+def interference_summary(f: InterferenceFinding) -> str:
+    if not f.measured:
+        return "Interference from other processes was not measured in this run."
+    if not f.disturbed:
+        return (
+            f"No experiment was disturbed: other processes stayed under {f.threshold_cpu_pct:.0f}% "
+            "of one core on average in every experiment."
+        )
+    return (
+        f"{len(f.disturbed)} of {len(f.experiments)} experiments were disturbed by other work "
+        f"(above {f.threshold_cpu_pct:.0f}% of one core): {', '.join(f.disturbed_ids)}."
+    )
+
+
+def storage(run: RunLog) -> str:
+    s = run.storage
+    if s.free_gb is None:
+        return f"free disk space could not be read at {s.path}"
+    verdict = "enough" if s.enough else "not enough"
+    return f"{s.free_gb:,.1f} GB free where results are written: {verdict} for the ~{s.needed_gb:g} GB Day 2 needs"
+
+
+def _why_inconclusive(disturbed: tuple[str, ...], one_pass: bool, reason=None) -> str:
+    if disturbed:
+        return " (rests on disturbed experiments)"
+    if reason is not None:
+        return f" ({reason.value.replace('_', ' ')})"
+    return " (one pass per condition)" if one_pass else ""
+
+
+def key_findings(f: Findings) -> list[str]:
+    """One line per finding, for the commit message; an inconclusive one says why."""
+    lines = [expectations(f.expectations).split(" (", 1)[0]]
+    length = f.prompt_length
+    if length.verdict is not None:
+        grows = length.verdict in (PromptLengthVerdict.LINEAR, PromptLengthVerdict.SUPERLINEAR)
+        prefill = (
+            f", prefill ≈ {length.prefill_tps:,.0f} tok/s" if grows and length.prefill_tps else ""
+        )
+        why = (
+            _why_inconclusive(length.disturbed, False, length.reason)
+            if length.verdict == PromptLengthVerdict.INCONCLUSIVE
+            else ""
+        )
+        lines.append(f"prompt length: {length.verdict.value}{prefill}{why}")
+    heat = f.temperature
+    if heat.verdict is not None:
+        why = (
+            _why_inconclusive(heat.disturbed, heat.one_pass, heat.reason)
+            if heat.verdict == TemperatureVerdict.INCONCLUSIVE
+            else ""
+        )
+        lines.append(f"temperature: {heat.verdict.value}{why}")
+    if f.concurrency.verdict is not None:
+        unsettled = (
+            " (inconclusive: disturbed experiments)"
+            if f.concurrency.disturbed
+            else " (inconclusive: speed-up beyond the workers)"
+            if f.concurrency.beyond_workers_at is not None
+            else ""
+        )
+        lines.append(
+            f"concurrency: {f.concurrency.verdict.value}, "
+            f"knee at {workers_text(f.concurrency.knee_workers)}{unsettled}"
+        )
+    kv = f.kv_cache
+    if kv.verdict is not None:
+        why = (
+            _why_inconclusive(kv.disturbed, kv.one_pass)
+            if kv.verdict == KvCacheVerdict.INCONCLUSIVE
+            else ""
+        )
+        lines.append(f"kv cache: {kv.verdict.value}{why}")
+    caveat = " (rests on disturbed experiments)" if f.bottleneck.disturbed else ""
+    lines.append(f"bottleneck: {f.bottleneck.primary.value}{caveat}")
+    if f.interference.disturbed:
+        lines.append(f"disturbed experiments: {', '.join(f.interference.disturbed_ids)}")
+    return lines
+
+
+SETUP_STEPS = {
+    "model_build": "model build",
+    "preflight": "pre-flight check (engine, model and one timed request)",
+}
+
+
+def setup_notes(run: RunLog) -> str:
+    """What the setup jobs took, from their benchmark files; then the model loads."""
+    steps = [
+        f"{SETUP_STEPS.get(s.name, s.name)} {duration(s.seconds)}"
+        + (f" (peak memory {s.max_rss_mb:,.0f} MB)" if s.max_rss_mb else "")
+        for s in run.setup
+    ]
+    timed = (
+        "; ".join(steps) if steps else "setup jobs not timed (they ran before perflab timed them)"
+    )
+    return (
+        f"{timed}; model load {num(run.model_load_s, 3, ' s')} at preflight; "
+        f"first request's cold load {num(run.cold_load_s, 3, ' s')}."
+    )
+
+
+def total_time(run: RunLog) -> str:
+    """'0.05 hours (3 min: setup 40 s + measurement 2 min, first experiment to last)'."""
+    hours = num(None if run.hands_on_s is None else run.hands_on_s / 3600, 2)
+    if run.setup_s is None:
+        return f"{hours} hours of measurement ({duration(run.total_s)}, first experiment to last)"
+    return (
+        f"{hours} hours ({duration(run.hands_on_s)}: setup {duration(run.setup_s)} + "
+        f"measurement {duration(run.total_s)}, first experiment to last)"
+    )
+
+
+def status(run: RunLog) -> str:
+    if run.n_errors:
+        return f"🟡 In Progress ({run.n_errors} failed requests)"
+    return "✅ Completed"
+
+
+def checklist(f: Findings, model: str) -> list[tuple[str, bool]]:
+    """The setup checklist: (item, done)."""
+    in_process = f.capabilities.in_process
+    return [
+        (
+            "Ollama installed (not needed: the engine runs in-process)"
+            if in_process
+            else "Ollama installed",
+            not in_process,
+        ),
+        (f"{model} model ready", True),
+        ("Python environment created", True),
+        ("Dependencies installed", True),
+        ("Test inference successful", f.run.n_requests > f.run.n_errors),
+        ("Benchmark scripts ready", True),
+    ]
+
+
+@dataclass(frozen=True)
+class IssueRow:
+    """One row of the Technical Issues table."""
+
+    issue: str
+    solution: str
+    prevention: str
+
+
+def _error_rows(f: Findings) -> list[IssueRow]:
+    """Failed requests by error class (else by condition)."""
+    if f.run.errors:
+        return [
+            IssueRow(
+                f"{e.count} request(s) failed with {e.error_class} in {', '.join(e.experiments)}",
+                "see the error column of requests.parquet; rerun after fixing the cause",
+                "perflab validate the config; check the server with perflab preflight",
+            )
+            for e in f.run.errors
+        ]
+    return [
+        IssueRow(
+            f"{c.condition_id}: {c.n_errors} of {c.n_requests} requests failed ({c.error_classes})",
+            "see the error column of requests.parquet",
+            "",
+        )
+        for c in f.run.failed
+    ]
+
+
+def technical_issues(f: Findings, configfiles: str) -> list[IssueRow]:
+    """Failed requests by error class (else by condition), then disturbed experiments."""
+    return _error_rows(f) + [
+        IssueRow(
+            line,
+            "re-measure: " + rerun_command([load], configfiles),
+            "run on an idle machine; repeats: 2 or more lets trials settle it",
+        )
+        for load, line in zip(f.interference.disturbed, disturbed_lines(f.interference))
+    ]
+
+
+def solutions(f: Findings, configfiles: str) -> list[str]:
+    """The fixes of the issues, each once: every disturbed experiment in one command."""
+    lines = list(dict.fromkeys(row.solution for row in _error_rows(f)))
+    if f.interference.disturbed:
+        lines.append(
+            f"re-measure the {len(f.interference.disturbed)} disturbed experiment(s) when the "
+            "machine is quieter: " + rerun_command(list(f.interference.disturbed), configfiles)
+        )
+    return lines
