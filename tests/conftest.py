@@ -9,6 +9,7 @@ for servers with other timings; every server it starts is stopped afterwards.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -101,9 +102,12 @@ def run_snakemake(
     workdir: Path, *args: str, env: dict | None = None, timeout: float = 900
 ) -> subprocess.CompletedProcess:
     """``python -m snakemake ARGS`` in ``workdir`` with this venv's PATH and nothing else
-    of the caller's environment (plus ``env``)."""
+    of the caller's environment (plus ``env``); a ``PYTHONPATH`` the tests run under
+    is kept, so a checkout's own ``src`` is what the workflow imports."""
     bindir = str(Path(sys.executable).parent)
     base = {"PATH": f"{bindir}:/usr/bin:/bin", "HOME": str(Path.home())}
+    if "PYTHONPATH" in os.environ:
+        base["PYTHONPATH"] = os.environ["PYTHONPATH"]
     return subprocess.run(
         [sys.executable, "-m", "snakemake", *args],
         cwd=workdir,
