@@ -15,6 +15,20 @@ def _fetch_vocab(args) -> None:
     fetch_vocab(Path(args.out))
 
 
+def _fetch_llama_sdist(args) -> None:
+    from perflab.models.llama_build import fetch_sdist
+
+    print(fetch_sdist(Path(args.out)))
+
+
+def _build_llama_tools(args) -> None:
+    from perflab.models.llama_build import provide_tools
+
+    sdist = Path(args.sdist) if args.sdist else None
+    for tool in provide_tools(sdist, Path(args.out_dir), args.jobs, sys.stdout):
+        print(tool, flush=True)
+
+
 def _build_model(args) -> None:
     from perflab.models.tiny import TinyModelSpec, build_tiny_model
 
@@ -41,6 +55,9 @@ def _compare(args) -> None:
         print(f"  changed: {difference.what}: {difference.a} -> {difference.b}")
 
 
+SERVER_BINARY_HELP = "engine.launch: the llama-server to start (one built by the workflow)"
+
+
 def _say(line: str) -> None:
     """A line for the terminal (stdout) and for the job's log (stderr)."""
     print(line, flush=True)
@@ -53,7 +70,9 @@ def _preflight(args) -> None:
     from perflab.measure.provenance import model_fingerprint
 
     spec = args.spec
-    engine = make_engine(spec, args.model)
+    out = Path(args.out)
+    server_log = out.with_name(out.stem + ".server.log")
+    engine = make_engine(spec, args.model, server_binary=args.server_binary, server_log=server_log)
     try:
         info = engine.preflight()
         estimate, no_estimate = _estimate(engine, spec, args.estimate)
@@ -122,6 +141,7 @@ def _run_experiment(args) -> None:
             preflight.get("model_fingerprint"),
             progress=progress,
             say=_say,
+            server_binary=args.server_binary,
         )
     finally:
         for line in shown:
@@ -233,11 +253,26 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--type", required=True, choices=("q8_0", "q4_0", "q4_k"))
     command.set_defaults(func=_quantize_model)
 
+    command = commands.add_parser(
+        "fetch-llama-sdist", help="download llama-cpp-python's sdist (the installed version)"
+    )
+    command.add_argument("--out", required=True, help="the .tar.gz to write")
+    command.set_defaults(func=_fetch_llama_sdist)
+
+    command = commands.add_parser(
+        "build-llama-tools", help="build llama-server and llama-bench from the sdist's llama.cpp"
+    )
+    command.add_argument("--sdist", default=None, help="llama-cpp-python's sdist")
+    command.add_argument("--out-dir", required=True)
+    command.add_argument("--jobs", type=int, default=2, help="parallel compile jobs")
+    command.set_defaults(func=_build_llama_tools)
+
     command = commands.add_parser("preflight", help="check the engine can serve the model")
     command.add_argument(
         "--spec", type=_json_object, required=True, help="experiment settings as JSON"
     )
     command.add_argument("--model", default=None, help="GGUF path (llamacpp)")
+    command.add_argument("--server-binary", default=None, help=SERVER_BINARY_HELP)
     command.add_argument("--out", required=True)
     command.add_argument(
         "--estimate",
@@ -251,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     command = commands.add_parser("run-experiment", help="run one experiment")
     command.add_argument("--spec", type=_json_object, required=True, help="experiment spec as JSON")
     command.add_argument("--model", default=None, help="GGUF path (llamacpp)")
+    command.add_argument("--server-binary", default=None, help=SERVER_BINARY_HELP)
     command.add_argument("--out-dir", required=True)
     command.add_argument("--failed-dir", required=True)
     command.add_argument(
@@ -314,8 +350,10 @@ def main(argv: list[str] | None = None) -> int:
         ErrorBudgetExceeded,
         ExperimentInterrupted,
         ExperimentIOError,
+        ServerFailed,
     )
     from perflab.measure.lifeline import Interrupted
+    from perflab.models.llama_build import BuildError
     from perflab.models.quantize import QuantizeError
     from perflab.present.compare import RunsNotComparable
 
@@ -332,7 +370,9 @@ def main(argv: list[str] | None = None) -> int:
         ExperimentIOError,
         FileNotFoundError,
         QuantizeError,
+        BuildError,
         RunsNotComparable,
+        ServerFailed,
     ) as exc:
         print(f"perflab: {exc}", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ from perflab.config.load import (
     validate_config,
 )
 from perflab.engines.ollama_store import uses_tiny_model as engine_uses_tiny_model
+from perflab.models.llama_build import PREBUILT_ENV, sdist_name
 from perflab.measure.estimate import plan_run
 from perflab.measure.experiment import experiment_spec
 from perflab.config.targets import target_config, target_names
@@ -55,6 +56,8 @@ TARGETS = target_names(config)
 RESULTS = f"results/{RUN}"
 REPORTS = f"reports/{RUN}"
 LOGS = f"logs/{RUN}"
+LLAMA_SDIST = sdist_name()
+LLAMA_TOOLS = f"cache/llama.cpp/{LLAMA_SDIST.removesuffix('.tar.gz')}"
 
 
 wildcard_constraints:
@@ -124,15 +127,49 @@ def uses_tiny_model():
     return engine_uses_tiny_model(config["engine"])
 
 
+def launches_built_server(engine):
+    """Whether the engine launches the llama-server that the workflow builds."""
+    launch = engine.get("launch") or {}
+    return launch.get("server") == "llama-server" and not launch.get("binary")
+
+
+def serves_tiny_model(engine):
+    """A launched llama-server with no model_path serves the tiny model."""
+    launch = engine.get("launch") or {}
+    return (
+        launch.get("server") == "llama-server"
+        and not engine["model_path"]
+        and engine["model"] == "tiny-llama3"
+    )
+
+
 def get_model_inputs(wildcards=None):
+    """The model a job's engine loads or serves, and the llama-server it launches."""
     engine = get_target_config(wildcards)["engine"]
-    if not engine_uses_tiny_model(engine):
-        return {}
-    return {"model": get_tiny_model_path(engine.get("quantization"))}
+    inputs = {}
+    if engine_uses_tiny_model(engine) or serves_tiny_model(engine):
+        inputs["model"] = get_tiny_model_path(engine.get("quantization"))
+    if launches_built_server(engine):
+        inputs["server"] = f"{LLAMA_TOOLS}/llama-server"
+    return inputs
 
 
 def get_model_arg(wildcards, input):
-    return f"--model {input.model}" if "model" in input.keys() else ""
+    args = f"--model {input.model}" if "model" in input.keys() else ""
+    if "server" in input.keys():
+        args += f" --server-binary {input.server}"
+    return args.strip()
+
+
+def get_llama_build_inputs(wildcards=None):
+    """The sdist to build from; none when prebuilt tools are linked instead."""
+    if os.environ.get(PREBUILT_ENV):
+        return {}
+    return {"sdist": f"cache/sdist/{LLAMA_SDIST}"}
+
+
+def get_llama_sdist_arg(wildcards, input):
+    return f"--sdist {input.sdist}" if "sdist" in input.keys() else ""
 
 
 def get_preflight_path(target):

@@ -73,13 +73,25 @@ EXPERIMENT_COLUMNS = {
     "partial": pl.Boolean,
     "interference_cpu_pct_mean": pl.Float64,
     "interference_cpu_pct_max": pl.Float64,
+    # what a launched llama-server said of itself (perflab.measure.server_metrics)
+    "server_requests_processing_max": pl.Float64,
+    "server_requests_deferred_max": pl.Float64,
+    "server_kv_used_max": pl.Float64,
 }
+
+
+SERVER_METRIC_COLUMNS = (
+    "server_requests_processing_max",
+    "server_requests_deferred_max",
+    "server_kv_used_max",
+)
 
 
 def experiment_columns(metadata: dict) -> dict:
     """The per-experiment values that every request row carries."""
     experiment = metadata["experiment"]
     resources = metadata.get("resources") or {}
+    server = metadata.get("server_metrics") or {}
     return {
         "target": experiment.get("target"),
         "condition_id": experiment["condition_id"],
@@ -97,7 +109,7 @@ def experiment_columns(metadata: dict) -> dict:
         "partial": metadata["run"]["partial"],
         "interference_cpu_pct_mean": resources.get("interference_cpu_pct_mean"),
         "interference_cpu_pct_max": resources.get("interference_cpu_pct_max"),
-    }
+    } | {name: server.get(name) for name in SERVER_METRIC_COLUMNS}
 
 
 def scan_experiment(records_path: Path, metadata_path: Path) -> pl.LazyFrame:

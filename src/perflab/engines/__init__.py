@@ -37,14 +37,32 @@ CAPABILITIES = {
 }
 
 
-def capabilities_for(name: str | None) -> Capabilities:
-    """The capabilities of the engine called ``name`` (an unknown name has none)."""
-    return CAPABILITIES.get(name or "", base.UNKNOWN)
+def capabilities_for(name: str | None, server: str | None = None) -> Capabilities:
+    """The capabilities of the engine called ``name`` (an unknown name has none), with
+    what the ``server`` it launched adds (``engine.launch.server``)."""
+    capabilities = CAPABILITIES.get(name or "", base.UNKNOWN)
+    if server:
+        from perflab.engines.launched_engine import server_capabilities
+
+        return server_capabilities(capabilities, server)
+    return capabilities
 
 
-def make_engine(config: dict, model_path: str | Path | None = None) -> Engine:
-    """The engine a validated config asks for."""
+def make_engine(
+    config: dict,
+    model_path: str | Path | None = None,
+    *,
+    server_binary: str | None = None,
+    server_log: str | Path | None = None,
+) -> Engine:
+    """The engine a validated config asks for. With ``engine.launch`` the engine's
+    server is started first (``server_binary``: the llama-server the workflow built;
+    ``server_log``: where its output goes) and stopped by ``close()``."""
     engine = config["engine"]
+    if engine.get("launch"):
+        from perflab.engines.launched_engine import LaunchedEngine
+
+        return LaunchedEngine(config, model_path, server_binary, server_log)
     if engine["name"] == "calibration":
         from perflab.engines.calibration_engine import CalibrationEngine
 

@@ -67,6 +67,7 @@ class Context:
     targets: tuple[str, ...] = ()  # a config with targets: their names, in config order
     baseline: str | None = None  # its experiments answer the Day-1 questions
     model_sizes: dict[str, float] | None = None  # GB on disk, by target
+    server: str | None = None  # the server perflab launched for the engine (engine.launch)
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def compute(
     frame = everything
     if context.baseline is not None:
         frame = everything.filter(pl.col("target") == context.baseline)
-    capabilities = capabilities_for(context.engine)
+    capabilities = capabilities_for(context.engine, context.server)
     interference_finding = interference.summary(frame, context.results_dir)
     disturbed = interference_finding.disturbed_ids
     every = conditions(frame, disturbed)
@@ -239,6 +240,7 @@ def context_from_metadata(
         targets=target_names(config),
         baseline=chosen,
         model_sizes=sizes,
+        server=(engine.get("server") or {}).get("server"),
     )
 
 

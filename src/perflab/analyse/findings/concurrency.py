@@ -8,7 +8,10 @@ requests at once.
 
 The queue wait at the most workers is the engine's own queue time when it
 reports one; otherwise (Ollama) the growth of unaccounted time over the
-fewest-workers baseline, since that is where waiting for a slot hides.
+fewest-workers baseline, since that is where waiting for a slot hides. A
+llama-server that perflab launched also says itself how many requests it ran
+at once and kept waiting (``server_running_max``, ``server_deferred_max``):
+the server's truth beside the throughput's inference.
 """
 
 from __future__ import annotations
@@ -68,6 +71,10 @@ class ConcurrencyFinding:
     queue_source: QueueSource | None
     one_pass: bool
     disturbed: tuple[str, ...]
+    # at the most workers, by the server's own /metrics (a launched llama-server): the most
+    # requests it ran at once, and the most it kept waiting for a slot
+    server_running_max: int | None = None
+    server_deferred_max: int | None = None
 
     @property
     def trusted(self) -> bool:
@@ -163,4 +170,10 @@ def summary(
         queue_source=source,
         one_pass=one_pass(ordered),
         disturbed=rests_on_disturbed(ordered),
+        server_running_max=_whole(most.server_running_max),
+        server_deferred_max=_whole(most.server_deferred_max),
     )
+
+
+def _whole(value: float | None) -> int | None:
+    return None if value is None else round(value)

@@ -155,6 +155,18 @@ def temperature(f: TemperatureFinding) -> str:
     return text + _truncation(f)
 
 
+def _server_said(f: ConcurrencyFinding, workers: int) -> str:
+    """What the server's own metrics said at the most workers, when it reported them."""
+    if f.server_running_max is None:
+        return ""
+    waiting = f.server_deferred_max or 0
+    return (
+        f" By its own /metrics, at {workers_text(workers)} the server ran at most "
+        f"{f.server_running_max} request{'s' if f.server_running_max != 1 else ''} at once "
+        f"and kept at most {waiting} waiting for a slot."
+    )
+
+
 def concurrency(f: ConcurrencyFinding, setting: str | None) -> str:
     if f.verdict is None:
         return (
@@ -171,7 +183,13 @@ def concurrency(f: ConcurrencyFinding, setting: str | None) -> str:
             f"{'No' if f.trusted else 'Inconclusive'}: throughput stayed flat from "
             f"{base.workers} to {most.workers} workers (×{f.peak_speedup:.2f} at best)"
         )
-        if plausible:
+        if plausible and (f.server_running_max or 1) > 1:
+            text += (
+                f": the server ran up to {f.server_running_max} requests at once (its own "
+                f"metrics){hint}, but together they went no faster than one at a time, "
+                "so they share one bottleneck (its threads or memory bandwidth)"
+            )
+        elif plausible:
             text += (
                 f": the server serializes requests, running one at a time{hint}, "
                 "so extra requests only queue"
@@ -194,6 +212,7 @@ def concurrency(f: ConcurrencyFinding, setting: str | None) -> str:
         if plausible:
             text += f": the server runs about {f.parallel_requests} requests at once{hint}"
     text += f", while mean latency grew ×{most.latency_growth:.2f}."
+    text += _server_said(f, most.workers)
     if f.fell_at is not None:
         fell = next(p for p in f.points if p.workers == f.fell_at)
         text += (
