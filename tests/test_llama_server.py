@@ -5,6 +5,7 @@ process behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -146,7 +147,7 @@ def test_a_server_that_dies_mid_run_ends_the_experiment_with_records_kept(
     kept = list((tmp_path / "failed").glob(f"{EXPERIMENT}-*-server-failed.jsonl"))
     assert len(kept) == 1
     records = read_jsonl(kept[0])
-    assert sum(1 for r in records if r.status == "ok" and not r.is_warmup) == 3
+    assert sum(1 for r in records if r["status"] == "ok" and not r["is_warmup"]) == 3
     assert len(records) <= 3 + 1 + 1  # warm-up, three, and at most the one that met the death
     assert not paths.metadata.exists()
 
@@ -208,3 +209,39 @@ def test_ctrl_c_of_the_workflow_stops_the_server_and_keeps_the_records(
         assert wait_until_gone(server.pid), f"llama-server {server.pid} outlived the workflow"
     kept = list((tmp_path / "results" / "ctrl-c" / "failed").glob("*-interrupted.jsonl"))
     assert kept and len(kept[0].read_text().splitlines()) >= 3, output[-3000:]
+
+
+def test_the_server_says_itself_how_many_requests_it_runs_at_once(
+    tmp_path, tiny_model_path, llama_tools
+):
+    """Four workers against four slots: its /metrics, read on the sampler's clock, has
+    them running together, and each sample says how full its KV cache is."""
+    config = launched_config(tiny_model_path, llama_tools, parallel=4, ctx_size=8192)
+    config["generation"]["max_tokens"] = 48
+    config["suites"]["concurrency"]["workers"] = [4]
+    config["suites"]["concurrency"]["requests"] = 12
+    experiments = expand_experiments(config)
+    experiment = next(e for e in experiments.values() if e.workers == 4)
+    spec = experiment_spec(config, experiment)
+    paths = ExperimentPaths.in_dir(tmp_path / experiment.id, tmp_path / "failed")
+    metadata = run_experiment(spec, paths, say=lambda _: None)
+    samples = [json.loads(line) for line in paths.samples.read_text().splitlines()]
+    scraped = [s for s in samples if "llama_requests_processing" in s]
+    assert len(scraped) >= len(samples) - 1 >= 3
+    assert max(s["llama_requests_processing"] for s in scraped) >= 2
+    assert all(0 <= s["llama_kv_used"] <= 1 for s in scraped if "llama_kv_used" in s)
+    server = metadata["server_metrics"]
+    assert server["server_requests_processing_max"] >= 2
+    assert server["server_decode_tps"] > 0
+    assert metadata["engine"]["server"]["server"] == "llama-server"
+
+
+def test_llama_bench_runs_as_the_peer_with_a_ci_per_test(tiny_model_path, llama_tools):
+    from perflab.measure.peer import run_llama_bench
+
+    tests, command = run_llama_bench(
+        str(llama_tools / "llama-bench"), str(tiny_model_path), 1, [16, 64], 16, 3
+    )
+    assert {t.label for t in tests} == {"pp16", "pp64", "tg16"}
+    assert all(t.repetitions == 3 and t.threads == 1 and t.tps_mean > 0 for t in tests)
+    assert all(t.tps_ci95 >= 0 for t in tests) and "-o" in command

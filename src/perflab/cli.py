@@ -29,6 +29,18 @@ def _build_llama_tools(args) -> None:
         print(tool, flush=True)
 
 
+def _peer_bench(args) -> None:
+    from perflab.measure.peer import run_llama_bench, suite_sizes, write_peer
+
+    prompts, gen = suite_sizes(Path(args.requests) if args.requests else None, args.target)
+    tests, command = run_llama_bench(
+        args.bench, args.model, args.threads, prompts, gen, args.repetitions
+    )
+    write_peer(Path(args.out), tests, command, args.model)
+    for test in tests:
+        print(f"{test.label}: {test.tps_mean:.1f} ± {test.tps_sd:.1f} t/s (n={test.repetitions})")
+
+
 def _build_model(args) -> None:
     from perflab.models.tiny import TinyModelSpec, build_tiny_model
 
@@ -267,6 +279,18 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--jobs", type=int, default=2, help="parallel compile jobs")
     command.set_defaults(func=_build_llama_tools)
 
+    command = commands.add_parser(
+        "peer-bench", help="llama-bench on the model and threads, at the suites' sizes"
+    )
+    command.add_argument("--bench", required=True, help="the llama-bench binary")
+    command.add_argument("--model", required=True, help="the GGUF")
+    command.add_argument("--threads", type=int, required=True)
+    command.add_argument("--requests", default=None, help="the run's requests.parquet")
+    command.add_argument("--target", default=None, help="the target whose requests set sizes")
+    command.add_argument("--repetitions", type=int, default=5)
+    command.add_argument("--out", required=True)
+    command.set_defaults(func=_peer_bench)
+
     command = commands.add_parser("preflight", help="check the engine can serve the model")
     command.add_argument(
         "--spec", type=_json_object, required=True, help="experiment settings as JSON"
@@ -353,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         ServerFailed,
     )
     from perflab.measure.lifeline import Interrupted
+    from perflab.measure.peer import PeerError
     from perflab.models.llama_build import BuildError
     from perflab.models.quantize import QuantizeError
     from perflab.present.compare import RunsNotComparable
@@ -371,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         FileNotFoundError,
         QuantizeError,
         BuildError,
+        PeerError,
         RunsNotComparable,
         ServerFailed,
     ) as exc:

@@ -145,7 +145,10 @@ def serves_tiny_model(engine):
 
 def get_model_inputs(wildcards=None):
     """The model a job's engine loads or serves, and the llama-server it launches."""
-    engine = get_target_config(wildcards)["engine"]
+    return get_model_inputs_of(get_target_config(wildcards)["engine"])
+
+
+def get_model_inputs_of(engine):
     inputs = {}
     if engine_uses_tiny_model(engine) or serves_tiny_model(engine):
         inputs["model"] = get_tiny_model_path(engine.get("quantization"))
@@ -159,6 +162,47 @@ def get_model_arg(wildcards, input):
     if "server" in input.keys():
         args += f" --server-binary {input.server}"
     return args.strip()
+
+
+def get_peer_engine():
+    from perflab.config.targets import baseline
+
+    return target_config(config, baseline(config))["engine"]
+
+
+def get_peer_model_input(wildcards=None):
+    """The baseline target's GGUF: the workflow's model, or engine.model_path."""
+    engine = get_peer_engine()
+    made = get_model_inputs_of(engine)
+    if "model" in made:
+        return {"model": made["model"]}
+    return {"model": engine["model_path"]}
+
+
+def get_peer_threads():
+    """The baseline engine's threads, as llama-cpp-python or llama-server would pick them
+    when unset (half the logical cores; llama-server's physical cores)."""
+    engine = get_peer_engine()
+    launch = engine.get("launch") or {}
+    threads = launch.get("threads") if launch else engine.get("n_threads")
+    if threads:
+        return threads
+    if launch:
+        import psutil
+
+        return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def get_peer_target_arg():
+    from perflab.config.targets import baseline
+
+    chosen = baseline(config)
+    return f"--target {chosen}" if chosen else ""
+
+
+def get_peer_files(wildcards=None):
+    return {"peer": f"{RESULTS}/peer/llama-bench.json"} if config["peer"]["llama_bench"] else {}
 
 
 def get_llama_build_inputs(wildcards=None):

@@ -33,3 +33,32 @@ rule build_llama_tools:
     shell:
         "python -m perflab build-llama-tools {params.sdist} --out-dir {params.out_dir}"
         " --jobs {threads} > {log} 2>&1 || (tail -n 40 {log} >&2; exit 1)"
+
+
+# llama-bench on the baseline target's GGUF and threads, at the prompt sizes and
+# output length its basic suite had (peer.llama_bench; docs/metrics.md). It runs
+# after the experiments, holding the server resource like one.
+rule peer_llama_bench:
+    input:
+        unpack(get_peer_model_input),
+        requests=f"{RESULTS}/requests.parquet",
+        bench=rules.build_llama_tools.output.bench,
+    output:
+        peer=f"{RESULTS}/peer/llama-bench.json",
+    log:
+        f"{LOGS}/peer_llama_bench.log",
+    benchmark:
+        f"{RESULTS}/setup/peer-llama-bench.tsv"
+    conda:
+        "../../environment.yml"
+    resources:
+        llm_server=1,
+    params:
+        threads=get_peer_threads(),
+        target=get_peer_target_arg(),
+        repetitions=config["peer"]["repetitions"],
+    shell:
+        "python -m perflab peer-bench --bench {input.bench} --model {input.model}"
+        " --threads {params.threads} --requests {input.requests} {params.target}"
+        " --repetitions {params.repetitions} --out {output.peer} > {log} 2>&1"
+        " || (cat {log} >&2; exit 1)"

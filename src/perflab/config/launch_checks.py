@@ -88,3 +88,24 @@ def _model_problems(engine: dict) -> Iterator[Problem]:
             f"one the workflow makes ({', '.join(WORKFLOW_MODELS)}); set engine.model_path "
             "to a GGUF file",
         )
+
+
+def peer_problems(config: dict) -> Iterator[Problem]:
+    """llama-bench needs the GGUF the baseline target runs."""
+    from perflab.config.targets import baseline, target_config
+
+    if not config["peer"]["llama_bench"]:
+        return
+    engine = target_config(config, baseline(config))["engine"]
+    launch = engine.get("launch") or {}
+    if launch.get("server") == "llama-server" or (
+        engine["name"] == "llamacpp"
+        and (engine["model_path"] or engine["model"] in WORKFLOW_MODELS)
+    ):
+        return
+    yield Problem(
+        ("peer", "llama_bench"),
+        f"llama-bench needs the baseline target's GGUF, and engine {engine['name']!r} with "
+        f"model {engine['model']!r} has none perflab knows; set engine.model_path, use a model "
+        "the workflow makes, or set peer.llama_bench to false",
+    )

@@ -24,6 +24,7 @@ from perflab.analyse.findings import (
     expectations,
     interference,
     kv_cache,
+    peer,
     prompt_length,
     resources,
     runlog,
@@ -88,6 +89,7 @@ class Findings:
     expectations: expectations.ExpectationFinding
     run: runlog.RunLog
     comparison: comparison.ComparisonFinding | None = None  # with two or more targets
+    peer: peer.PeerFinding | None = None  # llama-bench beside perflab (peer.llama_bench)
 
 
 def compute(
@@ -96,6 +98,7 @@ def compute(
     resources_by_id: dict[str, dict] | None = None,
     requests_path: str | Path | None = None,
     disk_path: str | Path = ".",
+    peer_path: str | Path | None = None,
 ) -> Findings:
     everything = with_defaults(summary)
     frame = everything
@@ -163,7 +166,15 @@ def compute(
         expectations=expectations.summary(list(basic_finding.prompts), every, context.expected_tps),
         run=run,
         comparison=_comparison(everything, context, resources_by_id or {}),
+        peer=_peer(peer_path, requests_path, context),
     )
+
+
+def _peer(peer_path, requests_path, context: Context) -> peer.PeerFinding | None:
+    """llama-bench beside every target's rates (the baseline's alone without targets)."""
+    if not peer_path or not requests_path:
+        return None
+    return peer.summary(peer_path, requests_path, list(context.targets) or [None])
 
 
 def _comparison(
@@ -257,6 +268,7 @@ def write_findings(
     config: dict,
     findings_path,
     setup_benchmarks: dict[str, str | Path | None] | None = None,
+    peer_path: str | Path | None = None,
 ) -> Findings:
     """Read the run's tables, compute every finding, write ``findings.json``.
 
@@ -274,6 +286,7 @@ def write_findings(
         resources_by_id={m["experiment"]["id"]: m.get("resources") or {} for m in metadata},
         requests_path=requests_path,
         disk_path=results_dir,
+        peer_path=peer_path,
     )
     write(findings, findings_path)
     return findings

@@ -49,6 +49,7 @@ FLOAT_COLUMNS = (
     "server_requests_processing_max",
     "server_requests_deferred_max",
     "server_kv_used_max",
+    "cached_tokens_median",
 )
 INT_COLUMNS = ("n_ok", "n_errors", "n_requests", "n_warmup", "n_truncated", "workers")
 STRING_COLUMNS = ("suites", "prompt_name", "error_classes", "engine", "model", "target")
@@ -234,6 +235,7 @@ class Condition:
     server_running_max: float | None = None
     server_deferred_max: float | None = None
     server_kv_used_max: float | None = None
+    cached_tokens_median: float | None = None  # prompt tokens the server reused (cache_n)
 
     @property
     def all_failed(self) -> bool:
@@ -305,6 +307,7 @@ def _condition(rows: list[dict], disturbed: set[str]) -> Condition:
         server_running_max=_max(rows, "server_requests_processing_max"),
         server_deferred_max=_max(rows, "server_requests_deferred_max"),
         server_kv_used_max=_max(rows, "server_kv_used_max"),
+        cached_tokens_median=_mean(r["cached_tokens_median"] for r in ok_rows),
     )
 
 

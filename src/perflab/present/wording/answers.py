@@ -250,11 +250,36 @@ def concurrency(f: ConcurrencyFinding, setting: str | None) -> str:
     return f"{text} ({listing})."
 
 
+def _reused_tokens(f: KvCacheFinding) -> str:
+    """What the server said it took from its cache, when it says (llama-server's cache_n)."""
+    parts = []
+    for name, condition in (("busted", f.bust), ("reused", f.reuse)):
+        if condition is None or condition.cached_tokens_median is None:
+            continue
+        total = condition.prompt_tokens_mean
+        of = f" of {total:.0f}" if total else ""
+        parts.append(f"{condition.cached_tokens_median:.0f}{of} with the prompt {name}")
+    if not parts:
+        return ""
+    text = f" The server reused a median of {' and '.join(parts)} prompt tokens from its cache"
+    if f.bust is not None and (f.bust.cached_tokens_median or 0) > 0:
+        text += (
+            ": even a unique prefix leaves what comes before it cacheable (with the chat "
+            "endpoint, the chat template's opening), so TTFT with it busted still saves "
+            "those tokens' prefill"
+        )
+    return text + "."
+
+
 def kv_cache(f: KvCacheFinding) -> str | None:
     if f.bust is None and f.reuse is None:
         return None
     if f.verdict is None:
         return "The kv_cache suite needs the prompt both with and without reuse: no comparison."
+    return _kv_cache_verdict(f) + _reused_tokens(f)
+
+
+def _kv_cache_verdict(f: KvCacheFinding) -> str:
     figures = (
         f"TTFT {spread_text(f.reuse.ttft)} with the prompt reused vs {spread_text(f.bust.ttft)} "
         f"with a unique prefix per request (n={f.reuse.n_ok} and {f.bust.n_ok})"
