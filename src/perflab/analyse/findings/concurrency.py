@@ -1,10 +1,15 @@
 """Throughput and latency per worker count: where throughput stops growing.
 
-The knee is the worker count after which no higher count raises throughput by
-``KNEE_GROWTH`` or more (and, with trials, beyond the between-trial spread).
-Knee at the fewest workers: ``serial``; at the most: ``scales``; in between:
-``saturates``. The server then runs about throughput(knee) / throughput(1)
-requests at once.
+Throughput of two worker counts is compared trial by trial (``frame.compare``,
+the verdict rule of ``perflab.analyse.verdict``). ``test``: the most workers
+against the fewest. It decides: ``equivalent`` is ``serial`` (throughput
+flat), ``inconclusive`` is ``inconclusive``; ``changed`` upwards is
+``scales`` when the knee is at the most workers, else ``saturates``. The knee
+is the fewest workers after which no higher count's throughput is
+``changed`` upwards; ``knee_high`` the fewest at or after it from which every
+higher count is shown not to grow, ``equivalent`` or ``changed`` downwards (the most workers when none is): the
+knee lies between the two. The server then runs about
+throughput(knee) / throughput(1) requests at once.
 
 The queue wait at the most workers is the engine's own queue time when it
 reports one; otherwise (Ollama) the growth of unaccounted time over the
@@ -13,29 +18,32 @@ fewest-workers baseline, since that is where waiting for a slot hides.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 import polars as pl
 
 from perflab.analyse.findings.frame import (
     Condition,
-    Spread,
+    compare,
     conditions,
     measured,
     one_pass,
-    rests_on_disturbed,
     suite_rows,
+    unsettled,
 )
+from perflab.analyse.verdict import Outcome, Verdict, disturbed
 from perflab.engines.base import Capabilities
 
-KNEE_GROWTH = 0.15  # throughput must grow ≥ 15 % to count as growth
+FELL = 0.15  # throughput 1/1.15 of the best at fewer workers or below has fallen
+BEYOND_WORKERS = 0.15  # a speed-up 15 % beyond the share of workers: not the server's
 
 
 class ConcurrencyVerdict(str, Enum):
     SERIAL = "serial"
     SCALES = "scales"
     SATURATES = "saturates"
+    INCONCLUSIVE = "inconclusive"
 
 
 class QueueSource(str, Enum):
@@ -55,13 +63,15 @@ class WorkerPoint:
 @dataclass(frozen=True)
 class ConcurrencyFinding:
     verdict: ConcurrencyVerdict | None  # None: fewer than 2 worker counts measured
+    test: Verdict | None  # req/s at the most workers against the fewest
     points: tuple[WorkerPoint, ...]
     baseline_workers: int | None
     knee_workers: int | None
+    knee_high: int | None  # the knee lies in knee_workers … knee_high
     parallel_requests: int | None  # requests the server runs at once, about
     peak_speedup: float | None
     fell_at: int | None  # the first worker count whose throughput fell by KNEE_GROWTH or more
-    # below the best of fewer workers
+    # below the best of fewer workers (FELL)
     beyond_workers_at: int | None  # the first count whose speed-up exceeds its share of workers
     queue_wait_s: float | None  # at the most workers
     queue_share: float | None  # queue wait / mean latency at the most workers
@@ -76,18 +86,29 @@ class ConcurrencyFinding:
         return not self.disturbed and self.beyond_workers_at is None
 
 
-def _grows(low: Spread, high: Spread) -> bool:
-    if high.mean < low.mean * (1 + KNEE_GROWTH):
-        return False
-    if low.between_trials and high.between_trials:
-        return high.interval[0] > low.interval[1]
-    return True
+def _grows(low: Condition, high: Condition) -> bool:
+    found = compare(low, high, "req_per_s")
+    return found.changed and found.estimate > 1
+
+
+def _flat(low: Condition, high: Condition) -> bool:
+    """Shown not to grow: equivalent, or changed downwards."""
+    found = compare(low, high, "req_per_s")
+    return found.equivalent or (found.changed and found.estimate < 1)
 
 
 def knee(points: list[Condition]) -> int:
-    """The worker count after which throughput stops growing."""
+    """The fewest workers after which no higher count raises throughput."""
     for i, point in enumerate(points):
-        if not any(_grows(point.req_per_s, later.req_per_s) for later in points[i + 1 :]):
+        if not any(_grows(point, later) for later in points[i + 1 :]):
+            return point.workers
+    return points[-1].workers
+
+
+def knee_high(points: list[Condition], at: int) -> int:
+    """The fewest workers, from the knee on, after which every count is shown flat."""
+    for i, point in enumerate(points):
+        if point.workers >= at and all(_flat(point, later) for later in points[i + 1 :]):
             return point.workers
     return points[-1].workers
 
@@ -96,7 +117,7 @@ def _fell_at(points: tuple[WorkerPoint, ...]) -> int | None:
     """The first worker count whose throughput fell by KNEE_GROWTH below the best before it."""
     best = points[0].speedup
     for point in points[1:]:
-        if point.speedup * (1 + KNEE_GROWTH) <= best:
+        if point.speedup * (1 + FELL) <= best:
             return point.workers
         best = max(best, point.speedup)
     return None
@@ -112,11 +133,11 @@ def _queue(base: Condition, most: Condition, capabilities: Capabilities):
 
 
 def summary(
-    frame: pl.DataFrame, capabilities: Capabilities, disturbed: tuple[str, ...] = ()
+    frame: pl.DataFrame, capabilities: Capabilities, disturbed_ids: tuple[str, ...] = ()
 ) -> ConcurrencyFinding:
     found = [
         c
-        for c in measured(conditions(suite_rows(frame, "concurrency"), disturbed))
+        for c in measured(conditions(suite_rows(frame, "concurrency"), disturbed_ids))
         if c.workers and c.req_per_s.mean
     ]
     # one condition per worker count: the one with the most ok requests
@@ -126,8 +147,9 @@ def summary(
     ordered = [by_workers[w] for w in sorted(by_workers)]
     if len(ordered) < 2:
         return ConcurrencyFinding(
-            None, (), None, None, None, None, None, None, None, None, None, one_pass(ordered), ()
-        )
+            None, None, (), None, None, None, None, None, None, None, None, None, None,
+            one_pass(ordered), (),
+        )  # fmt: skip
     base, most = ordered[0], ordered[-1]
     points = tuple(
         WorkerPoint(
@@ -140,27 +162,45 @@ def summary(
         for c in ordered
     )
     knee_workers = knee(ordered)
-    if knee_workers == base.workers:
-        verdict = ConcurrencyVerdict.SERIAL
-    elif knee_workers == most.workers:
-        verdict = ConcurrencyVerdict.SCALES
-    else:
-        verdict = ConcurrencyVerdict.SATURATES
+    unsettled_ids = unsettled(ordered)
+    test = compare(base, most, "req_per_s")
+    if unsettled_ids:
+        test = disturbed(test)
     at_knee = next(p for p in points if p.workers == knee_workers)
     wait, source = _queue(base, most, capabilities)
-    return ConcurrencyFinding(
-        verdict=verdict,
+    finding = ConcurrencyFinding(
+        verdict=None,
+        test=test,
         points=points,
         baseline_workers=base.workers,
         knee_workers=knee_workers,
+        knee_high=knee_high(ordered, knee_workers),
         # never more at once than there were requests in flight
         parallel_requests=min(knee_workers, max(1, round(at_knee.speedup * base.workers))),
         peak_speedup=max(p.speedup for p in points),
         fell_at=_fell_at(points),
-        beyond_workers_at=next((p.workers for p in points if p.efficiency > 1 + KNEE_GROWTH), None),
+        beyond_workers_at=next(
+            (p.workers for p in points if p.efficiency > 1 + BEYOND_WORKERS), None
+        ),
         queue_wait_s=wait,
         queue_share=wait / most.e2e.mean if wait is not None and most.e2e.mean else None,
         queue_source=source,
         one_pass=one_pass(ordered),
-        disturbed=rests_on_disturbed(ordered),
+        disturbed=unsettled_ids,
     )
+    return rejudged(finding, test)
+
+
+def rejudged(finding: ConcurrencyFinding, test: Verdict) -> ConcurrencyFinding:
+    """``finding`` decided by ``test`` (after the family correction)."""
+    most = finding.points[-1].workers
+    grew = test.outcome is Outcome.CHANGED and test.estimate > 1
+    if grew and finding.knee_workers == most:
+        verdict = ConcurrencyVerdict.SCALES
+    elif grew:
+        verdict = ConcurrencyVerdict.SATURATES
+    elif test.conclusive:  # shown flat, or fallen: more workers do not add throughput
+        verdict = ConcurrencyVerdict.SERIAL
+    else:
+        verdict = ConcurrencyVerdict.INCONCLUSIVE
+    return replace(finding, verdict=verdict, test=test)
