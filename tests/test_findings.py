@@ -655,3 +655,22 @@ def test_expected_speed_from_disturbed_experiments_carries_a_caveat():
     )
     quiet = findings.compute(summary(rows("short-t0.7-w1-n20", [{}])), findings.Context(engine="x"))
     assert "Other work" not in wording.expectations(quiet.expectations)
+
+
+def test_requests_that_run_together_each_slower_are_not_called_serialized():
+    # llama-server with 4 slots on one saturated thread: ×1.14 throughput at 4 workers,
+    # latency ×3.5, and the wait for a slot is 2 % of it: batching, not a queue
+    data = summary(worker_rows(1, 1.0, 1.0, 0.0, 2), worker_rows(4, 1.14, 3.5, 0.07, 2))
+    result = concurrency.summary(data, capabilities_for("ollama"))
+    assert result.verdict == ConcurrencyVerdict.SCALES  # it grew, by 14 %
+    assert result.mode is concurrency.ConcurrencyMode.SHARES
+    assert result.service_growth == pytest.approx((3.5 - 0.07) / 1.0)
+    words = wording.concurrency(result, None)
+    assert "serializes" not in words and "each is slower" in words
+    assert result.expected_queue_share == pytest.approx(0.75)
+    found = findings.compute(data, findings.Context(engine="ollama"))
+    assert found.bottleneck.primary != Bottleneck.QUEUEING
+    queued = summary(worker_rows(1, 1.0, 1.0, 0.0, 2), worker_rows(4, 1.02, 3.9, 2.9, 2))
+    result = concurrency.summary(queued, capabilities_for("ollama"))
+    assert result.mode is concurrency.ConcurrencyMode.QUEUES
+    assert "serializes requests" in wording.concurrency(result, None)

@@ -14,6 +14,15 @@ throughput(knee) / throughput(1) requests at once.
 The queue wait at the most workers is the engine's own queue time when it
 reports one; otherwise (Ollama) the growth of unaccounted time over the
 fewest-workers baseline, since that is where waiting for a slot hides.
+
+Where throughput stopped growing, ``mode`` says how the extra requests were
+served. In a closed loop with P requests served at once and W workers, a
+server that queues the rest keeps each request's service time and adds a
+queue share of about 1 − P/W (``expected_queue_share``); a server that runs
+them together on a saturated resource has no queue, and each request is
+slower. ``parallel`` when throughput grew (``scales``) at least half as fast
+as the workers; otherwise ``queues`` when the queue wait explains at least
+half of the latency growth, else ``shares``.
 """
 
 from __future__ import annotations
@@ -44,6 +53,16 @@ class ConcurrencyVerdict(str, Enum):
     SCALES = "scales"
     SATURATES = "saturates"
     INCONCLUSIVE = "inconclusive"
+
+
+class ConcurrencyMode(str, Enum):
+    PARALLEL = "parallel"  # throughput grew with the workers
+    QUEUES = "queues"  # requests wait for a slot; each is served as fast as alone
+    SHARES = "shares"  # requests run together, each slower: a saturated resource
+
+
+QUEUE_EXPLAINS = 0.5  # the queue wait is at least half of the latency growth: queueing
+PARALLEL_EFFICIENCY = 0.5  # throughput grows at least half as fast as the workers: parallel
 
 
 class QueueSource(str, Enum):
@@ -78,6 +97,9 @@ class ConcurrencyFinding:
     queue_source: QueueSource | None
     one_pass: bool
     disturbed: tuple[str, ...]
+    mode: ConcurrencyMode | None = None  # None: not decided, or no queue figure
+    service_growth: float | None = None  # (latency − queue wait) at the most workers / baseline
+    expected_queue_share: float | None = None  # 1 − P/W for P = parallel_requests
 
     @property
     def trusted(self) -> bool:
@@ -167,6 +189,8 @@ def summary(
     if unsettled_ids:
         test = disturbed(test)
     at_knee = next(p for p in points if p.workers == knee_workers)
+    # never more at once than there were requests in flight
+    parallel = min(knee_workers, max(1, round(at_knee.speedup * base.workers)))
     wait, source = _queue(base, most, capabilities)
     finding = ConcurrencyFinding(
         verdict=None,
@@ -175,8 +199,7 @@ def summary(
         baseline_workers=base.workers,
         knee_workers=knee_workers,
         knee_high=knee_high(ordered, knee_workers),
-        # never more at once than there were requests in flight
-        parallel_requests=min(knee_workers, max(1, round(at_knee.speedup * base.workers))),
+        parallel_requests=parallel,
         peak_speedup=max(p.speedup for p in points),
         fell_at=_fell_at(points),
         beyond_workers_at=next(
@@ -187,6 +210,8 @@ def summary(
         queue_source=source,
         one_pass=one_pass(ordered),
         disturbed=unsettled_ids,
+        service_growth=_service_growth(base, most, wait),
+        expected_queue_share=max(0.0, 1 - parallel / most.workers),
     )
     return rejudged(finding, test)
 
@@ -203,4 +228,25 @@ def rejudged(finding: ConcurrencyFinding, test: Verdict) -> ConcurrencyFinding:
         verdict = ConcurrencyVerdict.SERIAL
     else:
         verdict = ConcurrencyVerdict.INCONCLUSIVE
-    return replace(finding, verdict=verdict, test=test)
+    return replace(finding, verdict=verdict, test=test, mode=_mode(finding, verdict))
+
+
+def _mode(finding: ConcurrencyFinding, verdict: ConcurrencyVerdict | None):
+    if verdict in (None, ConcurrencyVerdict.INCONCLUSIVE):
+        return None
+    most = finding.points[-1]
+    if verdict is ConcurrencyVerdict.SCALES and most.efficiency >= PARALLEL_EFFICIENCY:
+        return ConcurrencyMode.PARALLEL
+    growth = most.condition.e2e.mean - finding.points[0].condition.e2e.mean
+    if finding.queue_wait_s is None or growth <= 0:
+        return None
+    queued = finding.queue_wait_s >= QUEUE_EXPLAINS * growth
+    return ConcurrencyMode.QUEUES if queued else ConcurrencyMode.SHARES
+
+
+def _service_growth(base: Condition, most: Condition, wait: float | None) -> float | None:
+    """Latency less the queue wait at the most workers, over the baseline's latency."""
+    if wait is None or not base.e2e.mean:
+        return None
+    own = base.queue_mean_s or 0.0
+    return max(0.0, most.e2e.mean - wait) / max(base.e2e.mean - own, 1e-9)

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from perflab.analyse.findings.breakdown import BreakdownFinding
-from perflab.analyse.findings.concurrency import ConcurrencyFinding, ConcurrencyVerdict, QueueSource
+from perflab.analyse.findings.concurrency import (
+    ConcurrencyFinding,
+    ConcurrencyMode,
+    ConcurrencyVerdict,
+    QueueSource,
+)
 from perflab.analyse.findings.expectations import ExpectationFinding, Position
 from perflab.analyse.findings.kv_cache import KvCacheFinding
 from perflab.analyse.findings.prompt_length import (
@@ -162,16 +167,15 @@ def concurrency(f: ConcurrencyFinding, setting: str | None) -> str:
             f"{base.workers} to {most.workers} workers ({growth})"
         )
         if plausible:
-            text += (
-                f": the server serializes requests, running one at a time{hint}, "
-                "so extra requests only queue"
-            )
+            text += _serial_how(f, hint)
     elif f.verdict is ConcurrencyVerdict.SCALES:
         text = (
             f"{'Yes' if f.trusted else 'Inconclusive'}: throughput grew from {base.workers} to "
             f"{most.workers} workers ({growth}) and was still growing"
         )
-        if plausible:
+        if plausible and f.mode is ConcurrencyMode.SHARES:
+            text += _serial_how(f, hint)
+        elif plausible:
             text += ": the server runs requests in parallel"
     else:
         rise = "doubled" if round(at_knee.speedup, 1) == 2.0 else f"grew ×{at_knee.speedup:.2f}"
@@ -188,6 +192,10 @@ def concurrency(f: ConcurrencyFinding, setting: str | None) -> str:
         )
         if plausible:
             text += f": the server runs about {f.parallel_requests} requests at once{hint}"
+            if f.mode is ConcurrencyMode.SHARES:
+                text += ", and beyond that they run together, each slower"
+            elif f.mode is ConcurrencyMode.QUEUES:
+                text += ", and the rest queue"
     text += f", while mean latency grew ×{most.latency_growth:.2f}."
     if f.fell_at is not None:
         fell = next(p for p in f.points if p.workers == f.fell_at)
@@ -210,7 +218,9 @@ def concurrency(f: ConcurrencyFinding, setting: str | None) -> str:
         )
         text += (
             f" At {most.workers} workers requests waited {f.queue_wait_s:.3f} s for the server "
-            f"({f.queue_share:.0%} of {most.condition.e2e.mean:.3f} s mean latency; {source})."
+            f"({f.queue_share:.0%} of {most.condition.e2e.mean:.3f} s mean latency; {source}; "
+            f"{f.parallel_requests} at once would leave 1 − {f.parallel_requests}/{most.workers} "
+            f"= {f.expected_queue_share:.0%} to the queue)."
         )
     if base.workers != 1:
         text += f" There is no 1-worker run; {base.workers} workers is the baseline."
@@ -222,6 +232,22 @@ def concurrency(f: ConcurrencyFinding, setting: str | None) -> str:
         for p in f.points
     )
     return f"{text} ({listing})."
+
+
+def _serial_how(f: ConcurrencyFinding, hint: str) -> str:
+    """How a server that gained no throughput served the extra requests."""
+    if f.mode is ConcurrencyMode.QUEUES:
+        return (
+            f": the server serializes requests, running one at a time{hint}, "
+            "so extra requests only queue"
+        )
+    if f.mode is ConcurrencyMode.SHARES:
+        return (
+            f": the server runs the requests together{hint}, but each is slower (its own "
+            f"service time grew ×{f.service_growth:.2f}, the queue explains little): one "
+            "saturated resource serves them all"
+        )
+    return ": the server gains nothing from more requests at once"
 
 
 def kv_cache(f: KvCacheFinding) -> str | None:
