@@ -29,7 +29,7 @@ rule build_llama_tools:
     threads: 2
     params:
         sdist=get_llama_sdist_arg,
-        out_dir=LLAMA_TOOLS,
+        out_dir=subpath(output.server, parent=True),
     shell:
         "python -m perflab build-llama-tools {params.sdist} --out-dir {params.out_dir}"
         " --jobs {threads} > {log} 2>&1 || (tail -n 40 {log} >&2; exit 1)"

@@ -4,6 +4,7 @@ engine's pre-flight check, and stopped when the engine is closed."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -80,7 +81,11 @@ class LaunchedEngine:
         server_log: str | Path | None = None,
     ):
         self.settings = LaunchSettings.from_config(config["engine"]["launch"])
-        command = server_command(config["engine"], self.settings, model_path, server_binary)
+        engine = config["engine"]
+        command = server_command(engine, self.settings, model_path, server_binary)
+        self.model_path = None
+        if self.settings.server == "llama-server":
+            self.model_path = model_path or engine["model_path"]
         log = Path(server_log or f"{command.name}.log")
         self.server = ManagedServer(command, log, self.settings.startup_timeout_s).start()
         try:
@@ -100,7 +105,9 @@ class LaunchedEngine:
 
     def preflight(self) -> dict:
         info = self.client.preflight() | {"server": self.server.info()}
-        if self.settings.server == "llama-server":
+        if self.model_path:  # llama-server: the GGUF it serves, for provenance and size
+            info["model_path"] = str(self.model_path)
+            info["model_size_gb"] = os.path.getsize(self.model_path) / 1e9
             info["n_threads"] = self.settings.threads  # what bounds the server's compute
         return info
 

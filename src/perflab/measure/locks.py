@@ -43,11 +43,14 @@ def target_key(config: dict, model_path: str | None = None) -> str:
     HTTP engines lock the server's host and port, so two engines (two APIs)
     on one server wait for each other too. The calibration engine's server
     lives inside each job, but its timings are disturbed by any other
-    benchmark on the machine: it locks the machine.
+    benchmark on the machine: it locks the machine, as a server perflab launches
+    for the job does.
     """
     engine = config["engine"]
     if engine["name"] == "calibration":
         return "calibration server on this machine"
+    if engine.get("launch"):  # a fresh server per job, on a free port: the machine is shared
+        return f"launched {engine['launch']['server']} on this machine"
     if engine["name"] == "llamacpp":
         path = model_path or engine["model_path"] or "tiny model"
         return f"llamacpp {Path(path).expanduser().resolve()}"

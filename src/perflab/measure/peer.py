@@ -84,7 +84,8 @@ def run_llama_bench(
 ) -> tuple[list[PeerTest], list[str]]:
     """Run llama-bench once for every prompt size and the generation length."""
     command = [binary, "-m", str(model), "-t", str(threads), "-r", str(repetitions)]
-    command += ["-p", ",".join(str(n) for n in sorted(set(prompt_tokens)))]
+    sizes = sorted(set(prompt_tokens)) or [0]  # 0: no prompt test, tg alone
+    command += ["-p", ",".join(str(n) for n in sizes)]
     command += ["-n", str(n_gen), "-o", "json"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
     if done.returncode:
