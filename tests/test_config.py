@@ -5,15 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from perflab.config.load import (
-    EXPERIMENT_ID_PATTERN,
-    ConfigError,
-    expand_experiments,
-    load_config_file,
-    merge_configs,
-    suite_members,
-    validate_config,
-)
+from perflab.config.load import ConfigError, load_config_file, merge_configs, validate_config
+from perflab.config.sweep import EXPERIMENT_ID_PATTERN, expand_experiments, suite_members
 from perflab.measure.experiment import experiment_spec
 
 ROOT = Path(__file__).resolve().parents[1]

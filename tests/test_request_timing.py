@@ -190,7 +190,8 @@ def test_an_experiment_job_writes_finish_reason_and_preparation(tmp_path):
     """The calibration engine end to end: what the records and the summary carry."""
     from conftest import FAST_TIMING, ROOT
 
-    from perflab.config.load import expand_experiments, load_config_file
+    from perflab.config.load import load_config_file
+    from perflab.config.sweep import expand_experiments
     from perflab.core.records import read_jsonl
     from perflab.measure.experiment import (
         RUNNER_VERSION,

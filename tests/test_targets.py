@@ -8,13 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from perflab.config.load import (
-    EXPERIMENT_ID_PATTERN,
-    ConfigError,
-    expand_experiments,
-    load_config_file,
-    load_config_files,
-)
+from perflab.config.load import ConfigError, load_config_file, load_config_files
+from perflab.config.sweep import EXPERIMENT_ID_PATTERN, expand_experiments
 from perflab.config.targets import baseline, split_id, target_config
 from perflab.measure.experiment import experiment_spec
 

@@ -303,6 +303,12 @@ def write_experiment_tables(
     return row
 
 
+def tabulate_experiment(records_path: Path, metadata_path: Path) -> dict:
+    """An experiment's Parquet records and summary, beside its JSON lines and metadata."""
+    tables = ExperimentTables.in_dir(Path(records_path).parent)
+    return write_experiment_tables(records_path, metadata_path, tables)
+
+
 def scan_tables(paths: list[Path], schema: dict) -> pl.LazyFrame:
     """Parquet files in today's schema: a column an older file lacks reads as null."""
     return pl.scan_parquet(

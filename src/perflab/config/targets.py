@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-from perflab.config.checks import Problem
+from perflab.config.problems import Problem
 
 SEPARATOR = "--"
 DEFAULT_MACHINE = "local"

@@ -9,18 +9,14 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from perflab import __version__
-from perflab.config.load import Experiment
+from perflab.config.sweep import Experiment
 from perflab.core.records import RequestRecord, write_json_atomic, write_jsonl_atomic
 from perflab.engines import GenerationOptions, generation_options, make_engine
 from perflab.measure.lifeline import Interrupted
 from perflab.measure.partial import PartialWriter, keep_failed, keep_leftover
 from perflab.measure.runner import LoadPlan, RunResult, error_rate, run_load
-
-if TYPE_CHECKING:
-    from perflab.analyse.tables import ExperimentTables
 
 RUNNER_VERSION = 2  # bump when a change to the runner alters what is measured
 
@@ -53,13 +49,6 @@ class ExperimentPaths:
             out_dir / "metadata.json",
             Path(failed_dir),
         )
-
-    @property
-    def tables(self) -> ExperimentTables:
-        """records.parquet, summary.parquet and summary.json beside the records."""
-        from perflab.analyse.tables import ExperimentTables
-
-        return ExperimentTables.in_dir(self.records.parent)
 
 
 SETTINGS_KEYS = (
@@ -328,12 +317,4 @@ def _finish(
         kept = keep_failed(partial_path, paths.failed_dir, experiment.id)
         raise _io_error(exc, paths.records.parent, kept, len(result.records)) from None
     partial_path.unlink(missing_ok=True)
-    tabulate_experiment(paths)
     return metadata
-
-
-def tabulate_experiment(paths: ExperimentPaths) -> dict:
-    """The experiment's Parquet records and summary, from its JSON lines and metadata."""
-    from perflab.analyse.tables import write_experiment_tables
-
-    return write_experiment_tables(paths.records, paths.metadata, paths.tables)
