@@ -108,11 +108,6 @@ def scan_experiment(records_path: Path, metadata_path: Path) -> pl.LazyFrame:
     )
 
 
-def scan_requests(pairs: list[tuple[Path, Path]]) -> pl.LazyFrame:
-    """All requests of a run: (records.jsonl, metadata.json) per experiment."""
-    return pl.concat([scan_experiment(r, m) for r, m in pairs], how="vertical")
-
-
 def is_measured() -> pl.Expr:
     return ~pl.col("is_warmup")
 

@@ -6,7 +6,6 @@ from dataclasses import asdict, dataclass, field, replace
 
 from perflab.config.targets import target_names
 
-SUITES = ("basic", "prompt_length", "temperature", "concurrency", "resources", "kv_cache")
 PROMPT_CACHE_MODES = ("bust", "reuse")
 EXPERIMENT_ID_PATTERN = (
     r"([a-z0-9][a-z0-9_]*--)?[a-z0-9_]+-t[0-9.]+-w[0-9]+-(n[0-9]+|d[0-9.]+s)(-reuse)?-r[0-9]+"
@@ -119,11 +118,3 @@ def expand_experiments(config: dict) -> dict[str, Experiment]:
         for condition in conditions
         for experiment in (replace(condition, trial=trial, target=name) for name in names)
     }
-
-
-def suite_members(experiments: dict[str, Experiment]) -> dict[str, list[str]]:
-    members: dict[str, list[str]] = {suite: [] for suite in SUITES}
-    for experiment in experiments.values():
-        for suite in experiment.suites:
-            members[suite].append(experiment.id)
-    return members

@@ -77,12 +77,6 @@ def machine_of(config: dict, name: str | None) -> str | None:
     return _entry(config, name).get("machine", DEFAULT_MACHINE)
 
 
-def split_id(experiment_id: str) -> tuple[str | None, str]:
-    """(target, the rest) of an experiment or condition id; target None without a prefix."""
-    target, sep, rest = experiment_id.partition(SEPARATOR)
-    return (target, rest) if sep else (None, experiment_id)
-
-
 def target_problems(config: dict) -> list[Problem]:
     """Duplicate names, an unknown baseline, and a baseline without targets."""
     problems = []
