@@ -16,6 +16,7 @@ from pathlib import Path
 from perflab.config.problems import Problem
 from perflab.config.sweep import EXPERIMENT_ID_PATTERN, Experiment, expand_experiments, suite_points
 from perflab.config.targets import target_config
+from perflab.engines.registry import engine_kind
 
 # The tiny model's tokenizer, where the workflow keeps it (relative to the workflow directory).
 DEFAULT_VOCAB = Path("cache/vocab/ggml-vocab-llama-bpe.gguf")
@@ -82,7 +83,7 @@ def expected_tps_problems(config: dict) -> Iterator[Problem]:
 
 
 def calibration_problems(config: dict) -> Iterator[Problem]:
-    if config["engine"]["name"] != "calibration":
+    if not engine_kind(config["engine"]["name"]).scripted:
         return
     from perflab.calibration import TimingModel
 
@@ -167,12 +168,14 @@ def host_problems(config: dict) -> Iterator[Problem]:
         reason = host_problem(engine["host"])
         if reason:
             yield Problem(("engine", "host"), f"{engine['host']!r}: {reason}; {HOST_FIX}")
-    elif engine["name"] == "ollama" and os.environ.get("OLLAMA_HOST"):
-        value = os.environ["OLLAMA_HOST"]
+        return
+    variable = engine_kind(engine["name"]).host_env
+    if variable and os.environ.get(variable):
+        value = os.environ[variable]
         reason = host_problem(value)
         if reason:
             yield Problem(
-                ("OLLAMA_HOST",),
+                (variable,),
                 f"{value!r}: {reason}; {HOST_FIX}, or set engine.host",
                 origin="environment",
             )
@@ -180,7 +183,7 @@ def host_problems(config: dict) -> Iterator[Problem]:
 
 def model_path_problems(config: dict) -> Iterator[Problem]:
     engine = config["engine"]
-    if engine["name"] != "llamacpp" or not engine["model_path"]:
+    if not engine_kind(engine["name"]).loads_model_file or not engine["model_path"]:
         return
     path = Path(engine["model_path"]).expanduser()
     if not path.is_file():
@@ -262,7 +265,7 @@ def context_problems(config: dict) -> Iterator[Problem]:
     load, about a second) is consulted only when that bound does not fit.
     """
     engine = config["engine"]
-    if engine["name"] != "llamacpp":
+    if not engine_kind(engine["name"]).loads_model_file:
         return
     prompts = sorted({e.prompt for e in expand_experiments(config).values()}, key=len)
     if not prompts:

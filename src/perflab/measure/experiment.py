@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +13,7 @@ from perflab import __version__
 from perflab.config.sweep import Experiment
 from perflab.core.records import RequestRecord, write_json_atomic, write_jsonl_atomic
 from perflab.engines import GenerationOptions, generation_options, make_engine
+from perflab.engines.registry import engine_kind
 from perflab.measure.lifeline import Interrupted
 from perflab.measure.partial import PartialWriter, keep_failed, keep_leftover
 from perflab.measure.runner import LoadPlan, RunResult, error_rate, run_load
@@ -82,39 +82,6 @@ def experiment_from_spec(spec: dict) -> Experiment:
     fields.pop("condition_id", None)
     fields["suites"] = tuple(fields["suites"])
     return Experiment(**fields)
-
-
-def server_pid_finder(config: dict):
-    """Where the server's processes are: ours for llama.cpp, Ollama's when local."""
-    from perflab.engines.server_process import find_ollama_pids
-
-    if config["engine"]["name"] in ("llamacpp", "calibration"):
-        return lambda: [os.getpid()]
-    host = server_host(config)  # whatever listens on its port, if local
-    return lambda: find_ollama_pids(host)
-
-
-def server_host(config: dict) -> str:
-    """The URL of an HTTP engine's server."""
-    if config["engine"]["name"] == "openai":
-        from perflab.engines.openai_engine import base_url
-
-        return base_url(config["engine"]["host"])
-    from perflab.engines.ollama_engine import resolve_host
-
-    return resolve_host(config["engine"]["host"])
-
-
-def server_is_remote(config: dict) -> bool:
-    """Whether the server runs on another machine (its CPU is then not this machine's)."""
-    if config["engine"]["name"] in ("llamacpp", "calibration"):
-        return False
-    from urllib.parse import urlparse
-
-    from perflab.engines.server_process import is_local_host
-
-    host = server_host(config)
-    return not is_local_host(urlparse(host if "://" in host else f"http://{host}").hostname)
 
 
 def run_experiment(
@@ -236,6 +203,8 @@ def _drive(config, experiment, engine, plan, options, writer, progress) -> tuple
     """Run the load with the sampler on; a write error or an interrupt stops new requests."""
     from perflab.measure.sampler import ResourceSampler
 
+    kind = engine_kind(config["engine"]["name"])
+
     stop = threading.Event()
 
     def on_record(record: RequestRecord) -> None:
@@ -247,8 +216,8 @@ def _drive(config, experiment, engine, plan, options, writer, progress) -> tuple
 
     sampler = ResourceSampler(
         interval_s=config["sampler"]["interval_s"],
-        server_pids=server_pid_finder(config),
-        server_remote=server_is_remote(config),
+        server_pids=kind.server_pids(config),
+        server_remote=kind.server_is_remote(config),
     )
     try:
         with sampler:
