@@ -11,6 +11,7 @@ calibration server (tiny sizes).
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -18,11 +19,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import polars as pl
 import pytest
 from conftest import run_snakemake
 from test_report import config, metadata, render, row
 
-import polars as pl
 from perflab.present import page
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -285,11 +286,11 @@ def in_browser(reports, tmp_path_factory) -> tuple[dict, Path, list[str]]:
     net_log = out / "net-log.json"
     dumped = browse(probe, out, f"--log-net-log={net_log}", "--window-size=1280,900",
                     "--dump-dom").stdout  # fmt: skip
-    found = json.loads(re.search(r'<pre id="probe">(.*?)</pre>', dumped, re.S)[1])
+    found = json.loads(html.unescape(re.search(r'<pre id="probe">(.*?)</pre>', dumped, re.S)[1]))
     copy = out / "day1-log.html"  # the screenshot is of the page as written
     copy.write_text(original)
     screenshot = out / "day1-log.png"
-    height = min(found["height"] + 40, 16000)
+    height = min(found["height"] + 40, 20000)
     browse(copy, out, f"--screenshot={screenshot}", f"--window-size=1280,{height}")
     print(f"screenshot of the log: {screenshot}")
     return found, screenshot, page_requests(net_log)
@@ -312,7 +313,7 @@ def test_the_page_shows_what_the_markdown_means(reports, in_browser):
         mark == "x" for mark in expected.tasks
     ]
     assert found["badges"] and len(found["badges"]) == expected.verdicts
-    for word, background, (width, height) in found["badges"]:
+    for word, background, (width, _) in found["badges"]:
         assert word and background not in ("rgba(0, 0, 0, 0)", "transparent") and width > 0
 
 

@@ -112,7 +112,9 @@ def test_script_tags_through_every_field_never_become_markup():
     assert links and all(re.fullmatch(r'<a href="#[a-z0-9-]+"[^>]*>', link) for link in links)
     # a pipe in a value does not break a table row: every row keeps its cells
     for table in re.findall(r"<table>.*?</table>", html, re.S):
-        counts = {len(re.findall(r"<t[dh][ >]", r)) for r in re.findall(r"<tr>.*?</tr>", table, re.S)}
+        counts = {
+            len(re.findall(r"<t[dh][ >]", r)) for r in re.findall(r"<tr>.*?</tr>", table, re.S)
+        }
         assert len(counts) == 1
 
 
@@ -169,7 +171,10 @@ def test_log_carries_the_run_the_ideas_and_the_key_findings():
     assert "  - bottleneck: queueing" in text and "  - concurrency: serial" in text
     assert "Every comparison rests on one pass" in text
     primary = "- **Primary bottleneck**: queueing"
-    assert primary in text and "\n  - [ ] CPU\n  - [ ] Memory\n  - [ ] Disk I/O\n  - [ ] Network\n" in text
+    assert (
+        primary in text
+        and "\n  - [ ] CPU\n  - [ ] Memory\n  - [ ] Disk I/O\n  - [ ] Network\n" in text
+    )
     assert "GB free where results are written" in text
 
 

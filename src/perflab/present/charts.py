@@ -22,8 +22,8 @@ from perflab.analyse.findings.frame import LinearFit
 from perflab.analyse.findings.prompt_length import PromptLengthFinding
 from perflab.analyse.findings.temperature import TemperatureFinding
 
-WIDTH = 480
-HEIGHT = 300
+WIDTH = 680  # the log page is about 990 px wide: drawn near its size, text stays legible
+HEIGHT = 320
 EXTERNAL_SCRIPT = re.compile(r"<script[^>]*\bsrc\s*=\s*[\"']?(https?:)?//", re.IGNORECASE)
 
 

@@ -51,22 +51,23 @@ CLASSES = {
 VERDICT_CLASS = re.compile(r"verdict(-[a-z0-9]+)*")
 ALIGN = re.compile(r"text-align:(left|center|right)")
 
-# The seed's status marks, drawn as shapes so that no emoji font is needed.
+# The seed's status marks, drawn as shapes so that no emoji font is needed
+# (round, so that they do not read as the task list's square checkboxes).
 ICONS = {
     "✅": (
         "complete",
-        '<rect x="1" y="1" width="14" height="14" rx="3" fill="#1a7f37"/>'
-        '<path d="M4 8.5l2.6 2.6L12 5.5" fill="none" stroke="#fff" stroke-width="2"/>',
+        '<circle cx="8" cy="8" r="7.5" fill="#1a7f37"/>'
+        '<path d="M4.3 8.4l2.5 2.5 4.9-5" fill="none" stroke="#fff" stroke-width="2"/>',
     ),
-    "🟡": ("partial", '<circle cx="8" cy="8" r="7" fill="#d4a72c"/>'),
+    "🟡": ("partial", '<circle cx="8" cy="8" r="7.5" fill="#d4a72c"/>'),
     "⬜": (
         "not yet",
-        '<rect x="1.5" y="1.5" width="13" height="13" rx="2" fill="#fff" stroke="#6e7781"/>',
+        '<circle cx="8" cy="8" r="6.75" fill="#fff" stroke="#6e7781" stroke-width="1.5"/>',
     ),
     "❌": (
         "failed",
-        '<rect x="1" y="1" width="14" height="14" rx="3" fill="#cf222e"/>'
-        '<path d="M5 5l6 6M11 5l-6 6" stroke="#fff" stroke-width="2"/>',
+        '<circle cx="8" cy="8" r="7.5" fill="#cf222e"/>'
+        '<path d="M5.2 5.2l5.6 5.6M10.8 5.2l-5.6 5.6" stroke="#fff" stroke-width="2"/>',
     ),
 }
 CHART = re.compile(r"<p>\s*<img ([^>]*)>\s*</p>")
