@@ -37,16 +37,9 @@ def job_counts(output: str) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory, vocab_path) -> Path:
-    workdir = tmp_path_factory.mktemp("workflow")
-    for name in ("Snakefile", "workflow", "config", "profiles", "environment.yml"):
-        source = ROOT / name
-        copy = shutil.copytree if source.is_dir() else shutil.copy
-        copy(source, workdir / name)
+def workdir(copy_workflow, vocab_path) -> Path:
+    workdir = copy_workflow(cached=(VOCAB,))  # fetched by the vocab_path fixture
     shutil.copy(TINY, workdir / "tiny.yaml")
-    if (ROOT / VOCAB).exists():  # fetched by the vocab_path fixture or an earlier run
-        (workdir / VOCAB).parent.mkdir(parents=True)
-        shutil.copy(ROOT / VOCAB, workdir / VOCAB)
     return workdir
 
 
