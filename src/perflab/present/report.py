@@ -118,7 +118,7 @@ def _environment() -> jinja2.Environment:
 
 def render_template(name: str, **context) -> str:
     """Any of perflab's templates, every value escaped as in the log."""
-    return _environment().get_template(name).render(**context)
+    return single_blank_lines(_environment().get_template(name).render(**context))
 
 
 def single_blank_lines(text: str) -> str:
@@ -130,10 +130,6 @@ def single_blank_lines(text: str) -> str:
         if fenced or line.strip() or not kept or kept[-1].strip():
             kept.append(line)
     return "\n".join(kept)
-
-
-def render_log(context: dict) -> str:
-    return single_blank_lines(_environment().get_template("day1-log.md.j2").render(**context))
 
 
 def chart_links(charts_dir: Path, markdown_dir: Path) -> dict[str, str]:
@@ -301,7 +297,7 @@ def write_log(
     context = build_context(
         findings, metadata, config, charts, [str(p) for p in result_files], configfiles
     )
-    text = render_log(context)
+    text = render_template("day1-log.md.j2", **context)
     write_text_atomic(markdown_path, text)
     svgs = {path: (markdown_path.parent / path).read_text() for path in charts.values()}
     write_text_atomic(html_path, render_html(text, f"Day 1 log — {config['run']}", svgs))
