@@ -15,6 +15,8 @@ from perflab.config.load import (
 from perflab.config.sweep import EXPERIMENT_ID_PATTERN, expand_experiments
 from perflab.engines.ollama_store import uses_tiny_model as engine_uses_tiny_model
 from perflab.models.llama_build import PREBUILT_ENV, sdist_name
+from perflab.models.smollm2 import MODEL_PATH as SMOLLM2_PATH
+from perflab.models.smollm2 import uses_smollm2 as engine_uses_smollm2
 from perflab.measure.estimate import plan_run
 from perflab.measure.experiment import experiment_spec
 from perflab.config.targets import target_config, target_names
@@ -77,6 +79,16 @@ def get_tiny_model_path(quantization=None):
     return f"cache/models/{name.format(**tiny)}{suffix}.gguf"
 
 
+def get_smollm2_path():
+    """SmolLM2-135M-Instruct as fetched from its pinned wheel on PyPI."""
+    return str(SMOLLM2_PATH)
+
+
+def get_smollm2_fetch_benchmark():
+    """The download's timing, beside the model it fetched (shared by every run)."""
+    return get_smollm2_path().removesuffix(".gguf") + ".fetch.tsv"
+
+
 def get_target(wildcards):
     """The target of a job: its experiment's, the {target} of a pre-flight check, or None."""
     if "experiment" in wildcards.keys():
@@ -115,6 +127,8 @@ def get_setup_benchmarks(wildcards=None):
         )
     if uses_tiny_model():
         steps["model_build"] = (get_model_build_benchmark(), get_tiny_model_path())
+    if engine_uses_smollm2(config["engine"]):
+        steps["model_fetch"] = (get_smollm2_fetch_benchmark(), get_smollm2_path())
     return {
         name: benchmark
         for name, (benchmark, output) in steps.items()
@@ -132,25 +146,27 @@ def launches_built_server(engine):
     return launch.get("server") == "llama-server" and not launch.get("binary")
 
 
-def serves_tiny_model(engine):
-    """A launched llama-server with no model_path serves the tiny model."""
+def as_served(engine):
+    """The engine block as the embedded engine would read it: a launched llama-server
+    serves the model file the embedded engine would load for the same keys."""
     launch = engine.get("launch") or {}
-    return (
-        launch.get("server") == "llama-server"
-        and not engine["model_path"]
-        and engine["model"] == "tiny-llama3"
-    )
+    return engine | {"name": "llamacpp"} if launch.get("server") == "llama-server" else engine
 
 
 def get_model_inputs(wildcards=None):
-    """The model a job's engine loads or serves, and the llama-server it launches."""
+    """The model a job's engine loads or serves (the tiny model at its quantization,
+    or the fetched SmolLM2; none for a model the engine finds itself), and the
+    llama-server it launches."""
     return get_model_inputs_of(get_target_config(wildcards)["engine"])
 
 
 def get_model_inputs_of(engine):
     inputs = {}
-    if engine_uses_tiny_model(engine) or serves_tiny_model(engine):
+    served = as_served(engine)
+    if engine_uses_tiny_model(served):
         inputs["model"] = get_tiny_model_path(engine.get("quantization"))
+    elif engine_uses_smollm2(served):
+        inputs["model"] = get_smollm2_path()
     if launches_built_server(engine):
         inputs["server"] = f"{LLAMA_TOOLS}/llama-server"
     return inputs

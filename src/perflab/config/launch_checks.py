@@ -11,12 +11,14 @@ from urllib.parse import urlsplit
 
 from perflab.config.checks import Problem
 from perflab.engines.launch import unused_keys
+from perflab.engines.ollama_store import TINY_MODEL_NAME
 from perflab.engines.server_process import is_local_host
+from perflab.models.smollm2 import MODEL_NAME as SMOLLM2_NAME
 
 # The engines that can talk to each server perflab starts.
 CLIENTS = {"llama-server": ("openai",), "ollama": ("ollama", "openai")}
 # Models the workflow makes itself (fetched or built into cache/), by engine.model.
-WORKFLOW_MODELS = ("tiny-llama3",)
+WORKFLOW_MODELS = (TINY_MODEL_NAME, SMOLLM2_NAME)
 
 
 def launch_problems(config: dict) -> Iterator[Problem]:
