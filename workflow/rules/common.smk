@@ -150,7 +150,11 @@ def as_served(engine):
     """The engine block as the embedded engine would read it: a launched llama-server
     serves the model file the embedded engine would load for the same keys."""
     launch = engine.get("launch") or {}
-    return engine | {"name": "llamacpp"} if launch.get("server") == "llama-server" else engine
+    return (
+        engine | {"name": "llamacpp"}
+        if launch.get("server") == "llama-server"
+        else engine
+    )
 
 
 def get_model_inputs(wildcards=None):
@@ -217,7 +221,11 @@ def get_peer_target_arg():
 
 
 def get_peer_files(wildcards=None):
-    return {"peer": f"{RESULTS}/peer/llama-bench.json"} if config["peer"]["llama_bench"] else {}
+    return (
+        {"peer": f"{RESULTS}/peer/llama-bench.json"}
+        if config["peer"]["llama_bench"]
+        else {}
+    )
 
 
 def get_llama_build_inputs(wildcards=None):
