@@ -10,6 +10,12 @@ Definitions (all times in seconds):
   req_per_s   ok requests / measured wall time
   prep_s  the client's own work before the request left (HTTP engines); not
           part of ttft_s or e2e_s, which start when the request left
+Open-loop load (the rate suite) adds, per request:
+  send_lag_s    scheduled send time → when the request left (the client's lag)
+  e2e_sched_s   scheduled send time → final chunk (= send_lag_s + e2e_s)
+  ttft_sched_s  scheduled send time → first token (= send_lag_s + ttft_s)
+A request the client dropped (the bound on requests in flight was reached) was never
+sent: it is counted in n_dropped, not in n_requests or n_errors.
 Warm-up requests and failed requests never enter latency statistics; failed
 requests are counted in n_errors and error_rate; ok requests cut at
 max_tokens (finish_reason "length") in n_truncated.
@@ -54,6 +60,11 @@ RECORD_SCHEMA = {
     "server_output_tokens": pl.Int64,
     "finish_reason": pl.String,
     "prep_s": pl.Float64,
+    "t_scheduled": pl.Float64,
+    "send_lag_s": pl.Float64,
+    "held_s": pl.Float64,
+    "ttft_sched_s": pl.Float64,
+    "e2e_sched_s": pl.Float64,
 }
 
 EXPERIMENT_COLUMNS = {
@@ -73,6 +84,12 @@ EXPERIMENT_COLUMNS = {
     "partial": pl.Boolean,
     "interference_cpu_pct_mean": pl.Float64,
     "interference_cpu_pct_max": pl.Float64,
+    "offered_rate": pl.Float64,
+    "arrival": pl.String,
+    "burstiness": pl.Float64,
+    "schedule_rate": pl.Float64,
+    "achieved_rate": pl.Float64,
+    "schedule_valid": pl.Boolean,
 }
 
 
@@ -80,6 +97,7 @@ def experiment_columns(metadata: dict) -> dict:
     """The per-experiment values that every request row carries."""
     experiment = metadata["experiment"]
     resources = metadata.get("resources") or {}
+    schedule = metadata.get("schedule") or {}  # open loop only
     return {
         "target": experiment.get("target"),
         "condition_id": experiment["condition_id"],
@@ -97,6 +115,12 @@ def experiment_columns(metadata: dict) -> dict:
         "partial": metadata["run"]["partial"],
         "interference_cpu_pct_mean": resources.get("interference_cpu_pct_mean"),
         "interference_cpu_pct_max": resources.get("interference_cpu_pct_max"),
+        "offered_rate": experiment.get("rate"),
+        "arrival": experiment.get("arrival"),
+        "burstiness": experiment.get("burstiness"),
+        "schedule_rate": schedule.get("schedule_rate"),
+        "achieved_rate": schedule.get("achieved_rate"),
+        "schedule_valid": schedule.get("valid"),
     }
 
 
@@ -114,7 +138,8 @@ def scan_requests(pairs: list[tuple[Path, Path]]) -> pl.LazyFrame:
 
 
 def is_measured() -> pl.Expr:
-    return ~pl.col("is_warmup")
+    """Sent after the warm-up: a request the client dropped was never sent."""
+    return ~pl.col("is_warmup") & (pl.col("status") != "dropped")
 
 
 def is_ok() -> pl.Expr:
@@ -141,6 +166,13 @@ def distribution(column: str) -> list[pl.Expr]:
     return exprs
 
 
+def send_lag_stats() -> list[pl.Expr]:
+    lag = pl.col("send_lag_s").filter(is_measured())
+    return [
+        lag.quantile(q / 100, interpolation="linear").alias(f"send_lag_p{q}_s") for q in (50, 99)
+    ] + [lag.max().alias("send_lag_max_s")]
+
+
 def tpot() -> pl.Expr:
     return (pl.col("e2e_s") - pl.col("ttft_s")) / (pl.col("output_tokens") - 1)
 
@@ -151,6 +183,8 @@ def counts() -> list[pl.Expr]:
         is_ok().sum().alias("n_ok"),
         (is_measured() & (pl.col("status") != "ok")).sum().alias("n_errors"),
         pl.col("is_warmup").sum().alias("n_warmup"),
+        (pl.col("status") == "dropped").sum().alias("n_dropped"),
+        (is_measured() & (pl.col("held_s") > 0)).sum().alias("n_delayed"),
         (is_ok() & (pl.col("finish_reason") == "length")).sum().alias("n_truncated"),
     ]
 
@@ -199,6 +233,9 @@ def summarize(requests: pl.LazyFrame) -> pl.LazyFrame:
             *counts(),
             *distribution("e2e_s"),
             *distribution("ttft_s"),
+            *distribution("e2e_sched_s"),
+            *distribution("ttft_sched_s"),
+            *send_lag_stats(),
             *token_stats(),
             *server_stats(),
             pl.col("error_class")

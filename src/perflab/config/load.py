@@ -19,10 +19,19 @@ from perflab.config.checks import (
 )
 
 SCHEMA_PATH = Path(__file__).parent.parent / "schemas" / "config.schema.yaml"
-SUITES = ("basic", "prompt_length", "temperature", "concurrency", "resources", "kv_cache")
+SUITES = (
+    "basic",
+    "prompt_length",
+    "temperature",
+    "concurrency",
+    "resources",
+    "kv_cache",
+    "rate",
+)
 PROMPT_CACHE_MODES = ("bust", "reuse")
 EXPERIMENT_ID_PATTERN = (
-    r"([a-z0-9][a-z0-9_]*--)?[a-z0-9_]+-t[0-9.]+-w[0-9]+-(n[0-9]+|d[0-9.]+s)(-reuse)?-r[0-9]+"
+    r"([a-z0-9][a-z0-9_]*--)?[a-z0-9_]+-t[0-9.]+-w[0-9]+-(n[0-9]+|d[0-9.]+s)"
+    r"(-q[0-9.]+-(constant|poisson|gamma[0-9.]+))?(-reuse)?-r[0-9]+"
 )
 # Keys that moved: the schema would only say "unexpected"; these say where they went.
 MOVED_KEYS = {
@@ -264,6 +273,10 @@ def load_config_file(
 class Experiment:
     """One trial of one sweep point: a prompt at a temperature with N workers.
 
+    With a ``rate`` it is open-loop load instead: requests arrive at ``rate`` per
+    second (``arrival`` constant or poisson, gamma gaps of shape ``burstiness``) and
+    ``workers`` bounds how many are in flight at once.
+
     A condition (``condition_id``) is the sweep point; it runs as ``repeats``
     independent trials, each its own job with id ``<condition_id>-r<trial>``.
     """
@@ -278,13 +291,27 @@ class Experiment:
     trial: int = 1
     suites: tuple[str, ...] = field(default=(), compare=False)
     target: str | None = None  # None: the config's one engine, and no prefix on the id
+    rate: float | None = None  # requests/s offered; None: closed-loop workers
+    arrival: str | None = None
+    burstiness: float | None = None
 
     @property
     def point_id(self) -> str:
         """The sweep point, the same for every target."""
         size = f"n{self.requests}" if self.requests is not None else f"d{self.duration_s:g}s"
         reuse = "-reuse" if self.prompt_cache == "reuse" else ""
-        return f"{self.prompt_name}-t{self.temperature:g}-w{self.workers}-{size}{reuse}"
+        base = f"{self.prompt_name}-t{self.temperature:g}-w{self.workers}-{size}"
+        return f"{base}{self.arrivals_id}{reuse}"
+
+    @property
+    def arrivals_id(self) -> str:
+        """``-q<rate>-<arrival>`` for open-loop load; poisson with burstiness b≠1 is gamma<b>."""
+        if self.rate is None:
+            return ""
+        shape = self.arrival
+        if self.arrival == "poisson" and self.burstiness not in (None, 1.0):
+            shape = f"gamma{self.burstiness:g}"
+        return f"-q{self.rate:g}-{shape}"
 
     @property
     def condition_id(self) -> str:
@@ -302,6 +329,9 @@ class Experiment:
         }
         if self.target is None:  # a single-target spec stays as it was: nothing reruns
             del params["target"]
+        if self.rate is None:  # so does a closed-loop one
+            for name in ("rate", "arrival", "burstiness"):
+                del params[name]
         return params
 
 
@@ -324,6 +354,11 @@ def suite_points(config: dict) -> list[tuple[str, dict]]:
         "concurrency": ("workers", suites["concurrency"]["workers"], ("prompt", "requests")),
         "resources": (None, [None], ("prompt", "workers", "duration_s")),
         "kv_cache": ("prompt_cache", list(PROMPT_CACHE_MODES), ("prompt", "workers", "requests")),
+        "rate": (
+            "rate",
+            [float(rate) for rate in suites["rate"]["rates"]],
+            ("prompt", "max_in_flight", "requests", "arrival", "burstiness"),
+        ),
     }
     points = []
     for suite, (axis, values, fixed) in sweeps.items():
@@ -332,6 +367,10 @@ def suite_points(config: dict) -> list[tuple[str, dict]]:
         held = {key: suites[suite][key] for key in fixed}
         if "prompt" in held:
             held["prompt_name"] = held.pop("prompt")
+        if "max_in_flight" in held:  # open loop: the bound on requests in flight
+            held["workers"] = held.pop("max_in_flight")
+        if "burstiness" in held:
+            held["burstiness"] = float(held["burstiness"])
         points += [(suite, held | ({axis: value} if axis else {})) for value in values]
     for _, point in points:
         point["temperature"] = float(point.get("temperature", config["generation"]["temperature"]))

@@ -15,7 +15,9 @@ from perflab import __version__
 from perflab.config.load import Experiment
 from perflab.core.records import RequestRecord, write_json_atomic, write_jsonl_atomic
 from perflab.engines import GenerationOptions, generation_options, make_engine
+from perflab.measure.arrivals import ArrivalPlan
 from perflab.measure.lifeline import Interrupted
+from perflab.measure.open_loop import OpenLoopPlan, ScheduleCheck, run_open_loop
 from perflab.measure.partial import PartialWriter, keep_failed, keep_leftover
 from perflab.measure.runner import LoadPlan, RunResult, error_rate, run_load
 
@@ -71,6 +73,10 @@ SETTINGS_KEYS = (
     "sampler",
 )
 
+# The rate suite's settings an open-loop experiment runs by (its rate, arrival and
+# bound on requests in flight are in the experiment itself).
+OPEN_LOOP_KEYS = ("seed", "on_full", "max_send_lag_s", "min_rate_fraction")
+
 
 def experiment_spec(config: dict, experiment: Experiment) -> dict:
     """What one experiment job needs, and nothing else: changing any of it reruns the job.
@@ -82,6 +88,9 @@ def experiment_spec(config: dict, experiment: Experiment) -> dict:
 
     single = target_config(config, experiment.target)
     spec = {key: single[key] for key in SETTINGS_KEYS} | {"experiment": experiment.params()}
+    if experiment.rate is not None:
+        rate = config["suites"]["rate"]
+        spec["open_loop"] = {key: rate[key] for key in OPEN_LOOP_KEYS}
     if experiment.target is not None:
         spec["machine"] = machine_of(config, experiment.target)
     return spec
@@ -161,9 +170,13 @@ def run_experiment(
         if spec.get("machine"):  # targets sharing a machine take turns (machine first, always)
             held.enter_context(target_lock(machine_key(spec), holder, on_wait=say))
         held.enter_context(target_lock(target_key(spec, model_path), holder, on_wait=say))
-        return _measure(
+        metadata = _measure(
             spec, experiment, paths, model_path, partial_path, progress, model_fingerprint, job
         )
+    schedule = metadata.get("schedule")
+    if schedule and not schedule["valid"]:
+        say(f"{experiment.id}: invalid open-loop run: {'; '.join(schedule['problems'])}")
+    return metadata
 
 
 def _io_error(exc: OSError, path: Path, kept: Path | None, taken: int = 0) -> ExperimentIOError:
@@ -181,11 +194,12 @@ class Measurement:
     """What one experiment measured, before it is judged and written."""
 
     engine_info: dict
-    plan: LoadPlan
+    plan: LoadPlan | OpenLoopPlan
     options: GenerationOptions
     result: RunResult
     samples: list
     job: dict  # where the job's own time went: start-up, engine set-up, requests
+    schedule: ScheduleCheck | None = None  # open loop: whether the client kept the schedule
 
 
 def _measure(
@@ -208,12 +222,7 @@ def _measure(
         if engine_info.get("model_path"):
             engine_info["model_sha256"] = model_sha256(engine_info["model_path"], model_fingerprint)
         job["engine_setup_s"] = time.perf_counter() - setup_started
-        plan = LoadPlan(
-            workers=experiment.workers,
-            requests=experiment.requests,
-            duration_s=experiment.duration_s,
-            warmup_requests=config["warmup_requests"],
-        )
+        plan = load_plan(config, experiment)
         options = generation_options(config, experiment.temperature)
         try:
             writer = PartialWriter(partial_path)
@@ -221,7 +230,9 @@ def _measure(
             raise _io_error(exc, partial_path, None) from None
         measure_started = time.perf_counter()
         try:
-            result, samples = _drive(config, experiment, engine, plan, options, writer, progress)
+            result, schedule, samples = _drive(
+                config, experiment, engine, plan, options, writer, progress
+            )
             job["measure_s"] = time.perf_counter() - measure_started  # warm-up and measured
         except (KeyboardInterrupt, Interrupted) as exc:
             interrupted = True
@@ -239,11 +250,41 @@ def _measure(
     if writer.error is not None:
         kept = keep_failed(partial_path, paths.failed_dir, experiment.id)
         raise _io_error(writer.error, partial_path, kept, writer.written)
-    measurement = Measurement(engine_info, plan, options, result, samples, job)
+    measurement = Measurement(engine_info, plan, options, result, samples, job, schedule)
     return _finish(config, experiment, paths, partial_path, measurement)
 
 
-def _drive(config, experiment, engine, plan, options, writer, progress) -> tuple[RunResult, list]:
+def load_plan(spec: dict, experiment: Experiment) -> LoadPlan | OpenLoopPlan:
+    """Closed-loop workers, or with a rate the open-loop schedule the spec describes."""
+    if experiment.rate is None:
+        return LoadPlan(
+            workers=experiment.workers,
+            requests=experiment.requests,
+            duration_s=experiment.duration_s,
+            warmup_requests=spec["warmup_requests"],
+        )
+    settings = spec["open_loop"]
+    arrivals = ArrivalPlan(
+        rate=experiment.rate,
+        requests=experiment.requests,
+        arrival=experiment.arrival,
+        burstiness=experiment.burstiness,
+        seed=settings["seed"],
+        trial=experiment.trial,
+    )
+    return OpenLoopPlan(
+        arrivals,
+        max_in_flight=experiment.workers,
+        on_full=settings["on_full"],
+        warmup_requests=spec["warmup_requests"],
+        max_send_lag_s=settings["max_send_lag_s"],
+        min_rate_fraction=settings["min_rate_fraction"],
+    )
+
+
+def _drive(
+    config, experiment, engine, plan, options, writer, progress
+) -> tuple[RunResult, ScheduleCheck | None, list]:
     """Run the load with the sampler on; a write error or an interrupt stops new requests."""
     from perflab.measure.sampler import ResourceSampler
 
@@ -261,9 +302,10 @@ def _drive(config, experiment, engine, plan, options, writer, progress) -> tuple
         server_pids=server_pid_finder(config),
         server_remote=server_is_remote(config),
     )
+    run = run_open_loop if isinstance(plan, OpenLoopPlan) else run_load
     try:
         with sampler:
-            result = run_load(
+            outcome = run(
                 engine,
                 experiment.prompt,
                 options,
@@ -276,7 +318,8 @@ def _drive(config, experiment, engine, plan, options, writer, progress) -> tuple
     except BaseException:
         stop.set()  # workers send nothing more; the one in flight ends with the engine
         raise
-    return result, sampler.samples
+    result, schedule = outcome if isinstance(outcome, tuple) else (outcome, None)
+    return result, schedule, sampler.samples
 
 
 def _finish(
@@ -313,6 +356,8 @@ def _finish(
         "resources": summarize_samples(samples, (result.measured_started, result.measured_ended)),
         "job": measurement.job,
     }
+    if measurement.schedule is not None:
+        metadata["schedule"] = measurement.schedule.as_dict()
     if rate > config["error_budget"]:
         kept = keep_failed(partial_path, paths.failed_dir, experiment.id)
         raise ErrorBudgetExceeded(
