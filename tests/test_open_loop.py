@@ -38,7 +38,11 @@ def stalling_server(make_calibration_server):
 
 def test_a_stall_shows_in_every_request_scheduled_during_it(make_calibration_server):
     server = stalling_server(make_calibration_server)
-    plan = OpenLoopPlan(ArrivalPlan(rate=5.0, requests=30, arrival="constant"), max_in_flight=64)
+    plan = OpenLoopPlan(
+        ArrivalPlan(rate=5.0, requests=30, arrival="constant"),
+        max_in_flight=64,
+        max_send_lag_s=0.5,  # a busy test machine may be late; the stall is 2 s
+    )
     result, check = open_loop(server.url, plan)
     records = result.records
     assert len(records) == 30 and all(r.status == "ok" for r in records)
@@ -49,7 +53,7 @@ def test_a_stall_shows_in_every_request_scheduled_during_it(make_calibration_ser
     assert len(during) >= 9  # due every 0.2 s through the 2 s stall
     for record in during:  # FIFO behind the stalled one: each waits out the rest of the stall
         assert record.e2e_sched_s >= stall_end - record.t_scheduled - 0.01
-        assert record.send_lag_s < 0.05  # it left on time; the server made it late
+        assert record.send_lag_s < 0.5  # it left about on time; the server made it late
     waited = sum(r.e2e_sched_s for r in during)
     assert waited >= 0.5 * STALL_S * len(during) - 0.3  # about half the stall on average
     assert check.valid, check.problems

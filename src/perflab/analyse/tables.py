@@ -335,6 +335,11 @@ def write_experiment_tables(
     write_parquet_atomic(records, tables.records)
     summary = summarize(records.lazy()).collect()
     write_parquet_atomic(summary, tables.summary)
+    if summary.height == 0:  # a sweep point not measured: its metadata says why
+        skipped = json.loads(Path(metadata_path).read_text()).get("skipped", "no records")
+        payload = {"units": SUMMARY_UNITS, "summary": None, "skipped": skipped}
+        write_json_atomic(tables.summary_json, payload)
+        return {}
     row = summary.row(0, named=True)
     write_json_atomic(tables.summary_json, {"units": SUMMARY_UNITS, "summary": row})
     return row

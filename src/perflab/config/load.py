@@ -31,7 +31,7 @@ SUITES = (
 PROMPT_CACHE_MODES = ("bust", "reuse")
 EXPERIMENT_ID_PATTERN = (
     r"([a-z0-9][a-z0-9_]*--)?[a-z0-9_]+-t[0-9.]+-w[0-9]+-(n[0-9]+|d[0-9.]+s)"
-    r"(-q[0-9.]+-(constant|poisson|gamma[0-9.]+))?(-reuse)?-r[0-9]+"
+    r"(-(q[0-9.]+|s[0-9]+of[0-9]+)-(constant|poisson|gamma[0-9.]+))?(-reuse)?-r[0-9]+"
 )
 # Keys that moved: the schema would only say "unexpected"; these say where they went.
 MOVED_KEYS = {
@@ -291,9 +291,15 @@ class Experiment:
     trial: int = 1
     suites: tuple[str, ...] = field(default=(), compare=False)
     target: str | None = None  # None: the config's one engine, and no prefix on the id
-    rate: float | None = None  # requests/s offered; None: closed-loop workers
+    rate: float | None = None  # requests/s offered; None: closed loop, or a sweep point
     arrival: str | None = None
     burstiness: float | None = None
+    sweep_point: int | None = None  # k of a sweep to the limit: its rate comes from the probe
+    sweep_points: int | None = None
+
+    @property
+    def open_loop(self) -> bool:
+        return self.arrival is not None
 
     @property
     def point_id(self) -> str:
@@ -305,12 +311,15 @@ class Experiment:
 
     @property
     def arrivals_id(self) -> str:
-        """``-q<rate>-<arrival>`` for open-loop load; poisson with burstiness b≠1 is gamma<b>."""
-        if self.rate is None:
+        """``-q<rate>-<arrival>`` for open-loop load, ``-s<k>of<n>-<arrival>`` for point k of
+        a sweep of n; poisson with burstiness b≠1 is gamma<b>."""
+        if not self.open_loop:
             return ""
         shape = self.arrival
         if self.arrival == "poisson" and self.burstiness not in (None, 1.0):
             shape = f"gamma{self.burstiness:g}"
+        if self.sweep_point is not None:
+            return f"-s{self.sweep_point}of{self.sweep_points}-{shape}"
         return f"-q{self.rate:g}-{shape}"
 
     @property
@@ -329,10 +338,23 @@ class Experiment:
         }
         if self.target is None:  # a single-target spec stays as it was: nothing reruns
             del params["target"]
-        if self.rate is None:  # so does a closed-loop one
+        if not self.open_loop:  # so does a closed-loop one
             for name in ("rate", "arrival", "burstiness"):
                 del params[name]
+        if self.sweep_point is None:
+            del params["sweep_point"]
+            del params["sweep_points"]
         return params
+
+
+RATE_FIXED = ("prompt", "max_in_flight", "requests", "arrival", "burstiness")
+
+
+def rate_axis(rate: dict) -> tuple[str, list]:
+    """The rate suite's axis: its offered rates, or the points of a sweep to the limit."""
+    if rate["rates"] == "sweep":
+        return "sweep_point", list(range(1, rate["sweep_points"] + 1))
+    return "rate", [float(value) for value in rate["rates"]]
 
 
 def suite_points(config: dict) -> list[tuple[str, dict]]:
@@ -354,11 +376,7 @@ def suite_points(config: dict) -> list[tuple[str, dict]]:
         "concurrency": ("workers", suites["concurrency"]["workers"], ("prompt", "requests")),
         "resources": (None, [None], ("prompt", "workers", "duration_s")),
         "kv_cache": ("prompt_cache", list(PROMPT_CACHE_MODES), ("prompt", "workers", "requests")),
-        "rate": (
-            "rate",
-            [float(rate) for rate in suites["rate"]["rates"]],
-            ("prompt", "max_in_flight", "requests", "arrival", "burstiness"),
-        ),
+        "rate": (*rate_axis(suites["rate"]), RATE_FIXED),
     }
     points = []
     for suite, (axis, values, fixed) in sweeps.items():
@@ -371,6 +389,8 @@ def suite_points(config: dict) -> list[tuple[str, dict]]:
             held["workers"] = held.pop("max_in_flight")
         if "burstiness" in held:
             held["burstiness"] = float(held["burstiness"])
+        if suite == "rate" and axis == "sweep_point":
+            held["sweep_points"] = suites["rate"]["sweep_points"]
         points += [(suite, held | ({axis: value} if axis else {})) for value in values]
     for _, point in points:
         point["temperature"] = float(point.get("temperature", config["generation"]["temperature"]))

@@ -53,7 +53,7 @@ def plan_run(experiments: Iterable[Experiment], warmup_requests: int) -> RunPlan
         n_requests += warmup_requests
         if experiment.rate is not None:  # open loop: its schedule's length, however fast
             timed_s += experiment.requests / experiment.rate
-        elif experiment.requests is not None:
+        elif experiment.requests is not None:  # and a sweep point, rate unknown: one at a time
             n_requests += experiment.requests
         else:
             timed_s += experiment.duration_s

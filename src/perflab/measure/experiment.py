@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -88,9 +89,11 @@ def experiment_spec(config: dict, experiment: Experiment) -> dict:
 
     single = target_config(config, experiment.target)
     spec = {key: single[key] for key in SETTINGS_KEYS} | {"experiment": experiment.params()}
-    if experiment.rate is not None:
+    if experiment.open_loop:
         rate = config["suites"]["rate"]
         spec["open_loop"] = {key: rate[key] for key in OPEN_LOOP_KEYS}
+        if experiment.sweep_point is not None:
+            spec["open_loop"]["diverge_factor"] = rate["diverge_factor"]
     if experiment.target is not None:
         spec["machine"] = machine_of(config, experiment.target)
     return spec
@@ -145,18 +148,24 @@ def run_experiment(
     *,
     progress: Callable[[RequestRecord], None] | None = None,
     say: Callable[[str], None] = print,
+    sweep: SweepInputs | None = None,
 ) -> dict:
     """Run the experiment a spec (see experiment_spec) describes and write its files.
 
     Holds the lock of the experiment's target while it runs. Raises
     ErrorBudgetExceeded, ExperimentIOError or ExperimentInterrupted with the
-    records taken so far kept under ``failed/``.
+    records taken so far kept under ``failed/``. A sweep point takes its rate from
+    the sweep's probe and is skipped when the point below it diverged (``sweep``).
     """
     from perflab.measure.locks import machine_key, target_key, target_lock
     from perflab.measure.provenance import process_age_s
 
     job = {"started_after_s": process_age_s()}  # interpreter start-up and imports
+    spec, skipped = resolve_sweep_point(spec, sweep)
     experiment = experiment_from_spec(spec)
+    if skipped:
+        say(f"{experiment.id}: not measured: {skipped}")
+        return write_skipped(spec, experiment, paths, skipped, job)
     partial_path = paths.records.with_suffix(".partial.jsonl")
     try:
         paths.records.parent.mkdir(parents=True, exist_ok=True)
@@ -176,6 +185,70 @@ def run_experiment(
     schedule = metadata.get("schedule")
     if schedule and not schedule["valid"]:
         say(f"{experiment.id}: invalid open-loop run: {'; '.join(schedule['problems'])}")
+    return metadata
+
+
+@dataclass(frozen=True)
+class SweepInputs:
+    """A sweep point's job inputs: the probe's rates, and the point below it (none for 1)."""
+
+    probe: Path
+    previous_summary: Path | None = None
+
+
+def resolve_sweep_point(spec: dict, sweep: SweepInputs | None) -> tuple[dict, str | None]:
+    """A sweep point's spec with its rate from the probe, and why to skip it (or None)."""
+    from perflab.measure.probe import ProbeResult, skip_reason
+
+    experiment = experiment_from_spec(spec)
+    if experiment.sweep_point is None:
+        return spec, None
+    if sweep is None:
+        raise ValueError(f"{experiment.id} is a sweep point: it needs the sweep's probe")
+    probe = ProbeResult.read(sweep.probe)
+    resolved = replace(experiment, rate=probe.rates[experiment.sweep_point - 1])
+    previous = None
+    if sweep.previous_summary is not None:
+        data = json.loads(Path(sweep.previous_summary).read_text())
+        previous = data.get("summary") or {"skipped": data.get("skipped", "no summary")}
+    reason = skip_reason(previous, probe, spec["open_loop"]["diverge_factor"])
+    return spec | {"experiment": resolved.params()}, reason
+
+
+def write_skipped(spec: dict, experiment: Experiment, paths: ExperimentPaths, reason, job):
+    """A sweep point not measured: no records, and metadata that says why."""
+    from perflab.measure.provenance import config_hash, host_info
+
+    now = time.time()
+    metadata = {
+        "experiment": experiment.params(),
+        "engine": {"engine": spec["engine"]["name"], "model": spec["engine"]["model"]},
+        "host": host_info(),
+        "perflab_version": __version__,
+        "runner_version": RUNNER_VERSION,
+        "config_hash": config_hash(spec),
+        "run": {
+            "started": now,
+            "ended": now,
+            "measured_started": now,
+            "measured_wall_s": 0.0,
+            "n_records": 0,
+            "error_rate": 0.0,
+            "error_budget": spec["error_budget"],
+            "partial": False,
+        },
+        "resources": {},
+        "job": job,
+        "skipped": reason,
+    }
+    try:
+        paths.records.parent.mkdir(parents=True, exist_ok=True)
+        write_jsonl_atomic(paths.records, [])
+        write_jsonl_atomic(paths.samples, [])
+        write_json_atomic(paths.metadata, metadata)
+    except OSError as exc:
+        raise _io_error(exc, paths.records.parent, None) from None
+    tabulate_experiment(paths)
     return metadata
 
 
@@ -256,7 +329,7 @@ def _measure(
 
 def load_plan(spec: dict, experiment: Experiment) -> LoadPlan | OpenLoopPlan:
     """Closed-loop workers, or with a rate the open-loop schedule the spec describes."""
-    if experiment.rate is None:
+    if not experiment.open_loop:
         return LoadPlan(
             workers=experiment.workers,
             requests=experiment.requests,
