@@ -42,7 +42,7 @@ def test_a_sweep_runs_its_probe_then_each_point_and_writes_capacity(workdir):
     configs = ("--configfile", "config/capacity.yaml", "small.yaml")
     result = run_snakemake(workdir, "--cores", "1", *configs)
     assert result.returncode == 0, result.stderr[-5000:]
-    started = re.findall(r"wildcards: experiment=(\S+)", result.stdout)
+    started = re.findall(r"wildcards: experiment=(\S+)", result.stdout + result.stderr)
     assert started == [f"medium-t0.7-w64-n30-s{k}of3-poisson-r1" for k in (1, 2, 3)]
     results = workdir / "results" / "test-capacity"
     probe = json.loads((results / "rate_probe.json").read_text())
