@@ -9,7 +9,9 @@ import polars as pl
 import pytest
 from conftest import FAST_TIMING, ROOT
 
-from perflab.config.load import ConfigError, expand_experiments, load_config_file
+from perflab.analyse.tables import ExperimentTables, tabulate_experiment
+from perflab.config.load import ConfigError, load_config_file
+from perflab.config.sweep import expand_experiments
 from perflab.measure.estimate import plan_run
 from perflab.measure.experiment import ExperimentPaths, experiment_spec, run_experiment
 
@@ -18,6 +20,13 @@ ONLY_RATE = {
     suite: {"enabled": False}
     for suite in ("basic", "prompt_length", "temperature", "concurrency", "resources", "kv_cache")
 }
+
+
+def measured(spec, files, **kwargs):
+    """One experiment job as the workflow runs it: measured, then tabulated."""
+    metadata = run_experiment(spec, files, **kwargs)
+    tabulate_experiment(files.records, files.metadata)
+    return metadata, ExperimentTables.in_dir(files.records.parent)
 
 
 def rate_config(**rate) -> dict:
@@ -84,17 +93,17 @@ def test_one_open_loop_job_writes_its_schedule_and_latencies(tmp_path):
     }
     out = tmp_path / experiment.id
     files = ExperimentPaths.in_dir(out, tmp_path / "failed")
-    metadata = run_experiment(spec, files, say=lambda _: None)
+    metadata, tables = measured(spec, files, say=lambda _: None)
     assert metadata["schedule"]["n_scheduled"] == metadata["schedule"]["n_sent"] == 20
     assert metadata["schedule"]["valid"], metadata["schedule"]["problems"]
     assert metadata["plan"]["arrivals"]["rate"] == 10
-    summary = json.loads(files.tables.summary_json.read_text())["summary"]
+    summary = json.loads(tables.summary_json.read_text())["summary"]
     assert summary["n_requests"] == 20 and summary["n_dropped"] == 0
     assert summary["offered_rate"] == 10 and summary["schedule_valid"] is True
     assert summary["achieved_rate"] == pytest.approx(10, rel=0.05)
     assert summary["e2e_sched_p50_s"] >= summary["e2e_p50_s"]
     assert summary["send_lag_p99_s"] < 0.5
-    records = pl.read_parquet(files.tables.records).filter(~pl.col("is_warmup"))
+    records = pl.read_parquet(tables.records).filter(~pl.col("is_warmup"))
     lag = records["e2e_sched_s"] - records["e2e_s"]
     assert (lag - records["send_lag_s"]).abs().max() < 1e-9
 
@@ -104,8 +113,8 @@ def test_an_invalid_open_loop_run_says_so_and_keeps_its_records(tmp_path):
     (experiment,) = expand_experiments(config).values()
     said = []
     files = ExperimentPaths.in_dir(tmp_path / experiment.id, tmp_path / "failed")
-    metadata = run_experiment(experiment_spec(config, experiment), files, say=said.append)
+    metadata, tables = measured(experiment_spec(config, experiment), files, say=said.append)
     assert metadata["schedule"]["valid"] is False
     assert any("invalid open-loop run" in line and "send lag p99" in line for line in said)
-    summary = json.loads(files.tables.summary_json.read_text())["summary"]
+    summary = json.loads(tables.summary_json.read_text())["summary"]
     assert summary["schedule_valid"] is False and summary["n_ok"] == 20

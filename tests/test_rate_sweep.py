@@ -10,8 +10,9 @@ import pytest
 from conftest import FAST_TIMING, ROOT
 
 from perflab.analyse.findings import capacity
-from perflab.analyse.tables import write_aggregates
-from perflab.config.load import expand_experiments, load_config_file
+from perflab.analyse.tables import ExperimentTables, tabulate_experiment, write_aggregates
+from perflab.config.load import load_config_file
+from perflab.config.sweep import expand_experiments
 from perflab.engines.base import GenerationOptions
 from perflab.engines.ollama_engine import OllamaEngine
 from perflab.measure.experiment import (
@@ -26,6 +27,13 @@ OFF = {
     suite: {"enabled": False}
     for suite in ("basic", "prompt_length", "temperature", "concurrency", "resources", "kv_cache")
 }
+
+
+def measured(spec, files, **kwargs):
+    """One experiment job as the workflow runs it: measured, then tabulated."""
+    metadata = run_experiment(spec, files, **kwargs)
+    tabulate_experiment(files.records, files.metadata)
+    return metadata, ExperimentTables.in_dir(files.records.parent)
 
 
 def sweep_config(**rate) -> dict:
@@ -99,7 +107,7 @@ def test_a_point_after_divergence_is_not_measured_and_says_why(tmp_path):
     tables, previous, said = [], None, []
     for experiment in experiments:
         files = ExperimentPaths.in_dir(tmp_path / experiment.id, tmp_path / "failed")
-        metadata = run_experiment(
+        metadata, table = measured(
             experiment_spec(config, experiment),
             files,
             say=said.append,
@@ -107,8 +115,8 @@ def test_a_point_after_divergence_is_not_measured_and_says_why(tmp_path):
         )
         assert metadata["experiment"]["rate"] == probe.rates[experiment.sweep_point - 1]
         assert metadata["experiment"]["id"] == experiment.id  # the id names the point, not the rate
-        tables.append(files.tables)
-        previous = files.tables.summary_json
+        tables.append(table)
+        previous = table.summary_json
     third = json.loads(tables[2].summary_json.read_text())
     assert third["summary"] is None and "diverged" in third["skipped"]
     assert any("not measured" in line for line in said)

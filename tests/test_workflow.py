@@ -11,7 +11,8 @@ import pytest
 import yaml
 from conftest import run_snakemake
 
-from perflab.config.load import expand_experiments, load_config_file, merge_configs, validate_config
+from perflab.config.load import load_config_file, merge_configs, validate_config
+from perflab.config.sweep import expand_experiments
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "data" / "tiny.yaml"
@@ -37,16 +38,9 @@ def job_counts(output: str) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory, vocab_path) -> Path:
-    workdir = tmp_path_factory.mktemp("workflow")
-    for name in ("Snakefile", "workflow", "config", "profiles", "environment.yml"):
-        source = ROOT / name
-        copy = shutil.copytree if source.is_dir() else shutil.copy
-        copy(source, workdir / name)
+def workdir(copy_workflow, vocab_path) -> Path:
+    workdir = copy_workflow(cached=(VOCAB,))  # fetched by the vocab_path fixture
     shutil.copy(TINY, workdir / "tiny.yaml")
-    if (ROOT / VOCAB).exists():  # fetched by the vocab_path fixture or an earlier run
-        (workdir / VOCAB).parent.mkdir(parents=True)
-        shutil.copy(ROOT / VOCAB, workdir / VOCAB)
     return workdir
 
 

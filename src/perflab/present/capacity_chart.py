@@ -6,7 +6,7 @@ import altair as alt
 import polars as pl
 
 from perflab.analyse.findings.capacity import CapacityFinding
-from perflab.present.charts import HEIGHT, WIDTH, _no_data
+from perflab.present.chart_style import HEIGHT, WIDTH, no_data
 
 PERCENTILES = {"e2e_p50_s": "P50", "e2e_p95_s": "P95", "e2e_p99_s": "P99"}
 RATES = {"served_rate": "served", "goodput": "goodput (met the targets)"}
@@ -53,7 +53,7 @@ def capacity_chart(findings: tuple[CapacityFinding, ...]) -> alt.HConcatChart | 
     latency = _rows(findings, PERCENTILES)
     rates = _rows(findings, RATES)
     if not latency or not rates:
-        return _no_data(title)
+        return no_data(title)
     n = sum(len(f.points) for f in findings)
     return alt.hconcat(
         _panel(latency, f"Latency from the scheduled send (s), {n} rates", "latency (s)"),
