@@ -1,6 +1,5 @@
 import json
 import os
-import re
 import shlex
 import sys
 from dataclasses import asdict
@@ -84,8 +83,9 @@ def get_target(wildcards):
 
 def get_target_anchor(wildcards=None):
     """A file made once per target that its pre-flight check and experiments take as
-    input: it ties them into one connected job group (one Slurm job on one node),
-    where the pre-flight check itself cannot be an input (see benchmark.smk)."""
+    input: it connects them, so that the Slurm profile's job group holds one target
+    (one Slurm job on one node), where the pre-flight check itself cannot be an
+    input (see benchmark.smk)."""
     target = get_target(wildcards) if wildcards else None
     return (
         f"{RESULTS}/targets/{target}.anchor" if target else f"{RESULTS}/target.anchor"
@@ -185,15 +185,6 @@ def get_preflight_priority():
     """Above every experiment's priority: models and checks come first, so a target
     whose model is still to be quantized does not fall behind the others' trials."""
     return len(EXPERIMENTS) + 1
-
-
-def get_experiment_group(wildcards=None):
-    """The job group of one engine target: on a cluster its pre-flight check and
-    experiments run as one job on one node, beside the server they measure."""
-    engine = get_target_config(wildcards)["engine"]
-    name = get_target(wildcards) if wildcards else None
-    target = f"target-{name + '-' if name else ''}{engine['name']}-{engine['model']}"
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", target)
 
 
 def get_experiment_ids():
