@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import resource
 import shutil
@@ -145,6 +146,8 @@ def snakemake(workdir: Path, args: list[str], code: str | None = None) -> tuple[
     command = [sys.executable, *(["-c", code] if code else ["-m", "snakemake"]), *args]
     bindir = str(Path(sys.executable).parent)
     env = {"PATH": f"{bindir}:/usr/bin:/bin", "HOME": str(Path.home())}
+    if "PYTHONPATH" in os.environ:  # the perflab the script runs under, not another install
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True)
