@@ -8,14 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from perflab.config.load import (
-    EXPERIMENT_ID_PATTERN,
-    ConfigError,
-    expand_experiments,
-    load_config_file,
-    load_config_files,
-)
-from perflab.config.targets import baseline, split_id, target_config
+from perflab.config.load import ConfigError, load_config_file, load_config_files
+from perflab.config.sweep import EXPERIMENT_ID_PATTERN, expand_experiments
+from perflab.config.targets import baseline, target_config
 from perflab.measure.experiment import experiment_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,11 +61,11 @@ def test_every_suite_runs_against_each_target_with_the_target_in_id_and_path(tmp
     for experiment_id, experiment in experiments.items():
         assert re.fullmatch(EXPERIMENT_ID_PATTERN, experiment_id)
         assert experiment.id == f"{experiment.condition_id}-r{experiment.trial}"
-        assert split_id(experiment.condition_id) == (experiment.target, experiment.point_id)
+        assert experiment.condition_id == f"{experiment.target}--{experiment.point_id}"
     order = list(experiments)
     # every first trial before any second; the targets alternate point by point
     assert all(i < 6 for i, e in enumerate(order) if e.endswith("-r1"))
-    assert [split_id(e)[0] for e in order[:4]] == ["fast", "slow", "fast", "slow"]
+    assert [experiments[e].target for e in order[:4]] == ["fast", "slow", "fast", "slow"]
 
 
 def test_a_target_spec_carries_its_own_engine_timings_and_machine(tmp_path):
