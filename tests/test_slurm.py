@@ -90,7 +90,7 @@ def copy_workflow(workdir: Path) -> Path:
 
 
 def snakemake(
-    workdir: Path, env: dict[str, str], *args: str, timeout_s: int = 300
+    workdir: Path, env: dict[str, str], *args: str, timeout_s: int = 900
 ) -> subprocess.CompletedProcess:
     # A failed group submission can leave Snakemake waiting for ever: bound it.
     command = ["timeout", "-k", "10", str(timeout_s), sys.executable, "-m", "snakemake", *args]
@@ -104,7 +104,7 @@ def succeeded(result: subprocess.CompletedProcess) -> str:
 
 
 def slurm_sweep(
-    workdir: Path, env: dict[str, str], configs: tuple[str, ...], timeout_s: int = 300
+    workdir: Path, env: dict[str, str], configs: tuple[str, ...], timeout_s: int = 900
 ) -> str:
     result = snakemake(
         workdir,
@@ -240,7 +240,7 @@ def write_sweep_config(workdir: Path) -> str:
 def sweep_run(env, tmp_path_factory) -> tuple[Path, tuple[str, ...], str]:
     workdir = copy_workflow(tmp_path_factory.mktemp("slurm-sweep"))
     configs = (*CONFIGS, write_sweep_config(workdir))
-    return workdir, configs, slurm_sweep(workdir, env, configs, timeout_s=900)
+    return workdir, configs, slurm_sweep(workdir, env, configs, timeout_s=1800)
 
 
 def test_a_sweep_of_200_experiments_submits_one_slurm_job_per_target(env, sweep_run):
