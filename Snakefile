@@ -14,11 +14,12 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/compare.smk"
 
 
-# On a cluster these run where Snakemake runs: the vocabulary download needs the
-# network, and the others read every experiment's results in seconds, quicker
+# On a cluster these run where Snakemake runs: the vocabulary and model downloads
+# need the network, and the others read every experiment's results in seconds, quicker
 # than a turn in the queue.
 localrules:
     fetch_vocab,
+    fetch_smollm2,
     aggregate,
     findings,
     charts,

@@ -18,6 +18,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
+from conftest import copy_workflow_files
 
 from perflab.config.load import merge_configs, read_yaml, validate_config
 from perflab.config.sweep import expand_experiments
@@ -81,10 +82,7 @@ def env() -> dict[str, str]:
 
 
 def copy_workflow(workdir: Path) -> Path:
-    for name in ("Snakefile", "workflow", "config", "profiles", "environment.yml"):
-        source = ROOT / name
-        copy = shutil.copytree if source.is_dir() else shutil.copy
-        copy(source, workdir / name)
+    copy_workflow_files(workdir)
     shutil.copy(ROOT / "tests" / "data" / "calibration-tiny.yaml", workdir)
     return workdir
 

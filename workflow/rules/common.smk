@@ -13,6 +13,8 @@ from perflab.config.load import (
 )
 from perflab.config.sweep import EXPERIMENT_ID_PATTERN, expand_experiments
 from perflab.engines.ollama_store import uses_tiny_model as engine_uses_tiny_model
+from perflab.models.smollm2 import MODEL_PATH as SMOLLM2_PATH
+from perflab.models.smollm2 import uses_smollm2 as engine_uses_smollm2
 from perflab.measure.estimate import plan_run
 from perflab.measure.experiment import experiment_spec
 from perflab.config.targets import target_config, target_names
@@ -73,6 +75,16 @@ def get_tiny_model_path(quantization=None):
     return f"cache/models/{name.format(**tiny)}{suffix}.gguf"
 
 
+def get_smollm2_path():
+    """SmolLM2-135M-Instruct as fetched from its pinned wheel on PyPI."""
+    return str(SMOLLM2_PATH)
+
+
+def get_smollm2_fetch_benchmark():
+    """The download's timing, beside the model it fetched (shared by every run)."""
+    return get_smollm2_path().removesuffix(".gguf") + ".fetch.tsv"
+
+
 def get_target(wildcards):
     """The target of a job: its experiment's, the {target} of a pre-flight check, or None."""
     if "experiment" in wildcards.keys():
@@ -112,6 +124,8 @@ def get_setup_benchmarks(wildcards=None):
         )
     if uses_tiny_model():
         steps["model_build"] = (get_model_build_benchmark(), get_tiny_model_path())
+    if engine_uses_smollm2(config["engine"]):
+        steps["model_fetch"] = (get_smollm2_fetch_benchmark(), get_smollm2_path())
     return {
         name: benchmark
         for name, (benchmark, output) in steps.items()
@@ -124,10 +138,14 @@ def uses_tiny_model():
 
 
 def get_model_inputs(wildcards=None):
+    """The model file the workflow makes for the target: the tiny model (at its
+    quantization) or the fetched SmolLM2; none for a model the engine finds itself."""
     engine = get_target_config(wildcards)["engine"]
-    if not engine_uses_tiny_model(engine):
-        return {}
-    return {"model": get_tiny_model_path(engine.get("quantization"))}
+    if engine_uses_tiny_model(engine):
+        return {"model": get_tiny_model_path(engine.get("quantization"))}
+    if engine_uses_smollm2(engine):
+        return {"model": get_smollm2_path()}
+    return {}
 
 
 def get_model_arg(wildcards, input):

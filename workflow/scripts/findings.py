@@ -12,5 +12,7 @@ write_findings(
     metadata_path=snakemake.input.metadata,
     config=snakemake.params.config,
     findings_path=snakemake.output.findings,
-    setup_benchmarks={step: snakemake.input.get(step) for step in ("model_build", "preflight")},
+    setup_benchmarks={
+        step: snakemake.input.get(step) for step in ("model_fetch", "model_build", "preflight")
+    },
 )
