@@ -186,6 +186,7 @@ def build_context(
         "perflab_version": __version__,
         "engine": engine,
         "engine_label": f.capabilities.label,
+        "peer_lines": wording.peer(f.peer) if f.peer else [],
         "host": host,
         "tiny_model": tiny,
         "warmup_requests": config["warmup_requests"],

@@ -24,6 +24,7 @@ from perflab.analyse.findings import (
     expectations,
     interference,
     kv_cache,
+    peer,
     prompt_length,
     resources,
     runlog,
@@ -68,6 +69,7 @@ class Context:
     targets: tuple[str, ...] = ()  # a config with targets: their names, in config order
     baseline: str | None = None  # its experiments answer the Day-1 questions
     model_sizes: dict[str, float] | None = None  # GB on disk, by target
+    server: str | None = None  # the server perflab launched for the engine (engine.launch)
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class Findings:
     expectations: expectations.ExpectationFinding
     run: runlog.RunLog
     comparison: comparison.ComparisonFinding | None = None  # with two or more targets
+    peer: peer.PeerFinding | None = None  # llama-bench beside perflab (peer.llama_bench)
 
 
 def compute(
@@ -96,12 +99,13 @@ def compute(
     resources_by_id: dict[str, dict] | None = None,
     requests_path: str | Path | None = None,
     disk_path: str | Path = ".",
+    peer_path: str | Path | None = None,
 ) -> Findings:
     everything = with_defaults(summary)
     frame = everything
     if context.baseline is not None:
         frame = everything.filter(pl.col("target") == context.baseline)
-    capabilities = capabilities_for(context.engine)
+    capabilities = capabilities_for(context.engine, context.server)
     interference_finding = interference.summary(frame, context.results_dir)
     disturbed = interference_finding.disturbed_ids
     every = conditions(frame, disturbed)
@@ -163,6 +167,7 @@ def compute(
         expectations=expectations.summary(list(basic_finding.prompts), every, context.expected_tps),
         run=run,
         comparison=_comparison(everything, context, resources_by_id or {}),
+        peer=_peer(peer_path, requests_path, context),
     )
     return family_corrected(found)
 
@@ -183,6 +188,13 @@ def family_corrected(found: Findings) -> Findings:
         if workers_test is not None
         else workers,
     )
+
+
+def _peer(peer_path, requests_path, context: Context) -> peer.PeerFinding | None:
+    """llama-bench beside every target's rates (the baseline's alone without targets)."""
+    if not peer_path or not requests_path:
+        return None
+    return peer.summary(peer_path, requests_path, list(context.targets) or [None])
 
 
 def _comparison(
@@ -259,6 +271,7 @@ def context_from_metadata(
         targets=target_names(config),
         baseline=chosen,
         model_sizes=sizes,
+        server=(engine.get("server") or {}).get("server"),
     )
 
 
@@ -275,6 +288,7 @@ def write_findings(
     config: dict,
     findings_path,
     setup_benchmarks: dict[str, str | Path | None] | None = None,
+    peer_path: str | Path | None = None,
 ) -> Findings:
     """Read the run's tables, compute every finding, write ``findings.json``.
 
@@ -292,6 +306,7 @@ def write_findings(
         resources_by_id={m["experiment"]["id"]: m.get("resources") or {} for m in metadata},
         requests_path=requests_path,
         disk_path=results_dir,
+        peer_path=peer_path,
     )
     write(findings, findings_path)
     return findings
