@@ -8,6 +8,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from perflab.cli_tools import add_tool_commands
+
 
 def _fetch_vocab(args) -> None:
     from perflab.models.tiny import fetch_vocab
@@ -48,6 +50,9 @@ def _compare(args) -> None:
         print(f"  changed: {difference.what}: {difference.a} -> {difference.b}")
 
 
+SERVER_BINARY_HELP = "engine.launch: the llama-server to start (one built by the workflow)"
+
+
 def _say(line: str) -> None:
     """A line for the terminal (stdout) and for the job's log (stderr)."""
     print(line, flush=True)
@@ -60,7 +65,9 @@ def _preflight(args) -> None:
     from perflab.measure.provenance import model_fingerprint
 
     spec = args.spec
-    engine = make_engine(spec, args.model)
+    out = Path(args.out)
+    server_log = out.with_name(out.stem + ".server.log")
+    engine = make_engine(spec, args.model, server_binary=args.server_binary, server_log=server_log)
     try:
         info = engine.preflight()
         estimate, no_estimate = _estimate(engine, spec, args.estimate)
@@ -105,7 +112,9 @@ def _rate_probe(args) -> None:
     from perflab.measure.probe import run_probe
 
     spec = args.spec
-    engine = make_engine(spec, args.model)
+    out = Path(args.out)
+    server_log = out.with_name(out.stem + ".server.log")
+    engine = make_engine(spec, args.model, server_binary=args.server_binary, server_log=server_log)
     try:
         engine.preflight()
         options = generation_options(spec, spec["generation"]["temperature"])
@@ -159,6 +168,7 @@ def _run_experiment(args) -> None:
             sweep=SweepInputs(Path(args.probe), args.previous and Path(args.previous))
             if args.probe
             else None,
+            server_binary=args.server_binary,
         )
     finally:
         for line in shown:
@@ -287,11 +297,14 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--type", required=True, choices=("q8_0", "q4_0", "q4_k"))
     command.set_defaults(func=_quantize_model)
 
+    add_tool_commands(commands)
+
     command = commands.add_parser("preflight", help="check the engine can serve the model")
     command.add_argument(
         "--spec", type=_json_object, required=True, help="experiment settings as JSON"
     )
     command.add_argument("--model", default=None, help="GGUF path (llamacpp)")
+    command.add_argument("--server-binary", default=None, help=SERVER_BINARY_HELP)
     command.add_argument("--out", required=True)
     command.add_argument(
         "--estimate",
@@ -307,12 +320,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command.add_argument("--spec", type=_json_object, required=True, help="probe spec as JSON")
     command.add_argument("--model", default=None, help="GGUF path (llamacpp)")
+    command.add_argument("--server-binary", default=None, help=SERVER_BINARY_HELP)
     command.add_argument("--out", required=True)
     command.set_defaults(func=_rate_probe)
 
     command = commands.add_parser("run-experiment", help="run one experiment")
     command.add_argument("--spec", type=_json_object, required=True, help="experiment spec as JSON")
     command.add_argument("--model", default=None, help="GGUF path (llamacpp)")
+    command.add_argument("--server-binary", default=None, help=SERVER_BINARY_HELP)
     command.add_argument("--out-dir", required=True)
     command.add_argument("--failed-dir", required=True)
     command.add_argument(
@@ -380,9 +395,12 @@ def main(argv: list[str] | None = None) -> int:
         ErrorBudgetExceeded,
         ExperimentInterrupted,
         ExperimentIOError,
+        ServerFailed,
     )
     from perflab.measure.lifeline import Interrupted
+    from perflab.measure.peer import PeerError
     from perflab.measure.probe import ProbeFailed
+    from perflab.models.llama_build import BuildError
     from perflab.models.quantize import QuantizeError
     from perflab.models.smollm2 import FetchError
     from perflab.present.compare import RunsNotComparable
@@ -401,8 +419,11 @@ def main(argv: list[str] | None = None) -> int:
         FetchError,
         FileNotFoundError,
         QuantizeError,
+        BuildError,
+        PeerError,
         RunsNotComparable,
         ProbeFailed,
+        ServerFailed,
     ) as exc:
         print(f"perflab: {exc}", file=sys.stderr)
         return 2

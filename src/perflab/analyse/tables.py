@@ -65,6 +65,8 @@ RECORD_SCHEMA = {
     "held_s": pl.Float64,
     "ttft_sched_s": pl.Float64,
     "e2e_sched_s": pl.Float64,
+    "server_prefill_tokens": pl.Int64,
+    "server_cached_tokens": pl.Int64,
 }
 
 EXPERIMENT_COLUMNS = {
@@ -90,7 +92,18 @@ EXPERIMENT_COLUMNS = {
     "schedule_rate": pl.Float64,
     "achieved_rate": pl.Float64,
     "schedule_valid": pl.Boolean,
+    # what a launched llama-server said of itself (perflab.measure.server_metrics)
+    "server_requests_processing_max": pl.Float64,
+    "server_requests_deferred_max": pl.Float64,
+    "server_kv_used_max": pl.Float64,
 }
+
+
+SERVER_METRIC_COLUMNS = (
+    "server_requests_processing_max",
+    "server_requests_deferred_max",
+    "server_kv_used_max",
+)
 
 
 def experiment_columns(metadata: dict) -> dict:
@@ -98,6 +111,7 @@ def experiment_columns(metadata: dict) -> dict:
     experiment = metadata["experiment"]
     resources = metadata.get("resources") or {}
     schedule = metadata.get("schedule") or {}  # open loop only
+    server = metadata.get("server_metrics") or {}
     return {
         "target": experiment.get("target"),
         "condition_id": experiment["condition_id"],
@@ -121,7 +135,7 @@ def experiment_columns(metadata: dict) -> dict:
         "schedule_rate": schedule.get("schedule_rate"),
         "achieved_rate": schedule.get("achieved_rate"),
         "schedule_valid": schedule.get("valid"),
-    }
+    } | {name: server.get(name) for name in SERVER_METRIC_COLUMNS}
 
 
 def scan_experiment(records_path: Path, metadata_path: Path) -> pl.LazyFrame:
@@ -195,6 +209,8 @@ def token_stats() -> list[pl.Expr]:
         ok("output_tokens").mean().alias("output_tokens_mean"),
         ok("output_tokens").sum().alias("output_tokens_total"),
         ok("prompt_tokens").mean().alias("prompt_tokens_mean"),
+        # llama-server: of the prompt, the tokens it reused from its cache (cache_n)
+        ok("server_cached_tokens").median().alias("cached_tokens_median"),
     ]
 
 

@@ -60,6 +60,10 @@ class ServerTimings:
     output_tokens: int | None = None
     raw: dict = field(default_factory=dict)
     finish_reason: str | None = None
+    # of prompt_tokens: those the server evaluated (prefill_s is their time) and those it
+    # reused from its prompt cache (llama-server's timings.prompt_n and cache_n)
+    prefill_tokens: int | None = None
+    cached_tokens: int | None = None
 
 
 @dataclass
@@ -96,6 +100,8 @@ class RequestRecord:
     held_s: float | None = None
     ttft_sched_s: float | None = None
     e2e_sched_s: float | None = None
+    server_prefill_tokens: int | None = None
+    server_cached_tokens: int | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

@@ -190,6 +190,8 @@ def measure_request(
         server_raw=timings.raw if timings else {},
         finish_reason=timings.finish_reason if status == STATUS_OK and timings else None,
         prep_s=prep,
+        server_prefill_tokens=timings.prefill_tokens if timings else None,
+        server_cached_tokens=timings.cached_tokens if timings else None,
     )
 
 

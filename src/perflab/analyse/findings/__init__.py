@@ -25,6 +25,7 @@ from perflab.analyse.findings import (
     expectations,
     interference,
     kv_cache,
+    peer,
     prompt_length,
     resources,
     runlog,
@@ -71,6 +72,7 @@ class Context:
     model_sizes: dict[str, float] | None = None  # GB on disk, by target
     slo: capacity.SloTargets = capacity.SloTargets()  # the rate suite's latency targets
     sweep_skipped: tuple[tuple[str | None, float, str], ...] = ()  # (target, rate, why)
+    server: str | None = None  # the server perflab launched for the engine (engine.launch)
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ class Findings:
     run: runlog.RunLog
     comparison: comparison.ComparisonFinding | None = None  # with two or more targets
     capacity: tuple[capacity.CapacityFinding, ...] = ()  # per target that ran the rate suite
+    peer: peer.PeerFinding | None = None  # llama-bench beside perflab (peer.llama_bench)
 
 
 def compute(
@@ -100,12 +103,13 @@ def compute(
     resources_by_id: dict[str, dict] | None = None,
     requests_path: str | Path | None = None,
     disk_path: str | Path = ".",
+    peer_path: str | Path | None = None,
 ) -> Findings:
     everything = with_defaults(summary)
     frame = everything
     if context.baseline is not None:
         frame = everything.filter(pl.col("target") == context.baseline)
-    capabilities = capabilities_for(context.engine)
+    capabilities = capabilities_for(context.engine, context.server)
     interference_finding = interference.summary(frame, context.results_dir)
     disturbed = interference_finding.disturbed_ids
     every = conditions(frame, disturbed)
@@ -168,6 +172,7 @@ def compute(
         run=run,
         comparison=_comparison(everything, context, resources_by_id or {}),
         capacity=capacity.summary(requests_path, context.slo, context.sweep_skipped),
+        peer=_peer(peer_path, requests_path, context),
     )
     return family_corrected(found)
 
@@ -188,6 +193,13 @@ def family_corrected(found: Findings) -> Findings:
         if workers_test is not None
         else workers,
     )
+
+
+def _peer(peer_path, requests_path, context: Context) -> peer.PeerFinding | None:
+    """llama-bench beside every target's rates (the baseline's alone without targets)."""
+    if not peer_path or not requests_path:
+        return None
+    return peer.summary(peer_path, requests_path, list(context.targets) or [None])
 
 
 def _comparison(
@@ -270,6 +282,7 @@ def context_from_metadata(
             for m in everything
             if m.get("skipped")
         ),
+        server=(engine.get("server") or {}).get("server"),
     )
 
 
@@ -286,6 +299,7 @@ def write_findings(
     config: dict,
     findings_path,
     setup_benchmarks: dict[str, str | Path | None] | None = None,
+    peer_path: str | Path | None = None,
 ) -> Findings:
     """Read the run's tables, compute every finding, write ``findings.json``.
 
@@ -303,6 +317,7 @@ def write_findings(
         resources_by_id={m["experiment"]["id"]: m.get("resources") or {} for m in metadata},
         requests_path=requests_path,
         disk_path=results_dir,
+        peer_path=peer_path,
     )
     write(findings, findings_path)
     return findings
