@@ -78,10 +78,13 @@ def experiment_spec(config: dict, experiment: Experiment) -> dict:
     A target's experiment takes that target's engine and calibration, and names the
     machine it shares with other targets (held as a lock while it runs).
     """
-    from perflab.config.targets import machine_of, target_config
+    from perflab.config.design import placement
+    from perflab.config.targets import machine_of, target_config, target_names
 
     single = target_config(config, experiment.target)
     spec = {key: single[key] for key in SETTINGS_KEYS} | {"experiment": experiment.params()}
+    names = target_names(config) or (None,)
+    spec["design"] = placement(config["order_seed"], experiment, names).as_dict()
     if experiment.target is not None:
         spec["machine"] = machine_of(config, experiment.target)
     return spec
@@ -293,6 +296,7 @@ def _finish(
     rate = error_rate(result.records)
     metadata = {
         "experiment": experiment.params(),
+        "design": config.get("design"),
         "engine": measurement.engine_info,
         "options": asdict(measurement.options),
         "plan": asdict(measurement.plan),
