@@ -13,4 +13,5 @@ write_findings(
     config=snakemake.params.config,
     findings_path=snakemake.output.findings,
     setup_benchmarks={step: snakemake.input.get(step) for step in ("model_build", "preflight")},
+    preflight_paths=list(snakemake.input.preflight_info),
 )

@@ -28,11 +28,14 @@ class Chunk:
     counts the time before it as the client's preparation (``prep_s``).
     ``arrived_at`` (``time.perf_counter()``), when set, is when the bytes that
     carried the chunk were received; without it the runner stamps the chunk
-    when it gets it.
+    when it gets it. ``n_tokens`` counts every generated token the chunk brings,
+    ``n_reasoning`` those of them that are reasoning (a thinking model's
+    ``thinking`` / ``reasoning_content``), not answer.
     """
 
     text: str = ""
     n_tokens: int = 0
+    n_reasoning: int = 0
     done: bool = False
     timings: ServerTimings | None = None
     extra: dict = field(default_factory=dict)

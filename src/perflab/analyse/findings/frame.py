@@ -40,6 +40,7 @@ FLOAT_COLUMNS = (
     "decode_mean_s",
     "unaccounted_mean_s",
     "cold_load_s",
+    "cold_ttft_s",
     "temperature",
     "interference_cpu_pct_mean",
     "interference_cpu_pct_max",

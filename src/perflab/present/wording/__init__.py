@@ -32,6 +32,7 @@ from perflab.present.wording.numbers import (
 from perflab.present.wording.run import (
     IssueRow,
     checklist,
+    cold_start,
     disturbed_lines,
     idea,
     interference_summary,
@@ -71,6 +72,7 @@ __all__ = [
     "prompt_length",
     "rerun_command",
     "setup_notes",
+    "cold_start",
     "solutions",
     "spread_text",
     "status",

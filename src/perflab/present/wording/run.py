@@ -160,10 +160,37 @@ def setup_notes(run: RunLog) -> str:
     timed = (
         "; ".join(steps) if steps else "setup jobs not timed (they ran before perflab timed them)"
     )
-    return (
-        f"{timed}; model load {num(run.model_load_s, 3, ' s')} at preflight; "
-        f"first request's cold load {num(run.cold_load_s, 3, ' s')}."
-    )
+    loads = [f"model load {num(run.model_load_s, 3, ' s')} in-process"] if run.model_load_s else []
+    if run.cold_load_s is not None:
+        loads.append(f"cold start {num(run.cold_load_s, 3, ' s')}, paid by {cold_payer(run)}")
+    return f"{timed}; {'; '.join(loads) or 'no model load observed'}."
+
+
+def cold_payer(run: RunLog) -> str:
+    if run.cold_source in (None, "preflight"):
+        return "the pre-flight check's timed request"
+    return f"the warm-up request of {run.cold_source}"
+
+
+def cold_start(run: RunLog, keep_alive) -> str:
+    """The Day-1 log's cold start: the server's account of the load, the client's wait."""
+    if run.cold_load_s is not None:
+        waited = (
+            f"; that request waited {num(run.cold_ttft_s, 3, ' s')} for its first token"
+            if run.cold_ttft_s is not None
+            else ""
+        )
+        return (
+            f"the model load took {num(run.cold_load_s, 3, ' s')} (the server's own "
+            f"load time) before the first request, {cold_payer(run)}{waited}; excluded "
+            f"from every statistic above; keep_alive {keep_alive}"
+        )
+    if run.model_load_s is not None:
+        return (
+            f"the model load took {num(run.model_load_s, 3, ' s')} in-process before "
+            "measuring (not in any statistic above)"
+        )
+    return "not observed: the model was already loaded"
 
 
 def total_time(run: RunLog) -> str:
