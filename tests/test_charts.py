@@ -300,11 +300,12 @@ def test_concurrency_chart_marks_an_untrusted_knee():
     data = pl.DataFrame(
         [
             {
-                "experiment_id": f"w{w}-r1", "condition_id": f"w{w}", "suites": "concurrency",
-                "workers": w, "n_requests": 20, "n_ok": 20, "n_errors": 0,
+                "experiment_id": f"w{w}-r{k}", "condition_id": f"w{w}", "suites": "concurrency",
+                "trial": k, "workers": w, "n_requests": 20, "n_ok": 20, "n_errors": 0,
                 "req_per_s": rate, "e2e_mean_s": 1.0, "interference_cpu_pct_mean": load,
             }
-            for w, rate, load in ((1, 1.0, 2.0), (2, 1.9, 150.0), (4, 2.0, 2.0))
+            for w, rate, load in ((1, 1.0, 2.0), (2, 1.9, 150.0), (4, 1.95, 2.0))
+            for k in (1, 2)
         ]
     )  # fmt: skip
     result = findings.compute(data, findings.Context(engine="ollama"))

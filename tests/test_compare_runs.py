@@ -87,9 +87,11 @@ def test_a_new_engine_version_1_5x_slower_is_called_slower_with_what_changed(tmp
     make_run(tmp_path, "after", tps=20.0, engine_version="0.7.0")
     comparison = compare_runs("before", "after", tmp_path)
     assert verdicts(comparison, "tps") == {"slower"}
-    assert verdicts(comparison, "ttft") == {"no_difference"}
+    assert verdicts(comparison, "ttft") == {"equivalent"}
     decode = next(m for m in comparison.conditions[0].metrics if m.metric == "tps")
-    assert decode.ratio == pytest.approx(2 / 3, rel=0.02) and decode.ci95 > 0
+    assert decode.test.estimate == pytest.approx(2 / 3, rel=0.02)
+    assert decode.test.low < decode.test.estimate < decode.test.high
+    assert decode.test.design.value == "welch" and decode.test.family > 1
     changed = {d.what: (d.a, d.b) for d in comparison.identity.changed}
     assert changed["engine version"] == ("ollama 0.6.0", "ollama 0.7.0")
     assert "model digest" not in changed and "host" not in changed

@@ -3,8 +3,9 @@
 import polars as pl
 import pytest
 
+from perflab.analyse import verdict
 from perflab.analyse.findings import comparison
-from perflab.analyse.findings.comparison import ComparisonVerdict, ratio
+from perflab.analyse.findings.comparison import ComparisonVerdict, label
 from perflab.analyse.findings.frame import with_defaults
 from perflab.present.wording import comparison as words
 
@@ -40,7 +41,7 @@ def rows(target: str, trials: int, tps: float, ttft: float, jitter=(1.0, 1.02, 0
     return found
 
 
-def finding(trials=2, disturbed=(), slow_tps=100 / 1.5):
+def finding(trials=3, disturbed=(), slow_tps=100 / 1.5):
     frame = with_defaults(
         pl.DataFrame(
             rows("fast", trials, 100.0, 0.05)
@@ -58,14 +59,15 @@ def test_a_target_one_and_a_half_times_slower_is_called_slower_by_1_5():
     found = finding()
     tps = slow(found, "tps")
     assert tps.verdict is ComparisonVerdict.SLOWER
-    assert tps.ratio.value == pytest.approx(1 / 1.5, rel=0.01)
+    assert tps.ratio.estimate == pytest.approx(1 / 1.5, rel=0.01)
     assert tps.factor == pytest.approx(1.5, rel=0.01)
     assert tps.factor_low <= 1.5 <= tps.factor_high
-    assert tps.ratio.n_pairs == len(POINTS) * 2
-    assert slow(found, "ttft").verdict is ComparisonVerdict.NO_DIFFERENCE
-    assert slow(found, "prefill_tps").verdict is ComparisonVerdict.NO_DIFFERENCE
+    assert tps.ratio.n_trials == 3  # the trial is the unit, not its points
+    assert tps.ratio.family == 5  # Holm over every tested metric of the target
+    assert slow(found, "ttft").verdict is ComparisonVerdict.EQUIVALENT
+    assert slow(found, "prefill_tps").verdict is ComparisonVerdict.EQUIVALENT
     assert slow(found, "e2e").verdict is ComparisonVerdict.SLOWER
-    assert found.points == tuple(sorted(POINTS)) and found.trials == 2 and not found.one_pass
+    assert found.points == tuple(sorted(POINTS)) and found.trials == 3 and not found.one_pass
     text = words.verdict_text(tps, found)
     assert text.startswith("slower, ×1.5") and "(95 % CI ×1.4" in text
 
@@ -85,18 +87,19 @@ def test_one_pass_is_inconclusive_whatever_the_ratio():
 
 def test_a_disturbed_pair_that_no_trial_settles_is_inconclusive():
     hit = ("slow--short-t0.7-w1-n4-r1", "slow--short-t0.7-w1-n4-r2")
-    found = finding(disturbed=hit)
+    found = finding(trials=2, disturbed=hit)
     assert found.disturbed == tuple(sorted(hit))
     assert slow(found, "tps").verdict is ComparisonVerdict.INCONCLUSIVE
-    settled = finding(disturbed=hit[:1])
+    settled = finding(disturbed=hit[:1])  # the third trial settles the others
     assert settled.disturbed == () and slow(settled, "tps").verdict is ComparisonVerdict.SLOWER
 
 
-def test_noise_bigger_than_the_difference_is_no_significant_difference():
-    pairs = [(1.10, 1.0), (0.92, 1.0), (1.08, 1.0), (0.95, 1.0)]
-    found = ratio(pairs)
+def test_noise_bigger_than_the_difference_is_inconclusive_not_no_difference():
+    pairs = [(1.0, 1.10), (1.0, 0.92), (1.0, 1.08), (1.0, 0.95)]
+    found = verdict.paired(pairs)
     assert found.low < 1 < found.high
-    assert comparison.verdict(found, True, True) is ComparisonVerdict.NO_DIFFERENCE
+    assert label(found, True) is ComparisonVerdict.INCONCLUSIVE
+    assert "neither a change nor equivalence" in words.reason_text(found)
 
 
 def test_points_that_not_every_target_measured_are_left_out():
@@ -117,8 +120,8 @@ def test_the_words_carry_each_value_ratio_and_verdict():
     table = words.rows(found)
     assert {r.target for r in table} == {"fast", "slow"}
     decode = [r for r in table if r.metric.startswith("Decode") and r.target == "slow"][0]
-    assert "tok/s ±" in decode.value and "2 trials" in decode.value
-    assert decode.ratio.startswith("×0.67 (95 % CI") and "6 pairs" in decode.ratio
+    assert "tok/s ±" in decode.value and "3 trials" in decode.value
+    assert decode.ratio.startswith("×0.67 (95 % CI") and "; 3 trials;" in decode.ratio
     assert words.point_rows(found, found.metric("tps"))[0].metric in POINTS
     assert any("slower, ×1.5" in line for line in words.headline(found))
 

@@ -20,9 +20,8 @@ from perflab.analyse.findings import (
 )
 from perflab.analyse.findings.bottleneck import Bottleneck
 from perflab.analyse.findings.concurrency import ConcurrencyVerdict, QueueSource
-from perflab.analyse.findings.kv_cache import KvCacheVerdict
 from perflab.analyse.findings.prompt_length import PromptLengthReason, PromptLengthVerdict
-from perflab.analyse.findings.temperature import TemperatureReason, TemperatureVerdict
+from perflab.analyse.verdict import Outcome, Reason
 from perflab.engines import capabilities_for
 from perflab.present import wording
 
@@ -80,7 +79,7 @@ def test_spread_uses_trial_means_with_two_or_more_trials():
     three = frame.spread([1.0, 1.2, 1.4])
     # sd 0.2, t(0.975, 2) = 4.303: half-width 4.303 · 0.2 / √3
     assert three.mean == pytest.approx(1.2)
-    assert three.ci95 == pytest.approx(4.303 * 0.2 / 3**0.5)
+    assert three.ci95 == pytest.approx(4.302653 * 0.2 / 3**0.5)
     assert (three.low, three.high, three.trials) == (1.0, 1.4, 3)
 
 
@@ -109,36 +108,32 @@ def test_length_only_temperature_difference():
         ),
     )
     result = temperature.summary(data)
-    assert result.verdict == TemperatureVerdict.LENGTH_ONLY
-    assert result.latency_differs and not result.speed_differs
+    assert result.verdict is Outcome.EQUIVALENT and result.length_only
+    assert result.latency[0].changed and result.speed[0].equivalent
     assert [c.temperature for c in result.truncated] == [1.5]
     assert "cut at max_tokens" in wording.temperature(result)
     assert "output length, not speed" in wording.temperature(result)
 
 
-def test_length_only_even_from_one_pass():
-    data = summary(
-        temperature_rows(0.0, [{"e2e_mean_s": 1.0, "output_tokens_mean": 64.0}]),
-        temperature_rows(1.5, [{"e2e_mean_s": 2.0, "output_tokens_mean": 128.0}]),
-    )
-    assert temperature.summary(data).verdict == TemperatureVerdict.LENGTH_ONLY
-
-
-def test_speed_difference_from_one_pass_is_inconclusive():
+def test_one_pass_settles_nothing():
     # the busy-machine case: one pass, 1.6× slower with the same output length
     data = summary(
         temperature_rows(0.0, [{"e2e_mean_s": 1.6, "tps_mean": 40.0}]),
         temperature_rows(0.7, [{"e2e_mean_s": 1.0, "tps_mean": 64.0}]),
     )
     result = temperature.summary(data)
-    assert result.verdict == TemperatureVerdict.INCONCLUSIVE
-    assert result.reason == TemperatureReason.ONE_PASS
-    assert "drift" in wording.temperature(result)
+    assert result.verdict is Outcome.INCONCLUSIVE
+    assert result.speed[0].reason is Reason.TOO_FEW_TRIALS
+    assert result.speed[0].estimate == pytest.approx(1.6)
+    assert "one trial cannot show the spread" in wording.temperature(result)
     whole = findings.compute(data, findings.Context(engine="ollama"))
-    assert "temperature: inconclusive (one pass)" in wording.key_findings(whole)
+    line = next(k for k in wording.key_findings(whole) if k.startswith("temperature"))
+    assert line == "temperature: inconclusive (too few trials, power not measurable)"
+    same = summary(temperature_rows(0.0, [{}]), temperature_rows(0.7, [{}]))
+    assert temperature.summary(same).verdict is Outcome.INCONCLUSIVE  # never "no" from one pass
 
 
-def test_drift_in_one_trial_is_not_an_effect():
+def test_drift_in_one_trial_is_neither_an_effect_nor_its_absence():
     # per-request CIs are tiny, but trial 3 of t0.0 ran during a slow spell
     slow_spell = {"e2e_mean_s": 1.6, "tps_mean": 40.0}
     data = summary(
@@ -146,19 +141,21 @@ def test_drift_in_one_trial_is_not_an_effect():
         temperature_rows(0.7, [{}, {}, {}]),
     )
     result = temperature.summary(data)
-    assert result.verdict == TemperatureVerdict.NO_EFFECT
+    assert result.verdict is Outcome.INCONCLUSIVE
+    assert result.speed[0].reason is Reason.UNDERPOWERED and result.mde > 0.3
+    assert "at 80% power" in wording.temperature(result)
     hot = next(c for c in result.conditions if c.temperature == 0.0)
     assert hot.e2e.between_trials and hot.e2e.low == 1.0 and hot.e2e.high == 1.6
 
 
-def test_a_measurable_but_small_difference_is_no_practical_effect():
+def test_a_measurable_but_small_difference_is_equivalent():
     data = summary(
-        temperature_rows(0.0, [{"e2e_mean_s": 1.03, "tps_mean": 62.0}]),
-        temperature_rows(0.7, [{"e2e_mean_s": 1.0}]),
+        temperature_rows(0.0, [{"tps_mean": v} for v in (62.0, 62.1, 61.9)]),
+        temperature_rows(0.7, [{}, {}, {}]),
     )
     result = temperature.summary(data)
-    assert result.verdict == TemperatureVerdict.NO_EFFECT and result.latency_measurable
-    assert "No practical effect" in wording.temperature(result)
+    assert result.speed[0].p_value < 0.01 and result.verdict is Outcome.EQUIVALENT
+    assert wording.temperature(result).startswith("No: decode speed per token is equivalent")
 
 
 def test_speed_effect_that_the_trials_support():
@@ -166,7 +163,9 @@ def test_speed_effect_that_the_trials_support():
         temperature_rows(0.0, [{"e2e_mean_s": v, "tps_mean": 40.0} for v in (1.58, 1.6, 1.62)]),
         temperature_rows(0.7, [{"e2e_mean_s": v} for v in (0.99, 1.0, 1.01)]),
     )
-    assert temperature.summary(data).verdict == TemperatureVerdict.SPEED_EFFECT
+    result = temperature.summary(data)
+    assert result.verdict is Outcome.CHANGED and result.speed[0].estimate == pytest.approx(1.6)
+    assert wording.temperature(result).startswith("Yes: decode speed per token changed")
 
 
 def test_disturbed_experiment_makes_a_one_pass_finding_inconclusive():
@@ -176,12 +175,12 @@ def test_disturbed_experiment_makes_a_one_pass_finding_inconclusive():
     )
     result = findings.compute(data, findings.Context(engine="ollama", results_dir="results/x"))
     assert result.interference.disturbed_ids == ("medium-t0.0-w1-n20-r1",)
-    assert result.temperature.verdict == TemperatureVerdict.INCONCLUSIVE
-    assert result.temperature.reason == TemperatureReason.DISTURBED
+    assert result.temperature.verdict is Outcome.INCONCLUSIVE
+    assert result.temperature.speed[0].reason is Reason.DISTURBED
     words = wording.temperature(result.temperature)
     assert "medium-t0.0-w1-n20-r1" in words and "inconclusive" in words
     key = wording.key_findings(result)
-    assert "temperature: inconclusive (rests on disturbed experiments)" in key
+    assert "temperature: inconclusive (disturbed, power not measurable)" in key
     load = result.interference.disturbed[0]
     command = wording.rerun_command([load], "config/ollama.yaml")
     assert command == (
@@ -212,14 +211,14 @@ def test_disturbed_trial_settled_by_the_others():
         temperature_rows(0.7, [{}, {}, {}]),
     )
     result = findings.compute(data, findings.Context(engine="ollama"))
-    assert result.temperature.verdict == TemperatureVerdict.NO_EFFECT
+    assert result.temperature.verdict is Outcome.EQUIVALENT
     assert result.temperature.disturbed == ()
     every_trial = summary(
         temperature_rows(0.0, [{"interference_cpu_pct_mean": 140.0}] * 2),
         temperature_rows(0.7, [{}, {}]),
     )
     result = findings.compute(every_trial, findings.Context(engine="ollama"))
-    assert result.temperature.verdict == TemperatureVerdict.INCONCLUSIVE
+    assert result.temperature.verdict is Outcome.INCONCLUSIVE
 
 
 # --- concurrency and queueing ------------------------------------------------------
@@ -248,9 +247,9 @@ def two_slot_server(trials: int = 1) -> pl.DataFrame:
 
 
 def test_two_slot_saturation_names_the_knee_and_the_queue():
-    result = concurrency.summary(two_slot_server(), capabilities_for("ollama"))
-    assert result.verdict == ConcurrencyVerdict.SATURATES
-    assert result.knee_workers == 2 and result.parallel_requests == 2
+    result = concurrency.summary(two_slot_server(trials=2), capabilities_for("ollama"))
+    assert result.verdict == ConcurrencyVerdict.SATURATES and result.test.changed
+    assert result.knee_workers == 2 and result.knee_high == 2 and result.parallel_requests == 2
     assert result.queue_source == QueueSource.UNACCOUNTED_GROWTH
     assert result.queue_wait_s == pytest.approx(1.46)
     assert result.queue_share == pytest.approx(1.46 / 1.98)
@@ -270,11 +269,11 @@ def test_queueing_fires_on_a_multi_slot_server():
 
 
 def test_serial_server_and_a_scaling_one():
-    serial = summary(worker_rows(1, 2.0, 0.5, 0.01), worker_rows(4, 2.05, 1.95, 1.46))
+    serial = summary(worker_rows(1, 2.0, 0.5, 0.01, 2), worker_rows(4, 2.05, 1.95, 1.46, 2))
     result = concurrency.summary(serial, capabilities_for("calibration"))
     assert result.verdict == ConcurrencyVerdict.SERIAL and result.knee_workers == 1
     assert "serializes requests" in wording.concurrency(result, None)
-    scaling = summary(worker_rows(1, 1.0, 1.0, 0.01), worker_rows(4, 3.8, 1.05, 0.02))
+    scaling = summary(worker_rows(1, 1.0, 1.0, 0.01, 2), worker_rows(4, 3.8, 1.05, 0.02, 2))
     result = concurrency.summary(scaling, capabilities_for("ollama"))
     assert result.verdict == ConcurrencyVerdict.SCALES and result.knee_workers == 4
 
@@ -290,8 +289,8 @@ def test_disturbed_concurrency_is_not_answered_yes_or_no():
     result = findings.compute(summary(quiet, busy), findings.Context(engine="calibration"))
     assert result.concurrency.disturbed == ("medium-t0.7-w4-n20-r1",)
     words = wording.concurrency(result.concurrency, None)
-    assert words.startswith("Inconclusive: throughput stayed flat") and "No:" not in words
-    assert "the server serializes requests" in words  # the pattern, qualified by the lead
+    assert words.startswith("Inconclusive: rests on a disturbed trial") and "No:" not in words
+    assert result.concurrency.verdict == ConcurrencyVerdict.INCONCLUSIVE
     line = next(k for k in wording.key_findings(result) if k.startswith("concurrency"))
     assert line.endswith("(inconclusive: disturbed experiments)")
     # the bottleneck rests on the same experiments and says so
@@ -326,21 +325,32 @@ def test_reported_queue_time_is_used_when_the_engine_has_one():
 
 
 def test_falling_throughput_is_said():
-    data = summary(worker_rows(1, 2.03, 0.5, 0.0), worker_rows(2, 1.04, 1.9, 0.0))
+    data = summary(worker_rows(1, 2.03, 0.5, 0.0, 2), worker_rows(2, 1.04, 1.9, 0.0, 2))
     result = concurrency.summary(data, capabilities_for("ollama"))
     assert result.verdict == ConcurrencyVerdict.SERIAL and result.fell_at == 2
     words = wording.concurrency(result, None)
     assert "Throughput fell to ×0.51 at 2 workers" in words
-    assert "One pass per worker count" in words
 
 
-def test_growth_within_the_trial_spread_is_not_growth():
+def test_growth_within_the_trial_spread_is_inconclusive():
     noisy = summary(
         rows("w1", [{"req_per_s": v} for v in (1.0, 2.0, 1.5)], suites="concurrency", workers=1),
         rows("w2", [{"req_per_s": v} for v in (1.9, 1.7, 2.1)], suites="concurrency", workers=2),
     )
     result = concurrency.summary(noisy, capabilities_for("ollama"))
-    assert result.verdict == ConcurrencyVerdict.SERIAL
+    assert result.verdict == ConcurrencyVerdict.INCONCLUSIVE and result.knee_high == 2
+    assert wording.concurrency(result, None).startswith("Inconclusive: neither a change")
+
+
+def test_the_issue_example_of_two_trials_is_growth_not_serial():
+    # 1.00/1.10 req/s at 1 worker, 1.80/1.98 at 2: the same ×1.8 in both trials
+    data = summary(
+        rows("w1", [{"req_per_s": v} for v in (1.0, 1.1)], suites="concurrency", workers=1),
+        rows("w2", [{"req_per_s": v} for v in (1.8, 1.98)], suites="concurrency", workers=2),
+    )
+    result = concurrency.summary(data, capabilities_for("ollama"))
+    assert result.verdict == ConcurrencyVerdict.SCALES and result.knee_workers == 2
+    assert result.test.estimate == pytest.approx(1.8)
 
 
 # --- prompt length and the prompt cache --------------------------------------------
@@ -411,12 +421,16 @@ def test_kv_cache_finding_compares_the_same_prompt_both_ways():
         summary(kv("bust", [0.4, 0.41]), kv("reuse", [0.05, 0.051])),
         findings.Context(engine="ollama"),
     )
-    assert result.kv_cache.verdict == KvCacheVerdict.REUSE_FASTER
-    assert result.kv_cache.ttft_saving == pytest.approx(1 - 0.0505 / 0.405)
+    assert result.kv_cache.verdict is Outcome.CHANGED and result.kv_cache.reuse_faster
+    saving = 1 - ((0.05 / 0.4) * (0.051 / 0.41)) ** 0.5  # the geometric mean of the trials
+    assert result.kv_cache.ttft_saving == pytest.approx(saving)
+    assert "Yes: reusing the prompt's KV cache saves 88% of TTFT" in wording.kv_cache(
+        result.kv_cache
+    )
     one_pass = findings.compute(
         summary(kv("bust", [0.4]), kv("reuse", [0.05])), findings.Context(engine="ollama")
     )
-    assert one_pass.kv_cache.verdict == KvCacheVerdict.INCONCLUSIVE
+    assert one_pass.kv_cache.verdict is Outcome.INCONCLUSIVE
 
 
 # --- bottleneck rules ----------------------------------------------------------------
@@ -506,7 +520,8 @@ def test_findings_round_trip_through_json(tmp_path):
     raw = json.loads(path.read_text())
     assert raw["concurrency"]["verdict"] == "saturates"
     assert raw["concurrency"]["knee_workers"] == 2
-    assert raw["temperature"]["verdict"] in {v.value for v in TemperatureVerdict}
+    assert raw["temperature"]["verdict"] == "equivalent"
+    assert raw["temperature"]["speed"][0]["family"] == 2  # Holm: temperature, concurrency
     assert raw["prompt_length"]["verdict"] == "linear"
     assert raw["bottleneck"]["primary"] == "queueing"
 
@@ -605,21 +620,12 @@ def test_cpu_ideas_follow_the_engines_settings():
     assert remote.run.ideas[0].setting == "engine.model"
 
 
-def test_one_rule_decides_whether_conditions_differ():
-    tight = [frame.spread([1.0], 0.01), frame.spread([1.2], 0.01)]
-    assert frame.differ(tight, 0.2)
-    assert not frame.differ(tight, 0.04)  # measurable, but under the practical 5 %
-    wide = [frame.spread([1.0], 0.2), frame.spread([1.2], 0.2)]
-    assert not frame.differ(wide, 0.2)  # within each other's CI
-    assert not frame.differ(tight[:1], 0.2) and not frame.differ(tight, None)
-
-
 def test_a_speed_up_beyond_the_workers_is_not_the_servers():
     # the busy-machine default run: 0.28, 2.22 and 1.20 req/s at 1, 2 and 4 workers of an
     # embedded engine that runs one request at a time; the 1-worker pass ran slowed
     data = summary(
-        worker_rows(1, 0.28, 3.57, 0.0), worker_rows(2, 2.22, 0.86, 0.0),
-        worker_rows(4, 1.20, 3.12, 0.0),
+        worker_rows(1, 0.28, 3.57, 0.0, 2), worker_rows(2, 2.22, 0.86, 0.0, 2),
+        worker_rows(4, 1.20, 3.12, 0.0, 2),
     )  # fmt: skip
     result = concurrency.summary(data, capabilities_for("llamacpp"))
     assert result.knee_workers == 2 and result.parallel_requests == 2  # not 8 at 2 workers
@@ -635,7 +641,7 @@ def test_a_speed_up_beyond_the_workers_is_not_the_servers():
 
 
 def test_a_two_slot_server_is_trusted_and_stays_flat():
-    result = concurrency.summary(two_slot_server(), capabilities_for("ollama"))
+    result = concurrency.summary(two_slot_server(trials=2), capabilities_for("ollama"))
     assert result.trusted and result.fell_at is None and result.beyond_workers_at is None
     assert "then stayed flat" in wording.concurrency(result, None)
 
@@ -649,3 +655,22 @@ def test_expected_speed_from_disturbed_experiments_carries_a_caveat():
     )
     quiet = findings.compute(summary(rows("short-t0.7-w1-n20", [{}])), findings.Context(engine="x"))
     assert "Other work" not in wording.expectations(quiet.expectations)
+
+
+def test_requests_that_run_together_each_slower_are_not_called_serialized():
+    # llama-server with 4 slots on one saturated thread: ×1.14 throughput at 4 workers,
+    # latency ×3.5, and the wait for a slot is 2 % of it: batching, not a queue
+    data = summary(worker_rows(1, 1.0, 1.0, 0.0, 2), worker_rows(4, 1.14, 3.5, 0.07, 2))
+    result = concurrency.summary(data, capabilities_for("ollama"))
+    assert result.verdict == ConcurrencyVerdict.SCALES  # it grew, by 14 %
+    assert result.mode is concurrency.ConcurrencyMode.SHARES
+    assert result.service_growth == pytest.approx((3.5 - 0.07) / 1.0)
+    words = wording.concurrency(result, None)
+    assert "serializes" not in words and "each is slower" in words
+    assert result.expected_queue_share == pytest.approx(0.75)
+    found = findings.compute(data, findings.Context(engine="ollama"))
+    assert found.bottleneck.primary != Bottleneck.QUEUEING
+    queued = summary(worker_rows(1, 1.0, 1.0, 0.0, 2), worker_rows(4, 1.02, 3.9, 2.9, 2))
+    result = concurrency.summary(queued, capabilities_for("ollama"))
+    assert result.mode is concurrency.ConcurrencyMode.QUEUES
+    assert "serializes requests" in wording.concurrency(result, None)

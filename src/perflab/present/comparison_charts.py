@@ -21,7 +21,7 @@ def ratio_rows(finding: ComparisonFinding) -> list[dict]:
     for metric in finding.metrics:
         for item in metric.targets:
             ratio = item.ratio
-            value = 1.0 if ratio is None else ratio.value
+            value = 1.0 if ratio is None else ratio.estimate
             rows.append(
                 {
                     "metric": METRIC_LABELS.get(metric.metric, metric.metric),
@@ -64,29 +64,26 @@ def ratio_chart(rows: list[dict], title: str, colour: str = "target") -> alt.Lay
 
 
 def comparison_chart(finding: ComparisonFinding | None) -> alt.LayerChart | alt.Chart:
-    title = "Targets against the baseline: ratio of each metric, ± 95% CI over twin experiments"
+    title = "Targets against the baseline: ratio of each metric, ± 95% CI across trials"
     if finding is None:
         return _no_data(title)
     return ratio_chart(ratio_rows(finding), f"{title} (baseline {finding.baseline})")
 
 
 def run_rows(comparison: RunComparison) -> list[dict]:
-    """B / A per condition and metric; the CI of B − A as a band around the ratio."""
+    """B / A per condition and metric, with the 95 % CI of Welch's test on the trial logs."""
     rows = []
     for condition in comparison.conditions:
         for item in condition.metrics:
-            if item.ratio is None or not item.a.mean:
+            if item.test.estimate is None:
                 continue
-            half = item.ci95
-            low = None if half is None else 1 + (item.difference - half) / item.a.mean
-            high = None if half is None else 1 + (item.difference + half) / item.a.mean
             rows.append(
                 {
                     "metric": METRIC_LABELS.get(item.metric, item.metric),
                     "condition": condition.condition_id,
-                    "ratio": item.ratio,
-                    "low": low if low is None or low > 0 else None,  # a log scale has no 0
-                    "high": high,
+                    "ratio": item.test.estimate,
+                    "low": item.test.low,
+                    "high": item.test.high,
                     "verdict": item.verdict.value,
                 }
             )

@@ -10,7 +10,7 @@ Numbers only: the words are in ``perflab.present.wording`` and the template.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
@@ -31,6 +31,7 @@ from perflab.analyse.findings import (
     temperature,
 )
 from perflab.analyse.findings.frame import Condition, conditions, with_defaults
+from perflab.analyse.verdict import holm
 from perflab.core.records import ColdStart
 from perflab.engines import capabilities_for
 from perflab.engines.base import Capabilities
@@ -149,7 +150,7 @@ def compute(
         basic_span=context.basic_span,
         advanced_span=context.advanced_span,
     )
-    return Findings(
+    found = Findings(
         engine=context.engine,
         capabilities=capabilities,
         repeats=repeats,
@@ -166,6 +167,25 @@ def compute(
         expectations=expectations.summary(list(basic_finding.prompts), every, context.expected_tps),
         run=run,
         comparison=_comparison(everything, context, resources_by_id or {}),
+    )
+    return family_corrected(found)
+
+
+def family_corrected(found: Findings) -> Findings:
+    """The Day-1 verdicts with Holm's correction over the log's family of them:
+    each temperature's speed, the KV cache's TTFT and the concurrency throughput."""
+    heat, kv, workers = found.temperature, found.kv_cache, found.concurrency
+    family = [*heat.speed, kv.test, workers.test]
+    adjusted = holm(family)
+    speed = tuple(adjusted[: len(heat.speed)])
+    kv_test, workers_test = adjusted[len(heat.speed) :]
+    return replace(
+        found,
+        temperature=temperature.rejudged(heat, speed) if heat.speed else heat,
+        kv_cache=kv_cache.rejudged(kv, kv_test) if kv_test is not None else kv,
+        concurrency=concurrency.rejudged(workers, workers_test)
+        if workers_test is not None
+        else workers,
     )
 
 

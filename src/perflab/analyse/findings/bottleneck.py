@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from perflab.analyse.findings.concurrency import ConcurrencyFinding
+from perflab.analyse.findings.concurrency import ConcurrencyFinding, ConcurrencyMode
 from perflab.analyse.findings.resources import ResourcesFinding
 from perflab.engines.base import Capabilities
 
@@ -28,7 +28,8 @@ SWAP_GB = 0.1  # swap used, when its growth during the run is unknown
 SWAP_GROWTH_GB = 0.1
 MODEL_FIT_FRACTION = 0.90  # model file larger than 90 % of RAM
 RESIDENT_FRACTION = 0.50  # server RSS under half the model while too little memory is free
-# queueing: at the most workers, waiting for the server is ≥ 30 % of mean latency
+# queueing: at the most workers, waiting for the server is ≥ 30 % of mean latency, and the
+# requests wait rather than run together each slower (concurrency mode ``shares``)
 QUEUE_SHARE = 0.30
 # client: the load generator is busy while the server is not
 CLIENT_CPU_HIGH = 80.0
@@ -214,10 +215,15 @@ def queueing_check(concurrency: ConcurrencyFinding) -> Check:
         queue_share=concurrency.queue_share,
         workers=concurrency.points[-1].workers if concurrency.points else None,
         knee_workers=concurrency.knee_workers,
+        expected_queue_share=concurrency.expected_queue_share,
+        service_growth=concurrency.service_growth,
     )
     if concurrency.queue_share is None:
         return _skipped(Bottleneck.QUEUEING, Missing.NO_QUEUE_FIGURE, **figures)
-    triggered = concurrency.queue_share >= QUEUE_SHARE
+    # requests that run together, each slower, are limited by what serves them, not a queue
+    triggered = concurrency.queue_share >= QUEUE_SHARE and concurrency.mode is not (
+        ConcurrencyMode.SHARES
+    )
     return Check(Bottleneck.QUEUEING, triggered, None, _figures(**figures))
 
 

@@ -2,35 +2,38 @@
 
 Every target ran the same sweep points, trial by trial and point by point in
 alternation, so the experiment of target T at point p in trial k has a twin
-of the baseline measured next to it in time. A ratio is therefore taken per
-twin pair (T/baseline) and the pairs are pooled on a log scale: the ratio is
-their geometric mean, its 95 % CI the Student-t interval of the mean log
-ratio. Pairing cancels slow drift of the machine, which lands on both twins.
+of the baseline measured next to it in time. The trial is the unit of
+replication: per trial, the log-ratios T/baseline of its twins are averaged
+over the shared points (points of one trial share its machine state, so they
+are not independent pairs), and the verdict rule of
+``perflab.analyse.verdict`` tests those trial log-ratios across trials.
+Per point, the same with that point's twin of each trial.
 
-Verdicts, as every comparison of the findings: ``faster`` or ``slower`` only
-when the CI of the ratio excludes 1 and the difference is at least
-``PRACTICAL_DIFFERENCE``; otherwise ``no_difference``; ``inconclusive`` with
-one pass (trials cannot show drift), with fewer than two pairs, or when a
-disturbed experiment is not settled by its other trials.
+``faster`` or ``slower``: the verdict is ``changed`` (after Holm's correction
+over the comparison's verdicts) in that direction; ``equivalent``: shown
+within ± the practical threshold; ``inconclusive`` otherwise, with one pass
+(no spread across trials), or when a disturbed experiment is not settled by
+its other trials.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
-import numpy as np
 import polars as pl
 
-from perflab.analyse.findings.frame import PRACTICAL_DIFFERENCE, Spread, spread, t_quantile
+from perflab.analyse import verdict as rule
+from perflab.analyse.findings.frame import Spread, spread
+from perflab.analyse.verdict import Outcome, Verdict
 from perflab.config.targets import SEPARATOR
 
 
 class ComparisonVerdict(str, Enum):
     FASTER = "faster"
     SLOWER = "slower"
-    NO_DIFFERENCE = "no_difference"
+    EQUIVALENT = "equivalent"
     INCONCLUSIVE = "inconclusive"
 
 
@@ -52,16 +55,6 @@ METRICS = (
 
 
 @dataclass(frozen=True)
-class Ratio:
-    """target / baseline: geometric mean of the twin pairs' ratios, with its 95 % CI."""
-
-    value: float | None
-    low: float | None
-    high: float | None
-    n_pairs: int
-
-
-@dataclass(frozen=True)
 class TargetMetric:
     """One target's figure for one metric, and how it stands against the baseline.
 
@@ -72,7 +65,7 @@ class TargetMetric:
 
     target: str
     value: Spread
-    ratio: Ratio | None  # None for the baseline itself
+    ratio: Verdict | None  # target / baseline; None for the baseline itself
     verdict: ComparisonVerdict | None
     factor: float | None
     factor_low: float | None
@@ -148,25 +141,13 @@ def table(frame: pl.DataFrame) -> pl.DataFrame:
     return rows.with_columns(pl.col("condition_id").str.strip_prefix(prefix).alias("point"))
 
 
-def ratio(pairs: list[tuple[float, float]]) -> Ratio:
-    """Geometric mean of target/baseline over the pairs, with a Student-t 95 % CI."""
-    logs = [math.log(t / b) for t, b in pairs if t and b and t > 0 and b > 0]
-    if not logs:
-        return Ratio(None, None, None, 0)
-    mean = sum(logs) / len(logs)
-    if len(logs) < 2:
-        return Ratio(math.exp(mean), None, None, 1)
-    half = t_quantile(len(logs)) * float(np.std(logs, ddof=1)) / math.sqrt(len(logs))
-    return Ratio(math.exp(mean), math.exp(mean - half), math.exp(mean + half), len(logs))
-
-
-def verdict(found: Ratio, higher_is_better: bool, conclusive: bool) -> ComparisonVerdict:
-    if not conclusive or found.n_pairs < 2 or found.low is None:
+def label(found: Verdict, higher_is_better: bool) -> ComparisonVerdict:
+    """The verdict in the metric's sense: faster, slower, equivalent or inconclusive."""
+    if found.outcome is Outcome.EQUIVALENT:
+        return ComparisonVerdict.EQUIVALENT
+    if found.outcome is Outcome.INCONCLUSIVE:
         return ComparisonVerdict.INCONCLUSIVE
-    beyond = found.low > 1 or found.high < 1
-    if not beyond or abs(found.value - 1) < PRACTICAL_DIFFERENCE:
-        return ComparisonVerdict.NO_DIFFERENCE
-    better = (found.value > 1) == higher_is_better
+    better = (found.estimate > 1) == higher_is_better
     return ComparisonVerdict.FASTER if better else ComparisonVerdict.SLOWER
 
 
@@ -174,14 +155,14 @@ def _inverse(value: float | None) -> float | None:
     return None if value is None else 1 / value
 
 
-def _factor(found: Ratio | None, higher_is_better: bool) -> tuple[float | None, ...]:
+def _factor(found: Verdict | None, higher_is_better: bool) -> tuple[float | None, ...]:
     """Times faster or slower (≥ 1 at the point estimate), with its interval in that sense."""
-    if found is None or found.value is None:
+    if found is None or found.estimate is None:
         return (None, None, None)
     if higher_is_better:
-        speed, low, high = found.value, found.low, found.high
+        speed, low, high = found.estimate, found.low, found.high
     else:
-        speed, low, high = 1 / found.value, _inverse(found.high), _inverse(found.low)
+        speed, low, high = 1 / found.estimate, _inverse(found.high), _inverse(found.low)
     if speed >= 1:
         return (speed, low, high)
     return (1 / speed, _inverse(high), _inverse(low))
@@ -192,8 +173,23 @@ def _trial_value(rows: pl.DataFrame, metric: Metric) -> Spread:
     return spread(per_trial[metric.key].to_list())
 
 
+def _trial_logs(mine: pl.DataFrame, base: pl.DataFrame, key: str) -> list[float]:
+    """Per trial, the mean log-ratio target / baseline over its twin experiments."""
+    twins = mine.select("point", "trial", key).join(base, on=["point", "trial"], suffix="_base")
+    twins = twins.filter(
+        pl.col(key).is_not_null() & (pl.col(key) > 0) & (pl.col(f"{key}_base") > 0)
+    )
+    per_trial = (
+        twins.with_columns((pl.col(key) / pl.col(f"{key}_base")).log().alias("log_ratio"))
+        .group_by("trial")
+        .agg(pl.col("log_ratio").mean())
+        .sort("trial")
+    )
+    return [v for v in per_trial["log_ratio"].to_list() if v is not None and math.isfinite(v)]
+
+
 def _compare(
-    rows: pl.DataFrame, baseline: str, names: list[str], metric: Metric, conclusive: bool
+    rows: pl.DataFrame, baseline: str, names: list[str], metric: Metric, unsettled: bool
 ) -> tuple[TargetMetric, ...]:
     base = rows.filter(pl.col("target") == baseline).select("point", "trial", metric.key)
     found = []
@@ -203,16 +199,50 @@ def _compare(
         if name == baseline:
             found.append(TargetMetric(name, value, None, None, None, None, None))
             continue
-        twins = mine.select("point", "trial", metric.key).join(
-            base, on=["point", "trial"], suffix="_base"
-        )
-        pairs = [(t, b) for t, b in twins.select(metric.key, f"{metric.key}_base").rows()]
-        pairs = [(t, b) for t, b in pairs if t is not None and b is not None]
-        found_ratio = ratio(pairs)
-        judged = verdict(found_ratio, metric.higher_is_better, conclusive)
-        factor = _factor(found_ratio, metric.higher_is_better)
-        found.append(TargetMetric(name, value, found_ratio, judged, *factor))
+        tested = rule.log_ratios(_trial_logs(mine, base, metric.key))
+        if unsettled:
+            tested = rule.disturbed(tested)
+        found.append(_judged(TargetMetric(name, value, tested, None, None, None, None), metric))
     return tuple(found)
+
+
+def _judged(item: TargetMetric, metric: Metric | MetricComparison) -> TargetMetric:
+    return replace(
+        item,
+        verdict=label(item.ratio, metric.higher_is_better),
+        **dict(
+            zip(
+                ("factor", "factor_low", "factor_high"),
+                _factor(item.ratio, metric.higher_is_better),
+            )
+        ),
+    )
+
+
+def _holm(metrics: list[MetricComparison]) -> list[MetricComparison]:
+    """Holm over the overall verdicts, and over the per-point verdicts, of every metric."""
+    overall = [t for m in metrics for t in m.targets if t.ratio is not None]
+    points = [t for m in metrics for p in m.points for t in p.targets if t.ratio is not None]
+    adjusted = {
+        id(t): v
+        for group in (overall, points)
+        for t, v in zip(group, rule.holm([t.ratio for t in group]), strict=True)
+    }
+
+    def fixed(items: tuple[TargetMetric, ...], metric: MetricComparison):
+        return tuple(
+            _judged(replace(t, ratio=adjusted[id(t)]), metric) if t.ratio is not None else t
+            for t in items
+        )
+
+    return [
+        replace(
+            m,
+            targets=fixed(m.targets, m),
+            points=tuple(replace(p, targets=fixed(p.targets, m)) for p in m.points),
+        )
+        for m in metrics
+    ]
 
 
 def _info(frame: pl.DataFrame, name: str, resources_by_id: dict, sizes: dict) -> TargetInfo:
@@ -248,7 +278,6 @@ def summary(
     trials = rows.group_by("target", "point").agg(pl.col("trial").n_unique().alias("k"))
     fewest = int(trials["k"].min() or 0) if trials.height else 0
     unsettled = _unsettled(rows, set(disturbed))
-    conclusive = fewest >= 2 and not unsettled
     metrics = []
     for metric in METRICS:
         if rows[metric.key].drop_nulls().len() == 0:
@@ -257,12 +286,12 @@ def summary(
             PointComparison(
                 point,
                 _compare(
-                    rows.filter(pl.col("point") == point), baseline, names, metric, conclusive
+                    rows.filter(pl.col("point") == point), baseline, names, metric, bool(unsettled)
                 ),
             )
             for point in shared
         )
-        overall = _compare(rows, baseline, names, metric, conclusive)
+        overall = _compare(rows, baseline, names, metric, bool(unsettled))
         metrics.append(
             MetricComparison(metric.key, metric.unit, metric.higher_is_better, overall, points)
         )
@@ -270,7 +299,7 @@ def summary(
         baseline=baseline,
         targets=tuple(_info(frame, n, resources_by_id or {}, model_sizes or {}) for n in names),
         points=tuple(shared),
-        metrics=tuple(metrics),
+        metrics=tuple(_holm(metrics)),
         trials=fewest,
         one_pass=fewest < 2,
         disturbed=unsettled,
@@ -278,11 +307,9 @@ def summary(
 
 
 def _unsettled(rows: pl.DataFrame, disturbed: set[str]) -> tuple[str, ...]:
-    """Disturbed experiments whose target and point have no undisturbed trial beside them."""
-    found = []
-    for (_, _), group in rows.group_by("target", "point"):
-        ids = group["experiment_id"].to_list()
-        hit = [i for i in ids if i in disturbed]
-        if hit and (len(ids) < 2 or len(hit) == len(ids)):
-            found += hit
-    return tuple(sorted(found))
+    """Disturbed experiments that their target and point's other trials do not settle."""
+    groups = rows.group_by("target", "point", maintain_order=True).agg("experiment_id")
+    return rule.unsettled(
+        (f"{target}/{point}", [(e, e in disturbed) for e in ids])
+        for target, point, ids in groups.iter_rows()
+    )

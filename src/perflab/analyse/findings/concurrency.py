@@ -1,41 +1,68 @@
 """Throughput and latency per worker count: where throughput stops growing.
 
-The knee is the worker count after which no higher count raises throughput by
-``KNEE_GROWTH`` or more (and, with trials, beyond the between-trial spread).
-Knee at the fewest workers: ``serial``; at the most: ``scales``; in between:
-``saturates``. The server then runs about throughput(knee) / throughput(1)
-requests at once.
+Throughput of two worker counts is compared trial by trial (``frame.compare``,
+the verdict rule of ``perflab.analyse.verdict``). ``test``: the most workers
+against the fewest. It decides: ``equivalent`` is ``serial`` (throughput
+flat), ``inconclusive`` is ``inconclusive``; ``changed`` upwards is
+``scales`` when the knee is at the most workers, else ``saturates``. The knee
+is the fewest workers after which no higher count's throughput is
+``changed`` upwards; ``knee_high`` the fewest at or after it from which every
+higher count is shown not to grow, ``equivalent`` or ``changed`` downwards (the most workers when none is): the
+knee lies between the two. The server then runs about
+throughput(knee) / throughput(1) requests at once.
 
 The queue wait at the most workers is the engine's own queue time when it
 reports one; otherwise (Ollama) the growth of unaccounted time over the
 fewest-workers baseline, since that is where waiting for a slot hides.
+
+Where throughput stopped growing, ``mode`` says how the extra requests were
+served. In a closed loop with P requests served at once and W workers, a
+server that queues the rest keeps each request's service time and adds a
+queue share of about 1 − P/W (``expected_queue_share``); a server that runs
+them together on a saturated resource has no queue, and each request is
+slower. ``parallel`` when throughput grew (``scales``) at least half as fast
+as the workers; otherwise ``queues`` when the queue wait explains at least
+half of the latency growth, else ``shares``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 import polars as pl
 
 from perflab.analyse.findings.frame import (
     Condition,
-    Spread,
+    compare,
     conditions,
     measured,
     one_pass,
-    rests_on_disturbed,
     suite_rows,
+    unsettled,
 )
+from perflab.analyse.verdict import Outcome, Verdict, disturbed
 from perflab.engines.base import Capabilities
 
-KNEE_GROWTH = 0.15  # throughput must grow ≥ 15 % to count as growth
+FELL = 0.15  # throughput 1/1.15 of the best at fewer workers or below has fallen
+BEYOND_WORKERS = 0.15  # a speed-up 15 % beyond the share of workers: not the server's
 
 
 class ConcurrencyVerdict(str, Enum):
     SERIAL = "serial"
     SCALES = "scales"
     SATURATES = "saturates"
+    INCONCLUSIVE = "inconclusive"
+
+
+class ConcurrencyMode(str, Enum):
+    PARALLEL = "parallel"  # throughput grew with the workers
+    QUEUES = "queues"  # requests wait for a slot; each is served as fast as alone
+    SHARES = "shares"  # requests run together, each slower: a saturated resource
+
+
+QUEUE_EXPLAINS = 0.5  # the queue wait is at least half of the latency growth: queueing
+PARALLEL_EFFICIENCY = 0.5  # throughput grows at least half as fast as the workers: parallel
 
 
 class QueueSource(str, Enum):
@@ -55,19 +82,24 @@ class WorkerPoint:
 @dataclass(frozen=True)
 class ConcurrencyFinding:
     verdict: ConcurrencyVerdict | None  # None: fewer than 2 worker counts measured
+    test: Verdict | None  # req/s at the most workers against the fewest
     points: tuple[WorkerPoint, ...]
     baseline_workers: int | None
     knee_workers: int | None
+    knee_high: int | None  # the knee lies in knee_workers … knee_high
     parallel_requests: int | None  # requests the server runs at once, about
     peak_speedup: float | None
     fell_at: int | None  # the first worker count whose throughput fell by KNEE_GROWTH or more
-    # below the best of fewer workers
+    # below the best of fewer workers (FELL)
     beyond_workers_at: int | None  # the first count whose speed-up exceeds its share of workers
     queue_wait_s: float | None  # at the most workers
     queue_share: float | None  # queue wait / mean latency at the most workers
     queue_source: QueueSource | None
     one_pass: bool
     disturbed: tuple[str, ...]
+    mode: ConcurrencyMode | None = None  # None: not decided, or no queue figure
+    service_growth: float | None = None  # (latency − queue wait) at the most workers / baseline
+    expected_queue_share: float | None = None  # 1 − P/W for P = parallel_requests
 
     @property
     def trusted(self) -> bool:
@@ -76,18 +108,29 @@ class ConcurrencyFinding:
         return not self.disturbed and self.beyond_workers_at is None
 
 
-def _grows(low: Spread, high: Spread) -> bool:
-    if high.mean < low.mean * (1 + KNEE_GROWTH):
-        return False
-    if low.between_trials and high.between_trials:
-        return high.interval[0] > low.interval[1]
-    return True
+def _grows(low: Condition, high: Condition) -> bool:
+    found = compare(low, high, "req_per_s")
+    return found.changed and found.estimate > 1
+
+
+def _flat(low: Condition, high: Condition) -> bool:
+    """Shown not to grow: equivalent, or changed downwards."""
+    found = compare(low, high, "req_per_s")
+    return found.equivalent or (found.changed and found.estimate < 1)
 
 
 def knee(points: list[Condition]) -> int:
-    """The worker count after which throughput stops growing."""
+    """The fewest workers after which no higher count raises throughput."""
     for i, point in enumerate(points):
-        if not any(_grows(point.req_per_s, later.req_per_s) for later in points[i + 1 :]):
+        if not any(_grows(point, later) for later in points[i + 1 :]):
+            return point.workers
+    return points[-1].workers
+
+
+def knee_high(points: list[Condition], at: int) -> int:
+    """The fewest workers, from the knee on, after which every count is shown flat."""
+    for i, point in enumerate(points):
+        if point.workers >= at and all(_flat(point, later) for later in points[i + 1 :]):
             return point.workers
     return points[-1].workers
 
@@ -96,7 +139,7 @@ def _fell_at(points: tuple[WorkerPoint, ...]) -> int | None:
     """The first worker count whose throughput fell by KNEE_GROWTH below the best before it."""
     best = points[0].speedup
     for point in points[1:]:
-        if point.speedup * (1 + KNEE_GROWTH) <= best:
+        if point.speedup * (1 + FELL) <= best:
             return point.workers
         best = max(best, point.speedup)
     return None
@@ -112,11 +155,11 @@ def _queue(base: Condition, most: Condition, capabilities: Capabilities):
 
 
 def summary(
-    frame: pl.DataFrame, capabilities: Capabilities, disturbed: tuple[str, ...] = ()
+    frame: pl.DataFrame, capabilities: Capabilities, disturbed_ids: tuple[str, ...] = ()
 ) -> ConcurrencyFinding:
     found = [
         c
-        for c in measured(conditions(suite_rows(frame, "concurrency"), disturbed))
+        for c in measured(conditions(suite_rows(frame, "concurrency"), disturbed_ids))
         if c.workers and c.req_per_s.mean
     ]
     # one condition per worker count: the one with the most ok requests
@@ -126,8 +169,9 @@ def summary(
     ordered = [by_workers[w] for w in sorted(by_workers)]
     if len(ordered) < 2:
         return ConcurrencyFinding(
-            None, (), None, None, None, None, None, None, None, None, None, one_pass(ordered), ()
-        )
+            None, None, (), None, None, None, None, None, None, None, None, None, None,
+            one_pass(ordered), (),
+        )  # fmt: skip
     base, most = ordered[0], ordered[-1]
     points = tuple(
         WorkerPoint(
@@ -140,27 +184,69 @@ def summary(
         for c in ordered
     )
     knee_workers = knee(ordered)
-    if knee_workers == base.workers:
-        verdict = ConcurrencyVerdict.SERIAL
-    elif knee_workers == most.workers:
-        verdict = ConcurrencyVerdict.SCALES
-    else:
-        verdict = ConcurrencyVerdict.SATURATES
+    unsettled_ids = unsettled(ordered)
+    test = compare(base, most, "req_per_s")
+    if unsettled_ids:
+        test = disturbed(test)
     at_knee = next(p for p in points if p.workers == knee_workers)
+    # never more at once than there were requests in flight
+    parallel = min(knee_workers, max(1, round(at_knee.speedup * base.workers)))
     wait, source = _queue(base, most, capabilities)
-    return ConcurrencyFinding(
-        verdict=verdict,
+    finding = ConcurrencyFinding(
+        verdict=None,
+        test=test,
         points=points,
         baseline_workers=base.workers,
         knee_workers=knee_workers,
-        # never more at once than there were requests in flight
-        parallel_requests=min(knee_workers, max(1, round(at_knee.speedup * base.workers))),
+        knee_high=knee_high(ordered, knee_workers),
+        parallel_requests=parallel,
         peak_speedup=max(p.speedup for p in points),
         fell_at=_fell_at(points),
-        beyond_workers_at=next((p.workers for p in points if p.efficiency > 1 + KNEE_GROWTH), None),
+        beyond_workers_at=next(
+            (p.workers for p in points if p.efficiency > 1 + BEYOND_WORKERS), None
+        ),
         queue_wait_s=wait,
         queue_share=wait / most.e2e.mean if wait is not None and most.e2e.mean else None,
         queue_source=source,
         one_pass=one_pass(ordered),
-        disturbed=rests_on_disturbed(ordered),
+        disturbed=unsettled_ids,
+        service_growth=_service_growth(base, most, wait),
+        expected_queue_share=max(0.0, 1 - parallel / most.workers),
     )
+    return rejudged(finding, test)
+
+
+def rejudged(finding: ConcurrencyFinding, test: Verdict) -> ConcurrencyFinding:
+    """``finding`` decided by ``test`` (after the family correction)."""
+    most = finding.points[-1].workers
+    grew = test.outcome is Outcome.CHANGED and test.estimate > 1
+    if grew and finding.knee_workers == most:
+        verdict = ConcurrencyVerdict.SCALES
+    elif grew:
+        verdict = ConcurrencyVerdict.SATURATES
+    elif test.conclusive:  # shown flat, or fallen: more workers do not add throughput
+        verdict = ConcurrencyVerdict.SERIAL
+    else:
+        verdict = ConcurrencyVerdict.INCONCLUSIVE
+    return replace(finding, verdict=verdict, test=test, mode=_mode(finding, verdict))
+
+
+def _mode(finding: ConcurrencyFinding, verdict: ConcurrencyVerdict | None):
+    if verdict in (None, ConcurrencyVerdict.INCONCLUSIVE):
+        return None
+    most = finding.points[-1]
+    if verdict is ConcurrencyVerdict.SCALES and most.efficiency >= PARALLEL_EFFICIENCY:
+        return ConcurrencyMode.PARALLEL
+    growth = most.condition.e2e.mean - finding.points[0].condition.e2e.mean
+    if finding.queue_wait_s is None or growth <= 0:
+        return None
+    queued = finding.queue_wait_s >= QUEUE_EXPLAINS * growth
+    return ConcurrencyMode.QUEUES if queued else ConcurrencyMode.SHARES
+
+
+def _service_growth(base: Condition, most: Condition, wait: float | None) -> float | None:
+    """Latency less the queue wait at the most workers, over the baseline's latency."""
+    if wait is None or not base.e2e.mean:
+        return None
+    own = base.queue_mean_s or 0.0
+    return max(0.0, most.e2e.mean - wait) / max(base.e2e.mean - own, 1e-9)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from perflab.analyse.findings.frame import Condition, rests_on_disturbed
+from perflab.analyse.findings.frame import Condition, unsettled
 
 
 class Position(str, Enum):
@@ -64,5 +64,5 @@ def summary(
         tps_low=min(speeds, default=None),
         tps_high=max(speeds, default=None),
         source=source,
-        disturbed=rests_on_disturbed(items),
+        disturbed=unsettled(items),
     )

@@ -3,9 +3,11 @@
 A summary row is one experiment, i.e. one trial of one condition. Columns
 that an older summary lacks take their defaults (one trial of its own
 condition, prompt cache busted). Comparisons between conditions go through
-``Spread``: with two or more trials its interval is the 95 % CI of the trial
-means (it sees drift between trials); with one trial it is the request-level
-CI of that single pass (it cannot).
+``perflab.analyse.verdict`` on the trial values each condition keeps
+(``per_trial``): a trial is a block, so conditions are compared through
+within-trial ratios. ``Spread`` describes one figure: with two or more trials
+its interval is the 95 % CI of the trial means (Student t at the exact
+quantile); with one trial it is the request-level CI of that single pass.
 """
 
 from __future__ import annotations
@@ -16,11 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-# Student t, 0.975 quantile, by degrees of freedom (trials − 1); 1.96 beyond the table.
-T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
-Z_95 = 1.959964
+from perflab.analyse import verdict
+from perflab.analyse.verdict import Verdict
+
 SAME_OUTPUT_LENGTH = 0.05  # mean output lengths within 5 % of each other count as equal
-PRACTICAL_DIFFERENCE = 0.05  # differences under 5 % are not worth acting on, measurable or not
 
 FLOAT_COLUMNS = (
     "e2e_mean_s",
@@ -90,11 +91,6 @@ def suite_rows(summary: pl.DataFrame, suite: str) -> pl.DataFrame:
     )
 
 
-def t_quantile(trials: int) -> float:
-    degrees = trials - 1
-    return T_975[degrees - 1] if 1 <= degrees <= len(T_975) else Z_95
-
-
 @dataclass(frozen=True)
 class Spread:
     """One figure of a condition over its trials.
@@ -131,24 +127,14 @@ def spread(trial_means, request_ci: float | None = None) -> Spread:
         return Spread(None, None, None, None, 0, False)
     mean = sum(values) / len(values)
     if len(values) >= 2:
-        ci = t_quantile(len(values)) * float(np.std(values, ddof=1)) / math.sqrt(len(values))
+        ci = (
+            verdict.t_quantile(0.975, len(values) - 1)
+            * float(np.std(values, ddof=1))
+            / math.sqrt(len(values))
+        )
         return Spread(mean, ci, min(values), max(values), len(values), True)
     ci = request_ci if request_ci is not None and math.isfinite(request_ci) else None
     return Spread(mean, ci, mean, mean, 1, False)
-
-
-def overlap(spreads: list[Spread]) -> bool:
-    """Whether the intervals of every pair overlap (for intervals: max(low) ≤ min(high))."""
-    intervals = [s.interval for s in spreads if s.interval is not None]
-    if len(intervals) < 2:
-        return True
-    return max(low for low, _ in intervals) <= min(high for _, high in intervals)
-
-
-def differ(spreads: list[Spread], difference: float | None) -> bool:
-    """The one rule for "these conditions differ": their intervals do not overlap
-    and the relative ``difference`` is at least ``PRACTICAL_DIFFERENCE``."""
-    return not overlap(spreads) and (difference or 0.0) >= PRACTICAL_DIFFERENCE
 
 
 def relative_range(values) -> float | None:
@@ -193,6 +179,18 @@ def linear_fit(x, y) -> LinearFit:
 
 
 @dataclass(frozen=True)
+class TrialFigures:
+    """One trial of a condition: its experiment's means (None without an ok request)."""
+
+    trial: int
+    experiment_id: str
+    e2e: float | None
+    ttft: float | None
+    tps: float | None
+    req_per_s: float | None
+
+
+@dataclass(frozen=True)
 class Condition:
     """One condition (a sweep point) over its trials.
 
@@ -227,6 +225,7 @@ class Condition:
     decode_mean_s: float | None
     prep_mean_s: float | None  # the client's own preparation before sending, not in e2e
     disturbed: tuple[str, ...]
+    per_trial: tuple[TrialFigures, ...] = ()
 
     @property
     def all_failed(self) -> bool:
@@ -290,6 +289,24 @@ def _condition(rows: list[dict], disturbed: set[str]) -> Condition:
         decode_mean_s=_weighted(ok_rows, "decode_mean_s"),
         prep_mean_s=_weighted(ok_rows, "prep_mean_s"),
         disturbed=tuple(r["experiment_id"] for r in rows if r["experiment_id"] in disturbed),
+        per_trial=tuple(_trial_figures(r) for r in rows),
+    )
+
+
+def _trial_figures(row: dict) -> TrialFigures:
+    ok = (row["n_ok"] or 0) > 0
+    return TrialFigures(
+        trial=row["trial"],
+        experiment_id=row["experiment_id"],
+        **{
+            name: row[column] if ok else None
+            for name, column in (
+                ("e2e", "e2e_mean_s"),
+                ("ttft", "ttft_mean_s"),
+                ("tps", "tps_mean"),
+                ("req_per_s", "req_per_s"),
+            )
+        },
     )
 
 
@@ -308,15 +325,19 @@ def measured(items: list[Condition]) -> list[Condition]:
     return [c for c in items if c.n_ok > 0 and c.e2e.mean is not None]
 
 
-def rests_on_disturbed(items: list[Condition]) -> tuple[str, ...]:
-    """Disturbed trials that the other trials do not settle.
+def unsettled(items: list[Condition]) -> tuple[str, ...]:
+    """The disturbed trials of ``items`` that their other trials do not settle
+    (the one rule, ``verdict.unsettled``)."""
+    return verdict.unsettled(
+        (c.condition_id, [(e, e in c.disturbed) for e in c.experiment_ids]) for c in items
+    )
 
-    A condition settles its disturbed trials when it has two or more trials and
-    at least one of them was not disturbed: the between-trial spread then shows
-    how much the disturbance moved the figure.
-    """
-    return tuple(
-        e for c in items if not c.settled or len(c.disturbed) == c.trials for e in c.disturbed
+
+def compare(a: Condition, b: Condition, figure: str) -> Verdict:
+    """``figure`` of ``b`` against ``a``, paired trial by trial (a trial is a block)."""
+    by_trial = {t.trial: getattr(t, figure) for t in a.per_trial}
+    return verdict.paired(
+        (by_trial[t.trial], getattr(t, figure)) for t in b.per_trial if t.trial in by_trial
     )
 
 

@@ -18,9 +18,9 @@ from perflab.analyse.findings.frame import (
     conditions,
     linear_fit,
     measured,
-    rests_on_disturbed,
     same,
     suite_rows,
+    unsettled,
 )
 
 MIN_FIT_POINTS = 3  # fewer prompt lengths: a line always fits, no verdict
@@ -101,12 +101,12 @@ def summary(frame: pl.DataFrame, disturbed: tuple[str, ...] = ()) -> PromptLengt
     tokens = [p.prompt_tokens_mean for p in points]
     ttft = linear_fit(tokens, [p.ttft.mean for p in points])
     e2e = linear_fit(tokens, [p.e2e.mean for p in points])
-    unsettled = rests_on_disturbed(points)
+    unsettled_ids = unsettled(points)
     verdict = reason = rise = prefill = None
     if ttft.slope is not None:
         rise = ttft.slope * (max(tokens) - min(tokens))
         prefill = 1.0 / ttft.slope if ttft.slope > 0 else None
-        verdict, reason = _verdict(points, ttft, rise, unsettled)
+        verdict, reason = _verdict(points, ttft, rise, unsettled_ids)
     return PromptLengthFinding(
         verdict=verdict,
         reason=reason,
@@ -117,5 +117,5 @@ def summary(frame: pl.DataFrame, disturbed: tuple[str, ...] = ()) -> PromptLengt
         ttft_rise_s=rise,
         same_output_length=same([p.output_tokens_mean for p in points]),
         excluded_cached=cached,
-        disturbed=unsettled,
+        disturbed=unsettled_ids,
     )

@@ -1,12 +1,13 @@
 """Run against run: two finished runs, condition by condition and metric by metric.
 
 Two runs were measured at different times, so nothing pairs their
-experiments: each condition's figure is the mean over its trials with the CI
-of the trial means (``frame.spread``), and the difference B − A has the
-half-width ``√(ci_A² + ci_B²)``. The verdict follows the other findings:
-``faster`` or ``slower`` only when that interval excludes 0 and the
-difference is at least ``PRACTICAL_DIFFERENCE`` of A; ``no_difference``
-otherwise; ``inconclusive`` when either run has one pass of the condition.
+experiments: each condition's figure is the mean over its trials
+(``frame.spread``), and B against A is Welch's t-test on the per-trial log
+values of each run (``perflab.analyse.verdict.welch``), with Holm's
+correction over every condition and metric of the comparison. ``faster`` or
+``slower``: ``changed`` in that direction; ``equivalent``: shown within ± the
+practical threshold; ``inconclusive`` otherwise, with one pass in either run,
+or a disturbed trial that the run's other trials do not settle.
 
 Runs are comparable only when they sent the same prompts with the same
 generation settings; ``identity`` says what differs, and what else changed
@@ -15,14 +16,21 @@ between them (config hash, engine version, model digest, host).
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import polars as pl
 
-from perflab.analyse.findings.comparison import METRICS, ComparisonVerdict, Metric, table_values
-from perflab.analyse.findings.frame import PRACTICAL_DIFFERENCE, Spread, spread
+from perflab.analyse import verdict as rule
+from perflab.analyse.findings.comparison import (
+    METRICS,
+    ComparisonVerdict,
+    Metric,
+    label,
+    table_values,
+)
+from perflab.analyse.findings.frame import Spread, spread
 from perflab.analyse.findings.interference import is_disturbed
+from perflab.analyse.verdict import Verdict
 
 # Generation settings that change what is generated, and so what is measured.
 GENERATION_KEYS = ("temperature", "max_tokens", "seed", "ignore_eos", "keep_alive")
@@ -52,9 +60,8 @@ class MetricDelta:
     higher_is_better: bool
     a: Spread
     b: Spread
-    difference: float | None  # b − a
-    ci95: float | None  # half-width of the difference's 95 % CI
-    ratio: float | None  # b / a
+    difference: float | None  # b − a of the trial means
+    test: Verdict  # b / a: Welch on the per-trial logs (estimate, CI, p-values, MDE)
     verdict: ComparisonVerdict
     disturbed: bool = False  # a run's figure rests on disturbed trials none of its others settle
 
@@ -78,17 +85,13 @@ class RunComparison:
     only_b: tuple[str, ...]
 
 
-def delta(metric: Metric, a: Spread, b: Spread, disturbed: bool = False) -> MetricDelta:
-    if a.mean is None or b.mean is None:
-        verdict = ComparisonVerdict.INCONCLUSIVE
-        return MetricDelta(
-            metric.key, metric.unit, metric.higher_is_better, a, b, None, None, None, verdict
-        )
-    difference = b.mean - a.mean
-    ci = None
-    if a.ci95 is not None and b.ci95 is not None:
-        ci = math.sqrt(a.ci95**2 + b.ci95**2)
-    ratio = b.mean / a.mean if a.mean else None
+def delta(metric: Metric, a_values: list, b_values: list, disturbed: bool = False) -> MetricDelta:
+    """B against A from each run's per-trial values of ``metric``."""
+    a, b = spread(a_values), spread(b_values)
+    test = rule.welch(a_values, b_values)
+    if disturbed:
+        test = rule.disturbed(test)
+    difference = b.mean - a.mean if a.mean is not None and b.mean is not None else None
     return MetricDelta(
         metric.key,
         metric.unit,
@@ -96,26 +99,30 @@ def delta(metric: Metric, a: Spread, b: Spread, disturbed: bool = False) -> Metr
         a,
         b,
         difference,
-        ci,
-        ratio,
-        ComparisonVerdict.INCONCLUSIVE if disturbed else _verdict(metric, a, b, difference, ci),
+        test,
+        label(test, metric.higher_is_better),
         disturbed,
     )
 
 
-def _verdict(metric: Metric, a: Spread, b: Spread, difference: float, ci) -> ComparisonVerdict:
-    if not (a.between_trials and b.between_trials) or ci is None:
-        return ComparisonVerdict.INCONCLUSIVE
-    small = a.mean == 0 or abs(difference) / abs(a.mean) < PRACTICAL_DIFFERENCE
-    if abs(difference) <= ci or small:
-        return ComparisonVerdict.NO_DIFFERENCE
-    better = (difference > 0) == metric.higher_is_better
-    return ComparisonVerdict.FASTER if better else ComparisonVerdict.SLOWER
+def _holm(conditions: list[ConditionDelta]) -> list[ConditionDelta]:
+    """Holm's correction over every condition and metric of the comparison."""
+    items = [m for c in conditions for m in c.metrics]
+    adjusted = iter(rule.holm([m.test for m in items]))
+    return [
+        replace(
+            c,
+            metrics=tuple(
+                replace(m, test=t, verdict=label(t, m.higher_is_better))
+                for m, t in zip(c.metrics, adjusted)
+            ),
+        )
+        for c in conditions
+    ]
 
 
-def _spreads(rows: pl.DataFrame, metric: Metric) -> Spread:
-    values = rows.sort("trial")[metric.key].to_list()
-    return spread(values)
+def _values(rows: pl.DataFrame, metric: Metric) -> list:
+    return rows.sort("trial")[metric.key].to_list()
 
 
 def compare(
@@ -135,7 +142,7 @@ def compare(
         rows_b = b.filter(pl.col("condition_id") == condition)
         unsettled = _unsettled(rows_a) or _unsettled(rows_b)
         metrics = tuple(
-            delta(metric, _spreads(rows_a, metric), _spreads(rows_b, metric), unsettled)
+            delta(metric, _values(rows_a, metric), _values(rows_b, metric), unsettled)
             for metric in METRICS
             if rows_a[metric.key].drop_nulls().len() or rows_b[metric.key].drop_nulls().len()
         )
@@ -145,16 +152,19 @@ def compare(
         run_b,
         identity,
         forced,
-        tuple(found),
+        tuple(_holm(found)),
         tuple(sorted(ids_a - ids_b)),
         tuple(sorted(ids_b - ids_a)),
     )
 
 
 def _unsettled(rows: pl.DataFrame) -> bool:
-    """Disturbed trials with no undisturbed trial of the condition beside them."""
-    flags = [is_disturbed(v) for v in rows["interference_cpu_pct_mean"].to_list()]
-    return any(flags) and (len(flags) < 2 or all(flags))
+    """Whether a disturbed trial of the condition is not settled by its other trials."""
+    flags = [
+        (str(e), is_disturbed(v))
+        for e, v in rows.select("experiment_id", "interference_cpu_pct_mean").iter_rows()
+    ]
+    return bool(rule.unsettled([("condition", flags)]))
 
 
 def identity(metadata_a: list[dict], metadata_b: list[dict]) -> Identity:

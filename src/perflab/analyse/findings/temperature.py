@@ -1,115 +1,110 @@
 """Does temperature change speed, or only how much the model writes?
 
-Latency differs between temperatures only when the intervals of mean latency
-(``Spread``: between trials with repeats ≥ 2) do not overlap and the
-difference is at least ``PRACTICAL_DIFFERENCE``. Then per-token decode speed
-decides: the same speed with different output lengths is ``length_only``; a
-different speed is ``speed_effect`` — but never from one pass, where drift
-between experiments was not measured (``inconclusive``), nor from a disturbed
-experiment that trials do not settle.
+Speed is decode tok/s per token. Every temperature is compared with the
+reference (the lowest) trial by trial (``frame.compare``, the verdict rule
+of ``perflab.analyse.verdict``): the answer is ``changed`` when any
+temperature's speed changed, ``equivalent`` when every one is shown
+equivalent, and ``inconclusive`` otherwise. Mean latency is compared the
+same way; a latency change with equivalent speed and a different output
+length is ``length_only``: the model wrote more, it did not write slower.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import Enum
+from dataclasses import dataclass, replace
 
 import polars as pl
 
 from perflab.analyse.findings.frame import (
     Condition,
+    compare,
     conditions,
-    differ,
     measured,
     one_pass,
-    overlap,
-    relative_range,
-    rests_on_disturbed,
     same,
     suite_rows,
+    unsettled,
 )
-
-
-class TemperatureVerdict(str, Enum):
-    NO_EFFECT = "no_effect"
-    LENGTH_ONLY = "length_only"
-    SPEED_EFFECT = "speed_effect"
-    INCONCLUSIVE = "inconclusive"
-
-
-class TemperatureReason(str, Enum):
-    ONE_PASS = "one_pass"  # a speed difference from one pass: drift not measured
-    DISTURBED = "disturbed"
+from perflab.analyse.verdict import Outcome, Verdict, disturbed
 
 
 @dataclass(frozen=True)
 class TemperatureFinding:
-    verdict: TemperatureVerdict | None  # None: fewer than 2 temperatures measured
-    reason: TemperatureReason | None
-    conditions: tuple[Condition, ...]  # by temperature
-    slowest: Condition | None
+    """``speed`` and ``latency``: each temperature after the reference against it."""
+
+    verdict: Outcome | None  # of speed; None: fewer than 2 temperatures measured
+    conditions: tuple[Condition, ...]  # by temperature, the reference first
+    speed: tuple[Verdict, ...]
+    latency: tuple[Verdict, ...]
+    slowest: Condition | None  # by mean latency
     fastest: Condition | None
     latency_difference: float | None  # slowest / fastest mean latency − 1
-    speed_difference: float | None  # (fastest − slowest decode tok/s) / fastest
-    latency_measurable: bool  # the latency intervals do not overlap
-    latency_differs: bool  # measurable and at least PRACTICAL_DIFFERENCE
-    speed_differs: bool
+    length_only: bool  # latency changed, speed equivalent, output length differs
     same_output_length: bool
     truncated: tuple[Condition, ...]  # conditions with answers cut at max_tokens
     one_pass: bool
     disturbed: tuple[str, ...]
 
-
-def _verdict(latency_differs, speed_differs, length_differs, single, disturbed):
-    if disturbed:
-        return TemperatureVerdict.INCONCLUSIVE, TemperatureReason.DISTURBED
-    if not latency_differs:
-        return TemperatureVerdict.NO_EFFECT, None
-    if not speed_differs and length_differs:
-        return TemperatureVerdict.LENGTH_ONLY, None
-    if single:
-        return TemperatureVerdict.INCONCLUSIVE, TemperatureReason.ONE_PASS
-    return TemperatureVerdict.SPEED_EFFECT, None
+    @property
+    def mde(self) -> float | None:
+        """The largest minimal detectable effect of the speed verdicts."""
+        found = [v.mde for v in self.speed if v.mde is not None]
+        return max(found) if found else None
 
 
-def summary(frame: pl.DataFrame, disturbed: tuple[str, ...] = ()) -> TemperatureFinding:
+def combined(verdicts: tuple[Verdict, ...]) -> Outcome:
+    """``changed`` if any changed, ``equivalent`` if all are, else ``inconclusive``."""
+    if any(v.changed for v in verdicts):
+        return Outcome.CHANGED
+    if verdicts and all(v.equivalent for v in verdicts):
+        return Outcome.EQUIVALENT
+    return Outcome.INCONCLUSIVE
+
+
+def summary(frame: pl.DataFrame, disturbed_ids: tuple[str, ...] = ()) -> TemperatureFinding:
     found = sorted(
-        (c for c in measured(conditions(suite_rows(frame, "temperature"), disturbed))),
+        (c for c in measured(conditions(suite_rows(frame, "temperature"), disturbed_ids))),
         key=lambda c: (c.temperature is None, c.temperature),
     )
     truncated = tuple(c for c in found if c.n_truncated)
-    empty = TemperatureFinding(
-        None, None, tuple(found), None, None, None, None, False, False, False, True, truncated,
-        one_pass(found), (),
-    )  # fmt: skip
     if len(found) < 2:
-        return empty
+        return TemperatureFinding(
+            None, tuple(found), (), (), None, None, None, False, True, truncated,
+            one_pass(found), (),
+        )  # fmt: skip
+    reference, others = found[0], found[1:]
+    unsettled_ids = unsettled(found)
+    speed = tuple(compare(reference, c, "tps") for c in others)
+    latency = tuple(compare(reference, c, "e2e") for c in others)
+    if unsettled_ids:
+        speed = tuple(disturbed(v) for v in speed)
     slow = max(found, key=lambda c: c.e2e.mean)
     fast = min(found, key=lambda c: c.e2e.mean)
-    latency_difference = slow.e2e.mean / fast.e2e.mean - 1
-    speeds = [c.tps for c in found if c.tps.mean is not None]
-    speed_difference = relative_range([s.mean for s in speeds])
-    measurable = not overlap([c.e2e for c in found])
-    latency_differs = differ([c.e2e for c in found], latency_difference)
-    speed_differs = differ(speeds, speed_difference)
-    same_length = same([c.output_tokens_mean for c in found])
-    unsettled = rests_on_disturbed(found)
-    verdict, reason = _verdict(
-        latency_differs, speed_differs, not same_length, one_pass(found), unsettled
+    return rejudged(
+        TemperatureFinding(
+            verdict=None,
+            conditions=tuple(found),
+            speed=speed,
+            latency=latency,
+            slowest=slow,
+            fastest=fast,
+            latency_difference=slow.e2e.mean / fast.e2e.mean - 1,
+            length_only=False,
+            same_output_length=same([c.output_tokens_mean for c in found]),
+            truncated=truncated,
+            one_pass=one_pass(found),
+            disturbed=unsettled_ids,
+        ),
+        speed,
     )
-    return TemperatureFinding(
-        verdict=verdict,
-        reason=reason,
-        conditions=tuple(found),
-        slowest=slow,
-        fastest=fast,
-        latency_difference=latency_difference,
-        speed_difference=speed_difference,
-        latency_measurable=measurable,
-        latency_differs=latency_differs,
-        speed_differs=speed_differs,
-        same_output_length=same_length,
-        truncated=truncated,
-        one_pass=one_pass(found),
-        disturbed=unsettled,
+
+
+def rejudged(finding: TemperatureFinding, speed: tuple[Verdict, ...]) -> TemperatureFinding:
+    """``finding`` with its speed verdicts replaced (after the family correction)."""
+    outcome = combined(speed)
+    length_only = (
+        outcome is Outcome.EQUIVALENT
+        and any(v.changed for v in finding.latency)
+        and not finding.same_output_length
     )
+    return replace(finding, verdict=outcome, speed=speed, length_only=length_only)

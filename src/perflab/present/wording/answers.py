@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 from perflab.analyse.findings.breakdown import BreakdownFinding
-from perflab.analyse.findings.concurrency import ConcurrencyFinding, ConcurrencyVerdict, QueueSource
+from perflab.analyse.findings.concurrency import (
+    ConcurrencyFinding,
+    ConcurrencyMode,
+    ConcurrencyVerdict,
+    QueueSource,
+)
 from perflab.analyse.findings.expectations import ExpectationFinding, Position
-from perflab.analyse.findings.frame import PRACTICAL_DIFFERENCE
-from perflab.analyse.findings.kv_cache import KvCacheFinding, KvCacheVerdict
+from perflab.analyse.findings.kv_cache import KvCacheFinding
 from perflab.analyse.findings.prompt_length import (
     MIN_FIT_POINTS,
     PromptLengthFinding,
     PromptLengthReason,
     PromptLengthVerdict,
 )
-from perflab.analyse.findings.temperature import (
-    TemperatureFinding,
-    TemperatureReason,
-    TemperatureVerdict,
-)
+from perflab.analyse.findings.temperature import TemperatureFinding
+from perflab.analyse.verdict import Outcome, Reason
 from perflab.present.wording.numbers import num, spread_text, workers_text
+from perflab.present.wording.verdicts import reason_text, statistics
 
 
 def _disturbed_note(ids: tuple[str, ...]) -> str:
@@ -98,11 +100,7 @@ def _truncation(f: TemperatureFinding) -> str:
     if not f.truncated:
         return ""
     cut = "; ".join(f"{c.temperature:g}: {c.n_truncated} of {c.n_ok}" for c in f.truncated)
-    why = (
-        " so output length, not speed, explains the latency difference"
-        if f.verdict == TemperatureVerdict.LENGTH_ONLY
-        else ""
-    )
+    why = " so output length, not speed, explains the latency difference" if f.length_only else ""
     return (
         f" Answers were cut at max_tokens ({cut}),{why}."
         if why
@@ -118,39 +116,31 @@ def temperature(f: TemperatureFinding) -> str:
         f"{num(c.output_tokens_mean, 0, ' output tokens')}, n={c.n_ok}"
         for c in f.conditions
     )
-    slow, fast = f.slowest, f.fastest
-    if f.verdict == TemperatureVerdict.NO_EFFECT and f.latency_measurable:
+    reference = f.conditions[0].temperature
+    speeds = "; ".join(
+        f"{c.temperature:g} against {reference:g}: {statistics(v)}"
+        for c, v in zip(f.conditions[1:], f.speed, strict=True)
+    )
+    if f.verdict is Outcome.CHANGED:
+        text = f"Yes: decode speed per token changed with temperature ({speeds})"
+    elif f.length_only:
+        slow, fast = f.slowest, f.fastest
         text = (
-            f"No practical effect: the largest latency difference, {f.latency_difference:.1%}, "
-            f"is measurable but under {PRACTICAL_DIFFERENCE:.0%}"
-        )
-    elif f.verdict == TemperatureVerdict.NO_EFFECT:
-        text = (
-            "No: no latency difference beyond the spread of the measurements "
-            f"(largest {f.latency_difference:.1%})"
-        )
-    elif f.verdict == TemperatureVerdict.LENGTH_ONLY:
-        text = (
-            f"Only through output length: temperature {slow.temperature:g} takes "
+            f"Only through output length: decode speed per token is equivalent within "
+            f"±{f.speed[0].threshold:.0%} ({speeds}), but temperature {slow.temperature:g} takes "
             f"{1 + f.latency_difference:.2f}× as long as {fast.temperature:g} because it writes "
-            f"{num(slow.output_tokens_mean, 0)} vs {num(fast.output_tokens_mean, 0)} tokens; "
-            "decode speed per token is the same within its spread"
+            f"{num(slow.output_tokens_mean, 0)} vs {num(fast.output_tokens_mean, 0)} tokens"
         )
-    elif f.verdict == TemperatureVerdict.SPEED_EFFECT:
+    elif f.verdict is Outcome.EQUIVALENT:
         text = (
-            f"Yes: temperature {slow.temperature:g} is {1 + f.latency_difference:.2f}× slower "
-            f"than {fast.temperature:g}, beyond the spread of the trials"
-        )
-    elif f.reason == TemperatureReason.ONE_PASS:
-        text = (
-            f"Inconclusive: latency differs by {f.latency_difference:.1%} ({slow.temperature:g} "
-            f"slowest, {fast.temperature:g} fastest), but with one pass per temperature drift "
-            "between experiments could explain it"
+            f"No: decode speed per token is equivalent within ±{f.speed[0].threshold:.0%} at "
+            f"every temperature ({speeds})"
         )
     else:
-        text = "Inconclusive"
-    text += f" ({listing})."
-    if f.reason == TemperatureReason.DISTURBED:
+        unclear = next(v for v in f.speed if not v.conclusive)
+        text = f"Inconclusive: {reason_text(unclear)} ({speeds})"
+    text += f". Per temperature: {listing}."
+    if f.disturbed:
         text += _disturbed_note(f.disturbed)
     return text + _truncation(f)
 
@@ -166,33 +156,46 @@ def concurrency(f: ConcurrencyFinding, setting: str | None) -> str:
     hint = f" ({setting})" if setting else ""
     # what the pattern says of the server, unless no server could have made it
     plausible = f.beyond_workers_at is None
-    if f.verdict == ConcurrencyVerdict.SERIAL:
+    growth = (
+        f"{workers_text(most.workers)} against {workers_text(base.workers)}: {statistics(f.test)}"
+    )
+    if f.verdict is ConcurrencyVerdict.INCONCLUSIVE:
+        text = f"Inconclusive: {reason_text(f.test)}; throughput {growth}"
+    elif f.verdict is ConcurrencyVerdict.SERIAL:
         text = (
-            f"{'No' if f.trusted else 'Inconclusive'}: throughput stayed flat from "
-            f"{base.workers} to {most.workers} workers (×{f.peak_speedup:.2f} at best)"
+            f"{'No' if f.trusted else 'Inconclusive'}: throughput did not grow from "
+            f"{base.workers} to {most.workers} workers ({growth})"
         )
         if plausible:
-            text += (
-                f": the server serializes requests, running one at a time{hint}, "
-                "so extra requests only queue"
-            )
-    elif f.verdict == ConcurrencyVerdict.SCALES:
+            text += _serial_how(f, hint)
+    elif f.verdict is ConcurrencyVerdict.SCALES:
         text = (
-            f"{'Yes' if f.trusted else 'Inconclusive'}: throughput grew ×{most.speedup:.2f} "
-            f"from {base.workers} to {most.workers} workers and was still growing"
+            f"{'Yes' if f.trusted else 'Inconclusive'}: throughput grew from {base.workers} to "
+            f"{most.workers} workers ({growth}) and was still growing"
         )
-        if plausible:
+        if plausible and f.mode is ConcurrencyMode.SHARES:
+            text += _serial_how(f, hint)
+        elif plausible:
             text += ": the server runs requests in parallel"
     else:
-        growth = "doubled" if round(at_knee.speedup, 1) == 2.0 else f"grew ×{at_knee.speedup:.2f}"
+        rise = "doubled" if round(at_knee.speedup, 1) == 2.0 else f"grew ×{at_knee.speedup:.2f}"
         answer = f"Up to {f.knee_workers} workers" if f.trusted else "Inconclusive"
         after = "fell" if f.fell_at is not None and f.fell_at > f.knee_workers else "stayed flat"
+        knee_range = (
+            f" (the knee lies between {f.knee_workers} and {f.knee_high} workers)"
+            if f.knee_high != f.knee_workers
+            else ""
+        )
         text = (
-            f"{answer}: throughput {growth} from {base.workers} to "
-            f"{f.knee_workers} workers, then {after}"
+            f"{answer}: throughput {rise} from {base.workers} to "
+            f"{f.knee_workers} workers, then {after}{knee_range}; {growth}"
         )
         if plausible:
             text += f": the server runs about {f.parallel_requests} requests at once{hint}"
+            if f.mode is ConcurrencyMode.SHARES:
+                text += ", and beyond that they run together, each slower"
+            elif f.mode is ConcurrencyMode.QUEUES:
+                text += ", and the rest queue"
     text += f", while mean latency grew ×{most.latency_growth:.2f}."
     if f.fell_at is not None:
         fell = next(p for p in f.points if p.workers == f.fell_at)
@@ -215,20 +218,36 @@ def concurrency(f: ConcurrencyFinding, setting: str | None) -> str:
         )
         text += (
             f" At {most.workers} workers requests waited {f.queue_wait_s:.3f} s for the server "
-            f"({f.queue_share:.0%} of {most.condition.e2e.mean:.3f} s mean latency; {source})."
+            f"({f.queue_share:.0%} of {most.condition.e2e.mean:.3f} s mean latency; {source}; "
+            f"{f.parallel_requests} at once would leave 1 − {f.parallel_requests}/{most.workers} "
+            f"= {f.expected_queue_share:.0%} to the queue)."
         )
     if base.workers != 1:
         text += f" There is no 1-worker run; {base.workers} workers is the baseline."
     if f.disturbed:
         text += _disturbed_note(f.disturbed)
-    elif f.one_pass:
-        text += " One pass per worker count: drift between experiments was not measured."
     listing = "; ".join(
         f"{workers_text(p.workers)}: {num(p.condition.req_per_s.mean, 2, ' req/s')} "
         f"(×{p.speedup:.2f}), {spread_text(p.condition.e2e)} mean latency"
         for p in f.points
     )
     return f"{text} ({listing})."
+
+
+def _serial_how(f: ConcurrencyFinding, hint: str) -> str:
+    """How a server that gained no throughput served the extra requests."""
+    if f.mode is ConcurrencyMode.QUEUES:
+        return (
+            f": the server serializes requests, running one at a time{hint}, "
+            "so extra requests only queue"
+        )
+    if f.mode is ConcurrencyMode.SHARES:
+        return (
+            f": the server runs the requests together{hint}, but each is slower (its own "
+            f"service time grew ×{f.service_growth:.2f}, the queue explains little): one "
+            "saturated resource serves them all"
+        )
+    return ": the server gains nothing from more requests at once"
 
 
 def kv_cache(f: KvCacheFinding) -> str | None:
@@ -238,18 +257,21 @@ def kv_cache(f: KvCacheFinding) -> str | None:
         return "The kv_cache suite needs the prompt both with and without reuse: no comparison."
     figures = (
         f"TTFT {spread_text(f.reuse.ttft)} with the prompt reused vs {spread_text(f.bust.ttft)} "
-        f"with a unique prefix per request (n={f.reuse.n_ok} and {f.bust.n_ok})"
+        f"with a unique prefix per request (n={f.reuse.n_ok} and {f.bust.n_ok}); reused / "
+        f"unique {statistics(f.test)}"
     )
-    if f.verdict == KvCacheVerdict.REUSE_FASTER:
+    if f.reuse_faster:
         return f"Yes: reusing the prompt's KV cache saves {f.ttft_saving:.0%} of TTFT: {figures}."
-    if f.verdict == KvCacheVerdict.NO_EFFECT:
-        return f"No TTFT difference beyond the spread of the measurements: {figures}."
-    if f.disturbed:
+    if f.verdict is Outcome.CHANGED:
+        return f"Reuse is slower, by {-f.ttft_saving:.0%} of TTFT: {figures}."
+    if f.verdict is Outcome.EQUIVALENT:
+        return (
+            f"No: TTFT is equivalent within ±{f.test.threshold:.0%} with and without reuse: "
+            f"{figures}."
+        )
+    if f.test.reason is Reason.DISTURBED:
         return f"Inconclusive: {figures}.{_disturbed_note(f.disturbed)}"
-    return (
-        f"Inconclusive: {figures}; with one pass each, drift between experiments could "
-        "explain the difference."
-    )
+    return f"Inconclusive: {reason_text(f.test)}: {figures}."
 
 
 def expectations(f: ExpectationFinding) -> str:

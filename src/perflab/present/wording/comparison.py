@@ -11,6 +11,7 @@ from perflab.analyse.findings.comparison import (
     TargetMetric,
 )
 from perflab.present.wording.numbers import NA, num, spread_text
+from perflab.present.wording.verdicts import outcome_text, reason_text, statistics
 
 METRIC_LABELS = {
     "tps": "Decode speed (tok/s per request)",
@@ -36,28 +37,23 @@ def _times(value: float | None) -> str:
 
 
 def ratio_text(item: TargetMetric) -> str:
-    """'×0.67 (95 % CI ×0.66–×0.68, 6 pairs)' — target / baseline."""
+    """'×0.67 (95 % CI ×0.66–×0.68; p < 0.001, Holm over 8; 3 trials; …)' — target / baseline."""
     found = item.ratio
     if found is None:
         return "baseline"
-    if found.value is None:
+    if found.estimate is None:
         return NA
-    if found.low is None:
-        return f"{_times(found.value)} ({found.n_pairs} pair: no CI)"
-    return (
-        f"{_times(found.value)} (95 % CI {_times(found.low)}–{_times(found.high)}, "
-        f"{found.n_pairs} pairs)"
-    )
+    return statistics(found)
 
 
 def verdict_text(item: TargetMetric, finding: ComparisonFinding) -> str:
-    """'slower, ×1.50 (CI ×1.47–×1.53)', 'no significant difference', 'inconclusive: …'."""
+    """'slower, ×1.50 (CI ×1.47–×1.53)', 'equivalent within ±5 %', 'inconclusive: …'."""
     if item.verdict is None:
         return "baseline"
     if item.verdict is ComparisonVerdict.INCONCLUSIVE:
         return f"inconclusive: {inconclusive_reason(finding, item)}"
-    if item.verdict is ComparisonVerdict.NO_DIFFERENCE:
-        return "no significant difference"
+    if item.verdict is ComparisonVerdict.EQUIVALENT:
+        return outcome_text(item.ratio)
     interval = ""
     if item.factor_low is not None:
         interval = f" (95 % CI {_times(item.factor_low)}–{_times(item.factor_high)})"
@@ -67,7 +63,7 @@ def verdict_text(item: TargetMetric, finding: ComparisonFinding) -> str:
 def inconclusive_reason(finding: ComparisonFinding, item: TargetMetric) -> str:
     if finding.one_pass:
         return (
-            "one pass per point, so drift between experiments was not measured; "
+            "one pass per point, so the spread between trials was not measured; "
             "set repeats: 2 or more"
         )
     if finding.disturbed:
@@ -76,8 +72,7 @@ def inconclusive_reason(finding: ComparisonFinding, item: TargetMetric) -> str:
             f"rests on {count} disturbed experiment{'s' if count > 1 else ''} that no "
             "undisturbed trial settles (listed above); measure them again"
         )
-    pairs = item.ratio.n_pairs if item.ratio else 0
-    return f"{pairs} pair(s) of twin experiments; at least 2 are needed"
+    return reason_text(item.ratio)
 
 
 def rows(finding: ComparisonFinding) -> list[ComparisonRow]:

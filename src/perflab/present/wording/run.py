@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 
 from perflab.analyse.findings.bottleneck import Bottleneck
 from perflab.analyse.findings.interference import ExperimentLoad, InterferenceFinding
-from perflab.analyse.findings.kv_cache import KvCacheVerdict
 from perflab.analyse.findings.prompt_length import PromptLengthVerdict
 from perflab.analyse.findings.runlog import Idea, RunLog
-from perflab.analyse.findings.temperature import TemperatureVerdict
+from perflab.analyse.verdict import ALPHA, PRACTICAL, Verdict
 from perflab.present.wording.answers import expectations
 from perflab.present.wording.numbers import duration, num, workers_text
+from perflab.present.wording.verdicts import power_text
 
 if TYPE_CHECKING:
     from perflab.analyse.findings import Findings
@@ -22,12 +22,16 @@ if TYPE_CHECKING:
 def trials_note(repeats: int) -> str:
     if repeats >= 2:
         return (
-            f"Each condition ran as {repeats} independent trials; a difference is called an "
-            "effect only when it exceeds the 95% CI of the trial means."
+            f"Each condition ran as {repeats} independent trials, each trial a block: conditions "
+            "are compared by their within-trial ratios, tested across trials (Student t, "
+            f"α = {ALPHA:g}, Holm's correction over the log's verdicts). A difference is called "
+            f"a change only when it is significant and at least {PRACTICAL:.0%}; equivalent only "
+            f"when the test shows it within ±{PRACTICAL:.0%}; otherwise inconclusive, with the "
+            "smallest effect the trials could have detected."
         )
     return (
-        "Every comparison rests on one pass per condition: drift between experiments was "
-        "not measured, so no speed effect is claimed from it (set repeats: 3 to measure it)."
+        "Every comparison rests on one pass per condition: the spread between trials was "
+        "not measured, so no verdict is either a change or equivalence (set repeats: 3)."
     )
 
 
@@ -94,6 +98,15 @@ def _why_inconclusive(disturbed: tuple[str, ...], one_pass: bool, reason=None) -
     return " (one pass per condition)" if one_pass else ""
 
 
+def _verdict_line(name: str, outcome: str, test: Verdict | None) -> str:
+    """'temperature: equivalent (detects ±4 % at 80 % power)'; inconclusive ones say why."""
+    if test is None:
+        return f"{name}: {outcome}"
+    why = test.reason.value.replace("_", " ")
+    detail = f"{why}, {power_text(test)}" if not test.conclusive else power_text(test)
+    return f"{name}: {outcome} ({detail})"
+
+
 def key_findings(f: Findings) -> list[str]:
     """One line per finding, for the commit message; an inconclusive one says why."""
     lines = [expectations(f.expectations).split(" (", 1)[0]]
@@ -111,12 +124,9 @@ def key_findings(f: Findings) -> list[str]:
         lines.append(f"prompt length: {length.verdict.value}{prefill}{why}")
     heat = f.temperature
     if heat.verdict is not None:
-        why = (
-            _why_inconclusive(heat.disturbed, heat.one_pass, heat.reason)
-            if heat.verdict == TemperatureVerdict.INCONCLUSIVE
-            else ""
-        )
-        lines.append(f"temperature: {heat.verdict.value}{why}")
+        outcome = "length only" if heat.length_only else heat.verdict.value
+        unclear = [v for v in heat.speed if not v.conclusive]
+        lines.append(_verdict_line("temperature", outcome, (unclear or list(heat.speed))[0]))
     if f.concurrency.verdict is not None:
         unsettled = (
             " (inconclusive: disturbed experiments)"
@@ -125,18 +135,12 @@ def key_findings(f: Findings) -> list[str]:
             if f.concurrency.beyond_workers_at is not None
             else ""
         )
-        lines.append(
-            f"concurrency: {f.concurrency.verdict.value}, "
-            f"knee at {workers_text(f.concurrency.knee_workers)}{unsettled}"
-        )
+        line = _verdict_line("concurrency", f.concurrency.verdict.value, f.concurrency.test)
+        lines.append(f"{line}, knee at {workers_text(f.concurrency.knee_workers)}{unsettled}")
     kv = f.kv_cache
     if kv.verdict is not None:
-        why = (
-            _why_inconclusive(kv.disturbed, kv.one_pass)
-            if kv.verdict == KvCacheVerdict.INCONCLUSIVE
-            else ""
-        )
-        lines.append(f"kv cache: {kv.verdict.value}{why}")
+        outcome = "reuse faster" if kv.reuse_faster else kv.verdict.value
+        lines.append(_verdict_line("kv cache", outcome, kv.test))
     caveat = " (rests on disturbed experiments)" if f.bottleneck.disturbed else ""
     lines.append(f"bottleneck: {f.bottleneck.primary.value}{caveat}")
     if f.interference.disturbed:

@@ -8,6 +8,7 @@ from perflab.analyse.findings.comparison import ComparisonVerdict
 from perflab.analyse.findings.runs import MetricDelta, RunComparison
 from perflab.present.wording.comparison import DIGITS, METRIC_LABELS
 from perflab.present.wording.numbers import NA, spread_text
+from perflab.present.wording.verdicts import outcome_text, reason_text, statistics
 
 
 @dataclass(frozen=True)
@@ -21,27 +22,20 @@ class DeltaRow:
 
 
 def difference_text(item: MetricDelta) -> str:
-    """'+0.012 s ± 0.004 (×1.25)': B − A with its 95 % CI half-width and B / A."""
+    """'+0.012 s; B / A ×1.25 (95 % CI …; p = …)': B − A of the trial means, and the test."""
     if item.difference is None:
         return NA
     digits = DIGITS.get(item.unit, 3)
-    text = f"{item.difference:+,.{digits}f} {item.unit}"
-    if item.ci95 is not None:
-        text += f" ± {item.ci95:,.{digits}f}"
-    if item.ratio is not None:
-        text += f" (×{item.ratio:.2f})"
-    return text
+    return f"{item.difference:+,.{digits}f} {item.unit}; B / A {statistics(item.test)}"
 
 
 def verdict_text(item: MetricDelta, comparison: RunComparison) -> str:
     if item.verdict is ComparisonVerdict.INCONCLUSIVE:
         if item.difference is None:
             return "inconclusive: not measured in both runs"
-        if item.disturbed:
-            return "inconclusive: rests on disturbed experiments that no other trial settles"
-        return "inconclusive: one pass in a run, so drift was not measured; set repeats: 2 or more"
-    if item.verdict is ComparisonVerdict.NO_DIFFERENCE:
-        return "no significant difference"
+        return f"inconclusive: {reason_text(item.test)}"
+    if item.verdict is ComparisonVerdict.EQUIVALENT:
+        return outcome_text(item.test)
     return f"{comparison.run_b} is {item.verdict.value}"
 
 
