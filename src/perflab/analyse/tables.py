@@ -75,6 +75,8 @@ EXPERIMENT_COLUMNS = {
     "partial": pl.Boolean,
     "interference_cpu_pct_mean": pl.Float64,
     "interference_cpu_pct_max": pl.Float64,
+    "interference_threshold_pct": pl.Float64,
+    "interference_above_share": pl.Float64,
 }
 
 
@@ -99,6 +101,8 @@ def experiment_columns(metadata: dict) -> dict:
         "partial": metadata["run"]["partial"],
         "interference_cpu_pct_mean": resources.get("interference_cpu_pct_mean"),
         "interference_cpu_pct_max": resources.get("interference_cpu_pct_max"),
+        "interference_threshold_pct": resources.get("interference_threshold_pct"),
+        "interference_above_share": resources.get("interference_above_share"),
     }
 
 

@@ -52,6 +52,9 @@ class Capabilities:
     otherwise the wait hides in ``unaccounted_s``. ``reports_server_timings``:
     the engine reports load / prefill / decode durations. ``parallel_setting``:
     the server setting that decides how many requests run at once, if any.
+    ``default_port``: where its server listens when the URL names no port;
+    ``server_command``: the process name and arguments that identify its server
+    when the listener on the port cannot be seen (another user's process).
     """
 
     label: str
@@ -59,6 +62,8 @@ class Capabilities:
     reports_queue_time: bool
     reports_server_timings: bool
     parallel_setting: str | None = None
+    default_port: int | None = None
+    server_command: tuple[str, ...] | None = None
 
 
 OLLAMA = Capabilities(
@@ -67,6 +72,8 @@ OLLAMA = Capabilities(
     reports_queue_time=False,
     reports_server_timings=True,
     parallel_setting="OLLAMA_NUM_PARALLEL",
+    default_port=11434,
+    server_command=("ollama", "serve"),
 )
 CALIBRATION = Capabilities(
     label="calibration server (Ollama API)",

@@ -99,13 +99,16 @@ def experiment_from_spec(spec: dict) -> Experiment:
 
 
 def server_pid_finder(config: dict):
-    """Where the server's processes are: ours for llama.cpp, Ollama's when local."""
-    from perflab.engines.server_process import find_ollama_pids
+    """Where the server's processes are, from the engine's own facts: this process for
+    an in-process engine, else whatever listens on its URL's port, with its children
+    (found by the engine's server command when the listener is hidden)."""
+    from perflab.engines import capabilities_for
+    from perflab.engines.server_process import ServerProcesses
 
-    if config["engine"]["name"] in ("llamacpp", "calibration"):
+    facts = capabilities_for(config["engine"]["name"])
+    if facts.in_process:
         return lambda: [os.getpid()]
-    host = server_host(config)  # whatever listens on its port, if local
-    return lambda: find_ollama_pids(host)
+    return ServerProcesses(server_host(config), facts.default_port, facts.server_command)
 
 
 def server_host(config: dict) -> str:
@@ -121,7 +124,9 @@ def server_host(config: dict) -> str:
 
 def server_is_remote(config: dict) -> bool:
     """Whether the server runs on another machine (its CPU is then not this machine's)."""
-    if config["engine"]["name"] in ("llamacpp", "calibration"):
+    from perflab.engines import capabilities_for
+
+    if capabilities_for(config["engine"]["name"]).in_process:
         return False
     from urllib.parse import urlparse
 
@@ -290,9 +295,11 @@ def _finish(
     measurement: Measurement,
 ) -> dict:
     from perflab.measure.provenance import config_hash, host_info
-    from perflab.measure.sampler import summarize_samples, write_samples
+    from perflab.measure.samples import summarize_samples, write_samples
 
     result, samples = measurement.result, measurement.samples
+    host = host_info()
+    threshold = disturbance_threshold(measurement.engine_info, host)
     rate = error_rate(result.records)
     metadata = {
         "experiment": experiment.params(),
@@ -300,7 +307,7 @@ def _finish(
         "engine": measurement.engine_info,
         "options": asdict(measurement.options),
         "plan": asdict(measurement.plan),
-        "host": host_info(),
+        "host": host,
         "perflab_version": __version__,
         "runner_version": RUNNER_VERSION,
         "config_hash": config_hash(config),
@@ -314,7 +321,9 @@ def _finish(
             "error_budget": config["error_budget"],
             "partial": rate > 0,
         },
-        "resources": summarize_samples(samples, (result.measured_started, result.measured_ended)),
+        "resources": summarize_samples(
+            samples, (result.measured_started, result.measured_ended), threshold
+        ),
         "job": measurement.job,
     }
     if rate > config["error_budget"]:
@@ -334,6 +343,15 @@ def _finish(
     partial_path.unlink(missing_ok=True)
     tabulate_experiment(paths)
     return metadata
+
+
+def disturbance_threshold(engine_info: dict, host: dict) -> float:
+    """The interference above which this experiment counts as disturbed: the cores the
+    engine leaves free (its ``n_threads`` where it reports them, else it may use all)
+    plus a share of those it uses (``perflab.measure.samples``)."""
+    from perflab.measure.samples import disturbance_threshold_pct
+
+    return disturbance_threshold_pct(host.get("logical_cores"), engine_info.get("n_threads"))
 
 
 def tabulate_experiment(paths: ExperimentPaths) -> dict:

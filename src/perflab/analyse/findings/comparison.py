@@ -130,6 +130,7 @@ def table_values(frame: pl.DataFrame) -> pl.DataFrame:
         "experiment_id",
         "trial",
         "interference_cpu_pct_mean",
+        "interference_threshold_pct",
         *[_values(rows, m).alias(m.key) for m in METRICS],
     )
 

@@ -45,6 +45,8 @@ FLOAT_COLUMNS = (
     "temperature",
     "interference_cpu_pct_mean",
     "interference_cpu_pct_max",
+    "interference_threshold_pct",
+    "interference_above_share",
     "prep_mean_s",
     "measured_wall_s",
     "duration_s",

@@ -63,9 +63,18 @@ def rerun_command(loads: list[ExperimentLoad], configfiles: str) -> str:
 def disturbed_lines(f: InterferenceFinding) -> list[str]:
     return [
         f"{e.experiment_id} disturbed: other processes used {e.cpu_pct_mean:.0f}% of one core on "
-        f"average (max {num(e.cpu_pct_max, 0, '%')}; threshold {f.threshold_cpu_pct:.0f}%)"
+        f"average (max {num(e.cpu_pct_max, 0, '%')}; threshold {e.threshold_cpu_pct:.0f}%"
+        + (f", above it {e.above_share:.0%} of the time)" if e.above_share is not None else ")")
         for e in f.disturbed
     ]
+
+
+def _thresholds(f: InterferenceFinding) -> str:
+    """'25%', or '25–125%' when the experiments' engines left different cores free."""
+    values = sorted({round(e.threshold_cpu_pct) for e in f.experiments}) or [
+        round(f.threshold_cpu_pct)
+    ]
+    return f"{values[0]}%" if len(values) == 1 else f"{values[0]}–{values[-1]}%"
 
 
 def interference_summary(f: InterferenceFinding) -> str:
@@ -73,12 +82,13 @@ def interference_summary(f: InterferenceFinding) -> str:
         return "Interference from other processes was not measured in this run."
     if not f.disturbed:
         return (
-            f"No experiment was disturbed: other processes stayed under {f.threshold_cpu_pct:.0f}% "
-            "of one core on average in every experiment."
+            f"No experiment was disturbed: other processes stayed under {_thresholds(f)} "
+            "of one core on average in every experiment (the cores the engine left free "
+            "plus an eighth of those it used)."
         )
     return (
         f"{len(f.disturbed)} of {len(f.experiments)} experiments were disturbed by other work "
-        f"(above {f.threshold_cpu_pct:.0f}% of one core): {', '.join(f.disturbed_ids)}."
+        f"(above {_thresholds(f)} of one core): {', '.join(f.disturbed_ids)}."
     )
 
 
