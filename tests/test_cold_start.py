@@ -14,8 +14,10 @@ from conftest import run_snakemake
 
 from perflab.analyse.findings import runlog
 from perflab.analyse.findings.frame import with_defaults
+from perflab.analyse.tables import tabulate_experiment
 from perflab.calibration import CalibrationServer, TimingModel
-from perflab.config.load import expand_experiments, load_config_file
+from perflab.config.load import load_config_file
+from perflab.config.sweep import expand_experiments
 from perflab.core.records import ColdStart
 from perflab.measure.experiment import ExperimentPaths, experiment_spec, run_experiment
 from perflab.present import wording
@@ -71,7 +73,7 @@ def test_an_experiment_whose_warm_up_pays_the_load_reports_both_views(tmp_path):
     out = tmp_path / EXPERIMENT
     files = ExperimentPaths.in_dir(out, tmp_path / "failed")
     run_experiment(spec, files, say=lambda line: None)
-    row = json.loads((out / "summary.json").read_text())["summary"]
+    row = tabulate_experiment(files.records, files.metadata)
     assert row["cold_load_s"] == pytest.approx(1.5, abs=0.05)
     assert row["cold_load_s"] < row["cold_ttft_s"] < row["cold_load_s"] + 0.5
     cold = runlog.cold_start(with_defaults(pl.read_parquet(out / "summary.parquet")), None)

@@ -12,7 +12,8 @@ import pytest
 from conftest import ROOT
 
 from perflab.cli import main
-from perflab.config.load import ConfigError, expand_experiments, load_config_files
+from perflab.config.load import ConfigError, load_config_files
+from perflab.config.sweep import expand_experiments
 from perflab.measure.estimate import estimate_run, format_duration
 
 DEFAULT = ROOT / "config" / "config.yaml"

@@ -16,13 +16,8 @@ from perflab.config.design import (
     point_order,
     target_sequence,
 )
-from perflab.config.load import (
-    ConfigError,
-    expand_conditions,
-    expand_experiments,
-    load_config_file,
-    load_config_files,
-)
+from perflab.config.load import ConfigError, load_config_file, load_config_files
+from perflab.config.sweep import expand_conditions, expand_experiments
 from perflab.measure.experiment import experiment_spec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,7 +17,8 @@ import psutil
 import pytest
 from conftest import FAST_TIMING, ROOT
 
-from perflab.config.load import expand_experiments, load_config_file
+from perflab.config.load import load_config_file
+from perflab.config.sweep import expand_experiments
 from perflab.core.records import RequestRecord, read_jsonl
 from perflab.measure.experiment import ExperimentPaths, experiment_spec, run_experiment
 from perflab.measure.locks import describe_holder, lock_path, target_lock

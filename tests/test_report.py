@@ -67,7 +67,9 @@ def config(prompt: str = "What is AI?", model: str = "m") -> dict:
 def render(summary: pl.DataFrame, meta: list[dict], cfg: dict) -> tuple[str, str]:
     context = findings.context_from_metadata(meta, cfg, "results/test")
     found = findings.compute(summary, context, disk_path=".")
-    text = report.render_log(report.build_context(found, meta, cfg, {}, ["results/test/x.json"]))
+    text = report.render_template(
+        "day1-log.md.j2", **report.build_context(found, meta, cfg, {}, ["results/test/x.json"])
+    )
     return text, report.render_html(text, f"Day 1 log — {cfg['run']}", {})
 
 
@@ -220,7 +222,9 @@ def test_setup_times_come_from_the_setup_jobs_benchmark_files(tmp_path):
     context = findings.context_from_metadata(metadata(), config(), "results/test", steps)
     found = findings.compute(pl.DataFrame([row()]), context, disk_path=".")
     assert found.run.setup_s == 15.75 and found.run.hands_on_s == 75.75
-    text = report.render_log(report.build_context(found, metadata(), config(), {}, []))
+    text = report.render_template(
+        "day1-log.md.j2", **report.build_context(found, metadata(), config(), {}, [])
+    )
     setup = text.split("- [x] Setup & Installation", 1)[1].split("- [x] Basic", 1)[0]
     assert "[TIME]" not in setup
     assert "model build 12 s (peak memory 310 MB); pre-flight check" in setup
@@ -256,7 +260,9 @@ def test_a_findings_file_without_the_newer_run_keys_still_renders(tmp_path):
     path.write_text(json.dumps(older))
     loaded = findings.load(path)
     assert loaded.run.setup == () and loaded.run.basic_span == (None, None)
-    text = report.render_log(report.build_context(loaded, metadata(), config(), {}, []))
+    text = report.render_template(
+        "day1-log.md.j2", **report.build_context(loaded, metadata(), config(), {}, [])
+    )
     assert "- [x] Basic Benchmarking (4h)\n  - Started: [TIME]" in text
 
 

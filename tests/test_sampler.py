@@ -13,13 +13,13 @@ import psutil
 import pytest
 
 from perflab.engines import server_process
+from perflab.engines.registry import engine_kind
 from perflab.engines.server_process import (
     find_listening_pids,
     find_ollama_pids,
     is_local_host,
     process_tree,
 )
-from perflab.measure.experiment import server_pid_finder
 from perflab.measure.sampler import ResourceSampler
 from perflab.measure.samples import (
     disturbance_threshold_pct,
@@ -456,13 +456,14 @@ def test_each_engine_finds_its_own_server_process():
         wait_listening(port)
         for host in (f"http://127.0.0.1:{port}/v1", f"127.0.0.1:{port}"):
             config = {"engine": {"name": "openai", "host": host}}
-            assert server.pid in server_pid_finder(config)(), host
+            assert server.pid in engine_kind("openai").server_pids(config)(), host
         ollama = {"engine": {"name": "ollama", "host": f"http://127.0.0.1:{port}"}}
-        assert server.pid in server_pid_finder(ollama)()
+        assert server.pid in engine_kind("ollama").server_pids(ollama)()
     finally:
         server.kill()
         server.wait()
     for name in ("llamacpp", "calibration"):
-        assert server_pid_finder({"engine": {"name": name, "host": None}})() == [os.getpid()]
+        in_process = engine_kind(name).server_pids({"engine": {"name": name, "host": None}})
+        assert in_process() == [os.getpid()]
     # no port in the URL: the scheme's (80), never Ollama's 11434
     assert server_process.find_server_pids("http://127.0.0.1/v1") == find_listening_pids(80)

@@ -18,7 +18,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from perflab.config.load import expand_experiments, merge_configs, read_yaml, validate_config
+from perflab.config.load import merge_configs, read_yaml, validate_config
+from perflab.config.sweep import expand_experiments
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ("config/calibration.yaml", "calibration-tiny.yaml")

@@ -8,14 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from perflab.config.load import (
-    EXPERIMENT_ID_PATTERN,
-    ConfigError,
-    expand_experiments,
-    load_config_file,
-    load_config_files,
-)
-from perflab.config.targets import baseline, split_id, target_config
+from perflab.config.load import ConfigError, load_config_file, load_config_files
+from perflab.config.sweep import EXPERIMENT_ID_PATTERN, expand_experiments
+from perflab.config.targets import baseline, target_config
 from perflab.measure.experiment import experiment_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,16 +61,16 @@ def test_every_suite_runs_against_each_target_with_the_target_in_id_and_path(tmp
     for experiment_id, experiment in experiments.items():
         assert re.fullmatch(EXPERIMENT_ID_PATTERN, experiment_id)
         assert experiment.id == f"{experiment.condition_id}-r{experiment.trial}"
-        assert split_id(experiment.condition_id) == (experiment.target, experiment.point_id)
+        assert experiment.condition_id == f"{experiment.target}--{experiment.point_id}"
     order = list(experiments)
     # every first trial before any second; each point's two targets back to back, and
     # the one that goes first at a point in trial 1 goes second in trial 2 (ABBA)
     assert all(i < 6 for i, e in enumerate(order) if e.endswith("-r1"))
-    pairs = [order[i : i + 2] for i in range(0, len(order), 2)]
-    assert all({split_id(e)[0] for e in pair} == {"fast", "slow"} for pair in pairs)
-    assert all(split_id(a)[1][:-3] == split_id(b)[1][:-3] for a, b in pairs)
-    first = {(split_id(a)[1][:-3], a[-1]): split_id(a)[0] for a, _ in pairs}
-    assert all(first[(point, "1")] != first[(point, "2")] for point in points)
+    pairs = [[experiments[e] for e in order[i : i + 2]] for i in range(0, len(order), 2)]
+    assert all({a.target, b.target} == {"fast", "slow"} for a, b in pairs)
+    assert all(a.point_id == b.point_id and a.trial == b.trial for a, b in pairs)
+    first = {(a.point_id, a.trial): a.target for a, _ in pairs}
+    assert all(first[(point, 1)] != first[(point, 2)] for point in points)
 
 
 def test_a_target_spec_carries_its_own_engine_timings_and_machine(tmp_path):

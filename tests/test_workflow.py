@@ -11,7 +11,8 @@ import pytest
 import yaml
 from conftest import run_snakemake
 
-from perflab.config.load import expand_experiments, load_config_file, merge_configs, validate_config
+from perflab.config.load import load_config_file, merge_configs, validate_config
+from perflab.config.sweep import expand_experiments
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "data" / "tiny.yaml"

@@ -137,6 +137,9 @@ def _run_experiment(args) -> None:
     finally:
         for line in shown:
             line.close()
+    from perflab.analyse.tables import tabulate_experiment  # Polars: only once measured
+
+    tabulate_experiment(paths.records, paths.metadata)
     run, job = metadata["run"], metadata["job"]
     _say(
         f"{metadata['experiment']['id']}: {run['n_records']} records "
@@ -147,7 +150,8 @@ def _run_experiment(args) -> None:
 
 
 def _summarize(args) -> None:
-    from perflab.measure.experiment import ExperimentPaths, tabulate_experiment
+    from perflab.analyse.tables import tabulate_experiment
+    from perflab.measure.experiment import ExperimentPaths
 
     for directory in args.experiment_dirs:
         paths = ExperimentPaths.in_dir(Path(directory), Path(directory).parent / "failed")
@@ -157,7 +161,7 @@ def _summarize(args) -> None:
                     f"{required} is missing: {directory} is not a finished experiment directory "
                     "(it needs records.jsonl and metadata.json)"
                 )
-        row = tabulate_experiment(paths)
+        row = tabulate_experiment(paths.records, paths.metadata)
         print(f"{row['experiment_id']}: {row['n_requests']} measured requests summarized")
 
 
@@ -173,7 +177,8 @@ def _config_paths(files: list[str], with_default: bool) -> list[Path]:
 
 
 def _validate(args) -> None:
-    from perflab.config.load import DEFAULT_CONFIG, expand_experiments, load_config_files
+    from perflab.config.load import DEFAULT_CONFIG, load_config_files
+    from perflab.config.sweep import expand_experiments
     from perflab.measure.estimate import estimate_run
 
     paths = _config_paths(args.configs, with_default=not args.no_default)

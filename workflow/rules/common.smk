@@ -7,13 +7,12 @@ from dataclasses import asdict
 
 from perflab.config.load import (
     DEFAULT_CONFIG,
-    EXPERIMENT_ID_PATTERN,
     ConfigError,
-    expand_experiments,
     read_yaml,
     user_config_files,
     validate_config,
 )
+from perflab.config.sweep import EXPERIMENT_ID_PATTERN, expand_experiments
 from perflab.engines.ollama_store import uses_tiny_model as engine_uses_tiny_model
 from perflab.measure.estimate import plan_run
 from perflab.measure.experiment import experiment_spec

@@ -114,11 +114,6 @@ def scan_experiment(records_path: Path, metadata_path: Path) -> pl.LazyFrame:
     )
 
 
-def scan_requests(pairs: list[tuple[Path, Path]]) -> pl.LazyFrame:
-    """All requests of a run: (records.jsonl, metadata.json) per experiment."""
-    return pl.concat([scan_experiment(r, m) for r, m in pairs], how="vertical")
-
-
 def is_measured() -> pl.Expr:
     return ~pl.col("is_warmup")
 
@@ -356,6 +351,12 @@ def write_experiment_tables(
     row = summary.row(0, named=True)
     write_json_atomic(tables.summary_json, {"units": SUMMARY_UNITS, "summary": row})
     return row
+
+
+def tabulate_experiment(records_path: Path, metadata_path: Path) -> dict:
+    """An experiment's Parquet records and summary, beside its JSON lines and metadata."""
+    tables = ExperimentTables.in_dir(Path(records_path).parent)
+    return write_experiment_tables(records_path, metadata_path, tables)
 
 
 def scan_tables(paths: list[Path], schema: dict) -> pl.LazyFrame:

@@ -183,7 +183,7 @@ def version(handler: Handler) -> None:
 
 
 def tags(handler: Handler) -> None:
-    started = handler.calibration.started_at
+    started = handler.started_at
     models = [model_entry(name, started) for name in handler.scheduler.timing.models]
     handler.send_json(200, {"models": models})
 
@@ -198,7 +198,7 @@ def ps(handler: Handler) -> None:
             remaining = 9e9  # "forever": Ollama shows a far-future date too
         else:
             remaining = state.keep_alive_s  # in use: expires keep_alive after it ends
-        entry = model_entry(state.name, handler.calibration.started_at)
+        entry = model_entry(state.name, handler.started_at)
         expires = datetime.now().astimezone() + timedelta(seconds=min(remaining, 9e9))
         out.append(
             {
@@ -222,7 +222,7 @@ def show(handler: Handler, body: dict) -> None:
     if served is None:
         handler.send_json(404, {"error": f"model '{requested}' not found"})
         return
-    entry = model_entry(served, handler.calibration.started_at)
+    entry = model_entry(served, handler.started_at)
     family = entry["details"]["family"]
     handler.send_json(
         200,

@@ -231,7 +231,7 @@ def completions(handler: Handler, body: dict) -> None:
 
 
 def models(handler: Handler) -> None:
-    created = int(handler.calibration.started_at.timestamp())
+    created = int(handler.started_at.timestamp())
     data = [
         {"id": name, "object": "model", "created": created, "owned_by": "perflab-calibration"}
         for name in handler.scheduler.timing.models

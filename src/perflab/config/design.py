@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from perflab.config.load import Experiment
+    from perflab.config.sweep import Experiment
 
 
 @dataclass(frozen=True)

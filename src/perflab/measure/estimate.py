@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from perflab.config.load import Experiment
+from perflab.config.sweep import Experiment
 from perflab.core.records import ColdStart
 
 

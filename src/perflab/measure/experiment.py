@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from perflab import __version__
-from perflab.config.load import Experiment
+from perflab.config.sweep import Experiment
 from perflab.core.records import RequestRecord, write_json_atomic, write_jsonl_atomic
 from perflab.engines import GenerationOptions, generation_options, make_engine
+from perflab.engines.registry import engine_kind
 from perflab.measure.lifeline import Interrupted
 from perflab.measure.partial import PartialWriter, keep_failed, keep_leftover
 from perflab.measure.runner import LoadPlan, RunResult, error_rate, run_load
-
-if TYPE_CHECKING:
-    from perflab.analyse.tables import ExperimentTables
 
 RUNNER_VERSION = 2  # bump when a change to the runner alters what is measured
 
@@ -53,13 +49,6 @@ class ExperimentPaths:
             out_dir / "metadata.json",
             Path(failed_dir),
         )
-
-    @property
-    def tables(self) -> ExperimentTables:
-        """records.parquet, summary.parquet and summary.json beside the records."""
-        from perflab.analyse.tables import ExperimentTables
-
-        return ExperimentTables.in_dir(self.records.parent)
 
 
 SETTINGS_KEYS = (
@@ -96,44 +85,6 @@ def experiment_from_spec(spec: dict) -> Experiment:
     fields.pop("condition_id", None)
     fields["suites"] = tuple(fields["suites"])
     return Experiment(**fields)
-
-
-def server_pid_finder(config: dict):
-    """Where the server's processes are, from the engine's own facts: this process for
-    an in-process engine, else whatever listens on its URL's port, with its children
-    (found by the engine's server command when the listener is hidden)."""
-    from perflab.engines import capabilities_for
-    from perflab.engines.server_process import ServerProcesses
-
-    facts = capabilities_for(config["engine"]["name"])
-    if facts.in_process:
-        return lambda: [os.getpid()]
-    return ServerProcesses(server_host(config), facts.default_port, facts.server_command)
-
-
-def server_host(config: dict) -> str:
-    """The URL of an HTTP engine's server."""
-    if config["engine"]["name"] == "openai":
-        from perflab.engines.openai_engine import base_url
-
-        return base_url(config["engine"]["host"])
-    from perflab.engines.ollama_engine import resolve_host
-
-    return resolve_host(config["engine"]["host"])
-
-
-def server_is_remote(config: dict) -> bool:
-    """Whether the server runs on another machine (its CPU is then not this machine's)."""
-    from perflab.engines import capabilities_for
-
-    if capabilities_for(config["engine"]["name"]).in_process:
-        return False
-    from urllib.parse import urlparse
-
-    from perflab.engines.server_process import is_local_host
-
-    host = server_host(config)
-    return not is_local_host(urlparse(host if "://" in host else f"http://{host}").hostname)
 
 
 def run_experiment(
@@ -255,6 +206,8 @@ def _drive(config, experiment, engine, plan, options, writer, progress) -> tuple
     """Run the load with the sampler on; a write error or an interrupt stops new requests."""
     from perflab.measure.sampler import ResourceSampler
 
+    kind = engine_kind(config["engine"]["name"])
+
     stop = threading.Event()
 
     def on_record(record: RequestRecord) -> None:
@@ -266,8 +219,8 @@ def _drive(config, experiment, engine, plan, options, writer, progress) -> tuple
 
     sampler = ResourceSampler(
         interval_s=config["sampler"]["interval_s"],
-        server_pids=server_pid_finder(config),
-        server_remote=server_is_remote(config),
+        server_pids=kind.server_pids(config),
+        server_remote=kind.server_is_remote(config),
     )
     try:
         with sampler:
@@ -341,7 +294,6 @@ def _finish(
         kept = keep_failed(partial_path, paths.failed_dir, experiment.id)
         raise _io_error(exc, paths.records.parent, kept, len(result.records)) from None
     partial_path.unlink(missing_ok=True)
-    tabulate_experiment(paths)
     return metadata
 
 
@@ -352,10 +304,3 @@ def disturbance_threshold(engine_info: dict, host: dict) -> float:
     from perflab.measure.samples import disturbance_threshold_pct
 
     return disturbance_threshold_pct(host.get("logical_cores"), engine_info.get("n_threads"))
-
-
-def tabulate_experiment(paths: ExperimentPaths) -> dict:
-    """The experiment's Parquet records and summary, from its JSON lines and metadata."""
-    from perflab.analyse.tables import write_experiment_tables
-
-    return write_experiment_tables(paths.records, paths.metadata, paths.tables)

@@ -12,7 +12,6 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from perflab.core.records import (
     ERROR_ENGINE,
@@ -316,14 +315,3 @@ def error_rate(records: list[RequestRecord]) -> float:
     if not measured:
         return 0.0
     return sum(r.status != STATUS_OK for r in measured) / len(measured)
-
-
-def write_partial_line(path: Path) -> Callable[[RequestRecord], None]:
-    """An on_record callback appending each record as it ends, so a crash loses nothing."""
-    handle = open(path, "a", buffering=1)  # noqa: SIM115 - closed by the caller via .close
-
-    def append(record: RequestRecord) -> None:
-        handle.write(record.to_json() + "\n")
-
-    append.close = handle.close  # type: ignore[attr-defined]
-    return append

@@ -109,10 +109,6 @@ def render_template(name: str, **context) -> str:
     return _environment().get_template(name).render(**context)
 
 
-def render_log(context: dict) -> str:
-    return _environment().get_template("day1-log.md.j2").render(**context)
-
-
 def render_html(markdown_text: str, title: str, chart_svgs: dict[str, str]) -> str:
     """A self-contained page: the log as sanitised HTML, charts inlined as SVG."""
     import markdown
@@ -299,7 +295,7 @@ def write_log(
     context = build_context(
         findings, metadata, config, charts, [str(p) for p in result_files], configfiles
     )
-    text = render_log(context)
+    text = render_template("day1-log.md.j2", **context)
     write_text_atomic(markdown_path, text)
     svgs = {path: (markdown_path.parent / path).read_text() for path in charts.values()}
     write_text_atomic(html_path, render_html(text, f"Day 1 log — {config['run']}", svgs))
