@@ -18,10 +18,23 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING
+from typing import Protocol, TypeVar
 
-if TYPE_CHECKING:
-    from perflab.config.sweep import Experiment
+
+class Point(Protocol):
+    """What the design reads of an experiment (``perflab.config.sweep.Experiment``)."""
+
+    @property
+    def point_id(self) -> str: ...
+
+    @property
+    def trial(self) -> int: ...
+
+    @property
+    def target(self) -> str | None: ...
+
+
+Experiment = TypeVar("Experiment", bound=Point)
 
 
 @dataclass(frozen=True)
@@ -82,9 +95,7 @@ def design_order(
     return ordered
 
 
-def placement(
-    seed: int, experiment: Experiment, names: Sequence[str | None] = (None,)
-) -> Placement:
+def placement(seed: int, experiment: Point, names: Sequence[str | None] = (None,)) -> Placement:
     """The experiment's place in the design of a run with targets ``names``."""
     point, trial = experiment.point_id, experiment.trial
     turn = target_sequence(seed, trial, point, names).index(experiment.target)
