@@ -275,14 +275,8 @@ WORKFLOW_CASES = [case for case in MALFORMED if case[0] in WORKFLOW_KINDS]
 
 
 @pytest.fixture(scope="module")
-def workflow_copy(tmp_path_factory):
-    import shutil
-
-    workdir = tmp_path_factory.mktemp("malformed")
-    for name in ("Snakefile", "workflow", "config", "profiles", "environment.yml"):
-        source = ROOT / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, workdir / name)
-    return workdir
+def workflow_copy(copy_workflow):
+    return copy_workflow()
 
 
 @pytest.mark.slow

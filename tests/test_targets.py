@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run_snakemake
 
 from perflab.config.load import ConfigError, load_config_file, load_config_files
 from perflab.config.sweep import EXPERIMENT_ID_PATTERN, expand_experiments
@@ -147,20 +148,15 @@ def test_bad_targets_are_refused_naming_file_key_and_fix(tmp_path, change, expec
     assert str(path) in str(error.value)
 
 
-def snakemake_dry_run(*configfiles: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--configfile", *configfiles],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def snakemake_dry_run(workdir: Path, *configfiles: str) -> str:
+    """What Snakemake would run in ``workdir``, a copy of the workflow."""
+    result = run_snakemake(workdir, "-n", "--configfile", *configfiles, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
 
-def test_the_workflow_checks_each_target_once_and_names_paths_by_target(tmp_path):
-    output = snakemake_dry_run(str(write(tmp_path, two_targets())))
+def test_the_workflow_checks_each_target_once_and_names_paths_by_target(tmp_path, copy_workflow):
+    output = snakemake_dry_run(copy_workflow(), str(write(tmp_path, two_targets())))
     assert "results/two/preflight/fast.json" in output
     assert "results/two/preflight/slow.json" in output
     assert "results/two/experiments/slow--medium-t0.7-w2-n4-r2/records.jsonl" in output
@@ -168,14 +164,15 @@ def test_the_workflow_checks_each_target_once_and_names_paths_by_target(tmp_path
     assert re.search(r"comparison\s+1\b", output)
 
 
-def test_a_single_target_config_has_one_check_and_no_comparison():
-    output = snakemake_dry_run(str(DEFAULT))
+def test_a_single_target_config_has_one_check_and_no_comparison(copy_workflow):
+    workdir = copy_workflow()
+    output = snakemake_dry_run(workdir, str(workdir / "config" / "config.yaml"))
     assert re.search(r"^preflight\s+1\b", output, re.M)
     assert "preflight_target" not in output and not re.search(r"^comparison\s", output, re.M)
     assert "results/llamacpp-tiny/experiments/medium-t0.7-w1-n20-r1/records.jsonl" in output
 
 
-def test_quantized_targets_each_get_their_model_built_once(tmp_path):
+def test_quantized_targets_each_get_their_model_built_once(tmp_path, copy_workflow):
     data = {
         "run": "quant",
         "targets": [
@@ -183,7 +180,7 @@ def test_quantized_targets_each_get_their_model_built_once(tmp_path):
         ],
         **ONE_SUITE,
     }
-    output = snakemake_dry_run(str(write(tmp_path, data)))
+    output = snakemake_dry_run(copy_workflow(), str(write(tmp_path, data)))
     assert re.search(r"quantize_tiny_model\s+2\b", output)
     assert re.search(r"build_tiny_model\s+1\b", output)
     assert "-q8_0.gguf" in output and "-q4_0.gguf" in output

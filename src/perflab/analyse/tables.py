@@ -56,6 +56,8 @@ RECORD_SCHEMA = {
     "prep_s": pl.Float64,
     "answer_ttft_s": pl.Float64,
     "reasoning_tokens": pl.Int64,
+    "server_prefill_tokens": pl.Int64,
+    "server_cached_tokens": pl.Int64,
 }
 
 EXPERIMENT_COLUMNS = {
@@ -77,13 +79,25 @@ EXPERIMENT_COLUMNS = {
     "interference_cpu_pct_max": pl.Float64,
     "interference_threshold_pct": pl.Float64,
     "interference_above_share": pl.Float64,
+    # what a launched llama-server said of itself (perflab.measure.server_metrics)
+    "server_requests_processing_max": pl.Float64,
+    "server_requests_deferred_max": pl.Float64,
+    "server_kv_used_max": pl.Float64,
 }
+
+
+SERVER_METRIC_COLUMNS = (
+    "server_requests_processing_max",
+    "server_requests_deferred_max",
+    "server_kv_used_max",
+)
 
 
 def experiment_columns(metadata: dict) -> dict:
     """The per-experiment values that every request row carries."""
     experiment = metadata["experiment"]
     resources = metadata.get("resources") or {}
+    server = metadata.get("server_metrics") or {}
     return {
         "target": experiment.get("target"),
         "condition_id": experiment["condition_id"],
@@ -103,7 +117,7 @@ def experiment_columns(metadata: dict) -> dict:
         "interference_cpu_pct_max": resources.get("interference_cpu_pct_max"),
         "interference_threshold_pct": resources.get("interference_threshold_pct"),
         "interference_above_share": resources.get("interference_above_share"),
-    }
+    } | {name: server.get(name) for name in SERVER_METRIC_COLUMNS}
 
 
 def scan_experiment(records_path: Path, metadata_path: Path) -> pl.LazyFrame:
@@ -205,6 +219,8 @@ def token_stats() -> list[pl.Expr]:
         ok("reasoning_tokens").mean().alias("reasoning_tokens_mean"),
         ok("output_tokens").sum().alias("output_tokens_total"),
         ok("prompt_tokens").mean().alias("prompt_tokens_mean"),
+        # llama-server: of the prompt, the tokens it reused from its cache (cache_n)
+        ok("server_cached_tokens").median().alias("cached_tokens_median"),
     ]
 
 

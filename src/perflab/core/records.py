@@ -54,6 +54,10 @@ class ServerTimings:
     raw: dict = field(default_factory=dict)
     finish_reason: str | None = None
     reasoning_tokens: int | None = None  # of output_tokens, when the server counts them
+    # of prompt_tokens: those the server evaluated (prefill_s is their time) and those it
+    # reused from its prompt cache (llama-server's timings.prompt_n and cache_n)
+    prefill_tokens: int | None = None
+    cached_tokens: int | None = None
 
 
 @dataclass
@@ -87,6 +91,8 @@ class RequestRecord:
     prep_s: float | None = None
     answer_ttft_s: float | None = None  # send → first answer token (after any reasoning)
     reasoning_tokens: int | None = None  # of output_tokens; None: the stream had none
+    server_prefill_tokens: int | None = None
+    server_cached_tokens: int | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

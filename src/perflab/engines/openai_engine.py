@@ -237,6 +237,10 @@ class OpenAIEngine:
         self.client.close()
 
 
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and value >= 0 else None
+
+
 class _StreamState:
     """What one streamed response has said so far."""
 
@@ -303,6 +307,8 @@ class _StreamState:
                 raw=raw,
                 finish_reason=self.finish_reason,
                 reasoning_tokens=_reasoning_count(usage),
+                prefill_tokens=_count(timings.get("prompt_n")),
+                cached_tokens=_count(timings.get("cache_n")),
             ),
         )
 

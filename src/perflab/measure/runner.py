@@ -195,6 +195,8 @@ def measure_request(
         prep_s=prep,
         answer_ttft_s=None if first_answer is None else first_answer - started,
         reasoning_tokens=_reasoning_tokens(timings, reasoning, status),
+        server_prefill_tokens=timings.prefill_tokens if timings else None,
+        server_cached_tokens=timings.cached_tokens if timings else None,
     )
 
 

@@ -206,6 +206,9 @@ class ResourceSampler:
     ``server_remote`` says the server runs on another machine: its CPU is then no part
     of this machine's, and interference can be measured without its PIDs.
 
+    ``extra``, when given, is called at every sample for more fields of it (the
+    server's own metrics, ``perflab.measure.server_metrics``).
+
     Use as a context manager, or ``start()`` / ``stop()``; samples accumulate in
     ``.samples``. Readings that fail are recorded in ``.errors`` and sampling goes on.
     """
@@ -217,6 +220,7 @@ class ResourceSampler:
         client_pid: int | None = None,
         pids_refresh_s: float = DEFAULT_PIDS_REFRESH_S,
         server_remote: bool = False,
+        extra: Callable[[], dict] | None = None,
     ):
         if interval_s <= 0:
             raise ValueError(f"interval_s must be positive, got {interval_s}")
@@ -225,6 +229,7 @@ class ResourceSampler:
         self.client_pid = client_pid or os.getpid()
         self.pids_refresh_s = pids_refresh_s
         self.server_remote = server_remote
+        self.extra = extra
         self.samples: list[dict] = []
         self.errors: list[str] = []
         self.missed_deadlines = 0
@@ -338,7 +343,7 @@ class ResourceSampler:
             "interference_cpu_pct": _interference(cpu_percent, len(now.per_core or ()), ours),
             "sampler_cpu_s": time.thread_time(),
         }
-        return sample | _gpu_sample(gpus)
+        return sample | _gpu_sample(gpus) | (self.extra() if self.extra else {})
 
     def _our_cpu(
         self,

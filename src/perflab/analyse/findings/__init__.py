@@ -24,6 +24,7 @@ from perflab.analyse.findings import (
     expectations,
     interference,
     kv_cache,
+    peer,
     prompt_length,
     resources,
     runlog,
@@ -70,6 +71,7 @@ class Context:
     baseline: str | None = None  # its experiments answer the Day-1 questions
     model_sizes: dict[str, float] | None = None  # GB on disk, by target
     preflight_cold_start: ColdStart | None = None  # the model load its timed request paid
+    server: str | None = None  # the server perflab launched for the engine (engine.launch)
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class Findings:
     expectations: expectations.ExpectationFinding
     run: runlog.RunLog
     comparison: comparison.ComparisonFinding | None = None  # with two or more targets
+    peer: peer.PeerFinding | None = None  # llama-bench beside perflab (peer.llama_bench)
 
 
 def compute(
@@ -98,12 +101,13 @@ def compute(
     resources_by_id: dict[str, dict] | None = None,
     requests_path: str | Path | None = None,
     disk_path: str | Path = ".",
+    peer_path: str | Path | None = None,
 ) -> Findings:
     everything = with_defaults(summary)
     frame = everything
     if context.baseline is not None:
         frame = everything.filter(pl.col("target") == context.baseline)
-    capabilities = capabilities_for(context.engine)
+    capabilities = capabilities_for(context.engine, context.server)
     interference_finding = interference.summary(frame, context.results_dir)
     disturbed = interference_finding.disturbed_ids
     every = conditions(frame, disturbed)
@@ -167,6 +171,7 @@ def compute(
         expectations=expectations.summary(list(basic_finding.prompts), every, context.expected_tps),
         run=run,
         comparison=_comparison(everything, context, resources_by_id or {}),
+        peer=_peer(peer_path, requests_path, context),
     )
     return family_corrected(found)
 
@@ -187,6 +192,13 @@ def family_corrected(found: Findings) -> Findings:
         if workers_test is not None
         else workers,
     )
+
+
+def _peer(peer_path, requests_path, context: Context) -> peer.PeerFinding | None:
+    """llama-bench beside every target's rates (the baseline's alone without targets)."""
+    if not peer_path or not requests_path:
+        return None
+    return peer.summary(peer_path, requests_path, list(context.targets) or [None])
 
 
 def _comparison(
@@ -265,6 +277,7 @@ def context_from_metadata(
         baseline=chosen,
         model_sizes=sizes,
         preflight_cold_start=_cold_start_of(preflight or {}),
+        server=(engine.get("server") or {}).get("server"),
     )
 
 
@@ -302,6 +315,7 @@ def write_findings(
     findings_path,
     setup_benchmarks: dict[str, str | Path | None] | None = None,
     preflight_paths: list[str | Path] = (),
+    peer_path: str | Path | None = None,
 ) -> Findings:
     """Read the run's tables, compute every finding, write ``findings.json``.
 
@@ -325,6 +339,7 @@ def write_findings(
         resources_by_id={m["experiment"]["id"]: m.get("resources") or {} for m in metadata},
         requests_path=requests_path,
         disk_path=results_dir,
+        peer_path=peer_path,
     )
     write(findings, findings_path)
     return findings

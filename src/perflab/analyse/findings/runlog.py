@@ -59,7 +59,7 @@ class Idea:
 class SetupStep:
     """One setup job (model build, pre-flight check), from its Snakemake benchmark file."""
 
-    name: str  # "model_build" or "preflight"
+    name: str  # "model_fetch", "model_build" or "preflight"
     seconds: float  # wall-clock time of the job
     started: float | None  # epoch seconds: ended − seconds
     ended: float | None  # epoch seconds: when the benchmark file was written

@@ -29,6 +29,7 @@ from perflab.present.wording.numbers import (
     spread_text,
     workers_text,
 )
+from perflab.present.wording.peer import peer
 from perflab.present.wording.run import (
     IssueRow,
     checklist,
@@ -48,6 +49,7 @@ from perflab.present.wording.run import (
 )
 
 __all__ = [
+    "peer",
     "LOG_OPTIONS",
     "NA",
     "NOTES",

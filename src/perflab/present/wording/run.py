@@ -159,6 +159,7 @@ def key_findings(f: Findings) -> list[str]:
 
 
 SETUP_STEPS = {
+    "model_fetch": "model download (pip) and sha256 check",
     "model_build": "model build",
     "preflight": "pre-flight check (engine, model and one timed request)",
 }
