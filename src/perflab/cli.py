@@ -70,23 +70,34 @@ def _preflight(args) -> None:
     engine = make_engine(spec, args.model, server_binary=args.server_binary, server_log=server_log)
     try:
         info = engine.preflight()
-        estimate, no_estimate = _estimate(engine, spec, args.estimate)
+        timed, no_estimate = _estimate(engine, spec, args.estimate)
     finally:
         engine.close()
+    estimate = timed.estimate if timed is not None else None
     if estimate is not None:
         info["estimate"] = asdict(estimate) | {"total_s": estimate.total_s}
+    if timed is not None and timed.cold_start is not None:
+        info["cold_start"] = asdict(timed.cold_start)
     if info.get("model_path"):
         info["model_fingerprint"] = model_fingerprint(info["model_path"])
     write_json_atomic(Path(args.out), info)
     _say(f"{info['engine']} {info.get('engine_version')} serves {info['model']}")
     if estimate is not None:
         _say(f"whole run {estimate.describe()}")
+    if timed is not None and timed.cold_start is not None:
+        _say(f"cold start: {describe_cold_start(timed.cold_start)}")
     if no_estimate:
         _say(f"no estimate of the run's length: {no_estimate}")
 
 
+def describe_cold_start(cold) -> str:
+    """'model load 1.500 s (the server's account); first token after 1.532 s'."""
+    first = "n/a" if cold.ttft_s is None else f"{cold.ttft_s:.3f} s"
+    return f"model load {cold.load_s:.3f} s (the server's account); first token after {first}"
+
+
 def _estimate(engine, spec: dict, plan: dict | None):
-    """(the run's estimate, None) or (None, why there is none); experiments report errors."""
+    """(the timed request, None) or (None, why there is none); experiments report errors."""
     from perflab.measure.estimate import NoEstimate, time_one_request
 
     if plan is None:

@@ -78,7 +78,8 @@ def experiment_spec(config: dict, experiment: Experiment) -> dict:
     A target's experiment takes that target's engine and calibration, and names the
     machine it shares with other targets (held as a lock while it runs).
     """
-    from perflab.config.targets import machine_of, target_config
+    from perflab.config.design import placement
+    from perflab.config.targets import machine_of, target_config, target_names
 
     single = target_config(config, experiment.target)
     spec = {key: single[key] for key in SETTINGS_KEYS} | {"experiment": experiment.params()}
@@ -87,6 +88,8 @@ def experiment_spec(config: dict, experiment: Experiment) -> dict:
         spec["open_loop"] = {key: rate[key] for key in OPEN_LOOP_KEYS}
         if experiment.sweep_point is not None:
             spec["open_loop"]["diverge_factor"] = rate["diverge_factor"]
+    names = target_names(config) or (None,)
+    spec["design"] = placement(config["order_seed"], experiment, names).as_dict()
     if experiment.target is not None:
         spec["machine"] = machine_of(config, experiment.target)
     return spec
@@ -405,18 +408,21 @@ def _finish(
     measurement: Measurement,
 ) -> dict:
     from perflab.measure.provenance import config_hash, host_info
-    from perflab.measure.sampler import summarize_samples, write_samples
+    from perflab.measure.samples import summarize_samples, write_samples
     from perflab.measure.server_metrics import summarize_server_metrics
 
     result, samples = measurement.result, measurement.samples
     window = (result.measured_started, result.measured_ended)
+    host = host_info()
+    threshold = disturbance_threshold(measurement.engine_info, host)
     rate = error_rate(result.records)
     metadata = {
         "experiment": experiment.params(),
+        "design": config.get("design"),
         "engine": measurement.engine_info,
         "options": asdict(measurement.options),
         "plan": asdict(measurement.plan),
-        "host": host_info(),
+        "host": host,
         "perflab_version": __version__,
         "runner_version": RUNNER_VERSION,
         "config_hash": config_hash(config),
@@ -430,7 +436,7 @@ def _finish(
             "error_budget": config["error_budget"],
             "partial": rate > 0,
         },
-        "resources": summarize_samples(samples, window),
+        "resources": summarize_samples(samples, window, threshold),
         "server_metrics": summarize_server_metrics(samples, window),
         "job": measurement.job,
     }
@@ -452,3 +458,12 @@ def _finish(
         raise _io_error(exc, paths.records.parent, kept, len(result.records)) from None
     partial_path.unlink(missing_ok=True)
     return metadata
+
+
+def disturbance_threshold(engine_info: dict, host: dict) -> float:
+    """The interference above which this experiment counts as disturbed: the cores the
+    engine leaves free (its ``n_threads`` where it reports them, else it may use all)
+    plus a share of those it uses (``perflab.measure.samples``)."""
+    from perflab.measure.samples import disturbance_threshold_pct
+
+    return disturbance_threshold_pct(host.get("logical_cores"), engine_info.get("n_threads"))

@@ -223,6 +223,7 @@ def build_context(
             :3
         ],
         "keep_alive": config["generation"]["keep_alive"],
+        "cold_start": wording.cold_start(f.run, config["generation"]["keep_alive"]),
         "charts": charts,
         "result_files": result_files,
         "key_findings": wording.key_findings(f),

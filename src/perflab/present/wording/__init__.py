@@ -34,6 +34,7 @@ from perflab.present.wording.peer import peer
 from perflab.present.wording.run import (
     IssueRow,
     checklist,
+    cold_start,
     disturbed_lines,
     idea,
     interference_summary,
@@ -78,6 +79,7 @@ __all__ = [
     "rerun_command",
     "setup_notes",
     "slo_text",
+    "cold_start",
     "solutions",
     "spread_text",
     "status",
