@@ -323,8 +323,11 @@ ENGINE_CHECKS = (host_problems, model_path_problems, quantization_problems)
 
 
 def semantic_problems(config: dict) -> list[Problem]:
-    problems = [problem for check in SEMANTIC_CHECKS for problem in check(config)]
-    problems += target_engine_problems(config)
+    from perflab.config.launch_checks import launch_problems, peer_problems
+
+    checks = (*SEMANTIC_CHECKS, launch_problems, peer_problems)
+    problems = [problem for check in checks for problem in check(config)]
+    problems += target_engine_problems(config, (*ENGINE_CHECKS, launch_problems))
     if not problems:  # needs valid prompts and ids
         problems += context_problems(config)
         problems += target_engine_problems(config, (context_problems,))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 from perflab.config.targets import target_names
 
@@ -107,14 +107,13 @@ def expand_conditions(config: dict) -> dict[str, Experiment]:
 
 
 def expand_experiments(config: dict) -> dict[str, Experiment]:
-    """Every trial of every condition on every target, keyed by experiment id: all first
-    trials, then all second trials, and so on (the order the workflow runs them in); within
-    a trial the targets alternate point by point, so drift lands on each alike."""
+    """Every trial of every condition on every target, keyed by experiment id, in the
+    order the workflow runs them (``perflab.config.design``): all first trials, then all
+    second trials, and so on; within a trial the points in an order drawn from
+    ``order_seed``, each point's targets back to back, their order turned every trial."""
+    from perflab.config.design import design_order
+
     conditions = expand_conditions(config).values()
     names = target_names(config) or (None,)
-    return {
-        experiment.id: experiment
-        for trial in range(1, config["repeats"] + 1)
-        for condition in conditions
-        for experiment in (replace(condition, trial=trial, target=name) for name in names)
-    }
+    ordered = design_order(conditions, names, config["repeats"], config["order_seed"])
+    return {experiment.id: experiment for experiment in ordered}

@@ -33,6 +33,10 @@ class ExperimentInterrupted(RuntimeError):
     """A signal or the end of the workflow stopped the experiment; its records are kept."""
 
 
+class ServerFailed(RuntimeError):
+    """The server perflab started exited while measuring; its records are kept."""
+
+
 @dataclass(frozen=True)
 class ExperimentPaths:
     records: Path
@@ -67,10 +71,13 @@ def experiment_spec(config: dict, experiment: Experiment) -> dict:
     A target's experiment takes that target's engine and calibration, and names the
     machine it shares with other targets (held as a lock while it runs).
     """
-    from perflab.config.targets import machine_of, target_config
+    from perflab.config.design import placement
+    from perflab.config.targets import machine_of, target_config, target_names
 
     single = target_config(config, experiment.target)
     spec = {key: single[key] for key in SETTINGS_KEYS} | {"experiment": experiment.params()}
+    names = target_names(config) or (None,)
+    spec["design"] = placement(config["order_seed"], experiment, names).as_dict()
     if experiment.target is not None:
         spec["machine"] = machine_of(config, experiment.target)
     return spec
@@ -92,12 +99,15 @@ def run_experiment(
     *,
     progress: Callable[[RequestRecord], None] | None = None,
     say: Callable[[str], None] = print,
+    server_binary: str | None = None,
 ) -> dict:
     """Run the experiment a spec (see experiment_spec) describes and write its files.
 
-    Holds the lock of the experiment's target while it runs. Raises
-    ErrorBudgetExceeded, ExperimentIOError or ExperimentInterrupted with the
-    records taken so far kept under ``failed/``.
+    Holds the lock of the experiment's target while it runs. A server it launches
+    (``engine.launch``; ``server_binary``, the llama-server the workflow built) logs
+    to ``server.log`` beside the records. Raises ErrorBudgetExceeded,
+    ExperimentIOError, ExperimentInterrupted or ServerFailed with the records taken
+    so far kept under ``failed/``.
     """
     from perflab.measure.locks import machine_key, target_key, target_lock
     from perflab.measure.provenance import process_age_s
@@ -117,6 +127,7 @@ def run_experiment(
         if spec.get("machine"):  # targets sharing a machine take turns (machine first, always)
             held.enter_context(target_lock(machine_key(spec), holder, on_wait=say))
         held.enter_context(target_lock(target_key(spec, model_path), holder, on_wait=say))
+        job["server_binary"] = server_binary
         return _measure(
             spec, experiment, paths, model_path, partial_path, progress, model_fingerprint, job
         )
@@ -157,7 +168,12 @@ def _measure(
     from perflab.measure.provenance import model_sha256
 
     setup_started = time.perf_counter()
-    engine = make_engine(config, model_path)
+    engine = make_engine(
+        config,
+        model_path,
+        server_binary=job.pop("server_binary", None),
+        server_log=paths.records.parent / "server.log",
+    )
     interrupted = False
     try:
         engine_info = engine.preflight()
@@ -177,7 +193,9 @@ def _measure(
             raise _io_error(exc, partial_path, None) from None
         measure_started = time.perf_counter()
         try:
-            result, samples = _drive(config, experiment, engine, plan, options, writer, progress)
+            result, samples, server_failure = _drive(
+                config, experiment, engine, plan, options, writer, progress
+            )
             job["measure_s"] = time.perf_counter() - measure_started  # warm-up and measured
         except (KeyboardInterrupt, Interrupted) as exc:
             interrupted = True
@@ -190,37 +208,59 @@ def _measure(
         finally:
             writer.close()
     finally:
-        if not interrupted:  # a worker may still be inside an in-process model; exit frees it
+        # a worker may still be inside an in-process model; exit frees it
+        if not interrupted or not engine.capabilities.in_process:
             engine.close()
     if writer.error is not None:
         kept = keep_failed(partial_path, paths.failed_dir, experiment.id)
         raise _io_error(writer.error, partial_path, kept, writer.written)
+    if server_failure:
+        kept = keep_failed(partial_path, paths.failed_dir, experiment.id, "-server-failed")
+        raise ServerFailed(
+            f"experiment {experiment.id}: {server_failure}\n{writer.written} records "
+            f"kept in {kept}. Fix the server's problem, then rerun."
+        )
     measurement = Measurement(engine_info, plan, options, result, samples, job)
     return _finish(config, experiment, paths, partial_path, measurement)
 
 
-def _drive(config, experiment, engine, plan, options, writer, progress) -> tuple[RunResult, list]:
-    """Run the load with the sampler on; a write error or an interrupt stops new requests."""
+def _drive(
+    config, experiment, engine, plan, options, writer, progress
+) -> tuple[RunResult, list, str | None]:
+    """Run the load with the sampler on; a write error, an interrupt or the end of a
+    launched server stops new requests. Returns the run, its samples, and why the
+    server ended if it did."""
     from perflab.measure.sampler import ResourceSampler
 
     kind = engine_kind(config["engine"]["name"])
 
     stop = threading.Event()
+    server_failure = getattr(engine, "server_failure", None)
+    failures: list[str] = []
 
     def on_record(record: RequestRecord) -> None:
         writer(record)
         if writer.error is not None:
             stop.set()
+        if record.error_class and server_failure is not None and not failures:
+            failure = server_failure()
+            if failure:  # the server is gone: no request could succeed after this one
+                failures.append(failure)
+                stop.set()
         if progress is not None:
             progress(record)
 
+    launched = getattr(engine, "server_pids", None)
+    scraper = _metrics_scraper(engine)
     sampler = ResourceSampler(
         interval_s=config["sampler"]["interval_s"],
-        server_pids=kind.server_pids(config),
-        server_remote=kind.server_is_remote(config),
+        server_pids=launched or kind.server_pids(config),
+        server_remote=False if launched else kind.server_is_remote(config),
+        extra=scraper,
     )
     try:
-        with sampler:
+        closing = contextlib.closing(scraper) if scraper else contextlib.nullcontext()
+        with closing, sampler:
             result = run_load(
                 engine,
                 experiment.prompt,
@@ -234,7 +274,19 @@ def _drive(config, experiment, engine, plan, options, writer, progress) -> tuple
     except BaseException:
         stop.set()  # workers send nothing more; the one in flight ends with the engine
         raise
-    return result, sampler.samples
+    if server_failure is not None and not failures and server_failure():
+        failures.append(server_failure())  # it died after the last request
+    return result, sampler.samples, failures[0] if failures else None
+
+
+def _metrics_scraper(engine):
+    """A reader of the server's own metrics, for a launched llama-server with them on."""
+    url = getattr(engine, "metrics_url", None)
+    if not url:
+        return None
+    from perflab.measure.server_metrics import LlamaServerScraper
+
+    return LlamaServerScraper(url)
 
 
 def _finish(
@@ -245,16 +297,21 @@ def _finish(
     measurement: Measurement,
 ) -> dict:
     from perflab.measure.provenance import config_hash, host_info
-    from perflab.measure.sampler import summarize_samples, write_samples
+    from perflab.measure.samples import summarize_samples, write_samples
+    from perflab.measure.server_metrics import summarize_server_metrics
 
     result, samples = measurement.result, measurement.samples
+    window = (result.measured_started, result.measured_ended)
+    host = host_info()
+    threshold = disturbance_threshold(measurement.engine_info, host)
     rate = error_rate(result.records)
     metadata = {
         "experiment": experiment.params(),
+        "design": config.get("design"),
         "engine": measurement.engine_info,
         "options": asdict(measurement.options),
         "plan": asdict(measurement.plan),
-        "host": host_info(),
+        "host": host,
         "perflab_version": __version__,
         "runner_version": RUNNER_VERSION,
         "config_hash": config_hash(config),
@@ -268,7 +325,8 @@ def _finish(
             "error_budget": config["error_budget"],
             "partial": rate > 0,
         },
-        "resources": summarize_samples(samples, (result.measured_started, result.measured_ended)),
+        "resources": summarize_samples(samples, window, threshold),
+        "server_metrics": summarize_server_metrics(samples, window),
         "job": measurement.job,
     }
     if rate > config["error_budget"]:
@@ -287,3 +345,12 @@ def _finish(
         raise _io_error(exc, paths.records.parent, kept, len(result.records)) from None
     partial_path.unlink(missing_ok=True)
     return metadata
+
+
+def disturbance_threshold(engine_info: dict, host: dict) -> float:
+    """The interference above which this experiment counts as disturbed: the cores the
+    engine leaves free (its ``n_threads`` where it reports them, else it may use all)
+    plus a share of those it uses (``perflab.measure.samples``)."""
+    from perflab.measure.samples import disturbance_threshold_pct
+
+    return disturbance_threshold_pct(host.get("logical_cores"), engine_info.get("n_threads"))

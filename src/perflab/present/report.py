@@ -186,6 +186,7 @@ def build_context(
         "perflab_version": __version__,
         "engine": engine,
         "engine_label": f.capabilities.label,
+        "peer_lines": wording.peer(f.peer) if f.peer else [],
         "host": host,
         "tiny_model": tiny,
         "warmup_requests": config["warmup_requests"],
@@ -222,6 +223,7 @@ def build_context(
             :3
         ],
         "keep_alive": config["generation"]["keep_alive"],
+        "cold_start": wording.cold_start(f.run, config["generation"]["keep_alive"]),
         "charts": charts,
         "result_files": result_files,
         "key_findings": wording.key_findings(f),
