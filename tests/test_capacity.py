@@ -115,9 +115,10 @@ def test_the_most_served_matches_slots_over_service_time(sweep):
     finding, *_ = sweep
     assert 0.88 * TRUTH <= finding.max_served_rate <= 1.02 * TRUTH
     # what the overhead is: a request at light load takes longer than SERVICE_S by it, and
-    # P slots at that measured time explain the most served to within 6 %
+    # P slots at that measured time explain the most served to within 10 % (6 % on a quiet
+    # machine; on a busy one the light-load latency takes its share of the delays)
     light = point(finding, 10).e2e_p50_s.mean
-    assert finding.max_served_rate == pytest.approx(SLOTS / light, rel=0.06)
+    assert finding.max_served_rate == pytest.approx(SLOTS / light, rel=0.10)
     for rate in (22, 26):  # past capacity, more offered is not more served (a busy machine
         # slows the server's threads now and then: 15 %)
         assert point(finding, rate).served_rate.mean == pytest.approx(
@@ -193,3 +194,23 @@ def test_the_capacity_chart_shows_every_rate(sweep, tmp_path):
     files = save_chart(capacity_chart((finding,)), tmp_path / "capacity")
     svg = files["svg"].read_text()
     assert "offered rate (req/s)" in svg and "goodput" in svg
+
+
+def test_capacity_against_a_baseline_target_is_paired_trial_by_trial(sweep):
+    from dataclasses import replace
+
+    from perflab.present.wording.capacity import capacity as capacity_words
+
+    finding, *_ = sweep
+    base = replace(finding, target="a", by_trial=((1, 18.0), (2, 17.0), (3, 18.5)))
+    other = replace(finding, target="b", by_trial=((1, 22.0), (2, 21.0), (3, 22.5)))
+    compared = capacity.versus(base, other)
+    assert compared.baseline == "a" and compared.versus_baseline.changed
+    assert compared.versus_baseline.estimate == pytest.approx(1.22, abs=0.01)
+    assert "Against a: ×1.22 (95% CI" in capacity_words(compared)
+    one = capacity.versus(
+        replace(base, by_trial=((1, 18.0),)), replace(other, by_trial=((1, 22.0),))
+    )
+    assert not one.versus_baseline.conclusive
+    assert "inconclusive: too few trials" in capacity_words(one)
+    assert finding.by_trial == ((1, 18.0),)

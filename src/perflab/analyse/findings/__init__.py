@@ -175,7 +175,9 @@ def compute(
         expectations=expectations.summary(list(basic_finding.prompts), every, context.expected_tps),
         run=run,
         comparison=_comparison(everything, context, resources_by_id or {}),
-        capacity=capacity.summary(requests_path, context.slo, context.sweep_skipped),
+        capacity=capacity.summary(
+            requests_path, context.slo, context.sweep_skipped, context.baseline
+        ),
         peer=_peer(peer_path, requests_path, context),
     )
     return family_corrected(found)

@@ -11,12 +11,14 @@ first rate that does not hold says what limited it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
 
+from perflab.analyse import verdict
 from perflab.analyse.findings.frame import Spread, spread
+from perflab.analyse.verdict import Verdict
 
 ONSET_FACTOR = 1.5  # queueing has started where median latency is 1.5 x the lightest load's
 BOUNDS = ("ttft", "tpot", "e2e")
@@ -72,6 +74,9 @@ class CapacityFinding:
     queueing_onset_rate: float | None  # lowest rate with median latency ONSET_FACTOR x the first
     skipped_rates: tuple[float, ...] = ()  # sweep points not measured: the sweep stopped early
     stopped_because: str | None = None  # why, at the lowest of them
+    by_trial: tuple[tuple[int, float], ...] = ()  # (trial, capacity) pairs
+    baseline: str | None = None  # with targets: the target this one is compared with
+    versus_baseline: Verdict | None = None  # capacity / the baseline's, trial by trial
 
 
 def meets(slo: SloTargets) -> dict[str, pl.Expr]:
@@ -195,7 +200,8 @@ def target_finding(
     by_trial: dict[int, list[dict]] = {}
     for row in rows:
         by_trial.setdefault(row["trial"], []).append(row)
-    capacities = [trial_capacity(group, slo) for group in by_trial.values()]
+    per_trial = {trial: trial_capacity(group, slo) for trial, group in sorted(by_trial.items())}
+    capacities = list(per_trial.values())
     first_short = next((p for p in points if not p.holds), None)
     served = [p.served_rate.mean for p in points if p.served_rate.mean is not None]
     return CapacityFinding(
@@ -209,16 +215,27 @@ def target_finding(
         queueing_onset_rate=queueing_onset(points),
         skipped_rates=tuple(sorted({rate for rate, _ in skipped})),
         stopped_because=min(skipped)[1] if skipped else None,
+        by_trial=tuple(per_trial.items()),
     )
+
+
+def versus(base: CapacityFinding, other: CapacityFinding) -> CapacityFinding:
+    """``other`` with its capacity against the baseline's, paired trial by trial (the
+    project's verdict rule: a capacity of 0 has no ratio and gives no data)."""
+    base_by_trial = dict(base.by_trial)
+    pairs = [(base_by_trial.get(trial), value) for trial, value in other.by_trial]
+    return replace(other, baseline=base.target, versus_baseline=verdict.paired(pairs))
 
 
 def summary(
     requests_path: str | Path | None,
     slo: SloTargets,
     skipped: tuple[tuple[str | None, float, str], ...] = (),
+    baseline: str | None = None,
 ) -> tuple[CapacityFinding, ...]:
     """One finding per target that ran the rate suite; none without it. ``skipped``:
-    (target, rate, why) of each sweep point that was not measured."""
+    (target, rate, why) of each sweep point that was not measured. With a ``baseline``
+    target, every other target's capacity is compared with its."""
     if requests_path is None or not Path(requests_path).exists():
         return ()
     requests = pl.scan_parquet(requests_path)
@@ -228,7 +245,11 @@ def summary(
     by_target: dict[str | None, list[dict]] = {}
     for row in table.to_dicts():
         by_target.setdefault(row["target"], []).append(row)
-    return tuple(
+    found = [
         target_finding(rows, slo, [(rate, why) for target, rate, why in skipped if target == name])
         for name, rows in by_target.items()
-    )
+    ]
+    base = next((f for f in found if baseline is not None and f.target == baseline), None)
+    if base is None:
+        return tuple(found)
+    return tuple(f if f is base else versus(base, f) for f in found)

@@ -78,7 +78,25 @@ def capacity(f: CapacityFinding) -> str:
     if f.skipped_rates:
         rates = ", ".join(f"{rate:g}" for rate in f.skipped_rates)
         stopped = f" The sweep stopped early: {rates} req/s not measured ({f.stopped_because})."
-    return head + served + onset + stopped
+    return head + served + onset + stopped + versus_text(f)
+
+
+def versus_text(f: CapacityFinding) -> str:
+    """' Against q8_0: ×1.20 (95% CI 1.05–1.37, 3 trials), changed.'"""
+    v = f.versus_baseline
+    if v is None:
+        return ""
+    if v.estimate is None:
+        return f" Against {f.baseline}: no ratio ({v.reason.value.replace('_', ' ')})."
+    interval = (
+        f" (95% CI {v.low:.2f}–{v.high:.2f}, {v.n_trials} trials)"
+        if v.low is not None and v.high is not None
+        else f" ({v.n_trials} trial{'s' if v.n_trials != 1 else ''})"
+    )
+    outcome = v.outcome.value
+    if not v.conclusive:
+        outcome += f": {v.reason.value.replace('_', ' ')}"
+    return f" Against {f.baseline}: ×{v.estimate:.2f}{interval}, {outcome}."
 
 
 def open_loop_note(capabilities: Capabilities) -> str | None:
