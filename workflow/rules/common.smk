@@ -1,9 +1,8 @@
 import json
 import os
-import re
 import shlex
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from perflab.config.load import (
     DEFAULT_CONFIG,
@@ -19,6 +18,7 @@ from perflab.models.smollm2 import MODEL_PATH as SMOLLM2_PATH
 from perflab.models.smollm2 import uses_smollm2 as engine_uses_smollm2
 from perflab.measure.estimate import plan_run
 from perflab.measure.experiment import experiment_spec
+from perflab.measure.probe import probe_spec
 from perflab.config.targets import target_config, target_names
 
 
@@ -98,8 +98,9 @@ def get_target(wildcards):
 
 def get_target_anchor(wildcards=None):
     """A file made once per target that its pre-flight check and experiments take as
-    input: it ties them into one connected job group (one Slurm job on one node),
-    where the pre-flight check itself cannot be an input (see benchmark.smk)."""
+    input: it connects them, so that the Slurm profile's job group holds one target
+    (one Slurm job on one node), where the pre-flight check itself cannot be an
+    input (see benchmark.smk)."""
     target = get_target(wildcards) if wildcards else None
     return (
         f"{RESULTS}/targets/{target}.anchor" if target else f"{RESULTS}/target.anchor"
@@ -277,6 +278,38 @@ def get_experiment_spec(wildcards):
     )  # key order in a YAML file must not rerun jobs
 
 
+def get_rate_probe_path(target):
+    return (
+        f"{RESULTS}/rate_probe/{target}.json"
+        if target
+        else f"{RESULTS}/rate_probe.json"
+    )
+
+
+def get_probe_spec(wildcards=None):
+    """What the rate sweep's probe of a target needs (the target's settings, the probe keys)."""
+    target = get_target(wildcards) if wildcards else None
+    return json.dumps(probe_spec(config, target), sort_keys=True)
+
+
+def get_sweep_inputs(wildcards):
+    """A sweep point's inputs: the probe that decides its rate, and the point below it,
+    which stops the sweep when its latency diverged. None for any other experiment."""
+    experiment = EXPERIMENTS[wildcards.experiment]
+    if experiment.sweep_point is None:
+        return {}
+    inputs = {"probe": get_rate_probe_path(experiment.target)}
+    if experiment.sweep_point > 1:
+        below = replace(experiment, sweep_point=experiment.sweep_point - 1)
+        inputs["previous"] = f"{RESULTS}/experiments/{below.id}/summary.json"
+    return inputs
+
+
+def get_sweep_args(wildcards, input):
+    names = [name for name in ("probe", "previous") if name in input.keys()]
+    return " ".join(f"--{name} {shlex.quote(input[name])}" for name in names)
+
+
 def get_experiment_priority(wildcards):
     """Earlier trials first: every first trial runs before any second trial, so slow
     drift of the machine spreads over all conditions instead of landing on some. Each
@@ -289,15 +322,6 @@ def get_preflight_priority():
     """Above every experiment's priority: models and checks come first, so a target
     whose model is still to be quantized does not fall behind the others' trials."""
     return len(EXPERIMENTS) + 1
-
-
-def get_experiment_group(wildcards=None):
-    """The job group of one engine target: on a cluster its pre-flight check and
-    experiments run as one job on one node, beside the server they measure."""
-    engine = get_target_config(wildcards)["engine"]
-    name = get_target(wildcards) if wildcards else None
-    target = f"target-{name + '-' if name else ''}{engine['name']}-{engine['model']}"
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", target)
 
 
 def get_experiment_ids():
