@@ -175,3 +175,26 @@ def test_lengths_are_drawn_per_request_and_seeded(make_calibration_server):
     outputs = [out for _, out in drawn]
     assert statistics.fmean(outputs) == pytest.approx(20, abs=3)
     assert statistics.stdev(outputs) == pytest.approx(6, abs=2.5)
+
+
+@pytest.mark.parametrize("shared", [None, 150])
+def test_a_shared_prefix_is_kept_by_the_prompt_cache(make_calibration_server, shared):
+    """One slot with a prompt cache: with a shared prefix (the nonce after it) every request
+    after the first reuses it; with a busted prompt none does."""
+    from perflab.measure.experiment import shared_prefix
+
+    server = make_calibration_server(num_parallel=1, prompt_cache=True)
+    plan = OpenLoopPlan(
+        ArrivalPlan(rate=10.0, requests=8, arrival="constant"),
+        shared_prefix=shared_prefix("hello world", shared),
+        max_send_lag_s=0.5,
+    )
+    result, _ = open_loop(server.url, plan)
+    assert all(r.status == "ok" for r in result.records)
+    cached = [entry.cached_tokens for entry in server.scheduler.log[1:]]
+    if shared is None:
+        assert max(cached) <= 1
+    else:
+        assert min(cached) >= shared - 5  # the shared words, as the server counts them
+        prompt_tokens = [r.prompt_tokens for r in result.records]
+        assert min(prompt_tokens) >= shared

@@ -123,7 +123,12 @@ def test_an_invalid_open_loop_run_says_so_and_keeps_its_records(tmp_path):
 def test_lengths_enter_the_spec_only_when_set():
     plain = rate_config(rates=[2])
     (experiment,) = expand_experiments(plain).values()
-    assert "lengths" not in experiment_spec(plain, experiment)["open_loop"]
+    assert not {"lengths", "shared_prefix_tokens"} & set(
+        experiment_spec(plain, experiment)["open_loop"]
+    )
+    shared = rate_config(rates=[2], shared_prefix_tokens=100)
+    (experiment,) = expand_experiments(shared).values()
+    assert experiment_spec(shared, experiment)["open_loop"]["shared_prefix_tokens"] == 100
     drawn = rate_config(rates=[2], output_tokens={"mean": 32, "sd": 8})
     (experiment,) = expand_experiments(drawn).values()
     spec = experiment_spec(drawn, experiment)

@@ -40,6 +40,7 @@ class OpenLoopPlan:
     max_send_lag_s: float = 0.05
     min_rate_fraction: float = 0.95
     lengths: LengthPlan | None = None  # None: every request sends the prompt, max_tokens
+    shared_prefix: str | None = None  # text before every measured request's own part
 
     def __post_init__(self):
         if self.max_in_flight < 1:
@@ -206,9 +207,12 @@ def run_open_loop(
                 text = sized_prompt(prompt, prompt_tokens)
             if output_tokens is not None:
                 request_options = replace(options, max_tokens=output_tokens)
+        sent = prompt_for_request(text, prompt_cache, nonce, index)
+        if plan.shared_prefix and not is_warmup:  # after the shared part: a cache can keep it
+            sent = f"{plan.shared_prefix}\n\n{sent}"
         return measure_request(
             engine,
-            prompt_for_request(text, prompt_cache, nonce, index),
+            sent,
             request_options,
             experiment_id=experiment_id,
             request_index=index,
