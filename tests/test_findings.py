@@ -380,17 +380,42 @@ def test_cached_prompts_do_not_flatten_the_fit():
     assert result.prefill_tps == pytest.approx(2500)
     assert len(result.excluded_cached) == 4 and len(result.points) == 4
     words = wording.prompt_length(result)
-    assert "prefill ≈ 2,500 tok/s" in words and "Left out of the fit" in words
+    assert "prefill ≈ 2,500 tok/s (95% CI 2,500–2,500)" in words and "Left out of the fit" in words
 
 
-def test_a_poor_fit_is_inconclusive_and_gives_no_prefill_rate():
+def test_prompt_length_regresses_trial_means_with_each_trial_a_block():
+    # true prefill 2,000 tok/s; trial 2 ran 30 ms slower throughout (drift the blocks absorb)
+    tokens = (20, 60, 180, 360)
+    noise = {20: 0.002, 60: -0.001, 180: 0.001, 360: -0.002}
+    data = summary(
+        *[
+            rows(
+                f"p{t}-t0.7-w1-n4",
+                [
+                    {"ttft_mean_s": 0.02 + t / 2000 + sign * noise[t] + d}
+                    for d, sign in ((0.0, 1), (0.03, -1), (0.0, 0))
+                ],
+                suites="prompt_length", prompt_name=f"p{t}", prompt_tokens_mean=float(t),
+            )
+            for t in tokens
+        ]
+    )  # fmt: skip
+    result = prompt_length.summary(data)
+    fit = result.ttft_fit
+    assert fit.n == 12 and fit.df == 12 - 3 - 1  # 4 lengths × 3 trials, 3 blocks and a slope
+    assert fit.slope_low < 1 / 2000 < fit.slope_high
+    assert result.verdict == PromptLengthVerdict.LINEAR and fit.p_curvature > 0.05
+    assert result.prefill_tps_low < 2000 < result.prefill_tps_high
+
+
+def test_a_noisy_fit_is_inconclusive_and_gives_no_prefill_rate():
     noisy = summary(*[length_rows(t, v) for t, v in ((2, 0.01), (5, 0.032), (25, 0.02),
                                                        (86, 0.015), (359, 0.031))])  # fmt: skip
     result = prompt_length.summary(noisy)
     assert result.verdict == PromptLengthVerdict.INCONCLUSIVE
-    assert result.reason == PromptLengthReason.POOR_FIT
+    assert result.reason == PromptLengthReason.UNDERPOWERED and result.prefill_tps is None
     words = wording.prompt_length(result)
-    assert "The fit is poor" in words and "prefill ≈" not in words and "prefill work" not in words
+    assert "not shown to grow" in words and "prefill ≈" not in words and "prefill work" not in words
 
 
 def test_flat_prompt_length_and_too_few_points():
