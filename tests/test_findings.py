@@ -699,3 +699,18 @@ def test_requests_that_run_together_each_slower_are_not_called_serialized():
     result = concurrency.summary(queued, capabilities_for("ollama"))
     assert result.mode is concurrency.ConcurrencyMode.QUEUES
     assert "serializes requests" in wording.concurrency(result, None)
+
+
+def test_one_saturated_engine_thread_is_cpu_saturation_on_a_bigger_machine():
+    # llama-server --parallel 4 on one thread of a 16-core machine: 97 % of one core
+    data = summary(worker_rows(1, 1.0, 1.0, 0.0, 2), worker_rows(4, 1.14, 3.5, 0.07, 2))
+    sharing = concurrency.summary(data, capabilities_for("ollama"))
+    one_thread = resources(server_cpu_percent_mean=97.0, cpu_percent_mean=8.0, n_samples=10)
+    result = bottleneck.summary(one_thread, sharing, capabilities_for("ollama"), 16, None, 16)
+    assert result.primary == Bottleneck.CPU
+    cpu = next(c for c in result.checks if c.rule == Bottleneck.CPU)
+    assert cpu.get("saturated_threads") == 1 and cpu.get("server_share") < 0.1
+    # the same CPU with requests that queue is no thread limit: one request at a time
+    assert bottleneck.saturated_threads(150.0) is None and bottleneck.saturated_threads(190) == 2
+    alone = bottleneck.summary(one_thread, NO_SWEEP, capabilities_for("ollama"), 16, None, 16)
+    assert alone.primary != Bottleneck.CPU
