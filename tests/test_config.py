@@ -5,15 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from perflab.config.load import (
-    EXPERIMENT_ID_PATTERN,
-    ConfigError,
-    expand_experiments,
-    load_config_file,
-    merge_configs,
-    suite_members,
-    validate_config,
-)
+from perflab.config.load import ConfigError, load_config_file, merge_configs, validate_config
+from perflab.config.sweep import EXPERIMENT_ID_PATTERN, expand_experiments
 from perflab.measure.experiment import experiment_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,7 +121,10 @@ def test_experiments_expand_one_per_distinct_point():
     reuse = experiments["long-t0.7-w1-n4-reuse-r1"]
     assert reuse.suites == ("kv_cache",) and reuse.prompt_cache == "reuse"
     assert all(e.prompt_cache == "bust" for e in experiments.values() if e is not reuse)
-    members = suite_members(experiments)
+    members = {
+        suite: [e for e in experiments.values() if suite in e.suites]
+        for suite in ("basic", "prompt_length", "temperature", "concurrency")
+    }
     assert len(members["basic"]) == 3 and len(members["prompt_length"]) == 5
     assert len(members["temperature"]) == 3 and len(members["concurrency"]) == 3
 

@@ -12,7 +12,8 @@ import pytest
 from conftest import ROOT
 
 from perflab.cli import main
-from perflab.config.load import ConfigError, expand_experiments, load_config_files
+from perflab.config.load import ConfigError, load_config_files
+from perflab.config.sweep import expand_experiments
 from perflab.measure.estimate import estimate_run, format_duration
 
 DEFAULT = ROOT / "config" / "config.yaml"
@@ -276,14 +277,8 @@ WORKFLOW_CASES = [case for case in MALFORMED if case[0] in WORKFLOW_KINDS]
 
 
 @pytest.fixture(scope="module")
-def workflow_copy(tmp_path_factory):
-    import shutil
-
-    workdir = tmp_path_factory.mktemp("malformed")
-    for name in ("Snakefile", "workflow", "config", "profiles", "environment.yml"):
-        source = ROOT / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, workdir / name)
-    return workdir
+def workflow_copy(copy_workflow):
+    return copy_workflow()
 
 
 @pytest.mark.slow
@@ -299,7 +294,8 @@ def test_the_workflow_refuses_it_before_any_job(workflow_copy, text, key, value)
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "bad.yaml"],
         cwd=workflow_copy,
-        env={"PATH": f"{bindir}:/usr/bin:/bin", "HOME": str(Path.home())},
+        env={"PATH": f"{bindir}:/usr/bin:/bin", "HOME": str(Path.home())}
+        | ({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}),
         capture_output=True,
         text=True,
         timeout=300,

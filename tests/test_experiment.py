@@ -10,8 +10,10 @@ import psutil
 import pytest
 from conftest import FAST_TIMING, ROOT
 
+from perflab.analyse.tables import ExperimentTables, tabulate_experiment
 from perflab.cli import main
-from perflab.config.load import expand_experiments, load_config_file
+from perflab.config.load import load_config_file
+from perflab.config.sweep import expand_experiments
 from perflab.core.records import read_jsonl
 from perflab.measure.experiment import (
     RUNNER_VERSION,
@@ -61,24 +63,28 @@ def test_clean_run_writes_records_samples_and_metadata(tmp_path):
     assert metadata["resources"]["n_samples"] > 0
     assert not files.records.with_suffix(".partial.jsonl").exists()
     assert set(saved["job"]) == {"started_after_s", "engine_setup_s", "measure_s"}
-    table = pl.read_parquet(files.tables.records)
+    tabulate_experiment(files.records, files.metadata)
+    tables = ExperimentTables.in_dir(files.records.parent)
+    table = pl.read_parquet(tables.records)
     assert table.height == 21 and table["itl_s"].list.len().max() > 0
-    summary = pl.read_parquet(files.tables.summary)
+    summary = pl.read_parquet(tables.summary)
     assert summary["experiment_id"].to_list() == ["medium-t0.7-w2-n20-r1"]
     assert summary["n_requests"][0] == 20 and summary["n_ok"][0] == 20
-    assert json.loads(files.tables.summary_json.read_text())["summary"]["n_ok"] == 20
+    assert json.loads(tables.summary_json.read_text())["summary"]["n_ok"] == 20
 
 
 def test_summarize_rewrites_the_tables_from_the_json_lines(tmp_path, capsys):
     files = paths(tmp_path)
     run_experiment(spec_for({}, 0.05), files)
-    before = pl.read_parquet(files.tables.summary)
-    for path in (files.tables.records, files.tables.summary, files.tables.summary_json):
+    tabulate_experiment(files.records, files.metadata)
+    tables = ExperimentTables.in_dir(files.records.parent)
+    before = pl.read_parquet(tables.summary)
+    for path in (tables.records, tables.summary, tables.summary_json):
         path.unlink()
     assert main(["summarize", str(files.records.parent)]) == 0
     assert "medium-t0.7-w2-n20-r1: 20 measured requests summarized" in capsys.readouterr().out
-    assert pl.read_parquet(files.tables.summary).equals(before)
-    assert pl.read_parquet(files.tables.records).height == 21
+    assert pl.read_parquet(tables.summary).equals(before)
+    assert pl.read_parquet(tables.records).height == 21
 
 
 def test_summarize_names_a_directory_that_is_not_an_experiment(tmp_path, capsys):

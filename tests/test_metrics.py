@@ -9,7 +9,7 @@ import pytest
 
 from perflab.analyse.tables import (
     ExperimentTables,
-    scan_requests,
+    scan_experiment,
     summarize,
     summary_schema,
     write_aggregates,
@@ -72,8 +72,8 @@ def experiment(tmp_path):
 
 
 def test_summary_matches_hand_computation(experiment):
-    pairs = [(experiment / "records.jsonl", experiment / "metadata.json")]
-    row = summarize(scan_requests(pairs)).collect().row(0, named=True)
+    scanned = scan_experiment(experiment / "records.jsonl", experiment / "metadata.json")
+    row = summarize(scanned).collect().row(0, named=True)
     assert (row["n_requests"], row["n_ok"], row["n_errors"], row["n_warmup"]) == (4, 3, 1, 1)
     assert row["error_rate"] == pytest.approx(0.25)
     assert row["e2e_mean_s"] == pytest.approx(2.0)
@@ -113,7 +113,8 @@ def test_trials_of_one_condition_are_rows_of_their_own(experiment, tmp_path):
         metadata["resources"] = {}  # not sampled: null, not zero
         write_json_atomic(trial_dir / "metadata.json", metadata)
         pairs.append((trial_dir / "records.jsonl", trial_dir / "metadata.json"))
-    summary = summarize(scan_requests(pairs)).collect().sort("trial")
+    scanned = pl.concat([scan_experiment(*pair) for pair in pairs])
+    summary = summarize(scanned).collect().sort("trial")
     assert summary["trial"].to_list() == [1, 2, 3]
     assert summary["repeats"].to_list() == [3, 3, 3]
     assert summary.schema["repeats"] == summary.schema["trial"] == pl.Int64
@@ -251,8 +252,8 @@ def test_summary_counts_truncation_and_means_preparation(tmp_path):
             "run": {"measured_wall_s": 4.0, "partial": True},
         },
     )
-    pairs = [(tmp_path / "records.jsonl", tmp_path / "metadata.json")]
-    row = summarize(scan_requests(pairs)).collect().row(0, named=True)
+    scanned = scan_experiment(tmp_path / "records.jsonl", tmp_path / "metadata.json")
+    row = summarize(scanned).collect().row(0, named=True)
     assert row["n_truncated"] == 2
     assert row["prep_mean_s"] == pytest.approx(0.002)
 

@@ -9,7 +9,7 @@ import time
 import pytest
 from conftest import refused_url
 
-from perflab.analyse.tables import scan_requests, summarize
+from perflab.analyse.tables import scan_experiment, summarize
 from perflab.core.records import RequestRecord, ServerTimings
 from perflab.engines.base import Chunk, GenerationOptions
 from perflab.engines.http_stream import SEND_EVENTS, SendStamp
@@ -190,7 +190,8 @@ def test_an_experiment_job_writes_finish_reason_and_preparation(tmp_path):
     """The calibration engine end to end: what the records and the summary carry."""
     from conftest import FAST_TIMING, ROOT
 
-    from perflab.config.load import expand_experiments, load_config_file
+    from perflab.config.load import load_config_file
+    from perflab.config.sweep import expand_experiments
     from perflab.core.records import read_jsonl
     from perflab.measure.experiment import (
         RUNNER_VERSION,
@@ -209,9 +210,7 @@ def test_an_experiment_job_writes_finish_reason_and_preparation(tmp_path):
     }
     config = load_config_file(ROOT / "config" / "config.yaml", overrides=overrides)
     (experiment,) = [
-        e
-        for e in expand_experiments(config).values()
-        if "concurrency" in e.suites and e.trial == 1
+        e for e in expand_experiments(config).values() if "concurrency" in e.suites and e.trial == 1
     ]
     out = tmp_path / experiment.id
     files = ExperimentPaths(
@@ -223,7 +222,6 @@ def test_an_experiment_job_writes_finish_reason_and_preparation(tmp_path):
     assert len(records) == 5
     assert all(r["finish_reason"] == "length" and r["output_tokens"] == 5 for r in records)
     assert all(0 < r["prep_s"] < 1 for r in records)
-    pairs = [(files.records, files.metadata)]
-    row = summarize(scan_requests(pairs)).collect().row(0, named=True)
+    row = summarize(scan_experiment(files.records, files.metadata)).collect().row(0, named=True)
     assert row["n_truncated"] == row["n_ok"] == 4
     assert 0 < row["prep_mean_s"] < 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -48,11 +47,8 @@ suites:
 
 
 @pytest.fixture
-def workdir(tmp_path) -> Path:
-    for name in ("Snakefile", "workflow", "config", "profiles", "environment.yml"):
-        source = ROOT / name
-        copy = shutil.copytree if source.is_dir() else shutil.copy
-        copy(source, tmp_path / name)
+def workdir(tmp_path, copy_workflow) -> Path:
+    copy_workflow(tmp_path)
     for run in ("first", "second"):
         (tmp_path / f"{run}.yaml").write_text(SLOW.format(run=run))
     return tmp_path
@@ -64,7 +60,7 @@ def env(workdir: Path) -> dict:
         "PATH": f"{bindir}:/usr/bin:/bin",
         "HOME": str(Path.home()),
         "PERFLAB_LOCK_DIR": str(workdir / "locks"),
-    }
+    } | ({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {})
 
 
 def command(run: str) -> list[str]:

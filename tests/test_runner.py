@@ -10,13 +10,13 @@ import pytest
 
 from perflab.core.records import ServerTimings
 from perflab.engines.base import Chunk, EngineError, GenerationOptions
+from perflab.measure.partial import PartialWriter
 from perflab.measure.runner import (
     Clock,
     LoadPlan,
     error_rate,
     measure_request,
     run_load,
-    write_partial_line,
 )
 
 FIRST_S, GAP_S, TOKENS = 0.03, 0.01, 5
@@ -287,7 +287,7 @@ def test_error_rate_of_nothing_is_zero():
 
 def test_each_record_is_written_as_it_ends(tmp_path):
     path = tmp_path / "partial.jsonl"
-    append = write_partial_line(path)
+    append = PartialWriter(path)
     lines_when_called = []
 
     def on_record(record):
@@ -302,7 +302,7 @@ def test_each_record_is_written_as_it_ends(tmp_path):
         )
     finally:
         append.close()
-    # line-buffered: each record is on disk when its callback returns
+    # unbuffered: each record is on disk when its callback returns
     assert lines_when_called == [1, 2, 3, 4]
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert sorted(row["request_index"] for row in rows) == [0, 1, 2, 3]
@@ -311,7 +311,7 @@ def test_each_record_is_written_as_it_ends(tmp_path):
         json.loads(r.to_json()) for r in result.records
     ]
     # a second writer appends to what is there
-    again = write_partial_line(path)
+    again = PartialWriter(path)
     again(result.records[0])
     again.close()
     assert len(path.read_text().splitlines()) == 5

@@ -7,15 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run_snakemake
 
-from perflab.config.load import (
-    EXPERIMENT_ID_PATTERN,
-    ConfigError,
-    expand_experiments,
-    load_config_file,
-    load_config_files,
-)
-from perflab.config.targets import baseline, split_id, target_config
+from perflab.config.load import ConfigError, load_config_file, load_config_files
+from perflab.config.sweep import EXPERIMENT_ID_PATTERN, expand_experiments
+from perflab.config.targets import baseline, target_config
 from perflab.measure.experiment import experiment_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,11 +62,16 @@ def test_every_suite_runs_against_each_target_with_the_target_in_id_and_path(tmp
     for experiment_id, experiment in experiments.items():
         assert re.fullmatch(EXPERIMENT_ID_PATTERN, experiment_id)
         assert experiment.id == f"{experiment.condition_id}-r{experiment.trial}"
-        assert split_id(experiment.condition_id) == (experiment.target, experiment.point_id)
+        assert experiment.condition_id == f"{experiment.target}--{experiment.point_id}"
     order = list(experiments)
-    # every first trial before any second; the targets alternate point by point
+    # every first trial before any second; each point's two targets back to back, and
+    # the one that goes first at a point in trial 1 goes second in trial 2 (ABBA)
     assert all(i < 6 for i, e in enumerate(order) if e.endswith("-r1"))
-    assert [split_id(e)[0] for e in order[:4]] == ["fast", "slow", "fast", "slow"]
+    pairs = [[experiments[e] for e in order[i : i + 2]] for i in range(0, len(order), 2)]
+    assert all({a.target, b.target} == {"fast", "slow"} for a, b in pairs)
+    assert all(a.point_id == b.point_id and a.trial == b.trial for a, b in pairs)
+    first = {(a.point_id, a.trial): a.target for a, _ in pairs}
+    assert all(first[(point, 1)] != first[(point, 2)] for point in points)
 
 
 def test_a_target_spec_carries_its_own_engine_timings_and_machine(tmp_path):
@@ -88,7 +89,8 @@ def test_a_target_spec_carries_its_own_engine_timings_and_machine(tmp_path):
 
 
 def test_a_single_target_config_keeps_its_ids_and_specs():
-    """Upgrading reruns nothing: no target key in the spec, no prefix on the id."""
+    """No target key in the spec, no prefix on the id: a config without targets keeps
+    the ids it had (its spec holds its place in the design, ``design``)."""
     config = load_config_file(DEFAULT)
     experiments = expand_experiments(config)
     assert "medium-t0.7-w1-n20-r1" in experiments
@@ -103,6 +105,7 @@ def test_a_single_target_config_keeps_its_ids_and_specs():
         "error_budget",
         "sampler",
         "experiment",
+        "design",
     }
 
 
@@ -145,20 +148,15 @@ def test_bad_targets_are_refused_naming_file_key_and_fix(tmp_path, change, expec
     assert str(path) in str(error.value)
 
 
-def snakemake_dry_run(*configfiles: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--configfile", *configfiles],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def snakemake_dry_run(workdir: Path, *configfiles: str) -> str:
+    """What Snakemake would run in ``workdir``, a copy of the workflow."""
+    result = run_snakemake(workdir, "-n", "--configfile", *configfiles, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
 
-def test_the_workflow_checks_each_target_once_and_names_paths_by_target(tmp_path):
-    output = snakemake_dry_run(str(write(tmp_path, two_targets())))
+def test_the_workflow_checks_each_target_once_and_names_paths_by_target(tmp_path, copy_workflow):
+    output = snakemake_dry_run(copy_workflow(), str(write(tmp_path, two_targets())))
     assert "results/two/preflight/fast.json" in output
     assert "results/two/preflight/slow.json" in output
     assert "results/two/experiments/slow--medium-t0.7-w2-n4-r2/records.jsonl" in output
@@ -166,14 +164,15 @@ def test_the_workflow_checks_each_target_once_and_names_paths_by_target(tmp_path
     assert re.search(r"comparison\s+1\b", output)
 
 
-def test_a_single_target_config_has_one_check_and_no_comparison():
-    output = snakemake_dry_run(str(DEFAULT))
+def test_a_single_target_config_has_one_check_and_no_comparison(copy_workflow):
+    workdir = copy_workflow()
+    output = snakemake_dry_run(workdir, str(workdir / "config" / "config.yaml"))
     assert re.search(r"^preflight\s+1\b", output, re.M)
     assert "preflight_target" not in output and not re.search(r"^comparison\s", output, re.M)
     assert "results/llamacpp-tiny/experiments/medium-t0.7-w1-n20-r1/records.jsonl" in output
 
 
-def test_quantized_targets_each_get_their_model_built_once(tmp_path):
+def test_quantized_targets_each_get_their_model_built_once(tmp_path, copy_workflow):
     data = {
         "run": "quant",
         "targets": [
@@ -181,7 +180,7 @@ def test_quantized_targets_each_get_their_model_built_once(tmp_path):
         ],
         **ONE_SUITE,
     }
-    output = snakemake_dry_run(str(write(tmp_path, data)))
+    output = snakemake_dry_run(copy_workflow(), str(write(tmp_path, data)))
     assert re.search(r"quantize_tiny_model\s+2\b", output)
     assert re.search(r"build_tiny_model\s+1\b", output)
     assert "-q8_0.gguf" in output and "-q4_0.gguf" in output

@@ -1,7 +1,6 @@
 """Two calibration targets, one scripted 1.5× slower per token, through the whole workflow."""
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -49,11 +48,8 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("targets")
-    for name in ("Snakefile", "workflow", "config", "profiles", "environment.yml"):
-        source = ROOT / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, workdir / name)
+def run(copy_workflow) -> Path:
+    workdir = copy_workflow()
     (workdir / "two.yaml").write_text(yaml.safe_dump(CONFIG))
     result = snakemake(workdir, "--cores", "2", "--configfile", "two.yaml")
     assert result.returncode == 0, result.stderr[-5000:]

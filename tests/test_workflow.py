@@ -11,7 +11,8 @@ import pytest
 import yaml
 from conftest import run_snakemake
 
-from perflab.config.load import expand_experiments, load_config_file, merge_configs, validate_config
+from perflab.config.load import load_config_file, merge_configs, validate_config
+from perflab.config.sweep import expand_experiments
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "data" / "tiny.yaml"
@@ -37,16 +38,9 @@ def job_counts(output: str) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory, vocab_path) -> Path:
-    workdir = tmp_path_factory.mktemp("workflow")
-    for name in ("Snakefile", "workflow", "config", "profiles", "environment.yml"):
-        source = ROOT / name
-        copy = shutil.copytree if source.is_dir() else shutil.copy
-        copy(source, workdir / name)
+def workdir(copy_workflow, vocab_path) -> Path:
+    workdir = copy_workflow(cached=(VOCAB,))  # fetched by the vocab_path fixture
     shutil.copy(TINY, workdir / "tiny.yaml")
-    if (ROOT / VOCAB).exists():  # fetched by the vocab_path fixture or an earlier run
-        (workdir / VOCAB).parent.mkdir(parents=True)
-        shutil.copy(ROOT / VOCAB, workdir / VOCAB)
     return workdir
 
 
@@ -103,7 +97,7 @@ def test_full_run_writes_records_summary_and_log(full_run):
     assert "[ ]" not in analysis.split("### Comparison to Expectations", 1)[1]
     assert "n/a" not in analysis
     html = (full_run / "reports" / "test-tiny" / "day1-log.html").read_text()
-    assert "<svg" in html and "Mean Latency" in html
+    assert '<figure class="chart"><svg' in html and "Mean Latency" in html
     setup = log.split("- [x] Setup & Installation", 1)[1].split("- [x] Basic", 1)[0]
     assert "[TIME]" not in setup and "model build" in setup and "pre-flight check" in setup
     found = json.loads((results / "findings.json").read_text())

@@ -5,14 +5,13 @@ resolved in an Ollama store built around the tiny model."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import polars as pl
 import pytest
 import yaml
-from conftest import run_snakemake
+from conftest import copy_workflow_files, run_snakemake
 from test_ollama_store import build_store
 
 from perflab.calibration import CalibrationServer, TimingModel
@@ -41,11 +40,7 @@ def snakemake(workdir: Path, *args: str, env: dict | None = None) -> subprocess.
 
 
 def make_workdir(tmp_path: Path, config: dict) -> Path:
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    for name in ("Snakefile", "workflow", "config", "profiles", "environment.yml"):
-        source = ROOT / name
-        copy = shutil.copytree if source.is_dir() else shutil.copy
-        copy(source, tmp_path / name)
+    copy_workflow_files(tmp_path)
     (tmp_path / "run.yaml").write_text(yaml.safe_dump({**SMALL, **config}))
     return tmp_path
 

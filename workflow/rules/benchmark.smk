@@ -6,14 +6,15 @@
 # (an ancient() input whose producer reruns drops its consumers from the DAG).
 # Each experiment job checks the engine again; the findings read its output.
 # Made once per target, never changed: it connects the target's pre-flight check
-# and experiments into one job group (on a cluster, one job on one node).
+# and experiments, so that profiles/slurm's `groups:` makes them one job group
+# (one Slurm job on one node). Only that profile groups them: Snakemake checks
+# each member of a group against every other, which made a local dry run
+# quadratic in the number of experiments (docs/performance.md).
 rule target_anchor:
     output:
         anchor=f"{RESULTS}/target.anchor",
     log:
         f"{LOGS}/target_anchor.log",
-    group:
-        get_experiment_group
     conda:
         "../../environment.yml"
     shell:
@@ -38,8 +39,6 @@ rule preflight:
     benchmark:
         f"{RESULTS}/setup/preflight.tsv"
     priority: get_preflight_priority()
-    group:
-        get_experiment_group
     conda:
         "../../environment.yml"
     resources:
@@ -78,8 +77,6 @@ rule run_experiment:
     log:
         f"{LOGS}/experiments/{{experiment}}.log",
     priority: get_experiment_priority
-    group:
-        get_experiment_group
     conda:
         "../../environment.yml"
     resources:

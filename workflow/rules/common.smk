@@ -1,20 +1,21 @@
 import json
 import os
-import re
 import shlex
 import sys
 from dataclasses import asdict
 
 from perflab.config.load import (
     DEFAULT_CONFIG,
-    EXPERIMENT_ID_PATTERN,
     ConfigError,
-    expand_experiments,
     read_yaml,
     user_config_files,
     validate_config,
 )
+from perflab.config.sweep import EXPERIMENT_ID_PATTERN, expand_experiments
 from perflab.engines.ollama_store import uses_tiny_model as engine_uses_tiny_model
+from perflab.models.llama_build import PREBUILT_ENV, sdist_name
+from perflab.models.smollm2 import MODEL_PATH as SMOLLM2_PATH
+from perflab.models.smollm2 import uses_smollm2 as engine_uses_smollm2
 from perflab.measure.estimate import plan_run
 from perflab.measure.experiment import experiment_spec
 from perflab.config.targets import target_config, target_names
@@ -55,6 +56,8 @@ TARGETS = target_names(config)
 RESULTS = f"results/{RUN}"
 REPORTS = f"reports/{RUN}"
 LOGS = f"logs/{RUN}"
+LLAMA_SDIST = sdist_name()
+LLAMA_TOOLS = f"cache/llama.cpp/{LLAMA_SDIST.removesuffix('.tar.gz')}"
 
 
 wildcard_constraints:
@@ -75,6 +78,16 @@ def get_tiny_model_path(quantization=None):
     return f"cache/models/{name.format(**tiny)}{suffix}.gguf"
 
 
+def get_smollm2_path():
+    """SmolLM2-135M-Instruct as fetched from its pinned wheel on PyPI."""
+    return str(SMOLLM2_PATH)
+
+
+def get_smollm2_fetch_benchmark():
+    """The download's timing, beside the model it fetched (shared by every run)."""
+    return get_smollm2_path().removesuffix(".gguf") + ".fetch.tsv"
+
+
 def get_target(wildcards):
     """The target of a job: its experiment's, the {target} of a pre-flight check, or None."""
     if "experiment" in wildcards.keys():
@@ -84,8 +97,9 @@ def get_target(wildcards):
 
 def get_target_anchor(wildcards=None):
     """A file made once per target that its pre-flight check and experiments take as
-    input: it ties them into one connected job group (one Slurm job on one node),
-    where the pre-flight check itself cannot be an input (see benchmark.smk)."""
+    input: it connects them, so that the Slurm profile's job group holds one target
+    (one Slurm job on one node), where the pre-flight check itself cannot be an
+    input (see benchmark.smk)."""
     target = get_target(wildcards) if wildcards else None
     return (
         f"{RESULTS}/targets/{target}.anchor" if target else f"{RESULTS}/target.anchor"
@@ -113,6 +127,8 @@ def get_setup_benchmarks(wildcards=None):
         )
     if uses_tiny_model():
         steps["model_build"] = (get_model_build_benchmark(), get_tiny_model_path())
+    if engine_uses_smollm2(config["engine"]):
+        steps["model_fetch"] = (get_smollm2_fetch_benchmark(), get_smollm2_path())
     return {
         name: benchmark
         for name, (benchmark, output) in steps.items()
@@ -124,15 +140,103 @@ def uses_tiny_model():
     return engine_uses_tiny_model(config["engine"])
 
 
+def launches_built_server(engine):
+    """Whether the engine launches the llama-server that the workflow builds."""
+    launch = engine.get("launch") or {}
+    return launch.get("server") == "llama-server" and not launch.get("binary")
+
+
+def as_served(engine):
+    """The engine block as the embedded engine would read it: a launched llama-server
+    serves the model file the embedded engine would load for the same keys."""
+    launch = engine.get("launch") or {}
+    return (
+        engine | {"name": "llamacpp"}
+        if launch.get("server") == "llama-server"
+        else engine
+    )
+
+
 def get_model_inputs(wildcards=None):
-    engine = get_target_config(wildcards)["engine"]
-    if not engine_uses_tiny_model(engine):
-        return {}
-    return {"model": get_tiny_model_path(engine.get("quantization"))}
+    """The model a job's engine loads or serves (the tiny model at its quantization,
+    or the fetched SmolLM2; none for a model the engine finds itself), and the
+    llama-server it launches."""
+    return get_model_inputs_of(get_target_config(wildcards)["engine"])
+
+
+def get_model_inputs_of(engine):
+    inputs = {}
+    served = as_served(engine)
+    if engine_uses_tiny_model(served):
+        inputs["model"] = get_tiny_model_path(engine.get("quantization"))
+    elif engine_uses_smollm2(served):
+        inputs["model"] = get_smollm2_path()
+    if launches_built_server(engine):
+        inputs["server"] = f"{LLAMA_TOOLS}/llama-server"
+    return inputs
 
 
 def get_model_arg(wildcards, input):
-    return f"--model {input.model}" if "model" in input.keys() else ""
+    args = f"--model {input.model}" if "model" in input.keys() else ""
+    if "server" in input.keys():
+        args += f" --server-binary {input.server}"
+    return args.strip()
+
+
+def get_peer_engine():
+    from perflab.config.targets import baseline
+
+    return target_config(config, baseline(config))["engine"]
+
+
+def get_peer_model_input(wildcards=None):
+    """The baseline target's GGUF: the workflow's model, or engine.model_path."""
+    engine = get_peer_engine()
+    made = get_model_inputs_of(engine)
+    if "model" in made:
+        return {"model": made["model"]}
+    return {"model": engine["model_path"]}
+
+
+def get_peer_threads():
+    """The baseline engine's threads, as llama-cpp-python or llama-server would pick them
+    when unset (half the logical cores; llama-server's physical cores)."""
+    engine = get_peer_engine()
+    launch = engine.get("launch") or {}
+    threads = launch.get("threads") if launch else engine.get("n_threads")
+    if threads:
+        return threads
+    if launch:
+        import psutil
+
+        return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def get_peer_target_arg():
+    from perflab.config.targets import baseline
+
+    chosen = baseline(config)
+    return f"--target {chosen}" if chosen else ""
+
+
+def get_peer_files(wildcards=None):
+    return (
+        {"peer": f"{RESULTS}/peer/llama-bench.json"}
+        if config["peer"]["llama_bench"]
+        else {}
+    )
+
+
+def get_llama_build_inputs(wildcards=None):
+    """The sdist to build from; none when prebuilt tools are linked instead."""
+    if os.environ.get(PREBUILT_ENV):
+        return {}
+    return {"sdist": f"cache/sdist/{LLAMA_SDIST}"}
+
+
+def get_llama_sdist_arg(wildcards, input):
+    return f"--sdist {input.sdist}" if "sdist" in input.keys() else ""
 
 
 def get_preflight_path(target):
@@ -185,15 +289,6 @@ def get_preflight_priority():
     """Above every experiment's priority: models and checks come first, so a target
     whose model is still to be quantized does not fall behind the others' trials."""
     return len(EXPERIMENTS) + 1
-
-
-def get_experiment_group(wildcards=None):
-    """The job group of one engine target: on a cluster its pre-flight check and
-    experiments run as one job on one node, beside the server they measure."""
-    engine = get_target_config(wildcards)["engine"]
-    name = get_target(wildcards) if wildcards else None
-    target = f"target-{name + '-' if name else ''}{engine['name']}-{engine['model']}"
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", target)
 
 
 def get_experiment_ids():

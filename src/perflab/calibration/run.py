@@ -4,11 +4,13 @@ prompt cache, prefill, each token on its deadline, faults mid-stream."""
 
 from __future__ import annotations
 
+import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
 from perflab.calibration.faults import BUSY_MESSAGE, Fault
-from perflab.calibration.model import parse_duration
+from perflab.calibration.model import TimingModel, parse_duration
 from perflab.calibration.request import (
     Aborted,
     BadRequest,
@@ -19,8 +21,18 @@ from perflab.calibration.request import (
 )
 from perflab.calibration.slots import ModelSlots, Slot
 
-if TYPE_CHECKING:
-    from perflab.calibration.scheduler import Scheduler
+
+class Serving(Protocol):
+    """What a request's course needs of the scheduler that runs it."""
+
+    timing: TimingModel
+    stop_event: threading.Event
+    on_kill: Callable[[], None] | None
+
+    def slots_for(self, served: str) -> ModelSlots: ...
+
+    def fault_for(self, index: int, requested: str | None) -> Fault | None: ...
+
 
 # fmt: off
 _WORDS = (
@@ -37,7 +49,7 @@ class RequestRun:
 
     def __init__(
         self,
-        scheduler: Scheduler,
+        scheduler: Serving,
         request: GenerationRequest,
         responder: Responder,
         entry: RequestLog,
@@ -98,7 +110,7 @@ class RequestRun:
             self.out.reject(404, message)
             return
         entry.model = served
-        state = self.scheduler._state(served)
+        state = self.scheduler.slots_for(served)
         keep_alive = timing.keep_alive_s
         if request.keep_alive is not None:
             try:
@@ -112,7 +124,7 @@ class RequestRun:
             self.load_only(state, keep_alive)
             return
 
-        fault = self.scheduler._fault_for(entry.id, request.fault)
+        fault = self.scheduler.fault_for(entry.id, request.fault)
         if fault is not None:
             entry.fault = fault.spec
         if fault is not None and fault.after is None and self.fault_on_arrival(fault):
@@ -300,10 +312,12 @@ class RequestRun:
                 anchor += gaps[i - 1]
                 self.sleep_until(anchor)
             text = self.token_text(i)
-            self.out.token(text)
+            thinking = i < self.timing.reasoning_tokens
+            self.out.token(text, thinking)
             pieces.append(text)
             t_last = time.perf_counter()
             entry.tokens_sent += 1
+            entry.reasoning_sent += thinking
             entry.token_times.append(t_last - entry.t_arrival)
         entry.decode_s = t_last - t_gen
         slot.cached = words + tuple("".join(pieces).split())

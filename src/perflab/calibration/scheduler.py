@@ -80,7 +80,8 @@ class Scheduler:
             with state.cond:
                 state.cond.notify_all()
 
-    def _state(self, served: str) -> ModelSlots:
+    def slots_for(self, served: str) -> ModelSlots:
+        """The slots of the served model ``served``."""
         with self._models_lock:
             if served not in self.models:  # the timing model was swapped for one with new names
                 self.models[served] = ModelSlots(served, self.timing.keep_alive_s)
@@ -101,7 +102,8 @@ class Scheduler:
         with self._injected_lock:
             return self._injected.popleft() if self._injected else None
 
-    def _fault_for(self, index: int, requested: str | None) -> Fault | None:
+    def fault_for(self, index: int, requested: str | None) -> Fault | None:
+        """Request ``index``'s fault: its own, else the next injected one, else a drawn one."""
         spec = requested or self._next_injected() or self.timing.draw_fault(index)
         try:
             return parse_fault(spec) if spec else None

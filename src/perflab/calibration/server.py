@@ -86,9 +86,11 @@ class CalibrationServer:
             if self._httpd is not None:
                 return self
             self.scheduler.reset()
-            httpd = CalibrationHTTPServer((self.host, self.port), self, GET_ROUTES, POST_ROUTES)
-            self.port = httpd.server_address[1]
             self.started_at = datetime.now(timezone.utc)
+            httpd = CalibrationHTTPServer(
+                (self.host, self.port), self.scheduler, self.started_at, GET_ROUTES, POST_ROUTES
+            )
+            self.port = httpd.server_address[1]
             thread = threading.Thread(
                 target=httpd.serve_forever,
                 kwargs={"poll_interval": 0.05},

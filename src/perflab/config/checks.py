@@ -11,34 +11,18 @@ import os
 import re
 import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+
+from perflab.config.problems import Problem
+from perflab.config.sweep import EXPERIMENT_ID_PATTERN, Experiment, expand_experiments, suite_points
+from perflab.config.targets import target_config
+from perflab.engines.registry import engine_kind
 
 # The tiny model's tokenizer, where the workflow keeps it (relative to the workflow directory).
 DEFAULT_VOCAB = Path("cache/vocab/ggml-vocab-llama-bpe.gguf")
 # BOS plus room for a short per-request prefix (prompt-cache busting).
 CONTEXT_MARGIN_TOKENS = 16
 HTTP_SCHEMES = ("http", "https")
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a config: where (``path``, key parts), what, and the fix."""
-
-    path: tuple[str | int, ...]
-    message: str
-    origin: str | None = None  # where the value came from when it is not a config file
-
-    @property
-    def key(self) -> str:
-        return key_text(self.path)
-
-
-def key_text(path: tuple[str | int, ...]) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(top level)"
 
 
 def _leaves(value: object, path: tuple = ()) -> Iterator[tuple[tuple, object]]:
@@ -99,7 +83,7 @@ def expected_tps_problems(config: dict) -> Iterator[Problem]:
 
 
 def calibration_problems(config: dict) -> Iterator[Problem]:
-    if config["engine"]["name"] != "calibration":
+    if not engine_kind(config["engine"]["name"]).scripted:
         return
     from perflab.calibration import TimingModel
 
@@ -184,12 +168,14 @@ def host_problems(config: dict) -> Iterator[Problem]:
         reason = host_problem(engine["host"])
         if reason:
             yield Problem(("engine", "host"), f"{engine['host']!r}: {reason}; {HOST_FIX}")
-    elif engine["name"] == "ollama" and os.environ.get("OLLAMA_HOST"):
-        value = os.environ["OLLAMA_HOST"]
+        return
+    variable = engine_kind(engine["name"]).host_env
+    if variable and os.environ.get(variable):
+        value = os.environ[variable]
         reason = host_problem(value)
         if reason:
             yield Problem(
-                ("OLLAMA_HOST",),
+                (variable,),
                 f"{value!r}: {reason}; {HOST_FIX}, or set engine.host",
                 origin="environment",
             )
@@ -197,7 +183,7 @@ def host_problems(config: dict) -> Iterator[Problem]:
 
 def model_path_problems(config: dict) -> Iterator[Problem]:
     engine = config["engine"]
-    if engine["name"] != "llamacpp" or not engine["model_path"]:
+    if not engine_kind(engine["name"]).loads_model_file or not engine["model_path"]:
         return
     path = Path(engine["model_path"]).expanduser()
     if not path.is_file():
@@ -211,8 +197,6 @@ def model_path_problems(config: dict) -> Iterator[Problem]:
 
 def id_problems(config: dict) -> Iterator[Problem]:
     """Every experiment id must match the id pattern, name its exact values, and be unique."""
-    from perflab.config.load import EXPERIMENT_ID_PATTERN, Experiment, suite_points
-
     seen: dict[str, tuple[str, Experiment]] = {}
     for suite, point in suite_points(config):
         experiment = Experiment(**point)
@@ -280,10 +264,8 @@ def context_problems(config: dict) -> Iterator[Problem]:
     from above, so it is checked first; the model's tokenizer (a vocab-only
     load, about a second) is consulted only when that bound does not fit.
     """
-    from perflab.config.load import expand_experiments
-
     engine = config["engine"]
-    if engine["name"] != "llamacpp":
+    if not engine_kind(engine["name"]).loads_model_file:
         return
     prompts = sorted({e.prompt for e in expand_experiments(config).values()}, key=len)
     if not prompts:
@@ -341,8 +323,11 @@ ENGINE_CHECKS = (host_problems, model_path_problems, quantization_problems)
 
 
 def semantic_problems(config: dict) -> list[Problem]:
-    problems = [problem for check in SEMANTIC_CHECKS for problem in check(config)]
-    problems += target_engine_problems(config)
+    from perflab.config.launch_checks import launch_problems, peer_problems
+
+    checks = (*SEMANTIC_CHECKS, launch_problems, peer_problems)
+    problems = [problem for check in checks for problem in check(config)]
+    problems += target_engine_problems(config, (*ENGINE_CHECKS, launch_problems))
     if not problems:  # needs valid prompts and ids
         problems += context_problems(config)
         problems += target_engine_problems(config, (context_problems,))
@@ -351,8 +336,6 @@ def semantic_problems(config: dict) -> list[Problem]:
 
 def target_engine_problems(config: dict, checks=ENGINE_CHECKS) -> list[Problem]:
     """The engine checks for each target's engine, each problem under its target's key."""
-    from perflab.config.targets import target_config
-
     problems = []
     for index, entry in enumerate(config.get("targets") or ()):
         single = target_config(config, entry["name"])

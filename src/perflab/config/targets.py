@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-from perflab.config.checks import Problem
+from perflab.config.problems import Problem
 
 SEPARATOR = "--"
 DEFAULT_MACHINE = "local"
@@ -75,12 +75,6 @@ def machine_of(config: dict, name: str | None) -> str | None:
     if name is None:
         return None
     return _entry(config, name).get("machine", DEFAULT_MACHINE)
-
-
-def split_id(experiment_id: str) -> tuple[str | None, str]:
-    """(target, the rest) of an experiment or condition id; target None without a prefix."""
-    target, sep, rest = experiment_id.partition(SEPARATOR)
-    return (target, rest) if sep else (None, experiment_id)
 
 
 def target_problems(config: dict) -> list[Problem]:

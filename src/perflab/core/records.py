@@ -53,6 +53,11 @@ class ServerTimings:
     output_tokens: int | None = None
     raw: dict = field(default_factory=dict)
     finish_reason: str | None = None
+    reasoning_tokens: int | None = None  # of output_tokens, when the server counts them
+    # of prompt_tokens: those the server evaluated (prefill_s is their time) and those it
+    # reused from its prompt cache (llama-server's timings.prompt_n and cache_n)
+    prefill_tokens: int | None = None
+    cached_tokens: int | None = None
 
 
 @dataclass
@@ -84,9 +89,30 @@ class RequestRecord:
     server_raw: dict = field(default_factory=dict)
     finish_reason: str | None = None
     prep_s: float | None = None
+    answer_ttft_s: float | None = None  # send → first answer token (after any reasoning)
+    reasoning_tokens: int | None = None  # of output_tokens; None: the stream had none
+    server_prefill_tokens: int | None = None
+    server_cached_tokens: int | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """The model load that one request paid: the server's account and the client's.
+
+    ``source`` is ``preflight`` (the pre-flight check's timed request) or the id of
+    the experiment whose warm-up request paid it."""
+
+    source: str
+    load_s: float | None  # the server's own load time (Ollama's load_duration)
+    ttft_s: float | None  # the client's view: that request's send → first token
+    e2e_s: float | None  # the client's view: that request's send → last chunk
+
+    @classmethod
+    def of(cls, record: RequestRecord, source: str) -> ColdStart:
+        return cls(source, record.load_s, record.ttft_s, record.e2e_s)
 
 
 def decode_tps(output_tokens: int, ttft_s: float | None, e2e_s: float) -> float | None:

@@ -13,6 +13,7 @@ from perflab.engines.base import (
     GenerationOptions,
     PreflightError,
 )
+from perflab.engines.registry import ENGINES, engine_kind
 
 __all__ = [
     "Capabilities",
@@ -27,62 +28,33 @@ __all__ = [
 ]
 
 
-# The class attribute ``capabilities`` of each engine, looked up without importing
-# the engine's module (and its HTTP or llama.cpp dependencies).
-CAPABILITIES = {
-    "ollama": base.OLLAMA,
-    "calibration": base.CALIBRATION,
-    "llamacpp": base.LLAMACPP,
-    "openai": base.OPENAI,
-}
+def capabilities_for(name: str | None, server: str | None = None) -> Capabilities:
+    """The capabilities of the engine called ``name`` (an unknown name has none), with
+    what the ``server`` it launched adds (``engine.launch.server``)."""
+    kind = ENGINES.get(name or "")
+    capabilities = kind.capabilities if kind else base.UNKNOWN
+    if server:
+        from perflab.engines.launched_engine import server_capabilities
+
+        return server_capabilities(capabilities, server)
+    return capabilities
 
 
-def capabilities_for(name: str | None) -> Capabilities:
-    """The capabilities of the engine called ``name`` (an unknown name has none)."""
-    return CAPABILITIES.get(name or "", base.UNKNOWN)
+def make_engine(
+    config: dict,
+    model_path: str | Path | None = None,
+    *,
+    server_binary: str | None = None,
+    server_log: str | Path | None = None,
+) -> Engine:
+    """The engine a validated config asks for. With ``engine.launch`` the engine's
+    server is started first (``server_binary``: the llama-server the workflow built;
+    ``server_log``: where its output goes) and stopped by ``close()``."""
+    if config["engine"].get("launch"):
+        from perflab.engines.launched_engine import LaunchedEngine
 
-
-def make_engine(config: dict, model_path: str | Path | None = None) -> Engine:
-    """The engine a validated config asks for."""
-    engine = config["engine"]
-    if engine["name"] == "calibration":
-        from perflab.engines.calibration_engine import CalibrationEngine
-
-        return CalibrationEngine(
-            model=engine["model"],
-            timing=config["calibration"],
-            timeout_s=config["generation"]["timeout_s"],
-        )
-    if engine["name"] == "ollama":
-        from perflab.engines.ollama_engine import OllamaEngine
-
-        return OllamaEngine(
-            model=engine["model"],
-            host=engine["host"],
-            timeout_s=config["generation"]["timeout_s"],
-        )
-    if engine["name"] == "openai":
-        from perflab.engines.openai_engine import OpenAIEngine
-
-        return OpenAIEngine(
-            model=engine["model"],
-            host=engine["host"],
-            timeout_s=config["generation"]["timeout_s"],
-            endpoint=engine.get("endpoint", "chat"),
-            api_key_env=engine.get("api_key_env"),
-        )
-    from perflab.engines.llamacpp_engine import LlamaCppEngine
-
-    path = model_path or engine["model_path"]
-    if not path:  # an Ollama model name: its weights in the local Ollama store
-        from perflab.engines.ollama_store import resolve
-
-        path = resolve(engine["model"]).path
-    return LlamaCppEngine(
-        model_path=path,
-        n_ctx=engine["n_ctx"],
-        n_threads=engine["n_threads"],
-    )
+        return LaunchedEngine(config, model_path, server_binary, server_log)
+    return engine_kind(config["engine"]["name"]).make(config, model_path)
 
 
 def ollama_duration(value: str | float | None) -> str | None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from perflab.config.load import Experiment
+from perflab.config.sweep import Experiment
+from perflab.core.records import ColdStart
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,16 @@ class NoEstimate(Exception):  # noqa: N818 - reads as what happened
 TIMING_TRIES = 3  # injected faults (calibration fault_rates) may fail one request
 
 
-def time_one_request(engine, config: dict, plan: dict) -> RunEstimate:
+@dataclass(frozen=True)
+class TimedRequest:
+    """The pre-flight check's timed request: the run's estimate from it, and the model
+    load it paid when it was the first request the server saw (None: none reported)."""
+
+    estimate: RunEstimate
+    cold_start: ColdStart | None
+
+
+def time_one_request(engine, config: dict, plan: dict) -> TimedRequest:
     """Send the plan's longest prompt and scale its time (less any model load) to the run."""
     from perflab.core.records import STATUS_OK
     from perflab.engines import generation_options
@@ -95,9 +105,11 @@ def time_one_request(engine, config: dict, plan: dict) -> RunEstimate:
         )
         if record.status == STATUS_OK:
             per_request_s = record.e2e_s - (record.load_s or 0.0)
-            return RunEstimate(
+            estimate = RunEstimate(
                 run_plan.n_experiments, run_plan.n_requests, run_plan.timed_s, per_request_s
             )
+            cold = ColdStart.of(record, "preflight") if record.load_s is not None else None
+            return TimedRequest(estimate, cold)
     raise NoEstimate(
         f"{TIMING_TRIES} test requests failed, the last with {record.error_class}: {record.error}"
     )

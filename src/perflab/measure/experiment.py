@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from perflab import __version__
-from perflab.config.load import Experiment
+from perflab.config.sweep import Experiment
 from perflab.core.records import RequestRecord, write_json_atomic, write_jsonl_atomic
 from perflab.engines import GenerationOptions, generation_options, make_engine
+from perflab.engines.registry import engine_kind
 from perflab.measure.lifeline import Interrupted
 from perflab.measure.partial import PartialWriter, keep_failed, keep_leftover
 from perflab.measure.runner import LoadPlan, RunResult, error_rate, run_load
-
-if TYPE_CHECKING:
-    from perflab.analyse.tables import ExperimentTables
 
 RUNNER_VERSION = 2  # bump when a change to the runner alters what is measured
 
@@ -35,6 +31,10 @@ class ExperimentIOError(RuntimeError):
 
 class ExperimentInterrupted(RuntimeError):
     """A signal or the end of the workflow stopped the experiment; its records are kept."""
+
+
+class ServerFailed(RuntimeError):
+    """The server perflab started exited while measuring; its records are kept."""
 
 
 @dataclass(frozen=True)
@@ -54,13 +54,6 @@ class ExperimentPaths:
             Path(failed_dir),
         )
 
-    @property
-    def tables(self) -> ExperimentTables:
-        """records.parquet, summary.parquet and summary.json beside the records."""
-        from perflab.analyse.tables import ExperimentTables
-
-        return ExperimentTables.in_dir(self.records.parent)
-
 
 SETTINGS_KEYS = (
     "engine",
@@ -78,10 +71,13 @@ def experiment_spec(config: dict, experiment: Experiment) -> dict:
     A target's experiment takes that target's engine and calibration, and names the
     machine it shares with other targets (held as a lock while it runs).
     """
-    from perflab.config.targets import machine_of, target_config
+    from perflab.config.design import placement
+    from perflab.config.targets import machine_of, target_config, target_names
 
     single = target_config(config, experiment.target)
     spec = {key: single[key] for key in SETTINGS_KEYS} | {"experiment": experiment.params()}
+    names = target_names(config) or (None,)
+    spec["design"] = placement(config["order_seed"], experiment, names).as_dict()
     if experiment.target is not None:
         spec["machine"] = machine_of(config, experiment.target)
     return spec
@@ -95,39 +91,6 @@ def experiment_from_spec(spec: dict) -> Experiment:
     return Experiment(**fields)
 
 
-def server_pid_finder(config: dict):
-    """Where the server's processes are: ours for llama.cpp, Ollama's when local."""
-    from perflab.engines.server_process import find_ollama_pids
-
-    if config["engine"]["name"] in ("llamacpp", "calibration"):
-        return lambda: [os.getpid()]
-    host = server_host(config)  # whatever listens on its port, if local
-    return lambda: find_ollama_pids(host)
-
-
-def server_host(config: dict) -> str:
-    """The URL of an HTTP engine's server."""
-    if config["engine"]["name"] == "openai":
-        from perflab.engines.openai_engine import base_url
-
-        return base_url(config["engine"]["host"])
-    from perflab.engines.ollama_engine import resolve_host
-
-    return resolve_host(config["engine"]["host"])
-
-
-def server_is_remote(config: dict) -> bool:
-    """Whether the server runs on another machine (its CPU is then not this machine's)."""
-    if config["engine"]["name"] in ("llamacpp", "calibration"):
-        return False
-    from urllib.parse import urlparse
-
-    from perflab.engines.server_process import is_local_host
-
-    host = server_host(config)
-    return not is_local_host(urlparse(host if "://" in host else f"http://{host}").hostname)
-
-
 def run_experiment(
     spec: dict,
     paths: ExperimentPaths,
@@ -136,12 +99,15 @@ def run_experiment(
     *,
     progress: Callable[[RequestRecord], None] | None = None,
     say: Callable[[str], None] = print,
+    server_binary: str | None = None,
 ) -> dict:
     """Run the experiment a spec (see experiment_spec) describes and write its files.
 
-    Holds the lock of the experiment's target while it runs. Raises
-    ErrorBudgetExceeded, ExperimentIOError or ExperimentInterrupted with the
-    records taken so far kept under ``failed/``.
+    Holds the lock of the experiment's target while it runs. A server it launches
+    (``engine.launch``; ``server_binary``, the llama-server the workflow built) logs
+    to ``server.log`` beside the records. Raises ErrorBudgetExceeded,
+    ExperimentIOError, ExperimentInterrupted or ServerFailed with the records taken
+    so far kept under ``failed/``.
     """
     from perflab.measure.locks import machine_key, target_key, target_lock
     from perflab.measure.provenance import process_age_s
@@ -161,6 +127,7 @@ def run_experiment(
         if spec.get("machine"):  # targets sharing a machine take turns (machine first, always)
             held.enter_context(target_lock(machine_key(spec), holder, on_wait=say))
         held.enter_context(target_lock(target_key(spec, model_path), holder, on_wait=say))
+        job["server_binary"] = server_binary
         return _measure(
             spec, experiment, paths, model_path, partial_path, progress, model_fingerprint, job
         )
@@ -201,7 +168,12 @@ def _measure(
     from perflab.measure.provenance import model_sha256
 
     setup_started = time.perf_counter()
-    engine = make_engine(config, model_path)
+    engine = make_engine(
+        config,
+        model_path,
+        server_binary=job.pop("server_binary", None),
+        server_log=paths.records.parent / "server.log",
+    )
     interrupted = False
     try:
         engine_info = engine.preflight()
@@ -221,7 +193,9 @@ def _measure(
             raise _io_error(exc, partial_path, None) from None
         measure_started = time.perf_counter()
         try:
-            result, samples = _drive(config, experiment, engine, plan, options, writer, progress)
+            result, samples, server_failure = _drive(
+                config, experiment, engine, plan, options, writer, progress
+            )
             job["measure_s"] = time.perf_counter() - measure_started  # warm-up and measured
         except (KeyboardInterrupt, Interrupted) as exc:
             interrupted = True
@@ -234,35 +208,59 @@ def _measure(
         finally:
             writer.close()
     finally:
-        if not interrupted:  # a worker may still be inside an in-process model; exit frees it
+        # a worker may still be inside an in-process model; exit frees it
+        if not interrupted or not engine.capabilities.in_process:
             engine.close()
     if writer.error is not None:
         kept = keep_failed(partial_path, paths.failed_dir, experiment.id)
         raise _io_error(writer.error, partial_path, kept, writer.written)
+    if server_failure:
+        kept = keep_failed(partial_path, paths.failed_dir, experiment.id, "-server-failed")
+        raise ServerFailed(
+            f"experiment {experiment.id}: {server_failure}\n{writer.written} records "
+            f"kept in {kept}. Fix the server's problem, then rerun."
+        )
     measurement = Measurement(engine_info, plan, options, result, samples, job)
     return _finish(config, experiment, paths, partial_path, measurement)
 
 
-def _drive(config, experiment, engine, plan, options, writer, progress) -> tuple[RunResult, list]:
-    """Run the load with the sampler on; a write error or an interrupt stops new requests."""
+def _drive(
+    config, experiment, engine, plan, options, writer, progress
+) -> tuple[RunResult, list, str | None]:
+    """Run the load with the sampler on; a write error, an interrupt or the end of a
+    launched server stops new requests. Returns the run, its samples, and why the
+    server ended if it did."""
     from perflab.measure.sampler import ResourceSampler
 
+    kind = engine_kind(config["engine"]["name"])
+
     stop = threading.Event()
+    server_failure = getattr(engine, "server_failure", None)
+    failures: list[str] = []
 
     def on_record(record: RequestRecord) -> None:
         writer(record)
         if writer.error is not None:
             stop.set()
+        if record.error_class and server_failure is not None and not failures:
+            failure = server_failure()
+            if failure:  # the server is gone: no request could succeed after this one
+                failures.append(failure)
+                stop.set()
         if progress is not None:
             progress(record)
 
+    launched = getattr(engine, "server_pids", None)
+    scraper = _metrics_scraper(engine)
     sampler = ResourceSampler(
         interval_s=config["sampler"]["interval_s"],
-        server_pids=server_pid_finder(config),
-        server_remote=server_is_remote(config),
+        server_pids=launched or kind.server_pids(config),
+        server_remote=False if launched else kind.server_is_remote(config),
+        extra=scraper,
     )
     try:
-        with sampler:
+        closing = contextlib.closing(scraper) if scraper else contextlib.nullcontext()
+        with closing, sampler:
             result = run_load(
                 engine,
                 experiment.prompt,
@@ -276,7 +274,19 @@ def _drive(config, experiment, engine, plan, options, writer, progress) -> tuple
     except BaseException:
         stop.set()  # workers send nothing more; the one in flight ends with the engine
         raise
-    return result, sampler.samples
+    if server_failure is not None and not failures and server_failure():
+        failures.append(server_failure())  # it died after the last request
+    return result, sampler.samples, failures[0] if failures else None
+
+
+def _metrics_scraper(engine):
+    """A reader of the server's own metrics, for a launched llama-server with them on."""
+    url = getattr(engine, "metrics_url", None)
+    if not url:
+        return None
+    from perflab.measure.server_metrics import LlamaServerScraper
+
+    return LlamaServerScraper(url)
 
 
 def _finish(
@@ -287,16 +297,21 @@ def _finish(
     measurement: Measurement,
 ) -> dict:
     from perflab.measure.provenance import config_hash, host_info
-    from perflab.measure.sampler import summarize_samples, write_samples
+    from perflab.measure.samples import summarize_samples, write_samples
+    from perflab.measure.server_metrics import summarize_server_metrics
 
     result, samples = measurement.result, measurement.samples
+    window = (result.measured_started, result.measured_ended)
+    host = host_info()
+    threshold = disturbance_threshold(measurement.engine_info, host)
     rate = error_rate(result.records)
     metadata = {
         "experiment": experiment.params(),
+        "design": config.get("design"),
         "engine": measurement.engine_info,
         "options": asdict(measurement.options),
         "plan": asdict(measurement.plan),
-        "host": host_info(),
+        "host": host,
         "perflab_version": __version__,
         "runner_version": RUNNER_VERSION,
         "config_hash": config_hash(config),
@@ -310,7 +325,8 @@ def _finish(
             "error_budget": config["error_budget"],
             "partial": rate > 0,
         },
-        "resources": summarize_samples(samples, (result.measured_started, result.measured_ended)),
+        "resources": summarize_samples(samples, window, threshold),
+        "server_metrics": summarize_server_metrics(samples, window),
         "job": measurement.job,
     }
     if rate > config["error_budget"]:
@@ -328,12 +344,13 @@ def _finish(
         kept = keep_failed(partial_path, paths.failed_dir, experiment.id)
         raise _io_error(exc, paths.records.parent, kept, len(result.records)) from None
     partial_path.unlink(missing_ok=True)
-    tabulate_experiment(paths)
     return metadata
 
 
-def tabulate_experiment(paths: ExperimentPaths) -> dict:
-    """The experiment's Parquet records and summary, from its JSON lines and metadata."""
-    from perflab.analyse.tables import write_experiment_tables
+def disturbance_threshold(engine_info: dict, host: dict) -> float:
+    """The interference above which this experiment counts as disturbed: the cores the
+    engine leaves free (its ``n_threads`` where it reports them, else it may use all)
+    plus a share of those it uses (``perflab.measure.samples``)."""
+    from perflab.measure.samples import disturbance_threshold_pct
 
-    return write_experiment_tables(paths.records, paths.metadata, paths.tables)
+    return disturbance_threshold_pct(host.get("logical_cores"), engine_info.get("n_threads"))

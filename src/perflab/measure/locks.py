@@ -17,7 +17,6 @@ import os
 import re
 import tempfile
 import time
-import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -38,36 +37,19 @@ def lock_dir() -> Path:
 
 
 def target_key(config: dict, model_path: str | None = None) -> str:
-    """What an experiment occupies: ``server 127.0.0.1:11434``, ``llamacpp /model.gguf``.
+    """What an experiment occupies: ``server 127.0.0.1:11434``, ``llamacpp /model.gguf``
+    (each engine's ``lock_key``)."""
+    from perflab.engines.registry import engine_kind
 
-    HTTP engines lock the server's host and port, so two engines (two APIs)
-    on one server wait for each other too. The calibration engine's server
-    lives inside each job, but its timings are disturbed by any other
-    benchmark on the machine: it locks the machine.
-    """
     engine = config["engine"]
-    if engine["name"] == "calibration":
-        return "calibration server on this machine"
-    if engine["name"] == "llamacpp":
-        path = model_path or engine["model_path"] or "tiny model"
-        return f"llamacpp {Path(path).expanduser().resolve()}"
-    return f"server {_host_port(engine)}"
+    if engine.get("launch"):  # a fresh server per job, on a free port: the machine is shared
+        return f"launched {engine['launch']['server']} on this machine"
+    return engine_kind(engine["name"]).lock_key(engine, model_path)
 
 
 def machine_key(spec: dict) -> str:
     """What targets on one machine share: its CPU and GPU (``machine`` of a target's spec)."""
     return f"machine {spec['machine']}"
-
-
-def _host_port(engine: dict) -> str:
-    host = engine.get("host")
-    if engine["name"] == "ollama":
-        from perflab.engines.ollama_engine import base_url, resolve_host
-
-        host = base_url(resolve_host(host))
-    split = urllib.parse.urlsplit(host if "://" in (host or "") else f"http://{host}")
-    port = split.port or (443 if split.scheme == "https" else 80)
-    return f"{split.hostname}:{port}"
 
 
 def lock_path(key: str) -> Path:

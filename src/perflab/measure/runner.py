@@ -12,7 +12,6 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from perflab.core.records import (
     ERROR_ENGINE,
@@ -115,9 +114,9 @@ def measure_request(
     at its ``arrived_at`` (else when the engine yields it)."""
     called = started = clock.now()
     prep = None
-    first = last = ended = None
+    first = first_answer = last = ended = None
     gaps: list[float] = []
-    tokens = 0
+    tokens = reasoning = 0
     timings = None
     status, error_class, error = STATUS_OK, None, None
     try:
@@ -128,12 +127,16 @@ def measure_request(
             if chunk.sent_at is not None:
                 started, prep = chunk.sent_at, chunk.sent_at - called
             if chunk.n_tokens:
-                if first is None:
+                if first is None:  # the first token of any kind; the rest arrived with it
                     first = arrived
+                    gaps.extend([0.0] * (chunk.n_tokens - 1))
                 else:  # a chunk of k tokens: its gap shared evenly, one ITL per token
                     gaps.extend([(arrived - last) / chunk.n_tokens] * chunk.n_tokens)
+                if first_answer is None and chunk.n_tokens > chunk.n_reasoning:
+                    first_answer = arrived
                 last = arrived
                 tokens += chunk.n_tokens
+                reasoning += chunk.n_reasoning
             if chunk.done:
                 timings, ended = chunk.timings, arrived
     except EngineError as exc:
@@ -190,7 +193,18 @@ def measure_request(
         server_raw=timings.raw if timings else {},
         finish_reason=timings.finish_reason if status == STATUS_OK and timings else None,
         prep_s=prep,
+        answer_ttft_s=None if first_answer is None else first_answer - started,
+        reasoning_tokens=_reasoning_tokens(timings, reasoning, status),
+        server_prefill_tokens=timings.prefill_tokens if timings else None,
+        server_cached_tokens=timings.cached_tokens if timings else None,
     )
+
+
+def _reasoning_tokens(timings, counted: int, status: str) -> int | None:
+    """The server's count of reasoning tokens when it gives one, else the stream's."""
+    if status == STATUS_OK and timings and timings.reasoning_tokens is not None:
+        return timings.reasoning_tokens
+    return counted or None
 
 
 @dataclass
@@ -303,14 +317,3 @@ def error_rate(records: list[RequestRecord]) -> float:
     if not measured:
         return 0.0
     return sum(r.status != STATUS_OK for r in measured) / len(measured)
-
-
-def write_partial_line(path: Path) -> Callable[[RequestRecord], None]:
-    """An on_record callback appending each record as it ends, so a crash loses nothing."""
-    handle = open(path, "a", buffering=1)  # noqa: SIM115 - closed by the caller via .close
-
-    def append(record: RequestRecord) -> None:
-        handle.write(record.to_json() + "\n")
-
-    append.close = handle.close  # type: ignore[attr-defined]
-    return append

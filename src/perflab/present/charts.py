@@ -9,7 +9,6 @@ instead. Titles carry the units and n.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import altair as alt
@@ -21,19 +20,7 @@ from perflab.analyse.findings.concurrency import ConcurrencyFinding
 from perflab.analyse.findings.frame import LinearFit
 from perflab.analyse.findings.prompt_length import PromptLengthFinding
 from perflab.analyse.findings.temperature import TemperatureFinding
-
-WIDTH = 480
-HEIGHT = 300
-EXTERNAL_SCRIPT = re.compile(r"<script[^>]*\bsrc\s*=\s*[\"']?(https?:)?//", re.IGNORECASE)
-
-
-def _no_data(title: str) -> alt.Chart:
-    return (
-        alt.Chart(pl.DataFrame({"text": ["no data in this run"]}), title=title)
-        .mark_text(size=14)
-        .encode(text=alt.Text("text:N"))
-        .properties(width=WIDTH, height=60)
-    )
+from perflab.present.chart_style import HEIGHT, WIDTH, no_data, save_chart
 
 
 def _has(frame: pl.DataFrame, *columns: str) -> bool:
@@ -79,7 +66,7 @@ def latency_distribution_chart(quantiles: pl.DataFrame) -> alt.LayerChart | alt.
     """Box plot (min–max whiskers, quartile box, median tick) of e2e_s per basic prompt."""
     title = "End-to-end latency per prompt, basic suite (s)"
     if quantiles.is_empty() or "median" not in quantiles.columns:
-        return _no_data(title)
+        return no_data(title)
     order = quantiles["prompt_name"].to_list()
     n = int(quantiles["n"].sum())
     title = f"{title}, n={n} requests over {len(order)} prompts"
@@ -113,7 +100,7 @@ def prompt_length_chart(finding: PromptLengthFinding) -> alt.LayerChart | alt.Ch
     title = "TTFT and latency against prompt length (s)"
     points = finding.points
     if not points:
-        return _no_data(title)
+        return no_data(title)
     data = pl.DataFrame(
         [
             {
@@ -169,7 +156,7 @@ def temperature_chart(finding: TemperatureFinding) -> alt.LayerChart | alt.Chart
     title = "Latency by temperature, mean ± 95% CI (s)"
     items = finding.conditions
     if not items:
-        return _no_data(title)
+        return no_data(title)
     data = pl.DataFrame(
         [
             row
@@ -213,7 +200,7 @@ def concurrency_chart(finding: ConcurrencyFinding) -> alt.LayerChart | alt.Chart
     """Throughput (req/s) against mean latency, one labelled point per worker count."""
     title = "Throughput (req/s) against mean latency (s) by concurrent workers"
     if not finding.points:
-        return _no_data(title)
+        return no_data(title)
     data = pl.DataFrame(
         [
             {
@@ -293,11 +280,11 @@ def resource_timeline_chart(samples: pl.DataFrame) -> alt.VConcatChart | alt.Cha
     """CPU % (system, server, client) and memory GB over the sustained-load run."""
     title = "Resources during sustained load"
     if "t" not in samples.columns:
-        return _no_data(title)
+        return no_data(title)
     data = samples.filter(pl.col("t").is_not_null()).sort("t")
     cpu, memory = _present(data, CPU_SERIES), _present(data, MEMORY_SERIES)
     if data.is_empty() or not (cpu or memory):
-        return _no_data(title)
+        return no_data(title)
     if _has(data, "client_cpu_percent", "server_cpu_percent") and data["client_cpu_percent"].equals(
         data["server_cpu_percent"]
     ):
@@ -320,7 +307,7 @@ def latency_breakdown_chart(finding: BasicFinding) -> alt.Chart:
     title = "Where the time goes: mean latency by phase (s)"
     items = [c for c in finding.prompts if c.e2e.mean is not None]
     if not items:
-        return _no_data(title)
+        return no_data(title)
     rows = []
     for c in items:
         seconds = phase_seconds(c)
@@ -358,40 +345,6 @@ def latency_breakdown_chart(finding: BasicFinding) -> alt.Chart:
         )  # fmt: skip
         .properties(width=WIDTH, height=HEIGHT)
     )
-
-
-def _inert(value):
-    """Every string of a chart spec with '<' and '>' replaced by look-alikes.
-
-    The offline HTML embeds the spec in a script element, where a value such as
-    '</script>' would end it; no Vega-Lite string needs the real characters.
-    """
-    if isinstance(value, str):
-        return value.replace("<", "\u2039").replace(">", "\u203a")
-    if isinstance(value, dict):
-        return {key: _inert(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_inert(item) for item in value]
-    return value
-
-
-def save_chart(chart, stem: Path) -> dict[str, Path]:
-    """Write stem.svg, stem.png (2× scale) and a stem.html that renders offline.
-
-    The HTML inlines the Vega libraries (vl-convert bundles them); a file that
-    would still load a script from the network is an error. Text from the data
-    cannot close the HTML's script element (``_inert``).
-    """
-    chart = alt.Chart.from_dict(_inert(chart.to_dict()))
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = {suffix: stem.with_name(f"{stem.name}.{suffix}") for suffix in ("svg", "png", "html")}
-    chart.save(paths["svg"])
-    chart.save(paths["png"], scale_factor=2)
-    chart.save(paths["html"], inline=True)
-    if EXTERNAL_SCRIPT.search(paths["html"].read_text()):
-        raise RuntimeError(f"{paths['html']} loads a script from the network")
-    return paths
 
 
 def read_samples(paths: list[Path]) -> pl.DataFrame:

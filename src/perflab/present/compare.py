@@ -77,7 +77,7 @@ def write_reports(comparison: RunComparison, out: Path) -> dict[str, Path]:
     """compare.json, compare.svg (.png, .html) and compare.md in ``out``."""
     from perflab.analyse.findings.serialize import to_jsonable
     from perflab.core.records import write_text_atomic
-    from perflab.present.charts import save_chart
+    from perflab.present.chart_style import save_chart
     from perflab.present.comparison_charts import run_ratio_chart
     from perflab.present.report import render_template
     from perflab.present.wording import runs as words

@@ -12,7 +12,7 @@ import polars as pl
 
 from perflab.analyse.findings.comparison import ComparisonFinding
 from perflab.analyse.findings.runs import RunComparison
-from perflab.present.charts import HEIGHT, WIDTH, _no_data
+from perflab.present.chart_style import HEIGHT, WIDTH, no_data
 from perflab.present.wording.comparison import METRIC_LABELS
 
 
@@ -38,7 +38,7 @@ def ratio_rows(finding: ComparisonFinding) -> list[dict]:
 def ratio_chart(rows: list[dict], title: str, colour: str = "target") -> alt.LayerChart | alt.Chart:
     """Bars of ratio to the baseline per metric, one colour per ``colour``, with CI whiskers."""
     if not rows:
-        return _no_data(title)
+        return no_data(title)
     data = pl.DataFrame(rows, schema_overrides={"low": pl.Float64, "high": pl.Float64})
     base = alt.Chart(data, title=title).encode(
         x=alt.X("metric:N", title=None, axis=alt.Axis(labelAngle=-20)),
@@ -66,7 +66,7 @@ def ratio_chart(rows: list[dict], title: str, colour: str = "target") -> alt.Lay
 def comparison_chart(finding: ComparisonFinding | None) -> alt.LayerChart | alt.Chart:
     title = "Targets against the baseline: ratio of each metric, ± 95% CI across trials"
     if finding is None:
-        return _no_data(title)
+        return no_data(title)
     return ratio_chart(ratio_rows(finding), f"{title} (baseline {finding.baseline})")
 
 

@@ -9,9 +9,8 @@ HTML is sanitised with nh3, which keeps no script, no event handler and no
 from __future__ import annotations
 
 import datetime as dt
-import html
 import json
-import re
+from enum import Enum
 from pathlib import Path
 
 import jinja2
@@ -21,6 +20,7 @@ from perflab.analyse.findings import Findings, load
 from perflab.analyse.tables import read_metadata_index
 from perflab.engines.ollama_store import uses_tiny_model
 from perflab.present import wording
+from perflab.present.page import render_html
 from perflab.present.wording import comparison as comparison_words
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -32,7 +32,6 @@ PROMPT_LABELS = {
     "very_long": "Very long",
 }
 BOTTLENECK_OPTIONS = ("CPU", "Memory", "Disk I/O", "Network")
-URL_SCHEMES = {"http", "https", "mailto"}
 MARKDOWN_SPECIAL = str.maketrans(
     {
         "\\": "\\\\",
@@ -58,11 +57,15 @@ class Placeholder(str):
     """The template's own blank for the person to fill in (``[TIME]``): printed as is."""
 
 
+class OwnMarkdown(str):
+    """Markdown that perflab writes around an escaped value (a verdict badge): printed as is."""
+
+
 def markdown_escape(value) -> str:
     """Any value as inert Markdown text: no HTML, no link, no code span, no table cell break."""
     if value is None:
         return ""
-    if isinstance(value, Placeholder):
+    if isinstance(value, Placeholder | OwnMarkdown):
         return str(value)
     if isinstance(value, Verbatim):
         return str(value).replace("```", "'''").replace("~~~", "'''")
@@ -77,6 +80,14 @@ def label(prompt_name: str | None) -> str:
 def preview(text: str, limit: int = 60) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+def verdict(value: Enum | None) -> str:
+    """A finding's verdict (any of its enum's values) as ``**Verdict: no effect**``; none: ''."""
+    if value is None:
+        return ""
+    words = markdown_escape(str(value.value).replace("_", " "))
+    return OwnMarkdown(f"**Verdict: {words}** ")
 
 
 def epoch_text(seconds: float | None) -> str:
@@ -100,37 +111,25 @@ def _environment() -> jinja2.Environment:
         ci=wording.ci_note,
         label=label,
         duration=wording.duration,
+        verdict=verdict,
     )
     return env
 
 
 def render_template(name: str, **context) -> str:
     """Any of perflab's templates, every value escaped as in the log."""
-    return _environment().get_template(name).render(**context)
+    return single_blank_lines(_environment().get_template(name).render(**context))
 
 
-def render_log(context: dict) -> str:
-    return _environment().get_template("day1-log.md.j2").render(**context)
-
-
-def render_html(markdown_text: str, title: str, chart_svgs: dict[str, str]) -> str:
-    """A self-contained page: the log as sanitised HTML, charts inlined as SVG."""
-    import markdown
-    import nh3
-
-    body = markdown.markdown(markdown_text, extensions=["tables", "fenced_code"])
-    body = nh3.clean(body, url_schemes=URL_SCHEMES)
-    for src, svg in chart_svgs.items():
-        pattern = rf'<img[^>]*\bsrc="{re.escape(html.escape(src))}"[^>]*>'
-        body = re.sub(pattern, lambda _, svg=svg: svg, body)
-    return (
-        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title><style>body{{font-family:sans-serif;max-width:60em;"
-        "margin:2em auto;line-height:1.45}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:.2em .5em}code,pre{background:#f4f4f4}"
-        "svg{max-width:100%;height:auto}</style></head><body>\n"
-        f"{body}\n</body></html>\n"
-    )
+def single_blank_lines(text: str) -> str:
+    """Runs of blank lines (where template tags printed nothing) as one, outside code blocks."""
+    kept, fenced = [], False
+    for line in text.split("\n"):
+        if line.startswith(("```", "~~~")):
+            fenced = not fenced
+        if fenced or line.strip() or not kept or kept[-1].strip():
+            kept.append(line)
+    return "\n".join(kept)
 
 
 def chart_links(charts_dir: Path, markdown_dir: Path) -> dict[str, str]:
@@ -187,6 +186,7 @@ def build_context(
         "perflab_version": __version__,
         "engine": engine,
         "engine_label": f.capabilities.label,
+        "peer_lines": wording.peer(f.peer) if f.peer else [],
         "host": host,
         "tiny_model": tiny,
         "warmup_requests": config["warmup_requests"],
@@ -223,6 +223,7 @@ def build_context(
             :3
         ],
         "keep_alive": config["generation"]["keep_alive"],
+        "cold_start": wording.cold_start(f.run, config["generation"]["keep_alive"]),
         "charts": charts,
         "result_files": result_files,
         "key_findings": wording.key_findings(f),
@@ -298,7 +299,7 @@ def write_log(
     context = build_context(
         findings, metadata, config, charts, [str(p) for p in result_files], configfiles
     )
-    text = render_log(context)
+    text = render_template("day1-log.md.j2", **context)
     write_text_atomic(markdown_path, text)
     svgs = {path: (markdown_path.parent / path).read_text() for path in charts.values()}
     write_text_atomic(html_path, render_html(text, f"Day 1 log — {config['run']}", svgs))

@@ -42,12 +42,19 @@ FLOAT_COLUMNS = (
     "decode_mean_s",
     "unaccounted_mean_s",
     "cold_load_s",
+    "cold_ttft_s",
     "temperature",
     "interference_cpu_pct_mean",
     "interference_cpu_pct_max",
+    "interference_threshold_pct",
+    "interference_above_share",
     "prep_mean_s",
     "measured_wall_s",
     "duration_s",
+    "server_requests_processing_max",
+    "server_requests_deferred_max",
+    "server_kv_used_max",
+    "cached_tokens_median",
 )
 INT_COLUMNS = ("n_ok", "n_errors", "n_requests", "n_warmup", "n_truncated", "workers")
 STRING_COLUMNS = ("suites", "prompt_name", "error_classes", "engine", "model", "target")
@@ -274,6 +281,12 @@ class Condition:
     prep_mean_s: float | None  # the client's own preparation before sending, not in e2e
     disturbed: tuple[str, ...]
     per_trial: tuple[TrialFigures, ...] = ()
+    # the most requests a launched llama-server ran at once / kept waiting, and the most
+    # of its KV cache in use, by its own /metrics and /slots (None: not measured)
+    server_running_max: float | None = None
+    server_deferred_max: float | None = None
+    server_kv_used_max: float | None = None
+    cached_tokens_median: float | None = None  # prompt tokens the server reused (cache_n)
 
     @property
     def all_failed(self) -> bool:
@@ -294,6 +307,11 @@ def _weighted(rows: list[dict], column: str) -> float | None:
     pairs = [(r[column], r["n_ok"] or 0) for r in rows if r[column] is not None]
     weight = sum(n for _, n in pairs)
     return sum(v * n for v, n in pairs) / weight if weight else _mean(v for v, _ in pairs)
+
+
+def _max(rows: list[dict], column: str) -> float | None:
+    values = _finite(r.get(column) for r in rows)
+    return max(values) if values else None
 
 
 def _sum(rows: list[dict], column: str) -> int | None:
@@ -338,6 +356,10 @@ def _condition(rows: list[dict], disturbed: set[str]) -> Condition:
         prep_mean_s=_weighted(ok_rows, "prep_mean_s"),
         disturbed=tuple(r["experiment_id"] for r in rows if r["experiment_id"] in disturbed),
         per_trial=tuple(_trial_figures(r) for r in rows),
+        server_running_max=_max(rows, "server_requests_processing_max"),
+        server_deferred_max=_max(rows, "server_requests_deferred_max"),
+        server_kv_used_max=_max(rows, "server_kv_used_max"),
+        cached_tokens_median=_mean(r["cached_tokens_median"] for r in ok_rows),
     )
 
 

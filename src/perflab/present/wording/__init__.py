@@ -29,9 +29,11 @@ from perflab.present.wording.numbers import (
     spread_text,
     workers_text,
 )
+from perflab.present.wording.peer import peer
 from perflab.present.wording.run import (
     IssueRow,
     checklist,
+    cold_start,
     disturbed_lines,
     idea,
     interference_summary,
@@ -47,6 +49,7 @@ from perflab.present.wording.run import (
 )
 
 __all__ = [
+    "peer",
     "LOG_OPTIONS",
     "NA",
     "NOTES",
@@ -71,6 +74,7 @@ __all__ = [
     "prompt_length",
     "rerun_command",
     "setup_notes",
+    "cold_start",
     "solutions",
     "spread_text",
     "status",

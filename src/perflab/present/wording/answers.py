@@ -161,6 +161,18 @@ def temperature(f: TemperatureFinding) -> str:
     return text + _truncation(f)
 
 
+def _server_said(f: ConcurrencyFinding, workers: int) -> str:
+    """What the server's own metrics said at the most workers, when it reported them."""
+    if f.server_running_max is None:
+        return ""
+    waiting = f.server_deferred_max or 0
+    return (
+        f" By its own /metrics, at {workers_text(workers)} the server ran at most "
+        f"{f.server_running_max} request{'s' if f.server_running_max != 1 else ''} at once "
+        f"and kept at most {waiting} waiting for a slot."
+    )
+
+
 def concurrency(f: ConcurrencyFinding, setting: str | None) -> str:
     if f.verdict is None:
         return (
@@ -213,6 +225,7 @@ def concurrency(f: ConcurrencyFinding, setting: str | None) -> str:
             elif f.mode is ConcurrencyMode.QUEUES:
                 text += ", and the rest queue"
     text += f", while mean latency grew ×{most.latency_growth:.2f}."
+    text += _server_said(f, most.workers)
     if f.fell_at is not None:
         fell = next(p for p in f.points if p.workers == f.fell_at)
         text += (
@@ -250,8 +263,42 @@ def concurrency(f: ConcurrencyFinding, setting: str | None) -> str:
     return f"{text} ({listing})."
 
 
+def _reused_tokens(f: KvCacheFinding) -> str:
+    """What the server said it took from its cache, when it says (llama-server's cache_n)."""
+    parts = []
+    for name, condition in (("busted", f.bust), ("reused", f.reuse)):
+        if condition is None or condition.cached_tokens_median is None:
+            continue
+        total = condition.prompt_tokens_mean
+        of = f" of {total:.0f}" if total else ""
+        parts.append(f"{condition.cached_tokens_median:.0f}{of} with the prompt {name}")
+    if not parts:
+        return ""
+    text = f" The server reused a median of {' and '.join(parts)} prompt tokens from its cache"
+    if f.bust is not None and (f.bust.cached_tokens_median or 0) > 0:
+        text += (
+            ": even a unique prefix leaves what comes before it cacheable (with the chat "
+            "endpoint, the chat template's opening), so TTFT with it busted still saves "
+            "those tokens' prefill"
+        )
+    return text + "."
+
+
 def _serial_how(f: ConcurrencyFinding, hint: str) -> str:
-    """How a server that gained no throughput served the extra requests."""
+    """How a server that gained no throughput served the extra requests: as it said
+    itself when it reports it (a launched llama-server's /metrics), else as inferred."""
+    running = f.server_running_max
+    if running is not None and running > 1:
+        return (
+            f": the server ran up to {running} requests at once (its own metrics){hint}, but "
+            "together they went no faster than one at a time: one saturated resource (its "
+            "threads or memory bandwidth) serves them all"
+        )
+    if running == 1:
+        return (
+            f": the server ran one request at a time (its own metrics){hint}, so extra "
+            "requests only queue"
+        )
     if f.mode is ConcurrencyMode.QUEUES:
         return (
             f": the server serializes requests, running one at a time{hint}, "
@@ -271,6 +318,10 @@ def kv_cache(f: KvCacheFinding) -> str | None:
         return None
     if f.verdict is None:
         return "The kv_cache suite needs the prompt both with and without reuse: no comparison."
+    return _kv_cache_verdict(f) + _reused_tokens(f)
+
+
+def _kv_cache_verdict(f: KvCacheFinding) -> str:
     figures = (
         f"TTFT {spread_text(f.reuse.ttft)} with the prompt reused vs {spread_text(f.bust.ttft)} "
         f"with a unique prefix per request (n={f.reuse.n_ok} and {f.bust.n_ok}); reused / "
