@@ -264,6 +264,7 @@ def test_batch_means_and_percentiles_follow_the_request_count():
     assert [batches(n) for n in (1, 3, 5, 6, 8, 34, 100)] == [1, 3, 5, 2, 2, 10, 10]
     ok = [
         {"experiment_id": "e", "request_index": i, "is_warmup": False, "status": "ok",
+         "output_tokens": 10, "finish_reason": "stop",
          "e2e_s": 1.0 + 0.01 * i + (0.5 if i >= 50 else 0.0)}
         for i in range(100)
     ]  # fmt: skip
