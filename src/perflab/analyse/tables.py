@@ -10,6 +10,12 @@ Definitions (all times in seconds):
   req_per_s   ok requests / measured wall time
   prep_s  the client's own work before the request left (HTTP engines); not
           part of ttft_s or e2e_s, which start when the request left
+Open-loop load (the rate suite) adds, per request:
+  send_lag_s    scheduled send time → when the request left (the client's lag)
+  e2e_sched_s   scheduled send time → final chunk (= send_lag_s + e2e_s)
+  ttft_sched_s  scheduled send time → first token (= send_lag_s + ttft_s)
+A request the client dropped (the bound on requests in flight was reached) was never
+sent: it is counted in n_dropped, not in n_requests or n_errors.
 Warm-up requests and failed requests never enter latency statistics; failed
 requests are counted in n_errors and error_rate; ok requests cut at
 max_tokens (finish_reason "length") in n_truncated.
@@ -65,6 +71,11 @@ RECORD_SCHEMA = {
     "server_output_tokens": pl.Int64,
     "finish_reason": pl.String,
     "prep_s": pl.Float64,
+    "t_scheduled": pl.Float64,
+    "send_lag_s": pl.Float64,
+    "held_s": pl.Float64,
+    "ttft_sched_s": pl.Float64,
+    "e2e_sched_s": pl.Float64,
     "answer_ttft_s": pl.Float64,
     "reasoning_tokens": pl.Int64,
     "server_prefill_tokens": pl.Int64,
@@ -88,6 +99,12 @@ EXPERIMENT_COLUMNS = {
     "partial": pl.Boolean,
     "interference_cpu_pct_mean": pl.Float64,
     "interference_cpu_pct_max": pl.Float64,
+    "offered_rate": pl.Float64,
+    "arrival": pl.String,
+    "burstiness": pl.Float64,
+    "schedule_rate": pl.Float64,
+    "achieved_rate": pl.Float64,
+    "schedule_valid": pl.Boolean,
     "interference_threshold_pct": pl.Float64,
     "interference_above_share": pl.Float64,
     # what a launched llama-server said of itself (perflab.measure.server_metrics)
@@ -108,6 +125,7 @@ def experiment_columns(metadata: dict) -> dict:
     """The per-experiment values that every request row carries."""
     experiment = metadata["experiment"]
     resources = metadata.get("resources") or {}
+    schedule = metadata.get("schedule") or {}  # open loop only
     server = metadata.get("server_metrics") or {}
     return {
         "target": experiment.get("target"),
@@ -126,6 +144,12 @@ def experiment_columns(metadata: dict) -> dict:
         "partial": metadata["run"]["partial"],
         "interference_cpu_pct_mean": resources.get("interference_cpu_pct_mean"),
         "interference_cpu_pct_max": resources.get("interference_cpu_pct_max"),
+        "offered_rate": experiment.get("rate"),
+        "arrival": experiment.get("arrival"),
+        "burstiness": experiment.get("burstiness"),
+        "schedule_rate": schedule.get("schedule_rate"),
+        "achieved_rate": schedule.get("achieved_rate"),
+        "schedule_valid": schedule.get("valid"),
         "interference_threshold_pct": resources.get("interference_threshold_pct"),
         "interference_above_share": resources.get("interference_above_share"),
     } | {name: server.get(name) for name in SERVER_METRIC_COLUMNS}
@@ -140,7 +164,8 @@ def scan_experiment(records_path: Path, metadata_path: Path) -> pl.LazyFrame:
 
 
 def is_measured() -> pl.Expr:
-    return ~pl.col("is_warmup")
+    """Sent after the warm-up: a request the client dropped was never sent."""
+    return ~pl.col("is_warmup") & (pl.col("status") != "dropped")
 
 
 def is_answered() -> pl.Expr:
@@ -244,6 +269,13 @@ def percentile_ci(requests: pl.LazyFrame, column: str, p: int) -> pl.LazyFrame:
     )
 
 
+def send_lag_stats() -> list[pl.Expr]:
+    lag = pl.col("send_lag_s").filter(is_measured())
+    return [
+        lag.quantile(q / 100, interpolation="linear").alias(f"send_lag_p{q}_s") for q in (50, 99)
+    ] + [lag.max().alias("send_lag_max_s")]
+
+
 def censored_bounds(column: str) -> list[pl.Expr]:
     """Mean and p99 over the ok requests and the timed-out ones at the time they ran:
     lower bounds of the true figures (a timeout would have taken longer), never a
@@ -271,6 +303,8 @@ def counts() -> list[pl.Expr]:
         is_empty().sum().alias("n_empty"),
         is_censored().sum().alias("n_censored"),
         pl.col("is_warmup").sum().alias("n_warmup"),
+        (pl.col("status") == "dropped").sum().alias("n_dropped"),
+        (is_measured() & (pl.col("held_s") > 0)).sum().alias("n_delayed"),
         (is_ok() & (pl.col("finish_reason") == "length")).sum().alias("n_truncated"),
     ]
 
@@ -330,6 +364,9 @@ def summarize(requests: pl.LazyFrame) -> pl.LazyFrame:
             *counts(),
             *distribution("e2e_s"),
             *distribution("ttft_s"),
+            *distribution("e2e_sched_s"),
+            *distribution("ttft_sched_s"),
+            *send_lag_stats(),
             *censored_bounds("e2e_s"),
             ok("answer_ttft_s").mean().alias("answer_ttft_mean_s"),
             *token_stats(),
@@ -436,6 +473,11 @@ def write_experiment_tables(
     write_parquet_atomic(records, tables.records)
     summary = summarize(records.lazy()).collect()
     write_parquet_atomic(summary, tables.summary)
+    if summary.height == 0:  # a sweep point not measured: its metadata says why
+        skipped = json.loads(Path(metadata_path).read_text()).get("skipped", "no records")
+        payload = {"units": SUMMARY_UNITS, "summary": None, "skipped": skipped}
+        write_json_atomic(tables.summary_json, payload)
+        return {}
     row = summary.row(0, named=True)
     write_json_atomic(tables.summary_json, {"units": SUMMARY_UNITS, "summary": row})
     return row
