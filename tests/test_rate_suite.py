@@ -118,3 +118,27 @@ def test_an_invalid_open_loop_run_says_so_and_keeps_its_records(tmp_path):
     assert any("invalid open-loop run" in line and "send lag p99" in line for line in said)
     summary = json.loads(tables.summary_json.read_text())["summary"]
     assert summary["schedule_valid"] is False and summary["n_ok"] == 20
+
+
+def test_lengths_enter_the_spec_only_when_set():
+    plain = rate_config(rates=[2])
+    (experiment,) = expand_experiments(plain).values()
+    assert not {"lengths", "shared_prefix_tokens"} & set(
+        experiment_spec(plain, experiment)["open_loop"]
+    )
+    shared = rate_config(rates=[2], shared_prefix_tokens=100)
+    (experiment,) = expand_experiments(shared).values()
+    assert experiment_spec(shared, experiment)["open_loop"]["shared_prefix_tokens"] == 100
+    drawn = rate_config(rates=[2], output_tokens={"mean": 32, "sd": 8})
+    (experiment,) = expand_experiments(drawn).values()
+    spec = experiment_spec(drawn, experiment)
+    assert spec["open_loop"]["lengths"] == {"output_tokens": {"mean": 32, "sd": 8}}
+    from perflab.measure.experiment import load_plan
+
+    lengths = load_plan(spec, experiment).lengths
+    assert lengths.output_mean == 32 and lengths.prompt_mean is None
+
+
+def test_a_length_without_its_mean_is_refused():
+    with pytest.raises(ConfigError, match=r"suites\.rate\.prompt_tokens"):
+        rate_config(rates=[2], prompt_tokens={"sd": 3})

@@ -15,7 +15,7 @@ from perflab.config.sweep import Experiment
 from perflab.core.records import RequestRecord, write_json_atomic, write_jsonl_atomic
 from perflab.engines import GenerationOptions, generation_options, make_engine
 from perflab.engines.registry import engine_kind
-from perflab.measure.arrivals import ArrivalPlan
+from perflab.measure.arrivals import ArrivalPlan, LengthPlan, sized_prompt
 from perflab.measure.lifeline import Interrupted
 from perflab.measure.open_loop import OpenLoopPlan, ScheduleCheck, run_open_loop
 from perflab.measure.partial import PartialWriter, keep_failed, keep_leftover
@@ -88,6 +88,11 @@ def experiment_spec(config: dict, experiment: Experiment) -> dict:
         spec["open_loop"] = {key: rate[key] for key in OPEN_LOOP_KEYS}
         if experiment.sweep_point is not None:
             spec["open_loop"]["diverge_factor"] = rate["diverge_factor"]
+        lengths = {key: rate[key] for key in ("prompt_tokens", "output_tokens") if rate[key]}
+        if lengths:  # only then: a spec without them stays as it was
+            spec["open_loop"]["lengths"] = lengths
+        if rate["shared_prefix_tokens"]:
+            spec["open_loop"]["shared_prefix_tokens"] = rate["shared_prefix_tokens"]
     names = target_names(config) or (None,)
     spec["design"] = placement(config["order_seed"], experiment, names).as_dict()
     if experiment.target is not None:
@@ -330,6 +335,28 @@ def load_plan(spec: dict, experiment: Experiment) -> LoadPlan | OpenLoopPlan:
         warmup_requests=spec["warmup_requests"],
         max_send_lag_s=settings["max_send_lag_s"],
         min_rate_fraction=settings["min_rate_fraction"],
+        lengths=length_plan(settings, experiment.trial),
+        shared_prefix=shared_prefix(experiment.prompt, settings.get("shared_prefix_tokens")),
+    )
+
+
+def shared_prefix(prompt: str, tokens: int | None) -> str | None:
+    """The text every request starts with (a system prompt or document), about ``tokens``."""
+    return sized_prompt(f"Shared context. {prompt}", tokens) if tokens else None
+
+
+def length_plan(settings: dict, trial: int) -> LengthPlan | None:
+    lengths = settings.get("lengths")
+    if not lengths:
+        return None
+    prompt, output = lengths.get("prompt_tokens") or {}, lengths.get("output_tokens") or {}
+    return LengthPlan(
+        prompt_mean=prompt.get("mean"),
+        prompt_sd=prompt.get("sd", 0.0),
+        output_mean=output.get("mean"),
+        output_sd=output.get("sd", 0.0),
+        seed=settings["seed"],
+        trial=trial,
     )
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 from perflab.core.records import STATUS_DROPPED, RequestRecord
 from perflab.engines.base import Engine, GenerationOptions
-from perflab.measure.arrivals import ArrivalPlan, schedule_rate
+from perflab.measure.arrivals import ArrivalPlan, LengthPlan, schedule_rate, sized_prompt
 from perflab.measure.runner import (
     Clock,
     PromptNonce,
@@ -39,6 +39,8 @@ class OpenLoopPlan:
     warmup_requests: int = 0
     max_send_lag_s: float = 0.05
     min_rate_fraction: float = 0.95
+    lengths: LengthPlan | None = None  # None: every request sends the prompt, max_tokens
+    shared_prefix: str | None = None  # text before every measured request's own part
 
     def __post_init__(self):
         if self.max_in_flight < 1:
@@ -195,11 +197,23 @@ def run_open_loop(
                         f"could not hand over record {record.request_index}: {exc}", stacklevel=1
                     )
 
+    shapes = plan.lengths.draws(plan.arrivals.requests) if plan.lengths else None
+
     def measure(index: int, is_warmup: bool) -> RequestRecord:
+        text, request_options = prompt, options
+        if shapes is not None and not is_warmup:
+            prompt_tokens, output_tokens = shapes[index - plan.warmup_requests]
+            if prompt_tokens is not None:
+                text = sized_prompt(prompt, prompt_tokens)
+            if output_tokens is not None:
+                request_options = replace(options, max_tokens=output_tokens)
+        sent = prompt_for_request(text, prompt_cache, nonce, index)
+        if plan.shared_prefix and not is_warmup:  # after the shared part: a cache can keep it
+            sent = f"{plan.shared_prefix}\n\n{sent}"
         return measure_request(
             engine,
-            prompt_for_request(prompt, prompt_cache, nonce, index),
-            options,
+            sent,
+            request_options,
             experiment_id=experiment_id,
             request_index=index,
             worker=0,
