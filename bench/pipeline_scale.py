@@ -192,21 +192,25 @@ def median(times: dict, name: str, key: str) -> float:
     return statistics.median(times[name][key])
 
 
-def measure(setups: dict, args_for: str, repeats: int) -> dict[str, dict[str, list[float]]]:
+def measure(setups: dict, args_for: str, repeats: int) -> tuple[dict, dict[str, str]]:
+    """Wall and CPU seconds of each setup's runs, and each setup's first output."""
     times = {name: {"wall": [], "cpu": []} for name in setups}
+    outputs = {}
     for _ in range(repeats):
         for name, (workdir, args) in setups.items():  # alternate: drift hits both alike
-            wall, cpu, _ = snakemake(workdir, [*args_for.split(), *args])
+            wall, cpu, output = snakemake(workdir, [*args_for.split(), *args])
             times[name]["wall"].append(wall)
             times[name]["cpu"].append(cpu)
-    return times
+            outputs.setdefault(name, output)
+    return times, outputs
 
 
-def report_size(experiments: int, times: dict) -> None:
+def report_size(experiments: int, times: dict, planned: dict[str, int] | None) -> None:
     def ratio(top: str, bottom: str, key: str) -> float:
         return median(times, top, key) / median(times, bottom, key)
 
-    print(f"  {experiments} experiments")
+    jobs = ", ".join(f"{name} {count}" for name, count in (planned or {}).items())
+    print(f"  {experiments} experiments" + (f" (jobs planned: {jobs})" if jobs else ""))
     for name in times:
         print(
             f"    {name:8} wall {spread(times[name]['wall'])} s   "
@@ -281,19 +285,10 @@ def run(args: argparse.Namespace, root: Path) -> bool:
     sizes = sorted(set(args.experiments))
     setups = {size: setups_for(root, size) for size in sizes}
     outputs, gathered = experiment_shape()
-    for size in sizes:
-        jobs = {
-            name: planned_jobs(snakemake(workdir, ["-n", *extra])[2])
-            for name, (workdir, extra) in setups[size].items()
-        }
-        print(
-            f"sweep of {size} experiments; jobs planned: perflab {jobs['perflab']}, "
-            f"bare {jobs['bare']}, shaped {jobs['shaped']}"
-        )
     print(
-        f"{args.repeats} runs each, alternating; bare: one output per job, one gathered; "
-        f"shaped: the bare Snakefile with perflab's {outputs} outputs and a log per job, "
-        f"{gathered} gathered"
+        f"sweeps of {', '.join(map(str, sizes))} experiments; {args.repeats} runs each, "
+        f"alternating; bare: one output per job, one gathered; shaped: the bare Snakefile "
+        f"with perflab's {outputs} outputs and a log per job, {gathered} gathered"
     )
     modes = [("dry run of the fresh sweep (-n)", "-n")]
     if not args.dry_run_only:
@@ -308,8 +303,9 @@ def run(args: argparse.Namespace, root: Path) -> bool:
         print(title)
         by_size = {}
         for size in sizes:
-            by_size[size] = measure(setups[size], command, args.repeats)
-            report_size(size, by_size[size])
+            by_size[size], first = measure(setups[size], command, args.repeats)
+            planned = {name: planned_jobs(output) for name, output in first.items()}
+            report_size(size, by_size[size], planned if command == "-n" else None)
         flagged |= report_growth(by_size, args.max_exponent)
     return flagged
 
