@@ -292,7 +292,8 @@ def test_the_workflow_refuses_it_before_any_job(workflow_copy, text, key, value)
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "bad.yaml"],
         cwd=workflow_copy,
-        env={"PATH": f"{bindir}:/usr/bin:/bin", "HOME": str(Path.home())},
+        env={"PATH": f"{bindir}:/usr/bin:/bin", "HOME": str(Path.home())}
+        | ({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}),
         capture_output=True,
         text=True,
         timeout=300,

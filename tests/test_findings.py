@@ -674,3 +674,38 @@ def test_requests_that_run_together_each_slower_are_not_called_serialized():
     result = concurrency.summary(queued, capabilities_for("ollama"))
     assert result.mode is concurrency.ConcurrencyMode.QUEUES
     assert "serializes requests" in wording.concurrency(result, None)
+
+
+def server_rows(workers: int, values: tuple[float, ...], running: float, waiting: float):
+    return rows(
+        f"w{workers}",
+        [{"req_per_s": v} for v in values],
+        suites="concurrency",
+        workers=workers,
+        server_requests_processing_max=running,
+        server_requests_deferred_max=waiting,
+    )
+
+
+def test_a_server_that_says_it_ran_one_at_a_time_is_serial_despite_noisy_throughput():
+    # the same noisy throughput the trials cannot settle, but llama-server's own /metrics
+    # said one request ran at a time and three waited
+    noisy = summary(server_rows(1, (1.0, 2.0, 1.5), 1, 0), server_rows(4, (1.9, 1.7, 1.2), 1, 3))
+    result = concurrency.summary(noisy, capabilities_for("openai", "llama-server"))
+    assert result.test.outcome is not Outcome.CHANGED or result.test.estimate < 1
+    assert (
+        result.verdict == ConcurrencyVerdict.SERIAL
+        and result.mode is concurrency.ConcurrencyMode.QUEUES
+    )
+    assert (result.server_running_max, result.server_deferred_max) == (1, 3)
+    words = wording.concurrency(result, "--parallel")
+    assert "the server ran one request at a time (its own metrics) (--parallel)" in words
+    assert "ran at most 1 request at once and kept at most 3 waiting" in words
+
+
+def test_several_requests_running_together_without_more_throughput_are_said_as_such():
+    flat = summary(server_rows(1, (2.0, 2.02, 1.98), 1, 0), server_rows(4, (2.01, 2.0, 2.0), 4, 0))
+    result = concurrency.summary(flat, capabilities_for("openai", "llama-server"))
+    assert result.verdict == ConcurrencyVerdict.SERIAL and result.server_running_max == 4
+    words = wording.concurrency(result, "--parallel")
+    assert "ran up to 4 requests at once (its own metrics)" in words

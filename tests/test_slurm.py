@@ -42,6 +42,8 @@ def slurm_env() -> dict[str, str]:
     )
     if conf:
         env["SLURM_CONF"] = conf
+    if "PYTHONPATH" in os.environ:  # a checkout's own src, as the tests run
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     return env
 
 

@@ -16,4 +16,5 @@ write_findings(
         step: snakemake.input.get(step) for step in ("model_fetch", "model_build", "preflight")
     },
     peer_path=snakemake.input.get("peer"),
+    preflight_paths=list(snakemake.input.preflight_info),
 )

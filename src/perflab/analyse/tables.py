@@ -10,6 +10,12 @@ Definitions (all times in seconds):
   req_per_s   ok requests / measured wall time
   prep_s  the client's own work before the request left (HTTP engines); not
           part of ttft_s or e2e_s, which start when the request left
+Open-loop load (the rate suite) adds, per request:
+  send_lag_s    scheduled send time → when the request left (the client's lag)
+  e2e_sched_s   scheduled send time → final chunk (= send_lag_s + e2e_s)
+  ttft_sched_s  scheduled send time → first token (= send_lag_s + ttft_s)
+A request the client dropped (the bound on requests in flight was reached) was never
+sent: it is counted in n_dropped, not in n_requests or n_errors.
 Warm-up requests and failed requests never enter latency statistics; failed
 requests are counted in n_errors and error_rate; ok requests cut at
 max_tokens (finish_reason "length") in n_truncated.
@@ -54,6 +60,13 @@ RECORD_SCHEMA = {
     "server_output_tokens": pl.Int64,
     "finish_reason": pl.String,
     "prep_s": pl.Float64,
+    "t_scheduled": pl.Float64,
+    "send_lag_s": pl.Float64,
+    "held_s": pl.Float64,
+    "ttft_sched_s": pl.Float64,
+    "e2e_sched_s": pl.Float64,
+    "answer_ttft_s": pl.Float64,
+    "reasoning_tokens": pl.Int64,
     "server_prefill_tokens": pl.Int64,
     "server_cached_tokens": pl.Int64,
 }
@@ -75,6 +88,14 @@ EXPERIMENT_COLUMNS = {
     "partial": pl.Boolean,
     "interference_cpu_pct_mean": pl.Float64,
     "interference_cpu_pct_max": pl.Float64,
+    "offered_rate": pl.Float64,
+    "arrival": pl.String,
+    "burstiness": pl.Float64,
+    "schedule_rate": pl.Float64,
+    "achieved_rate": pl.Float64,
+    "schedule_valid": pl.Boolean,
+    "interference_threshold_pct": pl.Float64,
+    "interference_above_share": pl.Float64,
     # what a launched llama-server said of itself (perflab.measure.server_metrics)
     "server_requests_processing_max": pl.Float64,
     "server_requests_deferred_max": pl.Float64,
@@ -93,6 +114,7 @@ def experiment_columns(metadata: dict) -> dict:
     """The per-experiment values that every request row carries."""
     experiment = metadata["experiment"]
     resources = metadata.get("resources") or {}
+    schedule = metadata.get("schedule") or {}  # open loop only
     server = metadata.get("server_metrics") or {}
     return {
         "target": experiment.get("target"),
@@ -111,6 +133,14 @@ def experiment_columns(metadata: dict) -> dict:
         "partial": metadata["run"]["partial"],
         "interference_cpu_pct_mean": resources.get("interference_cpu_pct_mean"),
         "interference_cpu_pct_max": resources.get("interference_cpu_pct_max"),
+        "offered_rate": experiment.get("rate"),
+        "arrival": experiment.get("arrival"),
+        "burstiness": experiment.get("burstiness"),
+        "schedule_rate": schedule.get("schedule_rate"),
+        "achieved_rate": schedule.get("achieved_rate"),
+        "schedule_valid": schedule.get("valid"),
+        "interference_threshold_pct": resources.get("interference_threshold_pct"),
+        "interference_above_share": resources.get("interference_above_share"),
     } | {name: server.get(name) for name in SERVER_METRIC_COLUMNS}
 
 
@@ -123,11 +153,34 @@ def scan_experiment(records_path: Path, metadata_path: Path) -> pl.LazyFrame:
 
 
 def is_measured() -> pl.Expr:
-    return ~pl.col("is_warmup")
+    """Sent after the warm-up: a request the client dropped was never sent."""
+    return ~pl.col("is_warmup") & (pl.col("status") != "dropped")
+
+
+def is_answered() -> pl.Expr:
+    """Measured and ended ok, empty or not."""
+    return is_measured() & (pl.col("status") == "ok")
+
+
+def is_empty() -> pl.Expr:
+    """Ended ok with no token at all: counted (``n_empty``), never a fast success."""
+    return is_answered() & (pl.col("output_tokens").fill_null(0) == 0)
 
 
 def is_ok() -> pl.Expr:
-    return is_measured() & (pl.col("status") == "ok")
+    """Measured, ended ok, and generated at least one token: what every statistic uses."""
+    return is_answered() & (pl.col("output_tokens").fill_null(0) > 0)
+
+
+def is_censored() -> pl.Expr:
+    """Measured and cut at its timeout: its latency is at least the time it ran."""
+    return is_measured() & (pl.col("status") == "timeout")
+
+
+def ratio(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
+    """numerator / denominator, null unless the denominator is above 0: no infinite rate
+    (a prompt cache can make a prefill time 0)."""
+    return pl.when(denominator > 0).then(numerator / denominator).otherwise(None)
 
 
 def ok(column: str) -> pl.Expr:
@@ -150,6 +203,26 @@ def distribution(column: str) -> list[pl.Expr]:
     return exprs
 
 
+def send_lag_stats() -> list[pl.Expr]:
+    lag = pl.col("send_lag_s").filter(is_measured())
+    return [
+        lag.quantile(q / 100, interpolation="linear").alias(f"send_lag_p{q}_s") for q in (50, 99)
+    ] + [lag.max().alias("send_lag_max_s")]
+
+
+def censored_bounds(column: str) -> list[pl.Expr]:
+    """Mean and p99 over the ok requests and the timed-out ones at the time they ran:
+    lower bounds of the true figures (a timeout would have taken longer), never a
+    figure that dropped the slowest requests. Equal to the plain figures without
+    timeouts."""
+    stem = column.removesuffix("_s")
+    values = pl.col(column).filter(is_ok() | is_censored())
+    return [
+        values.mean().alias(f"{stem}_mean_censored_s"),
+        values.quantile(0.99, interpolation="linear").alias(f"{stem}_p99_censored_s"),
+    ]
+
+
 def tpot() -> pl.Expr:
     return (pl.col("e2e_s") - pl.col("ttft_s")) / (pl.col("output_tokens") - 1)
 
@@ -159,7 +232,11 @@ def counts() -> list[pl.Expr]:
         is_measured().sum().alias("n_requests"),
         is_ok().sum().alias("n_ok"),
         (is_measured() & (pl.col("status") != "ok")).sum().alias("n_errors"),
+        is_empty().sum().alias("n_empty"),
+        is_censored().sum().alias("n_censored"),
         pl.col("is_warmup").sum().alias("n_warmup"),
+        (pl.col("status") == "dropped").sum().alias("n_dropped"),
+        (is_measured() & (pl.col("held_s") > 0)).sum().alias("n_delayed"),
         (is_ok() & (pl.col("finish_reason") == "length")).sum().alias("n_truncated"),
     ]
 
@@ -173,6 +250,7 @@ def token_stats() -> list[pl.Expr]:
         ok("tps").mean().alias("tps_mean"),
         ci95("tps").alias("tps_ci95"),
         ok("output_tokens").mean().alias("output_tokens_mean"),
+        ok("reasoning_tokens").mean().alias("reasoning_tokens_mean"),
         ok("output_tokens").sum().alias("output_tokens_total"),
         ok("prompt_tokens").mean().alias("prompt_tokens_mean"),
         # llama-server: of the prompt, the tokens it reused from its cache (cache_n)
@@ -195,7 +273,16 @@ def server_stats() -> list[pl.Expr]:
     ] + [
         # the cold request: model load paid by the first (warm-up) request, never in warm stats
         pl.col("load_s").filter(pl.col("is_warmup")).max().alias("cold_load_s"),
+        cold_ttft(),
     ]
+
+
+def cold_ttft() -> pl.Expr:
+    """The client's view of the cold request: the TTFT of the warm-up that paid the
+    largest model load."""
+    loaded = pl.col("is_warmup") & pl.col("load_s").is_not_null()
+    by_load = pl.col("load_s").filter(loaded)
+    return pl.col("ttft_s").filter(loaded).sort_by(by_load).last().alias("cold_ttft_s")
 
 
 def experiment_keys() -> list[str]:
@@ -210,6 +297,11 @@ def summarize(requests: pl.LazyFrame) -> pl.LazyFrame:
             *counts(),
             *distribution("e2e_s"),
             *distribution("ttft_s"),
+            *distribution("e2e_sched_s"),
+            *distribution("ttft_sched_s"),
+            *send_lag_stats(),
+            *censored_bounds("e2e_s"),
+            ok("answer_ttft_s").mean().alias("answer_ttft_mean_s"),
             *token_stats(),
             *server_stats(),
             pl.col("error_class")
@@ -221,10 +313,10 @@ def summarize(requests: pl.LazyFrame) -> pl.LazyFrame:
             .alias("error_classes"),
         )
         .with_columns(
-            (pl.col("n_errors") / pl.col("n_requests")).alias("error_rate"),
-            (pl.col("n_ok") / pl.col("measured_wall_s")).alias("req_per_s"),
-            (pl.col("output_tokens_total") / pl.col("measured_wall_s")).alias("output_tps"),
-            (pl.col("ttft_mean_s") / pl.col("e2e_mean_s")).alias("ttft_share"),
+            ratio(pl.col("n_errors"), pl.col("n_requests")).alias("error_rate"),
+            ratio(pl.col("n_ok"), pl.col("measured_wall_s")).alias("req_per_s"),
+            ratio(pl.col("output_tokens_total"), pl.col("measured_wall_s")).alias("output_tps"),
+            ratio(pl.col("ttft_mean_s"), pl.col("e2e_mean_s")).alias("ttft_share"),
             trials_of_condition(),
         )
         .sort("experiment_id")
@@ -309,6 +401,11 @@ def write_experiment_tables(
     write_parquet_atomic(records, tables.records)
     summary = summarize(records.lazy()).collect()
     write_parquet_atomic(summary, tables.summary)
+    if summary.height == 0:  # a sweep point not measured: its metadata says why
+        skipped = json.loads(Path(metadata_path).read_text()).get("skipped", "no records")
+        payload = {"units": SUMMARY_UNITS, "summary": None, "skipped": skipped}
+        write_json_atomic(tables.summary_json, payload)
+        return {}
     row = summary.row(0, named=True)
     write_json_atomic(tables.summary_json, {"units": SUMMARY_UNITS, "summary": row})
     return row

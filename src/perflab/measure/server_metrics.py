@@ -92,7 +92,7 @@ def summarize_server_metrics(samples: list[dict], window: tuple[float, float]) -
     """Over the measured window: the most requests the server ran at once and kept
     waiting, the most of its KV cache in use, and its own prompt and generation rates
     (counter differences between the window's first and last reading)."""
-    from perflab.measure.sampler import in_window
+    from perflab.measure.samples import in_window
 
     chosen = [s for s in in_window(samples, window) if "llama_requests_processing" in s]
     if not chosen:

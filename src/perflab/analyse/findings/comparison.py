@@ -116,7 +116,9 @@ def _values(frame: pl.DataFrame, metric: Metric) -> pl.Series:
     if metric.column is not None:
         return frame[metric.column]
     prefill = frame["prefill_mean_s"]
-    return (frame["prompt_tokens_mean"] / prefill).fill_nan(None).alias("prefill_tps")
+    # a prompt served from the cache has a prefill time of 0: no rate, not an infinite one
+    rate = pl.when(prefill > 0).then(frame["prompt_tokens_mean"] / prefill)
+    return frame.select(rate.fill_nan(None).alias("prefill_tps"))["prefill_tps"]
 
 
 def table_values(frame: pl.DataFrame) -> pl.DataFrame:
@@ -128,6 +130,7 @@ def table_values(frame: pl.DataFrame) -> pl.DataFrame:
         "experiment_id",
         "trial",
         "interference_cpu_pct_mean",
+        "interference_threshold_pct",
         *[_values(rows, m).alias(m.key) for m in METRICS],
     )
 

@@ -241,6 +241,12 @@ def rejudged(finding: ConcurrencyFinding, test: Verdict) -> ConcurrencyFinding:
         verdict = ConcurrencyVerdict.SERIAL
     else:
         verdict = ConcurrencyVerdict.INCONCLUSIVE
+    if finding.server_running_max == 1 and not grew and most > 1:
+        # the server said itself that it never ran two at once: the extra requests
+        # queued, whatever the noise in their throughput leaves undecided
+        return replace(
+            finding, verdict=ConcurrencyVerdict.SERIAL, test=test, mode=ConcurrencyMode.QUEUES
+        )
     return replace(finding, verdict=verdict, test=test, mode=_mode(finding, verdict))
 
 
