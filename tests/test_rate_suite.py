@@ -33,6 +33,7 @@ def rate_config(**rate) -> dict:
     overrides = {
         "engine": {"name": "calibration", "model": "llama3.1:8b"},
         "calibration": FAST_TIMING | {"num_parallel": 1},
+        "repeats": 1,
         "warmup_requests": 1,
         "sampler": {"interval_s": 0.1},
         "suites": ONLY_RATE | {"rate": {"enabled": True} | rate},

@@ -40,6 +40,7 @@ def sweep_config(**rate) -> dict:
     overrides = {
         "engine": {"name": "calibration", "model": "llama3.1:8b"},
         "calibration": FAST_TIMING | {"num_parallel": 1},
+        "repeats": 1,
         "warmup_requests": 1,
         "sampler": {"interval_s": 0.2},
         "suites": OFF | {"rate": {"enabled": True, "rates": "sweep"} | rate},
