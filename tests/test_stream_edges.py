@@ -154,3 +154,30 @@ def summary(records: list[RequestRecord], measured_wall_s: float = 1.0) -> dict:
         pl.lit(value, dtype=EXPERIMENT_COLUMNS[name]).alias(name) for name, value in columns.items()
     )
     return summarize(frame.lazy()).collect().row(0, named=True)
+
+
+def test_the_log_gives_failures_timeouts_and_empty_answers_beside_each_figure():
+    from perflab.analyse.findings.frame import conditions
+    from perflab.present.wording import failures
+
+    frame = with_defaults(
+        pl.DataFrame(
+            {
+                "experiment_id": ["a-r1", "a-r2", "b-r1"],
+                "condition_id": ["a", "a", "b"],
+                "trial": [1, 2, 1],
+                "n_requests": [10, 10, 10],
+                "n_ok": [8, 9, 10],
+                "n_errors": [2, 0, 0],
+                "n_censored": [1, 0, 0],
+                "n_empty": [0, 1, 0],
+                "e2e_mean_s": [1.0, 1.1, 1.0],
+            }
+        )
+    )
+    a, b = conditions(frame, set())
+    assert (a.n_errors, a.n_censored, a.n_empty, a.error_rate) == (2, 1, 1, 0.1)
+    text = failures(a)
+    assert "2 of 20 failed (10%)" in text and "1 of them timed out (censored" in text
+    assert "1 answered without a token" in text
+    assert failures(b) == ""
