@@ -344,3 +344,15 @@ def test_the_page_loads_nothing_and_its_screenshot_is_kept(in_browser):
     assert found["resources"] == [] and requests == []
     data = screenshot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000
+
+
+@pytest.mark.slow
+def test_the_page_prints_on_pages_of_its_own(reports, tmp_path):
+    pdf = tmp_path / "day1-log.pdf"
+    html_path = tmp_path / "day1-log.html"
+    shutil.copy(reports / "day1-log.html", html_path)
+    browse(html_path, tmp_path, "--no-pdf-header-footer", f"--print-to-pdf={pdf}")
+    print(f"the log printed: {pdf}")
+    data = pdf.read_bytes()
+    pages = len(re.findall(rb"/Type\s*/Page\b(?!s)", data))
+    assert data[:5] == b"%PDF-" and pages >= 5  # the whole log, not its first screen

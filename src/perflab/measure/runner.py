@@ -17,6 +17,7 @@ from perflab.core.records import (
     ERROR_ENGINE,
     ERROR_PROTOCOL,
     ERROR_TIMEOUT,
+    STATUS_DROPPED,
     STATUS_ERROR,
     STATUS_OK,
     STATUS_TIMEOUT,
@@ -313,7 +314,8 @@ def run_load(
 
 
 def error_rate(records: list[RequestRecord]) -> float:
-    measured = [r for r in records if not r.is_warmup]
+    """Failed requests among those sent (a request the client dropped was never sent)."""
+    measured = [r for r in records if not r.is_warmup and r.status != STATUS_DROPPED]
     if not measured:
         return 0.0
     return sum(r.status != STATUS_OK for r in measured) / len(measured)

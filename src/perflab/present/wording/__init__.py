@@ -20,6 +20,7 @@ from perflab.present.wording.bottleneck import (
     check_text,
     disturbed_caveat,
 )
+from perflab.present.wording.capacity import capacity, open_loop_note, rate_line, slo_text
 from perflab.present.wording.numbers import (
     NA,
     ci_note,
@@ -59,6 +60,7 @@ __all__ = [
     "bottleneck_evidence",
     "bottleneck_sentence",
     "breakdown",
+    "capacity",
     "check_text",
     "ci_note",
     "checklist",
@@ -73,9 +75,12 @@ __all__ = [
     "kv_cache",
     "measured",
     "num",
+    "open_loop_note",
     "prompt_length",
+    "rate_line",
     "rerun_command",
     "setup_notes",
+    "slo_text",
     "cold_start",
     "solutions",
     "spread_text",
