@@ -58,6 +58,7 @@ def sweep(tmp_path_factory):
                 "num_parallel": SLOTS,
             },
             "generation": {"max_tokens": 17},
+            "repeats": 1,
             "warmup_requests": 2,
             "sampler": {"interval_s": 0.5},
             "slo": {"percentile": 95, "ttft_s": None, "e2e_s": 0.25},

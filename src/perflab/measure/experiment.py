@@ -83,6 +83,8 @@ def experiment_spec(config: dict, experiment: Experiment) -> dict:
         lengths = {key: rate[key] for key in ("prompt_tokens", "output_tokens") if rate[key]}
         if lengths:  # only then: a spec without them stays as it was
             spec["open_loop"]["lengths"] = lengths
+        if rate["turns"] > 1:
+            spec["open_loop"]["turns"] = rate["turns"]
         if rate["shared_prefix_tokens"]:
             spec["open_loop"]["shared_prefix_tokens"] = rate["shared_prefix_tokens"]
     names = target_names(config) or (None,)
@@ -329,6 +331,7 @@ def load_plan(spec: dict, experiment: Experiment) -> LoadPlan | OpenLoopPlan:
         min_rate_fraction=settings["min_rate_fraction"],
         lengths=length_plan(settings, experiment.trial),
         shared_prefix=shared_prefix(experiment.prompt, settings.get("shared_prefix_tokens")),
+        turns=settings.get("turns", 1),
     )
 
 
