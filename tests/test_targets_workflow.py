@@ -71,11 +71,11 @@ def test_the_slower_target_is_slower_by_1_5_and_the_rest_does_not_differ(run):
     assert tps["factor_low"] - 0.05 <= 1.5 <= tps["factor_high"] + 0.05
     assert tps["ratio"]["n_trials"] == 3  # the trial is the unit of replication
     # the verdicts; a busy machine may mark experiments disturbed: then inconclusive, and why
-    expected = {"tps": "slower", "ttft": "equivalent", "prefill_tps": "equivalent"}
+    expected = {"tps": "slower", "ttft": "equivalent", "server_prefill_tps": "equivalent"}
     for key, verdict in expected.items():
         wanted = "inconclusive" if comparison["disturbed"] else verdict
         assert metric(findings, key)["verdict"] == wanted, key
-    for key in ("ttft", "prefill_tps"):
+    for key in ("ttft", "server_prefill_tps"):
         assert metric(findings, key)["ratio"]["estimate"] == pytest.approx(1.0, abs=0.1)
 
 

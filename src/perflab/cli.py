@@ -117,8 +117,37 @@ def _read_preflight(path: str | None) -> dict:
         return {}
 
 
+def _rate_probe(args) -> None:
+    from perflab.core.records import write_json_atomic
+    from perflab.engines import generation_options, make_engine
+    from perflab.measure.probe import run_probe
+
+    spec = args.spec
+    out = Path(args.out)
+    server_log = out.with_name(out.stem + ".server.log")
+    engine = make_engine(spec, args.model, server_binary=args.server_binary, server_log=server_log)
+    try:
+        engine.preflight()
+        options = generation_options(spec, spec["generation"]["temperature"])
+        result = run_probe(engine, options, spec["probe"], spec["warmup_requests"])
+    finally:
+        engine.close()
+    write_json_atomic(Path(args.out), result.as_dict())
+    rates = ", ".join(f"{rate:g}" for rate in result.rates)
+    _say(
+        f"rate probe: {result.synchronous_rate:.3g} req/s one at a time, "
+        f"{result.saturated_rate:.3g} req/s with {result.saturating_workers} open, in "
+        f"{result.probe_s:.1f} s; the sweep offers {rates} req/s"
+    )
+
+
 def _run_experiment(args) -> None:
-    from perflab.measure.experiment import ExperimentPaths, experiment_from_spec, run_experiment
+    from perflab.measure.experiment import (
+        ExperimentPaths,
+        SweepInputs,
+        experiment_from_spec,
+        run_experiment,
+    )
     from perflab.measure.lifeline import install_signal_handlers, watch_parent
     from perflab.measure.progress import ExperimentProgress
 
@@ -147,6 +176,9 @@ def _run_experiment(args) -> None:
             preflight.get("model_fingerprint"),
             progress=progress,
             say=_say,
+            sweep=SweepInputs(Path(args.probe), args.previous and Path(args.previous))
+            if args.probe
+            else None,
             server_binary=args.server_binary,
         )
     finally:
@@ -156,6 +188,8 @@ def _run_experiment(args) -> None:
 
     tabulate_experiment(paths.records, paths.metadata)
     run, job = metadata["run"], metadata["job"]
+    if metadata.get("skipped"):
+        return
     _say(
         f"{metadata['experiment']['id']}: {run['n_records']} records "
         f"({run['error_rate']:.1%} errors) in {run['measured_wall_s']:.1f} s measured; "
@@ -177,6 +211,9 @@ def _summarize(args) -> None:
                     "(it needs records.jsonl and metadata.json)"
                 )
         row = tabulate_experiment(paths.records, paths.metadata)
+        if not row:
+            print(f"{directory}: not measured (a sweep point skipped), nothing to summarize")
+            continue
         print(f"{row['experiment_id']}: {row['n_requests']} measured requests summarized")
 
 
@@ -289,6 +326,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command.set_defaults(func=_preflight)
 
+    command = commands.add_parser(
+        "rate-probe", help="probe synchronous and saturated throughput for a rate sweep"
+    )
+    command.add_argument("--spec", type=_json_object, required=True, help="probe spec as JSON")
+    command.add_argument("--model", default=None, help="GGUF path (llamacpp)")
+    command.add_argument("--server-binary", default=None, help=SERVER_BINARY_HELP)
+    command.add_argument("--out", required=True)
+    command.set_defaults(func=_rate_probe)
+
     command = commands.add_parser("run-experiment", help="run one experiment")
     command.add_argument("--spec", type=_json_object, required=True, help="experiment spec as JSON")
     command.add_argument("--model", default=None, help="GGUF path (llamacpp)")
@@ -297,6 +343,10 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--failed-dir", required=True)
     command.add_argument(
         "--preflight", default=None, help="preflight.json: reuse its model sha256 if unchanged"
+    )
+    command.add_argument("--probe", default=None, help="a sweep point: the sweep's probe JSON")
+    command.add_argument(
+        "--previous", default=None, help="a sweep point: the summary.json of the point below"
     )
     command.set_defaults(func=_run_experiment)
 
@@ -360,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from perflab.measure.lifeline import Interrupted
     from perflab.measure.peer import PeerError
+    from perflab.measure.probe import ProbeFailed
     from perflab.models.llama_build import BuildError
     from perflab.models.quantize import QuantizeError
     from perflab.models.smollm2 import FetchError
@@ -382,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         BuildError,
         PeerError,
         RunsNotComparable,
+        ProbeFailed,
         ServerFailed,
     ) as exc:
         print(f"perflab: {exc}", file=sys.stderr)

@@ -2,7 +2,7 @@ import json
 import os
 import shlex
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from perflab.config.load import (
     DEFAULT_CONFIG,
@@ -18,6 +18,7 @@ from perflab.models.smollm2 import MODEL_PATH as SMOLLM2_PATH
 from perflab.models.smollm2 import uses_smollm2 as engine_uses_smollm2
 from perflab.measure.estimate import plan_run
 from perflab.measure.experiment import experiment_spec
+from perflab.measure.probe import probe_spec
 from perflab.config.targets import target_config, target_names
 
 
@@ -275,6 +276,38 @@ def get_experiment_spec(wildcards):
     return json.dumps(
         spec, sort_keys=True
     )  # key order in a YAML file must not rerun jobs
+
+
+def get_rate_probe_path(target):
+    return (
+        f"{RESULTS}/rate_probe/{target}.json"
+        if target
+        else f"{RESULTS}/rate_probe.json"
+    )
+
+
+def get_probe_spec(wildcards=None):
+    """What the rate sweep's probe of a target needs (the target's settings, the probe keys)."""
+    target = get_target(wildcards) if wildcards else None
+    return json.dumps(probe_spec(config, target), sort_keys=True)
+
+
+def get_sweep_inputs(wildcards):
+    """A sweep point's inputs: the probe that decides its rate, and the point below it,
+    which stops the sweep when its latency diverged. None for any other experiment."""
+    experiment = EXPERIMENTS[wildcards.experiment]
+    if experiment.sweep_point is None:
+        return {}
+    inputs = {"probe": get_rate_probe_path(experiment.target)}
+    if experiment.sweep_point > 1:
+        below = replace(experiment, sweep_point=experiment.sweep_point - 1)
+        inputs["previous"] = f"{RESULTS}/experiments/{below.id}/summary.json"
+    return inputs
+
+
+def get_sweep_args(wildcards, input):
+    names = [name for name in ("probe", "previous") if name in input.keys()]
+    return " ".join(f"--{name} {shlex.quote(input[name])}" for name in names)
 
 
 def get_experiment_priority(wildcards):

@@ -4,6 +4,12 @@ Times are seconds. ``t_*`` are wall-clock epoch seconds (for aligning with
 resource samples); durations come from a monotonic clock. An HTTP engine's
 request is timed from when its transport took the request (``t_submit``); the
 client's own work before that is ``prep_s``.
+
+Under open-loop load (a request schedule) a request also has the time it was due,
+``t_scheduled``; ``send_lag_s`` is how late it left (the client's own lag, and any
+wait for the bound on requests in flight, ``held_s``), and ``ttft_sched_s`` and
+``e2e_sched_s`` count from when it was due. A request the bound made the client
+skip is a record with status ``dropped``: never sent, never an error of the server.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from pathlib import Path
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
 STATUS_TIMEOUT = "timeout"
+STATUS_DROPPED = "dropped"  # open loop: not sent, the bound on requests in flight was reached
 
 # finish_reason values (an engine may report others)
 FINISH_STOP = "stop"
@@ -89,6 +96,12 @@ class RequestRecord:
     server_raw: dict = field(default_factory=dict)
     finish_reason: str | None = None
     prep_s: float | None = None
+    t_scheduled: float | None = None
+    send_lag_s: float | None = None
+    held_s: float | None = None
+    ttft_sched_s: float | None = None
+    e2e_sched_s: float | None = None
+    turn: int | None = None  # open-loop chats: the turn of its conversation, 0 first
     answer_ttft_s: float | None = None  # send → first answer token (after any reasoning)
     reasoning_tokens: int | None = None  # of output_tokens; None: the stream had none
     server_prefill_tokens: int | None = None

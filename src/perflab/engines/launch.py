@@ -255,12 +255,25 @@ class ManagedServer:
         if self.guard is None or self._stopping:
             return None
         code = self.guard.poll()
-        if code is None:
+        if code is None and self._server_alive():
             return None
+        if code is None:  # the guard reaps it within its poll interval, then exits
+            try:
+                code = self.guard.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                code = "unknown"
         return (
             f"{self.command.name} (pid {self.pid}) exited with status {code} while "
             f"measuring; {log_tail(self.log_path)}"
         )
+
+    def _server_alive(self) -> bool:
+        import psutil
+
+        try:
+            return psutil.Process(self.pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
 
     def pids(self) -> list[int]:
         """The server and its children (the guard is perflab's, not the server's)."""

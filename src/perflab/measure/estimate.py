@@ -14,8 +14,8 @@ class RunPlan:
     """What a run will send, before anything is timed."""
 
     n_experiments: int
-    n_requests: int  # warm-up included; duration experiments count their warm-ups only
-    timed_s: float  # duration experiments: their fixed measured windows
+    n_requests: int  # warm-up included; duration and open-loop experiments: warm-ups only
+    timed_s: float  # duration experiments' measured windows; open loop: requests / rate
     longest_prompt: str
 
 
@@ -52,7 +52,9 @@ def plan_run(experiments: Iterable[Experiment], warmup_requests: int) -> RunPlan
     for experiment in experiments:
         n_experiments += 1
         n_requests += warmup_requests
-        if experiment.requests is not None:
+        if experiment.rate is not None:  # open loop: its schedule's length, however fast
+            timed_s += experiment.requests / experiment.rate
+        elif experiment.requests is not None:  # and a sweep point, rate unknown: one at a time
             n_requests += experiment.requests
         else:
             timed_s += experiment.duration_s

@@ -17,6 +17,7 @@ from perflab.core.records import (
     ERROR_ENGINE,
     ERROR_PROTOCOL,
     ERROR_TIMEOUT,
+    STATUS_DROPPED,
     STATUS_ERROR,
     STATUS_OK,
     STATUS_TIMEOUT,
@@ -108,6 +109,7 @@ def measure_request(
     worker: int,
     is_warmup: bool,
     clock: Clock,
+    text_out: list[str] | None = None,
 ) -> RequestRecord:
     """Send one request and time it from the client's side: from when the request
     left (an engine's ``sent_at``, else the call) to its final chunk, each chunk
@@ -121,6 +123,8 @@ def measure_request(
     status, error_class, error = STATUS_OK, None, None
     try:
         for chunk in engine.stream(prompt, options):
+            if text_out is not None and chunk.text:
+                text_out.append(chunk.text)
             arrived = chunk.arrived_at
             if arrived is None:
                 arrived = clock.now()
@@ -313,7 +317,8 @@ def run_load(
 
 
 def error_rate(records: list[RequestRecord]) -> float:
-    measured = [r for r in records if not r.is_warmup]
+    """Failed requests among those sent (a request the client dropped was never sent)."""
+    measured = [r for r in records if not r.is_warmup and r.status != STATUS_DROPPED]
     if not measured:
         return 0.0
     return sum(r.status != STATUS_OK for r in measured) / len(measured)

@@ -108,6 +108,7 @@ def _environment() -> jinja2.Environment:
         fmt=wording.num,
         measured=wording.measured,
         spread=wording.spread_text,
+        failures=wording.failures,
         ci=wording.ci_note,
         label=label,
         duration=wording.duration,
@@ -229,7 +230,26 @@ def build_context(
         "key_findings": wording.key_findings(f),
         "provenance": Verbatim(provenance_text(first, f.run.started, f.run.ended)),
         "checklist": wording.checklist(f, engine["model"]),
+        "capacity": capacity_context(f),
     } | comparison_context(f)
+
+
+def capacity_context(f: Findings) -> dict:
+    """The capacity section: one line per offered rate, then the answer per target."""
+    rows = [
+        {
+            "rate": wording.num(point.offered_rate, 2),
+            "target": finding.target,
+            "text": wording.rate_line(point),
+        }
+        for finding in f.capacity
+        for point in finding.points
+    ]
+    return {
+        "rows": rows,
+        "answers": [wording.capacity(finding) for finding in f.capacity],
+        "note": wording.open_loop_note(f.capabilities) if f.capacity else None,
+    }
 
 
 def comparison_context(f: Findings) -> dict:

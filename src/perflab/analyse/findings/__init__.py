@@ -1,7 +1,7 @@
 """Findings: every question of the log answered once, into a frozen dataclass.
 
 One module per question (basic, prompt_length, temperature, concurrency,
-kv_cache, interference, resources, bottleneck, breakdown, expectations,
+kv_cache, capacity, interference, resources, bottleneck, breakdown, expectations,
 runlog); each ``summary`` is a pure function of the summary frame and its
 context. ``compute`` runs them all; ``Findings`` is written to
 ``results/<run>/findings.json`` and read back by the charts and the log.
@@ -19,6 +19,7 @@ from perflab.analyse.findings import (
     basic,
     bottleneck,
     breakdown,
+    capacity,
     comparison,
     concurrency,
     expectations,
@@ -70,6 +71,8 @@ class Context:
     targets: tuple[str, ...] = ()  # a config with targets: their names, in config order
     baseline: str | None = None  # its experiments answer the Day-1 questions
     model_sizes: dict[str, float] | None = None  # GB on disk, by target
+    slo: capacity.SloTargets = capacity.SloTargets()  # the rate suite's latency targets
+    sweep_skipped: tuple[tuple[str | None, float, str], ...] = ()  # (target, rate, why)
     preflight_cold_start: ColdStart | None = None  # the model load its timed request paid
     server: str | None = None  # the server perflab launched for the engine (engine.launch)
 
@@ -92,6 +95,7 @@ class Findings:
     expectations: expectations.ExpectationFinding
     run: runlog.RunLog
     comparison: comparison.ComparisonFinding | None = None  # with two or more targets
+    capacity: tuple[capacity.CapacityFinding, ...] = ()  # per target that ran the rate suite
     peer: peer.PeerFinding | None = None  # llama-bench beside perflab (peer.llama_bench)
 
 
@@ -171,6 +175,9 @@ def compute(
         expectations=expectations.summary(list(basic_finding.prompts), every, context.expected_tps),
         run=run,
         comparison=_comparison(everything, context, resources_by_id or {}),
+        capacity=capacity.summary(
+            requests_path, context.slo, context.sweep_skipped, context.baseline
+        ),
         peer=_peer(peer_path, requests_path, context),
     )
     return family_corrected(found)
@@ -276,6 +283,12 @@ def context_from_metadata(
         targets=target_names(config),
         baseline=chosen,
         model_sizes=sizes,
+        slo=capacity.SloTargets.from_config(config),
+        sweep_skipped=tuple(
+            (m["experiment"].get("target"), m["experiment"]["rate"], m["skipped"])
+            for m in everything
+            if m.get("skipped")
+        ),
         preflight_cold_start=_cold_start_of(preflight or {}),
         server=(engine.get("server") or {}).get("server"),
     )

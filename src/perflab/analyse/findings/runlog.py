@@ -149,12 +149,13 @@ def setup_steps(benchmarks: dict[str, str | Path | None]) -> tuple[SetupStep, ..
 
 
 def error_counts(requests_path: str | Path | None) -> tuple[ErrorCount, ...]:
-    """Measured failed requests by error class, from ``requests.parquet`` (lazily)."""
+    """Measured failed requests by error class, from ``requests.parquet`` (lazily); a request
+    the open-loop client dropped was never sent and is no error."""
     if requests_path is None or not Path(requests_path).exists():
         return ()
     counts = (
         pl.scan_parquet(requests_path)
-        .filter(~pl.col("is_warmup") & (pl.col("status") != "ok"))
+        .filter(~pl.col("is_warmup") & ~pl.col("status").is_in(["ok", "dropped"]))
         .group_by(pl.col("error_class").fill_null("unknown"))
         .agg(pl.len().alias("count"), pl.col("experiment_id").unique().sort())
         .sort("count", "error_class", descending=[True, False])

@@ -22,8 +22,8 @@ def _line(rate: PeerRate) -> str:
     theirs = f"{peer.tps_mean:.1f} ± {peer.tps_ci95:.1f}" if peer.repetitions > 1 else ""
     theirs = theirs or f"{peer.tps_mean:.1f}"
     return (
-        f"{who}perflab's {WHAT[rate.what]} {ours} tok/s (n={rate.n} requests) against "
-        f"llama-bench {peer.label} {theirs} t/s ({peer.repetitions} repetitions, "
+        f"{who}perflab's {WHAT[rate.what]} {ours} tok/s (95 % CI, n={rate.n} requests) against "
+        f"llama-bench {peer.label} {theirs} t/s (95 % CI, {peer.repetitions} repetitions, "
         f"{peer.threads} thread{'s' if peer.threads != 1 else ''}): {_ratio(rate)}"
     )
 
