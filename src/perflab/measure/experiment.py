@@ -20,6 +20,7 @@ from perflab.measure.lifeline import Interrupted
 from perflab.measure.open_loop import OpenLoopPlan, ScheduleCheck, run_open_loop
 from perflab.measure.partial import PartialWriter, keep_failed, keep_leftover
 from perflab.measure.runner import LoadPlan, RunResult, error_rate, run_load
+from perflab.measure.spec import SETTINGS_KEYS
 
 RUNNER_VERSION = 2  # bump when a change to the runner alters what is measured
 
@@ -57,15 +58,6 @@ class ExperimentPaths:
             Path(failed_dir),
         )
 
-
-SETTINGS_KEYS = (
-    "engine",
-    "generation",
-    "calibration",
-    "warmup_requests",
-    "error_budget",
-    "sampler",
-)
 
 # The rate suite's settings an open-loop experiment runs by (its rate, arrival and
 # bound on requests in flight are in the experiment itself).
