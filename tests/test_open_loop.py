@@ -150,3 +150,71 @@ def test_bad_arrival_plans_are_refused(kwargs):
 def test_quantile_interpolates_like_polars():
     assert quantile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
     assert quantile([], 0.99) is None
+
+
+def test_lengths_are_drawn_per_request_and_seeded(make_calibration_server):
+    """Output lengths are exact (the server stops at max_tokens); prompt lengths are the
+    server's own count of a prompt cut to round(L / 1.3) words, plus the nonce's word."""
+    from perflab.measure.arrivals import LengthPlan
+
+    server = make_calibration_server(output_tokens=200, itl_s=0.0005)
+    lengths = LengthPlan(prompt_mean=40, prompt_sd=15, output_mean=20, output_sd=6, seed=3)
+    drawn = lengths.draws(40)
+    assert drawn == LengthPlan(40, 15, 20, 6, seed=3).draws(40)  # seeded
+    assert drawn != LengthPlan(40, 15, 20, 6, seed=3, trial=2).draws(40)  # a trial of its own
+    plan = OpenLoopPlan(
+        ArrivalPlan(rate=40.0, requests=40, arrival="constant"),
+        lengths=lengths,
+        max_send_lag_s=0.5,
+    )
+    result, _ = open_loop(server.url, plan)
+    records = result.records
+    assert [r.output_tokens for r in records] == [out for _, out in drawn]
+    for record, (prompt_tokens, _) in zip(records, drawn):
+        assert abs(record.prompt_tokens - prompt_tokens) <= 2
+    outputs = [out for _, out in drawn]
+    assert statistics.fmean(outputs) == pytest.approx(20, abs=3)
+    assert statistics.stdev(outputs) == pytest.approx(6, abs=2.5)
+
+
+@pytest.mark.parametrize("shared", [None, 150])
+def test_a_shared_prefix_is_kept_by_the_prompt_cache(make_calibration_server, shared):
+    """One slot with a prompt cache: with a shared prefix (the nonce after it) every request
+    after the first reuses it; with a busted prompt none does."""
+    from perflab.measure.experiment import shared_prefix
+
+    server = make_calibration_server(num_parallel=1, prompt_cache=True)
+    plan = OpenLoopPlan(
+        ArrivalPlan(rate=10.0, requests=8, arrival="constant"),
+        shared_prefix=shared_prefix("hello world", shared),
+        max_send_lag_s=0.5,
+    )
+    result, _ = open_loop(server.url, plan)
+    assert all(r.status == "ok" for r in result.records)
+    cached = [entry.cached_tokens for entry in server.scheduler.log[1:]]
+    if shared is None:
+        assert max(cached) <= 1
+    else:
+        assert min(cached) >= shared - 5  # the shared words, as the server counts them
+        prompt_tokens = [r.prompt_tokens for r in result.records]
+        assert min(prompt_tokens) >= shared
+
+
+def test_chats_grow_their_history_turn_by_turn(make_calibration_server):
+    """Each arrival a 3-turn chat; a later turn's prompt holds the whole conversation, so
+    the slot's prompt cache serves all of it but the new message."""
+    server = make_calibration_server(num_parallel=1, prompt_cache=True)
+    plan = OpenLoopPlan(
+        ArrivalPlan(rate=4.0, requests=3, arrival="constant"), turns=3, max_send_lag_s=0.5
+    )
+    result, check = open_loop(server.url, plan)
+    records = result.records
+    assert [r.turn for r in records] == [0, 1, 2] * 3 and all(r.status == "ok" for r in records)
+    assert check.n_scheduled == check.n_sent == 3  # arrivals are conversations
+    for chat in (records[0:3], records[3:6], records[6:9]):
+        tokens = [r.prompt_tokens for r in chat]
+        assert tokens[0] < tokens[1] < tokens[2]
+        for earlier, later in zip(chat, chat[1:]):  # due when the last answer ended
+            assert later.t_scheduled == pytest.approx(earlier.t_end, abs=0.05)
+    # the 6 later turns find their conversation in the slot; a first turn shares a word at most
+    assert sum(entry.cached_tokens > 5 for entry in server.scheduler.log) == 6

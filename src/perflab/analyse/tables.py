@@ -19,6 +19,15 @@ sent: it is counted in n_dropped, not in n_requests or n_errors.
 Warm-up requests and failed requests never enter latency statistics; failed
 requests are counted in n_errors and error_rate; ok requests cut at
 max_tokens (finish_reason "length") in n_truncated.
+
+Within-experiment intervals: consecutive requests share the server's state
+(caches, heat, a neighbour's load), so they are not independent. A ``_ci95``
+is therefore a batch-means interval: the ok requests in send order are cut
+into ``batches(n)`` consecutive batches, and the half-width is Student t at
+(batches − 1) degrees of freedom times the sd of the batch means over
+√batches. A percentile is given only when the experiment has enough requests
+for it (n · (1 − p) ≥ 1: no p99 below 100 requests), with a distribution-free
+95 % CI from the order statistics (``_low``/``_high``) where n allows.
 """
 
 from __future__ import annotations
@@ -29,9 +38,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+from scipy import stats
 
-Z_95 = 1.959964
 PERCENTILES = (50, 90, 95, 99)
+MIN_BATCH = 3  # requests per batch, at least, once there are 2 batches of them
+MAX_BATCHES = 10
 
 RECORD_SCHEMA = {
     "experiment_id": pl.String,
@@ -65,6 +76,7 @@ RECORD_SCHEMA = {
     "held_s": pl.Float64,
     "ttft_sched_s": pl.Float64,
     "e2e_sched_s": pl.Float64,
+    "turn": pl.Int64,
     "answer_ttft_s": pl.Float64,
     "reasoning_tokens": pl.Int64,
     "server_prefill_tokens": pl.Int64,
@@ -187,20 +199,75 @@ def ok(column: str) -> pl.Expr:
     return pl.col(column).filter(is_ok())
 
 
-def ci95(column: str) -> pl.Expr:
-    """Half-width of the normal-approximation 95 % CI of the mean."""
-    values = ok(column)
-    return (Z_95 * values.std() / values.count().sqrt()).alias(f"{column}_ci95")
+def batches(n: int) -> int:
+    """Batches for ``n`` requests: as many as 10 of at least 3, else one per request."""
+    return min(MAX_BATCHES, n // MIN_BATCH) if n >= 2 * MIN_BATCH else n
 
 
 def distribution(column: str) -> list[pl.Expr]:
     stem = column.removesuffix("_s")
-    exprs = [ok(column).mean().alias(f"{stem}_mean_s"), ci95(column).alias(f"{stem}_ci95_s")]
+    n = ok(column).count()
+    exprs = [ok(column).mean().alias(f"{stem}_mean_s")]
     exprs += [
-        ok(column).quantile(p / 100, interpolation="linear").alias(f"{stem}_p{p}_s")
+        pl.when(n * (1 - p / 100) >= 1)
+        .then(ok(column).quantile(p / 100, interpolation="linear"))
+        .alias(f"{stem}_p{p}_s")
         for p in PERCENTILES
     ]
     return exprs
+
+
+def _t_975(df: pl.Expr) -> pl.Expr:
+    return df.map_elements(
+        lambda d: float(stats.t.ppf(0.975, d)) if d >= 1 else None, return_dtype=pl.Float64
+    )
+
+
+def batch_means_ci(requests: pl.LazyFrame, column: str, name: str) -> pl.LazyFrame:
+    """Per experiment, the batch-means 95 % CI half-width of ``column`` as ``name``."""
+    rows = requests.filter(is_ok() & pl.col(column).is_not_null()).select(
+        "experiment_id", "request_index", column
+    )
+    ranked = rows.with_columns(
+        pl.len().over("experiment_id").alias("_n"),
+        (pl.col("request_index").rank("ordinal").over("experiment_id") - 1).alias("_i"),
+    ).with_columns(
+        pl.col("_n").map_elements(batches, return_dtype=pl.Int64).alias("_b"),
+    )
+    means = ranked.group_by("experiment_id", (pl.col("_i") * pl.col("_b") // pl.col("_n"))).agg(
+        pl.col(column).mean().alias("_mean")
+    )
+    return means.group_by("experiment_id").agg(
+        (_t_975(pl.len() - 1).first() * pl.col("_mean").std() / pl.len().sqrt()).alias(name)
+    )
+
+
+def percentile_ci(requests: pl.LazyFrame, column: str, p: int) -> pl.LazyFrame:
+    """Per experiment, the distribution-free 95 % CI of the ``p``-th percentile of ``column``:
+    the order statistics at the binomial 2.5 % and 97.5 % ranks (null where they fall outside)."""
+    stem = column.removesuffix("_s")
+    rows = requests.filter(is_ok() & pl.col(column).is_not_null())
+    per = rows.group_by("experiment_id").agg(pl.col(column).sort().alias("_sorted"))
+
+    def bounds(values: list[float]) -> dict:
+        n, q = len(values), p / 100
+        low = int(stats.binom.ppf(0.025, n, q))  # rank (1-based) of the lower bound
+        high = int(stats.binom.ppf(0.975, n, q)) + 1
+        inside = n > 0 and low >= 1 and high <= n
+        return {
+            "low": values[low - 1] if inside else None,
+            "high": values[high - 1] if inside else None,
+        }
+
+    kind = pl.Struct({"low": pl.Float64, "high": pl.Float64})
+    return per.select(
+        "experiment_id",
+        pl.col("_sorted").map_elements(bounds, return_dtype=kind).alias("_ci"),
+    ).select(
+        "experiment_id",
+        pl.col("_ci").struct.field("low").alias(f"{stem}_p{p}_low_s"),
+        pl.col("_ci").struct.field("high").alias(f"{stem}_p{p}_high_s"),
+    )
 
 
 def send_lag_stats() -> list[pl.Expr]:
@@ -219,7 +286,9 @@ def censored_bounds(column: str) -> list[pl.Expr]:
     values = pl.col(column).filter(is_ok() | is_censored())
     return [
         values.mean().alias(f"{stem}_mean_censored_s"),
-        values.quantile(0.99, interpolation="linear").alias(f"{stem}_p99_censored_s"),
+        pl.when(values.count() >= 100)  # no p99 below 100 requests
+        .then(values.quantile(0.99, interpolation="linear"))
+        .alias(f"{stem}_p99_censored_s"),
     ]
 
 
@@ -248,7 +317,6 @@ def token_stats() -> list[pl.Expr]:
         itl.quantile(0.95, interpolation="linear").alias("itl_p95_s"),
         tpot().filter(is_ok() & (pl.col("output_tokens") > 1)).mean().alias("tpot_mean_s"),
         ok("tps").mean().alias("tps_mean"),
-        ci95("tps").alias("tps_ci95"),
         ok("output_tokens").mean().alias("output_tokens_mean"),
         ok("reasoning_tokens").mean().alias("reasoning_tokens_mean"),
         ok("output_tokens").sum().alias("output_tokens_total"),
@@ -319,6 +387,11 @@ def summarize(requests: pl.LazyFrame) -> pl.LazyFrame:
             ratio(pl.col("ttft_mean_s"), pl.col("e2e_mean_s")).alias("ttft_share"),
             trials_of_condition(),
         )
+        .join(batch_means_ci(requests, "e2e_s", "e2e_ci95_s"), on="experiment_id", how="left")
+        .join(batch_means_ci(requests, "ttft_s", "ttft_ci95_s"), on="experiment_id", how="left")
+        .join(batch_means_ci(requests, "tps", "tps_ci95"), on="experiment_id", how="left")
+        .join(percentile_ci(requests, "e2e_s", 50), on="experiment_id", how="left")
+        .join(percentile_ci(requests, "e2e_s", 95), on="experiment_id", how="left")
         .sort("experiment_id")
     )
 

@@ -58,3 +58,42 @@ def schedule_rate(offsets: list[float]) -> float:
     chance; the client keeping the schedule is judged against this rate, not the target.
     """
     return len(offsets) / offsets[-1] if offsets and offsets[-1] > 0 else float("inf")
+
+
+@dataclass(frozen=True)
+class LengthPlan:
+    """Prompt and output lengths drawn per request: normal(mean, sd) in tokens, rounded,
+    at least 1; seeded, each trial its own draw. A prompt of L tokens is the suite's
+    prompt's words, repeated or cut, to round(L / TOKENS_PER_WORD) words: Llama 3's
+    tokenizer (and the calibration server's rule) give about 1.3 tokens per English
+    word, and the server's own count is recorded in ``prompt_tokens``."""
+
+    prompt_mean: float | None = None  # None: the prompt as it is
+    prompt_sd: float = 0.0
+    output_mean: float | None = None  # None: generation.max_tokens
+    output_sd: float = 0.0
+    seed: int = 0
+    trial: int = 1
+
+    def draws(self, requests: int) -> list[tuple[int | None, int | None]]:
+        rng = random.Random(f"lengths:{self.seed}:{self.trial}")
+
+        def draw(mean: float | None, sd: float) -> int | None:
+            if mean is None:
+                return None
+            return max(1, round(rng.gauss(mean, sd) if sd > 0 else mean))
+
+        return [
+            (draw(self.prompt_mean, self.prompt_sd), draw(self.output_mean, self.output_sd))
+            for _ in range(requests)
+        ]
+
+
+TOKENS_PER_WORD = 1.3
+
+
+def sized_prompt(prompt: str, tokens: int) -> str:
+    """``prompt``'s words repeated or cut to about ``tokens`` tokens (at least one word)."""
+    words = prompt.split() or ["hello"]
+    count = max(1, round(tokens / TOKENS_PER_WORD))
+    return " ".join(words[i % len(words)] for i in range(count))

@@ -15,11 +15,12 @@ from perflab.config.sweep import Experiment
 from perflab.core.records import RequestRecord, write_json_atomic, write_jsonl_atomic
 from perflab.engines import GenerationOptions, generation_options, make_engine
 from perflab.engines.registry import engine_kind
-from perflab.measure.arrivals import ArrivalPlan
+from perflab.measure.arrivals import ArrivalPlan, LengthPlan, sized_prompt
 from perflab.measure.lifeline import Interrupted
 from perflab.measure.open_loop import OpenLoopPlan, ScheduleCheck, run_open_loop
 from perflab.measure.partial import PartialWriter, keep_failed, keep_leftover
 from perflab.measure.runner import LoadPlan, RunResult, error_rate, run_load
+from perflab.measure.spec import SETTINGS_KEYS
 
 RUNNER_VERSION = 2  # bump when a change to the runner alters what is measured
 
@@ -58,15 +59,6 @@ class ExperimentPaths:
         )
 
 
-SETTINGS_KEYS = (
-    "engine",
-    "generation",
-    "calibration",
-    "warmup_requests",
-    "error_budget",
-    "sampler",
-)
-
 # The rate suite's settings an open-loop experiment runs by (its rate, arrival and
 # bound on requests in flight are in the experiment itself).
 OPEN_LOOP_KEYS = ("seed", "on_full", "max_send_lag_s", "min_rate_fraction")
@@ -88,6 +80,13 @@ def experiment_spec(config: dict, experiment: Experiment) -> dict:
         spec["open_loop"] = {key: rate[key] for key in OPEN_LOOP_KEYS}
         if experiment.sweep_point is not None:
             spec["open_loop"]["diverge_factor"] = rate["diverge_factor"]
+        lengths = {key: rate[key] for key in ("prompt_tokens", "output_tokens") if rate[key]}
+        if lengths:  # only then: a spec without them stays as it was
+            spec["open_loop"]["lengths"] = lengths
+        if rate["turns"] > 1:
+            spec["open_loop"]["turns"] = rate["turns"]
+        if rate["shared_prefix_tokens"]:
+            spec["open_loop"]["shared_prefix_tokens"] = rate["shared_prefix_tokens"]
     names = target_names(config) or (None,)
     spec["design"] = placement(config["order_seed"], experiment, names).as_dict()
     if experiment.target is not None:
@@ -330,6 +329,29 @@ def load_plan(spec: dict, experiment: Experiment) -> LoadPlan | OpenLoopPlan:
         warmup_requests=spec["warmup_requests"],
         max_send_lag_s=settings["max_send_lag_s"],
         min_rate_fraction=settings["min_rate_fraction"],
+        lengths=length_plan(settings, experiment.trial),
+        shared_prefix=shared_prefix(experiment.prompt, settings.get("shared_prefix_tokens")),
+        turns=settings.get("turns", 1),
+    )
+
+
+def shared_prefix(prompt: str, tokens: int | None) -> str | None:
+    """The text every request starts with (a system prompt or document), about ``tokens``."""
+    return sized_prompt(f"Shared context. {prompt}", tokens) if tokens else None
+
+
+def length_plan(settings: dict, trial: int) -> LengthPlan | None:
+    lengths = settings.get("lengths")
+    if not lengths:
+        return None
+    prompt, output = lengths.get("prompt_tokens") or {}, lengths.get("output_tokens") or {}
+    return LengthPlan(
+        prompt_mean=prompt.get("mean"),
+        prompt_sd=prompt.get("sd", 0.0),
+        output_mean=output.get("mean"),
+        output_sd=output.get("sd", 0.0),
+        seed=settings["seed"],
+        trial=trial,
     )
 
 

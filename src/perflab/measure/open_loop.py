@@ -17,9 +17,9 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from perflab.core.records import STATUS_DROPPED, RequestRecord
+from perflab.core.records import STATUS_DROPPED, STATUS_OK, RequestRecord
 from perflab.engines.base import Engine, GenerationOptions
-from perflab.measure.arrivals import ArrivalPlan, schedule_rate
+from perflab.measure.arrivals import ArrivalPlan, LengthPlan, schedule_rate, sized_prompt
 from perflab.measure.runner import (
     Clock,
     PromptNonce,
@@ -39,6 +39,9 @@ class OpenLoopPlan:
     warmup_requests: int = 0
     max_send_lag_s: float = 0.05
     min_rate_fraction: float = 0.95
+    lengths: LengthPlan | None = None  # None: every request sends the prompt, max_tokens
+    shared_prefix: str | None = None  # text before every measured request's own part
+    turns: int = 1  # each arrival a chat of this many turns, each sent when the last ends
 
     def __post_init__(self):
         if self.max_in_flight < 1:
@@ -91,7 +94,7 @@ def check_schedule(
     records: list[RequestRecord], plan: OpenLoopPlan, span_s: float
 ) -> ScheduleCheck:
     """Judge the measured records against the schedule; ``span_s`` is start to last send."""
-    measured = [r for r in records if not r.is_warmup]
+    measured = [r for r in records if not r.is_warmup and not r.turn]  # arrivals: first turns
     sent = [r for r in measured if r.status != STATUS_DROPPED]
     lags = [r.send_lag_s for r in sent if r.send_lag_s is not None]
     offsets = plan.arrivals.offsets()
@@ -195,17 +198,53 @@ def run_open_loop(
                         f"could not hand over record {record.request_index}: {exc}", stacklevel=1
                     )
 
+    shapes = plan.lengths.draws(plan.arrivals.requests) if plan.lengths else None
+
     def measure(index: int, is_warmup: bool) -> RequestRecord:
+        text, request_options = prompt, options
+        if shapes is not None and not is_warmup:
+            prompt_tokens, output_tokens = shapes[index - plan.warmup_requests]
+            if prompt_tokens is not None:
+                text = sized_prompt(prompt, prompt_tokens)
+            if output_tokens is not None:
+                request_options = replace(options, max_tokens=output_tokens)
+        sent = prompt_for_request(text, prompt_cache, nonce, index)
+        if plan.shared_prefix and not is_warmup:  # after the shared part: a cache keeps it
+            sent = f"{plan.shared_prefix}\n\n{sent}"
         return measure_request(
             engine,
-            prompt_for_request(prompt, prompt_cache, nonce, index),
-            options,
+            sent,
+            request_options,
             experiment_id=experiment_id,
             request_index=index,
             worker=0,
             is_warmup=is_warmup,
             clock=clock,
         )
+
+    def chat(index: int, due: float, held: float) -> None:
+        """The turns of one conversation: turn t + 1 is due when turn t's answer ended."""
+        history = ""
+        for turn in range(plan.turns):
+            user = prompt_for_request(prompt, prompt_cache, nonce, index + turn)
+            sent, said = f"{history}User: {user}\nAssistant:", []
+            record = measure_request(
+                engine,
+                sent,
+                options,
+                experiment_id=experiment_id,
+                request_index=index + turn,
+                worker=0,
+                is_warmup=False,
+                clock=clock,
+                text_out=said,
+            )
+            record = replace(on_schedule(record, clock, due, held), turn=turn)
+            keep(record)
+            if record.status != STATUS_OK:
+                return  # the rest of the conversation is not sent
+            history = f"{sent} {''.join(said).strip()}\n"  # the next turn's prompt grows by it
+            due, held = clock.now(), 0.0
 
     started = clock.now()
     for index in range(plan.warmup_requests):
@@ -216,14 +255,17 @@ def run_open_loop(
 
     def send(index: int, due: float, held: float) -> None:
         try:
-            keep(on_schedule(measure(index, is_warmup=False), clock, due, held))
+            if plan.turns > 1:
+                chat(index, due, held)
+            else:
+                keep(on_schedule(measure(index, is_warmup=False), clock, due, held))
         finally:
             places.release()
 
     t0 = clock.now()
     threads, last_send = [], t0
     for number, offset in enumerate(plan.arrivals.offsets()):
-        index, due = plan.warmup_requests + number, t0 + offset
+        index, due = plan.warmup_requests + number * plan.turns, t0 + offset
         if stop.wait(max(0.0, due - clock.now())):
             break
         held = _take_place(places, plan.on_full, stop, clock)

@@ -17,9 +17,9 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from perflab.core.records import write_json_atomic
+from scipy import stats
 
-T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+from perflab.core.records import write_json_atomic
 
 
 class PeerError(RuntimeError):
@@ -48,7 +48,7 @@ def ci95(samples: list[float]) -> tuple[float, float, float]:
     n = len(samples)
     mean = sum(samples) / n
     sd = math.sqrt(sum((x - mean) ** 2 for x in samples) / (n - 1)) if n > 1 else 0.0
-    t = T_975[n - 2] if 2 <= n <= len(T_975) + 1 else 1.96
+    t = float(stats.t.ppf(0.975, n - 1)) if n > 1 else math.nan
     return mean, sd, (t * sd / math.sqrt(n) if n > 1 else math.nan)
 
 

@@ -92,7 +92,7 @@ class ConcurrencyFinding:
     knee_high: int | None  # the knee lies in knee_workers … knee_high
     parallel_requests: int | None  # requests the server runs at once, about
     peak_speedup: float | None
-    fell_at: int | None  # the first worker count whose throughput fell by KNEE_GROWTH or more
+    fell_at: int | None  # the first worker count whose throughput fell by FELL or more
     # below the best of fewer workers (FELL)
     beyond_workers_at: int | None  # the first count whose speed-up exceeds its share of workers
     queue_wait_s: float | None  # at the most workers
@@ -143,7 +143,7 @@ def knee_high(points: list[Condition], at: int) -> int:
 
 
 def _fell_at(points: tuple[WorkerPoint, ...]) -> int | None:
-    """The first worker count whose throughput fell by KNEE_GROWTH below the best before it."""
+    """The first worker count whose throughput fell by FELL below the best before it."""
     best = points[0].speedup
     for point in points[1:]:
         if point.speedup * (1 + FELL) <= best:

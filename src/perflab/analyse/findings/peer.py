@@ -17,9 +17,8 @@ from pathlib import Path
 
 import polars as pl
 
+from perflab.analyse.verdict import t_quantile
 from perflab.measure.peer import PeerTest, read_peer
-
-Z_95 = 1.959964
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ def _mean_ci(values: list[float]) -> tuple[float, float | None]:
     if n < 2:
         return mean, None
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return mean, Z_95 * sd / math.sqrt(n)
+    return mean, t_quantile(0.975, n - 1) * sd / math.sqrt(n)
 
 
 def _rate(what, target, values, test: PeerTest) -> PeerRate | None:

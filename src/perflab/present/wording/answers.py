@@ -30,10 +30,14 @@ def _disturbed_note(ids: tuple[str, ...]) -> str:
     )
 
 
-def _fit_words(slope: float, r2: float) -> str:
-    per_token_ms = slope * 1000
+def _fit_words(fit) -> str:
+    """'grows by 0.512 ms per prompt token (95 % CI 0.480–0.544, R² 0.99'."""
+    per_token_ms = fit.slope * 1000
     verb = "grows" if per_token_ms >= 0 else "falls"
-    return f"{verb} by {abs(per_token_ms):.3f} ms per prompt token (R² {r2:.2f}"
+    text = f"{verb} by {abs(per_token_ms):.3f} ms per prompt token ("
+    if fit.slope_low is not None:
+        text += f"95% CI {fit.slope_low * 1000:.3f}–{fit.slope_high * 1000:.3f}, "
+    return text + f"R² {fit.r2:.2f}"
 
 
 def prompt_length(f: PromptLengthFinding) -> str:
@@ -51,14 +55,23 @@ def prompt_length(f: PromptLengthFinding) -> str:
         PromptLengthVerdict.FLAT: "Flat",
         PromptLengthVerdict.INCONCLUSIVE: "Inconclusive",
     }[f.verdict]
-    text = f"{verdict}: TTFT {_fit_words(fit.slope, fit.r2)}, {fit.n} prompt lengths)"
+    trials = max((len(p.per_trial) for p in f.points), default=1)
+    text = (
+        f"{verdict}: TTFT {_fit_words(fit)}, {len(f.points)} prompt lengths × {trials} "
+        f"trial{'s' if trials != 1 else ''}, each trial a block)"
+    )
     grows = f.verdict in (PromptLengthVerdict.LINEAR, PromptLengthVerdict.SUPERLINEAR)
     if grows and f.prefill_tps:
-        text += f": prefill ≈ {f.prefill_tps:,.0f} tok/s"
+        text += (
+            f": prefill ≈ {f.prefill_tps:,.0f} tok/s "
+            f"(95% CI {f.prefill_tps_low:,.0f}–{f.prefill_tps_high:,.0f})"
+        )
     elif f.verdict == PromptLengthVerdict.FLAT:
         text += ": no prefill cost seen"
+    if grows and fit.p_curvature is not None:
+        text += f"; curvature F-test p = {fit.p_curvature:.3f}"
     if e2e.slope is not None:
-        text += f"; end-to-end latency {_fit_words(e2e.slope, e2e.r2)})"
+        text += f"; end-to-end latency {_fit_words(e2e)})"
     short, long = f.points[0], f.points[-1]
     text += (
         f". From {short.prompt_tokens_mean:.0f} to {long.prompt_tokens_mean:.0f} prompt tokens, "
@@ -67,14 +80,17 @@ def prompt_length(f: PromptLengthFinding) -> str:
     )
     if f.reason == PromptLengthReason.TOO_FEW_POINTS:
         text += (
-            f" Only {fit.n} points (fewer than {MIN_FIT_POINTS}): a line through 2 points always "
-            "fits, so treat it as a rough indication."
+            f" Only {len(f.points)} prompt lengths and {fit.n} observations (at least "
+            f"{MIN_FIT_POINTS} lengths are needed, and more observations than the line and its "
+            "trial blocks): treat it as a rough indication."
         )
-    elif f.reason == PromptLengthReason.POOR_FIT:
+    elif f.reason == PromptLengthReason.UNDERPOWERED:
         text += (
-            f" The fit is poor (R² {fit.r2:.2f}): TTFT is not linear in prompt length at these "
-            "sizes, or noise dominates."
+            " The slope's CI includes both no cost and a visible one: TTFT is not shown to "
+            "grow, nor to stay flat; more trials or longer prompts would tell."
         )
+    elif f.reason == PromptLengthReason.FALLS:
+        text += " TTFT falls with prompt length: something other than prefill moves it."
     elif f.reason == PromptLengthReason.DISTURBED:
         text += _disturbed_note(f.disturbed)
     elif f.verdict == PromptLengthVerdict.FLAT:
