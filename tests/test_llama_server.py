@@ -32,7 +32,6 @@ from perflab.measure.experiment import (
 )
 
 pytestmark = pytest.mark.slow
-EXPERIMENT = "medium-t0.7-w1-n20-r1"
 
 
 def launched_config(model: Path, tools: Path, **launch) -> dict:
@@ -57,7 +56,11 @@ def launched_config(model: Path, tools: Path, **launch) -> dict:
 
 
 def spec_of(config: dict) -> dict:
-    return experiment_spec(config, expand_experiments(config)[EXPERIMENT])
+    """The spec of one closed-loop experiment of a single worker and 10 or more requests."""
+    experiment = next(
+        e for e in expand_experiments(config).values() if e.workers == 1 and (e.requests or 0) >= 10
+    )
+    return experiment_spec(config, experiment)
 
 
 def own_model(tiny_model_path: Path, tmp_path: Path) -> Path:
@@ -129,7 +132,9 @@ def test_a_server_that_dies_mid_run_ends_the_experiment_with_records_kept(
 ):
     model = own_model(tiny_model_path, tmp_path)
     config = launched_config(model, llama_tools)
-    paths = ExperimentPaths.in_dir(tmp_path / EXPERIMENT, tmp_path / "failed")
+    spec = spec_of(config)
+    experiment_id = spec["experiment"]["id"]
+    paths = ExperimentPaths.in_dir(tmp_path / experiment_id, tmp_path / "failed")
     measured, killed = [], []
 
     def kill_after_three(record) -> None:
@@ -141,11 +146,11 @@ def test_a_server_that_dies_mid_run_ends_the_experiment_with_records_kept(
                 server.kill()
 
     with pytest.raises(ServerFailed) as caught:
-        run_experiment(spec_of(config), paths, progress=kill_after_three, say=lambda _: None)
+        run_experiment(spec, paths, progress=kill_after_three, say=lambda _: None)
     message = str(caught.value)
     assert killed and "exited with status 137 while measuring" in message
     assert "last lines of its log" in message and "records kept in" in message
-    kept = list((tmp_path / "failed").glob(f"{EXPERIMENT}-*-server-failed.jsonl"))
+    kept = list((tmp_path / "failed").glob(f"{experiment_id}-*-server-failed.jsonl"))
     assert len(kept) == 1
     records = read_jsonl(kept[0])
     assert sum(1 for r in records if r["status"] == "ok" and not r["is_warmup"]) == 3
@@ -156,8 +161,9 @@ def test_a_server_that_dies_mid_run_ends_the_experiment_with_records_kept(
 def test_ctrl_c_of_the_workflow_stops_the_server_and_keeps_the_records(
     tmp_path, tiny_model_path, llama_tools
 ):
-    """SIGINT to Snakemake, as Ctrl-C in a terminal sends it: the experiment keeps its
-    records and its server is gone."""
+    """SIGINT to Snakemake's process group, as Ctrl-C in a terminal sends it: the
+    experiment keeps its records and its server is gone (the server runs in a session
+    of its own, so perflab, not the terminal, stops it)."""
     for name in ("Snakefile", "workflow", "config", "profiles", "environment.yml"):
         source = ROOT / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
@@ -189,6 +195,7 @@ def test_ctrl_c_of_the_workflow_stops_the_server_and_keeps_the_records(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
     )
     partial = None
     deadline = time.monotonic() + 300
@@ -203,8 +210,12 @@ def test_ctrl_c_of_the_workflow_stops_the_server_and_keeps_the_records(
     assert partial is not None, workflow.communicate()[0][-3000:]
     servers = llama_servers(model)
     assert servers, "no llama-server while measuring"
-    workflow.send_signal(signal.SIGINT)
-    output, _ = workflow.communicate(timeout=120)
+    os.killpg(workflow.pid, signal.SIGINT)  # Ctrl-C: SIGINT to the foreground group
+    try:
+        output, _ = workflow.communicate(timeout=120)
+    finally:
+        if workflow.poll() is None:
+            os.killpg(workflow.pid, signal.SIGKILL)
     assert workflow.returncode != 0
     for server in servers:
         assert wait_until_gone(server.pid), f"llama-server {server.pid} outlived the workflow"
