@@ -229,6 +229,25 @@ def get_peer_files(wildcards=None):
     )
 
 
+def get_machine_path():
+    """Per host and thread count: the ceilings are the machine's, not the run's."""
+    import socket
+
+    return f"cache/machine/{socket.gethostname()}-t{get_peer_threads()}.json"
+
+
+def get_roofline_files(wildcards=None):
+    """The machine's ceilings and the baseline's GGUF, when roofline is on and the
+    baseline serves a GGUF perflab knows (an Ollama model it does not)."""
+    if not config["roofline"]:
+        return {}
+    engine = get_peer_engine()
+    model = get_model_inputs_of(engine).get("model") or engine.get("model_path")
+    if not model:
+        return {}
+    return {"machine": get_machine_path(), "roofline_model": model}
+
+
 def get_llama_build_inputs(wildcards=None):
     """The sdist to build from; none when prebuilt tools are linked instead."""
     if os.environ.get(PREBUILT_ENV):

@@ -187,6 +187,7 @@ def build_context(
         "engine": engine,
         "engine_label": f.capabilities.label,
         "peer_lines": wording.peer(f.peer) if f.peer else [],
+        "roofline_lines": wording.roofline(f.roofline) if f.roofline else [],
         "host": host,
         "tiny_model": tiny,
         "warmup_requests": config["warmup_requests"],

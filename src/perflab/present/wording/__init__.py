@@ -31,6 +31,7 @@ from perflab.present.wording.numbers import (
     workers_text,
 )
 from perflab.present.wording.peer import peer
+from perflab.present.wording.roofline import roofline
 from perflab.present.wording.run import (
     IssueRow,
     checklist,
@@ -51,6 +52,7 @@ from perflab.present.wording.run import (
 
 __all__ = [
     "peer",
+    "roofline",
     "LOG_OPTIONS",
     "NA",
     "NOTES",
