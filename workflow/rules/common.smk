@@ -256,6 +256,11 @@ def get_experiment_preflight(wildcards):
     return get_preflight_path(EXPERIMENTS[wildcards.experiment].target)
 
 
+def get_config_keys(*keys):
+    """The config keys a rule reads, for its params (a key the config lacks is left out)."""
+    return {key: config[key] for key in keys if key in config}
+
+
 def get_settings_json(wildcards=None):
     """Engine and generation settings of the target, without any experiment."""
     single = get_target_config(wildcards)
