@@ -16,7 +16,7 @@ rule findings:
         "../../environment.yml"
     params:
         config=get_config_keys(
-            "engine", "targets", "baseline", "suites", "expected_tps"
+            "engine", "targets", "baseline", "suites", "expected_tps", "slo"
         ),
     script:
         "../scripts/findings.py"
