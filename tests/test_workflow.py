@@ -27,7 +27,8 @@ def started_experiments(output: str) -> list[str]:
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return run_snakemake(workdir, *args)
+    # the default config's 3 trials triple a full run: a limit for a shared machine
+    return run_snakemake(workdir, *args, timeout=2700)
 
 
 def job_counts(output: str) -> dict[str, int]:
