@@ -32,6 +32,7 @@ def measured(spec, files, **kwargs):
 def rate_config(**rate) -> dict:
     overrides = {
         "engine": {"name": "calibration", "model": "llama3.1:8b"},
+        "repeats": 1,  # one trial: these tests are about one experiment
         "calibration": FAST_TIMING | {"num_parallel": 1},
         "warmup_requests": 1,
         "sampler": {"interval_s": 0.1},
@@ -44,7 +45,7 @@ def test_the_default_run_has_no_rate_experiments_and_keeps_its_specs():
     config = load_config_file(DEFAULT)
     experiments = expand_experiments(config)
     assert not any(e.rate is not None for e in experiments.values())
-    spec = experiment_spec(config, experiments["medium-t0.7-w1-n20-r1"])
+    spec = experiment_spec(config, experiments["medium-t0.7-w1-n8-r1"])
     assert "open_loop" not in spec and "rate" not in spec["experiment"]
 
 

@@ -111,7 +111,8 @@ def test_timeouts_are_censored_values_not_dropped(make_calibration_server):
     assert (row["n_censored"], row["n_errors"], row["n_ok"]) == (1, 1, 3)
     assert row["e2e_mean_s"] == pytest.approx(sum(r.e2e_s for r in fast) / 3)
     assert row["e2e_mean_censored_s"] == pytest.approx(sum(r.e2e_s for r in [*fast, cut]) / 4)
-    assert row["e2e_p99_censored_s"] > 0.39 > row["e2e_p99_s"]
+    # 4 requests: no p99 (it needs 100), but the censored mean carries the timeout
+    assert row["e2e_p99_censored_s"] is None and row["e2e_p99_s"] is None
 
 
 def test_a_first_chunk_of_several_tokens_loses_none_of_their_gaps(make_calibration_server):
@@ -134,7 +135,7 @@ def test_no_rate_is_infinite_when_a_time_is_zero():
             }
         )
     )
-    prefill = next(metric for metric in METRICS if metric.key == "prefill_tps")
+    prefill = next(metric for metric in METRICS if metric.key == "server_prefill_tps")
     assert _values(frame, prefill).to_list() == [None, pytest.approx(2000.0)]
     record = RequestRecord(
         "zero", 0, 0, False, "ok", None, None, 0.0, 0.0, 0.0, 0.0, 0.0, [], 3, 2, None

@@ -93,8 +93,8 @@ def test_a_single_target_config_keeps_its_ids_and_specs():
     the ids it had (its spec holds its place in the design, ``design``)."""
     config = load_config_file(DEFAULT)
     experiments = expand_experiments(config)
-    assert "medium-t0.7-w1-n20-r1" in experiments
-    spec = experiment_spec(config, experiments["medium-t0.7-w1-n20-r1"])
+    assert "medium-t0.7-w1-n8-r1" in experiments
+    spec = experiment_spec(config, experiments["medium-t0.7-w1-n8-r1"])
     assert "target" not in spec["experiment"] and "machine" not in spec
     assert "quantization" not in spec["engine"]
     assert set(spec) == {
@@ -169,7 +169,7 @@ def test_a_single_target_config_has_one_check_and_no_comparison(copy_workflow):
     output = snakemake_dry_run(workdir, str(workdir / "config" / "config.yaml"))
     assert re.search(r"^preflight\s+1\b", output, re.M)
     assert "preflight_target" not in output and not re.search(r"^comparison\s", output, re.M)
-    assert "results/llamacpp-tiny/experiments/medium-t0.7-w1-n20-r1/records.jsonl" in output
+    assert "results/llamacpp-tiny/experiments/medium-t0.7-w1-n8-r1/records.jsonl" in output
 
 
 def test_quantized_targets_each_get_their_model_built_once(tmp_path, copy_workflow):
