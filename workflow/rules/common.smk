@@ -15,6 +15,7 @@ from perflab.config.load import (
 from perflab.config.sweep import EXPERIMENT_ID_PATTERN, expand_experiments
 from perflab.engines.ollama_store import uses_tiny_model as engine_uses_tiny_model
 from perflab.models.smollm2 import MODEL_PATH as SMOLLM2_PATH
+from perflab.models.smollm2 import QUANTIZATION as SMOLLM2_QUANTIZATION
 from perflab.models.smollm2 import uses_smollm2 as engine_uses_smollm2
 from perflab.measure.estimate import plan_run
 from perflab.measure.experiment import experiment_spec
@@ -61,7 +62,7 @@ LOGS = f"logs/{RUN}"
 wildcard_constraints:
     experiment=EXPERIMENT_ID_PATTERN,
     target="[a-z0-9][a-z0-9_]*",
-    quantization="q8_0|q4_0|q4_k",
+    quantization="f16|q8_0|q4_0|q4_1|q4_k",
     run_a="[A-Za-z0-9_][A-Za-z0-9._-]*",
     run_b="[A-Za-z0-9_][A-Za-z0-9._-]*",
 
@@ -76,9 +77,12 @@ def get_tiny_model_path(quantization=None):
     return f"cache/models/{name.format(**tiny)}{suffix}.gguf"
 
 
-def get_smollm2_path():
-    """SmolLM2-135M-Instruct as fetched from its pinned wheel on PyPI."""
-    return str(SMOLLM2_PATH)
+def get_smollm2_path(quantization=None):
+    """SmolLM2-135M-Instruct as fetched from its pinned wheel on PyPI (Q4_1), or
+    requantized from that file with llama.cpp's quantizer."""
+    if not quantization or quantization == SMOLLM2_QUANTIZATION:
+        return str(SMOLLM2_PATH)
+    return f"{SMOLLM2_PATH.parent}/SmolLM2-135M-Instruct-{quantization}.gguf"
 
 
 def get_smollm2_fetch_benchmark():
@@ -144,7 +148,7 @@ def get_model_inputs(wildcards=None):
     if engine_uses_tiny_model(engine):
         return {"model": get_tiny_model_path(engine.get("quantization"))}
     if engine_uses_smollm2(engine):
-        return {"model": get_smollm2_path()}
+        return {"model": get_smollm2_path(engine.get("quantization"))}
     return {}
 
 

@@ -31,6 +31,7 @@ from perflab.present.wording.numbers import (
 )
 from perflab.present.wording.run import (
     IssueRow,
+    answer_lengths,
     checklist,
     disturbed_lines,
     idea,
@@ -51,6 +52,7 @@ __all__ = [
     "NA",
     "NOTES",
     "IssueRow",
+    "answer_lengths",
     "bottleneck_evidence",
     "bottleneck_sentence",
     "breakdown",
