@@ -189,7 +189,7 @@ def build_context(
         "tiny_model": tiny,
         "smollm2": SMOLLM2 if uses_smollm2(config["engine"]) else None,
         "answer_lengths": wording.answer_lengths(
-            f, config["generation"]["max_tokens"], ignore_eos(config["engine"])
+            f, config["generation"].get("max_tokens"), ignore_eos(config["engine"])
         ),
         "warmup_requests": config["warmup_requests"],
         "status": wording.status(f.run),

@@ -19,16 +19,17 @@ if TYPE_CHECKING:
     from perflab.analyse.findings import Findings
 
 
-def answer_lengths(f: Findings, max_tokens: int, ignore_eos: bool) -> str:
+def answer_lengths(f: Findings, max_tokens: int | None, ignore_eos: bool) -> str:
     """How the measured answers ended: by themselves, or cut at max_tokens."""
+    limit = "max_tokens" if max_tokens is None else f"max_tokens ({max_tokens})"
     rows = [c for c in f.conditions if c.n_ok]
     n_ok = sum(c.n_ok for c in rows)
     if not n_ok:
         return "No answer was measured."
     if ignore_eos:
         return (
-            f"End-of-sequence was forbidden (ignore_eos), so every answer ran to max_tokens "
-            f"({max_tokens}): {n_ok} measured answers."
+            f"End-of-sequence was forbidden (ignore_eos), so every answer ran to {limit}: "
+            f"{n_ok} measured answers."
         )
     if any(c.n_truncated is None for c in rows):
         return f"{n_ok} measured answers; how many were cut at max_tokens was not recorded."
@@ -41,7 +42,7 @@ def answer_lengths(f: Findings, max_tokens: int, ignore_eos: bool) -> str:
     )
     return (
         f"{n_ok - cut} of {n_ok} measured answers ended by themselves and {cut} were cut at "
-        f"max_tokens ({max_tokens}){span}."
+        f"{limit}{span}."
     )
 
 
