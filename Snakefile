@@ -8,6 +8,7 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/model.smk"
+include: "workflow/rules/server.smk"
 include: "workflow/rules/benchmark.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/report.smk"
@@ -19,6 +20,7 @@ include: "workflow/rules/compare.smk"
 # than a turn in the queue.
 localrules:
     fetch_vocab,
+    fetch_llama_sdist,
     fetch_smollm2,
     aggregate,
     findings,

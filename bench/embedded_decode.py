@@ -11,7 +11,10 @@ request:
   (n_eval / t_eval), the C library's decode time without Python around it.
 
 It prints the medians and the ratios perflab / counters and perflab / bare
-loop. Python-side sampling over the 128 k-entry vocabulary is the gap between
+loop. With ``--llama-bench PATH`` it also runs llama-bench (``tg`` of the same
+length, same threads, ``--repetitions`` times) on the same GGUF and prints
+each side's mean with its 95 % CI and perflab's decode as a ratio of
+llama-bench's tg with the ratio's CI (floor: 0.95). Python-side sampling over the 128 k-entry vocabulary is the gap between
 the bare loop and the counters; on an 8B model it is well under 1 %. Run by hand:
 
     python bench/embedded_decode.py [--model PATH.gguf] [--requests 20] [--tokens 64]
@@ -82,13 +85,19 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--llama-bench", default=None, help="llama-bench binary: compare with tg")
+    parser.add_argument("--repetitions", type=int, default=10, help="llama-bench repetitions")
+    parser.add_argument("--ignore-eos", action=argparse.BooleanOptionalAction, default=None)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="perflab-decode-"))
     try:
         model = args.model or tiny_model(root)
         engine = LlamaCppEngine(model, n_ctx=2048, n_threads=args.threads)
         info = engine.preflight()
-        options = GenerationOptions(max_tokens=args.tokens, ignore_eos=True, temperature=0.7)
+        # the tiny random model needs EOS forbidden (a Python logits processor); a real
+        # model ends by itself and samples in C alone
+        ignore_eos = args.model is None if args.ignore_eos is None else args.ignore_eos
+        options = GenerationOptions(max_tokens=args.tokens, ignore_eos=ignore_eos, temperature=0.7)
         perflab_request(engine, options)  # warm-up
         client, counters, bare = [], [], []
         for _ in range(args.requests):  # alternate: drift hits both alike
@@ -120,6 +129,29 @@ def main() -> None:
         f"perflab / bare generate(): {median['perflab'] / median['bare']:.3f}   "
         f"bare generate() / counters: {median['bare'] / median['counters']:.3f}"
     )
+    if args.llama_bench:
+        against_llama_bench(args, model, info["n_threads"], client, counters)
+
+
+def against_llama_bench(args, model, threads, client: list[float], counters: list[float]):
+    from perflab.analyse.findings.peer import _mean_ci
+    from perflab.measure.peer import run_llama_bench
+
+    (tg,), _ = run_llama_bench(
+        args.llama_bench, str(model), threads, [], args.tokens, args.repetitions
+    )
+    print(
+        f"  llama-bench tg{tg.n_tokens}: {tg.tps_mean:.1f} ± {tg.tps_ci95:.1f} t/s "
+        f"(95 % CI, {tg.repetitions} repetitions, {tg.threads} threads)"
+    )
+    for name, values in (("perflab engine", client), ("llama.cpp counters", counters)):
+        mean, half = _mean_ci(values)
+        ratio = mean / tg.tps_mean
+        spread = ratio * ((half / mean) ** 2 + (tg.tps_ci95 / tg.tps_mean) ** 2) ** 0.5
+        print(
+            f"  {name:19} {mean:.1f} ± {half:.1f} tok/s: ×{ratio:.3f} of tg "
+            f"(95 % CI {ratio - spread:.3f}–{ratio + spread:.3f}; floor 0.95)"
+        )
 
 
 if __name__ == "__main__":

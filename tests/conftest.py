@@ -164,3 +164,23 @@ def run_snakemake(
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session")
+def llama_tools() -> Path:
+    """The directory with llama-server and llama-bench: ``$PERFLAB_LLAMA_SERVER_DIR``
+    when set (prebuilt from the same sdist), else built as the workflow builds them
+    (minutes the first time; CMake's tree is kept in ``$PERFLAB_BUILD_CACHE``)."""
+    from perflab.models.llama_build import PREBUILT_ENV, fetch_sdist, provide_tools, sdist_name
+
+    prebuilt = os.environ.get(PREBUILT_ENV)
+    if prebuilt:
+        return Path(prebuilt).expanduser()
+    name = sdist_name()
+    out = ROOT / "cache" / "llama.cpp" / name.removesuffix(".tar.gz")
+    if not all((out / tool).exists() for tool in ("llama-server", "llama-bench")):
+        sdist = ROOT / "cache" / "sdist" / name
+        if not sdist.exists():
+            fetch_sdist(sdist)
+        provide_tools(sdist, out, jobs=os.cpu_count() or 2)
+    return out

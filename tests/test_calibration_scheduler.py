@@ -56,7 +56,7 @@ class Recorder:
             self.headers_sent = True
             self._add("begin")
 
-    def token(self, text: str) -> None:
+    def token(self, text: str, reasoning: bool = False) -> None:
         if self.stream:
             self.begin()
         self._add("token", text)

@@ -20,9 +20,9 @@ def test_validate_lists_the_experiments(capsys):
         == 0
     )
     out = capsys.readouterr().out
-    assert "valid, 11 experiments (1 trial each)" in out
-    assert "medium-t0.7-w4-n20-r1  (concurrency)" in out
-    assert "long-t0.7-w1-n20-reuse-r1  (kv_cache)" in out
+    assert "valid, 45 experiments (3 trials each)" in out
+    assert "medium-t0.7-w4-n8-r3  (concurrency)" in out
+    assert "long-t0.7-w1-n4-reuse-r1  (kv_cache)" in out
 
 
 def test_a_bad_config_exits_2_naming_key_and_file(tmp_path, capsys):

@@ -65,7 +65,7 @@ def test_a_target_one_and_a_half_times_slower_is_called_slower_by_1_5():
     assert tps.ratio.n_trials == 3  # the trial is the unit, not its points
     assert tps.ratio.family == 5  # Holm over every tested metric of the target
     assert slow(found, "ttft").verdict is ComparisonVerdict.EQUIVALENT
-    assert slow(found, "prefill_tps").verdict is ComparisonVerdict.EQUIVALENT
+    assert slow(found, "server_prefill_tps").verdict is ComparisonVerdict.EQUIVALENT
     assert slow(found, "e2e").verdict is ComparisonVerdict.SLOWER
     assert found.points == tuple(sorted(POINTS)) and found.trials == 3 and not found.one_pass
     text = words.verdict_text(tps, found)

@@ -26,12 +26,13 @@ def test_default_config_is_valid_and_has_the_seed_values():
     assert config["prompts"]["medium"].startswith("Explain the concept of machine learning")
     assert config["prompts"]["long"].startswith("A transformer model has an embedding layer")
     assert config["prompts"]["very_long"].endswith("bound by memory bandwidth, and why?")
-    assert suites["basic"]["requests"] == 100
+    # the seed's 100 requests per basic prompt, as 3 trials of 34
+    assert config["repeats"] == 3 and suites["basic"]["requests"] * config["repeats"] >= 100
     assert suites["basic"]["prompts"] == ["short", "medium", "long"]
     assert suites["prompt_length"]["prompts"] == ["tiny", "short", "medium", "long", "very_long"]
     assert suites["temperature"]["temperatures"] == [0.0, 0.7, 1.5]
     assert suites["concurrency"]["workers"] == [1, 2, 4]
-    assert suites["resources"]["duration_s"] == 30
+    assert suites["resources"]["duration_s"] == 10
 
 
 def test_defaults_are_filled():
@@ -112,15 +113,15 @@ def test_experiments_expand_one_per_distinct_point():
     config["repeats"] = 1
     experiments = expand_experiments(config)
     # 3 basic + 5 prompt lengths + 3 temperatures + 3 worker counts + 1 resources + 2 kv_cache,
-    # minus the medium/0.7/1-worker/20-request point shared by three suites and the
-    # long/0.7/1-worker/20-request point that kv_cache's bust half shares with prompt_length
-    assert len(experiments) == 3 + 5 + 3 + 3 + 1 + 2 - 3
-    shared = experiments["medium-t0.7-w1-n20-r1"]
-    assert shared.suites == ("prompt_length", "temperature", "concurrency")
-    assert shared.condition_id == "medium-t0.7-w1-n20" and shared.trial == 1
-    assert experiments["medium-t0.7-w1-d30s-r1"].duration_s == 30
-    assert experiments["long-t0.7-w1-n20-r1"].suites == ("prompt_length", "kv_cache")
-    reuse = experiments["long-t0.7-w1-n20-reuse-r1"]
+    # minus the medium/0.7/1-worker/8-request point temperature and concurrency share and
+    # the long/0.7/1-worker/4-request point that kv_cache's bust half shares with prompt_length
+    assert len(experiments) == 3 + 5 + 3 + 3 + 1 + 2 - 2
+    shared = experiments["medium-t0.7-w1-n8-r1"]
+    assert shared.suites == ("temperature", "concurrency")
+    assert shared.condition_id == "medium-t0.7-w1-n8" and shared.trial == 1
+    assert experiments["medium-t0.7-w1-d10s-r1"].duration_s == 10
+    assert experiments["long-t0.7-w1-n4-r1"].suites == ("prompt_length", "kv_cache")
+    reuse = experiments["long-t0.7-w1-n4-reuse-r1"]
     assert reuse.suites == ("kv_cache",) and reuse.prompt_cache == "reuse"
     assert all(e.prompt_cache == "bust" for e in experiments.values() if e is not reuse)
     members = {
@@ -137,8 +138,8 @@ def test_changing_one_temperature_changes_one_experiment():
     changed = copy.deepcopy(config)
     changed["suites"]["temperature"]["temperatures"] = [0.0, 0.7, 1.2]
     after = set(expand_experiments(changed))
-    assert before - after == {f"medium-t1.5-w1-n20-r{k}" for k in range(1, config["repeats"] + 1)}
-    assert after - before == {f"medium-t1.2-w1-n20-r{k}" for k in range(1, config["repeats"] + 1)}
+    assert before - after == {f"medium-t1.5-w1-n8-r{k}" for k in range(1, config["repeats"] + 1)}
+    assert after - before == {f"medium-t1.2-w1-n8-r{k}" for k in range(1, config["repeats"] + 1)}
 
 
 def test_disabled_suite_contributes_nothing():
@@ -180,7 +181,7 @@ def test_prompt_cache_reuse_marks_every_condition_id():
     assert all(
         e.condition_id.endswith("-reuse") for e in experiments.values() if e.suites != ("kv_cache",)
     )
-    assert "long-t0.7-w1-n20-r1" in experiments  # kv_cache still runs the bust half
+    assert "long-t0.7-w1-n4-r1" in experiments  # kv_cache still runs the bust half
 
 
 @pytest.mark.parametrize(

@@ -185,7 +185,7 @@ def test_several_files_merge_in_configfile_order(tmp_path, capsys):
     calibration = ROOT / "config" / "calibration.yaml"
     assert main(["validate", str(calibration), str(override)]) == 0
     out = capsys.readouterr().out
-    assert "valid, 14 experiments" in out and "short-t0.7-w1-n7-r1  (basic)" in out
+    assert "valid, 45 experiments" in out and "short-t0.7-w1-n7-r1  (basic)" in out
     config = load_config_files([DEFAULT, calibration, override])
     assert config["engine"]["name"] == "calibration" and config["run"] == "stacked"
 
@@ -197,7 +197,7 @@ def test_values_that_round_trip_are_accepted(tmp_path):
         "  resources:\n    duration_s: 2.5\n"
     )
     experiments = expand_experiments(load_config_files([DEFAULT, override]))
-    assert {"medium-t0.0001-w1-n20-r1", "medium-t0.75-w1-n20-r1", "medium-t0.7-w1-d2.5s-r1"} <= set(
+    assert {"medium-t0.0001-w1-n8-r1", "medium-t0.75-w1-n8-r1", "medium-t0.7-w1-d2.5s-r1"} <= set(
         experiments
     )
 
@@ -220,10 +220,12 @@ def test_validate_prints_the_run_estimate(capsys):
     out = capsys.readouterr().out
     config = load_config_files([DEFAULT])
     estimate = estimate_run(expand_experiments(config).values(), config["warmup_requests"], 10.0)
-    # 300 basic + 5×20 + 2×20 + 2×20 + 20 (kv_cache reuse) requests, 3 warm-ups for each of 14
-    assert estimate.n_requests == 500 + 14 * 3 and estimate.timed_s == 30
+    # per trial 3×34 basic + 5×4 prompt lengths + 3×8 temperatures (0.7 shared with 1 worker)
+    # + 2×8 worker counts + 4 kv_cache reuse requests, 3 warm-ups for each of 15; 3 trials
+    assert estimate.n_requests == 3 * (102 + 20 + 24 + 16 + 4 + 15 * 3)
+    assert estimate.timed_s == 3 * 10
     assert f"run time {estimate.describe()}" in out
-    assert "≈ 1 h 31 min for 542 requests + 30 s of timed load" in out
+    assert "≈ 1 h 46 min for 633 requests + 30 s of timed load" in out
 
 
 def test_durations_read_as_a_person_says_them():

@@ -380,17 +380,42 @@ def test_cached_prompts_do_not_flatten_the_fit():
     assert result.prefill_tps == pytest.approx(2500)
     assert len(result.excluded_cached) == 4 and len(result.points) == 4
     words = wording.prompt_length(result)
-    assert "prefill ≈ 2,500 tok/s" in words and "Left out of the fit" in words
+    assert "prefill ≈ 2,500 tok/s (95% CI 2,500–2,500)" in words and "Left out of the fit" in words
 
 
-def test_a_poor_fit_is_inconclusive_and_gives_no_prefill_rate():
+def test_prompt_length_regresses_trial_means_with_each_trial_a_block():
+    # true prefill 2,000 tok/s; trial 2 ran 30 ms slower throughout (drift the blocks absorb)
+    tokens = (20, 60, 180, 360)
+    noise = {20: 0.002, 60: -0.001, 180: 0.001, 360: -0.002}
+    data = summary(
+        *[
+            rows(
+                f"p{t}-t0.7-w1-n4",
+                [
+                    {"ttft_mean_s": 0.02 + t / 2000 + sign * noise[t] + d}
+                    for d, sign in ((0.0, 1), (0.03, -1), (0.0, 0))
+                ],
+                suites="prompt_length", prompt_name=f"p{t}", prompt_tokens_mean=float(t),
+            )
+            for t in tokens
+        ]
+    )  # fmt: skip
+    result = prompt_length.summary(data)
+    fit = result.ttft_fit
+    assert fit.n == 12 and fit.df == 12 - 3 - 1  # 4 lengths × 3 trials, 3 blocks and a slope
+    assert fit.slope_low < 1 / 2000 < fit.slope_high
+    assert result.verdict == PromptLengthVerdict.LINEAR and fit.p_curvature > 0.05
+    assert result.prefill_tps_low < 2000 < result.prefill_tps_high
+
+
+def test_a_noisy_fit_is_inconclusive_and_gives_no_prefill_rate():
     noisy = summary(*[length_rows(t, v) for t, v in ((2, 0.01), (5, 0.032), (25, 0.02),
                                                        (86, 0.015), (359, 0.031))])  # fmt: skip
     result = prompt_length.summary(noisy)
     assert result.verdict == PromptLengthVerdict.INCONCLUSIVE
-    assert result.reason == PromptLengthReason.POOR_FIT
+    assert result.reason == PromptLengthReason.UNDERPOWERED and result.prefill_tps is None
     words = wording.prompt_length(result)
-    assert "The fit is poor" in words and "prefill ≈" not in words and "prefill work" not in words
+    assert "not shown to grow" in words and "prefill ≈" not in words and "prefill work" not in words
 
 
 def test_flat_prompt_length_and_too_few_points():
@@ -674,3 +699,53 @@ def test_requests_that_run_together_each_slower_are_not_called_serialized():
     result = concurrency.summary(queued, capabilities_for("ollama"))
     assert result.mode is concurrency.ConcurrencyMode.QUEUES
     assert "serializes requests" in wording.concurrency(result, None)
+
+
+def test_one_saturated_engine_thread_is_cpu_saturation_on_a_bigger_machine():
+    # llama-server --parallel 4 on one thread of a 16-core machine: 97 % of one core
+    data = summary(worker_rows(1, 1.0, 1.0, 0.0, 2), worker_rows(4, 1.14, 3.5, 0.07, 2))
+    sharing = concurrency.summary(data, capabilities_for("ollama"))
+    one_thread = resources(server_cpu_percent_mean=97.0, cpu_percent_mean=8.0, n_samples=10)
+    result = bottleneck.summary(one_thread, sharing, capabilities_for("ollama"), 16, None, 16)
+    assert result.primary == Bottleneck.CPU
+    cpu = next(c for c in result.checks if c.rule == Bottleneck.CPU)
+    assert cpu.get("saturated_threads") == 1 and cpu.get("server_share") < 0.1
+    # the same CPU with requests that queue is no thread limit: one request at a time
+    assert bottleneck.saturated_threads(150.0) is None and bottleneck.saturated_threads(190) == 2
+    alone = bottleneck.summary(one_thread, NO_SWEEP, capabilities_for("ollama"), 16, None, 16)
+    assert alone.primary != Bottleneck.CPU
+
+
+def server_rows(workers: int, values: tuple[float, ...], running: float, waiting: float):
+    return rows(
+        f"w{workers}",
+        [{"req_per_s": v} for v in values],
+        suites="concurrency",
+        workers=workers,
+        server_requests_processing_max=running,
+        server_requests_deferred_max=waiting,
+    )
+
+
+def test_a_server_that_says_it_ran_one_at_a_time_is_serial_despite_noisy_throughput():
+    # the same noisy throughput the trials cannot settle, but llama-server's own /metrics
+    # said one request ran at a time and three waited
+    noisy = summary(server_rows(1, (1.0, 2.0, 1.5), 1, 0), server_rows(4, (1.9, 1.7, 1.2), 1, 3))
+    result = concurrency.summary(noisy, capabilities_for("openai", "llama-server"))
+    assert result.test.outcome is not Outcome.CHANGED or result.test.estimate < 1
+    assert (
+        result.verdict == ConcurrencyVerdict.SERIAL
+        and result.mode is concurrency.ConcurrencyMode.QUEUES
+    )
+    assert (result.server_running_max, result.server_deferred_max) == (1, 3)
+    words = wording.concurrency(result, "--parallel")
+    assert "the server ran one request at a time (its own metrics) (--parallel)" in words
+    assert "ran at most 1 request at once and kept at most 3 waiting" in words
+
+
+def test_several_requests_running_together_without_more_throughput_are_said_as_such():
+    flat = summary(server_rows(1, (2.0, 2.02, 1.98), 1, 0), server_rows(4, (2.01, 2.0, 2.0), 4, 0))
+    result = concurrency.summary(flat, capabilities_for("openai", "llama-server"))
+    assert result.verdict == ConcurrencyVerdict.SERIAL and result.server_running_max == 4
+    words = wording.concurrency(result, "--parallel")
+    assert "ran up to 4 requests at once (its own metrics)" in words

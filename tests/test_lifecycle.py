@@ -301,7 +301,13 @@ def test_preflight_times_one_request_and_estimates_the_run(tmp_path):
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    estimate = json.loads(out.read_text())["estimate"]
+    info = json.loads(out.read_text())
+    estimate = info["estimate"]
+    # the timed request was the server's first: it paid the 0.3 s load, and says so
+    cold = info["cold_start"]
+    assert cold["source"] == "preflight" and cold["load_s"] == pytest.approx(0.3, abs=0.05)
+    assert cold["load_s"] < cold["ttft_s"] < cold["e2e_s"]
+    assert "cold start: model load 0.3" in result.stdout
     # scripted for the longest prompt: 0.05 s + 0.5 ms a prompt token, then 31 gaps of 10 ms
     # (max_tokens 32); the 0.3 s model load is not part of a request
     scripted = 0.05 + 0.0005 * count_tokens(plan.longest_prompt) + 31 * 0.01

@@ -8,7 +8,6 @@ import polars as pl
 import pytest
 
 from perflab.analyse.tables import (
-    Z_95,
     ExperimentTables,
     scan_experiment,
     summarize,
@@ -78,9 +77,10 @@ def test_summary_matches_hand_computation(experiment):
     assert (row["n_requests"], row["n_ok"], row["n_errors"], row["n_warmup"]) == (4, 3, 1, 1)
     assert row["error_rate"] == pytest.approx(0.25)
     assert row["e2e_mean_s"] == pytest.approx(2.0)
-    assert row["e2e_ci95_s"] == pytest.approx(Z_95 * 1.0 / math.sqrt(3))  # sd of 1, 2, 3 is 1
+    # 3 requests: 3 batches of one, Student t at 2 degrees of freedom (sd of 1, 2, 3 is 1)
+    assert row["e2e_ci95_s"] == pytest.approx(4.302653 * 1.0 / math.sqrt(3))
     assert row["e2e_p50_s"] == pytest.approx(2.0)
-    assert row["e2e_p95_s"] == pytest.approx(2.9)  # linear: 2 + 0.95 * 2 * (3 - 2)... = 2.9
+    assert row["e2e_p95_s"] is None and row["e2e_p99_s"] is None  # n · 5 % < 1 request
     assert row["ttft_mean_s"] == pytest.approx(0.4)
     assert row["itl_mean_s"] == pytest.approx(
         sum([0.1, 0.2, 0.2, 0.3, 0.3, 0.4, 0.4, 0.5, 0.5, 0.6, 0.6, 0.7]) / 12
@@ -256,3 +256,27 @@ def test_summary_counts_truncation_and_means_preparation(tmp_path):
     row = summarize(scanned).collect().row(0, named=True)
     assert row["n_truncated"] == 2
     assert row["prep_mean_s"] == pytest.approx(0.002)
+
+
+def test_batch_means_and_percentiles_follow_the_request_count():
+    from perflab.analyse.tables import batches
+
+    assert [batches(n) for n in (1, 3, 5, 6, 8, 34, 100)] == [1, 3, 5, 2, 2, 10, 10]
+    ok = [
+        {"experiment_id": "e", "request_index": i, "is_warmup": False, "status": "ok",
+         "output_tokens": 10, "finish_reason": "stop",
+         "e2e_s": 1.0 + 0.01 * i + (0.5 if i >= 50 else 0.0)}
+        for i in range(100)
+    ]  # fmt: skip
+    requests = pl.DataFrame(ok).lazy()
+    from perflab.analyse.tables import batch_means_ci, percentile_ci
+
+    half = batch_means_ci(requests, "e2e_s", "ci").collect()["ci"][0]
+    # 10 batches of 10: their means are 1.045 + 0.1 k (+ 0.5 from the 6th on)
+    means = [1.045 + 0.1 * k + (0.5 if k >= 5 else 0.0) for k in range(10)]
+    sd = float(pl.Series(means).std())
+    assert half == pytest.approx(2.262157 * sd / math.sqrt(10))
+    bounds = percentile_ci(requests, "e2e_s", 50).collect().row(0, named=True)
+    # binomial ranks 40 and 61 of 100: the 40th and 61st smallest values
+    assert bounds["e2e_p50_low_s"] == pytest.approx(1.39)
+    assert bounds["e2e_p50_high_s"] == pytest.approx(1.0 + 0.60 + 0.5)

@@ -56,6 +56,7 @@ def test_chat_stream_is_server_sent_events_with_usage(calibration_server):
         "completion_tokens": 8,
         "total_tokens": 12,
         "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
     }
     entry = calibration_server.wait_for_log(1)[0]
     assert (entry.endpoint, entry.prompt_tokens, entry.tokens_sent) == ("v1/chat/completions", 4, 8)
@@ -316,9 +317,10 @@ def test_itl_is_per_token_when_a_chunk_brings_several(scripted):
     )
     engine.close()
     assert record.status == "ok" and record.output_tokens == record.server_output_tokens == 5
-    # chunks of 2, 2 and 1 tokens: the first chunk's second token has no gap of its own,
-    # the second chunk's gap is shared by its two tokens
-    assert len(record.itl_s) == 3 and record.itl_s[0] == record.itl_s[1]
+    # chunks of 2, 2 and 1 tokens: the first chunk's second token came with the first
+    # (a gap of 0), the second chunk's gap is shared by its two tokens; one gap a token
+    assert len(record.itl_s) == record.output_tokens - 1 == 4
+    assert record.itl_s[0] == 0.0 and record.itl_s[1] == record.itl_s[2] > 0
 
 
 def test_several_tokens_per_event_give_the_scripted_itl_per_token(make_calibration_server):
@@ -351,6 +353,7 @@ def test_several_tokens_per_event_give_the_scripted_itl_per_token(make_calibrati
     )
     engine.close()
     assert record.status == "ok" and record.output_tokens == 8
-    # events of 3, 3 and 2 tokens, 30 and 20 ms apart: 5 gaps, each the scripted 10 ms
-    assert len(record.itl_s) == 5
-    assert sum(record.itl_s) / 5 == pytest.approx(0.01, abs=0.006)
+    # events of 3, 3 and 2 tokens, 30 and 20 ms apart: the first event's 2 later tokens
+    # came with the first (gaps of 0), then 5 gaps, each the scripted 10 ms
+    assert len(record.itl_s) == 7 and record.itl_s[:2] == [0.0, 0.0]
+    assert sum(record.itl_s[2:]) / 5 == pytest.approx(0.01, abs=0.006)

@@ -110,21 +110,27 @@ def test_script_tags_through_every_field_never_become_markup():
     assert "<script" not in html.lower() and "<img" not in html.lower()
     assert not re.search(r"<[^>]+\bon\w+\s*=", html)  # no event handler on any tag
     assert "javascript:" not in "".join(re.findall(r'href="([^"]*)"', html))
-    assert "<a " not in html
+    links = re.findall(r"<a [^>]*>", html)  # only the table of contents' own anchors
+    assert links and all(re.fullmatch(r'<a href="#[a-z0-9-]+"[^>]*>', link) for link in links)
     # a pipe in a value does not break a table row: every row keeps its cells
     for table in re.findall(r"<table>.*?</table>", html, re.S):
-        counts = {len(re.findall(r"<t[dh]>", r)) for r in re.findall(r"<tr>.*?</tr>", table, re.S)}
+        counts = {
+            len(re.findall(r"<t[dh][ >]", r)) for r in re.findall(r"<tr>.*?</tr>", table, re.S)
+        }
         assert len(counts) == 1
 
 
-def test_html_sanitiser_drops_raw_html_and_javascript_links():
+def test_html_shows_raw_html_as_text_and_drops_javascript_links():
     html = report.render_html(
         f"# t\n\n{SCRIPT}\n\n{IMG}\n\n[x](javascript:alert(1)) [ok](https://example.org)",
         f"title {SCRIPT}",
         {},
     )
-    assert "<script" not in html.lower() and "onerror" not in html
-    assert 'href="https://example.org"' in html and "javascript:" not in html
+    # raw HTML is shown as the text it is, never parsed as a tag
+    assert "<script" not in html.lower() and "&lt;script&gt;alert(1)" in html
+    assert "<img" not in html and not re.search(r"<[^>]+\bon\w+\s*=", html)
+    hrefs = re.findall(r'href="([^"]*)"', html)
+    assert hrefs == ["https://example.org"]
 
 
 def test_all_requests_failed_says_na_with_the_count():
@@ -146,7 +152,7 @@ def test_one_request_and_a_sub_second_resources_run_still_render(duration):
     meta[0]["resources"] = {"n_samples": 0}
     text, html = render(pl.DataFrame([one]), meta, config())
     assert "**Avg CPU**: n/a" in text and "**Mean Latency**: 1.000s (no CI: one value)" in text
-    assert "<svg" not in html and "Mean Latency" in html
+    assert "<figure" not in html and "Mean Latency" in html  # no chart
 
 
 def test_log_carries_the_run_the_ideas_and_the_key_findings():
@@ -167,7 +173,11 @@ def test_log_carries_the_run_the_ideas_and_the_key_findings():
     assert "  - bottleneck: queueing" in text
     assert "  - concurrency: inconclusive (too few trials, power not measurable)" in text
     assert "Every comparison rests on one pass" in text
-    assert "[ ] CPU | [ ] Memory | [ ] Disk I/O | [ ] Network — queueing" in text
+    primary = "- **Primary bottleneck**: queueing"
+    assert (
+        primary in text
+        and "\n  - [ ] CPU\n  - [ ] Memory\n  - [ ] Disk I/O\n  - [ ] Network\n" in text
+    )
     assert "GB free where results are written" in text
 
 

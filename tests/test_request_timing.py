@@ -210,7 +210,7 @@ def test_an_experiment_job_writes_finish_reason_and_preparation(tmp_path):
     }
     config = load_config_file(ROOT / "config" / "config.yaml", overrides=overrides)
     (experiment,) = [
-        e for e in expand_experiments(config).values() if e.requests == 4 and e.workers == 1
+        e for e in expand_experiments(config).values() if "concurrency" in e.suites and e.trial == 1
     ]
     out = tmp_path / experiment.id
     files = ExperimentPaths(

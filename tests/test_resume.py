@@ -60,7 +60,7 @@ def env(workdir: Path) -> dict:
         "PATH": f"{bindir}:/usr/bin:/bin",
         "HOME": str(Path.home()),
         "PERFLAB_LOCK_DIR": str(workdir / "locks"),
-    }
+    } | ({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {})
 
 
 def command(run: str) -> list[str]:

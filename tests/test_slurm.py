@@ -17,6 +17,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 from conftest import copy_workflow_files
 
 from perflab.config.load import merge_configs, read_yaml, validate_config
@@ -41,6 +42,8 @@ def slurm_env() -> dict[str, str]:
     )
     if conf:
         env["SLURM_CONF"] = conf
+    if "PYTHONPATH" in os.environ:  # a checkout's own src, as the tests run
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     return env
 
 
@@ -86,9 +89,11 @@ def copy_workflow(workdir: Path) -> Path:
     return workdir
 
 
-def snakemake(workdir: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, env: dict[str, str], *args: str, timeout_s: int = 900
+) -> subprocess.CompletedProcess:
     # A failed group submission can leave Snakemake waiting for ever: bound it.
-    command = ["timeout", "-k", "10", "300", sys.executable, "-m", "snakemake", *args]
+    command = ["timeout", "-k", "10", str(timeout_s), sys.executable, "-m", "snakemake", *args]
     return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True)
 
 
@@ -98,9 +103,9 @@ def succeeded(result: subprocess.CompletedProcess) -> str:
     return output
 
 
-@pytest.fixture(scope="module")
-def slurm_run(env, tmp_path_factory) -> tuple[Path, str]:
-    workdir = copy_workflow(tmp_path_factory.mktemp("slurm"))
+def slurm_sweep(
+    workdir: Path, env: dict[str, str], configs: tuple[str, ...], timeout_s: int = 900
+) -> str:
     result = snakemake(
         workdir,
         env,
@@ -110,13 +115,20 @@ def slurm_run(env, tmp_path_factory) -> tuple[Path, str]:
         "--slurm-init-seconds-before-status-checks",
         "2",
         "--configfile",
-        *CONFIGS,
+        *configs,
+        timeout_s=timeout_s,
     )
     if result.returncode != 0:  # leave the node free for the next run
         job_ids = [job_id for job_id, _ in SUBMITTED.findall(result.stdout + result.stderr)]
         if job_ids:
             subprocess.run(["scancel", *job_ids], env=env, timeout=30, check=False)
-    return workdir, succeeded(result)
+    return succeeded(result)
+
+
+@pytest.fixture(scope="module")
+def slurm_run(env, tmp_path_factory) -> tuple[Path, str]:
+    workdir = copy_workflow(tmp_path_factory.mktemp("slurm"))
+    return workdir, slurm_sweep(workdir, env, CONFIGS)
 
 
 @pytest.fixture(scope="module")
@@ -126,9 +138,9 @@ def local_run(env, tmp_path_factory) -> Path:
     return workdir
 
 
-def experiment_ids(workdir: Path) -> set[str]:
+def experiment_ids(workdir: Path, configs: tuple[str, ...] = CONFIGS) -> set[str]:
     config = read_yaml(workdir / "config" / "config.yaml")
-    for name in CONFIGS:
+    for name in configs:
         config = merge_configs(config, read_yaml(workdir / name))
     return set(expand_experiments(validate_config(config)))
 
@@ -166,9 +178,7 @@ def test_every_experiment_ran_in_one_slurm_group_job(env, slurm_run):
     # one target, one group: its anchor, the pre-flight check and every experiment
     assert len(group_jobs) == 1, submitted
     (group_id, group_log), *_ = group_jobs.items()
-    assert group_log.parent.name == (
-        "group_target-calibration-llama3.1-8b_preflight_run_experiment_target_anchor"
-    )
+    assert group_log.parent.name == "group_target_preflight_run_experiment_target_anchor"
     assert sorted(finished_experiments(group_log.read_text())) == sorted(experiment_ids(workdir))
     assert set(slurm_states(env, list(submitted)).values()) == {"COMPLETED"}
     summary = pl.read_parquet(workdir / "results" / RUN / "summary.parquet")
@@ -176,17 +186,86 @@ def test_every_experiment_ran_in_one_slurm_group_job(env, slurm_run):
     assert (summary["n_errors"] == 0).all()
 
 
-def test_the_group_ran_one_experiment_at_a_time(slurm_run):
-    workdir, _ = slurm_run
-    spans = (
-        pl.read_parquet(workdir / "results" / RUN / "requests.parquet")
-        .group_by("experiment_id")
+def experiment_spans(requests: pl.DataFrame) -> pl.DataFrame:
+    """Each experiment's first request sent and last request ended, in order."""
+    return (
+        requests.group_by("experiment_id")
         .agg(pl.col("t_submit").min().alias("start"), pl.col("t_end").max().alias("end"))
         .sort("start")
     )
+
+
+def one_at_a_time(spans: pl.DataFrame) -> bool:
+    return bool((spans["end"].head(-1) <= spans["start"].tail(-1)).all())
+
+
+def test_the_group_ran_one_experiment_at_a_time(slurm_run):
+    workdir, _ = slurm_run
+    spans = experiment_spans(pl.read_parquet(workdir / "results" / RUN / "requests.parquet"))
     assert spans.height == len(experiment_ids(workdir))
     # each experiment ends before the next one starts: llm_server=1 holds inside the group
-    assert (spans["end"].head(-1) <= spans["start"].tail(-1)).all()
+    assert one_at_a_time(spans)
+
+
+SWEEP_RUN = "test-slurm-sweep"
+SWEEP_TARGETS = ("alpha", "beta", "gamma", "delta")
+SWEEP_EXPERIMENTS = 200
+
+
+def write_sweep_config(workdir: Path) -> str:
+    """200 one-request experiments: the temperature suite on four calibration targets."""
+    per_target = SWEEP_EXPERIMENTS // len(SWEEP_TARGETS)
+    sweep = {
+        "run": SWEEP_RUN,
+        "warmup_requests": 0,
+        "targets": [
+            {"name": name, "engine": {"name": "calibration", "model": "llama3.1:8b"}}
+            for name in SWEEP_TARGETS
+        ],
+        "suites": {
+            **{
+                suite: {"enabled": False}
+                for suite in ("basic", "prompt_length", "concurrency", "resources", "kv_cache")
+            },
+            "temperature": {
+                "temperatures": [round(1.5 * i / per_target, 4) for i in range(per_target)],
+                "requests": 1,
+            },
+        },
+    }
+    (workdir / "sweep-200.yaml").write_text(yaml.safe_dump(sweep))
+    return "sweep-200.yaml"
+
+
+@pytest.fixture(scope="module")
+def sweep_run(env, tmp_path_factory) -> tuple[Path, tuple[str, ...], str]:
+    workdir = copy_workflow(tmp_path_factory.mktemp("slurm-sweep"))
+    configs = (*CONFIGS, write_sweep_config(workdir))
+    return workdir, configs, slurm_sweep(workdir, env, configs, timeout_s=1800)
+
+
+def test_a_sweep_of_200_experiments_submits_one_slurm_job_per_target(env, sweep_run):
+    workdir, configs, output = sweep_run
+    expected = experiment_ids(workdir, configs)
+    assert len(expected) == SWEEP_EXPERIMENTS
+    submitted = {job_id: Path(log) for job_id, log in SUBMITTED.findall(output)}
+    # nothing else goes to the queue: the rest are local rules
+    assert len(submitted) == len(SWEEP_TARGETS), submitted
+    assert {log.parent.name for log in submitted.values()} == {
+        "group_target_preflight_target_run_experiment_target_anchor_target"
+    }
+    by_job = {job_id: finished_experiments(log.read_text()) for job_id, log in submitted.items()}
+    # each job ran every experiment of one target, and each target's in one job
+    targets = [{experiment.split("--")[0] for experiment in ids} for ids in by_job.values()]
+    assert sorted(tuple(names) for names in targets) == [(name,) for name in sorted(SWEEP_TARGETS)]
+    assert sorted(e for ids in by_job.values() for e in ids) == sorted(expected)
+    assert set(slurm_states(env, list(submitted)).values()) == {"COMPLETED"}
+    requests = pl.read_parquet(workdir / "results" / SWEEP_RUN / "requests.parquet")
+    for target in SWEEP_TARGETS:
+        of_target = requests.filter(pl.col("experiment_id").str.starts_with(f"{target}--"))
+        spans = experiment_spans(of_target)
+        assert spans.height == SWEEP_EXPERIMENTS // len(SWEEP_TARGETS)
+        assert one_at_a_time(spans), target
 
 
 def headings(log: str) -> list[str]:

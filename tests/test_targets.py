@@ -64,9 +64,14 @@ def test_every_suite_runs_against_each_target_with_the_target_in_id_and_path(tmp
         assert experiment.id == f"{experiment.condition_id}-r{experiment.trial}"
         assert experiment.condition_id == f"{experiment.target}--{experiment.point_id}"
     order = list(experiments)
-    # every first trial before any second; the targets alternate point by point
+    # every first trial before any second; each point's two targets back to back, and
+    # the one that goes first at a point in trial 1 goes second in trial 2 (ABBA)
     assert all(i < 6 for i, e in enumerate(order) if e.endswith("-r1"))
-    assert [experiments[e].target for e in order[:4]] == ["fast", "slow", "fast", "slow"]
+    pairs = [[experiments[e] for e in order[i : i + 2]] for i in range(0, len(order), 2)]
+    assert all({a.target, b.target} == {"fast", "slow"} for a, b in pairs)
+    assert all(a.point_id == b.point_id and a.trial == b.trial for a, b in pairs)
+    first = {(a.point_id, a.trial): a.target for a, _ in pairs}
+    assert all(first[(point, 1)] != first[(point, 2)] for point in points)
 
 
 def test_a_target_spec_carries_its_own_engine_timings_and_machine(tmp_path):
@@ -84,7 +89,8 @@ def test_a_target_spec_carries_its_own_engine_timings_and_machine(tmp_path):
 
 
 def test_a_single_target_config_keeps_its_ids_and_specs():
-    """Upgrading reruns nothing: no target key in the spec, no prefix on the id."""
+    """No target key in the spec, no prefix on the id: a config without targets keeps
+    the ids it had (its spec holds its place in the design, ``design``)."""
     config = load_config_file(DEFAULT)
     experiments = expand_experiments(config)
     assert "medium-t0.7-w1-n20-r1" in experiments
@@ -99,6 +105,7 @@ def test_a_single_target_config_keeps_its_ids_and_specs():
         "error_budget",
         "sampler",
         "experiment",
+        "design",
     }
 
 

@@ -152,3 +152,19 @@ def test_one_rule_says_which_disturbed_trials_are_unsettled():
         ("quiet", [("d1", False)]),
     ]
     assert verdict.unsettled(groups) == ("b1", "c1", "c2")
+
+
+def test_the_curvature_test_fires_at_about_alpha_on_an_exactly_linear_truth():
+    from perflab.analyse.findings.frame import linear_fit
+
+    rng = np.random.default_rng(7)
+    tokens = np.geomspace(8, 3000, 5)  # log-even prompt lengths
+    x = np.tile(tokens, 3)
+    blocks = np.repeat([1, 2, 3], len(tokens))
+    fired = 0
+    for _ in range(1000):
+        y = 0.02 + x / 2000 + rng.normal(0, 0.01, len(x)) + rng.normal(0, 0.01, 3)[blocks - 1]
+        fit = linear_fit(x, y, blocks)
+        fired += fit.p_curvature < 0.05 and fit.curvature > 0
+    print(f"superlinear on a linear truth: {fired / 1000:.1%}")
+    assert fired / 1000 <= 0.05

@@ -102,7 +102,7 @@ def test_full_run_writes_records_summary_and_log(full_run):
     assert "[ ]" not in analysis.split("### Comparison to Expectations", 1)[1]
     assert "n/a" not in analysis
     html = (full_run / "reports" / "test-tiny" / "day1-log.html").read_text()
-    assert "<svg" in html and "Mean Latency" in html
+    assert '<figure class="chart"><svg' in html and "Mean Latency" in html
     setup = log.split("- [x] Setup & Installation", 1)[1].split("- [x] Basic", 1)[0]
     assert "[TIME]" not in setup and "model build" in setup and "pre-flight check" in setup
     found = json.loads((results / "findings.json").read_text())

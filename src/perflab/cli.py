@@ -8,6 +8,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from perflab.cli_tools import add_tool_commands
+
 
 def _fetch_vocab(args) -> None:
     from perflab.models.tiny import fetch_vocab
@@ -50,6 +52,9 @@ def _compare(args) -> None:
         print(f"  changed: {difference.what}: {difference.a} -> {difference.b}")
 
 
+SERVER_BINARY_HELP = "engine.launch: the llama-server to start (one built by the workflow)"
+
+
 def _say(line: str) -> None:
     """A line for the terminal (stdout) and for the job's log (stderr)."""
     print(line, flush=True)
@@ -62,26 +67,39 @@ def _preflight(args) -> None:
     from perflab.measure.provenance import model_fingerprint
 
     spec = args.spec
-    engine = make_engine(spec, args.model)
+    out = Path(args.out)
+    server_log = out.with_name(out.stem + ".server.log")
+    engine = make_engine(spec, args.model, server_binary=args.server_binary, server_log=server_log)
     try:
         info = engine.preflight()
-        estimate, no_estimate = _estimate(engine, spec, args.estimate)
+        timed, no_estimate = _estimate(engine, spec, args.estimate)
     finally:
         engine.close()
+    estimate = timed.estimate if timed is not None else None
     if estimate is not None:
         info["estimate"] = asdict(estimate) | {"total_s": estimate.total_s}
+    if timed is not None and timed.cold_start is not None:
+        info["cold_start"] = asdict(timed.cold_start)
     if info.get("model_path"):
         info["model_fingerprint"] = model_fingerprint(info["model_path"])
     write_json_atomic(Path(args.out), info)
     _say(f"{info['engine']} {info.get('engine_version')} serves {info['model']}")
     if estimate is not None:
         _say(f"whole run {estimate.describe()}")
+    if timed is not None and timed.cold_start is not None:
+        _say(f"cold start: {describe_cold_start(timed.cold_start)}")
     if no_estimate:
         _say(f"no estimate of the run's length: {no_estimate}")
 
 
+def describe_cold_start(cold) -> str:
+    """'model load 1.500 s (the server's account); first token after 1.532 s'."""
+    first = "n/a" if cold.ttft_s is None else f"{cold.ttft_s:.3f} s"
+    return f"model load {cold.load_s:.3f} s (the server's account); first token after {first}"
+
+
 def _estimate(engine, spec: dict, plan: dict | None):
-    """(the run's estimate, None) or (None, why there is none); experiments report errors."""
+    """(the timed request, None) or (None, why there is none); experiments report errors."""
     from perflab.measure.estimate import NoEstimate, time_one_request
 
     if plan is None:
@@ -101,8 +119,37 @@ def _read_preflight(path: str | None) -> dict:
         return {}
 
 
+def _rate_probe(args) -> None:
+    from perflab.core.records import write_json_atomic
+    from perflab.engines import generation_options, make_engine
+    from perflab.measure.probe import run_probe
+
+    spec = args.spec
+    out = Path(args.out)
+    server_log = out.with_name(out.stem + ".server.log")
+    engine = make_engine(spec, args.model, server_binary=args.server_binary, server_log=server_log)
+    try:
+        engine.preflight()
+        options = generation_options(spec, spec["generation"]["temperature"])
+        result = run_probe(engine, options, spec["probe"], spec["warmup_requests"])
+    finally:
+        engine.close()
+    write_json_atomic(Path(args.out), result.as_dict())
+    rates = ", ".join(f"{rate:g}" for rate in result.rates)
+    _say(
+        f"rate probe: {result.synchronous_rate:.3g} req/s one at a time, "
+        f"{result.saturated_rate:.3g} req/s with {result.saturating_workers} open, in "
+        f"{result.probe_s:.1f} s; the sweep offers {rates} req/s"
+    )
+
+
 def _run_experiment(args) -> None:
-    from perflab.measure.experiment import ExperimentPaths, experiment_from_spec, run_experiment
+    from perflab.measure.experiment import (
+        ExperimentPaths,
+        SweepInputs,
+        experiment_from_spec,
+        run_experiment,
+    )
     from perflab.measure.lifeline import install_signal_handlers, watch_parent
     from perflab.measure.progress import ExperimentProgress
 
@@ -131,6 +178,10 @@ def _run_experiment(args) -> None:
             preflight.get("model_fingerprint"),
             progress=progress,
             say=_say,
+            sweep=SweepInputs(Path(args.probe), args.previous and Path(args.previous))
+            if args.probe
+            else None,
+            server_binary=args.server_binary,
         )
     finally:
         for line in shown:
@@ -139,6 +190,8 @@ def _run_experiment(args) -> None:
 
     tabulate_experiment(paths.records, paths.metadata)
     run, job = metadata["run"], metadata["job"]
+    if metadata.get("skipped"):
+        return
     _say(
         f"{metadata['experiment']['id']}: {run['n_records']} records "
         f"({run['error_rate']:.1%} errors) in {run['measured_wall_s']:.1f} s measured; "
@@ -160,6 +213,9 @@ def _summarize(args) -> None:
                     "(it needs records.jsonl and metadata.json)"
                 )
         row = tabulate_experiment(paths.records, paths.metadata)
+        if not row:
+            print(f"{directory}: not measured (a sweep point skipped), nothing to summarize")
+            continue
         print(f"{row['experiment_id']}: {row['n_requests']} measured requests summarized")
 
 
@@ -259,11 +315,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command.set_defaults(func=_quantize_model)
 
+    add_tool_commands(commands)
+
     command = commands.add_parser("preflight", help="check the engine can serve the model")
     command.add_argument(
         "--spec", type=_json_object, required=True, help="experiment settings as JSON"
     )
     command.add_argument("--model", default=None, help="GGUF path (llamacpp)")
+    command.add_argument("--server-binary", default=None, help=SERVER_BINARY_HELP)
     command.add_argument("--out", required=True)
     command.add_argument(
         "--estimate",
@@ -274,13 +333,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command.set_defaults(func=_preflight)
 
+    command = commands.add_parser(
+        "rate-probe", help="probe synchronous and saturated throughput for a rate sweep"
+    )
+    command.add_argument("--spec", type=_json_object, required=True, help="probe spec as JSON")
+    command.add_argument("--model", default=None, help="GGUF path (llamacpp)")
+    command.add_argument("--server-binary", default=None, help=SERVER_BINARY_HELP)
+    command.add_argument("--out", required=True)
+    command.set_defaults(func=_rate_probe)
+
     command = commands.add_parser("run-experiment", help="run one experiment")
     command.add_argument("--spec", type=_json_object, required=True, help="experiment spec as JSON")
     command.add_argument("--model", default=None, help="GGUF path (llamacpp)")
+    command.add_argument("--server-binary", default=None, help=SERVER_BINARY_HELP)
     command.add_argument("--out-dir", required=True)
     command.add_argument("--failed-dir", required=True)
     command.add_argument(
         "--preflight", default=None, help="preflight.json: reuse its model sha256 if unchanged"
+    )
+    command.add_argument("--probe", default=None, help="a sweep point: the sweep's probe JSON")
+    command.add_argument(
+        "--previous", default=None, help="a sweep point: the summary.json of the point below"
     )
     command.set_defaults(func=_run_experiment)
 
@@ -340,8 +413,12 @@ def main(argv: list[str] | None = None) -> int:
         ErrorBudgetExceeded,
         ExperimentInterrupted,
         ExperimentIOError,
+        ServerFailed,
     )
     from perflab.measure.lifeline import Interrupted
+    from perflab.measure.peer import PeerError
+    from perflab.measure.probe import ProbeFailed
+    from perflab.models.llama_build import BuildError
     from perflab.models.quantize import QuantizeError
     from perflab.models.smollm2 import FetchError
     from perflab.present.compare import RunsNotComparable
@@ -360,7 +437,11 @@ def main(argv: list[str] | None = None) -> int:
         FetchError,
         FileNotFoundError,
         QuantizeError,
+        BuildError,
+        PeerError,
         RunsNotComparable,
+        ProbeFailed,
+        ServerFailed,
     ) as exc:
         print(f"perflab: {exc}", file=sys.stderr)
         return 2

@@ -6,14 +6,15 @@
 # (an ancient() input whose producer reruns drops its consumers from the DAG).
 # Each experiment job checks the engine again; the findings read its output.
 # Made once per target, never changed: it connects the target's pre-flight check
-# and experiments into one job group (on a cluster, one job on one node).
+# and experiments, so that profiles/slurm's `groups:` makes them one job group
+# (one Slurm job on one node). Only that profile groups them: Snakemake checks
+# each member of a group against every other, which made a local dry run
+# quadratic in the number of experiments (docs/performance.md).
 rule target_anchor:
     output:
         anchor=f"{RESULTS}/target.anchor",
     log:
         f"{LOGS}/target_anchor.log",
-    group:
-        get_experiment_group
     conda:
         "../../environment.yml"
     shell:
@@ -38,8 +39,6 @@ rule preflight:
     benchmark:
         f"{RESULTS}/setup/preflight.tsv"
     priority: get_preflight_priority()
-    group:
-        get_experiment_group
     conda:
         "../../environment.yml"
     resources:
@@ -64,9 +63,44 @@ use rule preflight as preflight_target with:
         f"{RESULTS}/setup/preflight-{{target}}.tsv"
 
 
+# A rate sweep's probe (suites.rate.rates: sweep): synchronous, then saturated
+# throughput of the target; the sweep points read their rates from it when they run.
+rule rate_probe:
+    input:
+        unpack(get_model_inputs),
+        anchor=get_target_anchor,
+    output:
+        probe=f"{RESULTS}/rate_probe.json",
+    log:
+        f"{LOGS}/rate_probe.log",
+    benchmark:
+        f"{RESULTS}/setup/rate_probe.tsv"
+    conda:
+        "../../environment.yml"
+    resources:
+        llm_server=1,
+    params:
+        spec=get_probe_spec,
+        model=get_model_arg,
+    shell:
+        "python -m perflab rate-probe --spec {params.spec:q} {params.model}"
+        " --out {output.probe} 2> {log}"
+        " || (cat {log} >&2; exit 1)"
+
+
+use rule rate_probe as rate_probe_target with:
+    output:
+        probe=f"{RESULTS}/rate_probe/{{target}}.json",
+    log:
+        f"{LOGS}/rate_probe/{{target}}.log",
+    benchmark:
+        f"{RESULTS}/setup/rate_probe-{{target}}.tsv"
+
+
 rule run_experiment:
     input:
         unpack(get_model_inputs),
+        unpack(get_sweep_inputs),
         anchor=get_target_anchor,
     output:
         records=f"{RESULTS}/experiments/{{experiment}}/records.jsonl",
@@ -78,8 +112,6 @@ rule run_experiment:
     log:
         f"{LOGS}/experiments/{{experiment}}.log",
     priority: get_experiment_priority
-    group:
-        get_experiment_group
     conda:
         "../../environment.yml"
     resources:
@@ -89,8 +121,9 @@ rule run_experiment:
         model=get_model_arg,
         preflight=get_experiment_preflight,
         failed_dir=f"{RESULTS}/failed",
+        sweep=get_sweep_args,
     shell:
-        "python -m perflab run-experiment --spec {params.spec:q} {params.model}"
+        "python -m perflab run-experiment --spec {params.spec:q} {params.model} {params.sweep}"
         ' --out-dir "$(dirname {output.records:q})" --failed-dir {params.failed_dir}'
         " --preflight {params.preflight} 2> {log}"
         " || (cat {log} >&2; exit 1)"

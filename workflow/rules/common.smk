@@ -1,9 +1,8 @@
 import json
 import os
-import re
 import shlex
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from perflab.config.load import (
     DEFAULT_CONFIG,
@@ -14,11 +13,13 @@ from perflab.config.load import (
 )
 from perflab.config.sweep import EXPERIMENT_ID_PATTERN, expand_experiments
 from perflab.engines.ollama_store import uses_tiny_model as engine_uses_tiny_model
+from perflab.models.llama_build import PREBUILT_ENV, sdist_name
 from perflab.models.smollm2 import MODEL_PATH as SMOLLM2_PATH
 from perflab.models.smollm2 import QUANTIZATION as SMOLLM2_QUANTIZATION
 from perflab.models.smollm2 import uses_smollm2 as engine_uses_smollm2
 from perflab.measure.estimate import plan_run
 from perflab.measure.experiment import experiment_spec
+from perflab.measure.probe import probe_spec
 from perflab.config.targets import target_config, target_names
 
 
@@ -57,6 +58,8 @@ TARGETS = target_names(config)
 RESULTS = f"results/{RUN}"
 REPORTS = f"reports/{RUN}"
 LOGS = f"logs/{RUN}"
+LLAMA_SDIST = sdist_name()
+LLAMA_TOOLS = f"cache/llama.cpp/{LLAMA_SDIST.removesuffix('.tar.gz')}"
 
 
 wildcard_constraints:
@@ -99,8 +102,9 @@ def get_target(wildcards):
 
 def get_target_anchor(wildcards=None):
     """A file made once per target that its pre-flight check and experiments take as
-    input: it ties them into one connected job group (one Slurm job on one node),
-    where the pre-flight check itself cannot be an input (see benchmark.smk)."""
+    input: it connects them, so that the Slurm profile's job group holds one target
+    (one Slurm job on one node), where the pre-flight check itself cannot be an
+    input (see benchmark.smk)."""
     target = get_target(wildcards) if wildcards else None
     return (
         f"{RESULTS}/targets/{target}.anchor" if target else f"{RESULTS}/target.anchor"
@@ -141,19 +145,103 @@ def uses_tiny_model():
     return engine_uses_tiny_model(config["engine"])
 
 
+def launches_built_server(engine):
+    """Whether the engine launches the llama-server that the workflow builds."""
+    launch = engine.get("launch") or {}
+    return launch.get("server") == "llama-server" and not launch.get("binary")
+
+
+def as_served(engine):
+    """The engine block as the embedded engine would read it: a launched llama-server
+    serves the model file the embedded engine would load for the same keys."""
+    launch = engine.get("launch") or {}
+    return (
+        engine | {"name": "llamacpp"}
+        if launch.get("server") == "llama-server"
+        else engine
+    )
+
+
 def get_model_inputs(wildcards=None):
-    """The model file the workflow makes for the target: the tiny model (at its
-    quantization) or the fetched SmolLM2; none for a model the engine finds itself."""
-    engine = get_target_config(wildcards)["engine"]
-    if engine_uses_tiny_model(engine):
-        return {"model": get_tiny_model_path(engine.get("quantization"))}
-    if engine_uses_smollm2(engine):
-        return {"model": get_smollm2_path(engine.get("quantization"))}
-    return {}
+    """The model a job's engine loads or serves (the tiny model at its quantization,
+    or the fetched SmolLM2; none for a model the engine finds itself), and the
+    llama-server it launches."""
+    return get_model_inputs_of(get_target_config(wildcards)["engine"])
+
+
+def get_model_inputs_of(engine):
+    inputs = {}
+    served = as_served(engine)
+    if engine_uses_tiny_model(served):
+        inputs["model"] = get_tiny_model_path(engine.get("quantization"))
+    elif engine_uses_smollm2(served):
+        inputs["model"] = get_smollm2_path(engine.get("quantization"))
+    if launches_built_server(engine):
+        inputs["server"] = f"{LLAMA_TOOLS}/llama-server"
+    return inputs
 
 
 def get_model_arg(wildcards, input):
-    return f"--model {input.model}" if "model" in input.keys() else ""
+    args = f"--model {input.model}" if "model" in input.keys() else ""
+    if "server" in input.keys():
+        args += f" --server-binary {input.server}"
+    return args.strip()
+
+
+def get_peer_engine():
+    from perflab.config.targets import baseline
+
+    return target_config(config, baseline(config))["engine"]
+
+
+def get_peer_model_input(wildcards=None):
+    """The baseline target's GGUF: the workflow's model, or engine.model_path."""
+    engine = get_peer_engine()
+    made = get_model_inputs_of(engine)
+    if "model" in made:
+        return {"model": made["model"]}
+    return {"model": engine["model_path"]}
+
+
+def get_peer_threads():
+    """The baseline engine's threads, as llama-cpp-python or llama-server would pick them
+    when unset (half the logical cores; llama-server's physical cores)."""
+    engine = get_peer_engine()
+    launch = engine.get("launch") or {}
+    threads = launch.get("threads") if launch else engine.get("n_threads")
+    if threads:
+        return threads
+    if launch:
+        import psutil
+
+        return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def get_peer_target_arg():
+    from perflab.config.targets import baseline
+
+    chosen = baseline(config)
+    return f"--target {chosen}" if chosen else ""
+
+
+def get_peer_files(wildcards=None):
+    return (
+        {"peer": f"{RESULTS}/peer/llama-bench.json"}
+        if config["peer"]["llama_bench"]
+        else {}
+    )
+
+
+def get_llama_build_inputs(wildcards=None):
+    """The sdist to build from; none when prebuilt tools are linked instead."""
+    if os.environ.get(PREBUILT_ENV):
+        return {}
+    return {"sdist": f"cache/sdist/{LLAMA_SDIST}"}
+
+
+def get_llama_sdist_arg(wildcards, input):
+    return f"--sdist {input.sdist}" if "sdist" in input.keys() else ""
 
 
 def get_preflight_path(target):
@@ -194,6 +282,38 @@ def get_experiment_spec(wildcards):
     )  # key order in a YAML file must not rerun jobs
 
 
+def get_rate_probe_path(target):
+    return (
+        f"{RESULTS}/rate_probe/{target}.json"
+        if target
+        else f"{RESULTS}/rate_probe.json"
+    )
+
+
+def get_probe_spec(wildcards=None):
+    """What the rate sweep's probe of a target needs (the target's settings, the probe keys)."""
+    target = get_target(wildcards) if wildcards else None
+    return json.dumps(probe_spec(config, target), sort_keys=True)
+
+
+def get_sweep_inputs(wildcards):
+    """A sweep point's inputs: the probe that decides its rate, and the point below it,
+    which stops the sweep when its latency diverged. None for any other experiment."""
+    experiment = EXPERIMENTS[wildcards.experiment]
+    if experiment.sweep_point is None:
+        return {}
+    inputs = {"probe": get_rate_probe_path(experiment.target)}
+    if experiment.sweep_point > 1:
+        below = replace(experiment, sweep_point=experiment.sweep_point - 1)
+        inputs["previous"] = f"{RESULTS}/experiments/{below.id}/summary.json"
+    return inputs
+
+
+def get_sweep_args(wildcards, input):
+    names = [name for name in ("probe", "previous") if name in input.keys()]
+    return " ".join(f"--{name} {shlex.quote(input[name])}" for name in names)
+
+
 def get_experiment_priority(wildcards):
     """Earlier trials first: every first trial runs before any second trial, so slow
     drift of the machine spreads over all conditions instead of landing on some. Each
@@ -206,15 +326,6 @@ def get_preflight_priority():
     """Above every experiment's priority: models and checks come first, so a target
     whose model is still to be quantized does not fall behind the others' trials."""
     return len(EXPERIMENTS) + 1
-
-
-def get_experiment_group(wildcards=None):
-    """The job group of one engine target: on a cluster its pre-flight check and
-    experiments run as one job on one node, beside the server they measure."""
-    engine = get_target_config(wildcards)["engine"]
-    name = get_target(wildcards) if wildcards else None
-    target = f"target-{name + '-' if name else ''}{engine['name']}-{engine['model']}"
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", target)
 
 
 def get_experiment_ids():

@@ -3,6 +3,7 @@
 rule findings:
     input:
         unpack(get_setup_benchmarks),
+        unpack(get_peer_files),
         preflight_info=get_preflight_files(),
         summary=rules.aggregate.output.summary,
         requests=rules.aggregate.output.requests,

@@ -15,4 +15,6 @@ write_findings(
     setup_benchmarks={
         step: snakemake.input.get(step) for step in ("model_fetch", "model_build", "preflight")
     },
+    peer_path=snakemake.input.get("peer"),
+    preflight_paths=list(snakemake.input.preflight_info),
 )

@@ -10,9 +10,24 @@ Definitions (all times in seconds):
   req_per_s   ok requests / measured wall time
   prep_s  the client's own work before the request left (HTTP engines); not
           part of ttft_s or e2e_s, which start when the request left
+Open-loop load (the rate suite) adds, per request:
+  send_lag_s    scheduled send time → when the request left (the client's lag)
+  e2e_sched_s   scheduled send time → final chunk (= send_lag_s + e2e_s)
+  ttft_sched_s  scheduled send time → first token (= send_lag_s + ttft_s)
+A request the client dropped (the bound on requests in flight was reached) was never
+sent: it is counted in n_dropped, not in n_requests or n_errors.
 Warm-up requests and failed requests never enter latency statistics; failed
 requests are counted in n_errors and error_rate; ok requests cut at
 max_tokens (finish_reason "length") in n_truncated.
+
+Within-experiment intervals: consecutive requests share the server's state
+(caches, heat, a neighbour's load), so they are not independent. A ``_ci95``
+is therefore a batch-means interval: the ok requests in send order are cut
+into ``batches(n)`` consecutive batches, and the half-width is Student t at
+(batches − 1) degrees of freedom times the sd of the batch means over
+√batches. A percentile is given only when the experiment has enough requests
+for it (n · (1 − p) ≥ 1: no p99 below 100 requests), with a distribution-free
+95 % CI from the order statistics (``_low``/``_high``) where n allows.
 """
 
 from __future__ import annotations
@@ -23,9 +38,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+from scipy import stats
 
-Z_95 = 1.959964
 PERCENTILES = (50, 90, 95, 99)
+MIN_BATCH = 3  # requests per batch, at least, once there are 2 batches of them
+MAX_BATCHES = 10
 
 RECORD_SCHEMA = {
     "experiment_id": pl.String,
@@ -54,6 +71,16 @@ RECORD_SCHEMA = {
     "server_output_tokens": pl.Int64,
     "finish_reason": pl.String,
     "prep_s": pl.Float64,
+    "t_scheduled": pl.Float64,
+    "send_lag_s": pl.Float64,
+    "held_s": pl.Float64,
+    "ttft_sched_s": pl.Float64,
+    "e2e_sched_s": pl.Float64,
+    "turn": pl.Int64,
+    "answer_ttft_s": pl.Float64,
+    "reasoning_tokens": pl.Int64,
+    "server_prefill_tokens": pl.Int64,
+    "server_cached_tokens": pl.Int64,
 }
 
 EXPERIMENT_COLUMNS = {
@@ -73,13 +100,34 @@ EXPERIMENT_COLUMNS = {
     "partial": pl.Boolean,
     "interference_cpu_pct_mean": pl.Float64,
     "interference_cpu_pct_max": pl.Float64,
+    "offered_rate": pl.Float64,
+    "arrival": pl.String,
+    "burstiness": pl.Float64,
+    "schedule_rate": pl.Float64,
+    "achieved_rate": pl.Float64,
+    "schedule_valid": pl.Boolean,
+    "interference_threshold_pct": pl.Float64,
+    "interference_above_share": pl.Float64,
+    # what a launched llama-server said of itself (perflab.measure.server_metrics)
+    "server_requests_processing_max": pl.Float64,
+    "server_requests_deferred_max": pl.Float64,
+    "server_kv_used_max": pl.Float64,
 }
+
+
+SERVER_METRIC_COLUMNS = (
+    "server_requests_processing_max",
+    "server_requests_deferred_max",
+    "server_kv_used_max",
+)
 
 
 def experiment_columns(metadata: dict) -> dict:
     """The per-experiment values that every request row carries."""
     experiment = metadata["experiment"]
     resources = metadata.get("resources") or {}
+    schedule = metadata.get("schedule") or {}  # open loop only
+    server = metadata.get("server_metrics") or {}
     return {
         "target": experiment.get("target"),
         "condition_id": experiment["condition_id"],
@@ -97,7 +145,15 @@ def experiment_columns(metadata: dict) -> dict:
         "partial": metadata["run"]["partial"],
         "interference_cpu_pct_mean": resources.get("interference_cpu_pct_mean"),
         "interference_cpu_pct_max": resources.get("interference_cpu_pct_max"),
-    }
+        "offered_rate": experiment.get("rate"),
+        "arrival": experiment.get("arrival"),
+        "burstiness": experiment.get("burstiness"),
+        "schedule_rate": schedule.get("schedule_rate"),
+        "achieved_rate": schedule.get("achieved_rate"),
+        "schedule_valid": schedule.get("valid"),
+        "interference_threshold_pct": resources.get("interference_threshold_pct"),
+        "interference_above_share": resources.get("interference_above_share"),
+    } | {name: server.get(name) for name in SERVER_METRIC_COLUMNS}
 
 
 def scan_experiment(records_path: Path, metadata_path: Path) -> pl.LazyFrame:
@@ -109,31 +165,131 @@ def scan_experiment(records_path: Path, metadata_path: Path) -> pl.LazyFrame:
 
 
 def is_measured() -> pl.Expr:
-    return ~pl.col("is_warmup")
+    """Sent after the warm-up: a request the client dropped was never sent."""
+    return ~pl.col("is_warmup") & (pl.col("status") != "dropped")
+
+
+def is_answered() -> pl.Expr:
+    """Measured and ended ok, empty or not."""
+    return is_measured() & (pl.col("status") == "ok")
+
+
+def is_empty() -> pl.Expr:
+    """Ended ok with no token at all: counted (``n_empty``), never a fast success."""
+    return is_answered() & (pl.col("output_tokens").fill_null(0) == 0)
 
 
 def is_ok() -> pl.Expr:
-    return is_measured() & (pl.col("status") == "ok")
+    """Measured, ended ok, and generated at least one token: what every statistic uses."""
+    return is_answered() & (pl.col("output_tokens").fill_null(0) > 0)
+
+
+def is_censored() -> pl.Expr:
+    """Measured and cut at its timeout: its latency is at least the time it ran."""
+    return is_measured() & (pl.col("status") == "timeout")
+
+
+def ratio(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
+    """numerator / denominator, null unless the denominator is above 0: no infinite rate
+    (a prompt cache can make a prefill time 0)."""
+    return pl.when(denominator > 0).then(numerator / denominator).otherwise(None)
 
 
 def ok(column: str) -> pl.Expr:
     return pl.col(column).filter(is_ok())
 
 
-def ci95(column: str) -> pl.Expr:
-    """Half-width of the normal-approximation 95 % CI of the mean."""
-    values = ok(column)
-    return (Z_95 * values.std() / values.count().sqrt()).alias(f"{column}_ci95")
+def batches(n: int) -> int:
+    """Batches for ``n`` requests: as many as 10 of at least 3, else one per request."""
+    return min(MAX_BATCHES, n // MIN_BATCH) if n >= 2 * MIN_BATCH else n
 
 
 def distribution(column: str) -> list[pl.Expr]:
     stem = column.removesuffix("_s")
-    exprs = [ok(column).mean().alias(f"{stem}_mean_s"), ci95(column).alias(f"{stem}_ci95_s")]
+    n = ok(column).count()
+    exprs = [ok(column).mean().alias(f"{stem}_mean_s")]
     exprs += [
-        ok(column).quantile(p / 100, interpolation="linear").alias(f"{stem}_p{p}_s")
+        pl.when(n * (1 - p / 100) >= 1)
+        .then(ok(column).quantile(p / 100, interpolation="linear"))
+        .alias(f"{stem}_p{p}_s")
         for p in PERCENTILES
     ]
     return exprs
+
+
+def _t_975(df: pl.Expr) -> pl.Expr:
+    return df.map_elements(
+        lambda d: float(stats.t.ppf(0.975, d)) if d >= 1 else None, return_dtype=pl.Float64
+    )
+
+
+def batch_means_ci(requests: pl.LazyFrame, column: str, name: str) -> pl.LazyFrame:
+    """Per experiment, the batch-means 95 % CI half-width of ``column`` as ``name``."""
+    rows = requests.filter(is_ok() & pl.col(column).is_not_null()).select(
+        "experiment_id", "request_index", column
+    )
+    ranked = rows.with_columns(
+        pl.len().over("experiment_id").alias("_n"),
+        (pl.col("request_index").rank("ordinal").over("experiment_id") - 1).alias("_i"),
+    ).with_columns(
+        pl.col("_n").map_elements(batches, return_dtype=pl.Int64).alias("_b"),
+    )
+    means = ranked.group_by("experiment_id", (pl.col("_i") * pl.col("_b") // pl.col("_n"))).agg(
+        pl.col(column).mean().alias("_mean")
+    )
+    return means.group_by("experiment_id").agg(
+        (_t_975(pl.len() - 1).first() * pl.col("_mean").std() / pl.len().sqrt()).alias(name)
+    )
+
+
+def percentile_ci(requests: pl.LazyFrame, column: str, p: int) -> pl.LazyFrame:
+    """Per experiment, the distribution-free 95 % CI of the ``p``-th percentile of ``column``:
+    the order statistics at the binomial 2.5 % and 97.5 % ranks (null where they fall outside)."""
+    stem = column.removesuffix("_s")
+    rows = requests.filter(is_ok() & pl.col(column).is_not_null())
+    per = rows.group_by("experiment_id").agg(pl.col(column).sort().alias("_sorted"))
+
+    def bounds(values: list[float]) -> dict:
+        n, q = len(values), p / 100
+        low = int(stats.binom.ppf(0.025, n, q))  # rank (1-based) of the lower bound
+        high = int(stats.binom.ppf(0.975, n, q)) + 1
+        inside = n > 0 and low >= 1 and high <= n
+        return {
+            "low": values[low - 1] if inside else None,
+            "high": values[high - 1] if inside else None,
+        }
+
+    kind = pl.Struct({"low": pl.Float64, "high": pl.Float64})
+    return per.select(
+        "experiment_id",
+        pl.col("_sorted").map_elements(bounds, return_dtype=kind).alias("_ci"),
+    ).select(
+        "experiment_id",
+        pl.col("_ci").struct.field("low").alias(f"{stem}_p{p}_low_s"),
+        pl.col("_ci").struct.field("high").alias(f"{stem}_p{p}_high_s"),
+    )
+
+
+def send_lag_stats() -> list[pl.Expr]:
+    lag = pl.col("send_lag_s").filter(is_measured())
+    return [
+        lag.quantile(q / 100, interpolation="linear").alias(f"send_lag_p{q}_s") for q in (50, 99)
+    ] + [lag.max().alias("send_lag_max_s")]
+
+
+def censored_bounds(column: str) -> list[pl.Expr]:
+    """Mean and p99 over the ok requests and the timed-out ones at the time they ran:
+    lower bounds of the true figures (a timeout would have taken longer), never a
+    figure that dropped the slowest requests. Equal to the plain figures without
+    timeouts."""
+    stem = column.removesuffix("_s")
+    values = pl.col(column).filter(is_ok() | is_censored())
+    return [
+        values.mean().alias(f"{stem}_mean_censored_s"),
+        pl.when(values.count() >= 100)  # no p99 below 100 requests
+        .then(values.quantile(0.99, interpolation="linear"))
+        .alias(f"{stem}_p99_censored_s"),
+    ]
 
 
 def tpot() -> pl.Expr:
@@ -145,7 +301,11 @@ def counts() -> list[pl.Expr]:
         is_measured().sum().alias("n_requests"),
         is_ok().sum().alias("n_ok"),
         (is_measured() & (pl.col("status") != "ok")).sum().alias("n_errors"),
+        is_empty().sum().alias("n_empty"),
+        is_censored().sum().alias("n_censored"),
         pl.col("is_warmup").sum().alias("n_warmup"),
+        (pl.col("status") == "dropped").sum().alias("n_dropped"),
+        (is_measured() & (pl.col("held_s") > 0)).sum().alias("n_delayed"),
         (is_ok() & (pl.col("finish_reason") == "length")).sum().alias("n_truncated"),
     ]
 
@@ -157,10 +317,12 @@ def token_stats() -> list[pl.Expr]:
         itl.quantile(0.95, interpolation="linear").alias("itl_p95_s"),
         tpot().filter(is_ok() & (pl.col("output_tokens") > 1)).mean().alias("tpot_mean_s"),
         ok("tps").mean().alias("tps_mean"),
-        ci95("tps").alias("tps_ci95"),
         ok("output_tokens").mean().alias("output_tokens_mean"),
+        ok("reasoning_tokens").mean().alias("reasoning_tokens_mean"),
         ok("output_tokens").sum().alias("output_tokens_total"),
         ok("prompt_tokens").mean().alias("prompt_tokens_mean"),
+        # llama-server: of the prompt, the tokens it reused from its cache (cache_n)
+        ok("server_cached_tokens").median().alias("cached_tokens_median"),
     ]
 
 
@@ -179,7 +341,16 @@ def server_stats() -> list[pl.Expr]:
     ] + [
         # the cold request: model load paid by the first (warm-up) request, never in warm stats
         pl.col("load_s").filter(pl.col("is_warmup")).max().alias("cold_load_s"),
+        cold_ttft(),
     ]
+
+
+def cold_ttft() -> pl.Expr:
+    """The client's view of the cold request: the TTFT of the warm-up that paid the
+    largest model load."""
+    loaded = pl.col("is_warmup") & pl.col("load_s").is_not_null()
+    by_load = pl.col("load_s").filter(loaded)
+    return pl.col("ttft_s").filter(loaded).sort_by(by_load).last().alias("cold_ttft_s")
 
 
 def experiment_keys() -> list[str]:
@@ -194,6 +365,11 @@ def summarize(requests: pl.LazyFrame) -> pl.LazyFrame:
             *counts(),
             *distribution("e2e_s"),
             *distribution("ttft_s"),
+            *distribution("e2e_sched_s"),
+            *distribution("ttft_sched_s"),
+            *send_lag_stats(),
+            *censored_bounds("e2e_s"),
+            ok("answer_ttft_s").mean().alias("answer_ttft_mean_s"),
             *token_stats(),
             *server_stats(),
             pl.col("error_class")
@@ -205,12 +381,17 @@ def summarize(requests: pl.LazyFrame) -> pl.LazyFrame:
             .alias("error_classes"),
         )
         .with_columns(
-            (pl.col("n_errors") / pl.col("n_requests")).alias("error_rate"),
-            (pl.col("n_ok") / pl.col("measured_wall_s")).alias("req_per_s"),
-            (pl.col("output_tokens_total") / pl.col("measured_wall_s")).alias("output_tps"),
-            (pl.col("ttft_mean_s") / pl.col("e2e_mean_s")).alias("ttft_share"),
+            ratio(pl.col("n_errors"), pl.col("n_requests")).alias("error_rate"),
+            ratio(pl.col("n_ok"), pl.col("measured_wall_s")).alias("req_per_s"),
+            ratio(pl.col("output_tokens_total"), pl.col("measured_wall_s")).alias("output_tps"),
+            ratio(pl.col("ttft_mean_s"), pl.col("e2e_mean_s")).alias("ttft_share"),
             trials_of_condition(),
         )
+        .join(batch_means_ci(requests, "e2e_s", "e2e_ci95_s"), on="experiment_id", how="left")
+        .join(batch_means_ci(requests, "ttft_s", "ttft_ci95_s"), on="experiment_id", how="left")
+        .join(batch_means_ci(requests, "tps", "tps_ci95"), on="experiment_id", how="left")
+        .join(percentile_ci(requests, "e2e_s", 50), on="experiment_id", how="left")
+        .join(percentile_ci(requests, "e2e_s", 95), on="experiment_id", how="left")
         .sort("experiment_id")
     )
 
@@ -293,6 +474,11 @@ def write_experiment_tables(
     write_parquet_atomic(records, tables.records)
     summary = summarize(records.lazy()).collect()
     write_parquet_atomic(summary, tables.summary)
+    if summary.height == 0:  # a sweep point not measured: its metadata says why
+        skipped = json.loads(Path(metadata_path).read_text()).get("skipped", "no records")
+        payload = {"units": SUMMARY_UNITS, "summary": None, "skipped": skipped}
+        write_json_atomic(tables.summary_json, payload)
+        return {}
     row = summary.row(0, named=True)
     write_json_atomic(tables.summary_json, {"units": SUMMARY_UNITS, "summary": row})
     return row

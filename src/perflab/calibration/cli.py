@@ -33,6 +33,8 @@ _FLAG_FIELDS = {
     "max_queue": "max_queue",
     "prompt_cache": "prompt_cache",
     "tokens_per_chunk": "tokens_per_chunk",
+    "reasoning_tokens": "reasoning_tokens",
+    "reasoning_field": "reasoning_field",
     "tokens_per_word": "tokens_per_word",
     "seed": "seed",
     "stall": "stall_s",
@@ -142,6 +144,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help=f"OpenAI API: tokens per streamed event ({d.tokens_per_chunk})",
+    )
+    add(
+        "--reasoning-tokens",
+        type=int,
+        metavar="N",
+        help=f"the first N generated tokens are reasoning, as a thinking model's "
+        f"({d.reasoning_tokens})",
+    )
+    add(
+        "--reasoning-field",
+        choices=("reasoning_content", "reasoning"),
+        help=f"OpenAI API: the delta field reasoning tokens arrive in ({d.reasoning_field})",
     )
     add(
         "--tokens-per-word",

@@ -241,7 +241,7 @@ class StreamResponder:
     def error_payload(self, status: int, message: str) -> dict:
         return {"error": message}
 
-    def token_frames(self, text: str) -> list[bytes]:
+    def token_frames(self, text: str, reasoning: bool = False) -> list[bytes]:
         raise NotImplementedError
 
     def malformed_bytes(self) -> bytes:
@@ -314,9 +314,9 @@ class StreamResponder:
     def client_gone(self) -> bool:
         return self.h.client_gone()
 
-    def token(self, text: str) -> None:
+    def token(self, text: str, reasoning: bool = False) -> None:
         if self.stream:
-            for frame in self.token_frames(text):
+            for frame in self.token_frames(text, reasoning):
                 self.write(frame)
 
     def malformed(self) -> bool:

@@ -16,6 +16,7 @@ from perflab.calibration.faults import parse_fault
 DEFAULT_MODEL = "llama3.1:8b"
 TOKENS_PER_WORD = 1.3
 FOREVER = math.inf
+REASONING_FIELDS = ("reasoning_content", "reasoning")
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _UNIT_S = {
@@ -114,6 +115,10 @@ class TimingModel:
       no request limit).
     * ``num_parallel`` requests run at once per model; the rest wait in a FIFO
       queue (at most ``max_queue`` waiting, beyond that HTTP 503).
+    * ``reasoning_tokens``: the first this many generated tokens are a thinking
+      model's reasoning (Ollama's ``thinking`` field; the OpenAI API's
+      ``reasoning_field`` delta, ``reasoning_content`` or ``reasoning``); they
+      count in ``eval_count`` / ``completion_tokens`` like the answer's.
     * ``tokens_per_chunk``: tokens per streamed event on the OpenAI API (as
       vLLM under load); each event goes out when its last token is due.
     * ``prompt_cache``: each slot keeps its last prompt (and answer) in its KV
@@ -135,6 +140,8 @@ class TimingModel:
     max_queue: int = 512
     prompt_cache: bool = False
     tokens_per_chunk: int = 1
+    reasoning_tokens: int = 0
+    reasoning_field: str = "reasoning_content"
     tokens_per_word: float = TOKENS_PER_WORD
     seed: int = 0
     stall_s: float = 600.0
@@ -172,6 +179,14 @@ class TimingModel:
         if self.max_queue < 0:
             raise ValueError("max_queue must be >= 0")
         self.seed = int(self.seed)
+        self.reasoning_tokens = int(self.reasoning_tokens)
+        if self.reasoning_tokens < 0:
+            raise ValueError("reasoning_tokens must be >= 0")
+        if self.reasoning_field not in REASONING_FIELDS:
+            raise ValueError(
+                f"reasoning_field must be one of {', '.join(REASONING_FIELDS)}, "
+                f"got {self.reasoning_field!r}"
+            )
         self.tokens_per_chunk = int(self.tokens_per_chunk)
         if self.tokens_per_chunk < 1:
             raise ValueError("tokens_per_chunk must be >= 1")

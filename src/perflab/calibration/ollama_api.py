@@ -71,12 +71,19 @@ class OllamaResponder(StreamResponder):
         super().__init__(handler, stream)
         self.chat = chat
 
-    def piece(self, text: str, done: bool = False, **extra) -> dict:
+    def piece(self, text: str, done: bool = False, thinking: str | None = None, **extra) -> dict:
+        """One line; a thinking model's reasoning token goes in ``thinking`` (the answer's
+        field then empty), as Ollama streams it."""
         out: dict = {"model": self.entry.model, "created_at": now_iso()}
+        answer = "" if thinking is not None else text
         if self.chat:
-            out["message"] = {"role": "assistant", "content": text}
+            out["message"] = {"role": "assistant", "content": answer}
+            if thinking is not None:
+                out["message"]["thinking"] = thinking
         else:
-            out["response"] = text
+            out["response"] = answer
+            if thinking is not None:
+                out["thinking"] = thinking
         out["done"] = done
         out.update(extra)
         return out
@@ -85,8 +92,8 @@ class OllamaResponder(StreamResponder):
     def line(payload: dict) -> bytes:
         return json.dumps(payload).encode() + b"\n"
 
-    def token_frames(self, text: str) -> list[bytes]:
-        return [self.line(self.piece(text))]
+    def token_frames(self, text: str, reasoning: bool = False) -> list[bytes]:
+        return [self.line(self.piece(text, thinking=text if reasoning else None))]
 
     def malformed_bytes(self) -> bytes:
         return b'{"model": "' + self.entry.model.encode() + b'", "created_at": "20\n'

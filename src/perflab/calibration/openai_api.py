@@ -26,6 +26,7 @@ def usage(entry: RequestLog) -> dict:
         "completion_tokens": entry.tokens_sent,
         "total_tokens": entry.prompt_tokens + entry.tokens_sent,
         "prompt_tokens_details": {"cached_tokens": entry.cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": entry.reasoning_sent},
     }
 
 
@@ -64,6 +65,7 @@ class OpenAIResponder(StreamResponder):
         self.running_usage = running_usage  # vLLM's stream_options.continuous_usage_stats
         self.per_event = handler.scheduler.timing.tokens_per_chunk
         self.held: list[str] = []
+        self.held_reasoning = False
         self.sent = 0
         self.created = 0
         self.first = True
@@ -108,12 +110,15 @@ class OpenAIResponder(StreamResponder):
     def error_payload(self, status: int, message: str) -> dict:
         return error_payload(status, message)
 
-    def token_frames(self, text: str) -> list[bytes]:
-        """One event per ``tokens_per_chunk`` tokens, sent when the last of them is due."""
+    def token_frames(self, text: str, reasoning: bool = False) -> list[bytes]:
+        """One event per ``tokens_per_chunk`` tokens, sent when the last of them is due;
+        reasoning and answer tokens never share an event."""
+        frames = self.release() if self.held and reasoning != self.held_reasoning else []
         self.held.append(text)
+        self.held_reasoning = reasoning
         if len(self.held) < self.per_event:
-            return []
-        return self.release()
+            return frames
+        return frames + self.release()
 
     def release(self) -> list[bytes]:
         """The held tokens as one event (after the role, first in a chat stream)."""
@@ -131,9 +136,20 @@ class OpenAIResponder(StreamResponder):
                     "completion_tokens": self.sent,
                     "total_tokens": prompt + self.sent,
                 }
-            frames.append(self.event(self.envelope([self.choice("".join(self.held))], **extra)))
+            text = "".join(self.held)
+            choice = self.reasoning_choice(text) if self.held_reasoning else self.choice(text)
+            frames.append(self.event(self.envelope([choice], **extra)))
             self.held = []
         return frames
+
+    def reasoning_choice(self, text: str) -> dict:
+        """A chat delta of reasoning (the completions API has no place for it)."""
+        if not self.chat:
+            return self.choice(text)
+        field = self.h.scheduler.timing.reasoning_field
+        delta = {field: text} if self.stream else {"content": "", field: text}
+        key = "delta" if self.stream else "message"
+        return {"index": 0, key: delta, "logprobs": None, "finish_reason": None}
 
     def malformed_bytes(self) -> bytes:
         return b'data: {"id": "cmpl-' + str(self.entry.id).encode() + b'", "choi\n\n'

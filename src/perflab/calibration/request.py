@@ -33,6 +33,7 @@ class RequestLog:
     cached_tokens: int = 0
     output_tokens: int = 0
     tokens_sent: int = 0
+    reasoning_sent: int = 0  # of tokens_sent: reasoning (a thinking model's)
     done_reason: str | None = None
     fault: str | None = None
     status: int = 0
@@ -112,8 +113,8 @@ class Responder(Protocol):
     def begin(self) -> None:
         """Send the streaming response's headers (idempotent)."""
 
-    def token(self, text: str) -> None:
-        """One output token, written now when streaming."""
+    def token(self, text: str, reasoning: bool = False) -> None:
+        """One output token (of reasoning, or of the answer), written now when streaming."""
 
     def malformed(self) -> bool:
         """Send something that does not parse; True when the response is over."""

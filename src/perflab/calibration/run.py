@@ -312,10 +312,12 @@ class RequestRun:
                 anchor += gaps[i - 1]
                 self.sleep_until(anchor)
             text = self.token_text(i)
-            self.out.token(text)
+            thinking = i < self.timing.reasoning_tokens
+            self.out.token(text, thinking)
             pieces.append(text)
             t_last = time.perf_counter()
             entry.tokens_sent += 1
+            entry.reasoning_sent += thinking
             entry.token_times.append(t_last - entry.t_arrival)
         entry.decode_s = t_last - t_gen
         slot.cached = words + tuple("".join(pieces).split())

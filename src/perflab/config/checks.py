@@ -62,7 +62,7 @@ def _referenced_prompts(config: dict) -> list[tuple[tuple, str]]:
     ]
     refs += [
         (("suites", suite, "prompt"), suites[suite]["prompt"])
-        for suite in ("temperature", "concurrency", "resources", "kv_cache")
+        for suite in ("temperature", "concurrency", "resources", "kv_cache", "rate")
     ]
     return refs
 
@@ -104,8 +104,19 @@ def tiny_model_problems(config: dict) -> Iterator[Problem]:
             )
 
 
+def rate_suite_problems(config: dict) -> Iterator[Problem]:
+    rate = config["suites"]["rate"]
+    if rate["arrival"] == "constant" and rate["burstiness"] != 1:
+        yield Problem(
+            ("suites", "rate", "burstiness"),
+            f"{rate['burstiness']!r} applies to poisson arrivals only; set arrival: poisson "
+            "(gamma gaps of this shape) or leave burstiness at 1",
+        )
+
+
 CROSS_FIELD_CHECKS = (
     prompt_reference_problems,
+    rate_suite_problems,
     expected_tps_problems,
     calibration_problems,
     tiny_model_problems,
@@ -218,7 +229,7 @@ def id_problems(config: dict) -> Iterator[Problem]:
 
 def _unfit_numbers(key: tuple, experiment) -> Iterator[Problem]:
     """Numbers the id would not spell exactly (``1e-05``; ``0.70000000001`` reads ``0.7``)."""
-    for name in ("temperature", "duration_s"):
+    for name in ("temperature", "duration_s", "rate", "burstiness"):
         value = getattr(experiment, name)
         text = None if value is None else f"{value:g}"
         if text is not None and (float(text) != value or "e" in text):
@@ -334,8 +345,11 @@ ENGINE_CHECKS = (host_problems, model_path_problems, quantization_problems)
 
 
 def semantic_problems(config: dict) -> list[Problem]:
-    problems = [problem for check in SEMANTIC_CHECKS for problem in check(config)]
-    problems += target_engine_problems(config)
+    from perflab.config.launch_checks import launch_problems, peer_problems
+
+    checks = (*SEMANTIC_CHECKS, launch_problems, peer_problems)
+    problems = [problem for check in checks for problem in check(config)]
+    problems += target_engine_problems(config, (*ENGINE_CHECKS, launch_problems))
     if not problems:  # needs valid prompts and ids
         problems += context_problems(config)
         problems += target_engine_problems(config, (context_problems,))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 from perflab.config.targets import target_names
 
 PROMPT_CACHE_MODES = ("bust", "reuse")
 EXPERIMENT_ID_PATTERN = (
-    r"([a-z0-9][a-z0-9_]*--)?[a-z0-9_]+-t[0-9.]+-w[0-9]+-(n[0-9]+|d[0-9.]+s)(-reuse)?-r[0-9]+"
+    r"([a-z0-9][a-z0-9_]*--)?[a-z0-9_]+-t[0-9.]+-w[0-9]+-(n[0-9]+|d[0-9.]+s)"
+    r"(-(q[0-9.]+|s[0-9]+of[0-9]+)-(constant|poisson|gamma[0-9.]+))?(-reuse)?-r[0-9]+"
 )
 
 
@@ -18,6 +19,11 @@ class Experiment:
 
     A condition (``condition_id``) is the sweep point; it runs as ``repeats``
     independent trials, each its own job with id ``<condition_id>-r<trial>``.
+
+    With an ``arrival`` it is open-loop load instead: requests arrive at ``rate`` per
+    second (``arrival`` constant or poisson, gamma gaps of shape ``burstiness``) and
+    ``workers`` bounds how many are in flight at once. A point of a sweep to the limit
+    (``sweep_point`` k of ``sweep_points``) has its rate from the sweep's probe.
     """
 
     prompt_name: str
@@ -30,13 +36,36 @@ class Experiment:
     trial: int = 1
     suites: tuple[str, ...] = field(default=(), compare=False)
     target: str | None = None  # None: the config's one engine, and no prefix on the id
+    rate: float | None = None  # requests/s offered; None: closed loop, or a sweep point
+    arrival: str | None = None
+    burstiness: float | None = None
+    sweep_point: int | None = None  # k of a sweep to the limit: its rate comes from the probe
+    sweep_points: int | None = None
+
+    @property
+    def open_loop(self) -> bool:
+        return self.arrival is not None
 
     @property
     def point_id(self) -> str:
         """The sweep point, the same for every target."""
         size = f"n{self.requests}" if self.requests is not None else f"d{self.duration_s:g}s"
         reuse = "-reuse" if self.prompt_cache == "reuse" else ""
-        return f"{self.prompt_name}-t{self.temperature:g}-w{self.workers}-{size}{reuse}"
+        base = f"{self.prompt_name}-t{self.temperature:g}-w{self.workers}-{size}"
+        return f"{base}{self.arrivals_id}{reuse}"
+
+    @property
+    def arrivals_id(self) -> str:
+        """``-q<rate>-<arrival>`` for open-loop load, ``-s<k>of<n>-<arrival>`` for point k of
+        a sweep of n; poisson with burstiness b≠1 is gamma<b>."""
+        if not self.open_loop:
+            return ""
+        shape = self.arrival
+        if self.arrival == "poisson" and self.burstiness not in (None, 1.0):
+            shape = f"gamma{self.burstiness:g}"
+        if self.sweep_point is not None:
+            return f"-s{self.sweep_point}of{self.sweep_points}-{shape}"
+        return f"-q{self.rate:g}-{shape}"
 
     @property
     def condition_id(self) -> str:
@@ -54,7 +83,23 @@ class Experiment:
         }
         if self.target is None:  # a single-target spec stays as it was: nothing reruns
             del params["target"]
+        if not self.open_loop:  # so does a closed-loop one
+            for name in ("rate", "arrival", "burstiness"):
+                del params[name]
+        if self.sweep_point is None:
+            del params["sweep_point"]
+            del params["sweep_points"]
         return params
+
+
+RATE_FIXED = ("prompt", "max_in_flight", "requests", "arrival", "burstiness")
+
+
+def rate_axis(rate: dict) -> tuple[str, list]:
+    """The rate suite's axis: its offered rates, or the points of a sweep to the limit."""
+    if rate["rates"] == "sweep":
+        return "sweep_point", list(range(1, rate["sweep_points"] + 1))
+    return "rate", [float(value) for value in rate["rates"]]
 
 
 def suite_points(config: dict) -> list[tuple[str, dict]]:
@@ -76,6 +121,7 @@ def suite_points(config: dict) -> list[tuple[str, dict]]:
         "concurrency": ("workers", suites["concurrency"]["workers"], ("prompt", "requests")),
         "resources": (None, [None], ("prompt", "workers", "duration_s")),
         "kv_cache": ("prompt_cache", list(PROMPT_CACHE_MODES), ("prompt", "workers", "requests")),
+        "rate": (*rate_axis(suites["rate"]), RATE_FIXED),
     }
     points = []
     for suite, (axis, values, fixed) in sweeps.items():
@@ -84,6 +130,12 @@ def suite_points(config: dict) -> list[tuple[str, dict]]:
         held = {key: suites[suite][key] for key in fixed}
         if "prompt" in held:
             held["prompt_name"] = held.pop("prompt")
+        if "max_in_flight" in held:  # open loop: the bound on requests in flight
+            held["workers"] = held.pop("max_in_flight")
+        if "burstiness" in held:
+            held["burstiness"] = float(held["burstiness"])
+        if suite == "rate" and axis == "sweep_point":
+            held["sweep_points"] = suites["rate"]["sweep_points"]
         points += [(suite, held | ({axis: value} if axis else {})) for value in values]
     for _, point in points:
         point["temperature"] = float(point.get("temperature", config["generation"]["temperature"]))
@@ -107,14 +159,13 @@ def expand_conditions(config: dict) -> dict[str, Experiment]:
 
 
 def expand_experiments(config: dict) -> dict[str, Experiment]:
-    """Every trial of every condition on every target, keyed by experiment id: all first
-    trials, then all second trials, and so on (the order the workflow runs them in); within
-    a trial the targets alternate point by point, so drift lands on each alike."""
+    """Every trial of every condition on every target, keyed by experiment id, in the
+    order the workflow runs them (``perflab.config.design``): all first trials, then all
+    second trials, and so on; within a trial the points in an order drawn from
+    ``order_seed``, each point's targets back to back, their order turned every trial."""
+    from perflab.config.design import design_order
+
     conditions = expand_conditions(config).values()
     names = target_names(config) or (None,)
-    return {
-        experiment.id: experiment
-        for trial in range(1, config["repeats"] + 1)
-        for condition in conditions
-        for experiment in (replace(condition, trial=trial, target=name) for name in names)
-    }
+    ordered = design_order(conditions, names, config["repeats"], config["order_seed"])
+    return {experiment.id: experiment for experiment in ordered}

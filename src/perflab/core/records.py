@@ -4,6 +4,12 @@ Times are seconds. ``t_*`` are wall-clock epoch seconds (for aligning with
 resource samples); durations come from a monotonic clock. An HTTP engine's
 request is timed from when its transport took the request (``t_submit``); the
 client's own work before that is ``prep_s``.
+
+Under open-loop load (a request schedule) a request also has the time it was due,
+``t_scheduled``; ``send_lag_s`` is how late it left (the client's own lag, and any
+wait for the bound on requests in flight, ``held_s``), and ``ttft_sched_s`` and
+``e2e_sched_s`` count from when it was due. A request the bound made the client
+skip is a record with status ``dropped``: never sent, never an error of the server.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from pathlib import Path
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
 STATUS_TIMEOUT = "timeout"
+STATUS_DROPPED = "dropped"  # open loop: not sent, the bound on requests in flight was reached
 
 # finish_reason values (an engine may report others)
 FINISH_STOP = "stop"
@@ -53,6 +60,11 @@ class ServerTimings:
     output_tokens: int | None = None
     raw: dict = field(default_factory=dict)
     finish_reason: str | None = None
+    reasoning_tokens: int | None = None  # of output_tokens, when the server counts them
+    # of prompt_tokens: those the server evaluated (prefill_s is their time) and those it
+    # reused from its prompt cache (llama-server's timings.prompt_n and cache_n)
+    prefill_tokens: int | None = None
+    cached_tokens: int | None = None
 
 
 @dataclass
@@ -84,9 +96,36 @@ class RequestRecord:
     server_raw: dict = field(default_factory=dict)
     finish_reason: str | None = None
     prep_s: float | None = None
+    t_scheduled: float | None = None
+    send_lag_s: float | None = None
+    held_s: float | None = None
+    ttft_sched_s: float | None = None
+    e2e_sched_s: float | None = None
+    turn: int | None = None  # open-loop chats: the turn of its conversation, 0 first
+    answer_ttft_s: float | None = None  # send → first answer token (after any reasoning)
+    reasoning_tokens: int | None = None  # of output_tokens; None: the stream had none
+    server_prefill_tokens: int | None = None
+    server_cached_tokens: int | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """The model load that one request paid: the server's account and the client's.
+
+    ``source`` is ``preflight`` (the pre-flight check's timed request) or the id of
+    the experiment whose warm-up request paid it."""
+
+    source: str
+    load_s: float | None  # the server's own load time (Ollama's load_duration)
+    ttft_s: float | None  # the client's view: that request's send → first token
+    e2e_s: float | None  # the client's view: that request's send → last chunk
+
+    @classmethod
+    def of(cls, record: RequestRecord, source: str) -> ColdStart:
+        return cls(source, record.load_s, record.ttft_s, record.e2e_s)
 
 
 def decode_tps(output_tokens: int, ttft_s: float | None, e2e_s: float) -> float | None:

@@ -28,14 +28,32 @@ __all__ = [
 ]
 
 
-def capabilities_for(name: str | None) -> Capabilities:
-    """The capabilities of the engine called ``name`` (an unknown name has none)."""
+def capabilities_for(name: str | None, server: str | None = None) -> Capabilities:
+    """The capabilities of the engine called ``name`` (an unknown name has none), with
+    what the ``server`` it launched adds (``engine.launch.server``)."""
     kind = ENGINES.get(name or "")
-    return kind.capabilities if kind else base.UNKNOWN
+    capabilities = kind.capabilities if kind else base.UNKNOWN
+    if server:
+        from perflab.engines.launched_engine import server_capabilities
+
+        return server_capabilities(capabilities, server)
+    return capabilities
 
 
-def make_engine(config: dict, model_path: str | Path | None = None) -> Engine:
-    """The engine a validated config asks for."""
+def make_engine(
+    config: dict,
+    model_path: str | Path | None = None,
+    *,
+    server_binary: str | None = None,
+    server_log: str | Path | None = None,
+) -> Engine:
+    """The engine a validated config asks for. With ``engine.launch`` the engine's
+    server is started first (``server_binary``: the llama-server the workflow built;
+    ``server_log``: where its output goes) and stopped by ``close()``."""
+    if config["engine"].get("launch"):
+        from perflab.engines.launched_engine import LaunchedEngine
+
+        return LaunchedEngine(config, model_path, server_binary, server_log)
     return engine_kind(config["engine"]["name"]).make(config, model_path)
 
 

@@ -28,11 +28,14 @@ class Chunk:
     counts the time before it as the client's preparation (``prep_s``).
     ``arrived_at`` (``time.perf_counter()``), when set, is when the bytes that
     carried the chunk were received; without it the runner stamps the chunk
-    when it gets it.
+    when it gets it. ``n_tokens`` counts every generated token the chunk brings,
+    ``n_reasoning`` those of them that are reasoning (a thinking model's
+    ``thinking`` / ``reasoning_content``), not answer.
     """
 
     text: str = ""
     n_tokens: int = 0
+    n_reasoning: int = 0
     done: bool = False
     timings: ServerTimings | None = None
     extra: dict = field(default_factory=dict)
@@ -49,6 +52,9 @@ class Capabilities:
     otherwise the wait hides in ``unaccounted_s``. ``reports_server_timings``:
     the engine reports load / prefill / decode durations. ``parallel_setting``:
     the server setting that decides how many requests run at once, if any.
+    ``default_port``: where its server listens when the URL names no port;
+    ``server_command``: the process name and arguments that identify its server
+    when the listener on the port cannot be seen (another user's process).
     """
 
     label: str
@@ -56,6 +62,8 @@ class Capabilities:
     reports_queue_time: bool
     reports_server_timings: bool
     parallel_setting: str | None = None
+    default_port: int | None = None
+    server_command: tuple[str, ...] | None = None
 
 
 OLLAMA = Capabilities(
@@ -64,6 +72,8 @@ OLLAMA = Capabilities(
     reports_queue_time=False,
     reports_server_timings=True,
     parallel_setting="OLLAMA_NUM_PARALLEL",
+    default_port=11434,
+    server_command=("ollama", "serve"),
 )
 CALIBRATION = Capabilities(
     label="calibration server (Ollama API)",

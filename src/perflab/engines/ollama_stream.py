@@ -82,13 +82,16 @@ def part_chunk(part: object, arrived_at: float | None = None) -> Chunk:
     if error := part.get("error"):
         raise EngineError(ERROR_SERVER, f"server error mid-stream: {brief(error)}")
     text = part.get("response") or ""
-    if not isinstance(text, str):
-        raise ValueError(f"response is not text: {text!r:.100}")
-    n_tokens = 1 if text else 0
+    thinking = part.get("thinking") or ""
+    if not isinstance(text, str) or not isinstance(thinking, str):
+        raise ValueError(f"response or thinking is not text: {brief(repr(part))}")
+    # one line is one token: of the answer, or of a thinking model's reasoning
+    n_tokens = 1 if text or thinking else 0
+    n_reasoning = 1 if thinking and not text else 0
     if part.get("done"):
         timings = timings_from_final(part)
-        return Chunk(text, n_tokens, True, timings, arrived_at=arrived_at)
-    return Chunk(text, n_tokens, arrived_at=arrived_at)
+        return Chunk(text, n_tokens, n_reasoning, True, timings, arrived_at=arrived_at)
+    return Chunk(text, n_tokens, n_reasoning, arrived_at=arrived_at)
 
 
 def _blocks(response: httpx.Response) -> Iterator[bytes]:
@@ -121,7 +124,7 @@ def read_stream(response: httpx.Response, deadline: float, timeout_s: float) -> 
             part = loads(line)
             if type(part) is dict and not part.get("done") and "error" not in part:
                 text = part.get("response")
-                if type(text) is str:
+                if type(text) is str and (text or not part.get("thinking")):
                     yield Chunk(text, 1 if text else 0, arrived_at=arrived)
                     continue
             chunk = part_chunk(part, arrived)

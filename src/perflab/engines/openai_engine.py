@@ -237,6 +237,10 @@ class OpenAIEngine:
         self.client.close()
 
 
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and value >= 0 else None
+
+
 class _StreamState:
     """What one streamed response has said so far."""
 
@@ -265,10 +269,16 @@ class _StreamState:
             return None
         choice = choices[0]
         self.finish_reason = choice.get("finish_reason") or self.finish_reason
-        text = (choice.get("delta") or {}).get("content") if self.chat else choice.get("text")
-        if not text:
+        delta = (choice.get("delta") or {}) if self.chat else {}
+        text = delta.get("content") if self.chat else choice.get("text")
+        # a reasoning model's thought: llama-server, DeepSeek and vLLM say reasoning_content,
+        # OpenRouter and newer vLLM reasoning
+        thought = delta.get("reasoning_content") or delta.get("reasoning")
+        if not text and not thought:
             return None
-        return Chunk(text=text, n_tokens=self._tokens_in(usage))
+        tokens = self._tokens_in(usage)
+        reasoning = tokens if not text else min(1, tokens - 1) if thought else 0
+        return Chunk(text=text or "", n_tokens=tokens, n_reasoning=reasoning)
 
     def _tokens_in(self, usage: object) -> int:
         """Tokens this chunk brings: from a running usage count when the server sends
@@ -296,5 +306,15 @@ class _StreamState:
                 output_tokens=usage.get("completion_tokens"),
                 raw=raw,
                 finish_reason=self.finish_reason,
+                reasoning_tokens=_reasoning_count(usage),
+                prefill_tokens=_count(timings.get("prompt_n")),
+                cached_tokens=_count(timings.get("cache_n")),
             ),
         )
+
+
+def _reasoning_count(usage: dict) -> int | None:
+    """``usage.completion_tokens_details.reasoning_tokens`` (part of completion_tokens)."""
+    details = usage.get("completion_tokens_details")
+    count = details.get("reasoning_tokens") if isinstance(details, dict) else None
+    return count if isinstance(count, int) and count >= 0 else None

@@ -50,14 +50,16 @@ class EngineKind:
     scripted: bool = False
 
     def server_pids(self, config: dict) -> Callable[[], list[int]]:
-        """Where the server's processes are: ours in process, else whatever listens
-        on its port when it is local."""
+        """Where the server's processes are, from the engine's own facts: ours in
+        process, else whatever listens on its URL's port when it is local, with its
+        children (found by the engine's ``server_command`` when the listener is
+        hidden; a URL without a port means its ``default_port``)."""
         if self.capabilities.in_process:
             return _own_pid
-        from perflab.engines.server_process import find_ollama_pids
+        from perflab.engines.server_process import ServerProcesses
 
-        host = self.server_url(config)
-        return lambda: find_ollama_pids(host)
+        facts = self.capabilities
+        return ServerProcesses(self.server_url(config), facts.default_port, facts.server_command)
 
     def server_is_remote(self, config: dict) -> bool:
         """Whether the server runs on another machine (its CPU is then not this machine's)."""

@@ -1,5 +1,6 @@
-"""Which processes are the server: the listener on a port, its children, a
-local Ollama; no privileges needed (another user's process is found by name).
+"""Which processes are the server: the listener on a port and its children, for
+any engine; no privileges needed (another user's server is found by its command,
+where the engine names one).
 
 The sampler measures the processes found here (``perflab.measure.sampler``).
 """
@@ -97,41 +98,94 @@ def is_local_host(hostname: str | None) -> bool:
     return address.is_loopback or address.is_unspecified or str(address) in _local_addresses()
 
 
-def _ollama_servers_by_name() -> list[int]:
-    """PIDs of processes running ``ollama serve``."""
+def _servers_by_command(command: tuple[str, ...]) -> list[int]:
+    """PIDs of processes whose name starts with ``command[0]`` and whose command line
+    holds the rest (``("ollama", "serve")``: every ``ollama serve``)."""
+    name, *words = command
     found = []
     for proc in psutil.process_iter(["name", "cmdline"]):
-        name = (proc.info.get("name") or "").lower()
+        own = (proc.info.get("name") or "").lower()
         cmdline = proc.info.get("cmdline") or []
-        if name.startswith("ollama") and "serve" in cmdline:
+        if own.startswith(name) and all(word in cmdline for word in words):
             found.append(proc.pid)
     return found
 
 
-def find_ollama_pids(host_url: str) -> list[int]:
-    """The Ollama server listening at ``host_url`` and its runner children, if it is local.
+SCHEME_PORTS = {"http": 80, "https": 443}
 
-    Remote hosts give []. When the listener on the port cannot be identified (another
-    user's process without privileges) or is a container port proxy, a single
-    ``ollama serve`` process on this machine is taken instead; with several, none is.
-    """
+
+def find_server_pids(
+    host_url: str, default_port: int | None = None, command: tuple[str, ...] | None = None
+) -> list[int]:
+    """The server listening at ``host_url`` and its children, if it is on this machine.
+
+    Remote hosts give []. A URL without a port means ``default_port``, else the
+    scheme's. When the listener on the port cannot be identified (another user's
+    process without privileges) or is a container port proxy, a single process
+    running ``command`` on this machine is taken instead (with several, or without a
+    command, none)."""
     parsed = urlparse(host_url if "://" in host_url else f"http://{host_url}")
     if not is_local_host(parsed.hostname):
         return []
     try:
-        port = parsed.port or OLLAMA_DEFAULT_PORT
+        port = parsed.port or default_port or SCHEME_PORTS.get(parsed.scheme)
     except ValueError:
+        return []
+    if port is None:
         return []
     listeners, hidden = _listeners(port)
     if listeners and all(_process_name(pid) in PORT_PROXIES for pid in listeners):
         listeners, hidden = [], True
-    if not listeners and hidden:
-        by_name = _ollama_servers_by_name()
+    if not listeners and hidden and command:
+        by_name = _servers_by_command(command)
         listeners = by_name if len(by_name) == 1 else []
     pids: set[int] = set()
     for pid in listeners:
         pids.update(process_tree(pid))
     return sorted(pids)
+
+
+class ServerProcesses:
+    """The server's processes, asked for at every sample: the listener is looked up
+    once (the socket table costs tens of milliseconds) and again only when it is gone;
+    its children, which come and go (Ollama's runners), are read every time."""
+
+    def __init__(
+        self,
+        host_url: str,
+        default_port: int | None = None,
+        command: tuple[str, ...] | None = None,
+    ):
+        self.host_url, self.default_port, self.command = host_url, default_port, command
+        self._roots: list[int] = []
+
+    def __call__(self) -> list[int]:
+        trees = [process_tree(pid) for pid in self._roots]
+        if not self._roots or not all(trees):
+            found = find_server_pids(self.host_url, self.default_port, self.command)
+            self._roots = _roots(found)
+            return found
+        return sorted({pid for tree in trees for pid in tree})
+
+
+def _roots(pids: list[int]) -> list[int]:
+    """The processes among ``pids`` whose parent is not among them."""
+    inside = set(pids)
+    roots = []
+    for pid in pids:
+        try:
+            parent = psutil.Process(pid).ppid()
+        except psutil.Error:
+            continue
+        if parent not in inside:
+            roots.append(pid)
+    return roots
+
+
+def find_ollama_pids(host_url: str) -> list[int]:
+    """The Ollama server at ``host_url`` and its runner children, if it is local (a
+    single ``ollama serve`` when its listener cannot be seen)."""
+    return find_server_pids(host_url, OLLAMA_DEFAULT_PORT, ("ollama", "serve"))
 
 
 def _process_name(pid: int) -> str | None:

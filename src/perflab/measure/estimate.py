@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from perflab.config.sweep import Experiment
+from perflab.core.records import ColdStart
 
 
 @dataclass(frozen=True)
@@ -13,8 +14,8 @@ class RunPlan:
     """What a run will send, before anything is timed."""
 
     n_experiments: int
-    n_requests: int  # warm-up included; duration experiments count their warm-ups only
-    timed_s: float  # duration experiments: their fixed measured windows
+    n_requests: int  # warm-up included; duration and open-loop experiments: warm-ups only
+    timed_s: float  # duration experiments' measured windows; open loop: requests / rate
     longest_prompt: str
 
 
@@ -51,7 +52,9 @@ def plan_run(experiments: Iterable[Experiment], warmup_requests: int) -> RunPlan
     for experiment in experiments:
         n_experiments += 1
         n_requests += warmup_requests
-        if experiment.requests is not None:
+        if experiment.rate is not None:  # open loop: its schedule's length, however fast
+            timed_s += experiment.requests / experiment.rate
+        elif experiment.requests is not None:  # and a sweep point, rate unknown: one at a time
             n_requests += experiment.requests
         else:
             timed_s += experiment.duration_s
@@ -73,7 +76,16 @@ class NoEstimate(Exception):  # noqa: N818 - reads as what happened
 TIMING_TRIES = 3  # injected faults (calibration fault_rates) may fail one request
 
 
-def time_one_request(engine, config: dict, plan: dict) -> RunEstimate:
+@dataclass(frozen=True)
+class TimedRequest:
+    """The pre-flight check's timed request: the run's estimate from it, and the model
+    load it paid when it was the first request the server saw (None: none reported)."""
+
+    estimate: RunEstimate
+    cold_start: ColdStart | None
+
+
+def time_one_request(engine, config: dict, plan: dict) -> TimedRequest:
     """Send the plan's longest prompt and scale its time (less any model load) to the run."""
     from perflab.core.records import STATUS_OK
     from perflab.engines import generation_options
@@ -95,9 +107,11 @@ def time_one_request(engine, config: dict, plan: dict) -> RunEstimate:
         )
         if record.status == STATUS_OK:
             per_request_s = record.e2e_s - (record.load_s or 0.0)
-            return RunEstimate(
+            estimate = RunEstimate(
                 run_plan.n_experiments, run_plan.n_requests, run_plan.timed_s, per_request_s
             )
+            cold = ColdStart.of(record, "preflight") if record.load_s is not None else None
+            return TimedRequest(estimate, cold)
     raise NoEstimate(
         f"{TIMING_TRIES} test requests failed, the last with {record.error_class}: {record.error}"
     )

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from perflab import __version__
@@ -14,9 +15,12 @@ from perflab.config.sweep import Experiment
 from perflab.core.records import RequestRecord, write_json_atomic, write_jsonl_atomic
 from perflab.engines import GenerationOptions, generation_options, make_engine
 from perflab.engines.registry import engine_kind
+from perflab.measure.arrivals import ArrivalPlan, LengthPlan, sized_prompt
 from perflab.measure.lifeline import Interrupted
+from perflab.measure.open_loop import OpenLoopPlan, ScheduleCheck, run_open_loop
 from perflab.measure.partial import PartialWriter, keep_failed, keep_leftover
 from perflab.measure.runner import LoadPlan, RunResult, error_rate, run_load
+from perflab.measure.spec import SETTINGS_KEYS
 
 RUNNER_VERSION = 2  # bump when a change to the runner alters what is measured
 
@@ -31,6 +35,10 @@ class ExperimentIOError(RuntimeError):
 
 class ExperimentInterrupted(RuntimeError):
     """A signal or the end of the workflow stopped the experiment; its records are kept."""
+
+
+class ServerFailed(RuntimeError):
+    """The server perflab started exited while measuring; its records are kept."""
 
 
 @dataclass(frozen=True)
@@ -51,14 +59,9 @@ class ExperimentPaths:
         )
 
 
-SETTINGS_KEYS = (
-    "engine",
-    "generation",
-    "calibration",
-    "warmup_requests",
-    "error_budget",
-    "sampler",
-)
+# The rate suite's settings an open-loop experiment runs by (its rate, arrival and
+# bound on requests in flight are in the experiment itself).
+OPEN_LOOP_KEYS = ("seed", "on_full", "max_send_lag_s", "min_rate_fraction")
 
 
 def experiment_spec(config: dict, experiment: Experiment) -> dict:
@@ -67,10 +70,25 @@ def experiment_spec(config: dict, experiment: Experiment) -> dict:
     A target's experiment takes that target's engine and calibration, and names the
     machine it shares with other targets (held as a lock while it runs).
     """
-    from perflab.config.targets import machine_of, target_config
+    from perflab.config.design import placement
+    from perflab.config.targets import machine_of, target_config, target_names
 
     single = target_config(config, experiment.target)
     spec = {key: single[key] for key in SETTINGS_KEYS} | {"experiment": experiment.params()}
+    if experiment.open_loop:
+        rate = config["suites"]["rate"]
+        spec["open_loop"] = {key: rate[key] for key in OPEN_LOOP_KEYS}
+        if experiment.sweep_point is not None:
+            spec["open_loop"]["diverge_factor"] = rate["diverge_factor"]
+        lengths = {key: rate[key] for key in ("prompt_tokens", "output_tokens") if rate[key]}
+        if lengths:  # only then: a spec without them stays as it was
+            spec["open_loop"]["lengths"] = lengths
+        if rate["turns"] > 1:
+            spec["open_loop"]["turns"] = rate["turns"]
+        if rate["shared_prefix_tokens"]:
+            spec["open_loop"]["shared_prefix_tokens"] = rate["shared_prefix_tokens"]
+    names = target_names(config) or (None,)
+    spec["design"] = placement(config["order_seed"], experiment, names).as_dict()
     if experiment.target is not None:
         spec["machine"] = machine_of(config, experiment.target)
     return spec
@@ -92,18 +110,27 @@ def run_experiment(
     *,
     progress: Callable[[RequestRecord], None] | None = None,
     say: Callable[[str], None] = print,
+    sweep: SweepInputs | None = None,
+    server_binary: str | None = None,
 ) -> dict:
     """Run the experiment a spec (see experiment_spec) describes and write its files.
 
-    Holds the lock of the experiment's target while it runs. Raises
-    ErrorBudgetExceeded, ExperimentIOError or ExperimentInterrupted with the
-    records taken so far kept under ``failed/``.
+    Holds the lock of the experiment's target while it runs. A server it launches
+    (``engine.launch``; ``server_binary``, the llama-server the workflow built) logs
+    to ``server.log`` beside the records. Raises ErrorBudgetExceeded,
+    ExperimentIOError, ExperimentInterrupted or ServerFailed with the records taken
+    so far kept under ``failed/``. A sweep point takes its rate from the sweep's
+    probe and is skipped when the point below it diverged (``sweep``).
     """
     from perflab.measure.locks import machine_key, target_key, target_lock
     from perflab.measure.provenance import process_age_s
 
     job = {"started_after_s": process_age_s()}  # interpreter start-up and imports
+    spec, skipped = resolve_sweep_point(spec, sweep)
     experiment = experiment_from_spec(spec)
+    if skipped:
+        say(f"{experiment.id}: not measured: {skipped}")
+        return write_skipped(spec, experiment, paths, skipped, job)
     partial_path = paths.records.with_suffix(".partial.jsonl")
     try:
         paths.records.parent.mkdir(parents=True, exist_ok=True)
@@ -117,9 +144,77 @@ def run_experiment(
         if spec.get("machine"):  # targets sharing a machine take turns (machine first, always)
             held.enter_context(target_lock(machine_key(spec), holder, on_wait=say))
         held.enter_context(target_lock(target_key(spec, model_path), holder, on_wait=say))
-        return _measure(
+        job["server_binary"] = server_binary
+        metadata = _measure(
             spec, experiment, paths, model_path, partial_path, progress, model_fingerprint, job
         )
+    schedule = metadata.get("schedule")
+    if schedule and not schedule["valid"]:
+        say(f"{experiment.id}: invalid open-loop run: {'; '.join(schedule['problems'])}")
+    return metadata
+
+
+@dataclass(frozen=True)
+class SweepInputs:
+    """A sweep point's job inputs: the probe's rates, and the point below it (none for 1)."""
+
+    probe: Path
+    previous_summary: Path | None = None
+
+
+def resolve_sweep_point(spec: dict, sweep: SweepInputs | None) -> tuple[dict, str | None]:
+    """A sweep point's spec with its rate from the probe, and why to skip it (or None)."""
+    from perflab.measure.probe import ProbeResult, skip_reason
+
+    experiment = experiment_from_spec(spec)
+    if experiment.sweep_point is None:
+        return spec, None
+    if sweep is None:
+        raise ValueError(f"{experiment.id} is a sweep point: it needs the sweep's probe")
+    probe = ProbeResult.read(sweep.probe)
+    resolved = replace(experiment, rate=probe.rates[experiment.sweep_point - 1])
+    previous = None
+    if sweep.previous_summary is not None:
+        data = json.loads(Path(sweep.previous_summary).read_text())
+        previous = data.get("summary") or {"skipped": data.get("skipped", "no summary")}
+    reason = skip_reason(previous, probe, spec["open_loop"]["diverge_factor"])
+    return spec | {"experiment": resolved.params()}, reason
+
+
+def write_skipped(spec: dict, experiment: Experiment, paths: ExperimentPaths, reason, job):
+    """A sweep point not measured: no records, and metadata that says why."""
+    from perflab.measure.provenance import config_hash, host_info
+
+    now = time.time()
+    metadata = {
+        "experiment": experiment.params(),
+        "engine": {"engine": spec["engine"]["name"], "model": spec["engine"]["model"]},
+        "host": host_info(),
+        "perflab_version": __version__,
+        "runner_version": RUNNER_VERSION,
+        "config_hash": config_hash(spec),
+        "run": {
+            "started": now,
+            "ended": now,
+            "measured_started": now,
+            "measured_wall_s": 0.0,
+            "n_records": 0,
+            "error_rate": 0.0,
+            "error_budget": spec["error_budget"],
+            "partial": False,
+        },
+        "resources": {},
+        "job": job,
+        "skipped": reason,
+    }
+    try:
+        paths.records.parent.mkdir(parents=True, exist_ok=True)
+        write_jsonl_atomic(paths.records, [])
+        write_jsonl_atomic(paths.samples, [])
+        write_json_atomic(paths.metadata, metadata)
+    except OSError as exc:
+        raise _io_error(exc, paths.records.parent, None) from None
+    return metadata
 
 
 def _io_error(exc: OSError, path: Path, kept: Path | None, taken: int = 0) -> ExperimentIOError:
@@ -137,11 +232,12 @@ class Measurement:
     """What one experiment measured, before it is judged and written."""
 
     engine_info: dict
-    plan: LoadPlan
+    plan: LoadPlan | OpenLoopPlan
     options: GenerationOptions
     result: RunResult
     samples: list
     job: dict  # where the job's own time went: start-up, engine set-up, requests
+    schedule: ScheduleCheck | None = None  # open loop: whether the client kept the schedule
 
 
 def _measure(
@@ -157,19 +253,19 @@ def _measure(
     from perflab.measure.provenance import model_sha256
 
     setup_started = time.perf_counter()
-    engine = make_engine(config, model_path)
+    engine = make_engine(
+        config,
+        model_path,
+        server_binary=job.pop("server_binary", None),
+        server_log=paths.records.parent / "server.log",
+    )
     interrupted = False
     try:
         engine_info = engine.preflight()
         if engine_info.get("model_path"):
             engine_info["model_sha256"] = model_sha256(engine_info["model_path"], model_fingerprint)
         job["engine_setup_s"] = time.perf_counter() - setup_started
-        plan = LoadPlan(
-            workers=experiment.workers,
-            requests=experiment.requests,
-            duration_s=experiment.duration_s,
-            warmup_requests=config["warmup_requests"],
-        )
+        plan = load_plan(config, experiment)
         options = generation_options(config, experiment.temperature)
         try:
             writer = PartialWriter(partial_path)
@@ -177,7 +273,9 @@ def _measure(
             raise _io_error(exc, partial_path, None) from None
         measure_started = time.perf_counter()
         try:
-            result, samples = _drive(config, experiment, engine, plan, options, writer, progress)
+            result, schedule, samples, server_failure = _drive(
+                config, experiment, engine, plan, options, writer, progress
+            )
             job["measure_s"] = time.perf_counter() - measure_started  # warm-up and measured
         except (KeyboardInterrupt, Interrupted) as exc:
             interrupted = True
@@ -190,38 +288,112 @@ def _measure(
         finally:
             writer.close()
     finally:
-        if not interrupted:  # a worker may still be inside an in-process model; exit frees it
+        # a worker may still be inside an in-process model; exit frees it
+        if not interrupted or not engine.capabilities.in_process:
             engine.close()
     if writer.error is not None:
         kept = keep_failed(partial_path, paths.failed_dir, experiment.id)
         raise _io_error(writer.error, partial_path, kept, writer.written)
-    measurement = Measurement(engine_info, plan, options, result, samples, job)
+    if server_failure:
+        kept = keep_failed(partial_path, paths.failed_dir, experiment.id, "-server-failed")
+        raise ServerFailed(
+            f"experiment {experiment.id}: {server_failure}\n{writer.written} records "
+            f"kept in {kept}. Fix the server's problem, then rerun."
+        )
+    measurement = Measurement(engine_info, plan, options, result, samples, job, schedule)
     return _finish(config, experiment, paths, partial_path, measurement)
 
 
-def _drive(config, experiment, engine, plan, options, writer, progress) -> tuple[RunResult, list]:
-    """Run the load with the sampler on; a write error or an interrupt stops new requests."""
+def load_plan(spec: dict, experiment: Experiment) -> LoadPlan | OpenLoopPlan:
+    """Closed-loop workers, or with a rate the open-loop schedule the spec describes."""
+    if not experiment.open_loop:
+        return LoadPlan(
+            workers=experiment.workers,
+            requests=experiment.requests,
+            duration_s=experiment.duration_s,
+            warmup_requests=spec["warmup_requests"],
+        )
+    settings = spec["open_loop"]
+    arrivals = ArrivalPlan(
+        rate=experiment.rate,
+        requests=experiment.requests,
+        arrival=experiment.arrival,
+        burstiness=experiment.burstiness,
+        seed=settings["seed"],
+        trial=experiment.trial,
+    )
+    return OpenLoopPlan(
+        arrivals,
+        max_in_flight=experiment.workers,
+        on_full=settings["on_full"],
+        warmup_requests=spec["warmup_requests"],
+        max_send_lag_s=settings["max_send_lag_s"],
+        min_rate_fraction=settings["min_rate_fraction"],
+        lengths=length_plan(settings, experiment.trial),
+        shared_prefix=shared_prefix(experiment.prompt, settings.get("shared_prefix_tokens")),
+        turns=settings.get("turns", 1),
+    )
+
+
+def shared_prefix(prompt: str, tokens: int | None) -> str | None:
+    """The text every request starts with (a system prompt or document), about ``tokens``."""
+    return sized_prompt(f"Shared context. {prompt}", tokens) if tokens else None
+
+
+def length_plan(settings: dict, trial: int) -> LengthPlan | None:
+    lengths = settings.get("lengths")
+    if not lengths:
+        return None
+    prompt, output = lengths.get("prompt_tokens") or {}, lengths.get("output_tokens") or {}
+    return LengthPlan(
+        prompt_mean=prompt.get("mean"),
+        prompt_sd=prompt.get("sd", 0.0),
+        output_mean=output.get("mean"),
+        output_sd=output.get("sd", 0.0),
+        seed=settings["seed"],
+        trial=trial,
+    )
+
+
+def _drive(
+    config, experiment, engine, plan, options, writer, progress
+) -> tuple[RunResult, ScheduleCheck | None, list, str | None]:
+    """Run the load with the sampler on; a write error, an interrupt or the end of a
+    launched server stops new requests. Returns the run, the open-loop schedule check
+    (None for closed loop), its samples, and why the server ended if it did."""
     from perflab.measure.sampler import ResourceSampler
 
     kind = engine_kind(config["engine"]["name"])
 
     stop = threading.Event()
+    server_failure = getattr(engine, "server_failure", None)
+    failures: list[str] = []
 
     def on_record(record: RequestRecord) -> None:
         writer(record)
         if writer.error is not None:
             stop.set()
+        if record.error_class and server_failure is not None and not failures:
+            failure = server_failure()
+            if failure:  # the server is gone: no request could succeed after this one
+                failures.append(failure)
+                stop.set()
         if progress is not None:
             progress(record)
 
+    launched = getattr(engine, "server_pids", None)
+    scraper = _metrics_scraper(engine)
     sampler = ResourceSampler(
         interval_s=config["sampler"]["interval_s"],
-        server_pids=kind.server_pids(config),
-        server_remote=kind.server_is_remote(config),
+        server_pids=launched or kind.server_pids(config),
+        server_remote=False if launched else kind.server_is_remote(config),
+        extra=scraper,
     )
+    run = run_open_loop if isinstance(plan, OpenLoopPlan) else run_load
     try:
-        with sampler:
-            result = run_load(
+        closing = contextlib.closing(scraper) if scraper else contextlib.nullcontext()
+        with closing, sampler:
+            outcome = run(
                 engine,
                 experiment.prompt,
                 options,
@@ -234,7 +406,20 @@ def _drive(config, experiment, engine, plan, options, writer, progress) -> tuple
     except BaseException:
         stop.set()  # workers send nothing more; the one in flight ends with the engine
         raise
-    return result, sampler.samples
+    if server_failure is not None and not failures and server_failure():
+        failures.append(server_failure())  # it died after the last request
+    result, schedule = outcome if isinstance(outcome, tuple) else (outcome, None)
+    return result, schedule, sampler.samples, failures[0] if failures else None
+
+
+def _metrics_scraper(engine):
+    """A reader of the server's own metrics, for a launched llama-server with them on."""
+    url = getattr(engine, "metrics_url", None)
+    if not url:
+        return None
+    from perflab.measure.server_metrics import LlamaServerScraper
+
+    return LlamaServerScraper(url)
 
 
 def _finish(
@@ -245,16 +430,21 @@ def _finish(
     measurement: Measurement,
 ) -> dict:
     from perflab.measure.provenance import config_hash, host_info
-    from perflab.measure.sampler import summarize_samples, write_samples
+    from perflab.measure.samples import summarize_samples, write_samples
+    from perflab.measure.server_metrics import summarize_server_metrics
 
     result, samples = measurement.result, measurement.samples
+    window = (result.measured_started, result.measured_ended)
+    host = host_info()
+    threshold = disturbance_threshold(measurement.engine_info, host)
     rate = error_rate(result.records)
     metadata = {
         "experiment": experiment.params(),
+        "design": config.get("design"),
         "engine": measurement.engine_info,
         "options": asdict(measurement.options),
         "plan": asdict(measurement.plan),
-        "host": host_info(),
+        "host": host,
         "perflab_version": __version__,
         "runner_version": RUNNER_VERSION,
         "config_hash": config_hash(config),
@@ -268,9 +458,12 @@ def _finish(
             "error_budget": config["error_budget"],
             "partial": rate > 0,
         },
-        "resources": summarize_samples(samples, (result.measured_started, result.measured_ended)),
+        "resources": summarize_samples(samples, window, threshold),
+        "server_metrics": summarize_server_metrics(samples, window),
         "job": measurement.job,
     }
+    if measurement.schedule is not None:
+        metadata["schedule"] = measurement.schedule.as_dict()
     if rate > config["error_budget"]:
         kept = keep_failed(partial_path, paths.failed_dir, experiment.id)
         raise ErrorBudgetExceeded(
@@ -287,3 +480,12 @@ def _finish(
         raise _io_error(exc, paths.records.parent, kept, len(result.records)) from None
     partial_path.unlink(missing_ok=True)
     return metadata
+
+
+def disturbance_threshold(engine_info: dict, host: dict) -> float:
+    """The interference above which this experiment counts as disturbed: the cores the
+    engine leaves free (its ``n_threads`` where it reports them, else it may use all)
+    plus a share of those it uses (``perflab.measure.samples``)."""
+    from perflab.measure.samples import disturbance_threshold_pct
+
+    return disturbance_threshold_pct(host.get("logical_cores"), engine_info.get("n_threads"))

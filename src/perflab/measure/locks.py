@@ -42,6 +42,8 @@ def target_key(config: dict, model_path: str | None = None) -> str:
     from perflab.engines.registry import engine_kind
 
     engine = config["engine"]
+    if engine.get("launch"):  # a fresh server per job, on a free port: the machine is shared
+        return f"launched {engine['launch']['server']} on this machine"
     return engine_kind(engine["name"]).lock_key(engine, model_path)
 
 

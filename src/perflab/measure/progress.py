@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TextIO
 
-from perflab.core.records import STATUS_OK, RequestRecord
+from perflab.core.records import STATUS_DROPPED, STATUS_OK, RequestRecord
 from perflab.measure.estimate import format_duration
 
 RATE_WINDOW = 20  # recent requests the current req/s and tok/s are taken over
@@ -108,7 +108,7 @@ class ExperimentProgress:
         if self._measure_started is None:
             self._measure_started = record.t_submit
         self._done += 1
-        self._errors += record.status != STATUS_OK
+        self._errors += record.status not in (STATUS_OK, STATUS_DROPPED)
         self._recent.append(record)
 
     def state(self) -> ProgressState:

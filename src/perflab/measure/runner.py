@@ -17,6 +17,7 @@ from perflab.core.records import (
     ERROR_ENGINE,
     ERROR_PROTOCOL,
     ERROR_TIMEOUT,
+    STATUS_DROPPED,
     STATUS_ERROR,
     STATUS_OK,
     STATUS_TIMEOUT,
@@ -108,31 +109,38 @@ def measure_request(
     worker: int,
     is_warmup: bool,
     clock: Clock,
+    text_out: list[str] | None = None,
 ) -> RequestRecord:
     """Send one request and time it from the client's side: from when the request
     left (an engine's ``sent_at``, else the call) to its final chunk, each chunk
     at its ``arrived_at`` (else when the engine yields it)."""
     called = started = clock.now()
     prep = None
-    first = last = ended = None
+    first = first_answer = last = ended = None
     gaps: list[float] = []
-    tokens = 0
+    tokens = reasoning = 0
     timings = None
     status, error_class, error = STATUS_OK, None, None
     try:
         for chunk in engine.stream(prompt, options):
+            if text_out is not None and chunk.text:
+                text_out.append(chunk.text)
             arrived = chunk.arrived_at
             if arrived is None:
                 arrived = clock.now()
             if chunk.sent_at is not None:
                 started, prep = chunk.sent_at, chunk.sent_at - called
             if chunk.n_tokens:
-                if first is None:
+                if first is None:  # the first token of any kind; the rest arrived with it
                     first = arrived
+                    gaps.extend([0.0] * (chunk.n_tokens - 1))
                 else:  # a chunk of k tokens: its gap shared evenly, one ITL per token
                     gaps.extend([(arrived - last) / chunk.n_tokens] * chunk.n_tokens)
+                if first_answer is None and chunk.n_tokens > chunk.n_reasoning:
+                    first_answer = arrived
                 last = arrived
                 tokens += chunk.n_tokens
+                reasoning += chunk.n_reasoning
             if chunk.done:
                 timings, ended = chunk.timings, arrived
     except EngineError as exc:
@@ -189,7 +197,18 @@ def measure_request(
         server_raw=timings.raw if timings else {},
         finish_reason=timings.finish_reason if status == STATUS_OK and timings else None,
         prep_s=prep,
+        answer_ttft_s=None if first_answer is None else first_answer - started,
+        reasoning_tokens=_reasoning_tokens(timings, reasoning, status),
+        server_prefill_tokens=timings.prefill_tokens if timings else None,
+        server_cached_tokens=timings.cached_tokens if timings else None,
     )
+
+
+def _reasoning_tokens(timings, counted: int, status: str) -> int | None:
+    """The server's count of reasoning tokens when it gives one, else the stream's."""
+    if status == STATUS_OK and timings and timings.reasoning_tokens is not None:
+        return timings.reasoning_tokens
+    return counted or None
 
 
 @dataclass
@@ -298,7 +317,8 @@ def run_load(
 
 
 def error_rate(records: list[RequestRecord]) -> float:
-    measured = [r for r in records if not r.is_warmup]
+    """Failed requests among those sent (a request the client dropped was never sent)."""
+    measured = [r for r in records if not r.is_warmup and r.status != STATUS_DROPPED]
     if not measured:
         return 0.0
     return sum(r.status != STATUS_OK for r in measured) / len(measured)

@@ -11,61 +11,97 @@ the client process: both fields then describe the same process and the sample
 says so with ``client_in_server``.
 
 ``interference_cpu_pct`` is the CPU of everything else on the machine: system
-busy CPU (in percent of one core) minus the server's and the client's. It
+busy CPU (in percent of one core) minus the server's and the client's, all
+three read at the same instant at each end of the sample's interval. It
 needs no privileges: processes that cannot be read are in the system total.
+Summaries: ``perflab.measure.samples``.
 """
 
 from __future__ import annotations
 
 import os
-import statistics
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
+from dataclasses import dataclass
 
 import psutil
 
 GB = 1e9
 MB = 1e6
-DEFAULT_PIDS_REFRESH_S = 2.0  # how often a server_pids callable is asked again
+DEFAULT_PIDS_REFRESH_S = 0.0  # a server_pids callable is asked again at every sample
 MAX_ERRORS_KEPT = 20
 
 
 # --- measurement ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _GroupReading:
+    """CPU seconds used since the previous reading, and RSS now, over a group's processes.
+
+    ``cpu_s`` is None when no process could be read, or when one is new to the group
+    and was already running when the interval began (``new``): its CPU within the
+    interval is unknown until the next one, and a partial sum would read as a dip."""
+
+    cpu_s: float | None
+    rss_gb: float | None
+    new: tuple[int, ...] = ()
+
+
+def process_clock() -> float:
+    """Now, on the clock a process's ``create_time`` is on: on Linux the boot time
+    (whole seconds in /proc/stat) plus the precise time since boot, so the two compare
+    to the kernel's tick; elsewhere the wall clock."""
+    since_boot = getattr(time, "CLOCK_BOOTTIME", None)
+    if since_boot is None:
+        return time.time()
+    return psutil.boot_time() + time.clock_gettime(since_boot)
+
+
+def _cpu_and_rss(proc: psutil.Process) -> tuple[float, float]:
+    with proc.oneshot():
+        if proc.status() == psutil.STATUS_ZOMBIE:  # exited, not yet reaped
+            raise psutil.ZombieProcess(proc.pid)
+        times = proc.cpu_times()
+        return times.user + times.system, proc.memory_info().rss
+
+
 class _ProcessGroup:
-    """CPU and RSS summed over a changing set of processes; vanished ones are dropped."""
+    """CPU and RSS summed over a changing set of processes; vanished ones are dropped.
+
+    Each process's CPU time is read at every sample and differenced. A process seen for
+    the first time is read then and counted from the next interval on (primed one
+    interval ahead), unless it was born inside this interval: then all of its CPU time
+    falls in it and counts at once."""
 
     def __init__(self):
-        self._procs: dict[int, psutil.Process] = {}
+        self._seen: dict[int, tuple[psutil.Process, float]] = {}
 
-    def measure(self, pids: list[int]) -> tuple[float | None, float | None]:
-        for gone in set(self._procs) - set(pids):
-            del self._procs[gone]
-        if not pids:
-            return None, None
+    def read(self, pids: list[int], interval_began: float) -> _GroupReading:
+        for gone in set(self._seen) - set(pids):
+            del self._seen[gone]
         cpu = rss = 0.0
-        seen = 0
+        read, new = 0, []
         for pid in pids:
-            proc = self._procs.get(pid)
             try:
-                if proc is None:
-                    proc = psutil.Process(pid)
-                    proc.cpu_percent(None)  # the first call only primes the counter
-                    self._procs[pid] = proc
-                with proc.oneshot():
-                    if proc.status() == psutil.STATUS_ZOMBIE:  # exited, not yet reaped
-                        raise psutil.ZombieProcess(pid)
-                    cpu += proc.cpu_percent(None)
-                    rss += proc.memory_info().rss
-                seen += 1
+                known = self._seen.get(pid)
+                proc = known[0] if known else psutil.Process(pid)
+                used, memory = _cpu_and_rss(proc)
+                if known:
+                    cpu += max(0.0, used - known[1])
+                elif proc.create_time() >= interval_began:
+                    cpu += used
+                else:
+                    new.append(pid)
+                self._seen[pid] = (proc, used)
+                rss += memory
+                read += 1
             except psutil.Error:  # gone (or not ours to read): skip it from now on
-                self._procs.pop(pid, None)
-        if not seen:
-            return None, None
-        return cpu, rss / GB
+                self._seen.pop(pid, None)
+        if not read:
+            return _GroupReading(None, None)
+        return _GroupReading(None if new else cpu, rss / GB, tuple(new))
 
 
 def _busy_and_total(times) -> tuple[float, float]:
@@ -136,24 +172,42 @@ def _gpu_sample(handles: list) -> dict:
 
 
 class _Counters:
-    """System counters at one instant, for rates and CPU percentages over an interval."""
+    """The system's counters and the server's and client's CPU times at one instant:
+    the system and process figures of an interval cover the same seconds.
+    ``interval_began`` (``process_clock``) tells a process born inside the interval."""
 
-    def __init__(self):
+    def __init__(
+        self,
+        server: _ProcessGroup,
+        client: _ProcessGroup,
+        pids: list[int],
+        client_pid: int,
+        interval_began: float | None = None,
+    ):
         self.at = time.perf_counter()
+        self.clock = process_clock()
         self.cpu = _safe(psutil.cpu_times)
         self.per_core = _safe(lambda: psutil.cpu_times(percpu=True))
+        began = self.clock if interval_began is None else interval_began
+        self.server = server.read(pids, began)
+        self.client = client.read([client_pid], began)
         self.disk = _safe(psutil.disk_io_counters)
         self.net = _safe(psutil.net_io_counters)
+        self.pids = pids
 
 
 class ResourceSampler:
     """Samples the system, the server's processes and the client on absolute deadlines.
 
     ``server_pids`` is a list of PIDs or a callable returning one; a callable is asked
-    again every ``pids_refresh_s`` seconds (0: every sample), so processes that appear
-    later (Ollama's runners) are picked up. ``client_pid`` defaults to this process.
+    again every ``pids_refresh_s`` seconds (by default 0: at every sample, before the
+    counters are read), so processes that appear later (Ollama's runners) are picked
+    up at once. ``client_pid`` defaults to this process.
     ``server_remote`` says the server runs on another machine: its CPU is then no part
     of this machine's, and interference can be measured without its PIDs.
+
+    ``extra``, when given, is called at every sample for more fields of it (the
+    server's own metrics, ``perflab.measure.server_metrics``).
 
     Use as a context manager, or ``start()`` / ``stop()``; samples accumulate in
     ``.samples``. Readings that fail are recorded in ``.errors`` and sampling goes on.
@@ -166,6 +220,7 @@ class ResourceSampler:
         client_pid: int | None = None,
         pids_refresh_s: float = DEFAULT_PIDS_REFRESH_S,
         server_remote: bool = False,
+        extra: Callable[[], dict] | None = None,
     ):
         if interval_s <= 0:
             raise ValueError(f"interval_s must be positive, got {interval_s}")
@@ -174,6 +229,7 @@ class ResourceSampler:
         self.client_pid = client_pid or os.getpid()
         self.pids_refresh_s = pids_refresh_s
         self.server_remote = server_remote
+        self.extra = extra
         self.samples: list[dict] = []
         self.errors: list[str] = []
         self.missed_deadlines = 0
@@ -229,14 +285,14 @@ class ResourceSampler:
         server, client = _ProcessGroup(), _ProcessGroup()
         gpus = _nvml_handles()
         try:
-            server.measure(self._pids())
-            client.measure([self.client_pid])
-            last = _Counters()
+            last = _Counters(server, client, self._pids(), self.client_pid)  # primes all
             next_at = last.at + self.interval_s
             while not self._stop.wait(max(0.0, next_at - time.perf_counter())):
                 try:
-                    current = _Counters()
-                    self.samples.append(self._sample(server, client, gpus, last, current))
+                    # the PIDs are looked up first, so the counters are read back to back
+                    pids = self._pids()
+                    current = _Counters(server, client, pids, self.client_pid, last.clock)
+                    self.samples.append(self._sample(gpus, last, current))
                     last = current
                 except Exception as exc:  # noqa: BLE001 - one bad reading must not end sampling
                     self._note_error(exc)
@@ -251,19 +307,18 @@ class ResourceSampler:
         finally:
             _nvml_shutdown(gpus)
 
-    def _sample(self, server, client, gpus, last: _Counters, now: _Counters) -> dict:
+    def _sample(self, gpus, last: _Counters, now: _Counters) -> dict:
         elapsed = max(now.at - last.at, 1e-9)
         memory = psutil.virtual_memory()
         swap = _safe(psutil.swap_memory)
-        pids = self._pids()
-        server_cpu, server_rss = server.measure(pids)
-        client_cpu, client_rss = client.measure([self.client_pid])
+        server_cpu = _percent_of_core(now.server, elapsed)
+        client_cpu = _percent_of_core(now.client, elapsed)
         per_core = None
         if last.per_core and now.per_core and len(last.per_core) == len(now.per_core):
             per_core = [_cpu_percent(a, b) for a, b in zip(last.per_core, now.per_core)]
         cpu_percent = _cpu_percent(last.cpu, now.cpu) if last.cpu and now.cpu else None
-        client_in_server = self.client_pid in pids
-        ours = self._our_cpu(server_cpu, client_cpu, client_in_server)
+        client_in_server = self.client_pid in now.pids
+        ours = self._our_cpu(server_cpu, client_cpu, client_in_server, now.server.new)
         sample = {
             "t": time.time(),
             "interval_s": elapsed,
@@ -278,131 +333,45 @@ class ResourceSampler:
             "disk_write_mb_s": _rate(now.disk, last.disk, "write_bytes", elapsed),
             "net_sent_mb_s": _rate(now.net, last.net, "bytes_sent", elapsed),
             "net_recv_mb_s": _rate(now.net, last.net, "bytes_recv", elapsed),
-            "server_pids": pids,
+            "server_pids": now.pids,
+            "server_pids_new": list(now.server.new),
             "server_cpu_percent": server_cpu,
-            "server_rss_gb": server_rss,
+            "server_rss_gb": now.server.rss_gb,
             "client_cpu_percent": client_cpu,
-            "client_rss_gb": client_rss,
+            "client_rss_gb": now.client.rss_gb,
             "client_in_server": client_in_server,
             "interference_cpu_pct": _interference(cpu_percent, len(now.per_core or ()), ours),
             "sampler_cpu_s": time.thread_time(),
         }
-        return sample | _gpu_sample(gpus)
+        return sample | _gpu_sample(gpus) | (self.extra() if self.extra else {})
 
     def _our_cpu(
-        self, server_cpu: float | None, client_cpu: float | None, client_in_server: bool
+        self,
+        server_cpu: float | None,
+        client_cpu: float | None,
+        client_in_server: bool,
+        server_new: tuple[int, ...],
     ) -> float | None:
         """CPU of the server and the client (the sampler is a thread of the client), percent
-        of one core; None when the server is on this machine but its processes are unknown."""
-        if client_cpu is None or (server_cpu is None and not self.server_remote):
+        of one core; None when the server is on this machine but its processes are unknown
+        (or one of them is new and its CPU in this interval is not known yet)."""
+        if client_cpu is None:
+            return None
+        if server_cpu is None and (server_new or not self.server_remote):
             return None
         if client_in_server:
             return server_cpu
         return (server_cpu or 0.0) + client_cpu
 
 
+def _percent_of_core(reading: _GroupReading, elapsed: float) -> float | None:
+    return None if reading.cpu_s is None else 100.0 * reading.cpu_s / elapsed
+
+
 def _interference(cpu_percent: float | None, n_cores: int, ours: float | None) -> float | None:
-    """Busy CPU of every other process, percent of one core: system busy − ours, ≥ 0."""
+    """Busy CPU of every other process, percent of one core: system busy − ours. Not
+    clipped: a sample a little below 0 is noise that the summary's mean averages out."""
     if cpu_percent is None or ours is None:
         return None
     cores = n_cores or psutil.cpu_count() or 1
-    return max(0.0, cpu_percent * cores - ours)
-
-
-# --- files and summaries ---------------------------------------------------------------------
-
-
-def write_samples(path: str | Path, samples: list[dict]) -> None:
-    """Samples as JSON lines, written to a temp file and renamed into place."""
-    from perflab.core.records import write_lines_atomic
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    write_lines_atomic(Path(path), samples)
-
-
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
-def in_window(samples: list[dict], window: tuple[float, float]) -> list[dict]:
-    """The samples whose interval's midpoint lies in ``window`` (epoch start, end); when
-    the window is shorter than that allows, those whose interval overlaps it."""
-    start, end = window
-
-    def span(sample: dict) -> tuple[float, float]:
-        return sample["t"] - (sample.get("interval_s") or 0.0), sample["t"]
-
-    inside = [s for s in samples if start <= (span(s)[0] + span(s)[1]) / 2 <= end]
-    return inside or [s for s in samples if span(s)[0] < end and span(s)[1] > start]
-
-
-def summarize_interference(samples: list[dict], window: tuple[float, float] | None) -> dict:
-    """Mean and peak of ``interference_cpu_pct`` over the measured window (all samples
-    without one); None when no sample there could measure it."""
-    chosen = in_window(samples, window) if window else samples
-    values = [
-        s["interference_cpu_pct"] for s in chosen if s.get("interference_cpu_pct") is not None
-    ]
-    return {
-        "interference_cpu_pct_mean": _mean(values),
-        "interference_cpu_pct_max": max(values, default=None),
-        "n_interference_samples": len(values),
-    }
-
-
-def summarize_samples(samples: list[dict], window: tuple[float, float] | None = None) -> dict:
-    """Means, extremes and the sampler's overhead over a list of samples.
-
-    Only samples that carry a value count for that value (a remote server has no
-    server_* values at all). Interference is summarized over ``window`` (the
-    measured part of the experiment, epoch seconds) when given. An empty list
-    gives ``{"n_samples": 0}`` and null interference.
-    """
-    summary: dict = {"n_samples": len(samples)} | summarize_interference(samples, window)
-    if not samples:
-        return summary
-
-    def values(key: str) -> list[float]:
-        return [s[key] for s in samples if s.get(key) is not None]
-
-    first, last = samples[0], samples[-1]
-    duration = last["t"] - first["t"]
-    swaps = values("swap_used_gb")
-    disk_reads = values("disk_read_mb_s")
-    sampler_cpu = values("sampler_cpu_s")
-    overhead = None
-    if duration > 0 and len(sampler_cpu) > 1:
-        overhead = 100 * (sampler_cpu[-1] - sampler_cpu[0]) / duration
-    server_pids = sorted({pid for s in samples for pid in s.get("server_pids") or []})
-    summary |= {
-        "duration_s": duration,
-        "interval_s": duration / (len(samples) - 1) if len(samples) > 1 else None,
-        "cpu_percent_mean": _mean(values("cpu_percent")),
-        "cpu_percent_max": max(values("cpu_percent"), default=None),
-        "server_cpu_percent_mean": _mean(values("server_cpu_percent")),
-        "server_cpu_percent_max": max(values("server_cpu_percent"), default=None),
-        "server_rss_gb_max": max(values("server_rss_gb"), default=None),
-        "server_pids": server_pids,
-        "n_server_samples": len(values("server_cpu_percent")),
-        "mem_used_gb_mean": _mean(values("mem_used_gb")),
-        "mem_used_gb_max": max(values("mem_used_gb"), default=None),
-        "mem_available_gb_min": min(values("mem_available_gb"), default=None),
-        "mem_total_gb": last.get("mem_total_gb"),
-        "swap_used_gb_max": max(swaps, default=None),
-        "swap_growth_gb": (max(swaps) - swaps[0]) if swaps else None,
-        "client_cpu_percent_mean": _mean(values("client_cpu_percent")),
-        "client_cpu_percent_max": max(values("client_cpu_percent"), default=None),
-        "client_rss_gb_max": max(values("client_rss_gb"), default=None),
-        "client_in_server": any(s.get("client_in_server") for s in samples),
-        "disk_read_mb_s_mean": _mean(disk_reads),
-        "disk_read_mb_s_median": statistics.median(disk_reads) if disk_reads else None,
-        "disk_read_mb_s_max": max(disk_reads, default=None),
-        "disk_write_mb_s_mean": _mean(values("disk_write_mb_s")),
-        "net_sent_mb_s_mean": _mean(values("net_sent_mb_s")),
-        "net_recv_mb_s_mean": _mean(values("net_recv_mb_s")),
-        "gpu_util_percent_mean": _mean(values("gpu_util_percent")),
-        "gpu_mem_used_gb_max": max(values("gpu_mem_used_gb"), default=None),
-        "sampler_cpu_s": sampler_cpu[-1] if sampler_cpu else None,
-        "sampler_overhead_percent": overhead,
-    }
-    return summary
+    return cpu_percent * cores - ours

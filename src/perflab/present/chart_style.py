@@ -9,8 +9,8 @@ from pathlib import Path
 import altair as alt
 import polars as pl
 
-WIDTH = 480
-HEIGHT = 300
+WIDTH = 680  # the log page is about 990 px wide: drawn near its size, text stays legible
+HEIGHT = 320
 EXTERNAL_SCRIPT = re.compile(r"<script[^>]*\bsrc\s*=\s*[\"']?(https?:)?//", re.IGNORECASE)
 
 

@@ -389,6 +389,10 @@ def render_charts(findings_path, requests_path, samples_paths, out_dir) -> dict[
         "resource_timeline": resource_timeline_chart(downsample(samples)),
         "latency_breakdown": latency_breakdown_chart(findings.basic),
     }
+    if findings.capacity:
+        from perflab.present.capacity_chart import capacity_chart
+
+        charts["capacity"] = capacity_chart(findings.capacity)
     if findings.comparison is not None:
         from perflab.present.comparison_charts import comparison_chart
 

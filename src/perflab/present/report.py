@@ -9,9 +9,8 @@ HTML is sanitised with nh3, which keeps no script, no event handler and no
 from __future__ import annotations
 
 import datetime as dt
-import html
 import json
-import re
+from enum import Enum
 from pathlib import Path
 
 import jinja2
@@ -23,6 +22,7 @@ from perflab.engines import ignore_eos
 from perflab.engines.ollama_store import uses_tiny_model
 from perflab.models.smollm2 import SMOLLM2, uses_smollm2
 from perflab.present import wording
+from perflab.present.page import render_html
 from perflab.present.wording import comparison as comparison_words
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -34,7 +34,6 @@ PROMPT_LABELS = {
     "very_long": "Very long",
 }
 BOTTLENECK_OPTIONS = ("CPU", "Memory", "Disk I/O", "Network")
-URL_SCHEMES = {"http", "https", "mailto"}
 MARKDOWN_SPECIAL = str.maketrans(
     {
         "\\": "\\\\",
@@ -60,11 +59,15 @@ class Placeholder(str):
     """The template's own blank for the person to fill in (``[TIME]``): printed as is."""
 
 
+class OwnMarkdown(str):
+    """Markdown that perflab writes around an escaped value (a verdict badge): printed as is."""
+
+
 def markdown_escape(value) -> str:
     """Any value as inert Markdown text: no HTML, no link, no code span, no table cell break."""
     if value is None:
         return ""
-    if isinstance(value, Placeholder):
+    if isinstance(value, Placeholder | OwnMarkdown):
         return str(value)
     if isinstance(value, Verbatim):
         return str(value).replace("```", "'''").replace("~~~", "'''")
@@ -79,6 +82,14 @@ def label(prompt_name: str | None) -> str:
 def preview(text: str, limit: int = 60) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+def verdict(value: Enum | None) -> str:
+    """A finding's verdict (any of its enum's values) as ``**Verdict: no effect**``; none: ''."""
+    if value is None:
+        return ""
+    words = markdown_escape(str(value.value).replace("_", " "))
+    return OwnMarkdown(f"**Verdict: {words}** ")
 
 
 def epoch_text(seconds: float | None) -> str:
@@ -99,36 +110,29 @@ def _environment() -> jinja2.Environment:
         fmt=wording.num,
         measured=wording.measured,
         spread=wording.spread_text,
+        failures=wording.failures,
         ci=wording.ci_note,
         label=label,
         duration=wording.duration,
+        verdict=verdict,
     )
     return env
 
 
 def render_template(name: str, **context) -> str:
     """Any of perflab's templates, every value escaped as in the log."""
-    return _environment().get_template(name).render(**context)
+    return single_blank_lines(_environment().get_template(name).render(**context))
 
 
-def render_html(markdown_text: str, title: str, chart_svgs: dict[str, str]) -> str:
-    """A self-contained page: the log as sanitised HTML, charts inlined as SVG."""
-    import markdown
-    import nh3
-
-    body = markdown.markdown(markdown_text, extensions=["tables", "fenced_code"])
-    body = nh3.clean(body, url_schemes=URL_SCHEMES)
-    for src, svg in chart_svgs.items():
-        pattern = rf'<img[^>]*\bsrc="{re.escape(html.escape(src))}"[^>]*>'
-        body = re.sub(pattern, lambda _, svg=svg: svg, body)
-    return (
-        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title><style>body{{font-family:sans-serif;max-width:60em;"
-        "margin:2em auto;line-height:1.45}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:.2em .5em}code,pre{background:#f4f4f4}"
-        "svg{max-width:100%;height:auto}</style></head><body>\n"
-        f"{body}\n</body></html>\n"
-    )
+def single_blank_lines(text: str) -> str:
+    """Runs of blank lines (where template tags printed nothing) as one, outside code blocks."""
+    kept, fenced = [], False
+    for line in text.split("\n"):
+        if line.startswith(("```", "~~~")):
+            fenced = not fenced
+        if fenced or line.strip() or not kept or kept[-1].strip():
+            kept.append(line)
+    return "\n".join(kept)
 
 
 def chart_links(charts_dir: Path, markdown_dir: Path) -> dict[str, str]:
@@ -185,6 +189,7 @@ def build_context(
         "perflab_version": __version__,
         "engine": engine,
         "engine_label": f.capabilities.label,
+        "peer_lines": wording.peer(f.peer) if f.peer else [],
         "host": host,
         "tiny_model": tiny,
         "smollm2": SMOLLM2 if uses_smollm2(config["engine"]) else None,
@@ -225,12 +230,32 @@ def build_context(
             :3
         ],
         "keep_alive": config["generation"]["keep_alive"],
+        "cold_start": wording.cold_start(f.run, config["generation"]["keep_alive"]),
         "charts": charts,
         "result_files": result_files,
         "key_findings": wording.key_findings(f),
         "provenance": Verbatim(provenance_text(first, f.run.started, f.run.ended)),
         "checklist": wording.checklist(f, engine["model"]),
+        "capacity": capacity_context(f),
     } | comparison_context(f)
+
+
+def capacity_context(f: Findings) -> dict:
+    """The capacity section: one line per offered rate, then the answer per target."""
+    rows = [
+        {
+            "rate": wording.num(point.offered_rate, 2),
+            "target": finding.target,
+            "text": wording.rate_line(point),
+        }
+        for finding in f.capacity
+        for point in finding.points
+    ]
+    return {
+        "rows": rows,
+        "answers": [wording.capacity(finding) for finding in f.capacity],
+        "note": wording.open_loop_note(f.capabilities) if f.capacity else None,
+    }
 
 
 def comparison_context(f: Findings) -> dict:

@@ -1,7 +1,7 @@
 """Findings: every question of the log answered once, into a frozen dataclass.
 
 One module per question (basic, prompt_length, temperature, concurrency,
-kv_cache, interference, resources, bottleneck, breakdown, expectations,
+kv_cache, capacity, interference, resources, bottleneck, breakdown, expectations,
 runlog); each ``summary`` is a pure function of the summary frame and its
 context. ``compute`` runs them all; ``Findings`` is written to
 ``results/<run>/findings.json`` and read back by the charts and the log.
@@ -19,11 +19,13 @@ from perflab.analyse.findings import (
     basic,
     bottleneck,
     breakdown,
+    capacity,
     comparison,
     concurrency,
     expectations,
     interference,
     kv_cache,
+    peer,
     prompt_length,
     resources,
     runlog,
@@ -32,6 +34,7 @@ from perflab.analyse.findings import (
 )
 from perflab.analyse.findings.frame import Condition, conditions, with_defaults
 from perflab.analyse.verdict import holm
+from perflab.core.records import ColdStart
 from perflab.engines import capabilities_for
 from perflab.engines.base import Capabilities
 
@@ -68,6 +71,10 @@ class Context:
     targets: tuple[str, ...] = ()  # a config with targets: their names, in config order
     baseline: str | None = None  # its experiments answer the Day-1 questions
     model_sizes: dict[str, float] | None = None  # GB on disk, by target
+    slo: capacity.SloTargets = capacity.SloTargets()  # the rate suite's latency targets
+    sweep_skipped: tuple[tuple[str | None, float, str], ...] = ()  # (target, rate, why)
+    preflight_cold_start: ColdStart | None = None  # the model load its timed request paid
+    server: str | None = None  # the server perflab launched for the engine (engine.launch)
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,8 @@ class Findings:
     expectations: expectations.ExpectationFinding
     run: runlog.RunLog
     comparison: comparison.ComparisonFinding | None = None  # with two or more targets
+    capacity: tuple[capacity.CapacityFinding, ...] = ()  # per target that ran the rate suite
+    peer: peer.PeerFinding | None = None  # llama-bench beside perflab (peer.llama_bench)
 
 
 def compute(
@@ -96,12 +105,13 @@ def compute(
     resources_by_id: dict[str, dict] | None = None,
     requests_path: str | Path | None = None,
     disk_path: str | Path = ".",
+    peer_path: str | Path | None = None,
 ) -> Findings:
     everything = with_defaults(summary)
     frame = everything
     if context.baseline is not None:
         frame = everything.filter(pl.col("target") == context.baseline)
-    capabilities = capabilities_for(context.engine)
+    capabilities = capabilities_for(context.engine, context.server)
     interference_finding = interference.summary(frame, context.results_dir)
     disturbed = interference_finding.disturbed_ids
     every = conditions(frame, disturbed)
@@ -118,7 +128,7 @@ def compute(
         disturbed,
     )
     repeats = int(frame["repeats"].max() or 1) if frame.height else 1
-    cold = frame["cold_load_s"].drop_nulls()
+    cold = runlog.cold_start(frame, context.preflight_cold_start)
     run = runlog.RunLog(
         started=context.started,
         ended=context.ended,
@@ -126,7 +136,9 @@ def compute(
         if context.started is not None and context.ended is not None
         else None,
         model_load_s=context.model_load_s,
-        cold_load_s=float(cold.max()) if len(cold) and cold.max() > 0 else None,
+        cold_load_s=cold.load_s if cold else None,
+        cold_ttft_s=cold.ttft_s if cold else None,
+        cold_source=cold.source if cold else None,
         n_experiments=frame.height,
         n_requests=sum(c.n_requests for c in every),
         n_errors=sum(c.n_errors for c in every),
@@ -163,6 +175,10 @@ def compute(
         expectations=expectations.summary(list(basic_finding.prompts), every, context.expected_tps),
         run=run,
         comparison=_comparison(everything, context, resources_by_id or {}),
+        capacity=capacity.summary(
+            requests_path, context.slo, context.sweep_skipped, context.baseline
+        ),
+        peer=_peer(peer_path, requests_path, context),
     )
     return family_corrected(found)
 
@@ -183,6 +199,13 @@ def family_corrected(found: Findings) -> Findings:
         if workers_test is not None
         else workers,
     )
+
+
+def _peer(peer_path, requests_path, context: Context) -> peer.PeerFinding | None:
+    """llama-bench beside every target's rates (the baseline's alone without targets)."""
+    if not peer_path or not requests_path:
+        return None
+    return peer.summary(peer_path, requests_path, list(context.targets) or [None])
 
 
 def _comparison(
@@ -216,9 +239,10 @@ def context_from_metadata(
     config: dict,
     results_dir: str,
     setup: tuple[runlog.SetupStep, ...] = (),
+    preflight: dict | None = None,
 ) -> Context:
-    """The findings' context from the experiments' metadata, the config and the
-    timed setup jobs.
+    """The findings' context from the experiments' metadata, the config, the
+    timed setup jobs and the pre-flight check of the baseline (or only) target.
 
     With targets, the Day-1 questions are answered for the baseline target:
     its experiments' metadata describe the engine.
@@ -259,7 +283,35 @@ def context_from_metadata(
         targets=target_names(config),
         baseline=chosen,
         model_sizes=sizes,
+        slo=capacity.SloTargets.from_config(config),
+        sweep_skipped=tuple(
+            (m["experiment"].get("target"), m["experiment"]["rate"], m["skipped"])
+            for m in everything
+            if m.get("skipped")
+        ),
+        preflight_cold_start=_cold_start_of(preflight or {}),
+        server=(engine.get("server") or {}).get("server"),
     )
+
+
+def _cold_start_of(preflight: dict) -> ColdStart | None:
+    cold = preflight.get("cold_start")
+    return ColdStart(**cold) if isinstance(cold, dict) else None
+
+
+def read_preflight(paths, target: str | None) -> dict:
+    """The pre-flight check of ``target`` (of the one engine for None) among ``paths``
+    (``preflight.json``, or ``preflight/<target>.json``); {} when it is not there."""
+    import json
+
+    for path in paths or ():
+        path = Path(path)
+        if target is None or path.stem == target:
+            try:
+                return json.loads(path.read_text())
+            except (OSError, ValueError):
+                return {}
+    return {}
 
 
 def _engine_name(config: dict, target: str | None) -> str:
@@ -275,23 +327,32 @@ def write_findings(
     config: dict,
     findings_path,
     setup_benchmarks: dict[str, str | Path | None] | None = None,
+    preflight_paths: list[str | Path] = (),
+    peer_path: str | Path | None = None,
 ) -> Findings:
     """Read the run's tables, compute every finding, write ``findings.json``.
 
     ``setup_benchmarks``: the Snakemake benchmark files of the setup jobs by step
-    name (``model_build``, ``preflight``); a step without one is left out."""
+    name (``model_build``, ``preflight``); a step without one is left out.
+    ``preflight_paths``: the pre-flight checks' outputs (the baseline's is read)."""
     from perflab.analyse.tables import read_metadata_index
+    from perflab.config.targets import baseline
 
     metadata = read_metadata_index(metadata_path)
     results_dir = str(Path(findings_path).parent)
     findings = compute(
         pl.read_parquet(summary_path),
         context_from_metadata(
-            metadata, config, results_dir, runlog.setup_steps(setup_benchmarks or {})
+            metadata,
+            config,
+            results_dir,
+            runlog.setup_steps(setup_benchmarks or {}),
+            read_preflight(preflight_paths, baseline(config)),
         ),
         resources_by_id={m["experiment"]["id"]: m.get("resources") or {} for m in metadata},
         requests_path=requests_path,
         disk_path=results_dir,
+        peer_path=peer_path,
     )
     write(findings, findings_path)
     return findings

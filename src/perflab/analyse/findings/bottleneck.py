@@ -11,6 +11,7 @@ idles its client. docs/resources.md lists the thresholds.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum
 
@@ -119,8 +120,20 @@ def _own_system_cpu(r: ResourcesFinding, logical_cores: int | None) -> float | N
     return max(0.0, r.cpu_percent_mean - r.interference_cpu_pct_mean / logical_cores)
 
 
+def saturated_threads(server_cpu_percent: float | None) -> int | None:
+    """k when the server's CPU is within ``CPU_SATURATION`` of k whole cores (k ≥ 1): what k
+    busy engine threads show, whatever the machine's core count."""
+    if server_cpu_percent is None:
+        return None
+    whole = math.ceil(server_cpu_percent / 100.0 - 1e-9)
+    return whole if whole >= 1 and server_cpu_percent >= CPU_SATURATION * 100.0 * whole else None
+
+
 def cpu_check(
-    r: ResourcesFinding | None, usable_cores: int | None, logical_cores: int | None = None
+    r: ResourcesFinding | None,
+    usable_cores: int | None,
+    logical_cores: int | None = None,
+    concurrency: ConcurrencyFinding | None = None,
 ) -> Check:
     server = r.server_cpu_percent_mean if r else None
     system = r.cpu_percent_mean if r else None
@@ -129,9 +142,15 @@ def cpu_check(
     own = _own_system_cpu(r, logical_cores)
     capacity = 100.0 * usable_cores if usable_cores else None
     share = server / capacity if server is not None and capacity else None
+    # requests that run together, each slower, while the server keeps k cores busy: its
+    # k threads are saturated, on a machine with more cores too
+    threads = saturated_threads(server)
+    sharing = concurrency is not None and concurrency.mode is ConcurrencyMode.SHARES
     # other work on the machine is interference, not the engine's bottleneck
-    triggered = (share is not None and share >= CPU_SATURATION) or (
-        own is not None and own >= SYSTEM_CPU_SATURATION
+    triggered = (
+        (share is not None and share >= CPU_SATURATION)
+        or (own is not None and own >= SYSTEM_CPU_SATURATION)
+        or (sharing and threads is not None)
     )
     figures = _figures(
         server_cpu_percent_mean=server,
@@ -139,6 +158,7 @@ def cpu_check(
         own_cpu_percent_mean=own,
         usable_cores=usable_cores,
         server_share=share,
+        saturated_threads=threads if sharing else None,
     )
     return Check(Bottleneck.CPU, triggered, None, figures)
 
@@ -242,7 +262,7 @@ def summary(
     its primary rests on (the resources run, or the concurrency suite for queueing)."""
     checks = (
         memory_check(resources, model_size_gb),
-        cpu_check(resources, usable_cores, logical_cores),
+        cpu_check(resources, usable_cores, logical_cores, concurrency),
         io_check(resources),
         _skipped(Bottleneck.NETWORK, Missing.NO_NETWORK_RULE),
         client_check(resources, usable_cores, capabilities),

@@ -40,14 +40,14 @@ class ComparisonVerdict(str, Enum):
 @dataclass(frozen=True)
 class Metric:
     key: str
-    column: str | None  # summary column; None: computed (prefill_tps)
+    column: str | None  # summary column; None: computed (server_prefill_tps)
     unit: str
     higher_is_better: bool
 
 
 METRICS = (
     Metric("tps", "tps_mean", "tok/s", True),
-    Metric("prefill_tps", None, "tok/s", True),
+    Metric("server_prefill_tps", None, "tok/s", True),
     Metric("ttft", "ttft_mean_s", "s", False),
     Metric("e2e", "e2e_mean_s", "s", False),
     Metric("req_per_s", "req_per_s", "req/s", True),
@@ -115,8 +115,10 @@ class ComparisonFinding:
 def _values(frame: pl.DataFrame, metric: Metric) -> pl.Series:
     if metric.column is not None:
         return frame[metric.column]
+    # the server's own prefill timing; none where it took no time (a cached prompt): never inf
     prefill = frame["prefill_mean_s"]
-    return (frame["prompt_tokens_mean"] / prefill).fill_nan(None).alias("prefill_tps")
+    rate = pl.when(prefill > 0).then(frame["prompt_tokens_mean"] / prefill)
+    return frame.select(rate.fill_nan(None).alias("server_prefill_tps")).to_series()
 
 
 def table_values(frame: pl.DataFrame) -> pl.DataFrame:
@@ -128,6 +130,7 @@ def table_values(frame: pl.DataFrame) -> pl.DataFrame:
         "experiment_id",
         "trial",
         "interference_cpu_pct_mean",
+        "interference_threshold_pct",
         *[_values(rows, m).alias(m.key) for m in METRICS],
     )
 

@@ -13,7 +13,10 @@ throughput(knee) / throughput(1) requests at once.
 
 The queue wait at the most workers is the engine's own queue time when it
 reports one; otherwise (Ollama) the growth of unaccounted time over the
-fewest-workers baseline, since that is where waiting for a slot hides.
+fewest-workers baseline, since that is where waiting for a slot hides. A
+llama-server that perflab launched also says itself how many requests it ran
+at once and kept waiting (``server_running_max``, ``server_deferred_max``):
+the server's truth beside the throughput's inference.
 
 Where throughput stopped growing, ``mode`` says how the extra requests were
 served. In a closed loop with P requests served at once and W workers, a
@@ -89,7 +92,7 @@ class ConcurrencyFinding:
     knee_high: int | None  # the knee lies in knee_workers … knee_high
     parallel_requests: int | None  # requests the server runs at once, about
     peak_speedup: float | None
-    fell_at: int | None  # the first worker count whose throughput fell by KNEE_GROWTH or more
+    fell_at: int | None  # the first worker count whose throughput fell by FELL or more
     # below the best of fewer workers (FELL)
     beyond_workers_at: int | None  # the first count whose speed-up exceeds its share of workers
     queue_wait_s: float | None  # at the most workers
@@ -100,6 +103,10 @@ class ConcurrencyFinding:
     mode: ConcurrencyMode | None = None  # None: not decided, or no queue figure
     service_growth: float | None = None  # (latency − queue wait) at the most workers / baseline
     expected_queue_share: float | None = None  # 1 − P/W for P = parallel_requests
+    # at the most workers, by the server's own /metrics (a launched llama-server): the most
+    # requests it ran at once, and the most it kept waiting for a slot
+    server_running_max: int | None = None
+    server_deferred_max: int | None = None
 
     @property
     def trusted(self) -> bool:
@@ -136,7 +143,7 @@ def knee_high(points: list[Condition], at: int) -> int:
 
 
 def _fell_at(points: tuple[WorkerPoint, ...]) -> int | None:
-    """The first worker count whose throughput fell by KNEE_GROWTH below the best before it."""
+    """The first worker count whose throughput fell by FELL below the best before it."""
     best = points[0].speedup
     for point in points[1:]:
         if point.speedup * (1 + FELL) <= best:
@@ -212,8 +219,14 @@ def summary(
         disturbed=unsettled_ids,
         service_growth=_service_growth(base, most, wait),
         expected_queue_share=max(0.0, 1 - parallel / most.workers),
+        server_running_max=_whole(most.server_running_max),
+        server_deferred_max=_whole(most.server_deferred_max),
     )
     return rejudged(finding, test)
+
+
+def _whole(value: float | None) -> int | None:
+    return None if value is None else round(value)
 
 
 def rejudged(finding: ConcurrencyFinding, test: Verdict) -> ConcurrencyFinding:
@@ -228,6 +241,12 @@ def rejudged(finding: ConcurrencyFinding, test: Verdict) -> ConcurrencyFinding:
         verdict = ConcurrencyVerdict.SERIAL
     else:
         verdict = ConcurrencyVerdict.INCONCLUSIVE
+    if finding.server_running_max == 1 and not grew and most > 1:
+        # the server said itself that it never ran two at once: the extra requests
+        # queued, whatever the noise in their throughput leaves undecided
+        return replace(
+            finding, verdict=ConcurrencyVerdict.SERIAL, test=test, mode=ConcurrencyMode.QUEUES
+        )
     return replace(finding, verdict=verdict, test=test, mode=_mode(finding, verdict))
 
 

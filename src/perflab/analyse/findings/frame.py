@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+from scipy import stats
 
 from perflab.analyse import verdict
 from perflab.analyse.verdict import Verdict
@@ -41,14 +42,30 @@ FLOAT_COLUMNS = (
     "decode_mean_s",
     "unaccounted_mean_s",
     "cold_load_s",
+    "cold_ttft_s",
     "temperature",
     "interference_cpu_pct_mean",
     "interference_cpu_pct_max",
+    "interference_threshold_pct",
+    "interference_above_share",
     "prep_mean_s",
     "measured_wall_s",
     "duration_s",
+    "server_requests_processing_max",
+    "server_requests_deferred_max",
+    "server_kv_used_max",
+    "cached_tokens_median",
 )
-INT_COLUMNS = ("n_ok", "n_errors", "n_requests", "n_warmup", "n_truncated", "workers")
+INT_COLUMNS = (
+    "n_ok",
+    "n_errors",
+    "n_requests",
+    "n_warmup",
+    "n_truncated",
+    "n_censored",
+    "n_empty",
+    "workers",
+)
 STRING_COLUMNS = ("suites", "prompt_name", "error_classes", "engine", "model", "target")
 
 
@@ -153,28 +170,76 @@ def same(values, tolerance: float = SAME_OUTPUT_LENGTH) -> bool:
 
 @dataclass(frozen=True)
 class LinearFit:
-    """Least-squares line ``y = slope·x + intercept`` with R² over n points."""
+    """Least-squares line ``y = slope·x + intercept`` over n observations, each trial a block.
+
+    With trials, each has its own intercept (a block: drift between trials moves
+    every point of a trial alike); ``intercept`` is their mean. ``slope_low`` /
+    ``slope_high``: its 95 % CI (Student t, ``df`` = n − trials − 1);
+    ``p_slope``: two-sided test of slope 0; ``p_curvature``: the F-test of an
+    added x² term (``curvature`` its coefficient), with one more degree of
+    freedom used. R² is of the line with its blocks.
+    """
 
     slope: float | None
     intercept: float | None
     r2: float | None
     n: int
+    slope_low: float | None = None
+    slope_high: float | None = None
+    p_slope: float | None = None
+    df: int | None = None
+    curvature: float | None = None
+    p_curvature: float | None = None
 
 
-def linear_fit(x, y) -> LinearFit:
-    """Pairs with a missing or non-finite value are dropped; < 2 points or no x spread: no line."""
+def _design(x: np.ndarray, blocks: np.ndarray, square: bool) -> np.ndarray:
+    columns = [x, x**2] if square else [x]
+    levels = sorted(set(blocks.tolist()))
+    columns += [(blocks == level).astype(float) for level in levels]
+    return np.column_stack(columns)
+
+
+def _least_squares(design: np.ndarray, y: np.ndarray):
+    coefficients, *_ = np.linalg.lstsq(design, y, rcond=None)
+    residual = y - design @ coefficients
+    return coefficients, float(residual @ residual)
+
+
+def linear_fit(x, y, blocks=None) -> LinearFit:
+    """Pairs with a missing or non-finite value are dropped; < 2 points or no x spread: no line.
+    ``blocks``: each observation's trial (all one block when None)."""
     x = np.asarray([np.nan if v is None else v for v in x], dtype=float)
     y = np.asarray([np.nan if v is None else v for v in y], dtype=float)
+    groups = np.asarray([0] * len(x) if blocks is None else list(blocks))
     keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
+    x, y, groups = x[keep], y[keep], groups[keep]
     n = int(len(x))
     if n < 2 or np.ptp(x) == 0:
         return LinearFit(None, None, None, n)
-    slope, intercept = np.polyfit(x, y, 1)
-    residual = y - (slope * x + intercept)
+    design = _design(x, groups, square=False)
+    coefficients, rss = _least_squares(design, y)
+    slope, intercept = float(coefficients[0]), float(np.mean(coefficients[1:]))
     total = float(((y - y.mean()) ** 2).sum())
-    r2 = 1.0 - float((residual**2).sum()) / total if total > 0 else 1.0
-    return LinearFit(float(slope), float(intercept), r2, n)
+    r2 = 1.0 - rss / total if total > 0 else 1.0
+    df = n - design.shape[1]
+    if df < 1:
+        return LinearFit(slope, intercept, r2, n)
+    covariance = np.linalg.pinv(design.T @ design) * rss / df
+    se = math.sqrt(max(float(covariance[0, 0]), 0.0))
+    half = verdict.t_quantile(0.975, df) * se
+    p_slope = 2 * float(stats.t.sf(abs(slope) / se, df)) if se > 0 else float(slope == 0)
+    curvature = p_curvature = None
+    if df >= 2 and len(set(x.tolist())) >= 3:
+        square, rss_square = _least_squares(_design(x, groups, square=True), y)
+        curvature = float(square[1])
+        if rss_square > 0:
+            f_value = (rss - rss_square) / (rss_square / (df - 1))
+            p_curvature = float(stats.f.sf(f_value, 1, df - 1))
+        else:
+            p_curvature = 0.0 if rss > 0 else 1.0
+    return LinearFit(
+        slope, intercept, r2, n, slope - half, slope + half, p_slope, df, curvature, p_curvature
+    )
 
 
 @dataclass(frozen=True)
@@ -225,6 +290,18 @@ class Condition:
     prep_mean_s: float | None  # the client's own preparation before sending, not in e2e
     disturbed: tuple[str, ...]
     per_trial: tuple[TrialFigures, ...] = ()
+    # the most requests a launched llama-server ran at once / kept waiting, and the most
+    # of its KV cache in use, by its own /metrics and /slots (None: not measured)
+    server_running_max: float | None = None
+    server_deferred_max: float | None = None
+    server_kv_used_max: float | None = None
+    cached_tokens_median: float | None = None  # prompt tokens the server reused (cache_n)
+    n_censored: int = 0  # of n_errors: cut at their timeout, so slower than they ran
+    n_empty: int = 0  # answered ok without a token: in no statistic, not in n_ok
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.n_errors / self.n_requests if self.n_requests else None
 
     @property
     def all_failed(self) -> bool:
@@ -245,6 +322,11 @@ def _weighted(rows: list[dict], column: str) -> float | None:
     pairs = [(r[column], r["n_ok"] or 0) for r in rows if r[column] is not None]
     weight = sum(n for _, n in pairs)
     return sum(v * n for v, n in pairs) / weight if weight else _mean(v for v, _ in pairs)
+
+
+def _max(rows: list[dict], column: str) -> float | None:
+    values = _finite(r.get(column) for r in rows)
+    return max(values) if values else None
 
 
 def _sum(rows: list[dict], column: str) -> int | None:
@@ -272,6 +354,8 @@ def _condition(rows: list[dict], disturbed: set[str]) -> Condition:
         n_requests=_sum(rows, "n_requests") or 0,
         n_ok=_sum(rows, "n_ok") or 0,
         n_errors=_sum(rows, "n_errors") or 0,
+        n_censored=_sum(rows, "n_censored") or 0,
+        n_empty=_sum(rows, "n_empty") or 0,
         n_truncated=_sum(rows, "n_truncated"),
         error_classes=",".join(classes) or None,
         e2e=figure("e2e_mean_s", "e2e_ci95_s"),
@@ -289,6 +373,10 @@ def _condition(rows: list[dict], disturbed: set[str]) -> Condition:
         prep_mean_s=_weighted(ok_rows, "prep_mean_s"),
         disturbed=tuple(r["experiment_id"] for r in rows if r["experiment_id"] in disturbed),
         per_trial=tuple(_trial_figures(r) for r in rows),
+        server_running_max=_max(rows, "server_requests_processing_max"),
+        server_deferred_max=_max(rows, "server_requests_deferred_max"),
+        server_kv_used_max=_max(rows, "server_kv_used_max"),
+        cached_tokens_median=_mean(r["cached_tokens_median"] for r in ok_rows),
     )
 
 

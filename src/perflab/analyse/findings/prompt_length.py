@@ -1,7 +1,19 @@
 """How TTFT and latency grow with prompt length (prompt_length suite).
 
-Only conditions with ``prompt_cache == "bust"`` enter the fit: a prompt
-served from the server's cache would flatten it.
+The observations are each trial's mean TTFT at each prompt length (the
+requests of one experiment share its machine state, so the experiment, not
+the request, is the observation), regressed on prompt tokens with each trial
+a block (``frame.linear_fit``): the slope has a Student-t CI, and an F-test
+of an added x² term tests curvature. ``prefill_tps`` is 1 / slope, the rate
+at which the server takes each extra prompt token, with the CI from the
+slope's, only when the slope is significantly positive (never infinite).
+
+``flat`` when even the slope's upper CI adds less than ``FLAT_SHARE`` of
+mean TTFT over the range; ``linear`` when the slope is significantly
+positive and the curvature is not; ``superlinear`` when both are (bending
+upwards); otherwise ``inconclusive``. Only conditions with
+``prompt_cache == "bust"`` enter the fit: a prompt served from the server's
+cache would flatten it.
 """
 
 from __future__ import annotations
@@ -9,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-import numpy as np
 import polars as pl
 
 from perflab.analyse.findings.frame import (
@@ -22,13 +33,10 @@ from perflab.analyse.findings.frame import (
     suite_rows,
     unsettled,
 )
+from perflab.analyse.verdict import ALPHA
 
 MIN_FIT_POINTS = 3  # fewer prompt lengths: a line always fits, no verdict
-GOOD_FIT_R2 = 0.8  # below this R² a straight line does not describe the points
 FLAT_SHARE = 0.10  # TTFT rises less than 10 % of its mean over the whole range: flat
-# superlinear: a parabola removes ≥ 50 % of the line's residual and bends upwards
-SUPERLINEAR_RESIDUAL_CUT = 0.5
-SUPERLINEAR_MAX_R2 = 0.98  # a line this good leaves nothing for a parabola to explain
 
 
 class PromptLengthVerdict(str, Enum):
@@ -40,7 +48,8 @@ class PromptLengthVerdict(str, Enum):
 
 class PromptLengthReason(str, Enum):
     TOO_FEW_POINTS = "too_few_points"
-    POOR_FIT = "poor_fit"
+    UNDERPOWERED = "underpowered"  # the slope is neither shown positive nor shown flat
+    FALLS = "falls"  # TTFT falls with prompt length: not a prefill cost
     DISTURBED = "disturbed"
 
 
@@ -51,38 +60,45 @@ class PromptLengthFinding:
     points: tuple[Condition, ...]  # fitted conditions, shortest prompt first
     ttft_fit: LinearFit
     e2e_fit: LinearFit
-    prefill_tps: float | None  # 1 / TTFT slope, only when the slope is positive
+    prefill_tps: float | None  # 1 / TTFT slope, only when the slope is significantly positive
+    prefill_tps_low: float | None  # 1 / the slope's upper CI
+    prefill_tps_high: float | None  # 1 / the slope's lower CI
     ttft_rise_s: float | None  # slope × token range: what the fit says prompt length adds
     same_output_length: bool
     excluded_cached: tuple[str, ...]  # reuse conditions left out of the fit
     disturbed: tuple[str, ...]  # unsettled disturbed trials among the points
 
 
-def _superlinear(points: list[Condition], fit: LinearFit) -> bool:
-    if len(points) < 4 or fit.r2 is None or fit.r2 >= SUPERLINEAR_MAX_R2:
-        return False
-    x = np.array([p.prompt_tokens_mean for p in points], dtype=float)
-    y = np.array([p.ttft.mean for p in points], dtype=float)
-    parabola = np.polyfit(x, y, 2)
-    line_residual = float(((y - (fit.slope * x + fit.intercept)) ** 2).sum())
-    curve_residual = float(((y - np.polyval(parabola, x)) ** 2).sum())
-    cut = 1 - curve_residual / line_residual if line_residual > 0 else 0.0
-    return parabola[0] > 0 and cut >= SUPERLINEAR_RESIDUAL_CUT
-
-
-def _verdict(points, fit, rise, disturbed):
+def _verdict(points, fit, disturbed):
     if disturbed:
         return PromptLengthVerdict.INCONCLUSIVE, PromptLengthReason.DISTURBED
-    if fit.n < MIN_FIT_POINTS:
+    if len(points) < MIN_FIT_POINTS or fit.slope_high is None:
         return PromptLengthVerdict.INCONCLUSIVE, PromptLengthReason.TOO_FEW_POINTS
+    tokens = [p.prompt_tokens_mean for p in points]
     mean_ttft = sum(p.ttft.mean for p in points) / len(points)
-    if rise <= FLAT_SHARE * mean_ttft:
+    if max(fit.slope_high, 0.0) * (max(tokens) - min(tokens)) < FLAT_SHARE * mean_ttft:
         return PromptLengthVerdict.FLAT, None
-    if _superlinear(points, fit):
-        return PromptLengthVerdict.SUPERLINEAR, None
-    if fit.r2 >= GOOD_FIT_R2:
-        return PromptLengthVerdict.LINEAR, None
-    return PromptLengthVerdict.INCONCLUSIVE, PromptLengthReason.POOR_FIT
+    if fit.p_slope < ALPHA and fit.slope < 0:
+        return PromptLengthVerdict.INCONCLUSIVE, PromptLengthReason.FALLS
+    if fit.p_slope >= ALPHA:
+        return PromptLengthVerdict.INCONCLUSIVE, PromptLengthReason.UNDERPOWERED
+    bends = fit.p_curvature is not None and fit.p_curvature < ALPHA and fit.curvature > 0
+    return (PromptLengthVerdict.SUPERLINEAR if bends else PromptLengthVerdict.LINEAR), None
+
+
+def _observations(points: list[Condition], figure: str):
+    """One (prompt tokens, trial mean, trial) per trial of each point."""
+    return [
+        (p.prompt_tokens_mean, getattr(t, figure), t.trial)
+        for p in points
+        for t in p.per_trial
+        if getattr(t, figure) is not None
+    ]
+
+
+def _fit(points: list[Condition], figure: str) -> LinearFit:
+    rows = _observations(points, figure)
+    return linear_fit([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
 
 
 def summary(frame: pl.DataFrame, disturbed: tuple[str, ...] = ()) -> PromptLengthFinding:
@@ -99,21 +115,24 @@ def summary(frame: pl.DataFrame, disturbed: tuple[str, ...] = ()) -> PromptLengt
         key=lambda c: c.prompt_tokens_mean,
     )
     tokens = [p.prompt_tokens_mean for p in points]
-    ttft = linear_fit(tokens, [p.ttft.mean for p in points])
-    e2e = linear_fit(tokens, [p.e2e.mean for p in points])
+    ttft, e2e = _fit(points, "ttft"), _fit(points, "e2e")
     unsettled_ids = unsettled(points)
-    verdict = reason = rise = prefill = None
+    verdict = reason = rise = None
+    prefill = (None, None, None)
     if ttft.slope is not None:
         rise = ttft.slope * (max(tokens) - min(tokens))
-        prefill = 1.0 / ttft.slope if ttft.slope > 0 else None
-        verdict, reason = _verdict(points, ttft, rise, unsettled_ids)
+        verdict, reason = _verdict(points, ttft, unsettled_ids)
+        if ttft.slope_low is not None and ttft.slope_low > 0 and ttft.p_slope < ALPHA:
+            prefill = (1 / ttft.slope, 1 / ttft.slope_high, 1 / ttft.slope_low)
     return PromptLengthFinding(
         verdict=verdict,
         reason=reason,
         points=tuple(points),
         ttft_fit=ttft,
         e2e_fit=e2e,
-        prefill_tps=prefill,
+        prefill_tps=prefill[0],
+        prefill_tps_low=prefill[1],
+        prefill_tps_high=prefill[2],
         ttft_rise_s=rise,
         same_output_length=same([p.output_tokens_mean for p in points]),
         excluded_cached=cached,

@@ -14,6 +14,7 @@ from perflab.analyse.findings.bottleneck import Bottleneck, BottleneckFinding
 from perflab.analyse.findings.concurrency import ConcurrencyFinding
 from perflab.analyse.findings.frame import Condition
 from perflab.analyse.findings.interference import InterferenceFinding
+from perflab.core.records import ColdStart
 
 DAY2_STORAGE_GB = 10.0  # the learning log asks for about 10 GB free for Day 2
 
@@ -71,7 +72,7 @@ class RunLog:
     ended: float | None
     total_s: float | None  # first experiment's start to last experiment's end
     model_load_s: float | None  # the engine's model load at preflight (embedded engine)
-    cold_load_s: float | None  # the model load a first request paid
+    cold_load_s: float | None  # the model load a first request paid (the server's account)
     n_experiments: int
     n_requests: int
     n_errors: int
@@ -83,6 +84,8 @@ class RunLog:
     setup: tuple[SetupStep, ...] = ()
     basic_span: tuple[float | None, float | None] = (None, None)  # epoch start, end
     advanced_span: tuple[float | None, float | None] = (None, None)
+    cold_ttft_s: float | None = None  # the client's view: that request's first token
+    cold_source: str | None = None  # "preflight", or the experiment whose warm-up paid it
 
     @property
     def setup_s(self) -> float | None:
@@ -146,12 +149,13 @@ def setup_steps(benchmarks: dict[str, str | Path | None]) -> tuple[SetupStep, ..
 
 
 def error_counts(requests_path: str | Path | None) -> tuple[ErrorCount, ...]:
-    """Measured failed requests by error class, from ``requests.parquet`` (lazily)."""
+    """Measured failed requests by error class, from ``requests.parquet`` (lazily); a request
+    the open-loop client dropped was never sent and is no error."""
     if requests_path is None or not Path(requests_path).exists():
         return ()
     counts = (
         pl.scan_parquet(requests_path)
-        .filter(~pl.col("is_warmup") & (pl.col("status") != "ok"))
+        .filter(~pl.col("is_warmup") & ~pl.col("status").is_in(["ok", "dropped"]))
         .group_by(pl.col("error_class").fill_null("unknown"))
         .agg(pl.len().alias("count"), pl.col("experiment_id").unique().sort())
         .sort("count", "error_class", descending=[True, False])
@@ -217,3 +221,17 @@ def failed_conditions(items: list[Condition]) -> tuple[FailedCondition, ...]:
         for c in items
         if c.n_errors
     )
+
+
+def cold_start(frame: pl.DataFrame, preflight: ColdStart | None) -> ColdStart | None:
+    """The largest model load a first request paid, whichever job sent it: the
+    pre-flight check's timed request, or an experiment's warm-up (each experiment
+    of the embedded and calibration engines starts its own server and loads again).
+    None when no request reported a load above 0."""
+    candidates = [preflight] if preflight is not None and preflight.load_s is not None else []
+    columns = ("experiment_id", "cold_load_s", "cold_ttft_s")
+    for experiment_id, load_s, ttft_s in frame.select(columns).iter_rows():
+        if load_s is not None:
+            candidates.append(ColdStart(experiment_id, load_s, ttft_s, None))
+    paid = max(candidates, key=lambda cold: cold.load_s, default=None)
+    return paid if paid is not None and paid.load_s > 0 else None

@@ -160,10 +160,8 @@ def compare(
 
 def _unsettled(rows: pl.DataFrame) -> bool:
     """Whether a disturbed trial of the condition is not settled by its other trials."""
-    flags = [
-        (str(e), is_disturbed(v))
-        for e, v in rows.select("experiment_id", "interference_cpu_pct_mean").iter_rows()
-    ]
+    columns = ("experiment_id", "interference_cpu_pct_mean", "interference_threshold_pct")
+    flags = [(str(e), is_disturbed(v, limit)) for e, v, limit in rows.select(columns).iter_rows()]
     return bool(rule.unsettled([("condition", flags)]))
 
 

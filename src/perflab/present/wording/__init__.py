@@ -20,19 +20,23 @@ from perflab.present.wording.bottleneck import (
     check_text,
     disturbed_caveat,
 )
+from perflab.present.wording.capacity import capacity, open_loop_note, rate_line, slo_text
 from perflab.present.wording.numbers import (
     NA,
     ci_note,
     duration,
+    failures,
     measured,
     num,
     spread_text,
     workers_text,
 )
+from perflab.present.wording.peer import peer
 from perflab.present.wording.run import (
     IssueRow,
     answer_lengths,
     checklist,
+    cold_start,
     disturbed_lines,
     idea,
     interference_summary,
@@ -48,14 +52,17 @@ from perflab.present.wording.run import (
 )
 
 __all__ = [
+    "peer",
     "LOG_OPTIONS",
     "NA",
     "NOTES",
+    "failures",
     "IssueRow",
     "answer_lengths",
     "bottleneck_evidence",
     "bottleneck_sentence",
     "breakdown",
+    "capacity",
     "check_text",
     "ci_note",
     "checklist",
@@ -70,9 +77,13 @@ __all__ = [
     "kv_cache",
     "measured",
     "num",
+    "open_loop_note",
     "prompt_length",
+    "rate_line",
     "rerun_command",
     "setup_notes",
+    "slo_text",
+    "cold_start",
     "solutions",
     "spread_text",
     "status",

@@ -30,10 +30,14 @@ def _disturbed_note(ids: tuple[str, ...]) -> str:
     )
 
 
-def _fit_words(slope: float, r2: float) -> str:
-    per_token_ms = slope * 1000
+def _fit_words(fit) -> str:
+    """'grows by 0.512 ms per prompt token (95 % CI 0.480–0.544, R² 0.99'."""
+    per_token_ms = fit.slope * 1000
     verb = "grows" if per_token_ms >= 0 else "falls"
-    return f"{verb} by {abs(per_token_ms):.3f} ms per prompt token (R² {r2:.2f}"
+    text = f"{verb} by {abs(per_token_ms):.3f} ms per prompt token ("
+    if fit.slope_low is not None:
+        text += f"95% CI {fit.slope_low * 1000:.3f}–{fit.slope_high * 1000:.3f}, "
+    return text + f"R² {fit.r2:.2f}"
 
 
 def prompt_length(f: PromptLengthFinding) -> str:
@@ -51,14 +55,23 @@ def prompt_length(f: PromptLengthFinding) -> str:
         PromptLengthVerdict.FLAT: "Flat",
         PromptLengthVerdict.INCONCLUSIVE: "Inconclusive",
     }[f.verdict]
-    text = f"{verdict}: TTFT {_fit_words(fit.slope, fit.r2)}, {fit.n} prompt lengths)"
+    trials = max((len(p.per_trial) for p in f.points), default=1)
+    text = (
+        f"{verdict}: TTFT {_fit_words(fit)}, {len(f.points)} prompt lengths × {trials} "
+        f"trial{'s' if trials != 1 else ''}, each trial a block)"
+    )
     grows = f.verdict in (PromptLengthVerdict.LINEAR, PromptLengthVerdict.SUPERLINEAR)
     if grows and f.prefill_tps:
-        text += f": prefill ≈ {f.prefill_tps:,.0f} tok/s"
+        text += (
+            f": prefill ≈ {f.prefill_tps:,.0f} tok/s "
+            f"(95% CI {f.prefill_tps_low:,.0f}–{f.prefill_tps_high:,.0f})"
+        )
     elif f.verdict == PromptLengthVerdict.FLAT:
         text += ": no prefill cost seen"
+    if grows and fit.p_curvature is not None:
+        text += f"; curvature F-test p = {fit.p_curvature:.3f}"
     if e2e.slope is not None:
-        text += f"; end-to-end latency {_fit_words(e2e.slope, e2e.r2)})"
+        text += f"; end-to-end latency {_fit_words(e2e)})"
     short, long = f.points[0], f.points[-1]
     text += (
         f". From {short.prompt_tokens_mean:.0f} to {long.prompt_tokens_mean:.0f} prompt tokens, "
@@ -67,14 +80,17 @@ def prompt_length(f: PromptLengthFinding) -> str:
     )
     if f.reason == PromptLengthReason.TOO_FEW_POINTS:
         text += (
-            f" Only {fit.n} points (fewer than {MIN_FIT_POINTS}): a line through 2 points always "
-            "fits, so treat it as a rough indication."
+            f" Only {len(f.points)} prompt lengths and {fit.n} observations (at least "
+            f"{MIN_FIT_POINTS} lengths are needed, and more observations than the line and its "
+            "trial blocks): treat it as a rough indication."
         )
-    elif f.reason == PromptLengthReason.POOR_FIT:
+    elif f.reason == PromptLengthReason.UNDERPOWERED:
         text += (
-            f" The fit is poor (R² {fit.r2:.2f}): TTFT is not linear in prompt length at these "
-            "sizes, or noise dominates."
+            " The slope's CI includes both no cost and a visible one: TTFT is not shown to "
+            "grow, nor to stay flat; more trials or longer prompts would tell."
         )
+    elif f.reason == PromptLengthReason.FALLS:
+        text += " TTFT falls with prompt length: something other than prefill moves it."
     elif f.reason == PromptLengthReason.DISTURBED:
         text += _disturbed_note(f.disturbed)
     elif f.verdict == PromptLengthVerdict.FLAT:
@@ -145,6 +161,18 @@ def temperature(f: TemperatureFinding) -> str:
     return text + _truncation(f)
 
 
+def _server_said(f: ConcurrencyFinding, workers: int) -> str:
+    """What the server's own metrics said at the most workers, when it reported them."""
+    if f.server_running_max is None:
+        return ""
+    waiting = f.server_deferred_max or 0
+    return (
+        f" By its own /metrics, at {workers_text(workers)} the server ran at most "
+        f"{f.server_running_max} request{'s' if f.server_running_max != 1 else ''} at once "
+        f"and kept at most {waiting} waiting for a slot."
+    )
+
+
 def concurrency(f: ConcurrencyFinding, setting: str | None) -> str:
     if f.verdict is None:
         return (
@@ -197,6 +225,7 @@ def concurrency(f: ConcurrencyFinding, setting: str | None) -> str:
             elif f.mode is ConcurrencyMode.QUEUES:
                 text += ", and the rest queue"
     text += f", while mean latency grew ×{most.latency_growth:.2f}."
+    text += _server_said(f, most.workers)
     if f.fell_at is not None:
         fell = next(p for p in f.points if p.workers == f.fell_at)
         text += (
@@ -234,8 +263,42 @@ def concurrency(f: ConcurrencyFinding, setting: str | None) -> str:
     return f"{text} ({listing})."
 
 
+def _reused_tokens(f: KvCacheFinding) -> str:
+    """What the server said it took from its cache, when it says (llama-server's cache_n)."""
+    parts = []
+    for name, condition in (("busted", f.bust), ("reused", f.reuse)):
+        if condition is None or condition.cached_tokens_median is None:
+            continue
+        total = condition.prompt_tokens_mean
+        of = f" of {total:.0f}" if total else ""
+        parts.append(f"{condition.cached_tokens_median:.0f}{of} with the prompt {name}")
+    if not parts:
+        return ""
+    text = f" The server reused a median of {' and '.join(parts)} prompt tokens from its cache"
+    if f.bust is not None and (f.bust.cached_tokens_median or 0) > 0:
+        text += (
+            ": even a unique prefix leaves what comes before it cacheable (with the chat "
+            "endpoint, the chat template's opening), so TTFT with it busted still saves "
+            "those tokens' prefill"
+        )
+    return text + "."
+
+
 def _serial_how(f: ConcurrencyFinding, hint: str) -> str:
-    """How a server that gained no throughput served the extra requests."""
+    """How a server that gained no throughput served the extra requests: as it said
+    itself when it reports it (a launched llama-server's /metrics), else as inferred."""
+    running = f.server_running_max
+    if running is not None and running > 1:
+        return (
+            f": the server ran up to {running} requests at once (its own metrics){hint}, but "
+            "together they went no faster than one at a time: one saturated resource (its "
+            "threads or memory bandwidth) serves them all"
+        )
+    if running == 1:
+        return (
+            f": the server ran one request at a time (its own metrics){hint}, so extra "
+            "requests only queue"
+        )
     if f.mode is ConcurrencyMode.QUEUES:
         return (
             f": the server serializes requests, running one at a time{hint}, "
@@ -255,6 +318,10 @@ def kv_cache(f: KvCacheFinding) -> str | None:
         return None
     if f.verdict is None:
         return "The kv_cache suite needs the prompt both with and without reuse: no comparison."
+    return _kv_cache_verdict(f) + _reused_tokens(f)
+
+
+def _kv_cache_verdict(f: KvCacheFinding) -> str:
     figures = (
         f"TTFT {spread_text(f.reuse.ttft)} with the prompt reused vs {spread_text(f.bust.ttft)} "
         f"with a unique prefix per request (n={f.reuse.n_ok} and {f.bust.n_ok}); reused / "

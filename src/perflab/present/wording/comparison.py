@@ -15,7 +15,7 @@ from perflab.present.wording.verdicts import outcome_text, reason_text, statisti
 
 METRIC_LABELS = {
     "tps": "Decode speed (tok/s per request)",
-    "prefill_tps": "Prefill speed (prompt tok/s)",
+    "server_prefill_tps": "Server prefill speed (prompt tok/s of its prefill time)",
     "ttft": "TTFT (s)",
     "e2e": "End-to-end latency (s)",
     "req_per_s": "Throughput (req/s)",

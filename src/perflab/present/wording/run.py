@@ -90,9 +90,18 @@ def rerun_command(loads: list[ExperimentLoad], configfiles: str) -> str:
 def disturbed_lines(f: InterferenceFinding) -> list[str]:
     return [
         f"{e.experiment_id} disturbed: other processes used {e.cpu_pct_mean:.0f}% of one core on "
-        f"average (max {num(e.cpu_pct_max, 0, '%')}; threshold {f.threshold_cpu_pct:.0f}%)"
+        f"average (max {num(e.cpu_pct_max, 0, '%')}; threshold {e.threshold_cpu_pct:.0f}%"
+        + (f", above it {e.above_share:.0%} of the time)" if e.above_share is not None else ")")
         for e in f.disturbed
     ]
+
+
+def _thresholds(f: InterferenceFinding) -> str:
+    """'25%', or '25–125%' when the experiments' engines left different cores free."""
+    values = sorted({round(e.threshold_cpu_pct) for e in f.experiments}) or [
+        round(f.threshold_cpu_pct)
+    ]
+    return f"{values[0]}%" if len(values) == 1 else f"{values[0]}–{values[-1]}%"
 
 
 def interference_summary(f: InterferenceFinding) -> str:
@@ -100,12 +109,13 @@ def interference_summary(f: InterferenceFinding) -> str:
         return "Interference from other processes was not measured in this run."
     if not f.disturbed:
         return (
-            f"No experiment was disturbed: other processes stayed under {f.threshold_cpu_pct:.0f}% "
-            "of one core on average in every experiment."
+            f"No experiment was disturbed: other processes stayed under {_thresholds(f)} "
+            "of one core on average in every experiment (the cores the engine left free "
+            "plus an eighth of those it used)."
         )
     return (
         f"{len(f.disturbed)} of {len(f.experiments)} experiments were disturbed by other work "
-        f"(above {f.threshold_cpu_pct:.0f}% of one core): {', '.join(f.disturbed_ids)}."
+        f"(above {_thresholds(f)} of one core): {', '.join(f.disturbed_ids)}."
     )
 
 
@@ -192,10 +202,37 @@ def setup_notes(run: RunLog) -> str:
     timed = (
         "; ".join(steps) if steps else "setup jobs not timed (they ran before perflab timed them)"
     )
-    return (
-        f"{timed}; model load {num(run.model_load_s, 3, ' s')} at preflight; "
-        f"first request's cold load {num(run.cold_load_s, 3, ' s')}."
-    )
+    loads = [f"model load {num(run.model_load_s, 3, ' s')} in-process"] if run.model_load_s else []
+    if run.cold_load_s is not None:
+        loads.append(f"cold start {num(run.cold_load_s, 3, ' s')}, paid by {cold_payer(run)}")
+    return f"{timed}; {'; '.join(loads) or 'no model load observed'}."
+
+
+def cold_payer(run: RunLog) -> str:
+    if run.cold_source in (None, "preflight"):
+        return "the pre-flight check's timed request"
+    return f"the warm-up request of {run.cold_source}"
+
+
+def cold_start(run: RunLog, keep_alive) -> str:
+    """The Day-1 log's cold start: the server's account of the load, the client's wait."""
+    if run.cold_load_s is not None:
+        waited = (
+            f"; that request waited {num(run.cold_ttft_s, 3, ' s')} for its first token"
+            if run.cold_ttft_s is not None
+            else ""
+        )
+        return (
+            f"the model load took {num(run.cold_load_s, 3, ' s')} (the server's own "
+            f"load time) before the first request, {cold_payer(run)}{waited}; excluded "
+            f"from every statistic above; keep_alive {keep_alive}"
+        )
+    if run.model_load_s is not None:
+        return (
+            f"the model load took {num(run.model_load_s, 3, ' s')} in-process before "
+            "measuring (not in any statistic above)"
+        )
+    return "not observed: the model was already loaded"
 
 
 def total_time(run: RunLog) -> str:

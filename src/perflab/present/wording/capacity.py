@@ -1,0 +1,114 @@
+"""The capacity section in words: each offered rate, the capacity and what limited it."""
+
+from __future__ import annotations
+
+from perflab.analyse.findings.capacity import CapacityFinding, RatePoint, SloTargets
+from perflab.engines.base import Capabilities
+from perflab.present.wording.numbers import num, spread_text
+
+LIMITS = {
+    "ttft": "time to first token",
+    "tpot": "time per output token",
+    "e2e": "end-to-end latency",
+    "errors": "failed requests",
+    "dropped": "requests the client dropped at its in-flight bound",
+    "client": "the client itself, which could not keep the schedule there (the server was not judged)",
+}
+
+
+def slo_text(slo: SloTargets) -> str:
+    """'95% of requests with TTFT ≤ 2 s', the bounds counted from when each request was due."""
+    bounds = [
+        f"{name} ≤ {value:g} s"
+        for name, value in (("TTFT", slo.ttft_s), ("TPOT", slo.tpot_s), ("latency", slo.e2e_s))
+        if value is not None
+    ]
+    within = " and ".join(bounds) if bounds else "no latency bound (only success)"
+    return f"{slo.percentile:g}% of requests with {within}"
+
+
+def rate_line(point: RatePoint) -> str:
+    trials = f"{point.trials} trial{'s' if point.trials != 1 else ''}"
+    line = (
+        f"served {spread_text(point.served_rate, 2, ' req/s')}, latency from the scheduled send "
+        f"P50 {num(point.e2e_p50_s.mean, 3, ' s')} / P95 {num(point.e2e_p95_s.mean, 3, ' s')} "
+        f"/ P99 {num(point.e2e_p99_s.mean, 3, ' s')}, TTFT P95 {num(point.ttft_p95_s.mean, 3, ' s')}, "
+        f"{num(100 * point.met_fraction.mean if point.met_fraction.mean is not None else None, 0, '%')}"
+        f" met the targets, goodput {spread_text(point.goodput, 2, ' req/s')} ({trials})"
+    )
+    if point.ttft_p50_by_turn:
+        turns = " / ".join(num(value, 3) for value in point.ttft_p50_by_turn)
+        line += f"; TTFT P50 by turn (s): {turns}"
+    if not point.valid:
+        line += (
+            "; invalid: the client could not keep the schedule, so this is not the server's latency"
+        )
+    return line
+
+
+def capacity(f: CapacityFinding) -> str:
+    target = f" ({f.target})" if f.target else ""
+    served = (
+        f" The most it served at any rate: {num(f.max_served_rate, 2, ' req/s')}."
+        if f.max_served_rate is not None
+        else ""
+    )
+    onset = (
+        f" Requests started to wait for one another (median latency 1.5 × the lightest load's) "
+        f"at {f.queueing_onset_rate:g} req/s offered."
+        if f.queueing_onset_rate is not None
+        else " Median latency stayed within 1.5 × the lightest load's at every rate measured."
+    )
+    if f.capacity.mean is None:
+        return f"No open-loop rate was measured{target}."
+    answer = spread_text(f.capacity, 2, " req/s")
+    if f.at_least:
+        head = (
+            f"Capacity{target} under {slo_text(f.slo)}: at least {answer}: every rate measured "
+            "held, so offer higher rates to find the limit."
+        )
+    elif f.capacity.mean == 0:
+        head = (
+            f"Capacity{target} under {slo_text(f.slo)}: below the lowest rate measured; "
+            f"limited by {LIMITS.get(f.limited_by, f.limited_by)}."
+        )
+    else:
+        head = (
+            f"Capacity{target} under {slo_text(f.slo)}: {answer}; the next rate did not hold, "
+            f"limited by {LIMITS.get(f.limited_by, f.limited_by)}."
+        )
+    stopped = ""
+    if f.skipped_rates:
+        rates = ", ".join(f"{rate:g}" for rate in f.skipped_rates)
+        stopped = f" The sweep stopped early: {rates} req/s not measured ({f.stopped_because})."
+    return head + served + onset + stopped + versus_text(f)
+
+
+def versus_text(f: CapacityFinding) -> str:
+    """' Against q8_0: ×1.20 (95% CI 1.05–1.37, 3 trials), changed.'"""
+    v = f.versus_baseline
+    if v is None:
+        return ""
+    if v.estimate is None:
+        return f" Against {f.baseline}: no ratio ({v.reason.value.replace('_', ' ')})."
+    interval = (
+        f" (95% CI {v.low:.2f}–{v.high:.2f}, {v.n_trials} trials)"
+        if v.low is not None and v.high is not None
+        else f" ({v.n_trials} trial{'s' if v.n_trials != 1 else ''})"
+    )
+    outcome = v.outcome.value
+    if not v.conclusive:
+        outcome += f": {v.reason.value.replace('_', ' ')}"
+    return f" Against {f.baseline}: ×{v.estimate:.2f}{interval}, {outcome}."
+
+
+def open_loop_note(capabilities: Capabilities) -> str | None:
+    """What open-loop load means for an engine that runs in the client's own process."""
+    if not capabilities.in_process or capabilities.parallel_setting is not None:
+        return None
+    return (
+        f"{capabilities.label} runs inside perflab's own process and serves one request at a "
+        "time: open-loop requests still leave on schedule, but wait for the model's lock in "
+        "turn (their queue time is queue_s), and the client's threads share the CPU with "
+        "the model, so a high send lag here is the model's load on the client, not the network."
+    )
