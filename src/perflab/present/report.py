@@ -108,6 +108,7 @@ def _environment() -> jinja2.Environment:
         fmt=wording.num,
         measured=wording.measured,
         spread=wording.spread_text,
+        failures=wording.failures,
         ci=wording.ci_note,
         label=label,
         duration=wording.duration,
