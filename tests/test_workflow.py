@@ -87,6 +87,11 @@ def test_full_run_writes_records_summary_and_log(full_run):
     assert (summary["n_errors"] == 0).all()
     assert (summary["output_tokens_mean"] == config["generation"]["max_tokens"]).all()
     log = (full_run / "reports" / "test-tiny" / "day1-log.md").read_text()
+    # the tiny random model: ignore_eos on when unset, every answer max_tokens long
+    assert (
+        "so every answer ran to max\\_tokens (8)" in log
+        or "every answer ran to max_tokens (8)" in log
+    )
     benchmark = log.split("## Benchmark Results Summary", 1)[1].split("## Key Learnings", 1)[0]
     assert "[ ]" not in benchmark
     assert "n/a" not in benchmark
