@@ -49,7 +49,6 @@ def sweep(tmp_path_factory):
         ROOT / "config" / "config.yaml",
         overrides={
             "engine": {"name": "calibration", "model": "llama3.1:8b"},
-            "repeats": 1,
             "calibration": {
                 "load_time_s": 0.0,
                 "ttft_fixed_s": 0.02,

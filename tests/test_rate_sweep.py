@@ -39,7 +39,6 @@ def measured(spec, files, **kwargs):
 def sweep_config(**rate) -> dict:
     overrides = {
         "engine": {"name": "calibration", "model": "llama3.1:8b"},
-        "repeats": 1,  # one trial: these tests are about one experiment
         "calibration": FAST_TIMING | {"num_parallel": 1},
         "repeats": 1,
         "warmup_requests": 1,
