@@ -26,7 +26,7 @@ from perflab.present import report
 SLOTS = 2
 SERVICE_S = 0.1  # ttft 0.02 s + 16 gaps of 0.005 s
 TRUTH = SLOTS / SERVICE_S  # 20 requests/s
-RATES = [10, 16, 18, 22, 26]
+RATES = [10, 14, 26, 32]  # 0.5, 0.7, 1.3, 1.6 x the truth
 REQUESTS = 60
 OFF = {
     suite: {"enabled": False}
@@ -58,6 +58,7 @@ def sweep(tmp_path_factory):
                 "num_parallel": SLOTS,
             },
             "generation": {"max_tokens": 17},
+            "repeats": 1,
             "warmup_requests": 2,
             "sampler": {"interval_s": 0.5},
             "slo": {"percentile": 95, "ttft_s": None, "e2e_s": 0.25},
@@ -68,7 +69,7 @@ def sweep(tmp_path_factory):
                     "rates": RATES,
                     "requests": REQUESTS,
                     "arrival": "constant",
-                    "max_send_lag_s": 0.2,  # a busy test machine may be late
+                    "max_send_lag_s": 0.5,  # a busy test machine may be late
                 }
             },
         },
@@ -119,7 +120,7 @@ def test_the_most_served_matches_slots_over_service_time(sweep):
     # machine; on a busy one the light-load latency takes its share of the delays)
     light = point(finding, 10).e2e_p50_s.mean
     assert finding.max_served_rate == pytest.approx(SLOTS / light, rel=0.10)
-    for rate in (22, 26):  # past capacity, more offered is not more served (a busy machine
+    for rate in (26, 32):  # past capacity, more offered is not more served (a busy machine
         # slows the server's threads now and then: 15 %)
         assert point(finding, rate).served_rate.mean == pytest.approx(
             finding.max_served_rate, rel=0.15
@@ -128,17 +129,18 @@ def test_the_most_served_matches_slots_over_service_time(sweep):
 
 def test_queueing_starts_at_the_first_rate_past_capacity(sweep):
     """Constant arrivals queue nowhere below P / service time and everywhere above it;
-    the sweep's grid (18 then 22 req/s) is the resolution of the answer."""
+    the sweep's grid (14 then 26 req/s, 0.7 and 1.3 x the truth: room for a busy machine
+    that slows the server) is the resolution of the answer."""
     finding, *_ = sweep
-    assert finding.queueing_onset_rate == 22
+    assert finding.queueing_onset_rate == 26
     light = point(finding, 10).e2e_p50_s.mean
-    assert point(finding, 18).e2e_p50_s.mean < capacity.ONSET_FACTOR * light
+    assert point(finding, 14).e2e_p50_s.mean < capacity.ONSET_FACTOR * light
 
 
 def test_latency_above_capacity_grows_as_the_queue_does(sweep):
     """At rate λ above the served rate μ the wait grows by λ/μ − 1 seconds per second."""
     finding, requests, *_ = sweep
-    rate = 26
+    rate = 32
     measured = requests.filter(
         (pl.col("offered_rate") == rate) & ~pl.col("is_warmup") & (pl.col("status") == "ok")
     ).sort("t_scheduled")
@@ -152,12 +154,12 @@ def test_latency_above_capacity_grows_as_the_queue_does(sweep):
 
 def test_capacity_under_the_target_is_the_last_rate_before_the_queue(sweep):
     finding, *_ = sweep
-    assert finding.capacity.mean == 18 and finding.capacity.trials == 1
+    assert finding.capacity.mean == 14 and finding.capacity.trials == 1
     assert finding.capacity.ci95 is None  # one trial: no interval between trials
     assert not finding.at_least and finding.limited_by == "e2e"
-    assert point(finding, 18).holds and not point(finding, 22).holds
-    assert point(finding, 18).goodput.mean == pytest.approx(18, rel=0.1)
-    assert point(finding, 26).met_fraction.mean < 0.5
+    assert point(finding, 14).holds and not point(finding, 26).holds
+    assert point(finding, 14).goodput.mean == pytest.approx(14, rel=0.1)
+    assert point(finding, 32).met_fraction.mean < 0.5
 
 
 def test_the_log_has_a_capacity_section_with_every_rate_and_the_answer(sweep):
@@ -180,10 +182,10 @@ def test_the_log_has_a_capacity_section_with_every_rate_and_the_answer(sweep):
     section = text[text.index("#### Capacity") : text.index("#### Resource Usage")]
     for rate in RATES:
         assert f"**{rate:.2f} req/s offered**" in section
-    assert "Capacity under 95% of requests with latency ≤ 0.25 s: 18.00 req/s" in section
+    assert "Capacity under 95% of requests with latency ≤ 0.25 s: 14.00 req/s" in section
     assert "limited by end-to-end latency" in section
     assert f"The most it served at any rate: {finding.max_served_rate:.2f} req/s" in section
-    assert "at 22 req/s offered" in section
+    assert "at 26 req/s offered" in section
 
 
 def test_the_capacity_chart_shows_every_rate(sweep, tmp_path):
@@ -213,4 +215,4 @@ def test_capacity_against_a_baseline_target_is_paired_trial_by_trial(sweep):
     )
     assert not one.versus_baseline.conclusive
     assert "inconclusive: too few trials" in capacity_words(one)
-    assert finding.by_trial == ((1, 18.0),)
+    assert finding.by_trial == ((1, 14.0),)

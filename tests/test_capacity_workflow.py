@@ -14,6 +14,7 @@ pytestmark = pytest.mark.slow
 
 SMALL = """\
 run: test-capacity
+repeats: 1
 suites:
   rate:
     sweep_points: 3

@@ -167,3 +167,32 @@ def test_a_dry_run_plans_each_trial_in_the_seeded_order(tmp_path):
         trials = [int(i.rsplit("-r", 1)[1]) for i in planned[seed]]
         assert trials == sorted(trials)
     assert planned[1] != planned[2] and sorted(planned[1]) == sorted(planned[2])
+
+
+def test_a_dry_run_with_targets_plans_each_points_targets_together_in_abba_turns(tmp_path):
+    import shutil
+
+    import yaml
+    from conftest import run_snakemake
+    from test_targets import two_targets
+
+    for name in ("Snakefile", "workflow", "config", "profiles", "environment.yml"):
+        source = ROOT / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
+    (tmp_path / "two.yaml").write_text(yaml.safe_dump(two_targets(repeats=4)))
+    dry = run_snakemake(tmp_path, "-n", "--cores", "1", "--configfile", "two.yaml")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    jobs = re.findall(
+        r"rule run_experiment:.*?wildcards: experiment=(\S+)\s+priority: (\d+)", dry.stdout, re.S
+    )
+    planned = [i for i, _ in sorted(jobs, key=lambda job: -int(job[1]))]
+    config = load_config_files([ROOT / "config" / "config.yaml", tmp_path / "two.yaml"])
+    experiments = expand_experiments(config)
+    assert planned == list(experiments)
+    pairs = [[experiments[i] for i in planned[k : k + 2]] for k in range(0, len(planned), 2)]
+    assert all(a.point_id == b.point_id and a.trial == b.trial for a, b in pairs)
+    for point in {a.point_id for a, _ in pairs}:
+        firsts = [
+            a.target for a, _ in sorted(pairs, key=lambda p: p[0].trial) if a.point_id == point
+        ]
+        assert firsts in (["fast", "slow"] * 2, ["slow", "fast"] * 2)  # ABBA over 4 trials

@@ -12,6 +12,7 @@ from conftest import FAST_TIMING, ROOT
 
 from perflab.analyse.tables import ExperimentTables, tabulate_experiment
 from perflab.cli import main
+from perflab.config.design import order_key
 from perflab.config.load import load_config_file
 from perflab.config.sweep import expand_experiments
 from perflab.core.records import read_jsonl
@@ -22,11 +23,13 @@ from perflab.measure.experiment import (
     experiment_spec,
     run_experiment,
 )
+from perflab.measure.samples import disturbance_threshold_pct
 
 
 def spec_for(fault_rates: dict, budget: float, **timing) -> dict:
     overrides = {
         "engine": {"name": "calibration", "model": "llama3.1:8b"},
+        "repeats": 1,  # one trial: these tests are about one experiment
         "calibration": FAST_TIMING | {"fault_rates": fault_rates, "seed": 1} | timing,
         "warmup_requests": 1,
         "error_budget": budget,
@@ -61,6 +64,18 @@ def test_clean_run_writes_records_samples_and_metadata(tmp_path):
     assert saved["experiment"]["trial"] == 1 and saved["experiment"]["prompt_cache"] == "bust"
     assert saved["runner_version"] == RUNNER_VERSION
     assert metadata["resources"]["n_samples"] > 0
+    # its place in the run's design, and its own disturbance threshold: the calibration
+    # server names no thread count, so it may use every core
+    assert saved["design"] == {
+        "order_seed": 1,
+        "trial": 1,
+        "order_key": order_key(1, 1, "medium-t0.7-w2-n20"),
+        "target_turn": 0,
+    }
+    resources = saved["resources"]
+    cores = saved["host"]["logical_cores"]
+    assert resources["interference_threshold_pct"] == disturbance_threshold_pct(cores, None)
+    assert 0 <= resources["interference_above_share"] <= 1
     assert not files.records.with_suffix(".partial.jsonl").exists()
     assert set(saved["job"]) == {"started_after_s", "engine_setup_s", "measure_s"}
     tabulate_experiment(files.records, files.metadata)

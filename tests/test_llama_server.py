@@ -19,7 +19,8 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from perflab.config.load import expand_experiments, load_config_file
+from perflab.config.load import load_config_file
+from perflab.config.sweep import expand_experiments
 from perflab.core.records import read_jsonl
 from perflab.engines import GenerationOptions, make_engine
 from perflab.engines.launch import ServerStartError

@@ -198,3 +198,23 @@ def test_a_shared_prefix_is_kept_by_the_prompt_cache(make_calibration_server, sh
         assert min(cached) >= shared - 5  # the shared words, as the server counts them
         prompt_tokens = [r.prompt_tokens for r in result.records]
         assert min(prompt_tokens) >= shared
+
+
+def test_chats_grow_their_history_turn_by_turn(make_calibration_server):
+    """Each arrival a 3-turn chat; a later turn's prompt holds the whole conversation, so
+    the slot's prompt cache serves all of it but the new message."""
+    server = make_calibration_server(num_parallel=1, prompt_cache=True)
+    plan = OpenLoopPlan(
+        ArrivalPlan(rate=4.0, requests=3, arrival="constant"), turns=3, max_send_lag_s=0.5
+    )
+    result, check = open_loop(server.url, plan)
+    records = result.records
+    assert [r.turn for r in records] == [0, 1, 2] * 3 and all(r.status == "ok" for r in records)
+    assert check.n_scheduled == check.n_sent == 3  # arrivals are conversations
+    for chat in (records[0:3], records[3:6], records[6:9]):
+        tokens = [r.prompt_tokens for r in chat]
+        assert tokens[0] < tokens[1] < tokens[2]
+        for earlier, later in zip(chat, chat[1:]):  # due when the last answer ended
+            assert later.t_scheduled == pytest.approx(earlier.t_end, abs=0.05)
+    # the 6 later turns find their conversation in the slot; a first turn shares a word at most
+    assert sum(entry.cached_tokens > 5 for entry in server.scheduler.log) == 6

@@ -33,6 +33,7 @@ def rate_config(**rate) -> dict:
     overrides = {
         "engine": {"name": "calibration", "model": "llama3.1:8b"},
         "calibration": FAST_TIMING | {"num_parallel": 1},
+        "repeats": 1,
         "warmup_requests": 1,
         "sampler": {"interval_s": 0.1},
         "suites": ONLY_RATE | {"rate": {"enabled": True} | rate},
@@ -44,7 +45,7 @@ def test_the_default_run_has_no_rate_experiments_and_keeps_its_specs():
     config = load_config_file(DEFAULT)
     experiments = expand_experiments(config)
     assert not any(e.rate is not None for e in experiments.values())
-    spec = experiment_spec(config, experiments["medium-t0.7-w1-n20-r1"])
+    spec = experiment_spec(config, next(iter(experiments.values())))
     assert "open_loop" not in spec and "rate" not in spec["experiment"]
 
 
@@ -129,6 +130,13 @@ def test_lengths_enter_the_spec_only_when_set():
     shared = rate_config(rates=[2], shared_prefix_tokens=100)
     (experiment,) = expand_experiments(shared).values()
     assert experiment_spec(shared, experiment)["open_loop"]["shared_prefix_tokens"] == 100
+    chats = rate_config(rates=[2], turns=3)
+    (experiment,) = expand_experiments(chats).values()
+    spec = experiment_spec(chats, experiment)
+    assert spec["open_loop"]["turns"] == 3
+    from perflab.measure.experiment import load_plan
+
+    assert load_plan(spec, experiment).turns == 3
     drawn = rate_config(rates=[2], output_tokens={"mean": 32, "sd": 8})
     (experiment,) = expand_experiments(drawn).values()
     spec = experiment_spec(drawn, experiment)
@@ -142,3 +150,26 @@ def test_lengths_enter_the_spec_only_when_set():
 def test_a_length_without_its_mean_is_refused():
     with pytest.raises(ConfigError, match=r"suites\.rate\.prompt_tokens"):
         rate_config(rates=[2], prompt_tokens={"sd": 3})
+
+
+def test_a_chat_point_reports_ttft_by_turn(tmp_path):
+    from perflab.analyse.findings import capacity
+    from perflab.analyse.tables import write_aggregates
+    from perflab.present.wording.capacity import rate_line
+
+    config = rate_config(rates=[4], requests=4, turns=3, max_send_lag_s=0.5)
+    (experiment,) = expand_experiments(config).values()
+    files = ExperimentPaths.in_dir(tmp_path / experiment.id, tmp_path / "failed")
+    _, tables = measured(experiment_spec(config, experiment), files, say=lambda _: None)
+    write_aggregates(
+        [tables.records],
+        [tables.summary],
+        tmp_path / "requests.parquet",
+        tmp_path / "summary.parquet",
+        tmp_path / "summary.csv",
+        tmp_path / "summary.json",
+    )
+    (finding,) = capacity.summary(tmp_path / "requests.parquet", capacity.SloTargets())
+    (point,) = finding.points
+    assert len(point.ttft_p50_by_turn) == 3 and all(point.ttft_p50_by_turn)
+    assert "TTFT P50 by turn (s): " in rate_line(point)

@@ -40,6 +40,7 @@ def sweep_config(**rate) -> dict:
     overrides = {
         "engine": {"name": "calibration", "model": "llama3.1:8b"},
         "calibration": FAST_TIMING | {"num_parallel": 1},
+        "repeats": 1,
         "warmup_requests": 1,
         "sampler": {"interval_s": 0.2},
         "suites": OFF | {"rate": {"enabled": True, "rates": "sweep"} | rate},
@@ -99,7 +100,9 @@ def test_skip_reasons():
 
 
 def test_a_point_after_divergence_is_not_measured_and_says_why(tmp_path):
-    config = sweep_config(sweep_points=3, requests=20, diverge_factor=2, arrival="constant")
+    config = sweep_config(
+        sweep_points=3, requests=20, diverge_factor=2, arrival="constant", max_send_lag_s=0.5
+    )
     probe_path = tmp_path / "rate_probe.json"
     # one slot of ~0.06 s serves ~16 req/s: 8 holds, 40 queues, 80 is never reached
     probe = ProbeResult(16.0, 0.06, 16.0, 20, (8.0, 40.0, 80.0), 40, 0, 2.0)

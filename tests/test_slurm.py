@@ -215,7 +215,6 @@ SWEEP_EXPERIMENTS = 200
 def write_sweep_config(workdir: Path) -> str:
     """200 one-request experiments: the temperature suite on four calibration targets."""
     per_target = SWEEP_EXPERIMENTS // len(SWEEP_TARGETS)
-    off = {"enabled": False}
     sweep = {
         "run": SWEEP_RUN,
         "warmup_requests": 0,
@@ -224,8 +223,10 @@ def write_sweep_config(workdir: Path) -> str:
             for name in SWEEP_TARGETS
         ],
         "suites": {
-            **{suite: off for suite in ("basic", "prompt_length", "concurrency", "resources")},
-            "kv_cache": off,
+            **{
+                suite: {"enabled": False}
+                for suite in ("basic", "prompt_length", "concurrency", "resources", "kv_cache")
+            },
             "temperature": {
                 "temperatures": [round(1.5 * i / per_target, 4) for i in range(per_target)],
                 "requests": 1,

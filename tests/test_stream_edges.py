@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import polars as pl
 import pytest
@@ -111,7 +112,11 @@ def test_timeouts_are_censored_values_not_dropped(make_calibration_server):
     assert (row["n_censored"], row["n_errors"], row["n_ok"]) == (1, 1, 3)
     assert row["e2e_mean_s"] == pytest.approx(sum(r.e2e_s for r in fast) / 3)
     assert row["e2e_mean_censored_s"] == pytest.approx(sum(r.e2e_s for r in [*fast, cut]) / 4)
-    assert row["e2e_p99_censored_s"] > 0.39 > row["e2e_p99_s"]
+    assert row["e2e_p99_censored_s"] is None and row["e2e_p99_s"] is None  # under 100
+    # with 100 requests, the timed-out one is the p99's tail
+    many = summary([*(replace(fast[0], request_index=i) for i in range(99)), cut])
+    assert many["n_censored"] == 1 and many["e2e_p99_s"] is None  # 99 ok: too few alone
+    assert many["e2e_p99_censored_s"] > fast[0].e2e_s
 
 
 def test_a_first_chunk_of_several_tokens_loses_none_of_their_gaps(make_calibration_server):
@@ -134,7 +139,7 @@ def test_no_rate_is_infinite_when_a_time_is_zero():
             }
         )
     )
-    prefill = next(metric for metric in METRICS if metric.key == "prefill_tps")
+    prefill = next(metric for metric in METRICS if metric.column is None)  # a computed rate
     assert _values(frame, prefill).to_list() == [None, pytest.approx(2000.0)]
     record = RequestRecord(
         "zero", 0, 0, False, "ok", None, None, 0.0, 0.0, 0.0, 0.0, 0.0, [], 3, 2, None
@@ -154,3 +159,30 @@ def summary(records: list[RequestRecord], measured_wall_s: float = 1.0) -> dict:
         pl.lit(value, dtype=EXPERIMENT_COLUMNS[name]).alias(name) for name, value in columns.items()
     )
     return summarize(frame.lazy()).collect().row(0, named=True)
+
+
+def test_the_log_gives_failures_timeouts_and_empty_answers_beside_each_figure():
+    from perflab.analyse.findings.frame import conditions
+    from perflab.present.wording import failures
+
+    frame = with_defaults(
+        pl.DataFrame(
+            {
+                "experiment_id": ["a-r1", "a-r2", "b-r1"],
+                "condition_id": ["a", "a", "b"],
+                "trial": [1, 2, 1],
+                "n_requests": [10, 10, 10],
+                "n_ok": [8, 9, 10],
+                "n_errors": [2, 0, 0],
+                "n_censored": [1, 0, 0],
+                "n_empty": [0, 1, 0],
+                "e2e_mean_s": [1.0, 1.1, 1.0],
+            }
+        )
+    )
+    a, b = conditions(frame, set())
+    assert (a.n_errors, a.n_censored, a.n_empty, a.error_rate) == (2, 1, 1, 0.1)
+    text = failures(a)
+    assert "2 of 20 failed (10%)" in text and "1 of them timed out (censored" in text
+    assert "1 answered without a token" in text
+    assert failures(b) == ""

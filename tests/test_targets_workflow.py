@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import run_snakemake
+from test_log_page import check_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -93,6 +94,11 @@ def test_paths_name_the_target_and_the_reports_compare_them(run):
     log = (run / "reports/two/day1-log.md").read_text()
     assert "### Comparison of Targets" in log and "the Day-1 sections describe the baseline" in log
     assert (run / "reports/two/charts/comparison.svg").is_file()
+
+
+def test_the_log_with_its_comparison_reads_as_its_lines_say(run):
+    """The comparison's lists, tables and chart as GitHub's rules render them."""
+    check_markdown((run / "reports/two/day1-log.md").read_text())
 
 
 def test_a_second_run_reruns_nothing(run):

@@ -75,8 +75,6 @@ rule rate_probe:
         f"{LOGS}/rate_probe.log",
     benchmark:
         f"{RESULTS}/setup/rate_probe.tsv"
-    group:
-        get_experiment_group
     conda:
         "../../environment.yml"
     resources:

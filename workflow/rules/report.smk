@@ -16,7 +16,9 @@ rule findings:
     conda:
         "../../environment.yml"
     params:
-        config=config,
+        config=get_config_keys(
+            "engine", "targets", "baseline", "suites", "expected_tps", "slo"
+        ),
     script:
         "../scripts/findings.py"
 
@@ -63,7 +65,16 @@ rule report:
     conda:
         "../../environment.yml"
     params:
-        config=config,
+        config=get_config_keys(
+            "run",
+            "engine",
+            "targets",
+            "baseline",
+            "prompts",
+            "tiny_model",
+            "warmup_requests",
+            "generation",
+        ),
         configfiles=get_config_files,
         experiment_summaries=f"{RESULTS}/experiments/*/summary.json",
     script:
@@ -86,6 +97,6 @@ rule comparison:
     conda:
         "../../environment.yml"
     params:
-        config=config,
+        config=get_config_keys("run"),
     script:
         "../scripts/comparison.py"

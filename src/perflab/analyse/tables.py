@@ -76,6 +76,7 @@ RECORD_SCHEMA = {
     "held_s": pl.Float64,
     "ttft_sched_s": pl.Float64,
     "e2e_sched_s": pl.Float64,
+    "turn": pl.Int64,
     "answer_ttft_s": pl.Float64,
     "reasoning_tokens": pl.Int64,
     "server_prefill_tokens": pl.Int64,

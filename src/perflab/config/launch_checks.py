@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from perflab.config.checks import Problem
+from perflab.config.problems import Problem
 from perflab.engines.launch import unused_keys
 from perflab.engines.ollama_store import TINY_MODEL_NAME
 from perflab.engines.server_process import is_local_host

@@ -101,6 +101,7 @@ class RequestRecord:
     held_s: float | None = None
     ttft_sched_s: float | None = None
     e2e_sched_s: float | None = None
+    turn: int | None = None  # open-loop chats: the turn of its conversation, 0 first
     answer_ttft_s: float | None = None  # send → first answer token (after any reasoning)
     reasoning_tokens: int | None = None  # of output_tokens; None: the stream had none
     server_prefill_tokens: int | None = None

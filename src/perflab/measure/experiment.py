@@ -20,6 +20,7 @@ from perflab.measure.lifeline import Interrupted
 from perflab.measure.open_loop import OpenLoopPlan, ScheduleCheck, run_open_loop
 from perflab.measure.partial import PartialWriter, keep_failed, keep_leftover
 from perflab.measure.runner import LoadPlan, RunResult, error_rate, run_load
+from perflab.measure.spec import SETTINGS_KEYS
 
 RUNNER_VERSION = 2  # bump when a change to the runner alters what is measured
 
@@ -58,15 +59,6 @@ class ExperimentPaths:
         )
 
 
-SETTINGS_KEYS = (
-    "engine",
-    "generation",
-    "calibration",
-    "warmup_requests",
-    "error_budget",
-    "sampler",
-)
-
 # The rate suite's settings an open-loop experiment runs by (its rate, arrival and
 # bound on requests in flight are in the experiment itself).
 OPEN_LOOP_KEYS = ("seed", "on_full", "max_send_lag_s", "min_rate_fraction")
@@ -91,6 +83,8 @@ def experiment_spec(config: dict, experiment: Experiment) -> dict:
         lengths = {key: rate[key] for key in ("prompt_tokens", "output_tokens") if rate[key]}
         if lengths:  # only then: a spec without them stays as it was
             spec["open_loop"]["lengths"] = lengths
+        if rate["turns"] > 1:
+            spec["open_loop"]["turns"] = rate["turns"]
         if rate["shared_prefix_tokens"]:
             spec["open_loop"]["shared_prefix_tokens"] = rate["shared_prefix_tokens"]
     names = target_names(config) or (None,)
@@ -337,6 +331,7 @@ def load_plan(spec: dict, experiment: Experiment) -> LoadPlan | OpenLoopPlan:
         min_rate_fraction=settings["min_rate_fraction"],
         lengths=length_plan(settings, experiment.trial),
         shared_prefix=shared_prefix(experiment.prompt, settings.get("shared_prefix_tokens")),
+        turns=settings.get("turns", 1),
     )
 
 

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from perflab.core.records import STATUS_DROPPED, RequestRecord
+from perflab.core.records import STATUS_DROPPED, STATUS_OK, RequestRecord
 from perflab.engines.base import Engine, GenerationOptions
 from perflab.measure.arrivals import ArrivalPlan, LengthPlan, schedule_rate, sized_prompt
 from perflab.measure.runner import (
@@ -41,6 +41,7 @@ class OpenLoopPlan:
     min_rate_fraction: float = 0.95
     lengths: LengthPlan | None = None  # None: every request sends the prompt, max_tokens
     shared_prefix: str | None = None  # text before every measured request's own part
+    turns: int = 1  # each arrival a chat of this many turns, each sent when the last ends
 
     def __post_init__(self):
         if self.max_in_flight < 1:
@@ -93,7 +94,7 @@ def check_schedule(
     records: list[RequestRecord], plan: OpenLoopPlan, span_s: float
 ) -> ScheduleCheck:
     """Judge the measured records against the schedule; ``span_s`` is start to last send."""
-    measured = [r for r in records if not r.is_warmup]
+    measured = [r for r in records if not r.is_warmup and not r.turn]  # arrivals: first turns
     sent = [r for r in measured if r.status != STATUS_DROPPED]
     lags = [r.send_lag_s for r in sent if r.send_lag_s is not None]
     offsets = plan.arrivals.offsets()
@@ -208,7 +209,7 @@ def run_open_loop(
             if output_tokens is not None:
                 request_options = replace(options, max_tokens=output_tokens)
         sent = prompt_for_request(text, prompt_cache, nonce, index)
-        if plan.shared_prefix and not is_warmup:  # after the shared part: a cache can keep it
+        if plan.shared_prefix and not is_warmup:  # after the shared part: a cache keeps it
             sent = f"{plan.shared_prefix}\n\n{sent}"
         return measure_request(
             engine,
@@ -221,6 +222,30 @@ def run_open_loop(
             clock=clock,
         )
 
+    def chat(index: int, due: float, held: float) -> None:
+        """The turns of one conversation: turn t + 1 is due when turn t's answer ended."""
+        history = ""
+        for turn in range(plan.turns):
+            user = prompt_for_request(prompt, prompt_cache, nonce, index + turn)
+            sent, said = f"{history}User: {user}\nAssistant:", []
+            record = measure_request(
+                engine,
+                sent,
+                options,
+                experiment_id=experiment_id,
+                request_index=index + turn,
+                worker=0,
+                is_warmup=False,
+                clock=clock,
+                text_out=said,
+            )
+            record = replace(on_schedule(record, clock, due, held), turn=turn)
+            keep(record)
+            if record.status != STATUS_OK:
+                return  # the rest of the conversation is not sent
+            history = f"{sent} {''.join(said).strip()}\n"  # the next turn's prompt grows by it
+            due, held = clock.now(), 0.0
+
     started = clock.now()
     for index in range(plan.warmup_requests):
         if stop.is_set():
@@ -230,14 +255,17 @@ def run_open_loop(
 
     def send(index: int, due: float, held: float) -> None:
         try:
-            keep(on_schedule(measure(index, is_warmup=False), clock, due, held))
+            if plan.turns > 1:
+                chat(index, due, held)
+            else:
+                keep(on_schedule(measure(index, is_warmup=False), clock, due, held))
         finally:
             places.release()
 
     t0 = clock.now()
     threads, last_send = [], t0
     for number, offset in enumerate(plan.arrivals.offsets()):
-        index, due = plan.warmup_requests + number, t0 + offset
+        index, due = plan.warmup_requests + number * plan.turns, t0 + offset
         if stop.wait(max(0.0, due - clock.now())):
             break
         held = _take_place(places, plan.on_full, stop, clock)

@@ -21,6 +21,7 @@ from pathlib import Path
 from perflab.core.records import STATUS_OK
 from perflab.measure.open_loop import quantile
 from perflab.measure.runner import LoadPlan, run_load
+from perflab.measure.spec import SETTINGS_KEYS
 
 PROBE_KEYS = ("prompt", "probe_requests", "max_in_flight", "sweep_points", "sweep_high")
 
@@ -58,7 +59,6 @@ def sweep_rates(saturated_rate: float, points: int, high: float) -> tuple[float,
 def probe_spec(config: dict, target: str | None) -> dict:
     """What the probe job needs: the target's settings and the rate suite's probe keys."""
     from perflab.config.targets import target_config
-    from perflab.measure.experiment import SETTINGS_KEYS
 
     single = target_config(config, target)
     rate = config["suites"]["rate"]

@@ -109,6 +109,7 @@ def measure_request(
     worker: int,
     is_warmup: bool,
     clock: Clock,
+    text_out: list[str] | None = None,
 ) -> RequestRecord:
     """Send one request and time it from the client's side: from when the request
     left (an engine's ``sent_at``, else the call) to its final chunk, each chunk
@@ -122,6 +123,8 @@ def measure_request(
     status, error_class, error = STATUS_OK, None, None
     try:
         for chunk in engine.stream(prompt, options):
+            if text_out is not None and chunk.text:
+                text_out.append(chunk.text)
             arrived = chunk.arrived_at
             if arrived is None:
                 arrived = clock.now()

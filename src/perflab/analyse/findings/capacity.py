@@ -57,6 +57,7 @@ class RatePoint:
     e2e_p95_s: Spread
     e2e_p99_s: Spread
     ttft_p95_s: Spread
+    ttft_p50_by_turn: tuple[float | None, ...]  # chats: median TTFT of turn 1, 2, ...; else ()
     holds: bool  # in every trial: schedule kept and met_fraction at or above the target
     valid: bool  # the client kept the schedule in every trial
     limited_by: str | None  # where it does not hold: ttft, tpot, e2e, errors, dropped, client
@@ -147,7 +148,26 @@ def _holds(row: dict, slo: SloTargets) -> bool:
     return bool(row["schedule_valid"]) and row["met_fraction"] >= slo.fraction
 
 
-def rate_point(rows: list[dict], slo: SloTargets) -> RatePoint:
+def turn_table(requests: pl.LazyFrame) -> dict[tuple, tuple[float | None, ...]]:
+    """(target, offered rate) -> median TTFT per turn over its trials, for chats only."""
+    if "turn" not in requests.collect_schema().names():
+        return {}
+    table = (
+        requests.filter(
+            ~pl.col("is_warmup") & (pl.col("status") == "ok") & pl.col("turn").is_not_null()
+        )
+        .group_by("target", "offered_rate", "turn")
+        .agg(pl.col("ttft_s").median().alias("ttft_p50_s"))
+        .sort("turn")
+        .collect()
+    )
+    by_point: dict[tuple, list] = {}
+    for row in table.to_dicts():
+        by_point.setdefault((row["target"], row["offered_rate"]), []).append(row["ttft_p50_s"])
+    return {key: tuple(values) for key, values in by_point.items() if len(values) > 1}
+
+
+def rate_point(rows: list[dict], slo: SloTargets, by_turn=()) -> RatePoint:
     def over(name: str) -> Spread:
         return spread([row[name] for row in rows])
 
@@ -163,6 +183,7 @@ def rate_point(rows: list[dict], slo: SloTargets) -> RatePoint:
         e2e_p95_s=over("e2e_p95_s"),
         e2e_p99_s=over("e2e_p99_s"),
         ttft_p95_s=over("ttft_p95_s"),
+        ttft_p50_by_turn=tuple(by_turn),
         holds=not failing,
         valid=all(row["schedule_valid"] for row in rows),
         limited_by=_limit(failing[0]) if failing else None,
@@ -191,12 +212,19 @@ def queueing_onset(points: list[RatePoint]) -> float | None:
 
 
 def target_finding(
-    rows: list[dict], slo: SloTargets, skipped: list[tuple[float, str]] = ()
+    rows: list[dict],
+    slo: SloTargets,
+    skipped: list[tuple[float, str]] = (),
+    turns: dict[tuple, tuple] | None = None,
 ) -> CapacityFinding:
     by_rate: dict[float, list[dict]] = {}
     for row in rows:
         by_rate.setdefault(row["offered_rate"], []).append(row)
-    points = [rate_point(group, slo) for _, group in sorted(by_rate.items())]
+    target = rows[0]["target"]
+    points = [
+        rate_point(group, slo, (turns or {}).get((target, rate), ()))
+        for rate, group in sorted(by_rate.items())
+    ]
     by_trial: dict[int, list[dict]] = {}
     for row in rows:
         by_trial.setdefault(row["trial"], []).append(row)
@@ -242,11 +270,14 @@ def summary(
     if "offered_rate" not in requests.collect_schema().names():
         return ()
     table = trial_table(requests, slo)
+    turns = turn_table(requests)
     by_target: dict[str | None, list[dict]] = {}
     for row in table.to_dicts():
         by_target.setdefault(row["target"], []).append(row)
     found = [
-        target_finding(rows, slo, [(rate, why) for target, rate, why in skipped if target == name])
+        target_finding(
+            rows, slo, [(rate, why) for target, rate, why in skipped if target == name], turns
+        )
         for name, rows in by_target.items()
     ]
     base = next((f for f in found if baseline is not None and f.target == baseline), None)

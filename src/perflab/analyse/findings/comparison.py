@@ -117,7 +117,6 @@ def _values(frame: pl.DataFrame, metric: Metric) -> pl.Series:
         return frame[metric.column]
     # the server's own prefill timing; none where it took no time (a cached prompt): never inf
     prefill = frame["prefill_mean_s"]
-    # a prompt served from the cache has a prefill time of 0: no rate, not an infinite one
     rate = pl.when(prefill > 0).then(frame["prompt_tokens_mean"] / prefill)
     return frame.select(rate.fill_nan(None).alias("server_prefill_tps")).to_series()
 

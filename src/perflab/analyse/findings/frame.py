@@ -56,7 +56,16 @@ FLOAT_COLUMNS = (
     "server_kv_used_max",
     "cached_tokens_median",
 )
-INT_COLUMNS = ("n_ok", "n_errors", "n_requests", "n_warmup", "n_truncated", "workers")
+INT_COLUMNS = (
+    "n_ok",
+    "n_errors",
+    "n_requests",
+    "n_warmup",
+    "n_truncated",
+    "n_censored",
+    "n_empty",
+    "workers",
+)
 STRING_COLUMNS = ("suites", "prompt_name", "error_classes", "engine", "model", "target")
 
 
@@ -287,6 +296,12 @@ class Condition:
     server_deferred_max: float | None = None
     server_kv_used_max: float | None = None
     cached_tokens_median: float | None = None  # prompt tokens the server reused (cache_n)
+    n_censored: int = 0  # of n_errors: cut at their timeout, so slower than they ran
+    n_empty: int = 0  # answered ok without a token: in no statistic, not in n_ok
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.n_errors / self.n_requests if self.n_requests else None
 
     @property
     def all_failed(self) -> bool:
@@ -339,6 +354,8 @@ def _condition(rows: list[dict], disturbed: set[str]) -> Condition:
         n_requests=_sum(rows, "n_requests") or 0,
         n_ok=_sum(rows, "n_ok") or 0,
         n_errors=_sum(rows, "n_errors") or 0,
+        n_censored=_sum(rows, "n_censored") or 0,
+        n_empty=_sum(rows, "n_empty") or 0,
         n_truncated=_sum(rows, "n_truncated"),
         error_classes=",".join(classes) or None,
         e2e=figure("e2e_mean_s", "e2e_ci95_s"),

@@ -25,6 +25,7 @@ from perflab.present.wording.numbers import (
     NA,
     ci_note,
     duration,
+    failures,
     measured,
     num,
     spread_text,
@@ -34,6 +35,7 @@ from perflab.present.wording.peer import peer
 from perflab.present.wording.roofline import roofline
 from perflab.present.wording.run import (
     IssueRow,
+    answer_lengths,
     checklist,
     cold_start,
     disturbed_lines,
@@ -56,7 +58,9 @@ __all__ = [
     "LOG_OPTIONS",
     "NA",
     "NOTES",
+    "failures",
     "IssueRow",
+    "answer_lengths",
     "bottleneck_evidence",
     "bottleneck_sentence",
     "breakdown",

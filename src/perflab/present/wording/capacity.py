@@ -36,6 +36,9 @@ def rate_line(point: RatePoint) -> str:
         f"{num(100 * point.met_fraction.mean if point.met_fraction.mean is not None else None, 0, '%')}"
         f" met the targets, goodput {spread_text(point.goodput, 2, ' req/s')} ({trials})"
     )
+    if point.ttft_p50_by_turn:
+        turns = " / ".join(num(value, 3) for value in point.ttft_p50_by_turn)
+        line += f"; TTFT P50 by turn (s): {turns}"
     if not point.valid:
         line += (
             "; invalid: the client could not keep the schedule, so this is not the server's latency"

@@ -64,3 +64,20 @@ def duration(seconds: float | None) -> str:
 
 def pct(value, digits: int = 0) -> str:
     return NA if value is None else f"{value:.{digits}f}%"
+
+
+def failures(condition: Condition) -> str:
+    """What a condition's figures leave out, beside them: '; 2 of 20 failed (10%), 1 of
+    them timed out (censored: slower than it ran)', '; 3 empty answers', or ''."""
+    parts = []
+    if condition.n_errors:
+        text = f"{condition.n_errors} of {condition.n_requests} failed ({condition.error_rate:.0%})"
+        if condition.n_censored:
+            text += (
+                f", {condition.n_censored} of them timed out (censored: slower than they ran, "
+                "not in the mean or percentiles)"
+            )
+        parts.append(text)
+    if condition.n_empty:
+        parts.append(f"{condition.n_empty} answered without a token (in no figure)")
+    return "".join(f"; {part}" for part in parts)
