@@ -15,7 +15,9 @@ rule findings:
     conda:
         "../../environment.yml"
     params:
-        config=config,
+        config=get_config_keys(
+            "engine", "targets", "baseline", "suites", "expected_tps", "slo"
+        ),
     script:
         "../scripts/findings.py"
 
@@ -62,7 +64,16 @@ rule report:
     conda:
         "../../environment.yml"
     params:
-        config=config,
+        config=get_config_keys(
+            "run",
+            "engine",
+            "targets",
+            "baseline",
+            "prompts",
+            "tiny_model",
+            "warmup_requests",
+            "generation",
+        ),
         configfiles=get_config_files,
         experiment_summaries=f"{RESULTS}/experiments/*/summary.json",
     script:
@@ -85,6 +96,6 @@ rule comparison:
     conda:
         "../../environment.yml"
     params:
-        config=config,
+        config=get_config_keys("run"),
     script:
         "../scripts/comparison.py"

@@ -34,6 +34,7 @@ from perflab.present.wording.numbers import (
 from perflab.present.wording.peer import peer
 from perflab.present.wording.run import (
     IssueRow,
+    answer_lengths,
     checklist,
     cold_start,
     disturbed_lines,
@@ -57,6 +58,7 @@ __all__ = [
     "NOTES",
     "failures",
     "IssueRow",
+    "answer_lengths",
     "bottleneck_evidence",
     "bottleneck_sentence",
     "breakdown",
