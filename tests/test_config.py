@@ -22,8 +22,10 @@ def test_default_config_is_valid_and_has_the_seed_values():
     suites = config["suites"]
     assert config["engine"]["name"] == "llamacpp"
     assert config["prompts"]["short"] == "What is AI?"
+    assert config["engine"]["model"] == "smollm2-135m"
     assert config["prompts"]["medium"].startswith("Explain the concept of machine learning")
-    assert config["prompts"]["long"].startswith("Describe the architecture of a transformer")
+    assert config["prompts"]["long"].startswith("A transformer model has an embedding layer")
+    assert config["prompts"]["very_long"].endswith("bound by memory bandwidth, and why?")
     # the seed's 100 requests per basic prompt, as 3 trials of 34
     assert config["repeats"] == 3 and suites["basic"]["requests"] * config["repeats"] >= 100
     assert suites["basic"]["prompts"] == ["short", "medium", "long"]
@@ -37,7 +39,8 @@ def test_defaults_are_filled():
     config = validate_config(
         {"prompts": {"medium": "x", "short": "y", "long": "z", "tiny": "a", "very_long": "b"}}
     )
-    assert config["generation"]["max_tokens"] == 64
+    assert config["generation"]["max_tokens"] == 256
+    assert config["engine"]["model"] == "smollm2-135m" and config["engine"]["ignore_eos"] is None
     assert config["suites"]["concurrency"]["workers"] == [1, 2, 4]
     assert config["tiny_model"]["block_count"] == 4
     assert config["warmup_requests"] == 3

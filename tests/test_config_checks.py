@@ -6,10 +6,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_snakemake
 
 from perflab.cli import main
 from perflab.config.load import ConfigError, load_config_files
@@ -290,16 +289,7 @@ def workflow_copy(copy_workflow):
 def test_the_workflow_refuses_it_before_any_job(workflow_copy, text, key, value):
     bad = workflow_copy / "bad.yaml"
     bad.write_text(text)
-    bindir = str(Path(sys.executable).parent)
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "bad.yaml"],
-        cwd=workflow_copy,
-        env={"PATH": f"{bindir}:/usr/bin:/bin", "HOME": str(Path.home())}
-        | ({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_snakemake(workflow_copy, "--cores", "1", "--configfile", "bad.yaml", timeout=300)
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "Traceback" not in output and "bad.yaml" in output

@@ -29,6 +29,7 @@ from perflab.measure.samples import disturbance_threshold_pct
 def spec_for(fault_rates: dict, budget: float, **timing) -> dict:
     overrides = {
         "engine": {"name": "calibration", "model": "llama3.1:8b"},
+        "repeats": 1,  # one trial: these tests are about one experiment
         "calibration": FAST_TIMING | {"fault_rates": fault_rates, "seed": 1} | timing,
         "warmup_requests": 1,
         "error_budget": budget,

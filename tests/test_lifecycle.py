@@ -24,12 +24,13 @@ from perflab.measure.experiment import ExperimentPaths, experiment_spec, run_exp
 from perflab.measure.locks import describe_holder, lock_path, target_lock
 from perflab.measure.progress import ExperimentProgress
 
-EXPERIMENT = "medium-t0.7-w1-n20-r1"
+EXPERIMENT = "medium-t0.7-w1-n8-r1"
 
 
 def make_spec(**timing) -> dict:
     overrides = {
         "engine": {"name": "calibration", "model": "llama3.1:8b"},
+        "repeats": 1,  # one trial: these tests are about one experiment
         "calibration": FAST_TIMING | {"num_parallel": 1} | timing,
         "warmup_requests": 1,
         "sampler": {"interval_s": 0.1},
@@ -312,9 +313,9 @@ def test_preflight_times_one_request_and_estimates_the_run(tmp_path):
     # (max_tokens 32); the 0.3 s model load is not part of a request
     scripted = 0.05 + 0.0005 * count_tokens(plan.longest_prompt) + 31 * 0.01
     assert scripted - 0.01 < estimate["per_request_s"] < scripted + 0.25
-    assert estimate["n_requests"] == plan.n_requests == 233
+    assert estimate["n_requests"] == plan.n_requests == 507  # 3 trials of the calibration run
     assert (
-        "whole run ≈" in result.stdout and "for 233 requests + 5 s of timed load" in result.stdout
+        "whole run ≈" in result.stdout and "for 507 requests + 15 s of timed load" in result.stdout
     )
 
 

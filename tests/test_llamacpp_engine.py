@@ -111,3 +111,20 @@ def test_finish_reason_says_length_at_max_tokens_and_stop_at_eos(engine):
         timings = list(engine.stream("Hi", options))[-1].timings
         expected = "length" if timings.output_tokens == 40 else "stop"
         assert timings.finish_reason == expected
+
+
+def test_open_loop_requests_wait_on_the_model_lock_from_their_scheduled_time(engine):
+    """The embedded engine serves one request at a time: open-loop requests leave on
+    schedule, queue on the lock (queue_s), and their latency counts from when they were due."""
+    from perflab.measure.arrivals import ArrivalPlan
+    from perflab.measure.open_loop import OpenLoopPlan, run_open_loop
+
+    options = GenerationOptions(max_tokens=16, ignore_eos=True)
+    plan = OpenLoopPlan(ArrivalPlan(rate=50.0, requests=6, arrival="constant"), max_send_lag_s=0.5)
+    result, check = run_open_loop(engine, "What is AI?", options, plan, experiment_id="o")
+    records = result.records
+    assert len(records) == 6 and all(r.status == "ok" for r in records)
+    assert check.n_sent == 6 and max(r.queue_s for r in records) > 0
+    for record in records:
+        assert record.e2e_sched_s == pytest.approx(record.e2e_s + record.send_lag_s)
+    assert records[-1].e2e_sched_s > records[0].e2e_sched_s  # the queue grew

@@ -51,3 +51,18 @@ def test_a_file_that_is_not_a_model_is_refused_without_a_traceback(tmp_path, cap
     )
     assert "could not quantize" in capsys.readouterr().err
     assert not (tmp_path / "o.gguf").exists()
+
+
+def test_the_fetched_smollm2_is_requantized_only_when_allowed(smollm2_path, tmp_path):
+    with pytest.raises(QuantizeError, match="--allow-requantize"):
+        quantize(smollm2_path, tmp_path / "refused.gguf", "q4_0")
+    assert not (tmp_path / "refused.gguf").exists()
+    out = quantize(smollm2_path, tmp_path / "q4_0.gguf", "q4_0", allow_requantize=True)
+    assert 0 < out.stat().st_size < smollm2_path.stat().st_size
+    engine = LlamaCppEngine(out, n_ctx=256, n_threads=1)
+    try:
+        assert engine.preflight()["model_details"]["file_type"] == "2"  # LLAMA_FTYPE_MOSTLY_Q4_0
+        chunks = list(engine.stream("Hi", GenerationOptions(max_tokens=4, ignore_eos=True)))
+        assert chunks[-1].timings.output_tokens == 4
+    finally:
+        engine.close()

@@ -93,8 +93,8 @@ def test_a_single_target_config_keeps_its_ids_and_specs():
     the ids it had (its spec holds its place in the design, ``design``)."""
     config = load_config_file(DEFAULT)
     experiments = expand_experiments(config)
-    assert "medium-t0.7-w1-n20-r1" in experiments
-    spec = experiment_spec(config, experiments["medium-t0.7-w1-n20-r1"])
+    assert "medium-t0.7-w1-n8-r1" in experiments
+    spec = experiment_spec(config, experiments["medium-t0.7-w1-n8-r1"])
     assert "target" not in spec["experiment"] and "machine" not in spec
     assert "quantization" not in spec["engine"]
     assert set(spec) == {
@@ -128,7 +128,8 @@ def test_a_single_target_config_keeps_its_ids_and_specs():
         ),
         (
             {"targets": [{"name": "a", "engine": {"name": "ollama", "quantization": "q8_0"}}]},
-            "targets[0].engine.quantization: 'q8_0' applies only to llamacpp with the tiny model",
+            "targets[0].engine.quantization: 'q8_0' applies only to llamacpp with the model the "
+            "workflow makes",
         ),
         (
             {"targets": [{"name": "a", "engine": {"quantization": "q3"}}]},
@@ -169,14 +170,16 @@ def test_a_single_target_config_has_one_check_and_no_comparison(copy_workflow):
     output = snakemake_dry_run(workdir, str(workdir / "config" / "config.yaml"))
     assert re.search(r"^preflight\s+1\b", output, re.M)
     assert "preflight_target" not in output and not re.search(r"^comparison\s", output, re.M)
-    assert "results/llamacpp-tiny/experiments/medium-t0.7-w1-n20-r1/records.jsonl" in output
+    assert "results/llamacpp-smollm2/experiments/medium-t0.7-w1-n8-r1/records.jsonl" in output
+    assert re.search(r"^fetch_smollm2\s+1\b", output, re.M)  # the default model, fetched once
 
 
 def test_quantized_targets_each_get_their_model_built_once(tmp_path, copy_workflow):
     data = {
         "run": "quant",
         "targets": [
-            {"name": name, "engine": {"quantization": name}} for name in ("f16", "q8_0", "q4_0")
+            {"name": name, "engine": {"model": "tiny-llama3", "quantization": name}}
+            for name in ("f16", "q8_0", "q4_0")
         ],
         **ONE_SUITE,
     }
@@ -184,6 +187,21 @@ def test_quantized_targets_each_get_their_model_built_once(tmp_path, copy_workfl
     assert re.search(r"quantize_tiny_model\s+2\b", output)
     assert re.search(r"build_tiny_model\s+1\b", output)
     assert "-q8_0.gguf" in output and "-q4_0.gguf" in output
+
+
+def test_smollm2_targets_are_requantized_from_the_one_fetched_file(tmp_path, copy_workflow):
+    engine = {"name": "llamacpp", "model": "smollm2-135m"}
+    data = {
+        "run": "smolquant",
+        "targets": [{"name": "q4_1", "engine": engine}]
+        + [{"name": q, "engine": engine | {"quantization": q}} for q in ("q8_0", "q4_k")],
+        **ONE_SUITE,
+    }
+    output = snakemake_dry_run(copy_workflow(), str(write(tmp_path, data)))
+    assert re.search(r"fetch_smollm2\s+1\b", output)
+    assert re.search(r"quantize_smollm2\s+2\b", output)
+    assert "build_tiny_model" not in output
+    assert "SmolLM2-135M-Instruct-q8_0.gguf" in output and "-q4_k.gguf" in output
 
 
 def test_validate_lists_the_targets_experiments(tmp_path, capsys):

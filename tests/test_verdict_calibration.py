@@ -92,7 +92,7 @@ def _sweep_rows(server, trials: int) -> pl.DataFrame:
 @pytest.mark.parametrize("trials", [2, 3])
 def test_a_two_slot_server_saturates_at_two_workers(make_calibration_server, trials):
     server = make_calibration_server(
-        {"itl_s": 0.01, "output_tokens": 10, "ttft_fixed_s": 0.01}, num_parallel=2
+        {"itl_s": 0.02, "output_tokens": 10, "ttft_fixed_s": 0.01}, num_parallel=2
     )
     result = concurrency.summary(_sweep_rows(server, trials), capabilities_for("calibration"))
     assert result.verdict is ConcurrencyVerdict.SATURATES, result.test

@@ -27,7 +27,8 @@ def started_experiments(output: str) -> list[str]:
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return run_snakemake(workdir, *args)
+    # the default config's 3 trials triple a full run: a limit for a shared machine
+    return run_snakemake(workdir, *args, timeout=2700)
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -86,6 +87,11 @@ def test_full_run_writes_records_summary_and_log(full_run):
     assert (summary["n_errors"] == 0).all()
     assert (summary["output_tokens_mean"] == config["generation"]["max_tokens"]).all()
     log = (full_run / "reports" / "test-tiny" / "day1-log.md").read_text()
+    # the tiny random model: ignore_eos on when unset, every answer max_tokens long
+    assert (
+        "so every answer ran to max\\_tokens (8)" in log
+        or "every answer ran to max_tokens (8)" in log
+    )
     benchmark = log.split("## Benchmark Results Summary", 1)[1].split("## Key Learnings", 1)[0]
     assert "[ ]" not in benchmark
     assert "n/a" not in benchmark

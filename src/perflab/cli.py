@@ -33,7 +33,9 @@ def _build_model(args) -> None:
 def _quantize_model(args) -> None:
     from perflab.models.quantize import quantize
 
-    out = quantize(Path(args.source), Path(args.out), args.type)
+    out = quantize(
+        Path(args.source), Path(args.out), args.type, allow_requantize=args.allow_requantize
+    )
     print(f"{out}: {args.type}, {out.stat().st_size / 1e6:.1f} MB")
 
 
@@ -305,7 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command.add_argument("--in", dest="source", required=True, help="GGUF to quantize")
     command.add_argument("--out", required=True)
-    command.add_argument("--type", required=True, choices=("q8_0", "q4_0", "q4_k"))
+    command.add_argument("--type", required=True, choices=("f16", "q8_0", "q4_0", "q4_1", "q4_k"))
+    command.add_argument(
+        "--allow-requantize",
+        action="store_true",
+        help="the input may itself be quantized (as llama-quantize --allow-requantize)",
+    )
     command.set_defaults(func=_quantize_model)
 
     add_tool_commands(commands)

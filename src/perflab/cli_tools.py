@@ -1,5 +1,6 @@
 """perflab's commands for the llama.cpp tools: fetching the sdist, building
-llama-server and llama-bench from it, and running llama-bench as the peer."""
+llama-server and llama-bench from it, running llama-bench as the peer, and
+measuring the machine's own ceilings beside them."""
 
 from __future__ import annotations
 
@@ -33,6 +34,18 @@ def _peer_bench(args) -> None:
         print(f"{test.label}: {test.tps_mean:.1f} ± {test.tps_sd:.1f} t/s (n={test.repetitions})")
 
 
+def _measure_machine(args) -> None:
+    from perflab.measure.machine import measure_machine, write_machine
+
+    ceilings = measure_machine(args.threads)
+    write_machine(ceilings, Path(args.out))
+    bandwidth, compute = ceilings.bandwidth_gbs, ceilings.matmul_gflops
+    print(
+        f"{ceilings.host}, {args.threads} thread(s): read bandwidth {bandwidth.mean:.2f} GB/s, "
+        f"float32 matmul {compute.mean:.1f} GFLOP/s (n={bandwidth.repetitions} each)"
+    )
+
+
 def add_tool_commands(commands) -> None:
     """The tools' subcommands, on the main parser's ``commands``."""
     command = commands.add_parser(
@@ -60,3 +73,10 @@ def add_tool_commands(commands) -> None:
     command.add_argument("--repetitions", type=int, default=5)
     command.add_argument("--out", required=True)
     command.set_defaults(func=_peer_bench)
+
+    command = commands.add_parser(
+        "measure-machine", help="the machine's read bandwidth and matmul throughput"
+    )
+    command.add_argument("--threads", type=int, required=True)
+    command.add_argument("--out", required=True)
+    command.set_defaults(func=_measure_machine)

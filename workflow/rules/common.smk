@@ -15,6 +15,7 @@ from perflab.config.sweep import EXPERIMENT_ID_PATTERN, expand_experiments
 from perflab.engines.ollama_store import uses_tiny_model as engine_uses_tiny_model
 from perflab.models.llama_build import PREBUILT_ENV, sdist_name
 from perflab.models.smollm2 import MODEL_PATH as SMOLLM2_PATH
+from perflab.models.smollm2 import QUANTIZATION as SMOLLM2_QUANTIZATION
 from perflab.models.smollm2 import uses_smollm2 as engine_uses_smollm2
 from perflab.measure.estimate import plan_run
 from perflab.measure.experiment import experiment_spec
@@ -64,7 +65,7 @@ LLAMA_TOOLS = f"cache/llama.cpp/{LLAMA_SDIST.removesuffix('.tar.gz')}"
 wildcard_constraints:
     experiment=EXPERIMENT_ID_PATTERN,
     target="[a-z0-9][a-z0-9_]*",
-    quantization="q8_0|q4_0|q4_k",
+    quantization="f16|q8_0|q4_0|q4_1|q4_k",
     run_a="[A-Za-z0-9_][A-Za-z0-9._-]*",
     run_b="[A-Za-z0-9_][A-Za-z0-9._-]*",
 
@@ -79,9 +80,12 @@ def get_tiny_model_path(quantization=None):
     return f"cache/models/{name.format(**tiny)}{suffix}.gguf"
 
 
-def get_smollm2_path():
-    """SmolLM2-135M-Instruct as fetched from its pinned wheel on PyPI."""
-    return str(SMOLLM2_PATH)
+def get_smollm2_path(quantization=None):
+    """SmolLM2-135M-Instruct as fetched from its pinned wheel on PyPI (Q4_1), or
+    requantized from that file with llama.cpp's quantizer."""
+    if not quantization or quantization == SMOLLM2_QUANTIZATION:
+        return str(SMOLLM2_PATH)
+    return f"{SMOLLM2_PATH.parent}/SmolLM2-135M-Instruct-{quantization}.gguf"
 
 
 def get_smollm2_fetch_benchmark():
@@ -171,7 +175,7 @@ def get_model_inputs_of(engine):
     if engine_uses_tiny_model(served):
         inputs["model"] = get_tiny_model_path(engine.get("quantization"))
     elif engine_uses_smollm2(served):
-        inputs["model"] = get_smollm2_path()
+        inputs["model"] = get_smollm2_path(engine.get("quantization"))
     if launches_built_server(engine):
         inputs["server"] = f"{LLAMA_TOOLS}/llama-server"
     return inputs
@@ -229,6 +233,25 @@ def get_peer_files(wildcards=None):
     )
 
 
+def get_machine_path():
+    """Per host and thread count: the ceilings are the machine's, not the run's."""
+    import socket
+
+    return f"cache/machine/{socket.gethostname()}-t{get_peer_threads()}.json"
+
+
+def get_roofline_files(wildcards=None):
+    """The machine's ceilings and the baseline's GGUF, when roofline is on and the
+    baseline serves a GGUF perflab knows (an Ollama model it does not)."""
+    if not config["roofline"]:
+        return {}
+    engine = get_peer_engine()
+    model = get_model_inputs_of(engine).get("model") or engine.get("model_path")
+    if not model:
+        return {}
+    return {"machine": get_machine_path(), "roofline_model": model}
+
+
 def get_llama_build_inputs(wildcards=None):
     """The sdist to build from; none when prebuilt tools are linked instead."""
     if os.environ.get(PREBUILT_ENV):
@@ -254,6 +277,11 @@ def get_preflight_files():
 def get_experiment_preflight(wildcards):
     """The pre-flight check of the experiment's target (its model's sha256, reused)."""
     return get_preflight_path(EXPERIMENTS[wildcards.experiment].target)
+
+
+def get_config_keys(*keys):
+    """The config keys a rule reads, for its params (a key the config lacks is left out)."""
+    return {key: config[key] for key in keys if key in config}
 
 
 def get_settings_json(wildcards=None):

@@ -59,3 +59,20 @@ rule quantize_tiny_model:
     shell:
         "python -m perflab quantize-model --in {input.model} --out {output.model}"
         " --type {wildcards.quantization} > {log} 2>&1"
+
+
+# SmolLM2 at another quantization, requantized from the fetched Q4_1 file
+# (docs/comparing.md: what that compares and what not).
+rule quantize_smollm2:
+    input:
+        model=rules.fetch_smollm2.output.model,
+    output:
+        model=get_smollm2_path("{quantization}"),
+    log:
+        "logs/quantize_smollm2-{quantization}.log",
+    priority: get_preflight_priority()
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m perflab quantize-model --in {input.model} --out {output.model}"
+        " --type {wildcards.quantization} --allow-requantize > {log} 2>&1"

@@ -4,6 +4,7 @@ rule findings:
     input:
         unpack(get_setup_benchmarks),
         unpack(get_peer_files),
+        unpack(get_roofline_files),
         preflight_info=get_preflight_files(),
         summary=rules.aggregate.output.summary,
         requests=rules.aggregate.output.requests,
@@ -15,7 +16,9 @@ rule findings:
     conda:
         "../../environment.yml"
     params:
-        config=config,
+        config=get_config_keys(
+            "engine", "targets", "baseline", "suites", "expected_tps", "slo"
+        ),
     script:
         "../scripts/findings.py"
 
@@ -62,7 +65,16 @@ rule report:
     conda:
         "../../environment.yml"
     params:
-        config=config,
+        config=get_config_keys(
+            "run",
+            "engine",
+            "targets",
+            "baseline",
+            "prompts",
+            "tiny_model",
+            "warmup_requests",
+            "generation",
+        ),
         configfiles=get_config_files,
         experiment_summaries=f"{RESULTS}/experiments/*/summary.json",
     script:
@@ -85,6 +97,6 @@ rule comparison:
     conda:
         "../../environment.yml"
     params:
-        config=config,
+        config=get_config_keys("run"),
     script:
         "../scripts/comparison.py"

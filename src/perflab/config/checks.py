@@ -202,7 +202,7 @@ def model_path_problems(config: dict) -> Iterator[Problem]:
         yield Problem(
             ("engine", "model_path"),
             f"{engine['model_path']!r} {what} (seen from {Path.cwd()}); give the path of a "
-            "GGUF file, or null to build the tiny model",
+            "GGUF file, or null for the model engine.model names",
         )
 
 
@@ -244,10 +244,13 @@ def _token_count(texts: list[str], tokenizer: Path) -> list[int]:
     from llama_cpp import Llama
     from llama_cpp._utils import suppress_stdout_stderr
 
+    from perflab.engines.llamacpp_engine import chat_formatter, prompt_tokens
+
     with suppress_stdout_stderr(disable=False):
         vocab = Llama(model_path=str(tokenizer), vocab_only=True, verbose=False)
     try:
-        return [len(vocab.tokenize(text.encode(), add_bos=True)) for text in texts]
+        formatter = chat_formatter(vocab)  # what the engine evaluates: the chat-template form
+        return [len(prompt_tokens(vocab, formatter, text)) for text in texts]
     finally:
         vocab.close()
 
@@ -255,12 +258,16 @@ def _token_count(texts: list[str], tokenizer: Path) -> list[int]:
 def _tokenizer(config: dict) -> Path | None:
     """The GGUF whose tokenizer llama.cpp will use: ``model_path``, the Ollama
     store's blob of an Ollama model name (a PreflightError naming the fix when it
-    is not there), else the tiny model's vocabulary."""
+    is not there), the fetched SmolLM2 (None before it is fetched), else the tiny
+    model's vocabulary."""
     from perflab.engines.ollama_store import resolve, uses_tiny_model
+    from perflab.models.smollm2 import MODEL_PATH, uses_smollm2
 
     engine = config["engine"]
     if engine["model_path"]:
         path = Path(engine["model_path"]).expanduser()
+    elif uses_smollm2(engine):
+        path = MODEL_PATH
     elif uses_tiny_model(engine):
         path = DEFAULT_VOCAB
     else:
@@ -306,14 +313,18 @@ def context_problems(config: dict) -> Iterator[Problem]:
     )
 
 
-QUANTIZABLE = "llamacpp with the tiny model (engine.model tiny-llama3, no model_path)"
+QUANTIZABLE = (
+    "llamacpp with the model the workflow makes (engine.model tiny-llama3 or smollm2-135m, "
+    "no model_path)"
+)
 
 
 def quantization_problems(config: dict) -> Iterator[Problem]:
     from perflab.engines.ollama_store import uses_tiny_model
+    from perflab.models.smollm2 import uses_smollm2
 
     engine = config["engine"]
-    if engine.get("quantization") and not uses_tiny_model(engine):
+    if engine.get("quantization") and not (uses_tiny_model(engine) or uses_smollm2(engine)):
         yield Problem(
             ("engine", "quantization"),
             f"{engine['quantization']!r} applies only to {QUANTIZABLE}; remove it, or compare "

@@ -65,6 +65,15 @@ def ollama_duration(value: str | float | None) -> str | None:
     return f"{text}s"
 
 
+def ignore_eos(engine: dict) -> bool:
+    """``engine.ignore_eos``; unset (null), on for the tiny random model only: its random
+    weights emit end-of-sequence at random, where a trained model ends its answer."""
+    from perflab.engines.ollama_store import uses_tiny_model
+
+    value = engine.get("ignore_eos")
+    return uses_tiny_model(engine) if value is None else value
+
+
 def generation_options(config: dict, temperature: float) -> GenerationOptions:
     generation = config["generation"]
     keep_alive = generation["keep_alive"]
@@ -74,5 +83,5 @@ def generation_options(config: dict, temperature: float) -> GenerationOptions:
         seed=generation["seed"],
         timeout_s=generation["timeout_s"],
         keep_alive=ollama_duration(keep_alive),
-        ignore_eos=config["engine"]["ignore_eos"],
+        ignore_eos=ignore_eos(config["engine"]),
     )

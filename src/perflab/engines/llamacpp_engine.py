@@ -6,6 +6,14 @@ llama-server (and Ollama), the engine keeps the KV cache of the previous
 request and evaluates only what a new prompt does not share with it; the
 runner's ``prompt_cache: bust`` prefix is what makes every request prefill
 its whole prompt.
+
+A prompt goes through the GGUF's own chat template (``tokenizer.chat_template``)
+as one user message, as llama-cpp-python's ``create_chat_completion``, Ollama
+and llama-server do, so a trained instruct model answers it and ends its turn
+with its end-of-turn token. ``create_chat_completion`` itself is not used: its
+stream merges tokens into text pieces, where ``generate()`` yields every token
+id as it is decoded. A GGUF without a template (the tiny random model) gets the
+prompt as it is, after BOS.
 """
 
 from __future__ import annotations
@@ -30,6 +38,32 @@ from perflab.engines.base import Chunk, EngineError, GenerationOptions, Prefligh
 MS = 1e-3
 
 
+def chat_formatter(llm):
+    """The GGUF's chat template, compiled once (llama-cpp-python's formatter), or None."""
+    template = llm.metadata.get("tokenizer.chat_template")
+    if not template:
+        return None
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    def token_text(token: int) -> str:
+        return llm._model.token_get_text(token) if token != -1 else ""
+
+    return Jinja2ChatFormatter(
+        template=template,
+        eos_token=token_text(llm.token_eos()),
+        bos_token=token_text(llm.token_bos()),
+    )
+
+
+def prompt_tokens(llm, formatter, prompt: str) -> list[int]:
+    """What the engine evaluates for ``prompt``: the user's turn in the chat template,
+    ready for the answer; without a template, BOS + the prompt."""
+    if formatter is None:
+        return llm.tokenize(prompt.encode(), add_bos=True)
+    rendered = formatter(messages=[{"role": "user", "content": prompt}])
+    return llm.tokenize(rendered.prompt.encode(), add_bos=not rendered.added_special, special=True)
+
+
 class LlamaCppEngine:
     name = "llamacpp"
     capabilities = base.LLAMACPP
@@ -44,6 +78,8 @@ class LlamaCppEngine:
         self.n_ctx = n_ctx
         self.n_threads = n_threads
         self.llm = None
+        self.formatter = None
+        self._eog: set[int] = set()
         self.load_s: float | None = None
         self._lock = threading.Lock()
 
@@ -66,6 +102,8 @@ class LlamaCppEngine:
         except (ValueError, RuntimeError) as exc:
             raise PreflightError(f"llama.cpp could not load {self.model_path}: {exc}") from None
         self.load_s = time.perf_counter() - started
+        self.formatter = chat_formatter(self.llm)
+        self._eog = self._find_eog()
 
     def preflight(self) -> dict:
         import llama_cpp
@@ -89,15 +127,21 @@ class LlamaCppEngine:
             "n_ctx": self.n_ctx,
             "n_threads": self.llm.n_threads,
             "kv_cache": "keeps the previous request's KV cache and reuses its longest shared prefix",
+            "chat_template": self.formatter is not None,
             "load_s": self.load_s,
         }
 
     def _eos_tokens(self) -> set[int]:
-        eos = {self.llm.token_eos()}
-        eot = self.llm.metadata.get("tokenizer.ggml.eot_token_id")
-        if eot is not None:
-            eos.add(int(eot))
-        return eos
+        return self._eog
+
+    def _find_eog(self) -> set[int]:
+        """Every end-of-generation token of the vocabulary (EOS, end of turn, …), as
+        llama.cpp's own ``llama_vocab_is_eog`` says; found at load, not in a request."""
+        import llama_cpp
+
+        vocab = self.llm._model.vocab
+        eog = {t for t in range(self.llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t)}
+        return eog | {self.llm.token_eos()}
 
     @staticmethod
     def _forbid(tokens: set[int]):
@@ -139,7 +183,7 @@ class LlamaCppEngine:
         self, prompt: str, options: GenerationOptions, queue_s: float
     ) -> Iterator[Chunk]:
         self._reset_perf()
-        prompt_ids = self.llm.tokenize(prompt.encode(), add_bos=True)
+        prompt_ids = prompt_tokens(self.llm, self.formatter, prompt)
         eos = self._eos_tokens()
         processor = self._forbid(eos) if options.ignore_eos else None
         if options.seed is not None:

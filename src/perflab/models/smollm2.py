@@ -22,6 +22,7 @@ from pathlib import Path
 MODEL_NAME = "smollm2-135m"
 # Where the workflow keeps it (relative to the workflow directory).
 MODEL_PATH = Path("cache/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+QUANTIZATION = "q4_1"  # the file's own (engine.quantization unset means this)
 CHUNK_BYTES = 1 << 20
 
 

@@ -18,7 +18,9 @@ import jinja2
 from perflab import __version__
 from perflab.analyse.findings import Findings, load
 from perflab.analyse.tables import read_metadata_index
+from perflab.engines import ignore_eos
 from perflab.engines.ollama_store import uses_tiny_model
+from perflab.models.smollm2 import SMOLLM2, uses_smollm2
 from perflab.present import wording
 from perflab.present.page import render_html
 from perflab.present.wording import comparison as comparison_words
@@ -188,8 +190,13 @@ def build_context(
         "engine": engine,
         "engine_label": f.capabilities.label,
         "peer_lines": wording.peer(f.peer) if f.peer else [],
+        "roofline_lines": wording.roofline(f.roofline) if f.roofline else [],
         "host": host,
         "tiny_model": tiny,
+        "smollm2": SMOLLM2 if uses_smollm2(config["engine"]) else None,
+        "answer_lengths": wording.answer_lengths(
+            f, config["generation"].get("max_tokens"), ignore_eos(config["engine"])
+        ),
         "warmup_requests": config["warmup_requests"],
         "status": wording.status(f.run),
         "hours": None if f.run.hands_on_s is None else f.run.hands_on_s / 3600,

@@ -2,7 +2,7 @@
 
 One module per question (basic, prompt_length, temperature, concurrency,
 kv_cache, capacity, interference, resources, bottleneck, breakdown, expectations,
-runlog); each ``summary`` is a pure function of the summary frame and its
+roofline, runlog); each ``summary`` is a pure function of the summary frame and its
 context. ``compute`` runs them all; ``Findings`` is written to
 ``results/<run>/findings.json`` and read back by the charts and the log.
 Numbers only: the words are in ``perflab.present.wording`` and the template.
@@ -28,6 +28,7 @@ from perflab.analyse.findings import (
     peer,
     prompt_length,
     resources,
+    roofline,
     runlog,
     serialize,
     temperature,
@@ -37,6 +38,8 @@ from perflab.analyse.verdict import holm
 from perflab.core.records import ColdStart
 from perflab.engines import capabilities_for
 from perflab.engines.base import Capabilities
+from perflab.measure.machine import MachineCeilings, read_machine
+from perflab.models.gguf_facts import ModelFacts, read_model_facts
 
 __all__ = [
     "Context",
@@ -97,6 +100,7 @@ class Findings:
     comparison: comparison.ComparisonFinding | None = None  # with two or more targets
     capacity: tuple[capacity.CapacityFinding, ...] = ()  # per target that ran the rate suite
     peer: peer.PeerFinding | None = None  # llama-bench beside perflab (peer.llama_bench)
+    roofline: roofline.RooflineFinding | None = None  # the machine's ceilings (roofline)
 
 
 def compute(
@@ -106,6 +110,7 @@ def compute(
     requests_path: str | Path | None = None,
     disk_path: str | Path = ".",
     peer_path: str | Path | None = None,
+    ceilings: tuple[MachineCeilings, ModelFacts] | None = None,
 ) -> Findings:
     everything = with_defaults(summary)
     frame = everything
@@ -158,13 +163,14 @@ def compute(
         basic_span=context.basic_span,
         advanced_span=context.advanced_span,
     )
+    length_finding = prompt_length.summary(frame, disturbed)
     found = Findings(
         engine=context.engine,
         capabilities=capabilities,
         repeats=repeats,
         conditions=tuple(every),
         basic=basic_finding,
-        prompt_length=prompt_length.summary(frame, disturbed),
+        prompt_length=length_finding,
         temperature=temperature.summary(frame, disturbed),
         concurrency=concurrency_finding,
         kv_cache=kv_cache.summary(frame, disturbed),
@@ -179,6 +185,7 @@ def compute(
             requests_path, context.slo, context.sweep_skipped, context.baseline
         ),
         peer=_peer(peer_path, requests_path, context),
+        roofline=_roofline(ceilings, list(basic_finding.prompts), length_finding),
     )
     return family_corrected(found)
 
@@ -199,6 +206,14 @@ def family_corrected(found: Findings) -> Findings:
         if workers_test is not None
         else workers,
     )
+
+
+def _roofline(ceilings, basic_prompts, length) -> roofline.RooflineFinding | None:
+    if ceilings is None:
+        return None
+    machine, model = ceilings
+    prefill = (length.prefill_tps, length.prefill_tps_low, length.prefill_tps_high)
+    return roofline.summary(machine, model, basic_prompts, prefill)
 
 
 def _peer(peer_path, requests_path, context: Context) -> peer.PeerFinding | None:
@@ -329,6 +344,8 @@ def write_findings(
     setup_benchmarks: dict[str, str | Path | None] | None = None,
     preflight_paths: list[str | Path] = (),
     peer_path: str | Path | None = None,
+    machine_path: str | Path | None = None,
+    model_path: str | Path | None = None,
 ) -> Findings:
     """Read the run's tables, compute every finding, write ``findings.json``.
 
@@ -353,6 +370,13 @@ def write_findings(
         requests_path=requests_path,
         disk_path=results_dir,
         peer_path=peer_path,
+        ceilings=_read_ceilings(machine_path, model_path),
     )
     write(findings, findings_path)
     return findings
+
+
+def _read_ceilings(machine_path, model_path) -> tuple[MachineCeilings, ModelFacts] | None:
+    if not machine_path or not model_path:
+        return None
+    return read_machine(machine_path), read_model_facts(model_path)

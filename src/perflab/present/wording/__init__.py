@@ -32,8 +32,10 @@ from perflab.present.wording.numbers import (
     workers_text,
 )
 from perflab.present.wording.peer import peer
+from perflab.present.wording.roofline import roofline
 from perflab.present.wording.run import (
     IssueRow,
+    answer_lengths,
     checklist,
     cold_start,
     disturbed_lines,
@@ -52,11 +54,13 @@ from perflab.present.wording.run import (
 
 __all__ = [
     "peer",
+    "roofline",
     "LOG_OPTIONS",
     "NA",
     "NOTES",
     "failures",
     "IssueRow",
+    "answer_lengths",
     "bottleneck_evidence",
     "bottleneck_sentence",
     "breakdown",

@@ -19,6 +19,33 @@ if TYPE_CHECKING:
     from perflab.analyse.findings import Findings
 
 
+def answer_lengths(f: Findings, max_tokens: int | None, ignore_eos: bool) -> str:
+    """How the measured answers ended: by themselves, or cut at max_tokens."""
+    limit = "max_tokens" if max_tokens is None else f"max_tokens ({max_tokens})"
+    rows = [c for c in f.conditions if c.n_ok]
+    n_ok = sum(c.n_ok for c in rows)
+    if not n_ok:
+        return "No answer was measured."
+    if ignore_eos:
+        return (
+            f"End-of-sequence was forbidden (ignore_eos), so every answer ran to {limit}: "
+            f"{n_ok} measured answers."
+        )
+    if any(c.n_truncated is None for c in rows):
+        return f"{n_ok} measured answers; how many were cut at max_tokens was not recorded."
+    cut = sum(c.n_truncated for c in rows)
+    lengths = [c.output_tokens_mean for c in rows if c.output_tokens_mean is not None]
+    span = (
+        f", {min(lengths):.0f}–{max(lengths):.0f} output tokens on average per condition"
+        if lengths
+        else ""
+    )
+    return (
+        f"{n_ok - cut} of {n_ok} measured answers ended by themselves and {cut} were cut at "
+        f"{limit}{span}."
+    )
+
+
 def trials_note(repeats: int) -> str:
     if repeats >= 2:
         return (

@@ -1,0 +1,107 @@
+"""How close decode and prefill run to the machine's own ceilings.
+
+Decode ceiling: bandwidth ÷ bytes read per decoded token (every weight once, plus
+the KV cache of the context so far). Prefill ceiling: compute ÷ FLOPs per prompt
+token. Each measured rate is given as a fraction of its ceiling, with the rate's
+95 % CI divided by the ceiling's mean and the ceiling's own CI stated beside it.
+Decode at or above ``NEAR_CEILING`` of its ceiling is bandwidth-bound: more
+threads cannot help, fewer bytes per token (a smaller quantization) can.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from perflab.analyse.findings.frame import Condition
+from perflab.measure.machine import MachineCeilings, Rate
+from perflab.models.gguf_facts import ModelFacts
+
+NEAR_CEILING = 0.7
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    label: str  # the prompt, or "prefill"
+    rate_tps: float
+    rate_low: float | None
+    rate_high: float | None
+    ceiling_tps: float
+    ceiling_ci95: float | None
+    context_tokens: float
+
+    @property
+    def fraction(self) -> float:
+        return self.rate_tps / self.ceiling_tps
+
+    @property
+    def fraction_low(self) -> float | None:
+        return None if self.rate_low is None else self.rate_low / self.ceiling_tps
+
+    @property
+    def fraction_high(self) -> float | None:
+        return None if self.rate_high is None else self.rate_high / self.ceiling_tps
+
+
+@dataclass(frozen=True)
+class RooflineFinding:
+    machine: MachineCeilings
+    model: ModelFacts
+    kv_cache_type: str
+    decode: tuple[Efficiency, ...]  # one per basic prompt
+    prefill: Efficiency | None
+    bandwidth_bound: bool  # decode at NEAR_CEILING of its ceiling or more
+
+
+def _ceiling(capacity: Rate, cost: float) -> tuple[float, float | None]:
+    """Tokens per second a capacity in giga-units per second allows at ``cost`` units
+    per token, and that ceiling's CI half-width."""
+    half = None if capacity.ci95 is None else capacity.ci95 * 1e9 / cost
+    return capacity.mean * 1e9 / cost, half
+
+
+def _decode(
+    condition: Condition, machine: MachineCeilings, model: ModelFacts, cache: str
+) -> Efficiency | None:
+    if condition.tps.mean is None:
+        return None
+    context = (condition.prompt_tokens_mean or 0) + (condition.output_tokens_mean or 0) / 2
+    read = model.bytes_per_token + model.kv_bytes_at(context, cache)
+    ceiling, half = _ceiling(machine.bandwidth_gbs, read)
+    has_ci = condition.tps.ci95 is not None
+    low, high = condition.tps.interval if has_ci else (None, None)
+    label = condition.prompt_name or condition.condition_id
+    return Efficiency(label, condition.tps.mean, low, high, ceiling, half, context)
+
+
+def _prefill(
+    prefill_tps: tuple[float | None, float | None, float | None],
+    prompt_tokens: float,
+    machine: MachineCeilings,
+    model: ModelFacts,
+) -> Efficiency | None:
+    rate, low, high = prefill_tps
+    if rate is None:
+        return None
+    flops = model.flops_at(prompt_tokens / 2)  # the average context while the prompt runs
+    ceiling, half = _ceiling(machine.matmul_gflops, flops)
+    return Efficiency("prefill", rate, low, high, ceiling, half, prompt_tokens / 2)
+
+
+def summary(
+    machine: MachineCeilings,
+    model: ModelFacts,
+    basic: list[Condition],
+    prefill_tps: tuple[float | None, float | None, float | None],
+    kv_cache_type: str = "f16",
+) -> RooflineFinding:
+    decode = tuple(e for c in basic if (e := _decode(c, machine, model, kv_cache_type)) is not None)
+    tokens = [c.prompt_tokens_mean for c in basic if c.prompt_tokens_mean]
+    prompt_tokens = max(tokens, default=0.0)
+    return RooflineFinding(
+        machine=machine,
+        model=model,
+        kv_cache_type=kv_cache_type,
+        decode=decode,
+        prefill=_prefill(prefill_tps, prompt_tokens, machine, model),
+        bandwidth_bound=any(e.fraction >= NEAR_CEILING for e in decode),
+    )
