@@ -10,17 +10,17 @@ import json
 import polars as pl
 import pytest
 from conftest import ROOT
+from open_loop_support import OTHER_SUITES_OFF as OFF
+from open_loop_support import measured
 
 from perflab.analyse.findings import capacity, load, write_findings
 from perflab.analyse.tables import (
-    ExperimentTables,
-    tabulate_experiment,
     write_aggregates,
     write_metadata_index,
 )
 from perflab.config.load import load_config_file
 from perflab.config.sweep import expand_experiments
-from perflab.measure.experiment import ExperimentPaths, experiment_spec, run_experiment
+from perflab.measure.experiment import ExperimentPaths, experiment_spec
 from perflab.present import report
 
 SLOTS = 2
@@ -28,17 +28,6 @@ SERVICE_S = 0.1  # ttft 0.02 s + 16 gaps of 0.005 s
 TRUTH = SLOTS / SERVICE_S  # 20 requests/s
 RATES = [10, 14, 26, 32]  # 0.5, 0.7, 1.3, 1.6 x the truth
 REQUESTS = 60
-OFF = {
-    suite: {"enabled": False}
-    for suite in ("basic", "prompt_length", "temperature", "concurrency", "resources", "kv_cache")
-}
-
-
-def measured(spec, files, **kwargs):
-    """One experiment job as the workflow runs it: measured, then tabulated."""
-    metadata = run_experiment(spec, files, **kwargs)
-    tabulate_experiment(files.records, files.metadata)
-    return metadata, ExperimentTables.in_dir(files.records.parent)
 
 
 @pytest.fixture(scope="module")

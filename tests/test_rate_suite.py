@@ -8,25 +8,15 @@ import json
 import polars as pl
 import pytest
 from conftest import FAST_TIMING, ROOT
+from open_loop_support import OTHER_SUITES_OFF as ONLY_RATE
+from open_loop_support import measured
 
-from perflab.analyse.tables import ExperimentTables, tabulate_experiment
 from perflab.config.load import ConfigError, load_config_file
 from perflab.config.sweep import expand_experiments
 from perflab.measure.estimate import plan_run
-from perflab.measure.experiment import ExperimentPaths, experiment_spec, run_experiment
+from perflab.measure.experiment import ExperimentPaths, experiment_spec
 
 DEFAULT = ROOT / "config" / "config.yaml"
-ONLY_RATE = {
-    suite: {"enabled": False}
-    for suite in ("basic", "prompt_length", "temperature", "concurrency", "resources", "kv_cache")
-}
-
-
-def measured(spec, files, **kwargs):
-    """One experiment job as the workflow runs it: measured, then tabulated."""
-    metadata = run_experiment(spec, files, **kwargs)
-    tabulate_experiment(files.records, files.metadata)
-    return metadata, ExperimentTables.in_dir(files.records.parent)
 
 
 def rate_config(**rate) -> dict:

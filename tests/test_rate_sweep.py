@@ -8,9 +8,11 @@ import json
 
 import pytest
 from conftest import FAST_TIMING, ROOT
+from open_loop_support import OTHER_SUITES_OFF as OFF
+from open_loop_support import measured
 
 from perflab.analyse.findings import capacity
-from perflab.analyse.tables import ExperimentTables, tabulate_experiment, write_aggregates
+from perflab.analyse.tables import write_aggregates
 from perflab.config.load import load_config_file
 from perflab.config.sweep import expand_experiments
 from perflab.engines.base import GenerationOptions
@@ -19,21 +21,8 @@ from perflab.measure.experiment import (
     ExperimentPaths,
     SweepInputs,
     experiment_spec,
-    run_experiment,
 )
 from perflab.measure.probe import ProbeResult, run_probe, skip_reason, sweep_rates
-
-OFF = {
-    suite: {"enabled": False}
-    for suite in ("basic", "prompt_length", "temperature", "concurrency", "resources", "kv_cache")
-}
-
-
-def measured(spec, files, **kwargs):
-    """One experiment job as the workflow runs it: measured, then tabulated."""
-    metadata = run_experiment(spec, files, **kwargs)
-    tabulate_experiment(files.records, files.metadata)
-    return metadata, ExperimentTables.in_dir(files.records.parent)
 
 
 def sweep_config(**rate) -> dict:
