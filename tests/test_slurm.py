@@ -209,11 +209,12 @@ def test_the_group_ran_one_experiment_at_a_time(slurm_run):
 
 SWEEP_RUN = "test-slurm-sweep"
 SWEEP_TARGETS = ("alpha", "beta", "gamma", "delta")
-SWEEP_EXPERIMENTS = 200
+# 20 a target: a 200-experiment sweep took over 30 min on a loaded 2-core machine
+SWEEP_EXPERIMENTS = 80
 
 
 def write_sweep_config(workdir: Path) -> str:
-    """200 one-request experiments: the temperature suite on four calibration targets."""
+    """SWEEP_EXPERIMENTS one-request experiments: the temperature suite on four calibration targets."""
     per_target = SWEEP_EXPERIMENTS // len(SWEEP_TARGETS)
     sweep = {
         "run": SWEEP_RUN,
