@@ -57,6 +57,7 @@ ZERO_TIMING = {
 def one_request_spec(engine: str) -> str:
     off = {"enabled": False}
     overrides = {
+        "repeats": 1,
         "warmup_requests": 0,
         "generation": {"max_tokens": 8},
         "suites": {
