@@ -64,16 +64,18 @@ class ExperimentPaths:
 OPEN_LOOP_KEYS = ("seed", "on_full", "max_send_lag_s", "min_rate_fraction")
 
 
-def experiment_spec(config: dict, experiment: Experiment) -> dict:
+def experiment_spec(config: dict, experiment: Experiment, single: dict | None = None) -> dict:
     """What one experiment job needs, and nothing else: changing any of it reruns the job.
 
-    A target's experiment takes that target's engine and calibration, and names the
-    machine it shares with other targets (held as a lock while it runs).
+    A target's experiment takes that target's engine and calibration (``single``, the
+    target's one-target config, when the caller made it once for all its experiments),
+    and names the machine it shares with other targets (held as a lock while it runs).
     """
     from perflab.config.design import placement
     from perflab.config.targets import machine_of, target_config, target_names
 
-    single = target_config(config, experiment.target)
+    if single is None:
+        single = target_config(config, experiment.target)
     spec = {key: single[key] for key in SETTINGS_KEYS} | {"experiment": experiment.params()}
     if experiment.open_loop:
         rate = config["suites"]["rate"]
