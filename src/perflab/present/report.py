@@ -191,6 +191,7 @@ def build_context(
         "engine_label": f.capabilities.label,
         "peer_lines": wording.peer(f.peer) if f.peer else [],
         "roofline_lines": wording.roofline(f.roofline) if f.roofline else [],
+        "placement": wording.placement(f.placement) if f.placement else None,
         "host": host,
         "tiny_model": tiny,
         "smollm2": SMOLLM2 if uses_smollm2(config["engine"]) else None,
