@@ -136,10 +136,12 @@ def _rate_probe(args) -> None:
         engine.close()
     write_json_atomic(Path(args.out), result.as_dict())
     rates = ", ".join(f"{rate:g}" for rate in result.rates)
+    busy = result.saturated_server_s
+    by_server = "" if busy is None else f" ({busy:.3g} s each by the server's clock)"
     _say(
         f"rate probe: {result.synchronous_rate:.3g} req/s one at a time, "
-        f"{result.saturated_rate:.3g} req/s with {result.saturating_workers} open, in "
-        f"{result.probe_s:.1f} s; the sweep offers {rates} req/s"
+        f"{result.saturated_rate:.3g} req/s with {result.saturating_workers} open{by_server}, "
+        f"in {result.probe_s:.1f} s; the sweep offers {rates} req/s"
     )
 
 
