@@ -11,6 +11,7 @@ import pytest
 from conftest import FAST_TIMING, ROOT
 from test_report import HOSTILE, config, metadata, render, row
 
+from perflab.analyse import findings
 from perflab.analyse.findings import placement as placement_finding
 from perflab.cli import _placement_text as job_line
 from perflab.config.load import load_config_file
@@ -160,3 +161,13 @@ def test_a_hostile_model_name_from_the_server_is_no_markup_in_the_log(make_calib
 def test_a_log_without_a_reading_says_nothing_of_it():
     text, _ = render(pl.DataFrame([row()]), metadata(), config())
     assert "Where the model lives" not in text
+
+
+def test_the_finding_survives_findings_json(tmp_path):
+    meta = metadata()
+    meta[0]["placement"] = {"name": MODEL, "model": MODEL, "size": 1000, "size_vram": 300}
+    context = findings.context_from_metadata(meta, config(), "results/test")
+    found = findings.compute(pl.DataFrame([row()]), context, disk_path=".")
+    findings.write(found, tmp_path / "findings.json")
+    again = findings.load(tmp_path / "findings.json").placement
+    assert again == found.placement and again.where is placement_finding.Where.SPILLED
