@@ -71,6 +71,7 @@ def test_the_probe_measures_one_at_a_time_and_saturated(make_calibration_server)
     assert result.saturating_workers == 20 and result.n_errors == 0
     busy = [e.prefill_s + e.decode_s for e in server.scheduler.log[-20:]]  # the server's own
     truth = 2 / (sum(busy) / len(busy))
+    assert result.saturated_server_s == pytest.approx(sum(busy) / len(busy), rel=0.02)
     # below by the client's turn-around per request, more so on a busy machine
     assert 0.75 * truth <= result.saturated_rate <= 1.02 * truth
     assert result.saturated_rate > 1.5 * result.synchronous_rate

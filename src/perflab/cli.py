@@ -136,10 +136,12 @@ def _rate_probe(args) -> None:
         engine.close()
     write_json_atomic(Path(args.out), result.as_dict())
     rates = ", ".join(f"{rate:g}" for rate in result.rates)
+    busy = result.saturated_server_s
+    by_server = "" if busy is None else f" ({busy:.3g} s each by the server's clock)"
     _say(
         f"rate probe: {result.synchronous_rate:.3g} req/s one at a time, "
-        f"{result.saturated_rate:.3g} req/s with {result.saturating_workers} open, in "
-        f"{result.probe_s:.1f} s; the sweep offers {rates} req/s"
+        f"{result.saturated_rate:.3g} req/s with {result.saturating_workers} open{by_server}, "
+        f"in {result.probe_s:.1f} s; the sweep offers {rates} req/s"
     )
 
 
@@ -198,6 +200,22 @@ def _run_experiment(args) -> None:
         f"job: start-up {job['started_after_s'] or float('nan'):.2f} s, "
         f"engine set-up {job['engine_setup_s']:.2f} s, requests {job['measure_s']:.2f} s"
     )
+    if "placement" in metadata:
+        _say(f"{metadata['experiment']['id']}: {_placement_text(metadata['placement'])}")
+
+
+def _placement_text(placement: dict | None) -> str:
+    """Where the model lived, as the job's log says it (Ollama's /api/ps)."""
+    from perflab.engines.ollama_ps import ModelPlacement
+
+    if placement is None:
+        return "/api/ps did not list the model once loaded (keep_alive unloaded it?)"
+    found = ModelPlacement.from_dict(placement)
+    text = f"{found.size / 1e9:.2f} GB loaded, {found.gpu_share * 100:.0f} % in GPU memory"
+    if found.spilled:
+        share = f"{found.cpu_share * 100:.0f} %"
+        return f"{text}: spilled: {share} of the model in CPU memory, expect decode at CPU speed"
+    return f"{text}: all on the CPU" if found.cpu_only else f"{text}: all on the GPU"
 
 
 def _summarize(args) -> None:

@@ -145,9 +145,9 @@ def get_setup_benchmarks(wildcards=None):
             f"{RESULTS}/setup/preflight.tsv",
             get_preflight_path(None),
         )
-    if uses_tiny_model():
+    if any_target_serves(engine_uses_tiny_model):
         steps["model_build"] = (get_model_build_benchmark(), get_tiny_model_path())
-    if engine_uses_smollm2(config["engine"]):
+    if any_target_serves(engine_uses_smollm2):
         steps["model_fetch"] = (get_smollm2_fetch_benchmark(), get_smollm2_path())
     return {
         name: benchmark
@@ -156,8 +156,17 @@ def get_setup_benchmarks(wildcards=None):
     }
 
 
-def uses_tiny_model():
-    return engine_uses_tiny_model(config["engine"])
+def get_measured_engines():
+    """The engine of each target, or the one engine of a config without targets: with
+    targets, the top-level engine is only the default their engine blocks start from."""
+    return [target_config(config, target)["engine"] for target in TARGETS] or [
+        config["engine"]
+    ]
+
+
+def any_target_serves(uses_model):
+    """Whether a measured engine loads or serves the model ``uses_model`` recognises."""
+    return any(uses_model(as_served(engine)) for engine in get_measured_engines())
 
 
 def launches_built_server(engine):

@@ -40,6 +40,9 @@ class ProbeResult:
     n_requests: int
     n_errors: int
     probe_s: float  # wall time of both probes: the sweep's planning cost
+    # by the server's own clock, the saturated run's mean busy time per request (prefill +
+    # decode); None when the server does not report both for every request
+    saturated_server_s: float | None = None
 
     @classmethod
     def read(cls, path: str | Path) -> ProbeResult:
@@ -68,13 +71,19 @@ def probe_spec(config: dict, target: str | None) -> dict:
     return {key: single[key] for key in SETTINGS_KEYS} | {"probe": probe}
 
 
-def _served(records, wall_s: float, label: str) -> tuple[float, list[float]]:
+def _served(records, wall_s: float, label: str) -> tuple[float, list]:
     ok = [r for r in records if r.status == STATUS_OK and not r.is_warmup]
     if not ok:
         last = records[-1] if records else None
         why = f"{last.error_class}: {last.error}" if last else "nothing was sent"
         raise ProbeFailed(f"the {label} probe had no successful request ({why})")
-    return len(ok) / wall_s, [r.e2e_s for r in ok]
+    return len(ok) / wall_s, ok
+
+
+def server_busy_s(records) -> float | None:
+    """Mean prefill + decode per request by the server's own timings; None without them."""
+    busy = [r.prefill_s + r.decode_s for r in records if None not in (r.prefill_s, r.decode_s)]
+    return sum(busy) / len(busy) if busy and len(busy) == len(records) else None
 
 
 def run_probe(engine, options, probe: dict, warmup_requests: int) -> ProbeResult:
@@ -96,17 +105,18 @@ def run_probe(engine, options, probe: dict, warmup_requests: int) -> ProbeResult
             prompt_cache=probe["prompt_cache"],
         )
         runs.append((result, *_served(result.records, result.measured_wall_s, label)))
-    (sync, sync_rate, sync_latency), (saturated, saturated_rate, _) = runs
+    (_, sync_rate, sync_ok), (_, saturated_rate, saturated_ok) = runs
     measured = [r for result, *_ in runs for r in result.records if not r.is_warmup]
     return ProbeResult(
         synchronous_rate=sync_rate,
-        synchronous_p50_s=quantile(sync_latency, 0.5),
+        synchronous_p50_s=quantile([r.e2e_s for r in sync_ok], 0.5),
         saturated_rate=saturated_rate,
         saturating_workers=workers,
         rates=sweep_rates(saturated_rate, probe["sweep_points"], probe["sweep_high"]),
         n_requests=len(measured),
         n_errors=sum(r.status != STATUS_OK for r in measured),
         probe_s=time.perf_counter() - started,
+        saturated_server_s=server_busy_s(saturated_ok),
     )
 
 
