@@ -7,6 +7,7 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/experiment_jobs.smk"
 include: "workflow/rules/model.smk"
 include: "workflow/rules/server.smk"
 include: "workflow/rules/machine.smk"

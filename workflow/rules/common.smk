@@ -303,17 +303,6 @@ def get_preflight_files():
     return [get_preflight_path(target) for target in TARGETS or (None,)]
 
 
-def get_experiment_preflight(wildcards):
-    """The pre-flight check of the experiment's target (its model's sha256, reused)."""
-    return get_preflight_path(EXPERIMENTS[wildcards.experiment].target)
-
-
-def get_experiment_preflight_param():
-    """The experiment's pre-flight check as a parameter: a plain path without targets,
-    since Snakemake inspects and calls a parameter function once per job."""
-    return get_experiment_preflight if TARGETS else get_preflight_path(None)
-
-
 def get_config_keys(*keys):
     """The config keys a rule reads, for its params (a key the config lacks is left out)."""
     return {key: config[key] for key in keys if key in config}
@@ -334,14 +323,6 @@ def get_run_plan_json(wildcards=None):
     return json.dumps(asdict(plan), sort_keys=True)
 
 
-def get_experiment_spec(wildcards):
-    experiment = EXPERIMENTS[wildcards.experiment]
-    spec = experiment_spec(config, experiment, get_config_of_target(experiment.target))
-    return json.dumps(
-        spec, sort_keys=True
-    )  # key order in a YAML file must not rerun jobs
-
-
 def get_rate_probe_path(target):
     return (
         f"{RESULTS}/rate_probe/{target}.json"
@@ -354,51 +335,6 @@ def get_probe_spec(wildcards=None):
     """What the rate sweep's probe of a target needs (the target's settings, the probe keys)."""
     target = get_target(wildcards) if wildcards else None
     return json.dumps(probe_spec(config, target), sort_keys=True)
-
-
-def get_experiment_inputs(wildcards):
-    """What an experiment job reads: its target's model and server, a sweep point's
-    inputs, and the target's anchor. One function for all of them: Snakemake inspects
-    and calls each input function once per job, and with 10,000 experiments each one
-    costs about a second of planning."""
-    experiment = EXPERIMENTS[wildcards.experiment]
-    return {
-        **get_model_inputs_of_target(experiment.target),
-        **get_sweep_inputs(experiment),
-        "anchor": get_target_anchor_of(experiment.target),
-    }
-
-
-def get_experiment_args(wildcards, input):
-    """The model, server and sweep arguments of an experiment, from its inputs (so
-    Snakemake records the inputs, not these, for its rerun check)."""
-    args = (get_model_arg(wildcards, input), get_sweep_args(wildcards, input))
-    return " ".join(arg for arg in args if arg)
-
-
-def get_sweep_inputs(experiment):
-    """A sweep point's inputs: the probe that decides its rate, and the point below it,
-    which stops the sweep when its latency diverged. None for any other experiment."""
-    if experiment.sweep_point is None:
-        return {}
-    inputs = {"probe": get_rate_probe_path(experiment.target)}
-    if experiment.sweep_point > 1:
-        below = replace(experiment, sweep_point=experiment.sweep_point - 1)
-        inputs["previous"] = f"{RESULTS}/experiments/{below.id}/summary.json"
-    return inputs
-
-
-def get_sweep_args(wildcards, input):
-    names = [name for name in ("probe", "previous") if name in input.keys()]
-    return " ".join(f"--{name} {shlex.quote(input[name])}" for name in names)
-
-
-def get_experiment_priority(wildcards):
-    """Earlier trials first: every first trial runs before any second trial, so slow
-    drift of the machine spreads over all conditions instead of landing on some. Each
-    experiment's priority is its place in that order, so with targets they alternate
-    point by point too."""
-    return len(EXPERIMENT_ORDER) - EXPERIMENT_ORDER[wildcards.experiment]
 
 
 def get_preflight_priority():

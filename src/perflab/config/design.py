@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Protocol, TypeVar
 
 
@@ -50,7 +50,7 @@ class Placement:
     target_turn: int
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {item.name: getattr(self, item.name) for item in fields(self)}
 
 
 def _digest(*parts: object) -> int:
