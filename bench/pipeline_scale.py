@@ -96,6 +96,7 @@ def sweep_config(experiments: int) -> dict:
     temperatures = [round(2.0 * i / experiments, 5) for i in range(experiments)]
     return {
         "run": "bench-scale",
+        "repeats": 1,  # one experiment per temperature: N experiments, as the floors' N jobs
         "engine": {"name": "calibration", "model": "llama3.1:8b"},
         "suites": {
             "basic": off,

@@ -204,6 +204,27 @@ def test_smollm2_targets_are_requantized_from_the_one_fetched_file(tmp_path, cop
     assert "SmolLM2-135M-Instruct-q8_0.gguf" in output and "-q4_k.gguf" in output
 
 
+@pytest.mark.parametrize("top_level_model", ["tiny-llama3", "smollm2-135m"])
+def test_a_model_no_target_measures_is_neither_built_nor_fetched(
+    tmp_path, copy_workflow, top_level_model
+):
+    """With targets, the top-level engine is only where their engine blocks start: its
+    model is made only when a target loads or serves it."""
+    data = two_targets(engine={"name": "llamacpp", "model": top_level_model})
+    output = snakemake_dry_run(copy_workflow(), str(write(tmp_path, data)))
+    for rule in ("fetch_vocab", "build_tiny_model", "fetch_smollm2"):
+        assert not re.search(rf"^{rule}\s", output, re.M), rule
+    assert re.search(r"^preflight_target\s+2\b", output, re.M)
+
+
+def test_a_target_serving_the_tiny_model_gets_it_built(tmp_path, copy_workflow):
+    served = {"name": "openai", "model": "tiny-llama3", "launch": {"server": "llama-server"}}
+    data = {"run": "served", "targets": [{"name": "server", "engine": served}], **ONE_SUITE}
+    output = snakemake_dry_run(copy_workflow(), str(write(tmp_path, data)))
+    assert re.search(r"^build_tiny_model\s+1\b", output, re.M)
+    assert not re.search(r"^fetch_smollm2\s", output, re.M)
+
+
 def test_validate_lists_the_targets_experiments(tmp_path, capsys):
     from perflab.cli import main
 

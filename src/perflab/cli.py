@@ -200,6 +200,22 @@ def _run_experiment(args) -> None:
         f"job: start-up {job['started_after_s'] or float('nan'):.2f} s, "
         f"engine set-up {job['engine_setup_s']:.2f} s, requests {job['measure_s']:.2f} s"
     )
+    if "placement" in metadata:
+        _say(f"{metadata['experiment']['id']}: {_placement_text(metadata['placement'])}")
+
+
+def _placement_text(placement: dict | None) -> str:
+    """Where the model lived, as the job's log says it (Ollama's /api/ps)."""
+    from perflab.engines.ollama_ps import ModelPlacement
+
+    if placement is None:
+        return "/api/ps did not list the model once loaded (keep_alive unloaded it?)"
+    found = ModelPlacement.from_dict(placement)
+    text = f"{found.size / 1e9:.2f} GB loaded, {found.gpu_share * 100:.0f} % in GPU memory"
+    if found.spilled:
+        share = f"{found.cpu_share * 100:.0f} %"
+        return f"{text}: spilled: {share} of the model in CPU memory, expect decode at CPU speed"
+    return f"{text}: all on the CPU" if found.cpu_only else f"{text}: all on the GPU"
 
 
 def _summarize(args) -> None:

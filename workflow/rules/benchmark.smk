@@ -99,9 +99,7 @@ use rule rate_probe as rate_probe_target with:
 
 rule run_experiment:
     input:
-        unpack(get_model_inputs),
-        unpack(get_sweep_inputs),
-        anchor=get_target_anchor,
+        unpack(get_experiment_inputs),
     output:
         records=f"{RESULTS}/experiments/{{experiment}}/records.jsonl",
         samples=f"{RESULTS}/experiments/{{experiment}}/samples.jsonl",
@@ -118,12 +116,11 @@ rule run_experiment:
         llm_server=1,
     params:
         spec=get_experiment_spec,
-        model=get_model_arg,
-        preflight=get_experiment_preflight,
+        preflight=get_experiment_preflight_param(),
         failed_dir=f"{RESULTS}/failed",
-        sweep=get_sweep_args,
+        args=get_experiment_args,
     shell:
-        "python -m perflab run-experiment --spec {params.spec:q} {params.model} {params.sweep}"
+        "python -m perflab run-experiment --spec {params.spec:q} {params.args}"
         ' --out-dir "$(dirname {output.records:q})" --failed-dir {params.failed_dir}'
         " --preflight {params.preflight} 2> {log}"
         " || (cat {log} >&2; exit 1)"

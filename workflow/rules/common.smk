@@ -3,13 +3,15 @@ import os
 import shlex
 import sys
 from dataclasses import asdict, replace
+from functools import cache
 
 from perflab.config.load import (
     DEFAULT_CONFIG,
     ConfigError,
+    config_problems,
+    format_problems,
     read_yaml,
     user_config_files,
-    validate_config,
 )
 from perflab.config.sweep import EXPERIMENT_ID_PATTERN, expand_experiments
 from perflab.engines.ollama_store import uses_tiny_model as engine_uses_tiny_model
@@ -37,11 +39,15 @@ def get_config_files(wildcards=None):
 
 
 def check_config():
-    """Refuse a bad config before any job, naming file, key, value and fix."""
+    """Refuse a bad config before any job, naming file, key, value and fix. The files
+    are read again only to name the one that set a bad key: Snakemake has merged them.
+    """
     try:
-        layers = get_config_layers()
-        source = " + ".join(name for name, _ in layers)
-        validate_config(config, source=source, layers=layers)
+        problems = config_problems(config)
+        if problems:
+            layers = get_config_layers()
+            source = " + ".join(name for name, _ in layers)
+            raise ConfigError(format_problems(problems, source, layers))
     except ConfigError as error:
         print(error, file=sys.stderr)
         raise SystemExit(1) from None
@@ -105,14 +111,23 @@ def get_target_anchor(wildcards=None):
     input: it connects them, so that the Slurm profile's job group holds one target
     (one Slurm job on one node), where the pre-flight check itself cannot be an
     input (see benchmark.smk)."""
-    target = get_target(wildcards) if wildcards else None
+    return get_target_anchor_of(get_target(wildcards) if wildcards else None)
+
+
+def get_target_anchor_of(target):
     return (
         f"{RESULTS}/targets/{target}.anchor" if target else f"{RESULTS}/target.anchor"
     )
 
 
 def get_target_config(wildcards=None):
-    return target_config(config, get_target(wildcards) if wildcards else None)
+    return get_config_of_target(get_target(wildcards) if wildcards else None)
+
+
+@cache
+def get_config_of_target(target):
+    """The one-target config of ``target``, made once (read it, never change it)."""
+    return target_config(config, target)
 
 
 def get_model_build_benchmark():
@@ -130,9 +145,9 @@ def get_setup_benchmarks(wildcards=None):
             f"{RESULTS}/setup/preflight.tsv",
             get_preflight_path(None),
         )
-    if uses_tiny_model():
+    if any_target_serves(engine_uses_tiny_model):
         steps["model_build"] = (get_model_build_benchmark(), get_tiny_model_path())
-    if engine_uses_smollm2(config["engine"]):
+    if any_target_serves(engine_uses_smollm2):
         steps["model_fetch"] = (get_smollm2_fetch_benchmark(), get_smollm2_path())
     return {
         name: benchmark
@@ -141,8 +156,17 @@ def get_setup_benchmarks(wildcards=None):
     }
 
 
-def uses_tiny_model():
-    return engine_uses_tiny_model(config["engine"])
+def get_measured_engines():
+    """The engine of each target, or the one engine of a config without targets: with
+    targets, the top-level engine is only the default their engine blocks start from."""
+    return [target_config(config, target)["engine"] for target in TARGETS] or [
+        config["engine"]
+    ]
+
+
+def any_target_serves(uses_model):
+    """Whether a measured engine loads or serves the model ``uses_model`` recognises."""
+    return any(uses_model(as_served(engine)) for engine in get_measured_engines())
 
 
 def launches_built_server(engine):
@@ -167,6 +191,11 @@ def get_model_inputs(wildcards=None):
     or the fetched SmolLM2; none for a model the engine finds itself), and the
     llama-server it launches."""
     return get_model_inputs_of(get_target_config(wildcards)["engine"])
+
+
+@cache
+def get_model_inputs_of_target(target):
+    return get_model_inputs_of(get_config_of_target(target)["engine"])
 
 
 def get_model_inputs_of(engine):
@@ -279,6 +308,12 @@ def get_experiment_preflight(wildcards):
     return get_preflight_path(EXPERIMENTS[wildcards.experiment].target)
 
 
+def get_experiment_preflight_param():
+    """The experiment's pre-flight check as a parameter: a plain path without targets,
+    since Snakemake inspects and calls a parameter function once per job."""
+    return get_experiment_preflight if TARGETS else get_preflight_path(None)
+
+
 def get_config_keys(*keys):
     """The config keys a rule reads, for its params (a key the config lacks is left out)."""
     return {key: config[key] for key in keys if key in config}
@@ -300,7 +335,8 @@ def get_run_plan_json(wildcards=None):
 
 
 def get_experiment_spec(wildcards):
-    spec = experiment_spec(config, EXPERIMENTS[wildcards.experiment])
+    experiment = EXPERIMENTS[wildcards.experiment]
+    spec = experiment_spec(config, experiment, get_config_of_target(experiment.target))
     return json.dumps(
         spec, sort_keys=True
     )  # key order in a YAML file must not rerun jobs
@@ -320,10 +356,29 @@ def get_probe_spec(wildcards=None):
     return json.dumps(probe_spec(config, target), sort_keys=True)
 
 
-def get_sweep_inputs(wildcards):
+def get_experiment_inputs(wildcards):
+    """What an experiment job reads: its target's model and server, a sweep point's
+    inputs, and the target's anchor. One function for all of them: Snakemake inspects
+    and calls each input function once per job, and with 10,000 experiments each one
+    costs about a second of planning."""
+    experiment = EXPERIMENTS[wildcards.experiment]
+    return {
+        **get_model_inputs_of_target(experiment.target),
+        **get_sweep_inputs(experiment),
+        "anchor": get_target_anchor_of(experiment.target),
+    }
+
+
+def get_experiment_args(wildcards, input):
+    """The model, server and sweep arguments of an experiment, from its inputs (so
+    Snakemake records the inputs, not these, for its rerun check)."""
+    args = (get_model_arg(wildcards, input), get_sweep_args(wildcards, input))
+    return " ".join(arg for arg in args if arg)
+
+
+def get_sweep_inputs(experiment):
     """A sweep point's inputs: the probe that decides its rate, and the point below it,
     which stops the sweep when its latency diverged. None for any other experiment."""
-    experiment = EXPERIMENTS[wildcards.experiment]
     if experiment.sweep_point is None:
         return {}
     inputs = {"probe": get_rate_probe_path(experiment.target)}

@@ -38,6 +38,7 @@ _FLAG_FIELDS = {
     "tokens_per_word": "tokens_per_word",
     "seed": "seed",
     "stall": "stall_s",
+    "vram_share": "vram_share",
     "version": "version",
 }
 
@@ -166,6 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--seed", type=int, help=f"seed for gap and fault draws ({d.seed})")
     add(
         "--stall", type=float, metavar="S", help=f"default length of a stall fault, s ({d.stall_s})"
+    )
+    add(
+        "--vram-share",
+        type=float,
+        metavar="F",
+        help=f"share of a loaded model in GPU memory, as /api/ps reports it; below 1 a model "
+        f"spilled to CPU memory, 0 all on the CPU ({d.vram_share:g})",
     )
     add(
         "--server-version",

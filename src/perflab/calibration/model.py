@@ -124,6 +124,9 @@ class TimingModel:
     * ``prompt_cache``: each slot keeps its last prompt (and answer) in its KV
       cache; a request sharing a word prefix with it prefills only the rest
       (at least one token), like llama.cpp's and current Ollama's slots.
+    * ``vram_share``: the share of a loaded model in GPU memory that ``/api/ps``
+      reports (``size_vram`` = share x ``size``): 1 a model wholly on the GPU,
+      below 1 one that spilled to CPU memory, 0 one run on the CPU alone.
     * ``fault_rates``: fault spec -> probability per generation request (seeded).
     * ``fault_schedule``: generation request index (0-based) -> fault spec.
     """
@@ -145,6 +148,7 @@ class TimingModel:
     tokens_per_word: float = TOKENS_PER_WORD
     seed: int = 0
     stall_s: float = 600.0
+    vram_share: float = 1.0
     fault_rates: dict[str, float] = field(default_factory=dict)
     fault_schedule: dict[int, str] = field(default_factory=dict)
     version: str = "0.0.0-calibration"
@@ -179,6 +183,9 @@ class TimingModel:
         if self.max_queue < 0:
             raise ValueError("max_queue must be >= 0")
         self.seed = int(self.seed)
+        self.vram_share = float(self.vram_share)
+        if not 0.0 <= self.vram_share <= 1.0:
+            raise ValueError(f"vram_share must be in [0, 1], got {self.vram_share}")
         self.reasoning_tokens = int(self.reasoning_tokens)
         if self.reasoning_tokens < 0:
             raise ValueError("reasoning_tokens must be >= 0")

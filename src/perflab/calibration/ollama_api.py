@@ -200,6 +200,7 @@ def ps(handler: Handler) -> None:
             remaining = state.keep_alive_s  # in use: expires keep_alive after it ends
         entry = model_entry(state.name, handler.started_at)
         expires = datetime.now().astimezone() + timedelta(seconds=min(remaining, 9e9))
+        in_vram = int(round(entry["size"] * handler.scheduler.timing.vram_share))
         out.append(
             {
                 "name": entry["name"],
@@ -208,7 +209,7 @@ def ps(handler: Handler) -> None:
                 "digest": entry["digest"],
                 "details": entry["details"],
                 "expires_at": expires.isoformat(),
-                "size_vram": entry["size"],
+                "size_vram": in_vram,
                 "context_length": 4096,
             }
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 from perflab.config.targets import target_names
 
@@ -76,7 +76,8 @@ class Experiment:
         return f"{self.condition_id}-r{self.trial}"
 
     def params(self) -> dict:
-        params = asdict(self) | {
+        # every field is a plain value: a shallow dict is what asdict's deep copy gave
+        params = {item.name: getattr(self, item.name) for item in fields(self)} | {
             "id": self.id,
             "condition_id": self.condition_id,
             "suites": list(self.suites),

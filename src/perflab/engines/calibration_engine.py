@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from perflab.engines import base
 from perflab.engines.base import Chunk, GenerationOptions
 from perflab.engines.ollama_engine import OllamaEngine
+from perflab.engines.ollama_ps import ModelPlacement
 
 
 class CalibrationEngine:
@@ -28,6 +29,13 @@ class CalibrationEngine:
             "transport": "the ollama engine over HTTP to an in-process calibration server",
             "calibration": self.server.timing.to_dict(),
         }
+
+    @property
+    def placement(self) -> ModelPlacement | None:
+        return self.client.placement
+
+    def read_placement(self) -> ModelPlacement | None:
+        return self.client.read_placement()
 
     def stream(self, prompt: str, options: GenerationOptions) -> Iterator[Chunk]:
         return self.client.stream(prompt, options)

@@ -5,7 +5,7 @@ engine's pre-flight check, and stopped when the engine is closed."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from perflab.engines.launch import (
     ollama_command,
     resolve_binary,
 )
+from perflab.engines.ollama_ps import ModelPlacement
 
 OLLAMA_PORT = 11434
 
@@ -102,6 +103,11 @@ class LaunchedEngine:
         if self.settings.server == "llama-server" and self.settings.metrics:
             return self.server.url
         return None
+
+    @property
+    def read_placement(self) -> Callable[[], ModelPlacement | None] | None:
+        """The client's ``/api/ps`` reader (an Ollama server); None for a server without one."""
+        return getattr(self.client, "read_placement", None)
 
     def preflight(self) -> dict:
         info = self.client.preflight() | {"server": self.server.info()}

@@ -28,11 +28,13 @@ from perflab.core.records import (
 from perflab.engines import base
 from perflab.engines.base import Chunk, EngineError, GenerationOptions, PreflightError
 from perflab.engines.http_stream import SendStamp, brief, classify_transport
+from perflab.engines.ollama_ps import ModelPlacement, placement_of
 from perflab.engines.ollama_stream import read_stream, stream_headers
 from perflab.engines.ollama_stream import timings_from_final as timings_from_final
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 DEFAULT_PORT = 11434
+PS_TIMEOUT_S = 5.0  # /api/ps answers from the scheduler's memory: a slow answer is no answer
 
 T = TypeVar("T")
 
@@ -90,6 +92,7 @@ class OllamaEngine:
             headers=stream_headers(),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
         )
+        self._placement: ModelPlacement | None = None
 
     # -- preflight ------------------------------------------------------------
 
@@ -190,6 +193,26 @@ class OllamaEngine:
             "model_details": details,
             "stream_client": f"httpx {httpx.__version__}",
         }
+
+    # -- where the model lives ------------------------------------------------
+
+    @property
+    def placement(self) -> ModelPlacement | None:
+        """Where the model was when last read (``read_placement``); None before."""
+        return self._placement
+
+    def read_placement(self) -> ModelPlacement | None:
+        """Read ``/api/ps`` now: the model's size, its share in GPU memory, its context
+        and expiry. None when the server does not list it (not loaded, or no such API)."""
+        try:
+            response = self.http.get("/api/ps", timeout=min(self.timeout_s, PS_TIMEOUT_S))
+            response.raise_for_status()
+            found = placement_of(response.json(), self.model)
+        except (httpx.HTTPError, ValueError):
+            return None
+        if found is not None:
+            self._placement = found
+        return found
 
     # -- generation -----------------------------------------------------------
 

@@ -14,11 +14,13 @@ from perflab import __version__
 from perflab.config.sweep import Experiment
 from perflab.core.records import RequestRecord, write_json_atomic, write_jsonl_atomic
 from perflab.engines import GenerationOptions, generation_options, make_engine
+from perflab.engines.ollama_ps import ModelPlacement
 from perflab.engines.registry import engine_kind
 from perflab.measure.arrivals import ArrivalPlan, LengthPlan, sized_prompt
 from perflab.measure.lifeline import Interrupted
 from perflab.measure.open_loop import OpenLoopPlan, ScheduleCheck, run_open_loop
 from perflab.measure.partial import PartialWriter, keep_failed, keep_leftover
+from perflab.measure.placement import PlacementWatch
 from perflab.measure.runner import LoadPlan, RunResult, error_rate, run_load
 from perflab.measure.spec import SETTINGS_KEYS
 
@@ -64,16 +66,18 @@ class ExperimentPaths:
 OPEN_LOOP_KEYS = ("seed", "on_full", "max_send_lag_s", "min_rate_fraction")
 
 
-def experiment_spec(config: dict, experiment: Experiment) -> dict:
+def experiment_spec(config: dict, experiment: Experiment, single: dict | None = None) -> dict:
     """What one experiment job needs, and nothing else: changing any of it reruns the job.
 
-    A target's experiment takes that target's engine and calibration, and names the
-    machine it shares with other targets (held as a lock while it runs).
+    A target's experiment takes that target's engine and calibration (``single``, the
+    target's one-target config, when the caller made it once for all its experiments),
+    and names the machine it shares with other targets (held as a lock while it runs).
     """
     from perflab.config.design import placement
     from perflab.config.targets import machine_of, target_config, target_names
 
-    single = target_config(config, experiment.target)
+    if single is None:
+        single = target_config(config, experiment.target)
     spec = {key: single[key] for key in SETTINGS_KEYS} | {"experiment": experiment.params()}
     if experiment.open_loop:
         rate = config["suites"]["rate"]
@@ -238,6 +242,8 @@ class Measurement:
     samples: list
     job: dict  # where the job's own time went: start-up, engine set-up, requests
     schedule: ScheduleCheck | None = None  # open loop: whether the client kept the schedule
+    reads_placement: bool = False  # the engine lists its loaded model (Ollama's /api/ps)
+    placement: ModelPlacement | None = None  # where the model lived once loaded
 
 
 def _measure(
@@ -272,10 +278,12 @@ def _measure(
         except OSError as exc:
             raise _io_error(exc, partial_path, None) from None
         measure_started = time.perf_counter()
+        watch = PlacementWatch(getattr(engine, "read_placement", None))
         try:
             result, schedule, samples, server_failure = _drive(
-                config, experiment, engine, plan, options, writer, progress
+                config, experiment, engine, plan, options, writer, progress, watch
             )
+            placement = watch.result()
             job["measure_s"] = time.perf_counter() - measure_started  # warm-up and measured
         except (KeyboardInterrupt, Interrupted) as exc:
             interrupted = True
@@ -300,7 +308,9 @@ def _measure(
             f"experiment {experiment.id}: {server_failure}\n{writer.written} records "
             f"kept in {kept}. Fix the server's problem, then rerun."
         )
-    measurement = Measurement(engine_info, plan, options, result, samples, job, schedule)
+    measurement = Measurement(
+        engine_info, plan, options, result, samples, job, schedule, watch.active, placement
+    )
     return _finish(config, experiment, paths, partial_path, measurement)
 
 
@@ -356,10 +366,11 @@ def length_plan(settings: dict, trial: int) -> LengthPlan | None:
 
 
 def _drive(
-    config, experiment, engine, plan, options, writer, progress
+    config, experiment, engine, plan, options, writer, progress, watch
 ) -> tuple[RunResult, ScheduleCheck | None, list, str | None]:
     """Run the load with the sampler on; a write error, an interrupt or the end of a
-    launched server stops new requests. Returns the run, the open-loop schedule check
+    launched server stops new requests. ``watch`` sees every record (it reads where
+    the model lives once one succeeded). Returns the run, the open-loop schedule check
     (None for closed loop), its samples, and why the server ended if it did."""
     from perflab.measure.sampler import ResourceSampler
 
@@ -371,6 +382,7 @@ def _drive(
 
     def on_record(record: RequestRecord) -> None:
         writer(record)
+        watch.saw(record)
         if writer.error is not None:
             stop.set()
         if record.error_class and server_failure is not None and not failures:
@@ -464,6 +476,9 @@ def _finish(
     }
     if measurement.schedule is not None:
         metadata["schedule"] = measurement.schedule.as_dict()
+    if measurement.reads_placement:
+        placement = measurement.placement
+        metadata["placement"] = placement.as_dict() if placement else None
     if rate > config["error_budget"]:
         kept = keep_failed(partial_path, paths.failed_dir, experiment.id)
         raise ErrorBudgetExceeded(

@@ -18,6 +18,7 @@ import jinja2
 from perflab import __version__
 from perflab.analyse.findings import Findings, load
 from perflab.analyse.tables import read_metadata_index
+from perflab.config.targets import baseline, target_config
 from perflab.engines import ignore_eos
 from perflab.engines.ollama_store import uses_tiny_model
 from perflab.models.smollm2 import SMOLLM2, uses_smollm2
@@ -157,6 +158,19 @@ def observations(f: Findings) -> dict[str, str]:
     }
 
 
+def measured_engine(config: dict) -> dict:
+    """The engine the Day-1 sections describe: the one engine, or the baseline target's
+    (with targets, the top-level engine is only where their engine blocks start)."""
+    return target_config(config, baseline(config))["engine"]
+
+
+def served(engine: dict) -> dict:
+    """The engine as the model files read it: a launched llama-server serves the GGUF
+    that the embedded engine would load for the same keys."""
+    launch = engine.get("launch") or {}
+    return engine | {"name": "llamacpp"} if launch.get("server") == "llama-server" else engine
+
+
 def build_context(
     f: Findings,
     metadata: list[dict],
@@ -166,9 +180,10 @@ def build_context(
     configfiles: str = "",
 ) -> dict:
     first = metadata[0] if metadata else {"engine": {}, "host": {}}
+    measured = measured_engine(config)
     engine = {
         "engine": f.engine,
-        "model": config["engine"]["model"],
+        "model": measured["model"],
         "model_digest": None,
         "model_sha256": None,
         "engine_version": None,
@@ -178,7 +193,7 @@ def build_context(
     prompts = config["prompts"]
     words = observations(f)
     tiny = None
-    if uses_tiny_model(config["engine"]):
+    if uses_tiny_model(served(measured)):
         tiny = ", ".join(f"{k}={v}" for k, v in config["tiny_model"].items())
     return {
         "f": f,
@@ -191,11 +206,12 @@ def build_context(
         "engine_label": f.capabilities.label,
         "peer_lines": wording.peer(f.peer) if f.peer else [],
         "roofline_lines": wording.roofline(f.roofline) if f.roofline else [],
+        "placement": wording.placement(f.placement) if f.placement else None,
         "host": host,
         "tiny_model": tiny,
-        "smollm2": SMOLLM2 if uses_smollm2(config["engine"]) else None,
+        "smollm2": SMOLLM2 if uses_smollm2(served(measured)) else None,
         "answer_lengths": wording.answer_lengths(
-            f, config["generation"].get("max_tokens"), ignore_eos(config["engine"])
+            f, config["generation"].get("max_tokens"), ignore_eos(measured)
         ),
         "warmup_requests": config["warmup_requests"],
         "status": wording.status(f.run),

@@ -1,8 +1,8 @@
 """Findings: every question of the log answered once, into a frozen dataclass.
 
 One module per question (basic, prompt_length, temperature, concurrency,
-kv_cache, capacity, interference, resources, bottleneck, breakdown, expectations,
-roofline, runlog); each ``summary`` is a pure function of the summary frame and its
+kv_cache, capacity, interference, resources, placement, bottleneck, breakdown,
+expectations, roofline, runlog); each ``summary`` is a pure function of the summary frame and its
 context. ``compute`` runs them all; ``Findings`` is written to
 ``results/<run>/findings.json`` and read back by the charts and the log.
 Numbers only: the words are in ``perflab.present.wording`` and the template.
@@ -26,6 +26,7 @@ from perflab.analyse.findings import (
     interference,
     kv_cache,
     peer,
+    placement,
     prompt_length,
     resources,
     roofline,
@@ -78,6 +79,8 @@ class Context:
     sweep_skipped: tuple[tuple[str | None, float, str], ...] = ()  # (target, rate, why)
     preflight_cold_start: ColdStart | None = None  # the model load its timed request paid
     server: str | None = None  # the server perflab launched for the engine (engine.launch)
+    # (experiment id, its /api/ps reading or None) where the engine reads one (Ollama)
+    placements: tuple[tuple[str, dict | None], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ class Findings:
     capacity: tuple[capacity.CapacityFinding, ...] = ()  # per target that ran the rate suite
     peer: peer.PeerFinding | None = None  # llama-bench beside perflab (peer.llama_bench)
     roofline: roofline.RooflineFinding | None = None  # the machine's ceilings (roofline)
+    placement: placement.PlacementFinding | None = None  # where the model lived (Ollama)
 
 
 def compute(
@@ -186,6 +190,7 @@ def compute(
         ),
         peer=_peer(peer_path, requests_path, context),
         roofline=_roofline(ceilings, list(basic_finding.prompts), length_finding),
+        placement=placement.summary(list(context.placements)),
     )
     return family_corrected(found)
 
@@ -306,6 +311,9 @@ def context_from_metadata(
         ),
         preflight_cold_start=_cold_start_of(preflight or {}),
         server=(engine.get("server") or {}).get("server"),
+        placements=tuple(
+            (m["experiment"]["id"], m["placement"]) for m in metadata if "placement" in m
+        ),
     )
 
 

@@ -32,6 +32,7 @@ from perflab.present.wording.numbers import (
     workers_text,
 )
 from perflab.present.wording.peer import peer
+from perflab.present.wording.placement import placement
 from perflab.present.wording.roofline import roofline
 from perflab.present.wording.run import (
     IssueRow,
@@ -54,6 +55,7 @@ from perflab.present.wording.run import (
 
 __all__ = [
     "peer",
+    "placement",
     "roofline",
     "LOG_OPTIONS",
     "NA",
