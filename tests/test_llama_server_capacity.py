@@ -80,9 +80,13 @@ def test_the_probe_saturates_both_slots_by_the_servers_own_clock(run):
     # a slot over) and by the run's ramp and tail: 1.3 % on 2 cores at load 4-12, so 20 %
     # allows a busier machine; never above it, as two slots cannot serve more
     assert 0.80 * truth <= probe["saturated_rate"] <= 1.02 * truth
-    # the same figure from the records llama-server timed past capacity, both slots busy
-    top = records_by_point(run)[3]
-    assert server_busy_s(top) == pytest.approx(probe["saturated_server_s"], rel=0.25)
+    # the same truth in the top sweep point's own window (past capacity, both slots busy):
+    # a shared machine's load moves the server's time between the probe and the point
+    # (1.16 s against 1.76 s seen), so each is judged by its own clock
+    (finding,) = json.loads((results(run) / "findings.json").read_text())["capacity"]
+    served = finding["points"][-1]["served_rate"]["mean"]
+    assert 0.75 * PARALLEL / server_busy_s(records_by_point(run)[3]) <= served
+    assert served <= 1.05 * PARALLEL / server_busy_s(records_by_point(run)[3])
 
 
 def test_the_capacity_finding_is_stated(run):
