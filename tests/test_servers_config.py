@@ -39,6 +39,16 @@ def test_the_openai_example_config_is_valid():
     assert config["engine"]["name"] == "openai" and config["engine"]["api_key_env"] is None
 
 
+def test_the_llama_server_capacity_config_sweeps_two_launched_slots():
+    config = load_config_file(ROOT / "config" / "capacity-llama-server.yaml", base=DEFAULT)
+    launch = config["engine"]["launch"]
+    assert config["engine"]["name"] == "openai" and launch["server"] == "llama-server"
+    assert launch["parallel"] == 2 and not launch.get("binary")  # the workflow's own build
+    rate = config["suites"]["rate"]
+    assert rate["enabled"] and rate["rates"] == "sweep"
+    assert not any(config["suites"][s]["enabled"] for s in config["suites"] if s != "rate")
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
