@@ -19,6 +19,7 @@ pytestmark = pytest.mark.slow
 
 SLOW = """\
 run: {run}
+repeats: 1
 generation:
   max_tokens: 8
 warmup_requests: 1

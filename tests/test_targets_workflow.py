@@ -85,7 +85,7 @@ def test_paths_name_the_target_and_the_reports_compare_them(run):
         f"{t}--{p}-t0.7-w1-n4-r{k}"
         for t in ("fast", "slow")
         for p in ("long", "short")
-        for k in (1, 2)
+        for k in (1, 2, 3)
     ]
     assert (run / "results/two/preflight/slow.json").is_file()
     comparison = (run / "reports/two/comparison.md").read_text()
