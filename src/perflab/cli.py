@@ -207,14 +207,14 @@ def _run_experiment(args) -> None:
 def _placement_text(placement: dict | None) -> str:
     """Where the model lived, as the job's log says it (Ollama's /api/ps)."""
     from perflab.engines.ollama_ps import ModelPlacement
+    from perflab.present.wording.placement import share_text, spilled_text
 
     if placement is None:
         return "/api/ps did not list the model once loaded (keep_alive unloaded it?)"
     found = ModelPlacement.from_dict(placement)
-    text = f"{found.size / 1e9:.2f} GB loaded, {found.gpu_share * 100:.0f} % in GPU memory"
+    text = f"{found.size / 1e9:.2f} GB loaded, {share_text(found.gpu_share)} in GPU memory"
     if found.spilled:
-        share = f"{found.cpu_share * 100:.0f} %"
-        return f"{text}: spilled: {share} of the model in CPU memory, expect decode at CPU speed"
+        return f"{text}: {spilled_text(found.cpu_share)}"
     return f"{text}: all on the CPU" if found.cpu_only else f"{text}: all on the GPU"
 
 

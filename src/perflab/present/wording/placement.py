@@ -7,8 +7,16 @@ from perflab.analyse.findings.placement import PlacementFinding, Where
 FIX = "Fix: a smaller num_ctx, a smaller quantization or model, or one model loaded at a time."
 
 
-def _pct(share: float) -> str:
+def share_text(share: float) -> str:
+    """A share of the model, 0 to 1, as the log and the job's log print it: '60 %'."""
     return f"{share * 100:.0f} %"
+
+
+def spilled_text(cpu_share: float) -> str:
+    """What a spill means, in the log and in the job's log alike."""
+    return (
+        f"spilled: {share_text(cpu_share)} of the model in CPU memory, expect decode at CPU speed"
+    )
 
 
 def _read(f: PlacementFinding) -> str:
@@ -34,7 +42,6 @@ def placement(f: PlacementFinding) -> str:
         )
     where = f"in {f.experiment_id}" if f.n_read == 1 else f"least in {f.experiment_id}"
     return (
-        f"spilled: {_pct(f.cpu_share)} of the model in CPU memory, expect decode at CPU "
-        f"speed ({f.model}: {f.size_vram_bytes / 1e9:.2f} of {size} in GPU memory {where}, "
+        f"{spilled_text(f.cpu_share)} ({f.model}: {f.size_vram_bytes / 1e9:.2f} of {size} in GPU memory {where}, "
         f"spilled in {f.n_spilled} of {f.n_read}; {_read(f)}). {FIX}"
     )
