@@ -94,7 +94,13 @@ def test_the_capacity_finding_is_stated(run):
     (finding,) = json.loads((results(run) / "findings.json").read_text())["capacity"]
     assert [p["offered_rate"] for p in finding["points"]] == probe["rates"]
     assert not finding["at_least"] and finding["limited_by"] is not None
-    truth = PARALLEL / probe["saturated_server_s"]
+    # judged by the server's clock in the window of the point that served the most, as
+    # the load of a shared machine moves that clock between the probe and each point
+    # (CI saw 1.34 req/s served against 2 / the probe's server time = 1.26)
+    rates = [p["served_rate"]["mean"] for p in finding["points"]]
+    best = max(range(len(rates)), key=rates.__getitem__)
+    assert finding["max_served_rate"] == pytest.approx(rates[best])
+    truth = PARALLEL / server_busy_s(records_by_point(run)[best + 1])
     assert 0.75 * truth <= finding["max_served_rate"] <= 1.05 * truth
     log = (run / "reports" / RUN / "day1-log.md").read_text()
     section = log[log.index("#### Capacity") : log.index("#### Resource Usage")]
