@@ -25,13 +25,25 @@ def _build_llama_tools(args) -> None:
 def _peer_bench(args) -> None:
     from perflab.measure.peer import run_llama_bench, suite_sizes, write_peer
 
-    prompts, gen = suite_sizes(Path(args.requests) if args.requests else None, args.target)
+    requests = Path(args.requests) if args.requests else None
+    prompts, gen = suite_sizes(requests, args.target, args.suite)
     tests, command = run_llama_bench(
         args.bench, args.model, args.threads, prompts, gen, args.repetitions
     )
     write_peer(Path(args.out), tests, command, args.model)
     for test in tests:
-        print(f"{test.label}: {test.tps_mean:.1f} ± {test.tps_sd:.1f} t/s (n={test.repetitions})")
+        print(
+            f"{test.label}, {test.threads} thread(s): {test.tps_mean:.1f} ± {test.tps_sd:.1f} t/s"
+            f" (n={test.repetitions})"
+        )
+
+
+def _thread_counts(text: str) -> int | list[int]:
+    """``4`` or ``1,2,4`` (a list: llama-bench at each count)."""
+    counts = [int(part) for part in text.split(",")]
+    if any(count < 1 for count in counts):
+        raise ValueError(f"thread counts must be 1 or more: {text}")
+    return counts if "," in text else counts[0]
 
 
 def _measure_machine(args) -> None:
@@ -67,8 +79,11 @@ def add_tool_commands(commands) -> None:
     )
     command.add_argument("--bench", required=True, help="the llama-bench binary")
     command.add_argument("--model", required=True, help="the GGUF")
-    command.add_argument("--threads", type=int, required=True)
+    command.add_argument(
+        "--threads", type=_thread_counts, required=True, help="a count, or counts: 1,2,4"
+    )
     command.add_argument("--requests", default=None, help="the run's requests.parquet")
+    command.add_argument("--suite", default="basic", help="the suite whose requests set sizes")
     command.add_argument("--target", default=None, help="the target whose requests set sizes")
     command.add_argument("--repetitions", type=int, default=5)
     command.add_argument("--out", required=True)

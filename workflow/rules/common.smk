@@ -262,6 +262,19 @@ def get_peer_files(wildcards=None):
     )
 
 
+def get_threads_counts():
+    """The threads suite's counts as llama-bench's -t takes them (1,2,4)."""
+    return ",".join(str(count) for count in config["suites"]["threads"]["threads"])
+
+
+def get_threads_peer_files(wildcards=None):
+    """llama-bench over the threads suite's counts, when the suite runs with it."""
+    suite = config["suites"]["threads"]
+    if suite["enabled"] and suite["llama_bench"]:
+        return {"threads_peer": f"{RESULTS}/threads/llama-bench.json"}
+    return {}
+
+
 def get_machine_path():
     """Per host and thread count: the ceilings are the machine's, not the run's."""
     import socket

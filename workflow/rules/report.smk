@@ -4,6 +4,7 @@ rule findings:
     input:
         unpack(get_setup_benchmarks),
         unpack(get_peer_files),
+        unpack(get_threads_peer_files),
         unpack(get_roofline_files),
         preflight_info=get_preflight_files(),
         summary=rules.aggregate.output.summary,

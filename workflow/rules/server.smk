@@ -62,3 +62,32 @@ rule peer_llama_bench:
         " --threads {params.threads} --requests {input.requests} {params.target}"
         " --repetitions {params.repetitions} --out {output.peer} > {log} 2>&1"
         " || (cat {log} >&2; exit 1)"
+
+
+# llama-bench -t over the threads suite's counts, on the baseline target's GGUF, at
+# the prompt size and output length the suite had (suites.threads; docs/metrics.md).
+# It runs after the experiments, holding the server resource like one.
+rule threads_llama_bench:
+    input:
+        unpack(get_peer_model_input),
+        requests=f"{RESULTS}/requests.parquet",
+        bench=rules.build_llama_tools.output.bench,
+    output:
+        peer=f"{RESULTS}/threads/llama-bench.json",
+    log:
+        f"{LOGS}/threads_llama_bench.log",
+    benchmark:
+        f"{RESULTS}/setup/threads-llama-bench.tsv"
+    conda:
+        "../../environment.yml"
+    resources:
+        llm_server=1,
+    params:
+        threads=get_threads_counts(),
+        target=get_peer_target_arg(),
+        repetitions=config["peer"]["repetitions"],
+    shell:
+        "python -m perflab peer-bench --bench {input.bench} --model {input.model}"
+        " --threads {params.threads} --requests {input.requests} {params.target}"
+        " --suite threads --repetitions {params.repetitions} --out {output.peer}"
+        " > {log} 2>&1 || (cat {log} >&2; exit 1)"

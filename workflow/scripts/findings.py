@@ -16,6 +16,7 @@ write_findings(
         step: snakemake.input.get(step) for step in ("model_fetch", "model_build", "preflight")
     },
     peer_path=snakemake.input.get("peer"),
+    threads_peer_path=snakemake.input.get("threads_peer"),
     machine_path=snakemake.input.get("machine"),
     model_path=snakemake.input.get("roofline_model"),
     preflight_paths=list(snakemake.input.preflight_info),

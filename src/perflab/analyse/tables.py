@@ -91,6 +91,7 @@ EXPERIMENT_COLUMNS = {
     "prompt_name": pl.String,
     "temperature": pl.Float64,
     "workers": pl.Int64,
+    "threads": pl.Int64,  # the threads suite's compute threads (None: the engine's own)
     "requests": pl.Int64,
     "duration_s": pl.Float64,
     "suites": pl.String,
@@ -136,6 +137,7 @@ def experiment_columns(metadata: dict) -> dict:
         "prompt_name": experiment["prompt_name"],
         "temperature": experiment["temperature"],
         "workers": experiment["workers"],
+        "threads": experiment.get("threads"),
         "requests": experiment["requests"],
         "duration_s": experiment["duration_s"],
         "suites": ",".join(experiment["suites"]),
@@ -296,6 +298,13 @@ def tpot() -> pl.Expr:
     return (pl.col("e2e_s") - pl.col("ttft_s")) / (pl.col("output_tokens") - 1)
 
 
+def prefill_tps() -> pl.Expr:
+    """Prompt tokens the engine evaluated (all of them when it does not say) over its own
+    prefill time; null without a prefill time."""
+    evaluated = pl.col("server_prefill_tokens").fill_null(pl.col("prompt_tokens"))
+    return ratio(evaluated.cast(pl.Float64), pl.col("prefill_s"))
+
+
 def counts() -> list[pl.Expr]:
     return [
         is_measured().sum().alias("n_requests"),
@@ -321,6 +330,7 @@ def token_stats() -> list[pl.Expr]:
         ok("reasoning_tokens").mean().alias("reasoning_tokens_mean"),
         ok("output_tokens").sum().alias("output_tokens_total"),
         ok("prompt_tokens").mean().alias("prompt_tokens_mean"),
+        prefill_tps().filter(is_ok()).mean().alias("prefill_tps_mean"),
         # llama-server: of the prompt, the tokens it reused from its cache (cache_n)
         ok("server_cached_tokens").median().alias("cached_tokens_median"),
     ]

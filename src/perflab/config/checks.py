@@ -62,7 +62,7 @@ def _referenced_prompts(config: dict) -> list[tuple[tuple, str]]:
     ]
     refs += [
         (("suites", suite, "prompt"), suites[suite]["prompt"])
-        for suite in ("temperature", "concurrency", "resources", "kv_cache", "rate")
+        for suite in ("temperature", "concurrency", "resources", "kv_cache", "rate", "threads")
     ]
     return refs
 
@@ -345,9 +345,9 @@ ENGINE_CHECKS = (host_problems, model_path_problems, quantization_problems)
 
 
 def semantic_problems(config: dict) -> list[Problem]:
-    from perflab.config.launch_checks import launch_problems, peer_problems
+    from perflab.config.launch_checks import launch_problems, peer_problems, threads_problems
 
-    checks = (*SEMANTIC_CHECKS, launch_problems, peer_problems)
+    checks = (*SEMANTIC_CHECKS, launch_problems, peer_problems, threads_problems)
     problems = [problem for check in checks for problem in check(config)]
     problems += target_engine_problems(config, (*ENGINE_CHECKS, launch_problems))
     if not problems:  # needs valid prompts and ids

@@ -92,6 +92,16 @@ def _model_problems(engine: dict) -> Iterator[Problem]:
         )
 
 
+def serves_gguf(engine: dict) -> bool:
+    """Whether llama-bench has the engine's GGUF: a launched llama-server's, a file
+    (engine.model_path) or a model the workflow makes, in the embedded engine."""
+    launch = engine.get("launch") or {}
+    return launch.get("server") == "llama-server" or (
+        engine["name"] == "llamacpp"
+        and bool(engine["model_path"] or engine["model"] in WORKFLOW_MODELS)
+    )
+
+
 def peer_problems(config: dict) -> Iterator[Problem]:
     """llama-bench needs the GGUF the baseline target runs."""
     from perflab.config.targets import baseline, target_config
@@ -99,11 +109,7 @@ def peer_problems(config: dict) -> Iterator[Problem]:
     if not config["peer"]["llama_bench"]:
         return
     engine = target_config(config, baseline(config))["engine"]
-    launch = engine.get("launch") or {}
-    if launch.get("server") == "llama-server" or (
-        engine["name"] == "llamacpp"
-        and (engine["model_path"] or engine["model"] in WORKFLOW_MODELS)
-    ):
+    if serves_gguf(engine):
         return
     yield Problem(
         ("peer", "llama_bench"),
@@ -111,3 +117,34 @@ def peer_problems(config: dict) -> Iterator[Problem]:
         f"model {engine['model']!r} has none perflab knows; set engine.model_path, use a model "
         "the workflow makes, or set peer.llama_bench to false",
     )
+
+
+def threads_problems(config: dict) -> Iterator[Problem]:
+    """The threads suite sets each engine's compute threads, which its capabilities must
+    allow, and runs llama-bench on the baseline target's GGUF."""
+    from perflab.config.targets import baseline, target_config, target_names
+    from perflab.engines import thread_setting
+
+    suite = config["suites"]["threads"]
+    if not suite["enabled"]:
+        return
+    for target in target_names(config) or (None,):
+        engine = target_config(config, target)["engine"]
+        if thread_setting(engine) is None:
+            which = f" (target {target!r})" if target else ""
+            yield Problem(
+                ("suites", "threads", "threads"),
+                f"{suite['threads']!r} needs an engine whose compute threads perflab can set, "
+                f"and engine {engine['name']!r}{which} has no such setting; use engine.name: "
+                "llamacpp (its n_threads) or a launched llama-server (engine.launch.server: "
+                "llama-server), or set suites.threads.enabled to false",
+            )
+    engine = target_config(config, baseline(config))["engine"]
+    if suite["llama_bench"] and not serves_gguf(engine):
+        yield Problem(
+            ("suites", "threads", "llama_bench"),
+            f"true needs the baseline target's GGUF for llama-bench, and engine "
+            f"{engine['name']!r} with model {engine['model']!r} has none perflab knows; set "
+            "engine.model_path, use a model the workflow makes, or set "
+            "suites.threads.llama_bench to false",
+        )

@@ -9,7 +9,7 @@ from perflab.config.targets import target_names
 PROMPT_CACHE_MODES = ("bust", "reuse")
 EXPERIMENT_ID_PATTERN = (
     r"([a-z0-9][a-z0-9_]*--)?[a-z0-9_]+-t[0-9.]+-w[0-9]+-(n[0-9]+|d[0-9.]+s)"
-    r"(-(q[0-9.]+|s[0-9]+of[0-9]+)-(constant|poisson|gamma[0-9.]+))?(-reuse)?-r[0-9]+"
+    r"(-(q[0-9.]+|s[0-9]+of[0-9]+)-(constant|poisson|gamma[0-9.]+))?(-reuse)?(-th[0-9]+)?-r[0-9]+"
 )
 
 
@@ -24,6 +24,9 @@ class Experiment:
     second (``arrival`` constant or poisson, gamma gaps of shape ``burstiness``) and
     ``workers`` bounds how many are in flight at once. A point of a sweep to the limit
     (``sweep_point`` k of ``sweep_points``) has its rate from the sweep's probe.
+
+    ``threads``: the compute threads the engine runs with for this point (the threads
+    suite), in place of the engine's own setting; None keeps the engine's.
     """
 
     prompt_name: str
@@ -41,6 +44,7 @@ class Experiment:
     burstiness: float | None = None
     sweep_point: int | None = None  # k of a sweep to the limit: its rate comes from the probe
     sweep_points: int | None = None
+    threads: int | None = None
 
     @property
     def open_loop(self) -> bool:
@@ -51,8 +55,9 @@ class Experiment:
         """The sweep point, the same for every target."""
         size = f"n{self.requests}" if self.requests is not None else f"d{self.duration_s:g}s"
         reuse = "-reuse" if self.prompt_cache == "reuse" else ""
+        threads = f"-th{self.threads}" if self.threads is not None else ""
         base = f"{self.prompt_name}-t{self.temperature:g}-w{self.workers}-{size}"
-        return f"{base}{self.arrivals_id}{reuse}"
+        return f"{base}{self.arrivals_id}{reuse}{threads}"
 
     @property
     def arrivals_id(self) -> str:
@@ -90,6 +95,8 @@ class Experiment:
         if self.sweep_point is None:
             del params["sweep_point"]
             del params["sweep_points"]
+        if self.threads is None:  # the engine's own threads: the spec stays as it was
+            del params["threads"]
         return params
 
 
@@ -123,6 +130,7 @@ def suite_points(config: dict) -> list[tuple[str, dict]]:
         "resources": (None, [None], ("prompt", "workers", "duration_s")),
         "kv_cache": ("prompt_cache", list(PROMPT_CACHE_MODES), ("prompt", "workers", "requests")),
         "rate": (*rate_axis(suites["rate"]), RATE_FIXED),
+        "threads": ("threads", suites["threads"]["threads"], ("prompt", "workers", "requests")),
     }
     points = []
     for suite, (axis, values, fixed) in sweeps.items():

@@ -25,6 +25,8 @@ __all__ = [
     "PreflightError",
     "make_engine",
     "generation_options",
+    "thread_setting",
+    "with_threads",
 ]
 
 
@@ -38,6 +40,28 @@ def capabilities_for(name: str | None, server: str | None = None) -> Capabilitie
 
         return server_capabilities(capabilities, server)
     return capabilities
+
+
+def thread_setting(engine: dict) -> str | None:
+    """The key under ``engine`` that sets the engine's compute threads (dotted), or None
+    when perflab cannot set them (its capabilities say which)."""
+    launch = engine.get("launch") or {}
+    return capabilities_for(engine.get("name"), launch.get("server")).thread_setting
+
+
+def with_threads(engine: dict, threads: int) -> dict:
+    """A copy of the ``engine`` block that runs ``threads`` compute threads."""
+    setting = thread_setting(engine)
+    if setting is None:
+        raise ValueError(f"engine {engine.get('name')!r} has no thread setting perflab can set")
+    *parents, key = setting.split(".")
+    copy = dict(engine)
+    node = copy
+    for part in parents:
+        node[part] = dict(node.get(part) or {})
+        node = node[part]
+    node[key] = threads
+    return copy
 
 
 def make_engine(

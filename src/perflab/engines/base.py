@@ -55,6 +55,8 @@ class Capabilities:
     ``default_port``: where its server listens when the URL names no port;
     ``server_command``: the process name and arguments that identify its server
     when the listener on the port cannot be seen (another user's process).
+    ``thread_setting``: the engine key (dotted, under ``engine``) that sets how many
+    compute threads the server runs, if perflab can set it (the threads suite).
     """
 
     label: str
@@ -64,6 +66,7 @@ class Capabilities:
     parallel_setting: str | None = None
     default_port: int | None = None
     server_command: tuple[str, ...] | None = None
+    thread_setting: str | None = None
 
 
 OLLAMA = Capabilities(
@@ -87,6 +90,7 @@ LLAMACPP = Capabilities(
     in_process=True,
     reports_queue_time=True,
     reports_server_timings=True,
+    thread_setting="n_threads",
 )
 OPENAI = Capabilities(
     label="the OpenAI-compatible server",

@@ -33,8 +33,9 @@ def server_capabilities(client: base.Capabilities, server: str) -> base.Capabili
             label="llama-server",
             reports_server_timings=True,
             parallel_setting="--parallel",
+            thread_setting="launch.threads",
         )
-    return replace(client, parallel_setting="OLLAMA_NUM_PARALLEL")
+    return replace(client, parallel_setting="OLLAMA_NUM_PARALLEL", thread_setting=None)
 
 
 def server_command(

@@ -219,6 +219,8 @@ class LlamaCppEngine:
                 prefill_s=perf["t_p_eval_ms"] * MS,
                 decode_s=perf["t_eval_ms"] * MS,
                 prompt_tokens=len(prompt_ids),
+                # what it evaluated: the KV cache's shared prefix with the last prompt is kept
+                prefill_tokens=perf["n_p_eval"] or None,
                 output_tokens=generated,
                 raw=perf | {"queue_s": queue_s},
                 finish_reason=finish_reason,

@@ -13,7 +13,7 @@ from pathlib import Path
 from perflab import __version__
 from perflab.config.sweep import Experiment
 from perflab.core.records import RequestRecord, write_json_atomic, write_jsonl_atomic
-from perflab.engines import GenerationOptions, generation_options, make_engine
+from perflab.engines import GenerationOptions, generation_options, make_engine, with_threads
 from perflab.engines.ollama_ps import ModelPlacement
 from perflab.engines.registry import engine_kind
 from perflab.measure.arrivals import ArrivalPlan, LengthPlan, sized_prompt
@@ -79,6 +79,8 @@ def experiment_spec(config: dict, experiment: Experiment, single: dict | None = 
     if single is None:
         single = target_config(config, experiment.target)
     spec = {key: single[key] for key in SETTINGS_KEYS} | {"experiment": experiment.params()}
+    if experiment.threads is not None:  # the threads suite: this point's compute threads
+        spec["engine"] = with_threads(spec["engine"], experiment.threads)
     if experiment.open_loop:
         rate = config["suites"]["rate"]
         spec["open_loop"] = {key: rate[key] for key in OPEN_LOOP_KEYS}

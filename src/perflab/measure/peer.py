@@ -37,6 +37,7 @@ class PeerTest:
     tps_mean: float
     tps_sd: float
     tps_ci95: float  # half-width, Student t over the repetitions
+    samples: tuple[float, ...] = ()  # each repetition's rate (t/s)
 
     @property
     def label(self) -> str:
@@ -68,6 +69,7 @@ def parse_llama_bench(text: str) -> list[PeerTest]:
                 tps_mean=mean,
                 tps_sd=sd,
                 tps_ci95=half,
+                samples=tuple(samples),
             )
         )
     return tests
@@ -76,14 +78,17 @@ def parse_llama_bench(text: str) -> list[PeerTest]:
 def run_llama_bench(
     binary: str,
     model: str,
-    threads: int,
+    threads: int | list[int],
     prompt_tokens: list[int],
     n_gen: int,
     repetitions: int,
     timeout_s: float = 1800,
 ) -> tuple[list[PeerTest], list[str]]:
-    """Run llama-bench once for every prompt size and the generation length."""
-    command = [binary, "-m", str(model), "-t", str(threads), "-r", str(repetitions)]
+    """Run llama-bench once for every prompt size and the generation length, at each
+    thread count of ``threads`` (one count, or a list: llama-bench's ``-t 1,2,4``)."""
+    counts = threads if isinstance(threads, list) else [threads]
+    command = [binary, "-m", str(model), "-t", ",".join(str(n) for n in counts)]
+    command += ["-r", str(repetitions)]
     sizes = sorted(set(prompt_tokens)) or [0]  # 0: no prompt test, tg alone
     command += ["-p", ",".join(str(n) for n in sizes)]
     command += ["-n", str(n_gen), "-o", "json"]
@@ -100,15 +105,17 @@ DEFAULT_PROMPT_TOKENS = (32, 128, 512)
 DEFAULT_GEN_TOKENS = 64
 
 
-def suite_sizes(requests_path: Path | None, target: str | None) -> tuple[list[int], int]:
-    """Prompt sizes matching what the basic suite sent (each prompt's median prompt
-    tokens) and its median output length; llama-bench's usual sizes without them."""
+def suite_sizes(
+    requests_path: Path | None, target: str | None, suite: str = "basic"
+) -> tuple[list[int], int]:
+    """Prompt sizes matching what ``suite`` sent (each prompt's median prompt tokens)
+    and its median output length; llama-bench's usual sizes without them."""
     if requests_path is None or not Path(requests_path).exists():
         return list(DEFAULT_PROMPT_TOKENS), DEFAULT_GEN_TOKENS
     import polars as pl
 
     keep = (pl.col("status") == "ok") & ~pl.col("is_warmup")
-    keep &= pl.col("suites").str.contains("basic")
+    keep &= pl.col("suites").str.split(",").list.contains(pl.lit(suite))
     if target is not None:
         keep &= pl.col("target") == target
     rows = pl.read_parquet(requests_path).filter(keep)
@@ -134,4 +141,6 @@ def write_peer(path: Path, tests: list[PeerTest], command: list[str], model: str
 
 def read_peer(path: Path) -> list[PeerTest]:
     data = json.loads(Path(path).read_text())
-    return [PeerTest(**item) for item in data["tests"]]
+    return [
+        PeerTest(**item | {"samples": tuple(item.get("samples") or ())}) for item in data["tests"]
+    ]

@@ -25,6 +25,7 @@ from perflab.models.smollm2 import SMOLLM2, uses_smollm2
 from perflab.present import wording
 from perflab.present.page import render_html
 from perflab.present.wording import comparison as comparison_words
+from perflab.present.wording import threads as threads_words
 
 TEMPLATES = Path(__file__).parent / "templates"
 PROMPT_LABELS = {
@@ -205,6 +206,8 @@ def build_context(
         "engine": engine,
         "engine_label": f.capabilities.label,
         "peer_lines": wording.peer(f.peer) if f.peer else [],
+        "threads_rows": threads_words.rows(f.threads) if f.threads else [],
+        "threads_lines": threads_words.lines(f.threads) if f.threads else [],
         "roofline_lines": wording.roofline(f.roofline) if f.roofline else [],
         "placement": wording.placement(f.placement) if f.placement else None,
         "host": host,

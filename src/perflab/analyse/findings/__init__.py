@@ -1,8 +1,8 @@
 """Findings: every question of the log answered once, into a frozen dataclass.
 
 One module per question (basic, prompt_length, temperature, concurrency,
-kv_cache, capacity, interference, resources, placement, bottleneck, breakdown,
-expectations, roofline, runlog); each ``summary`` is a pure function of the summary frame and its
+kv_cache, threads, capacity, interference, resources, placement, bottleneck,
+breakdown, expectations, roofline, runlog); each ``summary`` is a pure function of the summary frame and its
 context. ``compute`` runs them all; ``Findings`` is written to
 ``results/<run>/findings.json`` and read back by the charts and the log.
 Numbers only: the words are in ``perflab.present.wording`` and the template.
@@ -33,6 +33,7 @@ from perflab.analyse.findings import (
     runlog,
     serialize,
     temperature,
+    threads,
 )
 from perflab.analyse.findings.frame import Condition, conditions, with_defaults
 from perflab.analyse.verdict import holm
@@ -105,6 +106,7 @@ class Findings:
     peer: peer.PeerFinding | None = None  # llama-bench beside perflab (peer.llama_bench)
     roofline: roofline.RooflineFinding | None = None  # the machine's ceilings (roofline)
     placement: placement.PlacementFinding | None = None  # where the model lived (Ollama)
+    threads: threads.ThreadsFinding | None = None  # the threads suite, beside llama-bench -t
 
 
 def compute(
@@ -115,6 +117,7 @@ def compute(
     disk_path: str | Path = ".",
     peer_path: str | Path | None = None,
     ceilings: tuple[MachineCeilings, ModelFacts] | None = None,
+    threads_peer_path: str | Path | None = None,
 ) -> Findings:
     everything = with_defaults(summary)
     frame = everything
@@ -191,6 +194,7 @@ def compute(
         peer=_peer(peer_path, requests_path, context),
         roofline=_roofline(ceilings, list(basic_finding.prompts), length_finding),
         placement=placement.summary(list(context.placements)),
+        threads=threads.summary(frame, threads_peer_path, disturbed),
     )
     return family_corrected(found)
 
@@ -354,6 +358,7 @@ def write_findings(
     peer_path: str | Path | None = None,
     machine_path: str | Path | None = None,
     model_path: str | Path | None = None,
+    threads_peer_path: str | Path | None = None,
 ) -> Findings:
     """Read the run's tables, compute every finding, write ``findings.json``.
 
@@ -379,6 +384,7 @@ def write_findings(
         disk_path=results_dir,
         peer_path=peer_path,
         ceilings=_read_ceilings(machine_path, model_path),
+        threads_peer_path=threads_peer_path,
     )
     write(findings, findings_path)
     return findings
