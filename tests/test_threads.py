@@ -214,3 +214,16 @@ def test_the_log_rows_put_output_length_beside_the_rates(tmp_path):
     assert (row.threads, row.output_tokens, row.n) == (2, "60.0", "30 requests, 3 trials")
     assert row.decode.startswith("81.3 ± ") and row.peer_tg.startswith("90.5 ± ")
     assert row.peer_tg.endswith("(n=3)") and row.prefill.startswith("710.0 ± ")
+
+
+def test_a_count_shown_fastest_becomes_the_logs_idea_for_the_thread_setting(tmp_path):
+    from perflab.present.wording import idea
+
+    found = findings.compute(summary(*CLEAR), findings.Context(engine="llamacpp"))
+    assert found.threads.best == 2 and found.threads.verdict is Outcome.CHANGED
+    ideas = [idea(i) for i in found.run.ideas]
+    assert "engine.n_threads: 2 — the threads suite measured it decoding faster" in ideas[0]
+    # an inconclusive count suggests nothing about threads
+    single = (thread_rows(1, [50.0], [400.0]), thread_rows(2, [80.0], [700.0]))
+    quiet = findings.compute(summary(*single), findings.Context(engine="llamacpp"))
+    assert not any(i.because == "threads" for i in quiet.run.ideas)

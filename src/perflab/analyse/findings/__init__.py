@@ -36,7 +36,7 @@ from perflab.analyse.findings import (
     threads,
 )
 from perflab.analyse.findings.frame import Condition, conditions, with_defaults
-from perflab.analyse.verdict import holm
+from perflab.analyse.verdict import Outcome, holm
 from perflab.core.records import ColdStart
 from perflab.engines import capabilities_for
 from perflab.engines.base import Capabilities
@@ -140,6 +140,7 @@ def compute(
         disturbed,
     )
     repeats = int(frame["repeats"].max() or 1) if frame.height else 1
+    threads_finding = threads.summary(frame, threads_peer_path, disturbed)
     cold = runlog.cold_start(frame, context.preflight_cold_start)
     run = runlog.RunLog(
         started=context.started,
@@ -164,6 +165,7 @@ def compute(
             repeats,
             capabilities.parallel_setting,
             context.physical_cores if context.threads_configurable else None,
+            _measured_threads(threads_finding, capabilities.thread_setting),
         ),
         repeats=repeats,
         setup=context.setup,
@@ -194,7 +196,7 @@ def compute(
         peer=_peer(peer_path, requests_path, context),
         roofline=_roofline(ceilings, list(basic_finding.prompts), length_finding),
         placement=placement.summary(list(context.placements)),
-        threads=threads.summary(frame, threads_peer_path, disturbed),
+        threads=threads_finding,
     )
     return family_corrected(found)
 
@@ -215,6 +217,13 @@ def family_corrected(found: Findings) -> Findings:
         if workers_test is not None
         else workers,
     )
+
+
+def _measured_threads(found, setting: str | None) -> tuple[str, int] | None:
+    """The engine's thread setting at the count shown fastest, where one was."""
+    if found is None or setting is None or found.verdict is not Outcome.CHANGED:
+        return None
+    return f"engine.{setting}", found.best
 
 
 def _roofline(ceilings, basic_prompts, length) -> roofline.RooflineFinding | None:

@@ -182,9 +182,15 @@ def ideas(
     repeats: int,
     parallel_setting: str | None,
     physical_cores: int | None,
+    measured_threads: tuple[str, int] | None = None,
 ) -> tuple[Idea, ...]:
-    """Changes to try next, most telling first; ``physical_cores`` None: no thread setting."""
+    """Changes to try next, most telling first; ``physical_cores`` None: no thread setting.
+    ``measured_threads``: the thread setting and the count the threads suite showed
+    fastest, which replaces any guess at the threads."""
     found: list[Idea] = []
+    if measured_threads:
+        setting, count = measured_threads
+        found.append(Idea(setting, str(count), "threads"))
     primary = bottleneck.primary
     workers = [p.workers for p in concurrency.points] or [1]
     if primary == Bottleneck.QUEUEING and parallel_setting:
@@ -193,7 +199,7 @@ def ideas(
     if primary in (Bottleneck.QUEUEING, Bottleneck.UNDETERMINED):
         more = sorted({*workers, max(workers) * 2})
         found.append(Idea("suites.concurrency.workers", str(more), primary))
-    if primary == Bottleneck.CPU and physical_cores:
+    if primary == Bottleneck.CPU and physical_cores and not measured_threads:
         found.append(Idea("engine.n_threads", str(physical_cores), primary))
     elif primary == Bottleneck.CPU:
         found.append(Idea("engine.model", "a smaller quantization of the same model", primary))

@@ -71,6 +71,7 @@ IDEA_WHY = {
     Bottleneck.CLIENT: "the client is busy: sample less often",
     "one_pass": "measure drift between trials so comparisons can be trusted",
     "disturbed": "other work disturbed some experiments: more trials settle them",
+    "threads": "the threads suite measured it decoding faster than the next thread count",
 }
 
 
