@@ -301,3 +301,36 @@ def test_the_log_does_not_claim_a_commit_it_cannot_know_of():
     text, _ = render(pl.DataFrame([row()]), metadata(), config())
     assert "- [ ] Results JSON files committed (written, ready to commit:)" in text
     assert "  - `results/test/x.json`" in text
+
+
+GGUF_NAME = "Smollm2 135M 8k Lc100K Mix1 Ep2"  # SmolLM2's own general.name
+
+
+def test_the_model_goes_by_the_name_its_user_knows_with_the_ggufs_in_brackets():
+    cfg = config(model="smollm2-135m")
+    cfg["engine"] |= {"name": "llamacpp", "ignore_eos": None}
+    text, _ = render(pl.DataFrame([row()]), metadata(engine="llamacpp", model=GGUF_NAME), cfg)
+    label = f"SmolLM2-135M-Instruct (Q4_1) \\[GGUF general.name: {GGUF_NAME}\\]"
+    assert f"model **{label}**" in text
+    assert f"- **Model Tested**: {label} (llamacpp)" in text
+    assert "- [x] SmolLM2-135M-Instruct (Q4_1) model ready" in text
+    assert f"model        SmolLM2-135M-Instruct (Q4_1) [GGUF general.name: {GGUF_NAME}]" in text
+    assert GGUF_NAME not in text.replace(f"general.name: {GGUF_NAME}", "")
+
+
+def test_a_model_named_alike_by_config_and_engine_is_named_once():
+    from perflab.models.names import model_label
+
+    ollama = {"name": "ollama", "model": "llama3.1:8b", "model_path": None}
+    assert model_label(ollama, "llama3.1:8b") == "llama3.1:8b"
+    gguf = {"name": "llamacpp", "model": "smollm2-135m", "model_path": "/m/mine.gguf"}
+    assert model_label(gguf, "Mine") == "mine.gguf"
+    assert model_label(gguf, "Other") == "mine.gguf [GGUF general.name: Other]"
+    quantized = {"name": "llamacpp", "model": "smollm2-135m", "model_path": None}
+    assert model_label(quantized | {"quantization": "q8_0"}, None) == "SmolLM2-135M-Instruct (Q8_0)"
+    server = {"name": "openai", "model": "smollm2-135m", "model_path": None}
+    launched = server | {"launch": {"server": "llama-server"}}
+    assert (
+        model_label(launched, "x.gguf")
+        == "SmolLM2-135M-Instruct (Q4_1) [the server's name: x.gguf]"
+    )

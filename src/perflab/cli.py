@@ -65,6 +65,7 @@ def _preflight(args) -> None:
     from perflab.core.records import write_json_atomic
     from perflab.engines import make_engine
     from perflab.measure.provenance import model_fingerprint
+    from perflab.models.names import model_label
 
     spec = args.spec
     out = Path(args.out)
@@ -83,7 +84,8 @@ def _preflight(args) -> None:
     if info.get("model_path"):
         info["model_fingerprint"] = model_fingerprint(info["model_path"])
     write_json_atomic(Path(args.out), info)
-    _say(f"{info['engine']} {info.get('engine_version')} serves {info['model']}")
+    model = model_label(spec["engine"], info.get("model"))
+    _say(f"{info['engine']} {info.get('engine_version')} serves {model}")
     if estimate is not None:
         _say(f"whole run {estimate.describe()}")
     if timed is not None and timed.cold_start is not None:

@@ -21,6 +21,7 @@ from perflab.analyse.tables import read_metadata_index
 from perflab.config.targets import baseline, target_config
 from perflab.engines import ignore_eos
 from perflab.engines.ollama_store import uses_tiny_model
+from perflab.models.names import known_name, model_label, served
 from perflab.models.smollm2 import SMOLLM2, uses_smollm2
 from perflab.present import wording
 from perflab.present.page import render_html
@@ -165,13 +166,6 @@ def measured_engine(config: dict) -> dict:
     return target_config(config, baseline(config))["engine"]
 
 
-def served(engine: dict) -> dict:
-    """The engine as the model files read it: a launched llama-server serves the GGUF
-    that the embedded engine would load for the same keys."""
-    launch = engine.get("launch") or {}
-    return engine | {"name": "llamacpp"} if launch.get("server") == "llama-server" else engine
-
-
 def build_context(
     f: Findings,
     metadata: list[dict],
@@ -189,6 +183,7 @@ def build_context(
         "model_sha256": None,
         "engine_version": None,
     } | first["engine"]
+    engine["model"] = model_label(measured, first["engine"].get("model"))
     host = {"cpu_model": "unknown", "logical_cores": None, "ram_gb": None, "os": "unknown"}
     host |= first["host"]
     prompts = config["prompts"]
@@ -254,8 +249,10 @@ def build_context(
         "charts": charts,
         "result_files": result_files,
         "key_findings": wording.key_findings(f),
-        "provenance": Verbatim(provenance_text(first, f.run.started, f.run.ended)),
-        "checklist": wording.checklist(f, engine["model"]),
+        "provenance": Verbatim(
+            provenance_text(first | {"engine": engine}, f.run.started, f.run.ended)
+        ),
+        "checklist": wording.checklist(f, known_name(served(measured))),
         "capacity": capacity_context(f),
     } | comparison_context(f)
 
