@@ -96,3 +96,30 @@ def test_decode_near_its_ceiling_is_called_bandwidth_bound(tiny_model_path):
     slow_words = dict(roofline_lines(slow))["Roofline"]
     assert "bandwidth-bound" in fast_words and "90%" in fast_words
     assert "not what limits it" in slow_words and "20%" in slow_words
+
+
+def test_a_rate_above_its_ceiling_makes_the_ceiling_unreliable_not_an_efficiency(tiny_model_path):
+    facts = read_model_facts(tiny_model_path)
+    ceiling = 10e9 / (facts.bytes_per_token + facts.kv_bytes_at(10 + 50))
+    basic = [_condition("short", 2.5 * ceiling, 0.1 * ceiling, 10.0)]
+    prefill_ceiling = 100e9 / facts.flops_at(5)
+    found = summary(MACHINE, facts, basic, (3 * prefill_ceiling, None, None))
+    assert found.bandwidth_unreliable and found.compute_unreliable
+    assert not found.bandwidth_bound  # nothing is judged against a wrong ceiling
+    words = roofline_lines(found)
+    text = " ".join(line for _, line in words)
+    assert "%" not in text.replace("(95 % CI", "")  # no efficiency, above 100 % or not
+    decode, prefill = (line for name, line in words if name == "Against the ceiling")
+    assert decode.startswith("the decode ceiling is unreliable: measured short ")
+    assert f"{2.5 * ceiling:,.1f} tok/s against a {ceiling:,.0f}" in decode
+    assert "read bandwidth of 10.00 ± 0.50 GB/s" in decode and "disturbed" in decode
+    assert prefill.startswith("the prefill ceiling is unreliable") and "GFLOP/s" in prefill
+    assert dict(words)["Roofline"].startswith("not judged")
+
+
+def test_a_rate_below_its_ceiling_keeps_the_ceiling(tiny_model_path):
+    facts = read_model_facts(tiny_model_path)
+    ceiling = 10e9 / (facts.bytes_per_token + facts.kv_bytes_at(10 + 50))
+    found = summary(MACHINE, facts, [_condition("short", ceiling, None, 10.0)], (None,) * 3)
+    assert not found.bandwidth_unreliable and found.bandwidth_bound
+    assert "unreliable" not in " ".join(line for _, line in roofline_lines(found))

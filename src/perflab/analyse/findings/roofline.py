@@ -6,6 +6,11 @@ token. Each measured rate is given as a fraction of its ceiling, with the rate's
 95 % CI divided by the ceiling's mean and the ceiling's own CI stated beside it.
 Decode at or above ``NEAR_CEILING`` of its ceiling is bandwidth-bound: more
 threads cannot help, fewer bytes per token (a smaller quantization) can.
+
+A measured rate above its ceiling cannot be: the ceiling's measurement was wrong
+(other work slowed the bandwidth or matmul run, or the buffer was not what the
+model reads). Such a ceiling is ``unreliable``: no fraction of it is a finding,
+and decode is never called bandwidth-bound against it.
 """
 
 from __future__ import annotations
@@ -50,6 +55,10 @@ class RooflineFinding:
     decode: tuple[Efficiency, ...]  # one per basic prompt
     prefill: Efficiency | None
     bandwidth_bound: bool  # decode at NEAR_CEILING of its ceiling or more
+    # a measured rate above the ceiling: the bandwidth (decode) or compute (prefill)
+    # measurement was disturbed, and its fractions mean nothing
+    bandwidth_unreliable: bool = False
+    compute_unreliable: bool = False
 
 
 def _ceiling(capacity: Rate, cost: float) -> tuple[float, float | None]:
@@ -97,11 +106,20 @@ def summary(
     decode = tuple(e for c in basic if (e := _decode(c, machine, model, kv_cache_type)) is not None)
     tokens = [c.prompt_tokens_mean for c in basic if c.prompt_tokens_mean]
     prompt_tokens = max(tokens, default=0.0)
+    prefill = _prefill(prefill_tps, prompt_tokens, machine, model)
+    unreliable = above_ceiling(decode)
     return RooflineFinding(
         machine=machine,
         model=model,
         kv_cache_type=kv_cache_type,
         decode=decode,
-        prefill=_prefill(prefill_tps, prompt_tokens, machine, model),
-        bandwidth_bound=any(e.fraction >= NEAR_CEILING for e in decode),
+        prefill=prefill,
+        bandwidth_bound=not unreliable and any(e.fraction >= NEAR_CEILING for e in decode),
+        bandwidth_unreliable=unreliable,
+        compute_unreliable=above_ceiling((prefill,) if prefill else ()),
     )
+
+
+def above_ceiling(rates: tuple[Efficiency, ...]) -> bool:
+    """Any measured rate above its ceiling: the ceiling, not the rate, is wrong."""
+    return any(e.fraction > 1 for e in rates)

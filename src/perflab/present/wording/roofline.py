@@ -61,9 +61,41 @@ def prefill_line(e: Efficiency) -> str:
     )
 
 
+REMEASURE = (
+    "a measured rate cannot beat a true ceiling, so the ceiling's own measurement was "
+    "disturbed (other work on the machine while it ran) and no fraction of it is given; "
+    "delete the host's file under cache/machine/ and rerun on a quiet machine to measure it again"
+)
+
+
+def unreliable_line(rates: tuple[Efficiency, ...], what: str, capacity: str) -> str:
+    """The rates that beat their ceiling, with both figures, and why it is refused."""
+    above = [e for e in rates if e.fraction > 1]
+    figures = "; ".join(
+        f"{e.label} {e.rate_tps:,.1f} tok/s against a {_ceiling(e)} ceiling" for e in above
+    )
+    return f"the {what} ceiling is unreliable: measured {figures}, from {capacity}. {REMEASURE}."
+
+
+def _unreliable_lines(f: RooflineFinding) -> list[tuple[str, str]]:
+    lines = []
+    if f.bandwidth_unreliable:
+        capacity = f"a read bandwidth of {_rate(f.machine.bandwidth_gbs, 'GB/s')}"
+        lines.append(("Against the ceiling", unreliable_line(f.decode, "decode", capacity)))
+    if f.compute_unreliable:
+        capacity = f"a compute rate of {_rate(f.machine.matmul_gflops, 'GFLOP/s')}"
+        lines.append(("Against the ceiling", unreliable_line((f.prefill,), "prefill", capacity)))
+    return lines
+
+
 def verdict_line(f: RooflineFinding) -> str:
     if not f.decode:
         return "no successful decode to set against the ceiling."
+    if f.bandwidth_unreliable:
+        return (
+            "not judged: decode ran faster than the measured bandwidth allows, so that "
+            "measurement, not decode, is wrong (above)."
+        )
     best = max(f.decode, key=lambda e: e.fraction)
     if f.bandwidth_bound:
         return (
@@ -83,8 +115,10 @@ def verdict_line(f: RooflineFinding) -> str:
 def roofline(f: RooflineFinding) -> list[tuple[str, str]]:
     """(label, sentence) pairs; the template makes the label bold."""
     lines = [("Machine", machine_line(f)), ("Model", model_line(f))]
-    lines += [("Against the ceiling", decode_line(e)) for e in f.decode]
-    if f.prefill is not None:
+    if not f.bandwidth_unreliable:
+        lines += [("Against the ceiling", decode_line(e)) for e in f.decode]
+    if f.prefill is not None and not f.compute_unreliable:
         lines.append(("Against the ceiling", prefill_line(f.prefill)))
+    lines += _unreliable_lines(f)
     lines.append(("Roofline", verdict_line(f)))
     return lines
