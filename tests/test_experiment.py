@@ -116,10 +116,12 @@ def test_breakdown_matches_the_scripted_timings(tmp_path):
         scripted_prefill = (
             FAST_TIMING["ttft_fixed_s"] + FAST_TIMING["ttft_per_token_s"] * record["prompt_tokens"]
         )
-        # a sleep never ends early; on a busy machine it can end late
+        # a sleep never ends early; on a busy machine each can end late (one per token:
+        # 7 gaps took 87 ms against 35 ms scripted at load 8)
         assert scripted_prefill - 1e-3 <= record["prefill_s"] < scripted_prefill + 0.05
         scripted_decode = (record["output_tokens"] - 1) * FAST_TIMING["itl_s"]
-        assert scripted_decode - 1e-3 <= record["decode_s"] < scripted_decode + 0.05
+        late = 0.05 + 0.01 * record["output_tokens"]
+        assert scripted_decode - 1e-3 <= record["decode_s"] < scripted_decode + late
         # two workers on one parallel slot: the queue wait lands in unaccounted, not decode
         assert record["unaccounted_s"] >= -0.005
     waits = sorted(r["unaccounted_s"] for r in records)

@@ -205,7 +205,11 @@ def test_chats_grow_their_history_turn_by_turn(make_calibration_server):
     the slot's prompt cache serves all of it but the new message."""
     server = make_calibration_server(num_parallel=1, prompt_cache=True)
     plan = OpenLoopPlan(
-        ArrivalPlan(rate=4.0, requests=3, arrival="constant"), turns=3, max_send_lag_s=0.5
+        # a second apart, so each chat's 3 turns are over before the next chat takes the one
+        # slot, even on a busy machine (at 4/s, 5 of the 6 later turns were cached at load 8)
+        ArrivalPlan(rate=1.0, requests=3, arrival="constant"),
+        turns=3,
+        max_send_lag_s=0.5,
     )
     result, check = open_loop(server.url, plan)
     records = result.records
