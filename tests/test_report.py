@@ -170,10 +170,11 @@ def test_log_carries_the_run_the_ideas_and_the_key_findings():
     text, _ = render(pl.DataFrame(rows), metadata(), config())
     assert "**Total Time**: 0.02 hours" in text
     assert "1. OLLAMA_NUM_PARALLEL: 2" in text
-    assert "  - bottleneck: queueing" in text
+    # one slot's queue at 4 workers (3 s of 4) is what 1 − 1/4 leaves it: not a bottleneck
+    assert "  - bottleneck: undetermined" in text
     assert "  - concurrency: inconclusive (too few trials, power not measurable)" in text
     assert "Every comparison rests on one pass" in text
-    primary = "- **Primary bottleneck**: queueing"
+    primary = "- **Primary bottleneck**: undetermined"
     assert (
         primary in text
         and "\n  - [ ] CPU\n  - [ ] Memory\n  - [ ] Disk I/O\n  - [ ] Network\n" in text

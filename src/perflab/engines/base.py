@@ -52,7 +52,9 @@ class Capabilities:
     otherwise the wait hides in ``unaccounted_s``. ``reports_server_timings``:
     the engine reports load / prefill / decode durations. ``parallel_setting``:
     the server setting that decides how many requests run at once, if any.
-    ``default_port``: where its server listens when the URL names no port;
+    ``slots``: how many requests it serves at once by its own design, when that is
+    fixed (the embedded llama.cpp: one, behind the model's lock); None: a setting
+    or unknown. ``default_port``: where its server listens when the URL names no port;
     ``server_command``: the process name and arguments that identify its server
     when the listener on the port cannot be seen (another user's process).
     ``thread_setting``: the engine key (dotted, under ``engine``) that sets how many
@@ -64,6 +66,7 @@ class Capabilities:
     reports_queue_time: bool
     reports_server_timings: bool
     parallel_setting: str | None = None
+    slots: int | None = None
     default_port: int | None = None
     server_command: tuple[str, ...] | None = None
     thread_setting: str | None = None
@@ -91,6 +94,7 @@ LLAMACPP = Capabilities(
     reports_queue_time=True,
     reports_server_timings=True,
     thread_setting="n_threads",
+    slots=1,
 )
 OPENAI = Capabilities(
     label="the OpenAI-compatible server",

@@ -29,9 +29,12 @@ SWAP_GB = 0.1  # swap used, when its growth during the run is unknown
 SWAP_GROWTH_GB = 0.1
 MODEL_FIT_FRACTION = 0.90  # model file larger than 90 % of RAM
 RESIDENT_FRACTION = 0.50  # server RSS under half the model while too little memory is free
-# queueing: at the most workers, waiting for the server is ≥ 30 % of mean latency, and the
+# queueing: at the most workers, waiting for the server is ≥ 30 % of mean latency and at
+# least 10 points beyond the 1 − P/W share that P slots leave W closed-loop workers by
+# construction (a queue the slot count explains restates the configuration), and the
 # requests wait rather than run together each slower (concurrency mode ``shares``)
 QUEUE_SHARE = 0.30
+QUEUE_BEYOND_SLOTS = 0.10
 # client: the load generator is busy while the server is not
 CLIENT_CPU_HIGH = 80.0
 SERVER_CPU_LOW = 0.50
@@ -236,14 +239,15 @@ def queueing_check(concurrency: ConcurrencyFinding) -> Check:
         workers=concurrency.points[-1].workers if concurrency.points else None,
         knee_workers=concurrency.knee_workers,
         expected_queue_share=concurrency.expected_queue_share,
+        slots=concurrency.slots or concurrency.parallel_requests,
         service_growth=concurrency.service_growth,
     )
     if concurrency.queue_share is None:
         return _skipped(Bottleneck.QUEUEING, Missing.NO_QUEUE_FIGURE, **figures)
+    share, expected = concurrency.queue_share, concurrency.expected_queue_share or 0.0
+    beyond = share >= QUEUE_SHARE and share - expected >= QUEUE_BEYOND_SLOTS
     # requests that run together, each slower, are limited by what serves them, not a queue
-    triggered = concurrency.queue_share >= QUEUE_SHARE and concurrency.mode is not (
-        ConcurrencyMode.SHARES
-    )
+    triggered = beyond and concurrency.mode is not ConcurrencyMode.SHARES
     return Check(Bottleneck.QUEUEING, triggered, None, _figures(**figures))
 
 

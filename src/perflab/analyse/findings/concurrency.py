@@ -21,7 +21,9 @@ the server's truth beside the throughput's inference.
 Where throughput stopped growing, ``mode`` says how the extra requests were
 served. In a closed loop with P requests served at once and W workers, a
 server that queues the rest keeps each request's service time and adds a
-queue share of about 1 − P/W (``expected_queue_share``); a server that runs
+queue share of about 1 − P/W (``expected_queue_share``; P is the engine's own
+slot count where it has a fixed one, ``slots``, else ``parallel_requests``);
+a server that runs
 them together on a saturated resource has no queue, and each request is
 slower. ``parallel`` when throughput grew (``scales``) at least half as fast
 as the workers; otherwise ``queues`` when the queue wait explains at least
@@ -102,7 +104,8 @@ class ConcurrencyFinding:
     disturbed: tuple[str, ...]
     mode: ConcurrencyMode | None = None  # None: not decided, or no queue figure
     service_growth: float | None = None  # (latency − queue wait) at the most workers / baseline
-    expected_queue_share: float | None = None  # 1 − P/W for P = parallel_requests
+    expected_queue_share: float | None = None  # 1 − P/W for P = slots or parallel_requests
+    slots: int | None = None  # the engine's own fixed slot count (embedded llama.cpp: 1)
     # at the most workers, by the server's own /metrics (a launched llama-server): the most
     # requests it ran at once, and the most it kept waiting for a slot
     server_running_max: int | None = None
@@ -218,7 +221,8 @@ def summary(
         one_pass=one_pass(ordered),
         disturbed=unsettled_ids,
         service_growth=_service_growth(base, most, wait),
-        expected_queue_share=max(0.0, 1 - parallel / most.workers),
+        expected_queue_share=max(0.0, 1 - (capabilities.slots or parallel) / most.workers),
+        slots=capabilities.slots,
         server_running_max=_whole(most.server_running_max),
         server_deferred_max=_whole(most.server_deferred_max),
     )

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import polars as pl
 
-from perflab.analyse.findings.bottleneck import Bottleneck, BottleneckFinding
-from perflab.analyse.findings.concurrency import ConcurrencyFinding
+from perflab.analyse.findings.bottleneck import QUEUE_SHARE, Bottleneck, BottleneckFinding
+from perflab.analyse.findings.concurrency import ConcurrencyFinding, ConcurrencyMode
 from perflab.analyse.findings.frame import Condition
 from perflab.analyse.findings.interference import InterferenceFinding
 from perflab.core.records import ColdStart
@@ -175,6 +175,15 @@ def storage(path: str | Path) -> Storage:
     return Storage(str(path), free, DAY2_STORAGE_GB)
 
 
+def waits_for_slots(concurrency: ConcurrencyFinding) -> bool:
+    """The extra requests waited for a slot (or, undecided, a queue of QUEUE_SHARE or
+    more): more slots (the parallel setting) are what to try, though the queue the
+    slots explain is no bottleneck."""
+    if concurrency.mode is None:
+        return (concurrency.queue_share or 0.0) >= QUEUE_SHARE
+    return concurrency.mode is ConcurrencyMode.QUEUES
+
+
 def ideas(
     bottleneck: BottleneckFinding,
     concurrency: ConcurrencyFinding,
@@ -193,9 +202,9 @@ def ideas(
         found.append(Idea(setting, str(count), "threads"))
     primary = bottleneck.primary
     workers = [p.workers for p in concurrency.points] or [1]
-    if primary == Bottleneck.QUEUEING and parallel_setting:
+    if parallel_setting and (primary == Bottleneck.QUEUEING or waits_for_slots(concurrency)):
         slots = concurrency.parallel_requests or 1
-        found.append(Idea(parallel_setting, str(slots * 2), primary))
+        found.append(Idea(parallel_setting, str(slots * 2), "slots"))
     if primary in (Bottleneck.QUEUEING, Bottleneck.UNDETERMINED):
         more = sorted({*workers, max(workers) * 2})
         found.append(Idea("suites.concurrency.workers", str(more), primary))

@@ -23,6 +23,13 @@ from perflab.present.wording.numbers import num, spread_text, workers_text
 from perflab.present.wording.verdicts import reason_text, statistics
 
 
+def _at_once(f: ConcurrencyFinding) -> str:
+    """How many requests the server runs at once: its own slot count, else the inferred."""
+    if f.slots is not None:
+        return f"its {f.slots} slot{'s' if f.slots != 1 else ''}"
+    return f"{f.parallel_requests} at once"
+
+
 def _disturbed_note(ids: tuple[str, ...]) -> str:
     return (
         f" It rests on disturbed experiment(s) {', '.join(ids)} (other work on the machine; "
@@ -248,7 +255,7 @@ def concurrency(f: ConcurrencyFinding, setting: str | None) -> str:
         text += (
             f" At {most.workers} workers requests waited {f.queue_wait_s:.3f} s for the server "
             f"({f.queue_share:.0%} of {most.condition.e2e.mean:.3f} s mean latency; {source}; "
-            f"{f.parallel_requests} at once would leave 1 − {f.parallel_requests}/{most.workers} "
+            f"{_at_once(f)} would leave 1 − {f.slots or f.parallel_requests}/{most.workers} "
             f"= {f.expected_queue_share:.0%} to the queue)."
         )
     if base.workers != 1:

@@ -67,9 +67,16 @@ def check_text(check: Check) -> str:
             f"client: the client process used {g('client_cpu_percent_mean'):.0f}% of one core"
             + (f" while the server used {server:.0f}%" if server is not None else "")
         )
-    return (
+    text = (
         f"queueing: at {g('workers')} workers requests waited {g('queue_wait_s'):.3f} s for the "
         f"server, {g('queue_share'):.0%} of mean latency"
+    )
+    if g("expected_queue_share") is None or g("slots") is None:
+        return text
+    slots = f"{g('slots')} slot{'s' if g('slots') != 1 else ''}"
+    return text + (
+        f"; {slots} and {g('workers')} workers leave 1 − {g('slots')}/{g('workers')} = "
+        f"{g('expected_queue_share'):.0%} to the queue by construction"
     )
 
 

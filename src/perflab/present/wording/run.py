@@ -64,6 +64,7 @@ def trials_note(repeats: int) -> str:
 
 IDEA_WHY = {
     Bottleneck.QUEUEING: "requests queue for the server",
+    "slots": "requests wait for the server's slots",
     Bottleneck.UNDETERMINED: "no resource saturated: push the load further",
     Bottleneck.CPU: "the CPU is saturated",
     Bottleneck.MEMORY: "memory is short: a smaller KV cache",
