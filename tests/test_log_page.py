@@ -5,8 +5,9 @@ rules GitHub renders it with): every list line an item, no heading that the
 template did not write as one, nested and empty items kept. ``day1-log.html``
 opened from disk in headless Chromium with the network off: the DOM checked
 by a script injected into a copy of the page, and a screenshot kept with the
-test's output. The log comes from a real run of the workflow against the
-calibration server (tiny sizes).
+test's output. The log comes from a real run of the default workflow
+(SmolLM2 on the embedded llama.cpp engine), every suite on, at small sizes
+(``tests/data/default-tiny.yaml``: one trial, a few short answers).
 """
 
 from __future__ import annotations
@@ -17,17 +18,22 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import polars as pl
 import pytest
 from conftest import run_snakemake
+from test_comparison import finding
 from test_report import config, metadata, render, row
 
-from perflab.present import page
+from perflab.analyse.findings.prompt_length import PromptLengthVerdict
+from perflab.models.smollm2 import MODEL_PATH
+from perflab.present import page, report
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN = "test-calibration"
+RUN = "llamacpp-smollm2"  # the default run's name
 FENCE = re.compile(r"^\s*(```|~~~)")
 LIST_ITEM = re.compile(r"^(\s*)(?:[-*+]|\d{1,9}[.)])(?:[ \t]|$)")
 TASK_ITEM = re.compile(r"^\s*[-*+] \[([ xX])\](?:[ \t]|$)")
@@ -131,6 +137,8 @@ def check_markdown(text: str) -> None:
     assert all('type="checkbox"' in c and "disabled" in c for c in checkboxes)
     assert sum("checked" in c for c in checkboxes) == expected.tasks.count("x")
     assert body.count('<strong class="verdict ') == expected.verdicts
+    said_again = re.findall(r"\*\*Verdict: ([^*]+)\*\* \1:", text, re.IGNORECASE)
+    assert said_again == [], "an answer that repeats its badge's word"
 
 
 def test_a_log_from_constructed_findings_has_the_structure_its_lines_say():
@@ -146,6 +154,16 @@ def test_an_empty_slot_after_a_label_would_be_a_heading():
     assert tokens[0].type == "heading_open" and tokens[0].markup == "-"
 
 
+def test_the_answer_after_a_badge_does_not_say_its_word_again():
+    inconclusive, linear = PromptLengthVerdict.INCONCLUSIVE, PromptLengthVerdict.LINEAR
+    assert report.verdict(inconclusive, "Inconclusive: rests on <x>") == (
+        "**Verdict: inconclusive** Rests on &lt;x&gt;"
+    )
+    assert report.verdict(linear, "Linear: TTFT grows") == "**Verdict: linear** TTFT grows"
+    assert report.verdict(linear, "Linearly *so*") == "**Verdict: linear** Linearly \\*so\\*"
+    assert report.verdict(None, "no verdict: *x*") == "no verdict: \\*x\\*"
+
+
 def test_verdict_badge_takes_any_value_and_no_class_from_a_value():
     body = page.render_body(
         "- **Verdict: equivalent** same\n- **Verdict: Some_New value** x\n- **bold** y", {}
@@ -157,20 +175,40 @@ def test_verdict_badge_takes_any_value_and_no_class_from_a_value():
     assert 'class="verdict-a"' in hostile and "evil" not in hostile and '"x' not in hostile
 
 
+def test_each_row_of_the_comparison_of_targets_shows_its_verdict_as_a_badge():
+    found = SimpleNamespace(comparison=finding())  # "slow": decode 1.5 times slower
+    context = {"f": found, "run": "two", "perflab_version": "0", "charts": {}}
+    context |= report.comparison_context(found)
+    body = page.render_body(report.render_template("comparison.md.j2", **context), {})
+    rows = [*context["comparison_rows"], *(r for _, p in context["comparison_points"] for r in p)]
+    last_cells = re.findall(r"<td>([^<]*(?:<strong[^>]*>[^<]*</strong>[^<]*)?)</td>\n</tr>", body)
+    verdict_cells = last_cells[len(context["comparison_sizes"]) :]
+    assert len(verdict_cells) == len(rows) and rows
+    for line, cell in zip(rows, verdict_cells, strict=True):
+        if line.verdict is None:
+            assert cell == "baseline" and line.target == "fast"
+        else:
+            word = line.verdict.value
+            badge = f'<strong class="verdict verdict-{word}">{word}</strong> '
+            assert cell == badge + html.escape(line.detail, quote=False)
+            assert not line.detail.startswith(word)
+    words = {r.verdict.value for r in rows if r.verdict}
+    assert {"slower", "equivalent"} <= words
+
+
 # The log from a real run, in the browser ------------------------------------
 
 
 @pytest.fixture(scope="module")
-def reports(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("log-page")
-    for name in ("Snakefile", "workflow", "config", "profiles", "environment.yml"):
-        source = ROOT / name
-        copy = shutil.copytree if source.is_dir() else shutil.copy
-        copy(source, workdir / name)
-    shutil.copy(ROOT / "tests" / "data" / "calibration-tiny.yaml", workdir / "tiny.yaml")
-    configs = ("config/calibration.yaml", "tiny.yaml")
-    result = run_snakemake(workdir, "--cores", "2", "--configfile", *configs)
+def reports(copy_workflow, smollm2_path) -> Path:
+    """The default run (config/config.yaml) with every suite trimmed to a few requests."""
+    workdir = copy_workflow(cached=(MODEL_PATH,))  # the GGUF in place: no fetch planned
+    shutil.copy(ROOT / "tests" / "data" / "default-tiny.yaml", workdir / "tiny.yaml")
+    started = time.monotonic()
+    result = run_snakemake(workdir, "--cores", "2", "--configfile", "tiny.yaml")
     assert result.returncode == 0, result.stderr[-5000:]
+    assert "fetch_smollm2" not in result.stderr
+    print(f"the default run, trimmed: {time.monotonic() - started:.0f} s")
     return workdir / "reports" / RUN
 
 
@@ -240,6 +278,13 @@ PROBE = """<script>
       [i.type, i.checked, i.disabled, !!i.closest("li.task-list-item")]),
     charts: [...document.querySelectorAll("figure.chart")].map(f =>
       f.querySelector(":scope > svg") ? box(f.querySelector(":scope > svg")) : null),
+    clipped: [...document.querySelectorAll("figure.chart > svg")].flatMap(svg => {
+      const edge = svg.getBoundingClientRect();
+      return [...svg.querySelectorAll("text")].filter(t => {
+        const r = t.getBoundingClientRect();
+        return r.width && (r.left < edge.left - 1 || r.right > edge.right + 1);
+      }).map(text);
+    }),
     icons: [...document.querySelectorAll("svg.icon")].map(box),
     badges: [...document.querySelectorAll("strong.verdict")].map(b =>
       [text(b), getComputedStyle(b).backgroundColor, box(b)]),
@@ -323,6 +368,7 @@ def test_every_chart_is_an_svg_as_wide_as_the_page(reports, in_browser):
     expected = Expected((reports / "day1-log.md").read_text())
     assert len(found["charts"]) == len(expected.images) >= 5
     assert found["images"] == 0  # every chart inlined: nothing to load
+    assert found["clipped"] == [], "chart text drawn past its chart's edge"
     for size in found["charts"]:
         assert size is not None, "a chart figure without its SVG"
         width, height = size

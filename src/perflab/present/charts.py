@@ -147,7 +147,9 @@ def _interval_rows(items, figure: str) -> list[dict]:
     for c in items:
         s = getattr(c, figure)
         low, high = s.interval or (None, None)
-        rows.append({"mean": s.mean, "low": low, "high": high, "n": c.n_ok, "trials": c.trials})
+        row = {"mean": s.mean, "low": low, "high": high, "n": c.n_ok, "trials": c.trials}
+        # no time is below 0 s: a wide CI's bar stops there (the tooltip keeps its bound)
+        rows.append(row | {"bar_low": None if low is None else max(low, 0.0)})
     return rows
 
 
@@ -190,7 +192,7 @@ def temperature_chart(finding: TemperatureFinding) -> alt.LayerChart | alt.Chart
         ],
     )
     errors = base.mark_errorbar(ticks={"size": 14}, thickness=1.5).encode(
-        y=alt.Y("low:Q", title="mean latency (s)"), y2=alt.Y2("high:Q")
+        y=alt.Y("bar_low:Q", title="mean latency (s)"), y2=alt.Y2("high:Q")
     )
     labels = base.mark_text(dy=-10).encode(y=alt.Y("high:Q"), text=alt.Text("label:N"))
     return (means + errors + labels).properties(width=WIDTH, height=HEIGHT)

@@ -87,12 +87,17 @@ def preview(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
 
-def verdict(value: Enum | None) -> str:
-    """A finding's verdict (any of its enum's values) as ``**Verdict: no effect**``; none: ''."""
+def verdict(value: Enum | None, text: str = "") -> str:
+    """A finding's verdict (any of its enum's values) as ``**Verdict: no effect** ``, then
+    ``text`` escaped, less a leading 'No effect: ' that would say the badge again."""
+    text = text or ""
     if value is None:
-        return ""
-    words = markdown_escape(str(value.value).replace("_", " "))
-    return OwnMarkdown(f"**Verdict: {words}** ")
+        return OwnMarkdown(markdown_escape(text))
+    words = str(value.value).replace("_", " ")
+    if text[: len(words) + 2].lower() == f"{words.lower()}: ":
+        text = text[len(words) + 2 :]
+        text = text[:1].upper() + text[1:]
+    return OwnMarkdown(f"**Verdict: {markdown_escape(words)}** {markdown_escape(text)}")
 
 
 def epoch_text(seconds: float | None) -> str:

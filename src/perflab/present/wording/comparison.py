@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from perflab.analyse.findings.comparison import (
     ComparisonFinding,
@@ -25,11 +25,15 @@ DIGITS = {"tok/s": 1, "s": 3, "req/s": 2}
 
 @dataclass(frozen=True)
 class ComparisonRow:
+    """One target's metric in words; ``verdict`` (None for the baseline) is the badge and
+    ``detail`` what stands beside it: the factor with its CI, the margin, or why not."""
+
     metric: str
     target: str
     value: str
     ratio: str
-    verdict: str
+    verdict: ComparisonVerdict | None
+    detail: str
 
 
 def _times(value: float | None) -> str:
@@ -46,18 +50,29 @@ def ratio_text(item: TargetMetric) -> str:
     return statistics(found)
 
 
+SEPARATORS = {ComparisonVerdict.INCONCLUSIVE: ": ", ComparisonVerdict.EQUIVALENT: " "}
+
+
 def verdict_text(item: TargetMetric, finding: ComparisonFinding) -> str:
     """'slower, ×1.50 (CI ×1.47–×1.53)', 'equivalent within ±5 %', 'inconclusive: …'."""
     if item.verdict is None:
         return "baseline"
+    separator = SEPARATORS.get(item.verdict, ", ")
+    return f"{item.verdict.value}{separator}{detail_text(item, finding)}"
+
+
+def detail_text(item: TargetMetric, finding: ComparisonFinding) -> str:
+    """The verdict without its word: '×1.50 (95 % CI ×1.47–×1.53)', 'within ±5 %', why not."""
+    if item.verdict is None:
+        return "baseline"
     if item.verdict is ComparisonVerdict.INCONCLUSIVE:
-        return f"inconclusive: {inconclusive_reason(finding, item)}"
+        return inconclusive_reason(finding, item)
     if item.verdict is ComparisonVerdict.EQUIVALENT:
-        return outcome_text(item.ratio)
+        return outcome_text(item.ratio).removeprefix("equivalent ")
     interval = ""
     if item.factor_low is not None:
         interval = f" (95 % CI {_times(item.factor_low)}–{_times(item.factor_high)})"
-    return f"{item.verdict.value}, {_times(item.factor)}{interval}"
+    return f"{_times(item.factor)}{interval}"
 
 
 def inconclusive_reason(finding: ComparisonFinding, item: TargetMetric) -> str:
@@ -90,7 +105,8 @@ def _metric_rows(metric: MetricComparison, items, finding) -> list[ComparisonRow
             target=item.target,
             value=spread_text(item.value, digits, f" {metric.unit}"),
             ratio=ratio_text(item),
-            verdict=verdict_text(item, finding),
+            verdict=item.verdict,
+            detail=detail_text(item, finding),
         )
         for item in items
     ]
@@ -98,11 +114,11 @@ def _metric_rows(metric: MetricComparison, items, finding) -> list[ComparisonRow
 
 def point_rows(finding: ComparisonFinding, metric: MetricComparison) -> list[ComparisonRow]:
     """Per sweep point: the same columns, the point's id in place of the metric."""
-    found = []
-    for point in metric.points:
-        for row in _metric_rows(metric, point.targets, finding):
-            found.append(ComparisonRow(point.point_id, *list(row.__dict__.values())[1:]))
-    return found
+    return [
+        replace(row, metric=point.point_id)
+        for point in metric.points
+        for row in _metric_rows(metric, point.targets, finding)
+    ]
 
 
 def sizes(finding: ComparisonFinding) -> list[dict]:
