@@ -421,7 +421,8 @@ def test_cached_prompts_do_not_flatten_the_fit():
     assert result.prefill_tps == pytest.approx(2500)
     assert len(result.excluded_cached) == 4 and len(result.points) == 4
     words = wording.prompt_length(result)
-    assert "prefill ≈ 2,500 tok/s (95% CI 2,500–2,500)" in words and "Left out of the fit" in words
+    assert "prefill ≈ 2,500 tok/s over 30–900 prompt tokens (95% CI 2,500–2,500)" in words
+    assert "Left out of the fit" in words
 
 
 def test_prompt_length_regresses_trial_means_with_each_trial_a_block():

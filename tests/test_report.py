@@ -1,6 +1,7 @@
 """The log from constructed findings: wording, n/a, and that nothing from a
 config, a server or a model becomes markup."""
 
+import importlib
 import re
 
 import polars as pl
@@ -334,4 +335,52 @@ def test_a_model_named_alike_by_config_and_engine_is_named_once():
     assert (
         model_label(launched, "x.gguf")
         == "SmolLM2-135M-Instruct (Q4_1) [the server's name: x.gguf]"
+    )
+
+
+def test_every_tokens_per_second_in_the_log_has_its_length_beside_it():
+    rows = [
+        row(prompt_tokens_mean=40.0),
+        row(experiment_id="m-r1", condition_id="m", prompt_name="medium", prompt_tokens_mean=90.0),
+        *[
+            row(
+                experiment_id=f"t{t}-r1", condition_id=f"t{t}", temperature=t,
+                suites="temperature", output_tokens_mean=20.0 + t,
+            )
+            for t in (0.0, 1.5)
+        ],
+        row(
+            experiment_id="res-r1", condition_id="res", suites="resources", duration_s=10.0,
+            output_tps=18.0,
+        ),
+    ]  # fmt: skip
+    cfg = config() | {"prompts": {"short": "What is AI?", "medium": "Explain it."}}
+    cfg["suites"]["basic"]["prompts"] = ["short", "medium"]
+    text, _ = render(pl.DataFrame(rows), metadata(), cfg)
+    speeds = [line for line in text.splitlines() if "tok/s" in line]
+    assert any("**Throughput**" in line for line in speeds)
+    assert any("**Actual TPS**" in line for line in speeds)
+    for line in speeds:
+        if line.startswith(("- **Expected TPS**", "| condition", "| Threads")):
+            continue  # an expectation, not a measurement; table headers
+        assert "output tokens" in line or "prompt tokens" in line, line
+    assert "(decode over 16 output tokens per request, n=8)" in text
+    assert "(18.0 output tok/s, 16 output tokens per request)" in text
+    assert "  - Measured decode speed is 20.0 tok/s over 16 output tokens per request (n=8)" in text
+
+
+def test_the_peer_and_roofline_rates_carry_their_lengths():
+    from perflab.analyse.findings.peer import PeerRate
+    from perflab.analyse.findings.roofline import Efficiency
+    from perflab.measure.peer import PeerTest
+
+    peer_words = importlib.import_module("perflab.present.wording.peer")
+    roofline_words = importlib.import_module("perflab.present.wording.roofline")
+
+    test = PeerTest("tg", 64, 1, 5, 80.0, 2.0, 2.5)
+    decode = PeerRate("decode", None, 30, 70.0, 1.0, test, 0.875, 0.85, 0.9, 42.0)
+    assert "n=30 requests of 42 output tokens) against llama-bench" in peer_words._line(decode)
+    rate = Efficiency("short", 57.4, None, None, 92.0, 23.0, 57.0, 32.0)
+    assert "57.4 tok/s over 32 output tokens per request of a 92" in roofline_words.decode_line(
+        rate
     )

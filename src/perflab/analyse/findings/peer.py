@@ -32,6 +32,7 @@ class PeerRate:
     ratio: float
     ratio_low: float | None
     ratio_high: float | None
+    tokens_mean: float | None = None  # per request: output tokens (decode), prompt evaluated
 
     @property
     def within(self) -> float:
@@ -55,7 +56,7 @@ def _mean_ci(values: list[float]) -> tuple[float, float | None]:
     return mean, t_quantile(0.975, n - 1) * sd / math.sqrt(n)
 
 
-def _rate(what, target, values, test: PeerTest) -> PeerRate | None:
+def _rate(what, target, values, test: PeerTest, tokens=None) -> PeerRate | None:
     values = [v for v in values if v is not None and math.isfinite(v) and v > 0]
     if not values or not test.tps_mean:
         return None
@@ -65,7 +66,7 @@ def _rate(what, target, values, test: PeerTest) -> PeerRate | None:
     if half is not None and math.isfinite(test.tps_ci95):
         spread = ratio * math.hypot(half / mean, test.tps_ci95 / test.tps_mean)
         low, high = ratio - spread, ratio + spread
-    return PeerRate(what, target, len(values), mean, half, test, ratio, low, high)
+    return PeerRate(what, target, len(values), mean, half, test, ratio, low, high, tokens)
 
 
 def _basic_requests(requests_path: str | Path, target: str | None) -> pl.DataFrame:
@@ -87,7 +88,8 @@ def summary(
     for target in targets:
         rows = _basic_requests(requests_path, target)
         if tg:
-            rates.append(_rate("decode", target, rows["tps"].to_list(), tg[0]))
+            tokens = rows["output_tokens"].mean()
+            rates.append(_rate("decode", target, rows["tps"].to_list(), tg[0], tokens))
         for _, group in rows.group_by("prompt_name", maintain_order=True):
             size = group["prompt_tokens"].median()
             if not pp or size is None or "prefill_s" not in group.columns:
@@ -95,5 +97,5 @@ def summary(
             nearest = min(pp, key=lambda t: abs(t.n_tokens - size))
             evaluated = group["server_prefill_tokens"].fill_null(group["prompt_tokens"])
             per_request = (evaluated / group["prefill_s"]).to_list()
-            rates.append(_rate("prefill", target, per_request, nearest))
+            rates.append(_rate("prefill", target, per_request, nearest, evaluated.mean()))
     return PeerFinding("llama-bench", tuple(tests), tuple(r for r in rates if r is not None))

@@ -39,6 +39,7 @@ class ResourcesFinding:
     disk_read_mb_s_median: float | None
     disk_read_mb_s_mean: float | None
     interference_cpu_pct_mean: float | None = None  # other processes, % of one core
+    output_tokens_mean: float | None = None  # per ok request
 
 
 def summary(frame: pl.DataFrame, resources_by_id: dict[str, dict]) -> ResourcesFinding | None:

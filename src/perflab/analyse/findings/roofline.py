@@ -33,6 +33,7 @@ class Efficiency:
     ceiling_tps: float
     ceiling_ci95: float | None
     context_tokens: float
+    tokens_mean: float | None = None  # per request: output tokens (decode), prompt (prefill)
 
     @property
     def fraction(self) -> float:
@@ -79,7 +80,9 @@ def _decode(
     has_ci = condition.tps.ci95 is not None
     low, high = condition.tps.interval if has_ci else (None, None)
     label = condition.prompt_name or condition.condition_id
-    return Efficiency(label, condition.tps.mean, low, high, ceiling, half, context)
+    return Efficiency(
+        label, condition.tps.mean, low, high, ceiling, half, context, condition.output_tokens_mean
+    )
 
 
 def _prefill(
@@ -93,7 +96,7 @@ def _prefill(
         return None
     flops = model.flops_at(prompt_tokens / 2)  # the average context while the prompt runs
     ceiling, half = _ceiling(machine.matmul_gflops, flops)
-    return Efficiency("prefill", rate, low, high, ceiling, half, prompt_tokens / 2)
+    return Efficiency("prefill", rate, low, high, ceiling, half, prompt_tokens / 2, prompt_tokens)
 
 
 def summary(

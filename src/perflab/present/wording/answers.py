@@ -68,10 +68,11 @@ def prompt_length(f: PromptLengthFinding) -> str:
         f"trial{'s' if trials != 1 else ''}, each trial a block)"
     )
     grows = f.verdict in (PromptLengthVerdict.LINEAR, PromptLengthVerdict.SUPERLINEAR)
+    tokens = [p.prompt_tokens_mean or 0.0 for p in f.points]
     if grows and f.prefill_tps:
         text += (
-            f": prefill ≈ {f.prefill_tps:,.0f} tok/s "
-            f"(95% CI {f.prefill_tps_low:,.0f}–{f.prefill_tps_high:,.0f})"
+            f": prefill ≈ {f.prefill_tps:,.0f} tok/s over {min(tokens):,.0f}–{max(tokens):,.0f} "
+            f"prompt tokens (95% CI {f.prefill_tps_low:,.0f}–{f.prefill_tps_high:,.0f})"
         )
     elif f.verdict == PromptLengthVerdict.FLAT:
         text += ": no prefill cost seen"

@@ -21,8 +21,11 @@ def _line(rate: PeerRate) -> str:
     peer = rate.peer
     theirs = f"{peer.tps_mean:.1f} ± {peer.tps_ci95:.1f}" if peer.repetitions > 1 else ""
     theirs = theirs or f"{peer.tps_mean:.1f}"
+    kind = "output" if rate.what == "decode" else "prompt"
+    length = "" if rate.tokens_mean is None else f" of {rate.tokens_mean:,.0f} {kind} tokens"
     return (
-        f"{who}perflab's {WHAT[rate.what]} {ours} tok/s (95 % CI, n={rate.n} requests) against "
+        f"{who}perflab's {WHAT[rate.what]} {ours} tok/s (95 % CI, n={rate.n} requests{length}) "
+        "against "
         f"llama-bench {peer.label} {theirs} t/s (95 % CI, {peer.repetitions} repetitions, "
         f"{peer.threads} thread{'s' if peer.threads != 1 else ''}): {_ratio(rate)}"
     )

@@ -47,16 +47,22 @@ def model_line(f: RooflineFinding) -> str:
     )
 
 
+def _length(e: Efficiency, kind: str) -> str:
+    """' over 32 output tokens per request', beside a rate; '' when unknown."""
+    return "" if e.tokens_mean is None else f" over {e.tokens_mean:,.0f} {kind} tokens per request"
+
+
 def decode_line(e: Efficiency) -> str:
     return (
-        f"decode, {e.label}: {e.rate_tps:.1f} tok/s of a {_ceiling(e)} ceiling "
+        f"decode, {e.label}: {e.rate_tps:.1f} tok/s{_length(e, 'output')} of a {_ceiling(e)} "
+        "ceiling "
         f"(bandwidth ÷ bytes per token with {e.context_tokens:,.0f} tokens of context) = {_share(e)}"
     )
 
 
 def prefill_line(e: Efficiency) -> str:
     return (
-        f"prefill: {e.rate_tps:,.0f} tok/s of a {_ceiling(e)} ceiling "
+        f"prefill: {e.rate_tps:,.0f} tok/s{_length(e, 'prompt')} of a {_ceiling(e)} ceiling "
         f"(compute ÷ FLOPs per prompt token) = {_share(e)}"
     )
 
@@ -70,9 +76,11 @@ REMEASURE = (
 
 def unreliable_line(rates: tuple[Efficiency, ...], what: str, capacity: str) -> str:
     """The rates that beat their ceiling, with both figures, and why it is refused."""
+    kind = "output" if what == "decode" else "prompt"
     above = [e for e in rates if e.fraction > 1]
     figures = "; ".join(
-        f"{e.label} {e.rate_tps:,.1f} tok/s against a {_ceiling(e)} ceiling" for e in above
+        f"{e.label} {e.rate_tps:,.1f} tok/s{_length(e, kind)} against a {_ceiling(e)} ceiling"
+        for e in above
     )
     return f"the {what} ceiling is unreliable: measured {figures}, from {capacity}. {REMEASURE}."
 

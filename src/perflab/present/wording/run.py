@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from perflab.analyse.findings.bottleneck import Bottleneck
+from perflab.analyse.findings.expectations import ExpectationFinding
 from perflab.analyse.findings.interference import ExperimentLoad, InterferenceFinding
 from perflab.analyse.findings.prompt_length import PromptLengthVerdict
 from perflab.analyse.findings.runlog import Idea, RunLog
@@ -146,14 +147,32 @@ def _verdict_line(name: str, outcome: str, test: Verdict | None) -> str:
     return f"{name}: {outcome} ({detail})"
 
 
+def _speed_line(e: ExpectationFinding) -> str:
+    """'Measured decode speed is 49.5 tok/s over 29 output tokens per request (n=9)'."""
+    if e.actual_tps is None or e.output_tokens_mean is None:
+        return expectations(e).split(" (", 1)[0]
+    return (
+        f"Measured decode speed is {e.actual_tps:.1f} tok/s over "
+        f"{e.output_tokens_mean:.0f} output tokens per request (n={e.n})"
+    )
+
+
+def _prompt_range(length) -> str:
+    """' over 38–382 prompt tokens', beside a prefill rate."""
+    tokens = [p.prompt_tokens_mean for p in length.points if p.prompt_tokens_mean is not None]
+    return f" over {min(tokens):,.0f}–{max(tokens):,.0f} prompt tokens" if tokens else ""
+
+
 def key_findings(f: Findings) -> list[str]:
     """One line per finding, for the commit message; an inconclusive one says why."""
-    lines = [expectations(f.expectations).split(" (", 1)[0]]
+    lines = [_speed_line(f.expectations)]
     length = f.prompt_length
     if length.verdict is not None:
         grows = length.verdict in (PromptLengthVerdict.LINEAR, PromptLengthVerdict.SUPERLINEAR)
         prefill = (
-            f", prefill ≈ {length.prefill_tps:,.0f} tok/s" if grows and length.prefill_tps else ""
+            f", prefill ≈ {length.prefill_tps:,.0f} tok/s{_prompt_range(length)}"
+            if grows and length.prefill_tps
+            else ""
         )
         why = (
             _why_inconclusive(length.disturbed, False, length.reason)
