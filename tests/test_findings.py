@@ -178,7 +178,7 @@ def test_disturbed_experiment_makes_a_one_pass_finding_inconclusive():
     assert result.temperature.verdict is Outcome.INCONCLUSIVE
     assert result.temperature.speed[0].reason is Reason.DISTURBED
     words = wording.temperature(result.temperature)
-    assert "medium-t0.0-w1-n20-r1" in words and "inconclusive" in words
+    assert "1 disturbed experiment (other work" in words and "inconclusive" in words
     key = wording.key_findings(result)
     assert "temperature: inconclusive (disturbed, power not measurable)" in key
     load = result.interference.disturbed[0]
@@ -197,9 +197,11 @@ def test_disturbed_experiments_are_re_measured_by_one_command():
     )
     result = findings.compute(data, findings.Context(engine="ollama", results_dir="results/x"))
     assert len(wording.technical_issues(result, "")) == 2  # one row per experiment
-    (line,) = wording.solutions(result, "")
-    assert "--configfile" not in line  # the default config needs none
-    assert line.endswith(
+    (line,) = wording.solutions(result)
+    assert line.startswith("re-measure the 2 disturbed experiments when the machine is quieter")
+    command = wording.rerun_disturbed(result, "")
+    assert "--configfile" not in command  # the default config needs none
+    assert command.endswith(
         "--forcerun results/x/experiments/medium-t0.0-w1-n20-r1/metadata.json "
         "results/x/experiments/medium-t0.7-w1-n20-r1/metadata.json"
     )
@@ -718,7 +720,7 @@ def test_expected_speed_from_disturbed_experiments_carries_a_caveat():
     data = summary(rows("short-t0.7-w1-n20", [{"interference_cpu_pct_mean": 160.0}]))
     result = findings.compute(data, findings.Context(engine="ollama"))
     assert result.expectations.disturbed == ("short-t0.7-w1-n20-r1",)
-    assert "Other work used the CPU during short-t0.7-w1-n20-r1" in wording.expectations(
+    assert "Other work used the CPU during 1 disturbed experiment of these" in wording.expectations(
         result.expectations
     )
     quiet = findings.compute(summary(rows("short-t0.7-w1-n20", [{}])), findings.Context(engine="x"))

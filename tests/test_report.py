@@ -384,3 +384,32 @@ def test_the_peer_and_roofline_rates_carry_their_lengths():
     assert "57.4 tok/s over 32 output tokens per request of a 92" in roofline_words.decode_line(
         rate
     )
+
+
+def test_the_disturbed_experiments_are_listed_once_and_counted_elsewhere():
+    busy = {"interference_cpu_pct_mean": 150.0, "interference_threshold_pct": 112.0}
+    rows = [
+        row(**busy),
+        *[
+            row(
+                experiment_id=f"w{w}-r1", condition_id=f"w{w}", workers=w, suites="concurrency",
+                req_per_s=1.0, e2e_mean_s=float(w), unaccounted_mean_s=w - 1.0, **busy,
+            )
+            for w in (1, 4)
+        ],
+    ]  # fmt: skip
+    text, _ = render(pl.DataFrame(rows), metadata(), config())
+    start = text.index("### Technical Issues")
+    section = text[start : text.index("### Conceptual Difficulties")]
+    for experiment in ("short-t0.7-w1-n4-r1", "w1-r1", "w4-r1"):
+        outside = text[:start] + text[start + len(section) :]
+        assert experiment not in outside, experiment
+        # its row with the figures, its own command, and the command for them all
+        assert section.count(experiment) == 3, experiment
+    assert (
+        "3 of 3 experiments were disturbed by other work (above 112% of one core; each "
+        "listed, with its figures, under Challenges Faced, Technical Issues)" in text
+    )
+    assert "All the disturbed experiments at once: snakemake --cores 1 --forcerun" in section
+    assert "- 3 of 3 experiments were disturbed by other work on the machine (each listed" in text
+    assert "| 1 of 1 trials |" in text  # the appendix counts a condition's disturbed trials

@@ -244,7 +244,9 @@ def build_context(
         "bottleneck_evidence": wording.bottleneck_evidence(f.bottleneck),
         "ideas": [wording.idea(i) for i in f.run.ideas],
         "technical_issues": wording.technical_issues(f, configfiles),
-        "solutions": wording.solutions(f, configfiles),
+        "solutions": wording.solutions(f),
+        "issues_encountered": wording.issues_encountered(f),
+        "rerun_disturbed": wording.rerun_disturbed(f, configfiles),
         "storage": wording.storage(f.run),
         "insights": [words[k] for k in ("temperature", "concurrency", "prompt_length") if words[k]][
             :3

@@ -19,7 +19,13 @@ from perflab.analyse.findings.prompt_length import (
 )
 from perflab.analyse.findings.temperature import TemperatureFinding
 from perflab.analyse.verdict import Outcome, Reason
-from perflab.present.wording.numbers import num, spread_text, workers_text
+from perflab.present.wording.numbers import (
+    LISTED,
+    disturbed_count,
+    num,
+    spread_text,
+    workers_text,
+)
 from perflab.present.wording.verdicts import reason_text, statistics
 
 
@@ -32,8 +38,8 @@ def _at_once(f: ConcurrencyFinding) -> str:
 
 def _disturbed_note(ids: tuple[str, ...]) -> str:
     return (
-        f" It rests on disturbed experiment(s) {', '.join(ids)} (other work on the machine; "
-        "see Technical Issues), which one pass cannot settle: inconclusive."
+        f" It rests on {disturbed_count(ids)} (other work on the machine; {LISTED}), which "
+        "its trials cannot settle: inconclusive."
     )
 
 
@@ -370,8 +376,8 @@ def expectations(f: ExpectationFinding) -> str:
         else ""
     )
     caveat = (
-        f" Other work used the CPU during {', '.join(f.disturbed)}: on a quiet machine the "
-        "speed may be higher."
+        f" Other work used the CPU during {disturbed_count(f.disturbed)} of these ({LISTED}): "
+        "on a quiet machine the speed may be higher."
         if f.disturbed
         else ""
     )

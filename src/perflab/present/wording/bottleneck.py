@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from perflab.analyse.findings.bottleneck import Bottleneck, BottleneckFinding, Check, Missing
-from perflab.present.wording.numbers import pct
+from perflab.present.wording.numbers import LISTED, disturbed_count, pct
 
 MISSING = {
     Missing.NO_CPU_SAMPLES: "no CPU samples",
@@ -108,7 +108,7 @@ def disturbed_caveat(f: BottleneckFinding) -> str:
     if not f.disturbed:
         return ""
     return (
-        f"measured while other work used the CPU (disturbed: {', '.join(f.disturbed)}): "
+        f"measured while other work used the CPU ({disturbed_count(f.disturbed)}, {LISTED}): "
         "re-measure to confirm"
     )
 

@@ -81,3 +81,16 @@ def failures(condition: Condition) -> str:
     if condition.n_empty:
         parts.append(f"{condition.n_empty} answered without a token (in no figure)")
     return "".join(f"; {part}" for part in parts)
+
+
+LISTED = "each listed, with its figures, under Challenges Faced, Technical Issues"
+
+
+def disturbed_count(ids: tuple[str, ...] | list, of: int | None = None) -> str:
+    """'3 disturbed experiments' (or '3 of 14 experiments … disturbed'): the log lists
+    them once, in its Technical Issues, and only counts them elsewhere."""
+    n = len(ids)
+    plural = "s" if n != 1 else ""
+    if of is None:
+        return f"{n} disturbed experiment{plural}"
+    return f"{n} of {of} experiment{'s' if of != 1 else ''} {'were' if n != 1 else 'was'} disturbed"

@@ -13,7 +13,13 @@ from perflab.analyse.findings.prompt_length import PromptLengthVerdict
 from perflab.analyse.findings.runlog import Idea, RunLog
 from perflab.analyse.verdict import ALPHA, PRACTICAL, Verdict
 from perflab.present.wording.answers import expectations
-from perflab.present.wording.numbers import duration, num, workers_text
+from perflab.present.wording.numbers import (
+    LISTED,
+    disturbed_count,
+    duration,
+    num,
+    workers_text,
+)
 from perflab.present.wording.verdicts import power_text
 
 if TYPE_CHECKING:
@@ -117,8 +123,8 @@ def interference_summary(f: InterferenceFinding) -> str:
             "plus an eighth of those it used)."
         )
     return (
-        f"{len(f.disturbed)} of {len(f.experiments)} experiments were disturbed by other work "
-        f"(above {_thresholds(f)} of one core): {', '.join(f.disturbed_ids)}."
+        f"{disturbed_count(f.disturbed, len(f.experiments))} by other work (above "
+        f"{_thresholds(f)} of one core; {LISTED})."
     )
 
 
@@ -202,7 +208,8 @@ def key_findings(f: Findings) -> list[str]:
     caveat = " (rests on disturbed experiments)" if f.bottleneck.disturbed else ""
     lines.append(f"bottleneck: {f.bottleneck.primary.value}{caveat}")
     if f.interference.disturbed:
-        lines.append(f"disturbed experiments: {', '.join(f.interference.disturbed_ids)}")
+        count = disturbed_count(f.interference.disturbed, len(f.interference.experiments))
+        lines.append(f"{count} (the log's Technical Issues lists them)")
     return lines
 
 
@@ -333,12 +340,30 @@ def technical_issues(f: Findings, configfiles: str) -> list[IssueRow]:
     ]
 
 
-def solutions(f: Findings, configfiles: str) -> list[str]:
-    """The fixes of the issues, each once: every disturbed experiment in one command."""
+def issues_encountered(f: Findings) -> list[str]:
+    """The setup checklist's issues: failed requests, then the disturbed experiments
+    counted (the Technical Issues table lists them, once)."""
+    lines = [row.issue for row in _error_rows(f)]
+    if f.interference.disturbed:
+        count = disturbed_count(f.interference.disturbed, len(f.interference.experiments))
+        lines.append(f"{count} by other work on the machine ({LISTED})")
+    return lines
+
+
+def solutions(f: Findings) -> list[str]:
+    """The fixes of the issues, each once; the disturbed experiments' command is the
+    one under the Technical Issues table."""
     lines = list(dict.fromkeys(row.solution for row in _error_rows(f)))
     if f.interference.disturbed:
         lines.append(
-            f"re-measure the {len(f.interference.disturbed)} disturbed experiment(s) when the "
-            "machine is quieter: " + rerun_command(list(f.interference.disturbed), configfiles)
+            f"re-measure the {disturbed_count(f.interference.disturbed)} when the machine is "
+            "quieter: the command under Challenges Faced, Technical Issues measures them all again"
         )
     return lines
+
+
+def rerun_disturbed(f: Findings, configfiles: str) -> str | None:
+    """One command that measures every disturbed experiment again; None: none was."""
+    if not f.interference.disturbed:
+        return None
+    return rerun_command(list(f.interference.disturbed), configfiles)
