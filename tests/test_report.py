@@ -153,6 +153,7 @@ def test_one_request_and_a_sub_second_resources_run_still_render(duration):
     meta[0]["resources"] = {"n_samples": 0}
     text, html = render(pl.DataFrame([one]), meta, config())
     assert "**Avg CPU**: n/a" in text and "**Mean Latency**: 1.000s (no CI: one value)" in text
+    assert "**P95 Latency**: n/a (a P95 needs 20 requests per trial)" in text
     assert "<figure" not in html and "Mean Latency" in html  # no chart
 
 
