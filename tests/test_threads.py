@@ -227,3 +227,13 @@ def test_a_count_shown_fastest_becomes_the_logs_idea_for_the_thread_setting(tmp_
     single = (thread_rows(1, [50.0], [400.0]), thread_rows(2, [80.0], [700.0]))
     quiet = findings.compute(summary(*single), findings.Context(engine="llamacpp"))
     assert not any(i.because == "threads" for i in quiet.run.ideas)
+
+
+def test_a_disturbed_trial_makes_both_of_perflabs_verdicts_inconclusive(tmp_path):
+    bench = bench_file(tmp_path, {1: [90.0, 91.0, 90.5], 2: [60.0, 61.0, 60.5]}, {})
+    hit = ("medium-t0.7-w1-n10-th2-r1", "medium-t0.7-w1-n10-th2-r2", "medium-t0.7-w1-n10-th2-r3")
+    found = threads.summary(summary(*CLEAR), bench, disturbed_ids=hit)
+    assert found.disturbed == hit and found.best == 2 and found.peer_best == 1
+    assert found.test.reason is Reason.DISTURBED and found.verdict is Outcome.INCONCLUSIVE
+    assert found.ours_at_peer_best.reason is Reason.DISTURBED
+    assert found.agreement is Agreement.WITHIN_NOISE  # perflab cannot tell them apart

@@ -146,15 +146,12 @@ def judged(
     test = None
     if runner_up is not None:
         test = compare(by_count[runner_up].condition, by_count[best].condition, "tps")
-        pair = (
-            by_count[best].condition.experiment_ids + by_count[runner_up].condition.experiment_ids
-        )
-        if set(unsettled_ids) & set(pair):
+        if set(unsettled_ids) & _trials_of(by_count, best, runner_up):
             test = disturbed(test)
     prefill_order = _fastest({p.threads: p.prefill.mean for p in points})
-    peer_order = _fastest({count: test.tps_mean for count, test in tg.items()})
+    peer_order = _fastest({count: peer.tps_mean for count, peer in tg.items()})
     peer_best = peer_order[0] if peer_order else None
-    agreement, ours, theirs = _agreement(by_count, tg, best, peer_best)
+    agreement, ours, theirs = _agreement(by_count, tg, best, peer_best, set(unsettled_ids))
     return ThreadsFinding(
         points=tuple(points),
         best=best,
@@ -171,11 +168,17 @@ def judged(
     )
 
 
+def _trials_of(by_count: dict[int, ThreadPoint], *counts: int) -> set[str]:
+    """The experiment ids of the counts' conditions."""
+    return {e for count in counts for e in by_count[count].condition.experiment_ids}
+
+
 def _agreement(
     by_count: dict[int, ThreadPoint],
     tg: dict[int, PeerTest],
     best: int | None,
     peer_best: int | None,
+    unsettled_ids: set[str],
 ) -> tuple[Agreement | None, Verdict | None, Verdict | None]:
     if best is None or peer_best is None:
         return None, None, None
@@ -184,6 +187,8 @@ def _agreement(
     ours = theirs = None
     if peer_best in by_count:
         ours = compare(by_count[peer_best].condition, by_count[best].condition, "tps")
+        if unsettled_ids & _trials_of(by_count, best, peer_best):
+            ours = disturbed(ours)
     if best in tg:
         theirs = welch(tg[best].samples, tg[peer_best].samples)
     either_unsure = any(v is None or not v.changed for v in (ours, theirs))
