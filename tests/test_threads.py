@@ -213,7 +213,8 @@ def test_the_log_rows_put_output_length_beside_the_rates(tmp_path):
     row = words.rows(found)[1]
     assert (row.threads, row.output_tokens, row.n) == (2, "60.0", "30 requests, 3 trials")
     assert row.decode.startswith("81.3 ± ") and row.peer_tg.startswith("90.5 ± ")
-    assert row.peer_tg.endswith("(n=3)") and row.prefill.startswith("710.0 ± ")
+    assert row.peer_tg.endswith("(tg60: 60 tokens, n=3)") and row.prefill.startswith("710.0 ± ")
+    assert row.peer_pp.endswith("(pp57: 57 tokens, n=3)")
 
 
 def test_a_count_shown_fastest_becomes_the_logs_idea_for_the_thread_setting(tmp_path):

@@ -81,5 +81,5 @@ def test_the_log_has_the_threads_table(run):
     section = log.split("### Threads", 1)[1].split("\n---", 1)[0]
     assert "| Threads | Decode tok/s (95% CI) | Output tokens (mean) |" in section
     rows = [line for line in section.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
-    assert len(rows) == 2 and all("(n=2)" in row for row in rows)  # llama-bench's tg
+    assert len(rows) == 2 and all("tokens, n=2)" in row for row in rows)  # llama-bench's
     assert "Fastest decode at" in section and "llama-bench's fastest tg is at" in section

@@ -35,9 +35,10 @@ def _rate(s: Spread) -> str:
 def _peer(test: PeerTest | None) -> str:
     if test is None:
         return NA
+    size = f"{test.label}: {test.n_tokens} tokens"  # the length it was measured over
     if test.repetitions > 1:
-        return f"{test.tps_mean:,.1f} ± {test.tps_ci95:,.1f} (n={test.repetitions})"
-    return f"{test.tps_mean:,.1f} (n=1)"
+        return f"{test.tps_mean:,.1f} ± {test.tps_ci95:,.1f} ({size}, n={test.repetitions})"
+    return f"{test.tps_mean:,.1f} ({size}, n=1)"
 
 
 def _row(point: ThreadPoint) -> ThreadsRow:
