@@ -315,6 +315,13 @@ def test_preflight_times_one_request_and_estimates_the_run(tmp_path):
     scripted = 0.05 + 0.0005 * count_tokens(plan.longest_prompt) + 31 * 0.01
     assert scripted - 0.01 < estimate["per_request_s"] < scripted + 0.25
     assert estimate["n_requests"] == plan.n_requests == 507  # 3 trials of the calibration run
+    # the load is the cold request's only extra: warm requests are as the script says, and
+    # each prompt counts at its own (shorter) time, below the longest prompt's at every one
+    assert estimate["cold_extra_s"] < 0.1
+    assert estimate["shortest_s"] < estimate["per_request_s"]
+    flat = plan.n_requests * estimate["per_request_s"] + plan.timed_s
+    assert estimate["requests_s"] / plan.n_requests > 0.05 + 31 * 0.01
+    assert estimate["total_s"] < flat
     assert (
         "whole run ≈" in result.stdout and "for 507 requests + 15 s of timed load" in result.stdout
     )

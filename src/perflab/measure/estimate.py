@@ -1,9 +1,18 @@
-"""How long a whole run will take, from the time of one request."""
+"""How long a whole run will take, from the times of a few requests.
+
+The pre-flight check sends the plan's longest prompt twice and its shortest once.
+The first request is cold (it may load the model, fault its weights in, warm the
+caches and allocate llama.cpp's buffers) and is never the rate of the run: each
+request is counted at the warm time of its own prompt, interpolated by prompt
+length between the shortest and the longest warm time, and the cold request's
+extra over the warm one is paid once by every experiment whose engine starts
+anew in its job (an in-process engine), else once for the run.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from perflab.config.sweep import Experiment
 from perflab.core.records import ColdStart
@@ -17,6 +26,8 @@ class RunPlan:
     n_requests: int  # warm-up included; duration and open-loop experiments: warm-ups only
     timed_s: float  # duration experiments' measured windows; open loop: requests / rate
     longest_prompt: str
+    shortest_prompt: str = ""
+    requests_by_prompt: dict[str, int] = field(default_factory=dict)  # of n_requests
 
 
 @dataclass(frozen=True)
@@ -32,34 +43,85 @@ class RunEstimate:
     n_experiments: int
     n_requests: int
     timed_s: float
-    per_request_s: float
+    per_request_s: float  # a warm request with the longest prompt
+    requests_s: float | None = None  # every request at its prompt's warm time; None: flat
+    shortest_s: float | None = None  # a warm request with the shortest prompt
+    cold_extra_s: float = 0.0  # what a cold first request takes beyond a warm one
+    cold_starts: int = 0  # first requests that pay it: one per job of an in-process engine
 
     @property
     def total_s(self) -> float:
-        return self.n_requests * self.per_request_s + self.timed_s
+        requests = (
+            self.n_requests * self.per_request_s if self.requests_s is None else self.requests_s
+        )
+        return requests + self.cold_extra_s * self.cold_starts + self.timed_s
 
     def describe(self) -> str:
         timed = f" + {format_duration(self.timed_s)} of timed load" if self.timed_s else ""
+        at = f"{self.per_request_s:.3g} s a request"
+        if self.shortest_s is not None and f"{self.shortest_s:.3g}" != f"{self.per_request_s:.3g}":
+            at = f"{self.shortest_s:.3g}–{self.per_request_s:.3g} s a warm request by prompt length"
+        cold = ""
+        if self.cold_starts and self.cold_extra_s >= 0.05:
+            where = "each experiment" if self.cold_starts > 1 else "the run"
+            cold = f", plus {self.cold_extra_s:.3g} s of cold start in {where}"
         return (
             f"≈ {format_duration(self.total_s)} for {self.n_requests} requests{timed} in "
-            f"{self.n_experiments} experiments, at {self.per_request_s:.3g} s a request "
-            "served one at a time"
+            f"{self.n_experiments} experiments, at {at}{cold}, served one at a time"
         )
 
 
 def plan_run(experiments: Iterable[Experiment], warmup_requests: int) -> RunPlan:
-    n_experiments, n_requests, timed_s, longest = 0, 0, 0.0, ""
+    n_experiments, timed_s = 0, 0.0
+    by_prompt: dict[str, int] = {}
     for experiment in experiments:
         n_experiments += 1
-        n_requests += warmup_requests
+        count = warmup_requests
         if experiment.rate is not None:  # open loop: its schedule's length, however fast
             timed_s += experiment.requests / experiment.rate
         elif experiment.requests is not None:  # and a sweep point, rate unknown: one at a time
-            n_requests += experiment.requests
+            count += experiment.requests
         else:
             timed_s += experiment.duration_s
-        longest = max(longest, experiment.prompt, key=len)
-    return RunPlan(n_experiments, n_requests, timed_s, longest)
+        by_prompt[experiment.prompt] = by_prompt.get(experiment.prompt, 0) + count
+    prompts = sorted(by_prompt, key=len)
+    longest, shortest = (prompts[-1], prompts[0]) if prompts else ("", "")
+    return RunPlan(n_experiments, sum(by_prompt.values()), timed_s, longest, shortest, by_prompt)
+
+
+@dataclass(frozen=True)
+class WarmTimes:
+    """Warm request times (s) at the shortest and the longest prompt (in characters)."""
+
+    short_chars: int
+    short_s: float
+    long_chars: int
+    long_s: float
+
+    def at(self, prompt: str) -> float:
+        """A request's time at ``prompt``: linear in its length between the two."""
+        if self.long_chars <= self.short_chars:
+            return self.long_s
+        share = (len(prompt) - self.short_chars) / (self.long_chars - self.short_chars)
+        return self.short_s + min(max(share, 0.0), 1.0) * (self.long_s - self.short_s)
+
+
+def estimate_plan(
+    plan: RunPlan, warm: WarmTimes, cold_extra_s: float, cold_per_experiment: bool
+) -> RunEstimate:
+    """The run at each request's warm time, plus the cold start once per experiment
+    (``cold_per_experiment``: an engine every job starts again) or once."""
+    requests_s = sum(n * warm.at(prompt) for prompt, n in plan.requests_by_prompt.items())
+    return RunEstimate(
+        plan.n_experiments,
+        plan.n_requests,
+        plan.timed_s,
+        per_request_s=warm.long_s,
+        requests_s=requests_s if plan.requests_by_prompt else None,
+        shortest_s=warm.short_s,
+        cold_extra_s=max(cold_extra_s, 0.0),
+        cold_starts=plan.n_experiments if cold_per_experiment else 1,
+    )
 
 
 def estimate_run(
@@ -86,35 +148,57 @@ class TimedRequest:
 
 
 def time_one_request(engine, config: dict, plan: dict) -> TimedRequest:
-    """Send the plan's longest prompt and scale its time (less any model load) to the run."""
-    from perflab.core.records import STATUS_OK
-    from perflab.engines import generation_options
-    from perflab.measure.runner import Clock, measure_request
+    """Time the plan's longest prompt cold then warm, and its shortest warm, each with a
+    prefix of its own (no prompt cache), and scale them to the run."""
+    from perflab.measure.runner import Clock, PromptNonce
 
     run_plan = RunPlan(**plan)
-    options = generation_options(config, config["generation"]["temperature"])
-    clock = Clock()
-    for index in range(TIMING_TRIES):
-        record = measure_request(
-            engine,
-            run_plan.longest_prompt,
-            options,
-            experiment_id="preflight",
-            request_index=index,
-            worker=0,
-            is_warmup=True,
-            clock=clock,
-        )
-        if record.status == STATUS_OK:
-            per_request_s = record.e2e_s - (record.load_s or 0.0)
-            estimate = RunEstimate(
-                run_plan.n_experiments, run_plan.n_requests, run_plan.timed_s, per_request_s
+    shortest = run_plan.shortest_prompt or run_plan.longest_prompt
+    timed = _Timer(engine, config, Clock(), PromptNonce())
+    cold = timed(run_plan.longest_prompt)
+    warm_long = timed(run_plan.longest_prompt)
+    warm_short = timed(shortest) if shortest != run_plan.longest_prompt else warm_long
+    warm = WarmTimes(len(shortest), warm_short.e2e_s, len(run_plan.longest_prompt), warm_long.e2e_s)
+    cold_extra = cold.e2e_s - (cold.load_s or 0.0) - warm_long.e2e_s
+    # an in-process engine, or a server launched per job, starts cold in every experiment
+    anew = engine.capabilities.in_process or bool(config["engine"].get("launch"))
+    estimate = estimate_plan(run_plan, warm, cold_extra, anew)
+    cold_start = ColdStart.of(cold, "preflight") if cold.load_s is not None else None
+    return TimedRequest(estimate, cold_start)
+
+
+class _Timer:
+    """Sends one prompt until it succeeds (TIMING_TRIES at most); the ok record."""
+
+    def __init__(self, engine, config: dict, clock, nonce):
+        from perflab.engines import generation_options
+
+        self.engine, self.clock, self.nonce = engine, clock, nonce
+        self.options = generation_options(config, config["generation"]["temperature"])
+        self.index = 0
+
+    def __call__(self, prompt: str):
+        from perflab.core.records import STATUS_OK
+        from perflab.measure.runner import measure_request
+
+        for _ in range(TIMING_TRIES):
+            record = measure_request(
+                self.engine,
+                self.nonce.apply(prompt, self.index),
+                self.options,
+                experiment_id="preflight",
+                request_index=self.index,
+                worker=0,
+                is_warmup=True,
+                clock=self.clock,
             )
-            cold = ColdStart.of(record, "preflight") if record.load_s is not None else None
-            return TimedRequest(estimate, cold)
-    raise NoEstimate(
-        f"{TIMING_TRIES} test requests failed, the last with {record.error_class}: {record.error}"
-    )
+            self.index += 1
+            if record.status == STATUS_OK:
+                return record
+        raise NoEstimate(
+            f"{TIMING_TRIES} test requests failed, the last with {record.error_class}: "
+            f"{record.error}"
+        )
 
 
 def format_duration(seconds: float) -> str:
