@@ -14,6 +14,7 @@ from perflab.config.load import (
     user_config_files,
 )
 from perflab.config.sweep import EXPERIMENT_ID_PATTERN, expand_experiments
+from perflab.engines.launch import as_served
 from perflab.engines.ollama_store import uses_tiny_model as engine_uses_tiny_model
 from perflab.models.llama_build import PREBUILT_ENV, sdist_name
 from perflab.models.smollm2 import MODEL_PATH as SMOLLM2_PATH
@@ -173,17 +174,6 @@ def launches_built_server(engine):
     """Whether the engine launches the llama-server that the workflow builds."""
     launch = engine.get("launch") or {}
     return launch.get("server") == "llama-server" and not launch.get("binary")
-
-
-def as_served(engine):
-    """The engine block as the embedded engine would read it: a launched llama-server
-    serves the model file the embedded engine would load for the same keys."""
-    launch = engine.get("launch") or {}
-    return (
-        engine | {"name": "llamacpp"}
-        if launch.get("server") == "llama-server"
-        else engine
-    )
 
 
 def get_model_inputs(wildcards=None):

@@ -10,13 +10,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from perflab.config.problems import Problem
-from perflab.engines.launch import unused_keys
+from perflab.engines.launch import SERVERS, launched_server, unused_keys
 from perflab.engines.ollama_store import TINY_MODEL_NAME
+from perflab.engines.registry import loads_model_file
 from perflab.engines.server_process import is_local_host
 from perflab.models.smollm2 import MODEL_NAME as SMOLLM2_NAME
 
-# The engines that can talk to each server perflab starts.
-CLIENTS = {"llama-server": ("openai",), "ollama": ("ollama", "openai")}
 # Models the workflow makes itself (fetched or built into cache/), by engine.model.
 WORKFLOW_MODELS = (TINY_MODEL_NAME, SMOLLM2_NAME)
 
@@ -27,11 +26,12 @@ def launch_problems(config: dict) -> Iterator[Problem]:
     if not launch:
         return
     server = launch["server"]
-    if engine["name"] not in CLIENTS[server]:
+    clients = SERVERS[server].clients
+    if engine["name"] not in clients:
         yield Problem(
             ("engine", "launch", "server"),
             f"{server} does not speak the API of engine.name {engine['name']!r}; use "
-            f"engine.name {' or '.join(CLIENTS[server])} with it",
+            f"engine.name {' or '.join(clients)} with it",
         )
         return
     for key in unused_keys(launch):
@@ -42,7 +42,7 @@ def launch_problems(config: dict) -> Iterator[Problem]:
         )
     yield from _host_problems(engine)
     yield from _binary_problems(launch)
-    if server == "llama-server":
+    if SERVERS[server].serves_model_file:
         yield from _model_problems(engine)
 
 
@@ -61,15 +61,15 @@ def _host_problems(engine: dict) -> Iterator[Problem]:
 
 
 def _binary_problems(launch: dict) -> Iterator[Problem]:
-    binary = launch.get("binary") or ("ollama" if launch["server"] == "ollama" else None)
+    default = SERVERS[launch["server"]].default_binary
+    binary = launch.get("binary") or default
     if binary is None or shutil.which(binary):
         return
     where = f"(seen from {Path.cwd()})" if os.sep in binary else "on PATH"
     yield Problem(
         ("engine", "launch", "binary"),
         f"{binary!r}: no such executable {where}; install {launch['server']} or give its "
-        "path"
-        + ("" if launch["server"] == "ollama" else ", or null to use the one perflab builds"),
+        "path" + ("" if default else ", or null to use the one perflab builds"),
     )
 
 
@@ -95,10 +95,11 @@ def _model_problems(engine: dict) -> Iterator[Problem]:
 def serves_gguf(engine: dict) -> bool:
     """Whether llama-bench has the engine's GGUF: a launched llama-server's, a file
     (engine.model_path) or a model the workflow makes, in the embedded engine."""
-    launch = engine.get("launch") or {}
-    return launch.get("server") == "llama-server" or (
-        engine["name"] == "llamacpp"
-        and bool(engine["model_path"] or engine["model"] in WORKFLOW_MODELS)
+    server = launched_server(engine)
+    if server is not None and server.serves_model_file:
+        return True
+    return loads_model_file(engine) and bool(
+        engine["model_path"] or engine["model"] in WORKFLOW_MODELS
     )
 
 

@@ -27,7 +27,6 @@ GUARD = Path(__file__).with_name("server_guard.py")
 LOG_TAIL_LINES = 15
 HEALTH_POLL_S = 0.1
 STOP_TIMEOUT_S = 30.0
-SERVERS = ("llama-server", "ollama")
 # Keys of engine.launch that each server takes (config/README.md).
 LLAMA_SERVER_KEYS = {
     "parallel",
@@ -41,6 +40,45 @@ LLAMA_SERVER_KEYS = {
     "metrics",
 }
 OLLAMA_KEYS = {"parallel", "ctx_size", "flash_attn", "cache_type_k"}
+
+
+@dataclass(frozen=True)
+class ServerKind:
+    """A server perflab can start, by the name ``engine.launch.server`` gives it.
+
+    ``clients``: the engines (``engine.name``) whose API it speaks. ``keys``: the keys
+    of engine.launch it takes. ``default_binary``: what it runs when
+    ``engine.launch.binary`` is unset (None: the one perflab builds).
+    ``serves_model_file``: it serves the GGUF it is given, as the embedded engine loads it.
+    """
+
+    clients: tuple[str, ...]
+    keys: frozenset[str]
+    default_binary: str | None
+    serves_model_file: bool
+
+
+SERVERS = {
+    "llama-server": ServerKind(("openai",), frozenset(LLAMA_SERVER_KEYS), None, True),
+    "ollama": ServerKind(("ollama", "openai"), frozenset(OLLAMA_KEYS), "ollama", False),
+}
+# The engine whose keys name the model file a launched server serves.
+MODEL_FILE_ENGINE = "llamacpp"
+
+
+def launched_server(engine: dict) -> ServerKind | None:
+    """The server the engine block launches (``engine.launch.server``), if any."""
+    launch = engine.get("launch") or {}
+    return SERVERS.get(launch.get("server") or "")
+
+
+def as_served(engine: dict) -> dict:
+    """The engine block as the embedded engine would read it: a launched server that
+    serves a model file serves the one the embedded engine would load for the same keys."""
+    server = launched_server(engine)
+    if server is not None and server.serves_model_file:
+        return engine | {"name": MODEL_FILE_ENGINE}
+    return engine
 
 
 class ServerStartError(PreflightError):
@@ -104,7 +142,7 @@ def listen_address(host: str | None, default_port: int | None) -> tuple[str, int
 def resolve_binary(settings: LaunchSettings, built: str | None) -> str:
     """The executable: ``binary`` (a path or a name on PATH), else the one perflab built
     (llama-server) or ``ollama`` on PATH."""
-    wanted = settings.binary or built or ("ollama" if settings.server == "ollama" else None)
+    wanted = settings.binary or built or SERVERS[settings.server].default_binary
     if wanted is None:
         raise PreflightError(
             "engine.launch.server is llama-server but no binary was given: run through the "
@@ -315,6 +353,6 @@ class ManagedServer:
 
 def unused_keys(launch: dict) -> list[str]:
     """Keys of engine.launch the chosen server does not take."""
-    taken = LLAMA_SERVER_KEYS if launch.get("server") == "llama-server" else OLLAMA_KEYS
-    tunables = LLAMA_SERVER_KEYS | OLLAMA_KEYS
+    taken = SERVERS[launch["server"]].keys
+    tunables = frozenset().union(*(server.keys for server in SERVERS.values()))
     return sorted(key for key in launch if key in tunables and key not in taken)

@@ -196,3 +196,9 @@ ENGINES = {
 def engine_kind(name: str) -> EngineKind:
     """The engine a config names (the schema allows only the names in ``ENGINES``)."""
     return ENGINES[name]
+
+
+def loads_model_file(engine: dict) -> bool:
+    """Whether the engine block's engine loads a GGUF itself (an unknown name does not)."""
+    kind = ENGINES.get(engine.get("name") or "")
+    return kind is not None and kind.loads_model_file

@@ -9,16 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from perflab.engines.launch import as_served
+from perflab.engines.registry import loads_model_file
 from perflab.models.smollm2 import QUANTIZATION, uses_smollm2
 
 SMOLLM2_NAME = "SmolLM2-135M-Instruct"
-
-
-def served(engine: dict) -> dict:
-    """The engine as the model files read it: a launched llama-server serves the GGUF
-    that the embedded engine would load for the same keys."""
-    launch = engine.get("launch") or {}
-    return engine | {"name": "llamacpp"} if launch.get("server") == "llama-server" else engine
 
 
 def known_name(engine: dict) -> str:
@@ -36,8 +31,8 @@ def model_label(engine: dict, reported: str | None) -> str:
     """``known_name``, then the name the engine reported (``reported``: a GGUF's
     ``general.name`` in llama.cpp, the server's model id otherwise) in brackets when
     it says something the known name does not."""
-    known = known_name(served(engine))
+    known = known_name(as_served(engine))
     if not reported or reported.casefold() in known.casefold():
         return known
-    source = "GGUF general.name" if engine["name"] == "llamacpp" else "the server's name"
+    source = "GGUF general.name" if loads_model_file(engine) else "the server's name"
     return f"{known} [{source}: {reported}]"

