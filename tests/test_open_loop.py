@@ -181,7 +181,7 @@ def test_lengths_are_drawn_per_request_and_seeded(make_calibration_server):
 def test_a_shared_prefix_is_kept_by_the_prompt_cache(make_calibration_server, shared):
     """One slot with a prompt cache: with a shared prefix (the nonce after it) every request
     after the first reuses it; with a busted prompt none does."""
-    from perflab.measure.experiment import shared_prefix
+    from perflab.measure.load_plan import shared_prefix
 
     server = make_calibration_server(num_parallel=1, prompt_cache=True)
     plan = OpenLoopPlan(

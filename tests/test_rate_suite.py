@@ -124,14 +124,14 @@ def test_lengths_enter_the_spec_only_when_set():
     (experiment,) = expand_experiments(chats).values()
     spec = experiment_spec(chats, experiment)
     assert spec["open_loop"]["turns"] == 3
-    from perflab.measure.experiment import load_plan
+    from perflab.measure.load_plan import load_plan
 
     assert load_plan(spec, experiment).turns == 3
     drawn = rate_config(rates=[2], output_tokens={"mean": 32, "sd": 8})
     (experiment,) = expand_experiments(drawn).values()
     spec = experiment_spec(drawn, experiment)
     assert spec["open_loop"]["lengths"] == {"output_tokens": {"mean": 32, "sd": 8}}
-    from perflab.measure.experiment import load_plan
+    from perflab.measure.load_plan import load_plan
 
     lengths = load_plan(spec, experiment).lengths
     assert lengths.output_mean == 32 and lengths.prompt_mean is None

@@ -16,8 +16,8 @@ from perflab.core.records import RequestRecord, write_json_atomic, write_jsonl_a
 from perflab.engines import GenerationOptions, generation_options, make_engine, with_threads
 from perflab.engines.ollama_ps import ModelPlacement
 from perflab.engines.registry import engine_kind
-from perflab.measure.arrivals import ArrivalPlan, LengthPlan, sized_prompt
 from perflab.measure.lifeline import Interrupted
+from perflab.measure.load_plan import load_plan
 from perflab.measure.open_loop import OpenLoopPlan, ScheduleCheck, run_open_loop
 from perflab.measure.partial import PartialWriter, keep_failed, keep_leftover
 from perflab.measure.placement import PlacementWatch
@@ -314,57 +314,6 @@ def _measure(
         engine_info, plan, options, result, samples, job, schedule, watch.active, placement
     )
     return _finish(config, experiment, paths, partial_path, measurement)
-
-
-def load_plan(spec: dict, experiment: Experiment) -> LoadPlan | OpenLoopPlan:
-    """Closed-loop workers, or with a rate the open-loop schedule the spec describes."""
-    if not experiment.open_loop:
-        return LoadPlan(
-            workers=experiment.workers,
-            requests=experiment.requests,
-            duration_s=experiment.duration_s,
-            warmup_requests=spec["warmup_requests"],
-        )
-    settings = spec["open_loop"]
-    arrivals = ArrivalPlan(
-        rate=experiment.rate,
-        requests=experiment.requests,
-        arrival=experiment.arrival,
-        burstiness=experiment.burstiness,
-        seed=settings["seed"],
-        trial=experiment.trial,
-    )
-    return OpenLoopPlan(
-        arrivals,
-        max_in_flight=experiment.workers,
-        on_full=settings["on_full"],
-        warmup_requests=spec["warmup_requests"],
-        max_send_lag_s=settings["max_send_lag_s"],
-        min_rate_fraction=settings["min_rate_fraction"],
-        lengths=length_plan(settings, experiment.trial),
-        shared_prefix=shared_prefix(experiment.prompt, settings.get("shared_prefix_tokens")),
-        turns=settings.get("turns", 1),
-    )
-
-
-def shared_prefix(prompt: str, tokens: int | None) -> str | None:
-    """The text every request starts with (a system prompt or document), about ``tokens``."""
-    return sized_prompt(f"Shared context. {prompt}", tokens) if tokens else None
-
-
-def length_plan(settings: dict, trial: int) -> LengthPlan | None:
-    lengths = settings.get("lengths")
-    if not lengths:
-        return None
-    prompt, output = lengths.get("prompt_tokens") or {}, lengths.get("output_tokens") or {}
-    return LengthPlan(
-        prompt_mean=prompt.get("mean"),
-        prompt_sd=prompt.get("sd", 0.0),
-        output_mean=output.get("mean"),
-        output_sd=output.get("sd", 0.0),
-        seed=settings["seed"],
-        trial=trial,
-    )
 
 
 def _drive(
