@@ -32,7 +32,7 @@ from pathlib import Path
 
 from perflab.config.load import load_config_file
 from perflab.config.sweep import expand_experiments
-from perflab.measure.experiment import experiment_spec
+from perflab.measure.spec import experiment_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB = ROOT / "cache" / "vocab" / "ggml-vocab-llama-bpe.gguf"

@@ -20,7 +20,8 @@ from perflab.analyse.tables import (
 )
 from perflab.config.load import load_config_file
 from perflab.config.sweep import expand_experiments
-from perflab.measure.experiment import ExperimentPaths, experiment_spec
+from perflab.measure.experiment import ExperimentPaths
+from perflab.measure.spec import experiment_spec
 from perflab.present import report
 
 SLOTS = 2

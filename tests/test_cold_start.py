@@ -19,7 +19,8 @@ from perflab.calibration import CalibrationServer, TimingModel
 from perflab.config.load import load_config_file
 from perflab.config.sweep import expand_experiments
 from perflab.core.records import ColdStart
-from perflab.measure.experiment import ExperimentPaths, experiment_spec, run_experiment
+from perflab.measure.experiment import ExperimentPaths, run_experiment
+from perflab.measure.spec import experiment_spec
 from perflab.present import wording
 
 ROOT = Path(__file__).resolve().parents[1]

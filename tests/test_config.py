@@ -7,7 +7,7 @@ import yaml
 
 from perflab.config.load import ConfigError, load_config_file, merge_configs, validate_config
 from perflab.config.sweep import EXPERIMENT_ID_PATTERN, expand_experiments
-from perflab.measure.experiment import experiment_spec
+from perflab.measure.spec import experiment_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "config" / "config.yaml"

@@ -18,7 +18,7 @@ from perflab.config.design import (
 )
 from perflab.config.load import ConfigError, load_config_file, load_config_files
 from perflab.config.sweep import expand_conditions, expand_experiments
-from perflab.measure.experiment import experiment_spec
+from perflab.measure.spec import experiment_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "config" / "config.yaml"

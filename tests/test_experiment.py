@@ -20,10 +20,10 @@ from perflab.measure.experiment import (
     RUNNER_VERSION,
     ErrorBudgetExceeded,
     ExperimentPaths,
-    experiment_spec,
     run_experiment,
 )
 from perflab.measure.samples import disturbance_threshold_pct
+from perflab.measure.spec import experiment_spec
 
 
 def spec_for(fault_rates: dict, budget: float, **timing) -> dict:

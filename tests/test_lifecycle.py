@@ -20,9 +20,10 @@ from conftest import FAST_TIMING, ROOT
 from perflab.config.load import load_config_file
 from perflab.config.sweep import expand_experiments
 from perflab.core.records import RequestRecord, read_jsonl
-from perflab.measure.experiment import ExperimentPaths, experiment_spec, run_experiment
+from perflab.measure.experiment import ExperimentPaths, run_experiment
 from perflab.measure.locks import describe_holder, lock_path, target_lock
 from perflab.measure.progress import ExperimentProgress
+from perflab.measure.spec import experiment_spec
 
 EXPERIMENT = "medium-t0.7-w1-n8-r1"
 

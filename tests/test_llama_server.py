@@ -24,12 +24,8 @@ from perflab.config.sweep import expand_experiments
 from perflab.core.records import read_jsonl
 from perflab.engines import GenerationOptions, make_engine
 from perflab.engines.launch import ServerStartError
-from perflab.measure.experiment import (
-    ExperimentPaths,
-    ServerFailed,
-    experiment_spec,
-    run_experiment,
-)
+from perflab.measure.experiment import ExperimentPaths, ServerFailed, run_experiment
+from perflab.measure.spec import experiment_spec
 
 pytestmark = pytest.mark.slow
 

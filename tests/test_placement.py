@@ -18,7 +18,8 @@ from perflab.config.load import load_config_file
 from perflab.config.sweep import expand_experiments
 from perflab.engines.base import GenerationOptions
 from perflab.engines.ollama_engine import OllamaEngine
-from perflab.measure.experiment import ExperimentPaths, experiment_spec, run_experiment
+from perflab.measure.experiment import ExperimentPaths, run_experiment
+from perflab.measure.spec import experiment_spec
 from perflab.present import wording
 
 MODEL = "llama3.1:8b"

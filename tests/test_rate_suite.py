@@ -14,7 +14,8 @@ from open_loop_support import measured
 from perflab.config.load import ConfigError, load_config_file
 from perflab.config.sweep import expand_experiments
 from perflab.measure.estimate import plan_run
-from perflab.measure.experiment import ExperimentPaths, experiment_spec
+from perflab.measure.experiment import ExperimentPaths
+from perflab.measure.spec import experiment_spec
 
 DEFAULT = ROOT / "config" / "config.yaml"
 

@@ -17,12 +17,9 @@ from perflab.config.load import load_config_file
 from perflab.config.sweep import expand_experiments
 from perflab.engines.base import GenerationOptions
 from perflab.engines.ollama_engine import OllamaEngine
-from perflab.measure.experiment import (
-    ExperimentPaths,
-    SweepInputs,
-    experiment_spec,
-)
+from perflab.measure.experiment import ExperimentPaths, SweepInputs
 from perflab.measure.probe import ProbeResult, run_probe, skip_reason, sweep_rates
+from perflab.measure.spec import experiment_spec
 
 
 def sweep_config(**rate) -> dict:

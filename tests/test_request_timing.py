@@ -193,12 +193,8 @@ def test_an_experiment_job_writes_finish_reason_and_preparation(tmp_path):
     from perflab.config.load import load_config_file
     from perflab.config.sweep import expand_experiments
     from perflab.core.records import read_jsonl
-    from perflab.measure.experiment import (
-        RUNNER_VERSION,
-        ExperimentPaths,
-        experiment_spec,
-        run_experiment,
-    )
+    from perflab.measure.experiment import RUNNER_VERSION, ExperimentPaths, run_experiment
+    from perflab.measure.spec import experiment_spec
 
     overrides = {
         "engine": {"name": "calibration", "model": MODEL},

@@ -12,7 +12,7 @@ from conftest import run_snakemake
 from perflab.config.load import ConfigError, load_config_file, load_config_files
 from perflab.config.sweep import EXPERIMENT_ID_PATTERN, expand_experiments
 from perflab.config.targets import baseline, target_config
-from perflab.measure.experiment import experiment_spec
+from perflab.measure.spec import experiment_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "config" / "config.yaml"

@@ -13,7 +13,7 @@ from perflab.analyse.verdict import Outcome, Reason
 from perflab.config.load import ConfigError, load_config_files
 from perflab.config.sweep import expand_experiments
 from perflab.engines import with_threads
-from perflab.measure.experiment import experiment_spec
+from perflab.measure.spec import experiment_spec
 from perflab.present.wording import threads as words
 
 CONFIG = "config/config.yaml"

@@ -148,14 +148,10 @@ def _rate_probe(args) -> None:
 
 
 def _run_experiment(args) -> None:
-    from perflab.measure.experiment import (
-        ExperimentPaths,
-        SweepInputs,
-        experiment_from_spec,
-        run_experiment,
-    )
+    from perflab.measure.experiment import ExperimentPaths, SweepInputs, run_experiment
     from perflab.measure.lifeline import install_signal_handlers, watch_parent
     from perflab.measure.progress import ExperimentProgress
+    from perflab.measure.spec import experiment_from_spec
 
     install_signal_handlers()
     watch_parent()

@@ -21,7 +21,7 @@ from perflab.models.smollm2 import MODEL_PATH as SMOLLM2_PATH
 from perflab.models.smollm2 import QUANTIZATION as SMOLLM2_QUANTIZATION
 from perflab.models.smollm2 import uses_smollm2 as engine_uses_smollm2
 from perflab.measure.estimate import plan_run
-from perflab.measure.experiment import experiment_spec
+from perflab.measure.spec import experiment_spec
 from perflab.measure.probe import probe_spec
 from perflab.config.targets import target_config, target_names
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from perflab import __version__
 from perflab.config.sweep import Experiment
 from perflab.core.records import RequestRecord, write_json_atomic, write_jsonl_atomic
-from perflab.engines import GenerationOptions, generation_options, make_engine, with_threads
+from perflab.engines import GenerationOptions, generation_options, make_engine
 from perflab.engines.ollama_ps import ModelPlacement
 from perflab.engines.registry import engine_kind
 from perflab.measure.lifeline import Interrupted
@@ -22,7 +22,7 @@ from perflab.measure.open_loop import OpenLoopPlan, ScheduleCheck, run_open_loop
 from perflab.measure.partial import PartialWriter, keep_failed, keep_leftover
 from perflab.measure.placement import PlacementWatch
 from perflab.measure.runner import LoadPlan, RunResult, error_rate, run_load
-from perflab.measure.spec import SETTINGS_KEYS
+from perflab.measure.spec import experiment_from_spec
 
 RUNNER_VERSION = 2  # bump when a change to the runner alters what is measured
 
@@ -59,53 +59,6 @@ class ExperimentPaths:
             out_dir / "metadata.json",
             Path(failed_dir),
         )
-
-
-# The rate suite's settings an open-loop experiment runs by (its rate, arrival and
-# bound on requests in flight are in the experiment itself).
-OPEN_LOOP_KEYS = ("seed", "on_full", "max_send_lag_s", "min_rate_fraction")
-
-
-def experiment_spec(config: dict, experiment: Experiment, single: dict | None = None) -> dict:
-    """What one experiment job needs, and nothing else: changing any of it reruns the job.
-
-    A target's experiment takes that target's engine and calibration (``single``, the
-    target's one-target config, when the caller made it once for all its experiments),
-    and names the machine it shares with other targets (held as a lock while it runs).
-    """
-    from perflab.config.design import placement
-    from perflab.config.targets import machine_of, target_config, target_names
-
-    if single is None:
-        single = target_config(config, experiment.target)
-    spec = {key: single[key] for key in SETTINGS_KEYS} | {"experiment": experiment.params()}
-    if experiment.threads is not None:  # the threads suite: this point's compute threads
-        spec["engine"] = with_threads(spec["engine"], experiment.threads)
-    if experiment.open_loop:
-        rate = config["suites"]["rate"]
-        spec["open_loop"] = {key: rate[key] for key in OPEN_LOOP_KEYS}
-        if experiment.sweep_point is not None:
-            spec["open_loop"]["diverge_factor"] = rate["diverge_factor"]
-        lengths = {key: rate[key] for key in ("prompt_tokens", "output_tokens") if rate[key]}
-        if lengths:  # only then: a spec without them stays as it was
-            spec["open_loop"]["lengths"] = lengths
-        if rate["turns"] > 1:
-            spec["open_loop"]["turns"] = rate["turns"]
-        if rate["shared_prefix_tokens"]:
-            spec["open_loop"]["shared_prefix_tokens"] = rate["shared_prefix_tokens"]
-    names = target_names(config) or (None,)
-    spec["design"] = placement(config["order_seed"], experiment, names).as_dict()
-    if experiment.target is not None:
-        spec["machine"] = machine_of(config, experiment.target)
-    return spec
-
-
-def experiment_from_spec(spec: dict) -> Experiment:
-    fields = dict(spec["experiment"])
-    fields.pop("id", None)
-    fields.pop("condition_id", None)
-    fields["suites"] = tuple(fields["suites"])
-    return Experiment(**fields)
 
 
 def run_experiment(
