@@ -4,13 +4,13 @@ Writes synthetic experiments as experiment jobs leave them (records.parquet and
 a one-row summary.parquet each; every column of today's record schema, with
 per-token gaps), then times, each in a fresh process, alternating:
 
-- perflab: ``metrics.write_aggregates`` — requests.parquet, summary.parquet,
+- perflab: ``table_files.write_aggregates`` — requests.parquet, summary.parquet,
   .csv and .json, as the aggregate rule runs it;
 - floor: reading the same files and writing one Parquet file with no perflab
   code at all (``pl.scan_parquet(records files).sink_parquet(...)``, the
   per-token column dropped as perflab drops it);
 - before: the previous design, recomputing every summary from all records at
-  once (``metrics.summarize`` over the gathered records, per-token gaps
+  once (``tables.summarize`` over the gathered records, per-token gaps
   included).
 
 It prints wall seconds, CPU seconds and peak RSS (min / median / max) and
@@ -35,12 +35,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from perflab.analyse.tables import (
-    EXPERIMENT_COLUMNS,
-    RECORD_SCHEMA,
-    ExperimentTables,
-    summarize,
-)
+from perflab.analyse.table_files import ExperimentTables
+from perflab.analyse.tables import EXPERIMENT_COLUMNS, RECORD_SCHEMA, summarize
 
 TARGET_S = 2.0
 TARGET_RSS_MB = 1024
@@ -49,18 +45,18 @@ TARGET_RSS_MB = 1024
 RUNNER = """
 import glob, json, resource, sys, time
 import polars as pl
-from perflab.analyse import tables as metrics
+from perflab.analyse import table_files, tables
 mode, root, out = sys.argv[1:4]
 records = sorted(glob.glob(f"{root}/*/records.parquet"))
 summaries = sorted(glob.glob(f"{root}/*/summary.parquet"))
 started, cpu = time.perf_counter(), time.process_time()
 if mode == "perflab":
-    metrics.write_aggregates(records, summaries, f"{out}/requests.parquet",
+    table_files.write_aggregates(records, summaries, f"{out}/requests.parquet",
         f"{out}/summary.parquet", f"{out}/summary.csv", f"{out}/summary.json")
 elif mode == "floor":
-    pl.scan_parquet(records).drop(metrics.PER_TOKEN_COLUMNS).sink_parquet(f"{out}/requests.parquet")
+    pl.scan_parquet(records).drop(table_files.PER_TOKEN_COLUMNS).sink_parquet(f"{out}/requests.parquet")
 else:
-    metrics.summarize(pl.scan_parquet(records)).collect().write_parquet(f"{out}/summary.parquet")
+    tables.summarize(pl.scan_parquet(records)).collect().write_parquet(f"{out}/summary.parquet")
 wall, cpu = time.perf_counter() - started, time.process_time() - cpu
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"wall": wall, "cpu": cpu, "rss_mb": rss}))

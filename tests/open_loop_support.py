@@ -3,7 +3,7 @@ experiment job measured and tabulated as the workflow runs it."""
 
 from __future__ import annotations
 
-from perflab.analyse.tables import ExperimentTables, tabulate_experiment
+from perflab.analyse.table_files import ExperimentTables, tabulate_experiment
 from perflab.measure.experiment import run_experiment
 
 OTHER_SUITES_OFF = {

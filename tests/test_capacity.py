@@ -14,10 +14,7 @@ from open_loop_support import OTHER_SUITES_OFF as OFF
 from open_loop_support import measured
 
 from perflab.analyse.findings import capacity, load, write_findings
-from perflab.analyse.tables import (
-    write_aggregates,
-    write_metadata_index,
-)
+from perflab.analyse.table_files import write_aggregates, write_metadata_index
 from perflab.config.load import load_config_file
 from perflab.config.sweep import expand_experiments
 from perflab.measure.experiment import ExperimentPaths

@@ -14,7 +14,7 @@ from conftest import run_snakemake
 
 from perflab.analyse.findings import runlog
 from perflab.analyse.findings.frame import with_defaults
-from perflab.analyse.tables import tabulate_experiment
+from perflab.analyse.table_files import tabulate_experiment
 from perflab.calibration import CalibrationServer, TimingModel
 from perflab.config.load import load_config_file
 from perflab.config.sweep import expand_experiments

@@ -10,7 +10,7 @@ import psutil
 import pytest
 from conftest import FAST_TIMING, ROOT
 
-from perflab.analyse.tables import ExperimentTables, tabulate_experiment
+from perflab.analyse.table_files import ExperimentTables, tabulate_experiment
 from perflab.cli import main
 from perflab.config.design import order_key
 from perflab.config.load import load_config_file

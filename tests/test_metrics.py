@@ -7,15 +7,14 @@ from dataclasses import replace
 import polars as pl
 import pytest
 
-from perflab.analyse.tables import (
+from perflab.analyse.table_files import (
     ExperimentTables,
-    scan_experiment,
-    summarize,
     summary_schema,
     write_aggregates,
     write_experiment_tables,
     write_metadata_index,
 )
+from perflab.analyse.tables import scan_experiment, summarize
 from perflab.core.records import RequestRecord, write_json_atomic, write_jsonl_atomic
 
 

@@ -145,7 +145,7 @@ def test_a_length_without_its_mean_is_refused():
 
 def test_a_chat_point_reports_ttft_by_turn(tmp_path):
     from perflab.analyse.findings import capacity
-    from perflab.analyse.tables import write_aggregates
+    from perflab.analyse.table_files import write_aggregates
     from perflab.present.wording.capacity import rate_line
 
     config = rate_config(rates=[4], requests=4, turns=3, max_send_lag_s=0.5)

@@ -12,7 +12,7 @@ from open_loop_support import OTHER_SUITES_OFF as OFF
 from open_loop_support import measured
 
 from perflab.analyse.findings import capacity
-from perflab.analyse.tables import write_aggregates
+from perflab.analyse.table_files import write_aggregates
 from perflab.config.load import load_config_file
 from perflab.config.sweep import expand_experiments
 from perflab.engines.base import GenerationOptions

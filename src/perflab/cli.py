@@ -186,7 +186,7 @@ def _run_experiment(args) -> None:
     finally:
         for line in shown:
             line.close()
-    from perflab.analyse.tables import tabulate_experiment  # Polars: only once measured
+    from perflab.analyse.table_files import tabulate_experiment  # Polars: only once measured
 
     tabulate_experiment(paths.records, paths.metadata)
     run, job = metadata["run"], metadata["job"]
@@ -217,7 +217,7 @@ def _placement_text(placement: dict | None) -> str:
 
 
 def _summarize(args) -> None:
-    from perflab.analyse.tables import tabulate_experiment
+    from perflab.analyse.table_files import tabulate_experiment
     from perflab.measure.experiment import ExperimentPaths
 
     for directory in args.experiment_dirs:

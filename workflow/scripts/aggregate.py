@@ -2,7 +2,7 @@
 
 import sys
 
-from perflab.analyse.tables import write_aggregates, write_metadata_index
+from perflab.analyse.table_files import write_aggregates, write_metadata_index
 
 sys.stderr = open(snakemake.log[0], "w")
 

@@ -17,7 +17,7 @@ import jinja2
 
 from perflab import __version__
 from perflab.analyse.findings import Findings, load
-from perflab.analyse.tables import read_metadata_index
+from perflab.analyse.table_files import read_metadata_index
 from perflab.config.targets import baseline, target_config
 from perflab.engines import ignore_eos
 from perflab.engines.launch import as_served

@@ -374,7 +374,7 @@ def write_findings(
     ``setup_benchmarks``: the Snakemake benchmark files of the setup jobs by step
     name (``model_build``, ``preflight``); a step without one is left out.
     ``preflight_paths``: the pre-flight checks' outputs (the baseline's is read)."""
-    from perflab.analyse.tables import read_metadata_index
+    from perflab.analyse.table_files import read_metadata_index
     from perflab.config.targets import baseline
 
     metadata = read_metadata_index(metadata_path)
