@@ -1,0 +1,130 @@
+"""What the findings need besides the summary frame: the engine, the machine, the
+run's span and targets, read from the experiments' metadata, the config and the
+pre-flight check."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from perflab.analyse.findings import capacity, runlog
+from perflab.core.records import ColdStart
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the findings need besides the summary."""
+
+    engine: str
+    prompt_order: tuple[str, ...] = ()
+    expected_tps: tuple[float, float] = (10.0, 20.0)
+    usable_cores: int | None = None
+    physical_cores: int | None = None
+    threads_configurable: bool = False  # the engine takes engine.n_threads (it reports them)
+    logical_cores: int | None = None
+    model_size_gb: float | None = None
+    model_load_s: float | None = None
+    results_dir: str = "results/RUN"
+    started: float | None = None
+    ended: float | None = None
+    setup: tuple[runlog.SetupStep, ...] = ()  # the model build and pre-flight jobs, timed
+    basic_span: tuple[float | None, float | None] = (None, None)  # the basic suite's experiments
+    advanced_span: tuple[float | None, float | None] = (None, None)  # every other suite's
+    targets: tuple[str, ...] = ()  # a config with targets: their names, in config order
+    baseline: str | None = None  # its experiments answer the Day-1 questions
+    model_sizes: dict[str, float] | None = None  # GB on disk, by target
+    slo: capacity.SloTargets = capacity.SloTargets()  # the rate suite's latency targets
+    sweep_skipped: tuple[tuple[str | None, float, str], ...] = ()  # (target, rate, why)
+    preflight_cold_start: ColdStart | None = None  # the model load its timed request paid
+    server: str | None = None  # the server perflab launched for the engine (engine.launch)
+    # (experiment id, its /api/ps reading or None) where the engine reads one (Ollama)
+    placements: tuple[tuple[str, dict | None], ...] = ()
+
+
+def context_from_metadata(
+    metadata: list[dict],
+    config: dict,
+    results_dir: str,
+    setup: tuple[runlog.SetupStep, ...] = (),
+    preflight: dict | None = None,
+) -> Context:
+    """The findings' context from the experiments' metadata, the config, the
+    timed setup jobs and the pre-flight check of the baseline (or only) target.
+
+    With targets, the Day-1 questions are answered for the baseline target:
+    its experiments' metadata describe the engine.
+    """
+    from perflab.config.targets import baseline, target_names
+
+    chosen = baseline(config)
+    sizes = {}
+    for item in metadata:
+        target = item["experiment"].get("target")
+        engine_info = item["engine"]
+        size = engine_info.get("model_size_gb") or engine_info.get("listed_size_gb")
+        if target is not None and size is not None:
+            sizes.setdefault(target, size)
+    everything = metadata
+    if chosen is not None:
+        metadata = [m for m in metadata if m["experiment"].get("target") == chosen]
+    first = metadata[0] if metadata else {"engine": {}, "host": {}}
+    engine, host = first.get("engine", {}), first.get("host", {})
+    suites = config.get("suites", {})
+    return Context(
+        engine=engine.get("engine") or _engine_name(config, chosen),
+        prompt_order=tuple(suites.get("basic", {}).get("prompts", ())),
+        expected_tps=tuple(config.get("expected_tps", (10, 20))),
+        # the server's threads when the engine says (embedded), else every logical core
+        usable_cores=engine.get("n_threads") or host.get("logical_cores"),
+        physical_cores=host.get("physical_cores"),
+        threads_configurable="n_threads" in engine,
+        logical_cores=host.get("logical_cores"),
+        model_size_gb=engine.get("model_size_gb"),
+        model_load_s=engine.get("load_s"),
+        results_dir=results_dir,
+        started=runlog.span(everything)[0],
+        ended=runlog.span(everything)[1],
+        basic_span=runlog.span(metadata, lambda suites: "basic" in suites),
+        advanced_span=runlog.span(metadata, lambda suites: bool(set(suites) - {"basic"})),
+        setup=setup,
+        targets=target_names(config),
+        baseline=chosen,
+        model_sizes=sizes,
+        slo=capacity.SloTargets.from_config(config),
+        sweep_skipped=tuple(
+            (m["experiment"].get("target"), m["experiment"]["rate"], m["skipped"])
+            for m in everything
+            if m.get("skipped")
+        ),
+        preflight_cold_start=_cold_start_of(preflight or {}),
+        server=(engine.get("server") or {}).get("server"),
+        placements=tuple(
+            (m["experiment"]["id"], m["placement"]) for m in metadata if "placement" in m
+        ),
+    )
+
+
+def _cold_start_of(preflight: dict) -> ColdStart | None:
+    cold = preflight.get("cold_start")
+    return ColdStart(**cold) if isinstance(cold, dict) else None
+
+
+def read_preflight(paths, target: str | None) -> dict:
+    """The pre-flight check of ``target`` (of the one engine for None) among ``paths``
+    (``preflight.json``, or ``preflight/<target>.json``); {} when it is not there."""
+    import json
+
+    for path in paths or ():
+        path = Path(path)
+        if target is None or path.stem == target:
+            try:
+                return json.loads(path.read_text())
+            except (OSError, ValueError):
+                return {}
+    return {}
+
+
+def _engine_name(config: dict, target: str | None) -> str:
+    from perflab.config.targets import target_config
+
+    return target_config(config, target)["engine"]["name"]
