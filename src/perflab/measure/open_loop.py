@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import threading
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -23,6 +22,7 @@ from perflab.measure.arrivals import ArrivalPlan, LengthPlan, schedule_rate, siz
 from perflab.measure.runner import (
     Clock,
     PromptNonce,
+    RecordKeeper,
     RunResult,
     measure_request,
     prompt_for_request,
@@ -184,19 +184,7 @@ def run_open_loop(
     stop = stop or threading.Event()
     prompt_for_request(prompt, prompt_cache, PromptNonce(0), 0)  # reject a bad mode up front
     nonce, clock = PromptNonce(), Clock()
-    records: list[RequestRecord] = []
-    lock = threading.Lock()
-
-    def keep(record: RequestRecord) -> None:
-        with lock:
-            records.append(record)
-            if on_record:
-                try:
-                    on_record(record)
-                except Exception as exc:  # noqa: BLE001 - the record is kept in memory all the same
-                    warnings.warn(
-                        f"could not hand over record {record.request_index}: {exc}", stacklevel=1
-                    )
+    keep = RecordKeeper(on_record)
 
     shapes = plan.lengths.draws(plan.arrivals.requests) if plan.lengths else None
 
@@ -284,7 +272,7 @@ def run_open_loop(
         thread.join()
     ended = clock.now()
     result = RunResult(
-        records=sorted(records, key=lambda r: r.request_index),
+        records=keep.in_order(),
         started=clock.epoch(started),
         ended=clock.epoch(ended),
         measured_started=clock.epoch(t0),

@@ -224,6 +224,32 @@ class RunResult:
         return self.measured_ended - self.measured_started
 
 
+class RecordKeeper:
+    """The records of a run, kept as each request ends (from any thread) and handed to
+    ``on_record``; one it fails to take is kept all the same, with a warning."""
+
+    def __init__(self, on_record: Callable[[RequestRecord], None] | None = None) -> None:
+        self.lock = threading.Lock()
+        self._records: list[RequestRecord] = []
+        self._on_record = on_record
+
+    def __call__(self, record: RequestRecord) -> None:
+        with self.lock:
+            self._records.append(record)
+            if self._on_record:
+                try:
+                    self._on_record(record)
+                except Exception as exc:  # noqa: BLE001 - the record is kept in memory all the same
+                    warnings.warn(
+                        f"could not hand over record {record.request_index}: {exc}", stacklevel=1
+                    )
+
+    def in_order(self) -> list[RequestRecord]:
+        """The records kept so far, in request order."""
+        with self.lock:
+            return sorted(self._records, key=lambda r: r.request_index)
+
+
 def run_load(
     engine: Engine,
     prompt: str,
@@ -246,20 +272,8 @@ def run_load(
     prompt_for_request(prompt, prompt_cache, PromptNonce(0), 0)  # reject a bad mode up front
     nonce = PromptNonce()
     clock = Clock()
-    records: list[RequestRecord] = []
-    lock = threading.Lock()
+    keep = RecordKeeper(on_record)
     index = itertools.count()
-
-    def keep(record: RequestRecord) -> None:
-        with lock:
-            records.append(record)
-            if on_record:
-                try:
-                    on_record(record)
-                except Exception as exc:  # noqa: BLE001 - the record is kept in memory all the same
-                    warnings.warn(
-                        f"could not hand over record {record.request_index}: {exc}", stacklevel=1
-                    )
 
     def send(worker: int, is_warmup: bool) -> None:
         request_index = next(index)
@@ -291,7 +305,7 @@ def run_load(
             return False
         if deadline is not None:
             return clock.now() < deadline
-        with lock:
+        with keep.lock:
             return next(remaining) > 0
 
     def worker_loop(worker: int) -> None:
@@ -308,7 +322,7 @@ def run_load(
         thread.join()
     ended = clock.now()
     return RunResult(
-        records=sorted(records, key=lambda r: r.request_index),
+        records=keep.in_order(),
         started=clock.epoch(started),
         ended=clock.epoch(ended),
         measured_started=clock.epoch(measured_started),
