@@ -46,7 +46,7 @@ from perflab.analyse.findings.frame import (
     suite_rows,
     unsettled,
 )
-from perflab.analyse.verdict import Outcome, Verdict, disturbed
+from perflab.analyse.verdict import Outcome, Verdict
 from perflab.engines.base import Capabilities
 
 FELL = 0.15  # throughput 1/1.15 of the best at fewer workers or below has fallen
@@ -195,9 +195,7 @@ def summary(
     )
     knee_workers = knee(ordered)
     unsettled_ids = unsettled(ordered)
-    test = compare(base, most, "req_per_s")
-    if unsettled_ids:
-        test = disturbed(test)
+    test = compare(base, most, "req_per_s", unsettled_ids)
     at_knee = next(p for p in points if p.workers == knee_workers)
     # never more at once than there were requests in flight
     parallel = min(knee_workers, max(1, round(at_knee.speedup * base.workers)))

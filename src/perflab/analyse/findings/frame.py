@@ -13,6 +13,7 @@ quantile); with one trial it is the request-level CI of that single pass.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -420,12 +421,17 @@ def unsettled(items: list[Condition]) -> tuple[str, ...]:
     )
 
 
-def compare(a: Condition, b: Condition, figure: str) -> Verdict:
-    """``figure`` of ``b`` against ``a``, paired trial by trial (a trial is a block)."""
+def compare(
+    a: Condition, b: Condition, figure: str, unsettled_ids: Collection[str] = ()
+) -> Verdict:
+    """``figure`` of ``b`` against ``a``, paired trial by trial (a trial is a block);
+    inconclusive when a disturbed trial is left unsettled (``unsettled_ids``, from
+    ``unsettled``: it settles nothing)."""
     by_trial = {t.trial: getattr(t, figure) for t in a.per_trial}
-    return verdict.paired(
+    test = verdict.paired(
         (by_trial[t.trial], getattr(t, figure)) for t in b.per_trial if t.trial in by_trial
     )
+    return verdict.disturbed(test) if unsettled_ids else test
 
 
 def one_pass(items: list[Condition]) -> bool:

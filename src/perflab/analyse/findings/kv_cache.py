@@ -22,7 +22,7 @@ from perflab.analyse.findings.frame import (
     suite_rows,
     unsettled,
 )
-from perflab.analyse.verdict import Outcome, Verdict, disturbed
+from perflab.analyse.verdict import Outcome, Verdict
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,7 @@ def summary(frame: pl.DataFrame, disturbed_ids: tuple[str, ...] = ()) -> KvCache
         return KvCacheFinding(None, None, bust, reuse, None, one_pass(found), ())
     pair = [bust, reuse]
     unsettled_ids = unsettled(pair)
-    test = compare(bust, reuse, "ttft")
-    if unsettled_ids:
-        test = disturbed(test)
+    test = compare(bust, reuse, "ttft", unsettled_ids)
     finding = KvCacheFinding(None, test, bust, reuse, None, one_pass(pair), unsettled_ids)
     return rejudged(finding, test)
 

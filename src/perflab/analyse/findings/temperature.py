@@ -25,7 +25,7 @@ from perflab.analyse.findings.frame import (
     suite_rows,
     unsettled,
 )
-from perflab.analyse.verdict import Outcome, Verdict, disturbed
+from perflab.analyse.verdict import Outcome, Verdict
 
 
 @dataclass(frozen=True)
@@ -74,10 +74,8 @@ def summary(frame: pl.DataFrame, disturbed_ids: tuple[str, ...] = ()) -> Tempera
         )  # fmt: skip
     reference, others = found[0], found[1:]
     unsettled_ids = unsettled(found)
-    speed = tuple(compare(reference, c, "tps") for c in others)
+    speed = tuple(compare(reference, c, "tps", unsettled_ids) for c in others)
     latency = tuple(compare(reference, c, "e2e") for c in others)
-    if unsettled_ids:
-        speed = tuple(disturbed(v) for v in speed)
     slow = max(found, key=lambda c: c.e2e.mean)
     fast = min(found, key=lambda c: c.e2e.mean)
     return rejudged(
