@@ -10,7 +10,6 @@ what came before is ``prep_s``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
@@ -27,7 +26,7 @@ from perflab.core.records import (
 )
 from perflab.engines import base
 from perflab.engines.base import Chunk, EngineError, GenerationOptions, PreflightError
-from perflab.engines.http_stream import SendStamp, brief, classify_transport
+from perflab.engines.http_stream import brief, classify_transport, stream_request
 from perflab.engines.ollama_ps import ModelPlacement, placement_of
 from perflab.engines.ollama_stream import read_stream, stream_headers
 from perflab.engines.ollama_stream import timings_from_final as timings_from_final
@@ -232,28 +231,14 @@ class OllamaEngine:
         the body arrives; a silent server is caught by the read timeout (the
         engine's ``timeout_s``)."""
         deadline = time.perf_counter() + options.timeout_s
-        stamp = SendStamp()
-        request = self.http.build_request(
+        yield from stream_request(
+            self.http,
             "POST",
             "/api/generate",
+            lambda response: read_stream(response, deadline, options.timeout_s),
+            classify,
             content=self._body(prompt, options),
-            extensions={"trace": stamp},
         )
-        try:
-            response = self.http.send(request, stream=True)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a classified record
-            if stamp.sent_at is not None:
-                yield Chunk(sent_at=stamp.sent_at)
-            raise classify(exc) from exc
-        try:
-            yield Chunk(sent_at=stamp.sent_at)
-            yield from read_stream(response, deadline, options.timeout_s)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a classified record
-            raise classify(exc) from exc
-        finally:
-            # returns a fully read connection to the pool, closes one cut short
-            with contextlib.suppress(Exception):
-                response.close()
 
     def close(self) -> None:
         self.http.close()
