@@ -385,6 +385,8 @@ def test_the_peer_and_roofline_rates_carry_their_lengths():
     assert "57.4 tok/s over 32 output tokens per request of a 92" in roofline_words.decode_line(
         rate
     )
+    prefill = Efficiency("prefill", 102.0, None, None, 156.0, 46.0, 71.5, 143.0)
+    assert "156 ± 46 tok/s ceiling at 143 prompt tokens" in roofline_words.prefill_line(prefill)
 
 
 def test_the_disturbed_experiments_are_listed_once_and_counted_elsewhere():

@@ -52,6 +52,11 @@ def _length(e: Efficiency, kind: str) -> str:
     return "" if e.tokens_mean is None else f" over {e.tokens_mean:,.0f} {kind} tokens per request"
 
 
+def _at(e: Efficiency) -> str:
+    """' at 143 prompt tokens': the prompt the prefill ceiling is reckoned at."""
+    return "" if e.tokens_mean is None else f" at {e.tokens_mean:,.0f} prompt tokens"
+
+
 def decode_line(e: Efficiency) -> str:
     return (
         f"decode, {e.label}: {e.rate_tps:.1f} tok/s{_length(e, 'output')} of a {_ceiling(e)} "
@@ -62,8 +67,8 @@ def decode_line(e: Efficiency) -> str:
 
 def prefill_line(e: Efficiency) -> str:
     return (
-        f"prefill: {e.rate_tps:,.0f} tok/s{_length(e, 'prompt')} of a {_ceiling(e)} ceiling "
-        f"(compute ÷ FLOPs per prompt token) = {_share(e)}"
+        f"prefill: {e.rate_tps:,.0f} tok/s (the prompt-length fit's) of a {_ceiling(e)} ceiling"
+        f"{_at(e)} (compute ÷ FLOPs per prompt token) = {_share(e)}"
     )
 
 
@@ -79,7 +84,8 @@ def unreliable_line(rates: tuple[Efficiency, ...], what: str, capacity: str) -> 
     kind = "output" if what == "decode" else "prompt"
     above = [e for e in rates if e.fraction > 1]
     figures = "; ".join(
-        f"{e.label} {e.rate_tps:,.1f} tok/s{_length(e, kind)} against a {_ceiling(e)} ceiling"
+        f"{e.label} {e.rate_tps:,.1f} tok/s{_length(e, 'output') if kind == 'output' else ''} "
+        f"against a {_ceiling(e)} ceiling{_at(e) if kind == 'prompt' else ''}"
         for e in above
     )
     return f"the {what} ceiling is unreliable: measured {figures}, from {capacity}. {REMEASURE}."
