@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 
 import pytest
 
@@ -78,7 +80,9 @@ def test_fractions_of_the_ceilings_follow_from_bandwidth_and_flops(tiny_model_pa
     assert decode.ceiling_tps == pytest.approx(10e9 / read)
     assert decode.ceiling_ci95 == pytest.approx(0.5e9 / read)
     assert decode.fraction == pytest.approx(20.0 * read / 10e9)
-    assert decode.fraction_low == pytest.approx(18.0 * read / 10e9)
+    # the rate's CI on the log scale: 20 × exp(∓2 / 20), close to 20 ∓ 2
+    assert decode.fraction_low == pytest.approx(20.0 / math.exp(0.1) * read / 10e9)
+    assert decode.fraction_high == pytest.approx(20.0 * math.exp(0.1) * read / 10e9)
     prefill = found.prefill
     assert prefill.ceiling_tps == pytest.approx(100e9 / facts.flops_at(25))
     assert prefill.fraction == pytest.approx(1000.0 / prefill.ceiling_tps)
@@ -96,6 +100,24 @@ def test_decode_near_its_ceiling_is_called_bandwidth_bound(tiny_model_path):
     slow_words = dict(roofline_lines(slow))["Roofline"]
     assert "bandwidth-bound" in fast_words and "90%" in fast_words
     assert "not what limits it" in slow_words and "20%" in slow_words
+
+
+def test_a_noisy_decode_rate_never_gets_a_negative_share_of_its_ceiling(tiny_model_path):
+    # three trials on a loaded machine: 32 % of the ceiling ± 85 %, which mean ± half
+    # would print as "-52.8%–116.5%"
+    facts = read_model_facts(tiny_model_path)
+    ceiling = 10e9 / (facts.bytes_per_token + facts.kv_bytes_at(10 + 50))
+    found = summary(
+        MACHINE, facts, [_condition("short", 0.32 * ceiling, 0.85 * ceiling, 10.0)], (None,) * 3
+    )
+    (decode,) = found.decode
+    assert 0 < decode.fraction_low < decode.fraction < decode.fraction_high
+    assert decode.fraction_low == pytest.approx(0.32 / math.exp(0.85 / 0.32))
+    assert decode.fraction_low * decode.fraction_high == pytest.approx(decode.fraction**2)
+    line = next(text for name, text in roofline_lines(found) if name == "Against the ceiling")
+    low, high = re.search(r"95 % CI ([^–]+)%–([^,]+)%, from the log of the rate\)", line).groups()
+    assert float(low) == pytest.approx(100 * decode.fraction_low, abs=0.05) and float(low) > 0
+    assert float(high) == pytest.approx(100 * decode.fraction_high, abs=0.05)
 
 
 def test_a_rate_above_its_ceiling_makes_the_ceiling_unreliable_not_an_efficiency(tiny_model_path):

@@ -3,7 +3,10 @@
 Decode ceiling: bandwidth ÷ bytes read per decoded token (every weight once, plus
 the KV cache of the context so far). Prefill ceiling: compute ÷ FLOPs per prompt
 token. Each measured rate is given as a fraction of its ceiling, with the rate's
-95 % CI divided by the ceiling's mean and the ceiling's own CI stated beside it.
+95 % CI divided by the ceiling's mean and the ceiling's own CI stated beside it. A
+decode rate's CI is taken on the log scale (``positive_interval``): a rate, and so
+its share of a ceiling, cannot be negative, but mean ± t·s/√n of three noisy trials
+can reach below zero.
 Decode at or above ``NEAR_CEILING`` of its ceiling is bandwidth-bound: more
 threads cannot help, fewer bytes per token (a smaller quantization) can.
 
@@ -15,6 +18,7 @@ and decode is never called bandwidth-bound against it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from perflab.analyse.findings.frame import Condition
@@ -69,6 +73,17 @@ def _ceiling(capacity: Rate, cost: float) -> tuple[float, float | None]:
     return capacity.mean * 1e9 / cost, half
 
 
+def positive_interval(mean: float, half: float | None) -> tuple[float | None, float | None]:
+    """A 95 % CI of a positive rate that cannot reach below zero: the CI of its log by
+    the delta method (half-width ``half / mean``), exponentiated, so
+    mean × exp(∓half / mean). Close to mean ∓ half when the spread is small; wide and
+    lopsided, never negative, when it is not. (None, None) without a CI."""
+    if half is None or mean <= 0:
+        return None, None
+    factor = math.exp(half / mean)
+    return mean / factor, mean * factor
+
+
 def _decode(
     condition: Condition, machine: MachineCeilings, model: ModelFacts, cache: str
 ) -> Efficiency | None:
@@ -77,8 +92,7 @@ def _decode(
     context = (condition.prompt_tokens_mean or 0) + (condition.output_tokens_mean or 0) / 2
     read = model.bytes_per_token + model.kv_bytes_at(context, cache)
     ceiling, half = _ceiling(machine.bandwidth_gbs, read)
-    has_ci = condition.tps.ci95 is not None
-    low, high = condition.tps.interval if has_ci else (None, None)
+    low, high = positive_interval(condition.tps.mean, condition.tps.ci95)
     label = condition.prompt_name or condition.condition_id
     return Efficiency(
         label, condition.tps.mean, low, high, ceiling, half, context, condition.output_tokens_mean

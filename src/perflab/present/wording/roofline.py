@@ -11,10 +11,10 @@ def _rate(rate: Rate, unit: str) -> str:
     return f"{rate.mean:.2f}{spread} {unit} (95 % CI, n={rate.repetitions})"
 
 
-def _share(e: Efficiency) -> str:
+def _share(e: Efficiency, scale: str = "") -> str:
     share = f"{e.fraction:.1%}"
     if e.fraction_low is not None and e.fraction_high is not None:
-        share += f" (95 % CI {e.fraction_low:.1%}–{e.fraction_high:.1%})"
+        share += f" (95 % CI {e.fraction_low:.1%}–{e.fraction_high:.1%}{scale})"
     return share
 
 
@@ -61,7 +61,8 @@ def decode_line(e: Efficiency) -> str:
     return (
         f"decode, {e.label}: {e.rate_tps:.1f} tok/s{_length(e, 'output')} of a {_ceiling(e)} "
         "ceiling "
-        f"(bandwidth ÷ bytes per token with {e.context_tokens:,.0f} tokens of context) = {_share(e)}"
+        f"(bandwidth ÷ bytes per token with {e.context_tokens:,.0f} tokens of context) = "
+        f"{_share(e, ', from the log of the rate')}"
     )
 
 
