@@ -204,3 +204,114 @@ def test_capacity_against_a_baseline_target_is_paired_trial_by_trial(sweep):
     assert not one.versus_baseline.conclusive
     assert "inconclusive: too few trials" in capacity_words(one)
     assert finding.by_trial == ((1, 14.0),)
+
+
+@pytest.fixture(scope="module")
+def probed(sweep, tmp_path_factory):
+    """The sweep's probe, run as the probe job runs it, against a server with the sweep's
+    timings, written where the workflow writes it."""
+    from perflab.calibration import CalibrationServer
+    from perflab.calibration.model import TimingModel
+    from perflab.engines.base import GenerationOptions
+    from perflab.engines.ollama_engine import OllamaEngine
+    from perflab.measure.probe import run_probe
+
+    *_, config = sweep
+    server = CalibrationServer(
+        TimingModel.from_dict(config["calibration"]), host="127.0.0.1", port=0
+    ).start()
+    engine = OllamaEngine("llama3.1:8b", host=server.url, timeout_s=10)
+    probe = {"prompt_text": "hello world", "prompt_cache": "bust", "probe_requests": 20}
+    probe |= {"max_in_flight": 64, "sweep_points": 4, "sweep_high": 1.25}
+    try:
+        result = run_probe(engine, GenerationOptions(max_tokens=17), probe, warmup_requests=1)
+    finally:
+        engine.close()
+        server.stop()
+    path = tmp_path_factory.mktemp("probe") / "rate_probe.json"
+    path.write_text(json.dumps(result.as_dict()))
+    return result, path
+
+
+def test_the_servers_own_capacity_is_slots_over_its_own_service_time(sweep, probed):
+    *_, config = sweep
+    result, path = probed
+    ((target, found),) = capacity.read_probes([path], config)
+    assert target is None and found.slots == SLOTS  # calibration.num_parallel
+    assert found.server_busy_s == pytest.approx(result.saturated_server_s)
+    # the server's clock is the scheduler's: 0.02 s + 16 x 0.005 s a request
+    assert found.server_busy_s == pytest.approx(SERVICE_S, rel=0.03)
+    assert found.server_rate == pytest.approx(TRUTH, rel=0.03)
+    # the client sees less: a slot stands idle between one request and the next
+    assert found.saturated_rate <= 1.02 * found.server_rate
+
+
+def test_the_log_states_the_servers_own_capacity_beside_the_measured(sweep, probed):
+    finding, _, out, config = sweep
+    _, path = probed
+    found = write_findings(
+        out / "summary.parquet",
+        out / "requests.parquet",
+        out / "index.json",
+        config,
+        out / "findings-probed.json",
+        probe_paths=[path],
+    )
+    (with_probe,) = found.capacity
+    assert load(out / "findings-probed.json").capacity == found.capacity
+    p = with_probe.probe
+    metadata = [
+        json.loads((out / e / "metadata.json").read_text())
+        for e in sorted(q.name for q in out.iterdir() if (q / "metadata.json").exists())
+    ]
+    text = report.render_template(
+        "day1-log.md.j2", **report.build_context(found, metadata, config, {}, [])
+    )
+    section = text[text.index("#### Capacity") : text.index("#### Resource Usage")]
+    assert (
+        f"so its 2 slots serve at most 2 / {p.server_busy_s:.3g} s = {p.server_rate:.2f} req/s: "
+        "the server's own capacity" in section
+    )
+    assert f"{p.saturated_rate:.2f} req/s with 20 open" in section
+    assert f"The most it served at any rate: {finding.max_served_rate:.2f} req/s" in section
+
+
+def test_a_probe_without_server_timings_says_so_and_invents_nothing():
+    from perflab.measure.probe import ProbeResult
+    from perflab.present.wording.capacity import probe_text
+
+    result = ProbeResult(4.0, 0.25, 7.5, 20, (2.0, 4.0), 40, 0, 3.0, saturated_server_s=None)
+    plain = capacity.ProbeCapacity.of(result, 2)
+    assert plain.server_rate is None
+    assert "reports no timings of its own" in probe_text(plain)
+    unknown = capacity.ProbeCapacity.of(replace_busy(result, 0.25), None)
+    assert unknown.server_rate is None and "slots it runs is not known" in probe_text(unknown)
+
+
+def replace_busy(result, busy):
+    from dataclasses import replace
+
+    return replace(result, saturated_server_s=busy)
+
+
+@pytest.mark.parametrize(
+    ("engine", "extra", "slots"),
+    [
+        ({"name": "calibration"}, {"calibration": {"num_parallel": 3}}, 3),
+        ({"name": "openai", "launch": {"server": "llama-server", "parallel": 4}}, {}, 4),
+        ({"name": "llamacpp"}, {}, 1),
+        ({"name": "ollama"}, {}, None),  # OLLAMA_NUM_PARALLEL of a server perflab did not start
+    ],
+)
+def test_the_slots_come_from_the_settings_that_set_them(engine, extra, slots):
+    assert capacity.server_slots({"engine": engine} | extra, None) == slots
+
+
+def test_open_loop_on_the_embedded_engine_is_explained_in_plain_words():
+    from perflab.engines.base import CALIBRATION, LLAMACPP, OPENAI
+    from perflab.present.wording.capacity import open_loop_note
+
+    note = open_loop_note(LLAMACPP)
+    assert "serves one request at a time" in note and "leave on schedule" in note
+    assert "1 / the time of one request" in note
+    assert open_loop_note(CALIBRATION) is None and open_loop_note(OPENAI) is None

@@ -58,5 +58,9 @@ def test_a_sweep_runs_its_probe_then_each_point_and_writes_capacity(workdir):
     section = log[log.index("#### Capacity") : log.index("#### Resource Usage")]
     assert f"**{probe['rates'][0]:.2f} req/s offered**" in section
     assert "Capacity under 95% of requests with TTFT ≤ 0.25 s and latency ≤ 0.5 s" in section
+    # the server's own capacity from its timings: 2 slots / (0.02 s + 21 x 0.005 s) = 16
+    server = capacity["probe"]
+    assert server["slots"] == 2 and server["server_rate"] == pytest.approx(16, rel=0.05)
+    assert f"= {server['server_rate']:.2f} req/s: the server's own capacity" in section
     again = run_snakemake(workdir, "-n", "--cores", "1", *configs)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr

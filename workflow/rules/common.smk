@@ -334,6 +334,12 @@ def get_rate_probe_path(target):
     )
 
 
+def get_rate_probe_files():
+    """The probe of every target that sweeps to the limit, for the capacity finding."""
+    targets = {e.target for e in EXPERIMENTS.values() if e.sweep_point is not None}
+    return [get_rate_probe_path(target) for target in sorted(targets, key=str)]
+
+
 def get_probe_spec(wildcards=None):
     """What the rate sweep's probe of a target needs (the target's settings, the probe keys)."""
     target = get_target(wildcards) if wildcards else None

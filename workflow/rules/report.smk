@@ -7,6 +7,7 @@ rule findings:
         unpack(get_threads_peer_files),
         unpack(get_roofline_files),
         preflight_info=get_preflight_files(),
+        probes=get_rate_probe_files(),
         summary=rules.aggregate.output.summary,
         requests=rules.aggregate.output.requests,
         metadata=rules.aggregate.output.metadata,
@@ -18,7 +19,13 @@ rule findings:
         "../../environment.yml"
     params:
         config=get_config_keys(
-            "engine", "targets", "baseline", "suites", "expected_tps", "slo"
+            "engine",
+            "targets",
+            "baseline",
+            "suites",
+            "expected_tps",
+            "slo",
+            "calibration",
         ),
     script:
         "../scripts/findings.py"

@@ -20,4 +20,5 @@ write_findings(
     machine_path=snakemake.input.get("machine"),
     model_path=snakemake.input.get("roofline_model"),
     preflight_paths=list(snakemake.input.preflight_info),
+    probe_paths=list(snakemake.input.probes),
 )

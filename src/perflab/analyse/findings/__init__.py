@@ -162,7 +162,7 @@ def compute(
         run=run,
         comparison=_comparison(everything, context, resources_by_id or {}),
         capacity=capacity.summary(
-            requests_path, context.slo, context.sweep_skipped, context.baseline
+            requests_path, context.slo, context.sweep_skipped, context.baseline, context.probes
         ),
         peer=_peer(peer_path, requests_path, context),
         roofline=_roofline(ceilings, list(basic_finding.prompts), length_finding),
@@ -250,26 +250,29 @@ def write_findings(
     machine_path: str | Path | None = None,
     model_path: str | Path | None = None,
     threads_peer_path: str | Path | None = None,
+    probe_paths: list[str | Path] = (),
 ) -> Findings:
     """Read the run's tables, compute every finding, write ``findings.json``.
 
     ``setup_benchmarks``: the Snakemake benchmark files of the setup jobs by step
     name (``model_build``, ``preflight``); a step without one is left out.
-    ``preflight_paths``: the pre-flight checks' outputs (the baseline's is read)."""
+    ``preflight_paths``: the pre-flight checks' outputs (the baseline's is read).
+    ``probe_paths``: the rate sweep's probes (``rate_probe.json``, ``rate_probe/<target>.json``)."""
     from perflab.analyse.table_files import read_metadata_index
     from perflab.config.targets import baseline
 
     metadata = read_metadata_index(metadata_path)
     results_dir = str(Path(findings_path).parent)
+    context = context_from_metadata(
+        metadata,
+        config,
+        results_dir,
+        runlog.setup_steps(setup_benchmarks or {}),
+        read_preflight(preflight_paths, baseline(config)),
+    )
     findings = compute(
         pl.read_parquet(summary_path),
-        context_from_metadata(
-            metadata,
-            config,
-            results_dir,
-            runlog.setup_steps(setup_benchmarks or {}),
-            read_preflight(preflight_paths, baseline(config)),
-        ),
+        replace(context, probes=capacity.read_probes(probe_paths, config)),
         resources_by_id={m["experiment"]["id"]: m.get("resources") or {} for m in metadata},
         requests_path=requests_path,
         disk_path=results_dir,

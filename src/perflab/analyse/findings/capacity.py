@@ -7,6 +7,11 @@ percentiles. A rate *holds* when the client kept its schedule and the share is a
 above ``slo.percentile``. The capacity of a trial is the highest rate such that it
 and every lower rate hold; across trials it is a mean with its Student-t CI. The
 first rate that does not hold says what limited it.
+
+A sweep to the limit also states its probe (``ProbeCapacity``): what the target served
+one request at a time and saturated, and, where the server times each request itself
+(llama-server's ``timings``, Ollama's durations), the server's own capacity: its slots
+over the time each saturated request kept a slot busy by its own clock.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import polars as pl
 from perflab.analyse import verdict
 from perflab.analyse.findings.frame import Spread, spread
 from perflab.analyse.verdict import Verdict
+from perflab.measure.probe import ProbeResult
 
 ONSET_FACTOR = 1.5  # queueing has started where median latency is 1.5 x the lightest load's
 BOUNDS = ("ttft", "tpot", "e2e")
@@ -64,6 +70,56 @@ class RatePoint:
 
 
 @dataclass(frozen=True)
+class ProbeCapacity:
+    """A sweep's probe of its target, and the server's own capacity where it times itself."""
+
+    synchronous_rate: float  # ok requests/s, one request at a time
+    saturated_rate: float  # ok requests/s with saturating_workers requests always open
+    saturating_workers: int
+    slots: int | None  # requests the server runs at once by its settings; None: unknown
+    server_busy_s: float | None  # the probe's saturated_server_s: prefill + decode by its clock
+    server_rate: float | None  # slots / server_busy_s: req/s the server's own timings allow
+
+    @classmethod
+    def of(cls, probe: ProbeResult, slots: int | None) -> ProbeCapacity:
+        busy = probe.saturated_server_s
+        return cls(
+            synchronous_rate=probe.synchronous_rate,
+            saturated_rate=probe.saturated_rate,
+            saturating_workers=probe.saturating_workers,
+            slots=slots,
+            server_busy_s=busy,
+            server_rate=slots / busy if slots and busy else None,
+        )
+
+
+def server_slots(config: dict, target: str | None) -> int | None:
+    """How many requests the target's server runs at once by its settings: a launched
+    server's ``parallel``, the calibration server's ``num_parallel``, one for the embedded
+    llama.cpp; None where perflab does not set it (a server it did not start)."""
+    from perflab.config.targets import target_config
+
+    single = target_config(config, target)
+    engine = single.get("engine") or {}
+    if engine.get("launch"):
+        return engine["launch"].get("parallel", 1)
+    if engine.get("name") == "calibration":
+        return (single.get("calibration") or {}).get("num_parallel")
+    return 1 if engine.get("name") == "llamacpp" else None
+
+
+def read_probes(paths, config: dict) -> tuple[tuple[str | None, ProbeCapacity], ...]:
+    """(target, its probe) for each ``rate_probe.json`` or ``rate_probe/<target>.json``."""
+    found = []
+    for path in map(Path, paths):
+        target = path.stem if path.parent.name == "rate_probe" else None
+        found.append(
+            (target, ProbeCapacity.of(ProbeResult.read(path), server_slots(config, target)))
+        )
+    return tuple(found)
+
+
+@dataclass(frozen=True)
 class CapacityFinding:
     target: str | None
     slo: SloTargets
@@ -78,6 +134,7 @@ class CapacityFinding:
     by_trial: tuple[tuple[int, float], ...] = ()  # (trial, capacity) pairs
     baseline: str | None = None  # with targets: the target this one is compared with
     versus_baseline: Verdict | None = None  # capacity / the baseline's, trial by trial
+    probe: ProbeCapacity | None = None  # the sweep's probe; None: fixed rates, no probe
 
 
 def meets(slo: SloTargets) -> dict[str, pl.Expr]:
@@ -260,10 +317,12 @@ def summary(
     slo: SloTargets,
     skipped: tuple[tuple[str | None, float, str], ...] = (),
     baseline: str | None = None,
+    probes: tuple[tuple[str | None, ProbeCapacity], ...] = (),
 ) -> tuple[CapacityFinding, ...]:
     """One finding per target that ran the rate suite; none without it. ``skipped``:
-    (target, rate, why) of each sweep point that was not measured. With a ``baseline``
-    target, every other target's capacity is compared with its."""
+    (target, rate, why) of each sweep point that was not measured; ``probes``: (target,
+    its probe) of each sweep to the limit. With a ``baseline`` target, every other
+    target's capacity is compared with its."""
     if requests_path is None or not Path(requests_path).exists():
         return ()
     requests = pl.scan_parquet(requests_path)
@@ -274,9 +333,13 @@ def summary(
     by_target: dict[str | None, list[dict]] = {}
     for row in table.to_dicts():
         by_target.setdefault(row["target"], []).append(row)
+    probed = dict(probes)
     found = [
-        target_finding(
-            rows, slo, [(rate, why) for target, rate, why in skipped if target == name], turns
+        replace(
+            target_finding(
+                rows, slo, [(rate, why) for target, rate, why in skipped if target == name], turns
+            ),
+            probe=probed.get(name),
         )
         for name, rows in by_target.items()
     ]

@@ -35,6 +35,7 @@ class Context:
     model_sizes: dict[str, float] | None = None  # GB on disk, by target
     slo: capacity.SloTargets = capacity.SloTargets()  # the rate suite's latency targets
     sweep_skipped: tuple[tuple[str | None, float, str], ...] = ()  # (target, rate, why)
+    probes: tuple[tuple[str | None, capacity.ProbeCapacity], ...] = ()  # (target, its probe)
     preflight_cold_start: ColdStart | None = None  # the model load its timed request paid
     server: str | None = None  # the server perflab launched for the engine (engine.launch)
     # (experiment id, its /api/ps reading or None) where the engine reads one (Ollama)

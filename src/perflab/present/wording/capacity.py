@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from perflab.analyse.findings.capacity import CapacityFinding, RatePoint, SloTargets
+from perflab.analyse.findings.capacity import (
+    CapacityFinding,
+    ProbeCapacity,
+    RatePoint,
+    SloTargets,
+)
 from perflab.engines.base import Capabilities
 from perflab.present.wording.numbers import num, spread_text
 
@@ -81,7 +86,29 @@ def capacity(f: CapacityFinding) -> str:
     if f.skipped_rates:
         rates = ", ".join(f"{rate:g}" for rate in f.skipped_rates)
         stopped = f" The sweep stopped early: {rates} req/s not measured ({f.stopped_because})."
-    return head + served + onset + stopped + versus_text(f)
+    return head + served + probe_text(f.probe) + onset + stopped + versus_text(f)
+
+
+def probe_text(p: ProbeCapacity | None) -> str:
+    """The probe's two rates and, where the server timed its requests, its own capacity."""
+    if p is None:
+        return ""
+    measured = (
+        f" The sweep's probe served {num(p.synchronous_rate, 2, ' req/s')} one request at a "
+        f"time and {num(p.saturated_rate, 2, ' req/s')} with {p.saturating_workers} open."
+    )
+    if p.server_busy_s is None:
+        return measured + " The server reports no timings of its own to set beside it."
+    busy = f"by the server's own timings each saturated request kept a slot busy {p.server_busy_s:.3g} s"
+    if p.server_rate is None:
+        return measured + f" {busy[0].upper()}{busy[1:]}; how many slots it runs is not known here."
+    slots = f"{p.slots} slot{'s' if p.slots != 1 else ''}"
+    return (
+        measured + f" {busy[0].upper()}{busy[1:]} (prefill + decode), so its {slots} serve at most "
+        f"{p.slots} / {p.server_busy_s:.3g} s = {num(p.server_rate, 2, ' req/s')}: the server's own "
+        f"capacity, {num(p.saturated_rate / p.server_rate * 100, 0, '%')} of it measured "
+        "by the client (the rest is time a slot stood idle between one request and the next)."
+    )
 
 
 def versus_text(f: CapacityFinding) -> str:
@@ -109,6 +136,8 @@ def open_loop_note(capabilities: Capabilities) -> str | None:
     return (
         f"{capabilities.label} runs inside perflab's own process and serves one request at a "
         "time: open-loop requests still leave on schedule, but wait for the model's lock in "
-        "turn (their queue time is queue_s), and the client's threads share the CPU with "
-        "the model, so a high send lag here is the model's load on the client, not the network."
+        "turn (their queue time is queue_s), so it serves at most 1 / the time of one request, "
+        "and any rate above that only lengthens the queue. The client's threads share the CPU "
+        "with the model, so a high send lag here is the model's load on the client, not the "
+        "network."
     )
