@@ -315,3 +315,23 @@ def test_open_loop_on_the_embedded_engine_is_explained_in_plain_words():
     assert "serves one request at a time" in note and "leave on schedule" in note
     assert "1 / the time of one request" in note
     assert open_loop_note(CALIBRATION) is None and open_loop_note(OPENAI) is None
+
+
+def test_the_comparison_of_targets_has_each_capacity_against_the_baseline(sweep):
+    from dataclasses import replace
+
+    from perflab.analyse.findings.frame import spread
+    from perflab.present.wording import capacity_comparison
+
+    finding, *_ = sweep
+    a_trials, b_trials = (18.0, 17.0, 18.5), (22.0, 21.0, 22.5)
+    base = replace(
+        finding, target="a", by_trial=tuple(enumerate(a_trials, 1)), capacity=spread(a_trials)
+    )
+    other = replace(
+        finding, target="b", by_trial=tuple(enumerate(b_trials, 1)), capacity=spread(b_trials)
+    )
+    (line,) = capacity_comparison((base, capacity.versus(base, other)))
+    assert line.startswith("**Capacity** under 95% of requests with latency ≤ 0.25 s: b 21.83")
+    assert ", a 17.83" in line and "Against a: ×1.22 (95% CI" in line
+    assert capacity_comparison((finding,)) == []  # one target: nothing to compare

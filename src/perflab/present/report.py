@@ -290,6 +290,7 @@ def comparison_context(f: Findings) -> dict:
             "comparison_sizes": [],
             "comparison_points": [],
             "comparison_headline": [],
+            "comparison_capacity": [],
         }
     points = [
         (
@@ -303,6 +304,7 @@ def comparison_context(f: Findings) -> dict:
         "comparison_sizes": comparison_words.sizes(f.comparison),
         "comparison_points": points,
         "comparison_headline": comparison_words.headline(f.comparison),
+        "comparison_capacity": wording.capacity_comparison(f.capacity),
     }
 
 

@@ -21,6 +21,7 @@ from perflab.present.wording.bottleneck import (
     disturbed_caveat,
 )
 from perflab.present.wording.capacity import capacity, open_loop_note, rate_line, slo_text
+from perflab.present.wording.capacity import comparison_lines as capacity_comparison
 from perflab.present.wording.numbers import (
     NA,
     ci_note,
@@ -69,6 +70,7 @@ __all__ = [
     "bottleneck_sentence",
     "breakdown",
     "capacity",
+    "capacity_comparison",
     "check_text",
     "ci_note",
     "checklist",

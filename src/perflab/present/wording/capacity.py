@@ -111,6 +111,23 @@ def probe_text(p: ProbeCapacity | None) -> str:
     )
 
 
+def comparison_lines(findings: tuple[CapacityFinding, ...]) -> list[str]:
+    """Each target's capacity against the baseline's, for the comparison of targets."""
+    by_target = {f.target: f for f in findings}
+    lines = []
+    for f in findings:
+        base = by_target.get(f.baseline)
+        if f.versus_baseline is None or base is None:
+            continue
+        lines.append(
+            f"**Capacity** under {slo_text(f.slo)}: {f.target} "
+            f"{spread_text(f.capacity, 2, ' req/s')}{' or more' if f.at_least else ''}, "
+            f"{base.target} {spread_text(base.capacity, 2, ' req/s')}"
+            f"{' or more' if base.at_least else ''}.{versus_text(f)}"
+        )
+    return lines
+
+
 def versus_text(f: CapacityFinding) -> str:
     """' Against q8_0: ×1.20 (95% CI 1.05–1.37, 3 trials), changed.'"""
     v = f.versus_baseline
