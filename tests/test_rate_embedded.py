@@ -12,10 +12,11 @@ from open_loop_support import OTHER_SUITES_OFF as OFF
 from open_loop_support import measured
 
 from perflab.analyse.findings import write_findings
-from perflab.analyse.tables import write_aggregates, write_metadata_index
+from perflab.analyse.table_files import write_aggregates, write_metadata_index
 from perflab.config.load import load_config_file
 from perflab.config.sweep import expand_experiments
-from perflab.measure.experiment import ExperimentPaths, experiment_spec
+from perflab.measure.experiment import ExperimentPaths
+from perflab.measure.spec import experiment_spec
 from perflab.present import report
 
 RATE = 400  # req/s: far above what one request at a time can serve on the tiny model
