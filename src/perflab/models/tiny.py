@@ -8,8 +8,6 @@ is real, which is what the timings measure.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -17,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from perflab.models.llama_build import fetch_sdist, sdist_name
+
 VOCAB_MEMBER = "vendor/llama.cpp/models/ggml-vocab-llama-bpe.gguf"
-SDIST_PACKAGE = "llama-cpp-python"
 TOKENIZER_KEYS = (
     "tokenizer.ggml.model",
     "tokenizer.ggml.pre",
@@ -53,34 +52,11 @@ class TinyModelSpec:
             )
 
 
-def installed_llama_cpp_version() -> str:
-    from importlib.metadata import version
-
-    return version(SDIST_PACKAGE)
-
-
 def fetch_vocab(dest: Path, version: str | None = None) -> Path:
     """Download the llama-cpp-python sdist with pip and extract the vocab GGUF."""
     dest = Path(dest)
-    version = version or installed_llama_cpp_version()
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--quiet",
-                "--no-deps",
-                "--no-binary",
-                ":all:",
-                f"{SDIST_PACKAGE}=={version}",
-                "-d",
-                tmp,
-            ],
-            check=True,
-        )
-        sdist = next(Path(tmp).glob("*.tar.gz"))
+        sdist = fetch_sdist(Path(tmp) / sdist_name(version), version)
         extract_vocab(sdist, dest)
     return dest
 
