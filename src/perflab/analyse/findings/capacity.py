@@ -95,17 +95,22 @@ class ProbeCapacity:
 
 def server_slots(config: dict, target: str | None) -> int | None:
     """How many requests the target's server runs at once by its settings: a launched
-    server's ``parallel``, the calibration server's ``num_parallel``, one for the embedded
-    llama.cpp; None where perflab does not set it (a server it did not start)."""
+    server's ``parallel``, the calibration server's ``num_parallel``, the engine's own
+    ``slots`` (one for the embedded llama.cpp); None where perflab does not set it (a
+    server it did not start)."""
     from perflab.config.targets import target_config
+    from perflab.engines.registry import ENGINES
 
     single = target_config(config, target)
     engine = single.get("engine") or {}
     if engine.get("launch"):
         return engine["launch"].get("parallel", 1)
-    if engine.get("name") == "calibration":
+    kind = ENGINES.get(engine.get("name") or "")
+    if kind is None:
+        return None
+    if kind.scripted:  # the calibration server: as many as its timing model says
         return (single.get("calibration") or {}).get("num_parallel")
-    return 1 if engine.get("name") == "llamacpp" else None
+    return kind.capabilities.slots
 
 
 def read_probes(paths, config: dict) -> tuple[tuple[str | None, ProbeCapacity], ...]:
