@@ -335,3 +335,53 @@ def test_the_comparison_of_targets_has_each_capacity_against_the_baseline(sweep)
     assert line.startswith("**Capacity** under 95% of requests with latency ≤ 0.25 s: b 21.83")
     assert ", a 17.83" in line and "Against a: ×1.22 (95% CI" in line
     assert capacity_comparison((finding,)) == []  # one target: nothing to compare
+
+
+def _row(trial, rate, met=1.0, valid=True):
+    """One trial of one rate as trial_table gives it (100 requests, met ones on time)."""
+    n_met = round(100 * met)
+    return {
+        "experiment_id": f"r{rate}-t{trial}", "target": None, "trial": trial,
+        "offered_rate": rate, "n_scheduled": 100, "n_sent": 100, "n_ok": 100, "n_failed": 0,
+        "n_met": n_met, "missed_ttft": 100 - n_met, "missed_tpot": 0, "missed_e2e": 0,
+        "measured_wall_s": 100 / rate, "achieved_rate": rate, "schedule_valid": valid,
+        "e2e_p50_s": 0.1, "e2e_p95_s": 0.2, "e2e_p99_s": 0.3, "ttft_p95_s": 0.05,
+        "met_fraction": met, "goodput": n_met / (100 / rate), "served_rate": rate,
+    }  # fmt: skip
+
+
+def test_a_trial_the_client_cut_short_is_not_a_capacity_of_zero():
+    from perflab.present.wording.capacity import capacity as capacity_words
+
+    slo = capacity.SloTargets(percentile=95, ttft_s=0.25)
+    rows = [
+        _row(1, 3.0, valid=False),  # a loaded client, late at the lightest rate
+        *[_row(2, rate) for rate in (3.0, 6.0, 9.0)],
+        _row(2, 12.0, met=0.6),  # the server's limit: TTFT
+        *[_row(3, rate) for rate in (3.0, 6.0, 9.0)],
+        _row(3, 12.0, met=0.7),
+    ]
+    found = capacity.target_finding(rows, slo)
+    assert found.unjudged_trials == ((1, 3.0),)
+    assert found.by_trial == ((2, 9.0), (3, 9.0)) and found.capacity.mean == 9.0
+    assert found.limited_by == "ttft" and not found.at_least
+    words = capacity_words(found)
+    assert ": 9.00 req/s" in words and "limited by time to first token" in words
+    assert "Trial 1 is not counted: the client could not keep the schedule at 3 req/s" in words
+    alone = capacity.target_finding([_row(1, 3.0, valid=False)], slo)
+    assert alone.capacity.mean is None and alone.limited_by == "client" and not alone.at_least
+    assert capacity_words(alone).startswith("Capacity not measured: Trial 1 is not counted")
+
+
+def test_a_capacity_ci_below_zero_is_read_from_zero():
+    from perflab.present.wording.capacity import capacity as capacity_words
+
+    slo = capacity.SloTargets(percentile=95, ttft_s=0.25)
+    rows = [_row(1, 3.0, met=0.5), _row(2, 3.0), _row(2, 6.0, met=0.5)]
+    found = capacity.target_finding(rows, slo)
+    assert found.by_trial == ((1, 0.0), (2, 3.0))
+    low = found.capacity.mean - found.capacity.ci95
+    assert low < 0
+    assert f"read it as 0–{found.capacity.mean + found.capacity.ci95:.2f} req/s" in capacity_words(
+        found
+    )

@@ -6,7 +6,9 @@ meets none), goodput (those requests per second), what was served, and latency
 percentiles. A rate *holds* when the client kept its schedule and the share is at or
 above ``slo.percentile``. The capacity of a trial is the highest rate such that it
 and every lower rate hold; across trials it is a mean with its Student-t CI. The
-first rate that does not hold says what limited it.
+first rate that does not hold says what limited it. A trial whose first such rate
+failed on the client's schedule never reached the server's limit: its capacity is not
+measured, so it is left out of the mean and named (``unjudged_trials``).
 
 A sweep to the limit also states its probe (``ProbeCapacity``): what the target served
 one request at a time and saturated, and, where the server times each request itself
@@ -140,6 +142,9 @@ class CapacityFinding:
     baseline: str | None = None  # with targets: the target this one is compared with
     versus_baseline: Verdict | None = None  # capacity / the baseline's, trial by trial
     probe: ProbeCapacity | None = None  # the sweep's probe; None: fixed rates, no probe
+    # trials left out of the capacity: the client could not keep the schedule at the first
+    # rate that did not hold, so the server's limit was not reached (trial, that rate)
+    unjudged_trials: tuple[tuple[int, float], ...] = ()
 
 
 def meets(slo: SloTargets) -> dict[str, pl.Expr]:
@@ -262,6 +267,15 @@ def trial_capacity(rows: list[dict], slo: SloTargets) -> float:
     return capacity
 
 
+def client_cut(rows: list[dict], slo: SloTargets) -> float | None:
+    """The rate at which one trial failed on the client's own schedule before any rate
+    failed on the server's; None when the trial's limit, if any, was the server's."""
+    for row in sorted(rows, key=lambda r: r["offered_rate"]):
+        if not _holds(row, slo):
+            return None if row["schedule_valid"] else row["offered_rate"]
+    return None
+
+
 def queueing_onset(points: list[RatePoint]) -> float | None:
     """The lowest rate whose median latency is ONSET_FACTOR times the lightest load's."""
     if len(points) < 2 or points[0].e2e_p50_s.mean is None:
@@ -290,22 +304,25 @@ def target_finding(
     by_trial: dict[int, list[dict]] = {}
     for row in rows:
         by_trial.setdefault(row["trial"], []).append(row)
-    per_trial = {trial: trial_capacity(group, slo) for trial, group in sorted(by_trial.items())}
-    capacities = list(per_trial.values())
-    first_short = next((p for p in points if not p.holds), None)
+    cut = {trial: client_cut(group, slo) for trial, group in by_trial.items()}
+    judged = {trial: group for trial, group in sorted(by_trial.items()) if cut[trial] is None}
+    per_trial = {trial: trial_capacity(group, slo) for trial, group in judged.items()}
+    short = [row for group in judged.values() for row in group if not _holds(row, slo)]
+    first_short = min(short, key=lambda row: row["offered_rate"]) if short else None
     served = [p.served_rate.mean for p in points if p.served_rate.mean is not None]
     return CapacityFinding(
         target=rows[0]["target"],
         slo=slo,
         points=tuple(points),
-        capacity=spread(capacities),
-        at_least=first_short is None,
-        limited_by=first_short.limited_by if first_short else None,
+        capacity=spread(list(per_trial.values())),
+        at_least=bool(judged) and first_short is None,
+        limited_by=_limit(first_short) if first_short else None if judged else "client",
         max_served_rate=max(served) if served else None,
         queueing_onset_rate=queueing_onset(points),
         skipped_rates=tuple(sorted({rate for rate, _ in skipped})),
         stopped_because=min(skipped)[1] if skipped else None,
         by_trial=tuple(per_trial.items()),
+        unjudged_trials=tuple((t, rate) for t, rate in sorted(cut.items()) if rate is not None),
     )
 
 

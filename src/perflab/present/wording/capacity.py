@@ -64,6 +64,13 @@ def capacity(f: CapacityFinding) -> str:
         if f.queueing_onset_rate is not None
         else " Median latency stayed within 1.5 × the lightest load's at every rate measured."
     )
+    if f.capacity.mean is None and f.unjudged_trials:
+        return (
+            f"Capacity{target} not measured: {unjudged_text(f)}"
+            " Rerun on a quieter machine, or allow more send lag (suites.rate.max_send_lag_s)."
+            + served
+            + probe_text(f.probe)
+        )
     if f.capacity.mean is None:
         return f"No open-loop rate was measured{target}."
     answer = spread_text(f.capacity, 2, " req/s")
@@ -86,7 +93,40 @@ def capacity(f: CapacityFinding) -> str:
     if f.skipped_rates:
         rates = ", ".join(f"{rate:g}" for rate in f.skipped_rates)
         stopped = f" The sweep stopped early: {rates} req/s not measured ({f.stopped_because})."
-    return head + served + probe_text(f.probe) + onset + stopped + versus_text(f)
+    unjudged = f" {unjudged_text(f)}" if f.unjudged_trials else ""
+    return (
+        head
+        + below_zero(f)
+        + unjudged
+        + served
+        + probe_text(f.probe)
+        + onset
+        + stopped
+        + versus_text(f)
+    )
+
+
+def unjudged_text(f: CapacityFinding) -> str:
+    """'Trials 1 and 3 are not counted: …' for the trials the client cut short."""
+    trials = [str(trial) for trial, _ in f.unjudged_trials]
+    names = " and ".join([", ".join(trials[:-1]), trials[-1]] if len(trials) > 1 else trials)
+    rates = " and ".join(f"{rate:g}" for rate in sorted({rate for _, rate in f.unjudged_trials}))
+    plural = len(trials) != 1
+    return (
+        f"{'Trials' if plural else 'Trial'} {names} {'are' if plural else 'is'} not counted: "
+        f"the client could not keep the schedule at {rates} req/s before the server missed "
+        "a target, so the server's limit was not reached."
+    )
+
+
+def below_zero(f: CapacityFinding) -> str:
+    """A capacity's CI that reaches below zero, which no capacity can."""
+    c = f.capacity
+    if c.mean is None or c.ci95 is None or c.mean - c.ci95 >= 0:
+        return ""
+    return (
+        f" (Its CI reaches below 0, which a rate cannot: read it as 0–{c.mean + c.ci95:.2f} req/s.)"
+    )
 
 
 def probe_text(p: ProbeCapacity | None) -> str:
