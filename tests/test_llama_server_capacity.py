@@ -106,6 +106,14 @@ def test_the_capacity_finding_is_stated(run):
     section = log[log.index("#### Capacity") : log.index("#### Resource Usage")]
     assert "Capacity under 95% of requests with TTFT ≤ 0.5 s and latency ≤ 1.5 s" in section
     assert f"The most it served at any rate: {finding['max_served_rate']:.2f} req/s" in section
+    # beside it, the server's own capacity: its 2 slots over its own time per request
+    server = finding["probe"]
+    assert server["slots"] == PARALLEL
+    assert server["server_rate"] == pytest.approx(PARALLEL / probe["saturated_server_s"])
+    assert (
+        f"so its 2 slots serve at most 2 / {probe['saturated_server_s']:.3g} s = "
+        f"{server['server_rate']:.2f} req/s: the server's own capacity" in section
+    )
 
 
 def test_latency_above_capacity_grows_as_the_queue_does(run):
