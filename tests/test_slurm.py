@@ -208,9 +208,11 @@ def test_the_group_ran_one_experiment_at_a_time(slurm_run):
 
 
 SWEEP_RUN = "test-slurm-sweep"
-SWEEP_TARGETS = ("alpha", "beta", "gamma", "delta")
-# 20 a target: a 200-experiment sweep took over 30 min on a loaded 2-core machine
-SWEEP_EXPERIMENTS = 80
+SWEEP_TARGETS = ("alpha", "beta", "gamma")
+# 6 a target: one job a target holds at any size, and each experiment costs its job
+# seconds (20 a target took 3-4 min a job; 200 in all took over 30 min). The planning
+# of 10,000 experiments is bench/pipeline_scale.py's (docs/performance.md).
+SWEEP_EXPERIMENTS = 18
 
 
 def write_sweep_config(workdir: Path) -> str:
@@ -235,8 +237,8 @@ def write_sweep_config(workdir: Path) -> str:
             },
         },
     }
-    (workdir / "sweep-200.yaml").write_text(yaml.safe_dump(sweep))
-    return "sweep-200.yaml"
+    (workdir / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+    return "sweep.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -246,7 +248,7 @@ def sweep_run(env, tmp_path_factory) -> tuple[Path, tuple[str, ...], str]:
     return workdir, configs, slurm_sweep(workdir, env, configs, timeout_s=1800)
 
 
-def test_a_sweep_of_200_experiments_submits_one_slurm_job_per_target(env, sweep_run):
+def test_a_sweep_submits_one_slurm_job_per_target(env, sweep_run):
     workdir, configs, output = sweep_run
     expected = experiment_ids(workdir, configs)
     assert len(expected) == SWEEP_EXPERIMENTS
