@@ -12,10 +12,16 @@ from pathlib import Path
 
 from perflab import __version__
 from perflab.config.sweep import Experiment
-from perflab.core.records import RequestRecord, write_json_atomic, write_jsonl_atomic
+from perflab.core.records import (
+    STATUS_OK,
+    RequestRecord,
+    write_json_atomic,
+    write_jsonl_atomic,
+)
 from perflab.engines import GenerationOptions, generation_options, make_engine
 from perflab.engines.ollama_ps import ModelPlacement
 from perflab.engines.registry import engine_kind
+from perflab.measure.gpu import Gpus, gpu_record
 from perflab.measure.lifeline import Interrupted
 from perflab.measure.load_plan import load_plan
 from perflab.measure.open_loop import OpenLoopPlan, ScheduleCheck, run_open_loop
@@ -199,6 +205,7 @@ class Measurement:
     schedule: ScheduleCheck | None = None  # open loop: whether the client kept the schedule
     reads_placement: bool = False  # the engine lists its loaded model (Ollama's /api/ps)
     placement: ModelPlacement | None = None  # where the model lived once loaded
+    gpus: Gpus | None = None  # the GPUs the sampler read, or why there were none
 
 
 def _measure(
@@ -235,7 +242,7 @@ def _measure(
         measure_started = time.perf_counter()
         watch = PlacementWatch(getattr(engine, "read_placement", None))
         try:
-            result, schedule, samples, server_failure = _drive(
+            result, schedule, (samples, gpus), server_failure = _drive(
                 config, experiment, engine, plan, options, writer, progress, watch
             )
             placement = watch.result()
@@ -264,18 +271,18 @@ def _measure(
             f"kept in {kept}. Fix the server's problem, then rerun."
         )
     measurement = Measurement(
-        engine_info, plan, options, result, samples, job, schedule, watch.active, placement
+        engine_info, plan, options, result, samples, job, schedule, watch.active, placement, gpus
     )
     return _finish(config, experiment, paths, partial_path, measurement)
 
 
 def _drive(
     config, experiment, engine, plan, options, writer, progress, watch
-) -> tuple[RunResult, ScheduleCheck | None, list, str | None]:
+) -> tuple[RunResult, ScheduleCheck | None, tuple[list, Gpus | None], str | None]:
     """Run the load with the sampler on; a write error, an interrupt or the end of a
     launched server stops new requests. ``watch`` sees every record (it reads where
     the model lives once one succeeded). Returns the run, the open-loop schedule check
-    (None for closed loop), its samples, and why the server ended if it did."""
+    (None for closed loop), its samples and GPUs, and why the server ended if it did."""
     from perflab.measure.sampler import ResourceSampler
 
     kind = engine_kind(config["engine"]["name"])
@@ -325,7 +332,7 @@ def _drive(
     if server_failure is not None and not failures and server_failure():
         failures.append(server_failure())  # it died after the last request
     result, schedule = outcome if isinstance(outcome, tuple) else (outcome, None)
-    return result, schedule, sampler.samples, failures[0] if failures else None
+    return result, schedule, (sampler.samples, sampler.gpus), failures[0] if failures else None
 
 
 def _metrics_scraper(engine):
@@ -336,6 +343,11 @@ def _metrics_scraper(engine):
     from perflab.measure.server_metrics import LlamaServerScraper
 
     return LlamaServerScraper(url)
+
+
+def _output_tokens(records: list[RequestRecord]) -> int:
+    """Output tokens of the measured requests that succeeded."""
+    return sum(r.output_tokens for r in records if not r.is_warmup and r.status == STATUS_OK)
 
 
 def _finish(
@@ -376,6 +388,7 @@ def _finish(
         },
         "resources": summarize_samples(samples, window, threshold),
         "server_metrics": summarize_server_metrics(samples, window),
+        "gpu": gpu_record(measurement.gpus, samples, window, _output_tokens(result.records)),
         "job": measurement.job,
     }
     if measurement.schedule is not None:

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import psutil
 
+from perflab.measure.gpu import Gpus, close_gpus, gpu_sample, open_gpus
+
 GB = 1e9
 MB = 1e6
 DEFAULT_PIDS_REFRESH_S = 0.0  # a server_pids callable is asked again at every sample
@@ -133,44 +135,6 @@ def _safe(call):
         return None
 
 
-def _nvml_handles() -> list:
-    """NVML device handles when an NVIDIA GPU and pynvml are present, else []."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        return [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
-    except Exception:  # noqa: BLE001 - no GPU, no driver or no pynvml: GPU fields stay absent
-        return []
-
-
-def _nvml_shutdown(handles: list) -> None:
-    if not handles:
-        return
-    try:
-        import pynvml
-
-        pynvml.nvmlShutdown()
-    except Exception:  # noqa: BLE001
-        pass
-
-
-def _gpu_sample(handles: list) -> dict:
-    if not handles:
-        return {}
-    try:
-        import pynvml
-
-        utilization = [pynvml.nvmlDeviceGetUtilizationRates(h).gpu for h in handles]
-        memory = [pynvml.nvmlDeviceGetMemoryInfo(h).used for h in handles]
-    except Exception:  # noqa: BLE001 - a GPU reading failed: leave the fields out this time
-        return {}
-    return {
-        "gpu_util_percent": sum(utilization) / len(handles),
-        "gpu_mem_used_gb": sum(memory) / GB,
-    }
-
-
 class _Counters:
     """The system's counters and the server's and client's CPU times at one instant:
     the system and process figures of an interval cover the same seconds.
@@ -210,7 +174,8 @@ class ResourceSampler:
     server's own metrics, ``perflab.measure.server_metrics``).
 
     Use as a context manager, or ``start()`` / ``stop()``; samples accumulate in
-    ``.samples``. Readings that fail are recorded in ``.errors`` and sampling goes on.
+    ``.samples``, and ``.gpus`` holds the GPUs NVML found, or why there are none.
+    Readings that fail are recorded in ``.errors`` and sampling goes on.
     """
 
     def __init__(
@@ -233,6 +198,7 @@ class ResourceSampler:
         self.samples: list[dict] = []
         self.errors: list[str] = []
         self.missed_deadlines = 0
+        self.gpus: Gpus | None = None  # set when sampling starts: the GPUs, or why none
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pids_cache: list[int] = []
@@ -283,7 +249,7 @@ class ResourceSampler:
 
     def _loop(self) -> None:
         server, client = _ProcessGroup(), _ProcessGroup()
-        gpus = _nvml_handles()
+        gpus = self.gpus = open_gpus()
         try:
             last = _Counters(server, client, self._pids(), self.client_pid)  # primes all
             next_at = last.at + self.interval_s
@@ -305,7 +271,7 @@ class ResourceSampler:
                     self.missed_deadlines += missed
                     next_at += missed * self.interval_s
         finally:
-            _nvml_shutdown(gpus)
+            close_gpus(gpus)
 
     def _sample(self, gpus, last: _Counters, now: _Counters) -> dict:
         elapsed = max(now.at - last.at, 1e-9)
@@ -343,7 +309,7 @@ class ResourceSampler:
             "interference_cpu_pct": _interference(cpu_percent, len(now.per_core or ()), ours),
             "sampler_cpu_s": time.thread_time(),
         }
-        return sample | _gpu_sample(gpus) | (self.extra() if self.extra else {})
+        return sample | gpu_sample(gpus) | (self.extra() if self.extra else {})
 
     def _our_cpu(
         self,

@@ -211,6 +211,7 @@ def build_context(
         "threads_lines": threads_words.lines(f.threads) if f.threads else [],
         "roofline_lines": wording.roofline(f.roofline) if f.roofline else [],
         "placement": wording.placement(f.placement) if f.placement else None,
+        "gpu_line": wording.gpu(f.resources),
         "host": host,
         "tiny_model": tiny,
         "smollm2": SMOLLM2 if uses_smollm2(as_served(measured)) else None,

@@ -273,7 +273,10 @@ def write_findings(
     findings = compute(
         pl.read_parquet(summary_path),
         replace(context, probes=capacity.read_probes(probe_paths, config)),
-        resources_by_id={m["experiment"]["id"]: m.get("resources") or {} for m in metadata},
+        resources_by_id={
+            m["experiment"]["id"]: (m.get("resources") or {}) | {"gpu": m.get("gpu")}
+            for m in metadata
+        },
         requests_path=requests_path,
         disk_path=results_dir,
         peer_path=peer_path,
