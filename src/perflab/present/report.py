@@ -212,6 +212,7 @@ def build_context(
         "roofline_lines": wording.roofline(f.roofline) if f.roofline else [],
         "placement": wording.placement(f.placement) if f.placement else None,
         "gpu_line": wording.gpu(f.resources),
+        "kv_memory": wording.kv_memory(f.kv_memory),
         "host": host,
         "tiny_model": tiny,
         "smollm2": SMOLLM2 if uses_smollm2(as_served(measured)) else None,

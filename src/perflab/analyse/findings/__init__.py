@@ -1,8 +1,8 @@
 """Findings: every question of the log answered once, into a frozen dataclass.
 
 One module per question (basic, prompt_length, temperature, concurrency,
-kv_cache, threads, capacity, interference, resources, placement, bottleneck,
-breakdown, expectations, roofline, runlog); each ``summary`` is a pure function of
+kv_cache, kv_memory, threads, capacity, interference, resources, placement,
+bottleneck, breakdown, expectations, roofline, runlog); each ``summary`` is a pure function of
 the summary frame and its context (``context.Context``, read from the run's
 metadata). ``compute`` runs them all; ``Findings`` is written to
 ``results/<run>/findings.json`` and read back by the charts and the log.
@@ -26,6 +26,7 @@ from perflab.analyse.findings import (
     expectations,
     interference,
     kv_cache,
+    kv_memory,
     peer,
     placement,
     prompt_length,
@@ -78,6 +79,7 @@ class Findings:
     roofline: roofline.RooflineFinding | None = None  # the machine's ceilings (roofline)
     placement: placement.PlacementFinding | None = None  # where the model lived (Ollama)
     threads: threads.ThreadsFinding | None = None  # the threads suite, beside llama-bench -t
+    kv_memory: kv_memory.KvMemoryFinding | None = None  # RSS growth beside the formula's bytes
 
 
 def compute(
@@ -168,6 +170,7 @@ def compute(
         roofline=_roofline(ceilings, list(basic_finding.prompts), length_finding),
         placement=placement.summary(list(context.placements)),
         threads=threads_finding,
+        kv_memory=_kv_memory(frame, resources_by_id or {}, ceilings),
     )
     return family_corrected(found)
 
@@ -203,6 +206,12 @@ def _roofline(ceilings, basic_prompts, length) -> roofline.RooflineFinding | Non
     machine, model = ceilings
     prefill = (length.prefill_tps, length.prefill_tps_low, length.prefill_tps_high)
     return roofline.summary(machine, model, basic_prompts, prefill)
+
+
+def _kv_memory(frame, resources_by_id, ceilings) -> kv_memory.KvMemoryFinding | None:
+    cache_type = "f16"  # as the roofline reckons the cache
+    formula = ceilings[1].kv_bytes_per_token(cache_type) if ceilings else None
+    return kv_memory.summary(frame, resources_by_id, formula, cache_type)
 
 
 def _peer(peer_path, requests_path, context: Context) -> peer.PeerFinding | None:

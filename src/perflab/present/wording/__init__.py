@@ -23,6 +23,7 @@ from perflab.present.wording.bottleneck import (
 from perflab.present.wording.capacity import capacity, open_loop_note, rate_line, slo_text
 from perflab.present.wording.capacity import comparison_lines as capacity_comparison
 from perflab.present.wording.gpu import gpu
+from perflab.present.wording.kv_memory import kv_memory
 from perflab.present.wording.numbers import (
     NA,
     ci_note,
@@ -59,6 +60,7 @@ from perflab.present.wording.run import (
 
 __all__ = [
     "gpu",
+    "kv_memory",
     "peer",
     "placement",
     "roofline",
