@@ -46,7 +46,17 @@ def test_rss_that_grows_by_the_formula_is_measured_with_its_ci_and_n():
     line = kv_memory(found)
     assert line.startswith("The formula (2 × layers × KV heads × head dim × f16 bytes) gives ")
     assert "22.5 KiB (23,040 B) per token" in line and "n=8 experiments" in line
-    assert "100–1,600 prompt tokens" in line and "100% of the formula's" in line
+    assert "100–1,600 prompt tokens" in line
+    assert "at 100% of the formula's rate: the cache fills as it is used" in line
+
+
+def test_rss_that_grows_faster_than_the_formula_is_said_to_count_more_than_the_cache():
+    frame, resources = experiments(2 * FORMULA)
+    line = kv_memory(summary(frame, resources, FORMULA, "f16"))
+    assert "at 200% of the formula's rate: peak RSS counts more than the cache" in line
+    frame, resources = experiments(FORMULA / 4)
+    line = kv_memory(summary(frame, resources, FORMULA, "f16"))
+    assert "at only 25% of the formula's rate: part of the cache was reserved up front" in line
 
 
 def test_rss_that_stays_flat_says_the_cache_was_allocated_up_front():

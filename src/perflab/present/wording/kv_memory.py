@@ -5,6 +5,8 @@ from __future__ import annotations
 from perflab.analyse.findings.kv_memory import KvMemoryFinding, KvMemoryVerdict
 
 KIB = 1024
+ABOVE_FORMULA = 1.5  # a slope above 1.5 × the formula: RSS counts more than the cache
+BELOW_FORMULA = 0.5
 
 
 def _bytes(value: float) -> str:
@@ -43,10 +45,25 @@ def _judgement(f: KvMemoryFinding) -> str:
             "prompt fills memory that was already counted"
         )
     if f.verdict is KvMemoryVerdict.GROWS:
-        share = f.share_of_formula
-        beside = f", {share:.0%} of the formula's" if share is not None else ""
-        return f"memory grows with the prompt{beside}: the cache is allocated as it fills"
+        return _grows(f.share_of_formula)
     return "too noisy to tell growth from none; more trials or a wider prompt range would"
+
+
+def _grows(share: float | None) -> str:
+    if share is None:
+        return "memory grows with the prompt; without the model's GGUF there is no formula to set it beside"
+    if share > ABOVE_FORMULA:
+        return (
+            f"memory grows with the prompt at {share:.0%} of the formula's rate: peak RSS counts "
+            "more than the cache (the engine's other buffers that grow with the tokens it "
+            "holds), so the slope bounds the cache's growth from above"
+        )
+    if share < BELOW_FORMULA:
+        return (
+            f"memory grows with the prompt at only {share:.0%} of the formula's rate: part of "
+            "the cache was reserved up front, or the pages it fills were already counted"
+        )
+    return f"memory grows with the prompt at {share:.0%} of the formula's rate: the cache fills as it is used"
 
 
 def kv_memory(f: KvMemoryFinding | None) -> str | None:
