@@ -22,6 +22,7 @@ MODEL = "llama3.1:8b"
 pytestmark = pytest.mark.slow
 
 SMALL = {
+    "repeats": 1,  # the engines' plumbing through the workflow, not a verdict: one trial
     "generation": {"max_tokens": 6},
     "warmup_requests": 1,
     "sampler": {"interval_s": 0.1},
