@@ -176,7 +176,7 @@ def test_verdict_badge_takes_any_value_and_no_class_from_a_value():
 
 
 def test_each_row_of_the_comparison_of_targets_shows_its_verdict_as_a_badge():
-    found = SimpleNamespace(comparison=finding())  # "slow": decode 1.5 times slower
+    found = SimpleNamespace(comparison=finding(), capacity=())  # "slow": decode 1.5x slower
     context = {"f": found, "run": "two", "perflab_version": "0", "charts": {}}
     context |= report.comparison_context(found)
     body = page.render_body(report.render_template("comparison.md.j2", **context), {})
