@@ -37,7 +37,7 @@ from perflab.analyse.findings.frame import (
     suite_rows,
     unsettled,
 )
-from perflab.analyse.verdict import Outcome, Verdict, disturbed, welch
+from perflab.analyse.verdict import Outcome, Verdict, welch
 from perflab.measure.peer import PeerTest, read_peer
 
 
@@ -145,9 +145,8 @@ def judged(
     runner_up = order[1] if len(order) > 1 else None
     test = None
     if runner_up is not None:
-        test = compare(by_count[runner_up].condition, by_count[best].condition, "tps")
-        if set(unsettled_ids) & _trials_of(by_count, best, runner_up):
-            test = disturbed(test)
+        resting_on = set(unsettled_ids) & _trials_of(by_count, best, runner_up)
+        test = compare(by_count[runner_up].condition, by_count[best].condition, "tps", resting_on)
     prefill_order = _fastest({p.threads: p.prefill.mean for p in points})
     peer_order = _fastest({count: peer.tps_mean for count, peer in tg.items()})
     peer_best = peer_order[0] if peer_order else None
@@ -186,9 +185,8 @@ def _agreement(
         return Agreement.SAME, None, None
     ours = theirs = None
     if peer_best in by_count:
-        ours = compare(by_count[peer_best].condition, by_count[best].condition, "tps")
-        if unsettled_ids & _trials_of(by_count, best, peer_best):
-            ours = disturbed(ours)
+        resting_on = unsettled_ids & _trials_of(by_count, best, peer_best)
+        ours = compare(by_count[peer_best].condition, by_count[best].condition, "tps", resting_on)
     if best in tg:
         theirs = welch(tg[best].samples, tg[peer_best].samples)
     either_unsure = any(v is None or not v.changed for v in (ours, theirs))
