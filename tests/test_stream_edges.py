@@ -12,8 +12,9 @@ from dataclasses import replace
 import polars as pl
 import pytest
 
-from perflab.analyse.findings.comparison import METRICS, _values
+from perflab.analyse.findings.comparison import _values
 from perflab.analyse.findings.frame import with_defaults
+from perflab.analyse.metrics import metric
 from perflab.analyse.tables import summarize
 from perflab.core.records import RequestRecord
 from perflab.engines.base import GenerationOptions
@@ -139,7 +140,7 @@ def test_no_rate_is_infinite_when_a_time_is_zero():
             }
         )
     )
-    prefill = next(metric for metric in METRICS if metric.column is None)  # a computed rate
+    prefill = metric("server_prefill_tps")  # a rate computed from two summary columns
     assert _values(frame, prefill).to_list() == [None, pytest.approx(2000.0)]
     record = RequestRecord(
         "zero", 0, 0, False, "ok", None, None, 0.0, 0.0, 0.0, 0.0, 0.0, [], 3, 2, None

@@ -26,6 +26,7 @@ import polars as pl
 
 from perflab.analyse import verdict as rule
 from perflab.analyse.findings.frame import Spread, spread
+from perflab.analyse.metrics import COMPARED, Metric
 from perflab.analyse.verdict import Outcome, Verdict
 from perflab.config.targets import SEPARATOR
 
@@ -35,23 +36,6 @@ class ComparisonVerdict(str, Enum):
     SLOWER = "slower"
     EQUIVALENT = "equivalent"
     INCONCLUSIVE = "inconclusive"
-
-
-@dataclass(frozen=True)
-class Metric:
-    key: str
-    column: str | None  # summary column; None: computed (server_prefill_tps)
-    unit: str
-    higher_is_better: bool
-
-
-METRICS = (
-    Metric("tps", "tps_mean", "tok/s", True),
-    Metric("server_prefill_tps", None, "tok/s", True),
-    Metric("ttft", "ttft_mean_s", "s", False),
-    Metric("e2e", "e2e_mean_s", "s", False),
-    Metric("req_per_s", "req_per_s", "req/s", True),
-)
 
 
 @dataclass(frozen=True)
@@ -131,7 +115,7 @@ def table_values(frame: pl.DataFrame) -> pl.DataFrame:
         "trial",
         "interference_cpu_pct_mean",
         "interference_threshold_pct",
-        *[_values(rows, m).alias(m.key) for m in METRICS],
+        *[_values(rows, m).alias(m.tag) for m in COMPARED],
     )
 
 
@@ -170,8 +154,8 @@ def _factor(found: Verdict | None, higher_is_better: bool) -> tuple[float | None
 
 
 def _trial_value(rows: pl.DataFrame, metric: Metric) -> Spread:
-    per_trial = rows.group_by("trial").agg(pl.col(metric.key).mean()).sort("trial")
-    return spread(per_trial[metric.key].to_list())
+    per_trial = rows.group_by("trial").agg(pl.col(metric.tag).mean()).sort("trial")
+    return spread(per_trial[metric.tag].to_list())
 
 
 def _trial_logs(mine: pl.DataFrame, base: pl.DataFrame, key: str) -> list[float]:
@@ -192,7 +176,7 @@ def _trial_logs(mine: pl.DataFrame, base: pl.DataFrame, key: str) -> list[float]
 def _compare(
     rows: pl.DataFrame, baseline: str, names: list[str], metric: Metric, unsettled: bool
 ) -> tuple[TargetMetric, ...]:
-    base = rows.filter(pl.col("target") == baseline).select("point", "trial", metric.key)
+    base = rows.filter(pl.col("target") == baseline).select("point", "trial", metric.tag)
     found = []
     for name in names:
         mine = rows.filter(pl.col("target") == name)
@@ -200,7 +184,7 @@ def _compare(
         if name == baseline:
             found.append(TargetMetric(name, value, None, None, None, None, None))
             continue
-        tested = rule.log_ratios(_trial_logs(mine, base, metric.key))
+        tested = rule.log_ratios(_trial_logs(mine, base, metric.tag))
         if unsettled:
             tested = rule.disturbed(tested)
         found.append(_judged(TargetMetric(name, value, tested, None, None, None, None), metric))
@@ -280,8 +264,8 @@ def summary(
     fewest = int(trials["k"].min() or 0) if trials.height else 0
     unsettled = _unsettled(rows, set(disturbed))
     metrics = []
-    for metric in METRICS:
-        if rows[metric.key].drop_nulls().len() == 0:
+    for metric in COMPARED:
+        if rows[metric.tag].drop_nulls().len() == 0:
             continue
         points = tuple(
             PointComparison(
@@ -294,7 +278,7 @@ def summary(
         )
         overall = _compare(rows, baseline, names, metric, bool(unsettled))
         metrics.append(
-            MetricComparison(metric.key, metric.unit, metric.higher_is_better, overall, points)
+            MetricComparison(metric.tag, metric.unit, metric.higher_is_better, overall, points)
         )
     return ComparisonFinding(
         baseline=baseline,

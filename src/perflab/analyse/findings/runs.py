@@ -21,15 +21,10 @@ from dataclasses import dataclass, replace
 import polars as pl
 
 from perflab.analyse import verdict as rule
-from perflab.analyse.findings.comparison import (
-    METRICS,
-    ComparisonVerdict,
-    Metric,
-    label,
-    table_values,
-)
+from perflab.analyse.findings.comparison import ComparisonVerdict, label, table_values
 from perflab.analyse.findings.frame import Spread, spread
 from perflab.analyse.findings.interference import is_disturbed
+from perflab.analyse.metrics import COMPARED, Metric
 from perflab.analyse.verdict import Verdict
 
 # Generation settings that change what is generated, and so what is measured.
@@ -93,7 +88,7 @@ def delta(metric: Metric, a_values: list, b_values: list, disturbed: bool = Fals
         test = rule.disturbed(test)
     difference = b.mean - a.mean if a.mean is not None and b.mean is not None else None
     return MetricDelta(
-        metric.key,
+        metric.tag,
         metric.unit,
         metric.higher_is_better,
         a,
@@ -122,7 +117,7 @@ def _holm(conditions: list[ConditionDelta]) -> list[ConditionDelta]:
 
 
 def _values(rows: pl.DataFrame, metric: Metric) -> list:
-    return rows.sort("trial")[metric.key].to_list()
+    return rows.sort("trial")[metric.tag].to_list()
 
 
 def compare(
@@ -143,8 +138,8 @@ def compare(
         unsettled = _unsettled(rows_a) or _unsettled(rows_b)
         metrics = tuple(
             delta(metric, _values(rows_a, metric), _values(rows_b, metric), unsettled)
-            for metric in METRICS
-            if rows_a[metric.key].drop_nulls().len() or rows_b[metric.key].drop_nulls().len()
+            for metric in COMPARED
+            if rows_a[metric.tag].drop_nulls().len() or rows_b[metric.tag].drop_nulls().len()
         )
         found.append(ConditionDelta(condition, rows_a.height, rows_b.height, metrics))
     return RunComparison(
