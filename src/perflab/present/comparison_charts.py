@@ -12,19 +12,19 @@ import polars as pl
 
 from perflab.analyse.findings.comparison import ComparisonFinding
 from perflab.analyse.findings.runs import RunComparison
+from perflab.analyse.metrics import metric
 from perflab.present.chart_style import HEIGHT, WIDTH, no_data
-from perflab.present.wording.comparison import METRIC_LABELS
 
 
 def ratio_rows(finding: ComparisonFinding) -> list[dict]:
     rows = []
-    for metric in finding.metrics:
-        for item in metric.targets:
+    for compared in finding.metrics:
+        for item in compared.targets:
             ratio = item.ratio
             value = 1.0 if ratio is None else ratio.estimate
             rows.append(
                 {
-                    "metric": METRIC_LABELS.get(metric.metric, metric.metric),
+                    "metric": metric(compared.metric).label,
                     "target": item.target,
                     "ratio": value,
                     "low": None if ratio is None else ratio.low,
@@ -79,7 +79,7 @@ def run_rows(comparison: RunComparison) -> list[dict]:
                 continue
             rows.append(
                 {
-                    "metric": METRIC_LABELS.get(item.metric, item.metric),
+                    "metric": metric(item.metric).label,
                     "condition": condition.condition_id,
                     "ratio": item.test.estimate,
                     "low": item.test.low,

@@ -17,6 +17,7 @@ import jinja2
 
 from perflab import __version__
 from perflab.analyse.findings import Findings, load
+from perflab.analyse.metrics import metric
 from perflab.analyse.table_files import read_metadata_index
 from perflab.config.targets import baseline, target_config
 from perflab.engines import ignore_eos
@@ -296,7 +297,7 @@ def comparison_context(f: Findings) -> dict:
         }
     points = [
         (
-            comparison_words.METRIC_LABELS.get(m.metric, m.metric),
+            metric(m.metric).label,
             comparison_words.point_rows(f.comparison, m),
         )
         for m in f.comparison.metrics

@@ -10,17 +10,9 @@ from perflab.analyse.findings.comparison import (
     MetricComparison,
     TargetMetric,
 )
+from perflab.analyse.metrics import metric
 from perflab.present.wording.numbers import NA, num, spread_text
 from perflab.present.wording.verdicts import outcome_text, reason_text, statistics
-
-METRIC_LABELS = {
-    "tps": "Decode speed (tok/s per request)",
-    "server_prefill_tps": "Server prefill speed (prompt tok/s of its prefill time)",
-    "ttft": "TTFT (s)",
-    "e2e": "End-to-end latency (s)",
-    "req_per_s": "Throughput (req/s)",
-}
-DIGITS = {"tok/s": 1, "s": 3, "req/s": 2}
 
 
 @dataclass(frozen=True)
@@ -92,18 +84,18 @@ def inconclusive_reason(finding: ComparisonFinding, item: TargetMetric) -> str:
 
 def rows(finding: ComparisonFinding) -> list[ComparisonRow]:
     found = []
-    for metric in finding.metrics:
-        found += _metric_rows(metric, metric.targets, finding)
+    for compared in finding.metrics:
+        found += _metric_rows(compared, compared.targets, finding)
     return found
 
 
-def _metric_rows(metric: MetricComparison, items, finding) -> list[ComparisonRow]:
-    digits = DIGITS.get(metric.unit, 3)
+def _metric_rows(compared: MetricComparison, items, finding) -> list[ComparisonRow]:
+    defined = metric(compared.metric)
     return [
         ComparisonRow(
-            metric=METRIC_LABELS.get(metric.metric, metric.metric),
+            metric=defined.label,
             target=item.target,
-            value=spread_text(item.value, digits, f" {metric.unit}"),
+            value=spread_text(item.value, defined.digits, f" {compared.unit}"),
             ratio=ratio_text(item),
             verdict=item.verdict,
             detail=detail_text(item, finding),
@@ -112,12 +104,12 @@ def _metric_rows(metric: MetricComparison, items, finding) -> list[ComparisonRow
     ]
 
 
-def point_rows(finding: ComparisonFinding, metric: MetricComparison) -> list[ComparisonRow]:
+def point_rows(finding: ComparisonFinding, compared: MetricComparison) -> list[ComparisonRow]:
     """Per sweep point: the same columns, the point's id in place of the metric."""
     return [
         replace(row, metric=point.point_id)
-        for point in metric.points
-        for row in _metric_rows(metric, point.targets, finding)
+        for point in compared.points
+        for row in _metric_rows(compared, point.targets, finding)
     ]
 
 
@@ -157,15 +149,14 @@ def headline(finding: ComparisonFinding) -> list[str]:
     """One line per non-baseline target: its decode-speed verdict and TTFT verdict."""
     lines = []
     for key in ("tps", "ttft"):
-        metric = finding.metric(key)
-        if metric is None:
+        compared = finding.metric(key)
+        if compared is None:
             continue
-        for item in metric.targets:
+        for item in compared.targets:
             if item.verdict is None:
                 continue
-            label = METRIC_LABELS[key].split(" (")[0]
             lines.append(
-                f"{label}, {item.target} against {finding.baseline}: "
+                f"{metric(key).name}, {item.target} against {finding.baseline}: "
                 f"{verdict_text(item, finding)}; ratio {ratio_text(item)}"
             )
     return lines

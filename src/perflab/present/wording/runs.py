@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from perflab.analyse.findings.comparison import ComparisonVerdict
 from perflab.analyse.findings.runs import MetricDelta, RunComparison
-from perflab.present.wording.comparison import DIGITS, METRIC_LABELS
+from perflab.analyse.metrics import metric
 from perflab.present.wording.numbers import NA, spread_text
 from perflab.present.wording.verdicts import outcome_text, reason_text, statistics
 
@@ -25,7 +25,7 @@ def difference_text(item: MetricDelta) -> str:
     """'+0.012 s; B / A ×1.25 (95 % CI …; p = …)': B − A of the trial means, and the test."""
     if item.difference is None:
         return NA
-    digits = DIGITS.get(item.unit, 3)
+    digits = metric(item.metric).digits
     return f"{item.difference:+,.{digits}f} {item.unit}; B / A {statistics(item.test)}"
 
 
@@ -43,11 +43,12 @@ def rows(comparison: RunComparison) -> list[DeltaRow]:
     found = []
     for condition in comparison.conditions:
         for item in condition.metrics:
-            digits = DIGITS.get(item.unit, 3)
+            defined = metric(item.metric)
+            digits = defined.digits
             found.append(
                 DeltaRow(
                     condition=condition.condition_id,
-                    metric=METRIC_LABELS.get(item.metric, item.metric),
+                    metric=defined.label,
                     a=spread_text(item.a, digits, f" {item.unit}"),
                     b=spread_text(item.b, digits, f" {item.unit}"),
                     difference=difference_text(item),
