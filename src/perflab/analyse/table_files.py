@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
+from perflab.analyse.metrics import summary_units
 from perflab.analyse.tables import (
     EXPERIMENT_COLUMNS,
     RECORD_SCHEMA,
@@ -25,13 +26,7 @@ def summary_records(summary: pl.DataFrame) -> dict[str, dict]:
     return {row["experiment_id"]: row for row in summary.to_dicts()}
 
 
-SUMMARY_UNITS = {
-    "times": "seconds",
-    "tps": "decode tokens/s per request (output_tokens_mean beside it)",
-    "output_tps": "output tokens/s over the measured wall time",
-    "req_per_s": "ok requests/s over the measured wall time",
-    "n_requests": "measured requests (warm-up excluded)",
-}
+SUMMARY_UNITS = summary_units()
 
 # Per-token columns stay in each experiment's records.parquet: every statistic over
 # them is computed there, and they are most of the bytes (one float per token).

@@ -21,35 +21,20 @@ import polars as pl
 from scipy import stats
 
 from perflab.analyse import verdict
+from perflab.analyse.metrics import float_columns
 from perflab.analyse.verdict import Verdict
 
 SAME_OUTPUT_LENGTH = 0.05  # mean output lengths within 5 % of each other count as equal
 
+# The catalogue's metrics, and the other figures of an experiment the findings read.
 FLOAT_COLUMNS = (
-    "e2e_mean_s",
-    "e2e_ci95_s",
+    *float_columns(),
     "e2e_p95_s",
-    "ttft_mean_s",
-    "ttft_ci95_s",
-    "tps_mean",
-    "tps_ci95",
-    "output_tokens_mean",
-    "prompt_tokens_mean",
-    "req_per_s",
-    "output_tps",
-    "queue_mean_s",
-    "load_mean_s",
-    "prefill_mean_s",
-    "decode_mean_s",
-    "unaccounted_mean_s",
-    "cold_load_s",
-    "cold_ttft_s",
     "temperature",
     "interference_cpu_pct_mean",
     "interference_cpu_pct_max",
     "interference_threshold_pct",
     "interference_above_share",
-    "prep_mean_s",
     "measured_wall_s",
     "duration_s",
     "server_requests_processing_max",
