@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -19,6 +21,7 @@ from perflab.calibration import CalibrationServer, TimingModel
 from perflab.config.load import load_config_file
 from perflab.config.sweep import expand_experiments
 from perflab.core.records import ColdStart
+from perflab.measure.estimate import plan_run
 from perflab.measure.experiment import ExperimentPaths, run_experiment
 from perflab.measure.spec import experiment_spec
 from perflab.present import wording
@@ -87,6 +90,7 @@ def run_log(cold: ColdStart) -> runlog.RunLog:
     fields |= {"errors": (), "failed": (), "ideas": (), "setup": ()}
     fields |= {"basic_span": (None, None), "advanced_span": (None, None)}
     fields |= {"cold_load_s": cold.load_s, "cold_ttft_s": cold.ttft_s}
+    fields |= {"cold_in_process": cold.in_process}
     return runlog.RunLog(**fields | {"cold_source": cold.source})
 
 
@@ -96,6 +100,38 @@ def test_the_log_says_who_paid_the_load_and_what_the_client_waited():
     assert "the pre-flight check's timed request" in text and "1.562 s" in text
     warm = wording.cold_start(run_log(ColdStart("short-t0.7-w1-n3-r1", 1.5, None, None)), "5m")
     assert "the warm-up request of short-t0.7-w1-n3-r1" in warm
+
+
+def test_the_embedded_engine_s_cold_start_is_its_model_open(tmp_path, tiny_model_path):
+    """llama.cpp opens the GGUF in-process before the timed request can start: that open,
+    not the request's own load of 0, is the cold start the pre-flight check reports."""
+    overrides = {"engine": {"model": "tiny-llama3", "model_path": str(tiny_model_path)}}
+    config = load_config_file(ROOT / "config" / "config.yaml", overrides=overrides)
+    plan = plan_run(expand_experiments(config).values(), config["warmup_requests"])
+    settings = {key: config[key] for key in ("engine", "generation")}
+    out = tmp_path / "preflight.json"
+    command = [sys.executable, "-m", "perflab", "preflight", "--spec", json.dumps(settings)]
+    command += ["--estimate", json.dumps(plan.__dict__), "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    info = json.loads(out.read_text())
+    cold = info["cold_start"]
+    assert cold["load_s"] == info["load_s"] > 0 and cold["in_process"]
+    assert cold["load_s"] < cold["ttft_s"] < cold["e2e_s"]
+    line = f"cold start: model load {cold['load_s']:.3f} s (the engine's model open, in-process)"
+    assert line in result.stdout
+    # each job opens the model again: the estimate counts the open in every experiment
+    assert info["estimate"]["cold_extra_s"] > 0.5 * cold["load_s"]
+
+
+def test_the_log_words_the_embedded_engine_s_open_as_its_cold_start():
+    opened = ColdStart("preflight", 0.213, 0.26, 0.9, in_process=True)
+    cold = runlog.cold_start(summary([{"experiment_id": "a-r1", "cold_load_s": 0.0}]), opened)
+    assert cold == opened
+    text = wording.cold_start(run_log(cold), "5m")
+    assert "the model load took 0.213 s (the embedded engine opening the GGUF" in text
+    assert "its first token came 0.260 s after the open began" in text
+    assert "server" not in text
 
 
 @pytest.mark.slow

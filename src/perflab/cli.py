@@ -97,7 +97,8 @@ def _preflight(args) -> None:
 def describe_cold_start(cold) -> str:
     """'model load 1.500 s (the server's account); first token after 1.532 s'."""
     first = "n/a" if cold.ttft_s is None else f"{cold.ttft_s:.3f} s"
-    return f"model load {cold.load_s:.3f} s (the server's account); first token after {first}"
+    account = "the engine's model open, in-process" if cold.in_process else "the server's account"
+    return f"model load {cold.load_s:.3f} s ({account}); first token after {first}"
 
 
 def _estimate(engine, spec: dict, plan: dict | None):

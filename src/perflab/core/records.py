@@ -122,10 +122,18 @@ class ColdStart:
     load_s: float | None  # the server's own load time (Ollama's load_duration)
     ttft_s: float | None  # the client's view: that request's send → first token
     e2e_s: float | None  # the client's view: that request's send → last chunk
+    in_process: bool = False  # load_s is the embedded engine's model open, not a server's
 
     @classmethod
     def of(cls, record: RequestRecord, source: str) -> ColdStart:
         return cls(source, record.load_s, record.ttft_s, record.e2e_s)
+
+    @classmethod
+    def after_open(cls, open_s: float, record: RequestRecord, source: str) -> ColdStart:
+        """An in-process engine opens the model before its first request can start: that
+        open is the load the request waited for, and the client's view counts from it."""
+        ttft = None if record.ttft_s is None else open_s + record.ttft_s
+        return cls(source, open_s, ttft, open_s + record.e2e_s, in_process=True)
 
 
 def decode_tps(output_tokens: int, ttft_s: float | None, e2e_s: float) -> float | None:

@@ -159,12 +159,27 @@ def time_one_request(engine, config: dict, plan: dict) -> TimedRequest:
     warm_long = timed(run_plan.longest_prompt)
     warm_short = timed(shortest) if shortest != run_plan.longest_prompt else warm_long
     warm = WarmTimes(len(shortest), warm_short.e2e_s, len(run_plan.longest_prompt), warm_long.e2e_s)
-    cold_extra = cold.e2e_s - (cold.load_s or 0.0) - warm_long.e2e_s
+    opened_s = model_open_s(engine)
+    # every job of an in-process engine opens the model again before its first request
+    cold_extra = cold.e2e_s - (cold.load_s or 0.0) - warm_long.e2e_s + (opened_s or 0.0)
     # an in-process engine, or a server launched per job, starts cold in every experiment
     anew = engine.capabilities.in_process or bool(config["engine"].get("launch"))
     estimate = estimate_plan(run_plan, warm, cold_extra, anew)
-    cold_start = ColdStart.of(cold, "preflight") if cold.load_s is not None else None
-    return TimedRequest(estimate, cold_start)
+    return TimedRequest(estimate, preflight_cold_start(cold, opened_s))
+
+
+def model_open_s(engine) -> float | None:
+    """How long an in-process engine took to open its model (the embedded llama.cpp's
+    ``Llama(...)``); None for a server, which reports its own load per request."""
+    return getattr(engine, "load_s", None) if engine.capabilities.in_process else None
+
+
+def preflight_cold_start(cold, opened_s: float | None) -> ColdStart | None:
+    """The load the timed request paid: the engine's model open before it (in-process),
+    else the server's own account of it (None when the server reports none)."""
+    if opened_s:
+        return ColdStart.after_open(opened_s, cold, "preflight")
+    return ColdStart.of(cold, "preflight") if cold.load_s is not None else None
 
 
 class _Timer:

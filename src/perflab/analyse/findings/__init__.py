@@ -125,6 +125,7 @@ def compute(
         cold_load_s=cold.load_s if cold else None,
         cold_ttft_s=cold.ttft_s if cold else None,
         cold_source=cold.source if cold else None,
+        cold_in_process=cold.in_process if cold else False,
         n_experiments=frame.height,
         n_requests=sum(c.n_requests for c in every),
         n_errors=sum(c.n_errors for c in every),

@@ -86,6 +86,7 @@ class RunLog:
     advanced_span: tuple[float | None, float | None] = (None, None)
     cold_ttft_s: float | None = None  # the client's view: that request's first token
     cold_source: str | None = None  # "preflight", or the experiment whose warm-up paid it
+    cold_in_process: bool = False  # the cold start is the embedded engine's model open
 
     @property
     def setup_s(self) -> float | None:

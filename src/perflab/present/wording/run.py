@@ -242,17 +242,26 @@ def cold_payer(run: RunLog) -> str:
     return f"the warm-up request of {run.cold_source}"
 
 
+def cold_account(run: RunLog) -> str:
+    if run.cold_in_process:
+        return "the embedded engine opening the GGUF, in-process"
+    return "the server's own load time"
+
+
+def cold_wait(run: RunLog) -> str:
+    if run.cold_ttft_s is None:
+        return ""
+    if run.cold_in_process:
+        return f"; its first token came {num(run.cold_ttft_s, 3, ' s')} after the open began"
+    return f"; that request waited {num(run.cold_ttft_s, 3, ' s')} for its first token"
+
+
 def cold_start(run: RunLog, keep_alive) -> str:
     """The Day-1 log's cold start: the server's account of the load, the client's wait."""
     if run.cold_load_s is not None:
-        waited = (
-            f"; that request waited {num(run.cold_ttft_s, 3, ' s')} for its first token"
-            if run.cold_ttft_s is not None
-            else ""
-        )
         return (
-            f"the model load took {num(run.cold_load_s, 3, ' s')} (the server's own "
-            f"load time) before the first request, {cold_payer(run)}{waited}; excluded "
+            f"the model load took {num(run.cold_load_s, 3, ' s')} ({cold_account(run)}) "
+            f"before the first request, {cold_payer(run)}{cold_wait(run)}; excluded "
             f"from every statistic above; keep_alive {keep_alive}"
         )
     if run.model_load_s is not None:
