@@ -452,6 +452,46 @@ def test_prompt_length_regresses_trial_means_with_each_trial_a_block():
     assert result.prefill_tps_low < 2000 < result.prefill_tps_high
 
 
+def trial_length_rows(tokens, ttft_of, trials: int = 3):
+    return [
+        rows(
+            f"p{t}-t0.7-w1-n4",
+            [{"ttft_mean_s": ttft_of(t, trial)} for trial in range(trials)],
+            suites="prompt_length", prompt_name=f"p{t}", prompt_tokens_mean=float(t),
+        )
+        for t in tokens
+    ]  # fmt: skip
+
+
+def test_no_curvature_detected_is_worded_so_and_never_as_linear():
+    # a straight truth with noise the size of the rise: the F-test cannot reject, nor can an
+    # equivalence test show the line straight
+    noise = [0.004, -0.003, -0.002, 0.003, -0.004, 0.002, 0.001, -0.001, 0.0, 0.003, -0.003, 0.0]
+    tokens = (20, 60, 180, 360)
+    result = prompt_length.summary(
+        summary(*trial_length_rows(tokens, lambda t, k: 0.02 + t / 20000 + noise[k * 4 + tokens.index(t)]))
+    )  # fmt: skip
+    assert result.verdict == PromptLengthVerdict.GROWS
+    straight = result.straightness
+    assert straight.p_curvature > 0.05 and straight.p_equivalence > 0.05 and straight.power < 0.8
+    words = wording.prompt_length(result)
+    assert words.startswith("Grows: TTFT grows by")
+    assert f"no curvature detected (F-test p = {straight.p_curvature:.3f}, power " in words
+    assert "linear" not in words.lower().replace("faster than linear", "")
+
+
+def test_a_line_shown_straight_by_its_equivalence_test_is_linear():
+    jitter = (0.0001, -0.0001, 0.0)
+    result = prompt_length.summary(
+        summary(*trial_length_rows((20, 60, 180, 360), lambda t, k: 0.02 + t / 2000 + jitter[k]))
+    )
+    assert result.verdict == PromptLengthVerdict.LINEAR
+    assert result.straightness.p_equivalence < 0.05
+    assert "straight within a bend of 10% of the rise (equivalence test p = " in (
+        wording.prompt_length(result)
+    )
+
+
 def test_a_noisy_fit_is_inconclusive_and_gives_no_prefill_rate():
     noisy = summary(*[length_rows(t, v) for t, v in ((2, 0.01), (5, 0.032), (25, 0.02),
                                                        (86, 0.015), (359, 0.031))])  # fmt: skip
@@ -580,7 +620,7 @@ def test_findings_round_trip_through_json(tmp_path):
         two_slot_rows(trials=2),
         temperature_rows(0.0, [{}, {}]),
         temperature_rows(1.5, [{"n_truncated": 3}] * 2),
-        *[length_rows(t, 0.02 + t / 2500) for t in (30, 120, 420)],
+        *[length_rows(t, 0.02 + t / 2500) for t in (30, 120, 420, 900)],
     )
     result = findings.compute(data, findings.Context(engine="calibration"))
     path = tmp_path / "findings.json"
@@ -592,6 +632,7 @@ def test_findings_round_trip_through_json(tmp_path):
     assert raw["temperature"]["verdict"] == "equivalent"
     assert raw["temperature"]["speed"][0]["family"] == 2  # Holm: temperature, concurrency
     assert raw["prompt_length"]["verdict"] == "linear"
+    assert raw["prompt_length"]["straightness"]["p_equivalence"] < 1e-6  # an exact line
     # the 2 slots' queue at 8 workers is what 1 − 2/8 leaves it: no bottleneck of its own
     assert raw["bottleneck"]["primary"] == "undetermined"
 

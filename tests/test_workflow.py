@@ -207,8 +207,9 @@ def test_full_suite_against_the_calibration_server(workdir):
     # restates the configuration, it is no bottleneck
     assert "queueing" not in [bottleneck["primary"], *bottleneck["secondary"]]
     prompt_length = findings["prompt_length"]
-    # linear, unless other work on a shared machine disturbed the experiments it rests on
-    if prompt_length["verdict"] != "linear":
+    # it grows (straight, or no curvature detected), unless other work on a shared machine
+    # disturbed the experiments it rests on
+    if prompt_length["verdict"] not in ("linear", "grows"):
         assert prompt_length["verdict"] == "inconclusive" and prompt_length["reason"] == "disturbed"
         assert prompt_length["disturbed"]
     # the calibration server's scripted prefill: 0.2 ms per prompt token = 5,000 tok/s

@@ -176,6 +176,7 @@ class LinearFit:
     df: int | None = None
     curvature: float | None = None
     p_curvature: float | None = None
+    curvature_se: float | None = None  # the x² coefficient's standard error, df − 1
 
 
 def _design(x: np.ndarray, blocks: np.ndarray, square: bool) -> np.ndarray:
@@ -214,17 +215,30 @@ def linear_fit(x, y, blocks=None) -> LinearFit:
     se = math.sqrt(max(float(covariance[0, 0]), 0.0))
     half = verdict.t_quantile(0.975, df) * se
     p_slope = 2 * float(stats.t.sf(abs(slope) / se, df)) if se > 0 else float(slope == 0)
-    curvature = p_curvature = None
+    curvature = p_curvature = curvature_se = None
     if df >= 2 and len(set(x.tolist())) >= 3:
-        square, rss_square = _least_squares(_design(x, groups, square=True), y)
+        square_design = _design(x, groups, square=True)
+        square, rss_square = _least_squares(square_design, y)
         curvature = float(square[1])
+        spread = np.linalg.pinv(square_design.T @ square_design)[1, 1] * rss_square / (df - 1)
+        curvature_se = math.sqrt(max(float(spread), 0.0))
         if rss_square > 0:
             f_value = (rss - rss_square) / (rss_square / (df - 1))
             p_curvature = float(stats.f.sf(f_value, 1, df - 1))
         else:
             p_curvature = 0.0 if rss > 0 else 1.0
     return LinearFit(
-        slope, intercept, r2, n, slope - half, slope + half, p_slope, df, curvature, p_curvature
+        slope,
+        intercept,
+        r2,
+        n,
+        slope - half,
+        slope + half,
+        p_slope,
+        df,
+        curvature,
+        p_curvature,
+        curvature_se,
     )
 
 

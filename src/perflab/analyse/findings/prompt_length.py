@@ -9,9 +9,11 @@ at which the server takes each extra prompt token, with the CI from the
 slope's, only when the slope is significantly positive (never infinite).
 
 ``flat`` when even the slope's upper CI adds less than ``FLAT_SHARE`` of
-mean TTFT over the range; ``linear`` when the slope is significantly
-positive and the curvature is not; ``superlinear`` when both are (bending
-upwards); otherwise ``inconclusive``. Only conditions with
+mean TTFT over the range; ``superlinear`` when the slope and an upward
+curvature are both significant; with a significant slope and no curvature
+detected, ``linear`` only when an equivalence test (TOST) puts the x² term
+within a bend of ``BEND_SHARE`` of the rise, else ``grows`` (no curvature
+detected is no evidence of a straight line); otherwise ``inconclusive``. Only conditions with
 ``prompt_cache == "bust"`` enter the fit: a prompt served from the server's
 cache would flatten it.
 """
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 import polars as pl
+from scipy import stats
 
 from perflab.analyse.findings.frame import (
     Condition,
@@ -33,14 +36,17 @@ from perflab.analyse.findings.frame import (
     suite_rows,
     unsettled,
 )
-from perflab.analyse.verdict import ALPHA
+from perflab.analyse.verdict import ALPHA, power_at
 
 MIN_FIT_POINTS = 3  # fewer prompt lengths: a line always fits, no verdict
 FLAT_SHARE = 0.10  # TTFT rises less than 10 % of its mean over the whole range: flat
+# a bend that matters: at mid-range, the curve 10 % of the line's rise away from the line
+BEND_SHARE = 0.10
 
 
 class PromptLengthVerdict(str, Enum):
-    LINEAR = "linear"
+    LINEAR = "linear"  # straight within BEND_SHARE, by an equivalence test
+    GROWS = "grows"  # grows, no curvature detected, straightness not shown
     SUPERLINEAR = "superlinear"
     FLAT = "flat"
     INCONCLUSIVE = "inconclusive"
@@ -67,9 +73,34 @@ class PromptLengthFinding:
     same_output_length: bool
     excluded_cached: tuple[str, ...]  # reuse conditions left out of the fit
     disturbed: tuple[str, ...]  # unsettled disturbed trials among the points
+    straightness: Straightness | None = None  # the curvature tests, when a line grows
 
 
-def _verdict(points, fit, disturbed):
+@dataclass(frozen=True)
+class Straightness:
+    """What the TTFT fit's x² term shows about a bend of ``BEND_SHARE`` of the rise."""
+
+    bend_limit: float  # the x² coefficient of that bend: 4 · BEND_SHARE · slope / range
+    p_curvature: float  # the F-test of any curvature (two-sided)
+    power: float  # that F-test's power against a bend at bend_limit
+    p_equivalence: float  # TOST: the x² term within ± bend_limit
+
+
+def straightness(fit: LinearFit, tokens: list[float]) -> Straightness | None:
+    """The curvature tests of ``fit`` over ``tokens``; None without an x² fit or a rise."""
+    span = max(tokens, default=0.0) - min(tokens, default=0.0)
+    if None in (fit.curvature_se, fit.p_curvature, fit.slope) or span <= 0 or fit.slope <= 0:
+        return None
+    limit, se, df = 4 * BEND_SHARE * fit.slope / span, fit.curvature_se, fit.df - 1
+    if se > 0:
+        below, above = (fit.curvature + limit) / se, (limit - fit.curvature) / se
+        p_equivalence = max(float(stats.t.sf(below, df)), float(stats.t.sf(above, df)))
+    else:
+        p_equivalence = 0.0 if abs(fit.curvature) < limit else 1.0
+    return Straightness(limit, fit.p_curvature, power_at(limit, se, df), p_equivalence)
+
+
+def _verdict(points, fit, disturbed, straight: Straightness | None):
     if disturbed:
         return PromptLengthVerdict.INCONCLUSIVE, PromptLengthReason.DISTURBED
     if len(points) < MIN_FIT_POINTS or fit.slope_high is None:
@@ -83,7 +114,11 @@ def _verdict(points, fit, disturbed):
     if fit.p_slope >= ALPHA:
         return PromptLengthVerdict.INCONCLUSIVE, PromptLengthReason.UNDERPOWERED
     bends = fit.p_curvature is not None and fit.p_curvature < ALPHA and fit.curvature > 0
-    return (PromptLengthVerdict.SUPERLINEAR if bends else PromptLengthVerdict.LINEAR), None
+    if bends:
+        return PromptLengthVerdict.SUPERLINEAR, None
+    if straight is not None and straight.p_equivalence < ALPHA:
+        return PromptLengthVerdict.LINEAR, None
+    return PromptLengthVerdict.GROWS, None
 
 
 def _observations(points: list[Condition], figure: str):
@@ -119,9 +154,10 @@ def summary(frame: pl.DataFrame, disturbed: tuple[str, ...] = ()) -> PromptLengt
     unsettled_ids = unsettled(points)
     verdict = reason = rise = None
     prefill = (None, None, None)
+    straight = straightness(ttft, tokens)
     if ttft.slope is not None:
         rise = ttft.slope * (max(tokens) - min(tokens))
-        verdict, reason = _verdict(points, ttft, unsettled_ids)
+        verdict, reason = _verdict(points, ttft, unsettled_ids, straight)
         if ttft.slope_low is not None and ttft.slope_low > 0 and ttft.p_slope < ALPHA:
             prefill = (1 / ttft.slope, 1 / ttft.slope_high, 1 / ttft.slope_low)
     return PromptLengthFinding(
@@ -137,4 +173,5 @@ def summary(frame: pl.DataFrame, disturbed: tuple[str, ...] = ()) -> PromptLengt
         same_output_length=same([p.output_tokens_mean for p in points]),
         excluded_cached=cached,
         disturbed=unsettled_ids,
+        straightness=straight,
     )

@@ -19,6 +19,7 @@ from perflab.analyse.findings.prompt_length import (
 )
 from perflab.analyse.findings.temperature import TemperatureFinding
 from perflab.analyse.verdict import Outcome, Reason
+from perflab.present.wording.curvature import GROWING, curvature_words
 from perflab.present.wording.numbers import (
     LISTED,
     disturbed_count,
@@ -64,6 +65,7 @@ def prompt_length(f: PromptLengthFinding) -> str:
     fit, e2e = f.ttft_fit, f.e2e_fit
     verdict = {
         PromptLengthVerdict.LINEAR: "Linear",
+        PromptLengthVerdict.GROWS: "Grows",
         PromptLengthVerdict.SUPERLINEAR: "Faster than linear",
         PromptLengthVerdict.FLAT: "Flat",
         PromptLengthVerdict.INCONCLUSIVE: "Inconclusive",
@@ -73,7 +75,7 @@ def prompt_length(f: PromptLengthFinding) -> str:
         f"{verdict}: TTFT {_fit_words(fit)}, {len(f.points)} prompt lengths × {trials} "
         f"trial{'s' if trials != 1 else ''}, each trial a block)"
     )
-    grows = f.verdict in (PromptLengthVerdict.LINEAR, PromptLengthVerdict.SUPERLINEAR)
+    grows = f.verdict in GROWING
     tokens = [p.prompt_tokens_mean or 0.0 for p in f.points]
     if grows and f.prefill_tps:
         text += (
@@ -82,8 +84,7 @@ def prompt_length(f: PromptLengthFinding) -> str:
         )
     elif f.verdict == PromptLengthVerdict.FLAT:
         text += ": no prefill cost seen"
-    if grows and fit.p_curvature is not None:
-        text += f"; curvature F-test p = {fit.p_curvature:.3f}"
+    text += curvature_words(f)
     if e2e.slope is not None:
         text += f"; end-to-end latency {_fit_words(e2e)})"
     short, long = f.points[0], f.points[-1]

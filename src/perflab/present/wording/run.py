@@ -13,6 +13,7 @@ from perflab.analyse.findings.prompt_length import PromptLengthVerdict
 from perflab.analyse.findings.runlog import Idea, RunLog
 from perflab.analyse.verdict import ALPHA, PRACTICAL, Verdict
 from perflab.present.wording.answers import expectations
+from perflab.present.wording.curvature import GROWING
 from perflab.present.wording.numbers import (
     LISTED,
     disturbed_count,
@@ -174,7 +175,7 @@ def key_findings(f: Findings) -> list[str]:
     lines = [_speed_line(f.expectations)]
     length = f.prompt_length
     if length.verdict is not None:
-        grows = length.verdict in (PromptLengthVerdict.LINEAR, PromptLengthVerdict.SUPERLINEAR)
+        grows = length.verdict in GROWING
         prefill = (
             f", prefill ≈ {length.prefill_tps:,.0f} tok/s{_prompt_range(length)}"
             if grows and length.prefill_tps
