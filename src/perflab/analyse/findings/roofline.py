@@ -45,11 +45,17 @@ class Efficiency:
 
     @property
     def fraction_low(self) -> float | None:
-        return None if self.rate_low is None else self.rate_low / self.ceiling_tps
+        return None if self.rate_low is None else within_share(self.rate_low / self.ceiling_tps)
 
     @property
     def fraction_high(self) -> float | None:
-        return None if self.rate_high is None else self.rate_high / self.ceiling_tps
+        return None if self.rate_high is None else within_share(self.rate_high / self.ceiling_tps)
+
+
+def within_share(fraction: float) -> float:
+    """A CI end of a share of a ceiling, clipped to 0–100 %: a wide spread reaches past
+    either, where no true share can be (a rate above its ceiling says the ceiling is wrong)."""
+    return min(max(fraction, 0.0), 1.0)
 
 
 @dataclass(frozen=True)
