@@ -77,11 +77,11 @@ def test_a_busy_process_shows_about_one_core():
         proc.wait()
     summary = summarize_samples(samples)
     assert truth > 5
-    assert summary["server_cpu_percent_mean"] == pytest.approx(truth, rel=0.3, abs=5)
-    assert summary["server_rss_gb_max"] > 0
-    assert summary["server_pids"] == [proc.pid]
-    assert summary["cpu_percent_max"] > 0
-    assert not summary["client_in_server"]
+    assert summary.server_cpu_percent_mean == pytest.approx(truth, rel=0.3, abs=5)
+    assert summary.server_rss_gb_max > 0
+    assert summary.server_pids == (proc.pid,)
+    assert summary.cpu_percent_max > 0
+    assert not summary.client_in_server
 
 
 def test_an_idle_process_shows_little_cpu():
@@ -91,7 +91,7 @@ def test_an_idle_process_shows_little_cpu():
     finally:
         proc.kill()
         proc.wait()
-    assert summarize_samples(samples)["server_cpu_percent_mean"] < 20
+    assert summarize_samples(samples).server_cpu_percent_mean < 20
 
 
 def test_interval_is_honoured_and_samples_carry_every_field():
@@ -159,7 +159,7 @@ def test_a_failing_pid_source_keeps_the_last_known_set():
 def test_embedded_engine_client_and_server_are_one_process():
     samples = sample(lambda: [os.getpid()], seconds=0.5)
     assert all(s["client_in_server"] for s in samples)
-    assert summarize_samples(samples)["client_in_server"]
+    assert summarize_samples(samples).client_in_server
 
 
 def test_write_and_summarize_round_trip(tmp_path):
@@ -169,11 +169,11 @@ def test_write_and_summarize_round_trip(tmp_path):
     assert [json.loads(line) for line in path.read_text().splitlines()] == samples
     assert not list(path.parent.glob("*.tmp"))
     summary = summarize_samples(samples)
-    assert summary["n_samples"] == len(samples)
-    assert summary["interval_s"] == pytest.approx(0.1, abs=0.03)
-    assert 0 <= summary["sampler_overhead_percent"] < 50
-    assert summary["mem_available_gb_min"] <= summary["mem_total_gb"]
-    assert summarize_samples([]) == {
+    assert summary.n_samples == len(samples)
+    assert summary.interval_s == pytest.approx(0.1, abs=0.03)
+    assert 0 <= summary.sampler_overhead_percent < 50
+    assert summary.mem_available_gb_min <= summary.mem_total_gb
+    assert summarize_samples([]).as_columns() == {
         "n_samples": 0,
         "interference_cpu_pct_mean": None,
         "interference_cpu_pct_max": None,
@@ -194,17 +194,17 @@ def test_summary_of_known_samples():
          "disk_read_mb_s": 2, "sampler_cpu_s": 0.12, "server_pids": []},
     ]  # fmt: skip
     s = summarize_samples(samples)
-    assert s["duration_s"] == 2.0 and s["interval_s"] == 1.0 and s["n_samples"] == 3
-    assert s["cpu_percent_mean"] == 20 and s["cpu_percent_max"] == 30
-    assert s["server_cpu_percent_mean"] == 200 and s["server_cpu_percent_max"] == 300
-    assert s["n_server_samples"] == 2 and s["server_pids"] == [7, 8]
-    assert s["server_rss_gb_max"] == 2.0 and s["mem_used_gb_mean"] == 5
-    assert s["mem_available_gb_min"] == 6 and s["swap_used_gb_max"] == 0.7
-    assert s["swap_growth_gb"] == pytest.approx(0.2)
-    assert s["client_cpu_percent_mean"] == 10
-    assert s["disk_read_mb_s_median"] == 2 and s["disk_read_mb_s_max"] == 100
-    assert s["sampler_overhead_percent"] == pytest.approx(1.0)  # 0.02 CPU s over 2 s
-    assert s["gpu_util_percent_mean"] is None
+    assert s.duration_s == 2.0 and s.interval_s == 1.0 and s.n_samples == 3
+    assert s.cpu_percent_mean == 20 and s.cpu_percent_max == 30
+    assert s.server_cpu_percent_mean == 200 and s.server_cpu_percent_max == 300
+    assert s.n_server_samples == 2 and s.server_pids == (7, 8)
+    assert s.server_rss_gb_max == 2.0 and s.mem_used_gb_mean == 5
+    assert s.mem_available_gb_min == 6 and s.swap_used_gb_max == 0.7
+    assert s.swap_growth_gb == pytest.approx(0.2)
+    assert s.client_cpu_percent_mean == 10
+    assert s.disk_read_mb_s_median == 2 and s.disk_read_mb_s_max == 100
+    assert s.sampler_overhead_percent == pytest.approx(1.0)  # 0.02 CPU s over 2 s
+    assert s.gpu_util_percent_mean is None
 
 
 def test_find_listening_pids_and_local_ollama_discovery():
@@ -275,9 +275,9 @@ def test_interference_is_the_cpu_of_every_process_but_server_and_client():
         summarize_samples(as_server.samples),
         summarize_samples(as_other.samples),
     )
-    busy = server_view["server_cpu_percent_mean"]
+    busy = server_view.server_cpu_percent_mean
     assert busy > 5  # it ran (on a busy shared machine, far from a full core)
-    difference = other_view["interference_cpu_pct_mean"] - server_view["interference_cpu_pct_mean"]
+    difference = other_view.interference_cpu_pct_mean - server_view.interference_cpu_pct_mean
     assert difference == pytest.approx(busy, rel=0.4)
     cores = len(as_other.samples[-1]["cpu_per_core"])
     for sample_ in as_server.samples + as_other.samples:
@@ -288,7 +288,7 @@ def test_interference_is_the_cpu_of_every_process_but_server_and_client():
 def test_interference_is_unknown_while_a_local_server_is_not_found():
     unknown = sample([], seconds=0.5)
     assert all(s["interference_cpu_pct"] is None for s in unknown)
-    assert summarize_samples(unknown)["interference_cpu_pct_mean"] is None
+    assert summarize_samples(unknown).interference_cpu_pct_mean is None
     remote = sample([], seconds=0.5, server_remote=True)  # its CPU is not this machine's
     assert all(s["interference_cpu_pct"] is not None for s in remote)
 
@@ -302,12 +302,12 @@ def test_interference_is_summarized_over_the_measured_window_only():
         {"t": 12.5, "interval_s": 0.5, "interference_cpu_pct": 70.0},  # after the end
     ]
     summary = summarize_samples(samples, window=(10.6, 12.1))
-    assert summary["interference_cpu_pct_mean"] == pytest.approx(20.0)
-    assert summary["interference_cpu_pct_max"] == 30.0
-    assert summary["n_interference_samples"] == 2
+    assert summary.interference_cpu_pct_mean == pytest.approx(20.0)
+    assert summary.interference_cpu_pct_max == 30.0
+    assert summary.n_interference_samples == 2
     # a window shorter than one sample: the sample that overlaps it
-    assert summarize_samples(samples, window=(11.1, 11.2))["interference_cpu_pct_max"] == 30.0
-    assert summarize_samples(samples)["interference_cpu_pct_max"] == 90.0
+    assert summarize_samples(samples, window=(11.1, 11.2)).interference_cpu_pct_max == 30.0
+    assert summarize_samples(samples).interference_cpu_pct_max == 90.0
 
 
 def busy_share(pid: int, seconds: float) -> float:
@@ -380,9 +380,9 @@ def test_the_mean_is_clipped_not_each_sample():
     ]
     summary = summarize_interference(samples, None)
     # clipping each sample first would give 2/3 % out of pure noise
-    assert summary["interference_cpu_pct_mean"] == 0.0
-    assert summary["interference_cpu_pct_max"] == 2.0
-    assert summarize_interference(samples[1:2], None)["interference_cpu_pct_mean"] == 2.0
+    assert summary.interference_cpu_pct_mean == 0.0
+    assert summary.interference_cpu_pct_max == 2.0
+    assert summarize_interference(samples[1:2], None).interference_cpu_pct_mean == 2.0
 
 
 def test_the_threshold_scales_with_free_cores_and_the_engines_cores():
@@ -401,9 +401,9 @@ def test_time_above_the_threshold_is_the_sampled_time_beyond_it():
         {"t": 3.0, "interval_s": 0.5, "interference_cpu_pct": None},
     ]
     summary = summarize_interference(samples, None, threshold_pct=25.0)
-    assert summary["interference_above_s"] == 1.5
-    assert summary["interference_above_share"] == pytest.approx(0.75)  # of the 2 s measured
-    assert summary["interference_threshold_pct"] == 25.0
+    assert summary.interference_above_s == 1.5
+    assert summary.interference_above_share == pytest.approx(0.75)  # of the 2 s measured
+    assert summary.interference_threshold_pct == 25.0
 
 
 def test_time_above_the_threshold_of_a_busy_neighbour():
@@ -420,11 +420,11 @@ def test_time_above_the_threshold_of_a_busy_neighbour():
     assert truth > 2
     measured = sum(s["interval_s"] for s in sampler.samples)
     every = summarize_samples(sampler.samples, threshold_pct=-100.0)
-    assert every["interference_above_share"] == 1.0
-    assert every["interference_above_s"] == pytest.approx(measured)
+    assert every.interference_above_share == 1.0
+    assert every.interference_above_s == pytest.approx(measured)
     none = summarize_samples(sampler.samples, threshold_pct=100 * psutil.cpu_count() + 50)
-    assert none["interference_above_share"] == 0 and none["interference_above_s"] == 0
-    assert every["interference_cpu_pct_mean"] > 0
+    assert none.interference_above_share == 0 and none.interference_above_s == 0
+    assert every.interference_cpu_pct_mean > 0
 
 
 def serve_openai(port: int) -> subprocess.Popen:

@@ -38,6 +38,8 @@ from pathlib import Path
 import polars as pl
 from scipy import stats
 
+from perflab.measure.resource_summary import ResourceSummary
+
 PERCENTILES = (50, 90, 95, 99)
 MIN_BATCH = 3  # requests per batch, at least, once there are 2 batches of them
 MAX_BATCHES = 10
@@ -124,7 +126,7 @@ SERVER_METRIC_COLUMNS = (
 def experiment_columns(metadata: dict) -> dict:
     """The per-experiment values that every request row carries."""
     experiment = metadata["experiment"]
-    resources = metadata.get("resources") or {}
+    resources = ResourceSummary.from_columns(metadata.get("resources") or {})
     schedule = metadata.get("schedule") or {}  # open loop only
     server = metadata.get("server_metrics") or {}
     return {
@@ -143,16 +145,16 @@ def experiment_columns(metadata: dict) -> dict:
         "model": metadata["engine"]["model"],
         "measured_wall_s": metadata["run"]["measured_wall_s"],
         "partial": metadata["run"]["partial"],
-        "interference_cpu_pct_mean": resources.get("interference_cpu_pct_mean"),
-        "interference_cpu_pct_max": resources.get("interference_cpu_pct_max"),
+        "interference_cpu_pct_mean": resources.interference_cpu_pct_mean,
+        "interference_cpu_pct_max": resources.interference_cpu_pct_max,
         "offered_rate": experiment.get("rate"),
         "arrival": experiment.get("arrival"),
         "burstiness": experiment.get("burstiness"),
         "schedule_rate": schedule.get("schedule_rate"),
         "achieved_rate": schedule.get("achieved_rate"),
         "schedule_valid": schedule.get("valid"),
-        "interference_threshold_pct": resources.get("interference_threshold_pct"),
-        "interference_above_share": resources.get("interference_above_share"),
+        "interference_threshold_pct": resources.interference_threshold_pct,
+        "interference_above_share": resources.interference_above_share,
     } | {name: server.get(name) for name in SERVER_METRIC_COLUMNS}
 
 

@@ -386,7 +386,7 @@ def _finish(
             "error_budget": config["error_budget"],
             "partial": rate > 0,
         },
-        "resources": summarize_samples(samples, window, threshold),
+        "resources": summarize_samples(samples, window, threshold).as_columns(),
         "server_metrics": summarize_server_metrics(samples, window),
         "gpu": gpu_record(measurement.gpus, samples, window, _output_tokens(result.records)),
         "job": measurement.job,

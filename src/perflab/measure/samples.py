@@ -4,7 +4,10 @@ experiment (see docs/resources.md for every field)."""
 from __future__ import annotations
 
 import statistics
+from dataclasses import replace
 from pathlib import Path
+
+from perflab.measure.resource_summary import ResourceSummary
 
 # Other processes may take this share of the cores the engine uses (beyond the cores it
 # leaves free) before an experiment counts as disturbed: on 2 cores that the engine
@@ -49,7 +52,7 @@ def summarize_interference(
     samples: list[dict],
     window: tuple[float, float] | None,
     threshold_pct: float | None = None,
-) -> dict:
+) -> ResourceSummary:
     """Mean and peak of ``interference_cpu_pct`` over the measured window (all samples
     without one); None when no sample there could measure it.
 
@@ -61,37 +64,38 @@ def summarize_interference(
     measured = [s for s in chosen if s.get("interference_cpu_pct") is not None]
     values = [s["interference_cpu_pct"] for s in measured]
     mean = _mean(values)
-    summary = {
-        "interference_cpu_pct_mean": None if mean is None else max(0.0, mean),
-        "interference_cpu_pct_max": max(0.0, max(values)) if values else None,
-        "n_interference_samples": len(values),
-    }
+    summary = ResourceSummary(
+        n_samples=len(samples),
+        interference_cpu_pct_mean=None if mean is None else max(0.0, mean),
+        interference_cpu_pct_max=max(0.0, max(values)) if values else None,
+        n_interference_samples=len(values),
+    )
     if threshold_pct is None:
         return summary
     seconds = [s.get("interval_s") or 0.0 for s in measured]
     above = sum(t for t, v in zip(seconds, values) if v > threshold_pct)
-    return summary | {
-        "interference_threshold_pct": threshold_pct,
-        "interference_above_s": above if values else None,
-        "interference_above_share": above / sum(seconds) if sum(seconds) > 0 else None,
-    }
+    return replace(
+        summary,
+        interference_threshold_pct=threshold_pct,
+        interference_above_s=above if values else None,
+        interference_above_share=above / sum(seconds) if sum(seconds) > 0 else None,
+    )
 
 
 def summarize_samples(
     samples: list[dict],
     window: tuple[float, float] | None = None,
     threshold_pct: float | None = None,
-) -> dict:
+) -> ResourceSummary:
     """Means, extremes and the sampler's overhead over a list of samples.
 
     Only samples that carry a value count for that value (a remote server has no
     server_* values at all). Interference is summarized over ``window`` (the
     measured part of the experiment, epoch seconds) when given, and its time above
-    ``threshold_pct`` when given. An empty list gives ``{"n_samples": 0}`` and null
+    ``threshold_pct`` when given. An empty list gives ``n_samples`` 0 and null
     interference.
     """
-    summary: dict = {"n_samples": len(samples)}
-    summary |= summarize_interference(samples, window, threshold_pct)
+    summary = summarize_interference(samples, window, threshold_pct)
     if not samples:
         return summary
 
@@ -107,35 +111,35 @@ def summarize_samples(
     if duration > 0 and len(sampler_cpu) > 1:
         overhead = 100 * (sampler_cpu[-1] - sampler_cpu[0]) / duration
     server_pids = sorted({pid for s in samples for pid in s.get("server_pids") or []})
-    summary |= {
-        "duration_s": duration,
-        "interval_s": duration / (len(samples) - 1) if len(samples) > 1 else None,
-        "cpu_percent_mean": _mean(values("cpu_percent")),
-        "cpu_percent_max": max(values("cpu_percent"), default=None),
-        "server_cpu_percent_mean": _mean(values("server_cpu_percent")),
-        "server_cpu_percent_max": max(values("server_cpu_percent"), default=None),
-        "server_rss_gb_max": max(values("server_rss_gb"), default=None),
-        "server_pids": server_pids,
-        "n_server_samples": len(values("server_cpu_percent")),
-        "mem_used_gb_mean": _mean(values("mem_used_gb")),
-        "mem_used_gb_max": max(values("mem_used_gb"), default=None),
-        "mem_available_gb_min": min(values("mem_available_gb"), default=None),
-        "mem_total_gb": last.get("mem_total_gb"),
-        "swap_used_gb_max": max(swaps, default=None),
-        "swap_growth_gb": (max(swaps) - swaps[0]) if swaps else None,
-        "client_cpu_percent_mean": _mean(values("client_cpu_percent")),
-        "client_cpu_percent_max": max(values("client_cpu_percent"), default=None),
-        "client_rss_gb_max": max(values("client_rss_gb"), default=None),
-        "client_in_server": any(s.get("client_in_server") for s in samples),
-        "disk_read_mb_s_mean": _mean(disk_reads),
-        "disk_read_mb_s_median": statistics.median(disk_reads) if disk_reads else None,
-        "disk_read_mb_s_max": max(disk_reads, default=None),
-        "disk_write_mb_s_mean": _mean(values("disk_write_mb_s")),
-        "net_sent_mb_s_mean": _mean(values("net_sent_mb_s")),
-        "net_recv_mb_s_mean": _mean(values("net_recv_mb_s")),
-        "gpu_util_percent_mean": _mean(values("gpu_util_percent")),
-        "gpu_mem_used_gb_max": max(values("gpu_mem_used_gb"), default=None),
-        "sampler_cpu_s": sampler_cpu[-1] if sampler_cpu else None,
-        "sampler_overhead_percent": overhead,
-    }
-    return summary
+    return replace(
+        summary,
+        duration_s=duration,
+        interval_s=duration / (len(samples) - 1) if len(samples) > 1 else None,
+        cpu_percent_mean=_mean(values("cpu_percent")),
+        cpu_percent_max=max(values("cpu_percent"), default=None),
+        server_cpu_percent_mean=_mean(values("server_cpu_percent")),
+        server_cpu_percent_max=max(values("server_cpu_percent"), default=None),
+        server_rss_gb_max=max(values("server_rss_gb"), default=None),
+        server_pids=tuple(server_pids),
+        n_server_samples=len(values("server_cpu_percent")),
+        mem_used_gb_mean=_mean(values("mem_used_gb")),
+        mem_used_gb_max=max(values("mem_used_gb"), default=None),
+        mem_available_gb_min=min(values("mem_available_gb"), default=None),
+        mem_total_gb=last.get("mem_total_gb"),
+        swap_used_gb_max=max(swaps, default=None),
+        swap_growth_gb=(max(swaps) - swaps[0]) if swaps else None,
+        client_cpu_percent_mean=_mean(values("client_cpu_percent")),
+        client_cpu_percent_max=max(values("client_cpu_percent"), default=None),
+        client_rss_gb_max=max(values("client_rss_gb"), default=None),
+        client_in_server=any(s.get("client_in_server") for s in samples),
+        disk_read_mb_s_mean=_mean(disk_reads),
+        disk_read_mb_s_median=statistics.median(disk_reads) if disk_reads else None,
+        disk_read_mb_s_max=max(disk_reads, default=None),
+        disk_write_mb_s_mean=_mean(values("disk_write_mb_s")),
+        net_sent_mb_s_mean=_mean(values("net_sent_mb_s")),
+        net_recv_mb_s_mean=_mean(values("net_recv_mb_s")),
+        gpu_util_percent_mean=_mean(values("gpu_util_percent")),
+        gpu_mem_used_gb_max=max(values("gpu_mem_used_gb"), default=None),
+        sampler_cpu_s=sampler_cpu[-1] if sampler_cpu else None,
+        sampler_overhead_percent=overhead,
+    )
