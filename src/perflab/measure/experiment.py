@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from perflab import __version__
@@ -20,15 +18,16 @@ from perflab.core.records import (
 )
 from perflab.engines import GenerationOptions, generation_options, make_engine
 from perflab.engines.ollama_ps import ModelPlacement
-from perflab.engines.registry import engine_kind
+from perflab.measure.drive import drive_load
 from perflab.measure.gpu import Gpus, gpu_record
 from perflab.measure.lifeline import Interrupted
 from perflab.measure.load_plan import load_plan
-from perflab.measure.open_loop import OpenLoopPlan, ScheduleCheck, run_open_loop
+from perflab.measure.open_loop import OpenLoopPlan, ScheduleCheck
 from perflab.measure.partial import PartialWriter, keep_failed, keep_leftover
 from perflab.measure.placement import PlacementWatch
-from perflab.measure.runner import LoadPlan, RunResult, error_rate, run_load
+from perflab.measure.runner import LoadPlan, RunResult, error_rate
 from perflab.measure.spec import experiment_from_spec
+from perflab.measure.sweep_point import SweepInputs, resolve_sweep_point
 
 RUNNER_VERSION = 2  # bump when a change to the runner alters what is measured
 
@@ -117,33 +116,6 @@ def run_experiment(
     if schedule and not schedule["valid"]:
         say(f"{experiment.id}: invalid open-loop run: {'; '.join(schedule['problems'])}")
     return metadata
-
-
-@dataclass(frozen=True)
-class SweepInputs:
-    """A sweep point's job inputs: the probe's rates, and the point below it (none for 1)."""
-
-    probe: Path
-    previous_summary: Path | None = None
-
-
-def resolve_sweep_point(spec: dict, sweep: SweepInputs | None) -> tuple[dict, str | None]:
-    """A sweep point's spec with its rate from the probe, and why to skip it (or None)."""
-    from perflab.measure.probe import ProbeResult, skip_reason
-
-    experiment = experiment_from_spec(spec)
-    if experiment.sweep_point is None:
-        return spec, None
-    if sweep is None:
-        raise ValueError(f"{experiment.id} is a sweep point: it needs the sweep's probe")
-    probe = ProbeResult.read(sweep.probe)
-    resolved = replace(experiment, rate=probe.rates[experiment.sweep_point - 1])
-    previous = None
-    if sweep.previous_summary is not None:
-        data = json.loads(Path(sweep.previous_summary).read_text())
-        previous = data.get("summary") or {"skipped": data.get("skipped", "no summary")}
-    reason = skip_reason(previous, probe, spec["open_loop"]["diverge_factor"])
-    return spec | {"experiment": resolved.params()}, reason
 
 
 def write_skipped(spec: dict, experiment: Experiment, paths: ExperimentPaths, reason, job):
@@ -242,7 +214,7 @@ def _measure(
         measure_started = time.perf_counter()
         watch = PlacementWatch(getattr(engine, "read_placement", None))
         try:
-            result, schedule, (samples, gpus), server_failure = _drive(
+            result, schedule, (samples, gpus), server_failure = drive_load(
                 config, experiment, engine, plan, options, writer, progress, watch
             )
             placement = watch.result()
@@ -274,75 +246,6 @@ def _measure(
         engine_info, plan, options, result, samples, job, schedule, watch.active, placement, gpus
     )
     return _finish(config, experiment, paths, partial_path, measurement)
-
-
-def _drive(
-    config, experiment, engine, plan, options, writer, progress, watch
-) -> tuple[RunResult, ScheduleCheck | None, tuple[list, Gpus | None], str | None]:
-    """Run the load with the sampler on; a write error, an interrupt or the end of a
-    launched server stops new requests. ``watch`` sees every record (it reads where
-    the model lives once one succeeded). Returns the run, the open-loop schedule check
-    (None for closed loop), its samples and GPUs, and why the server ended if it did."""
-    from perflab.measure.sampler import ResourceSampler
-
-    kind = engine_kind(config["engine"]["name"])
-
-    stop = threading.Event()
-    server_failure = getattr(engine, "server_failure", None)
-    failures: list[str] = []
-
-    def on_record(record: RequestRecord) -> None:
-        writer(record)
-        watch.saw(record)
-        if writer.error is not None:
-            stop.set()
-        if record.error_class and server_failure is not None and not failures:
-            failure = server_failure()
-            if failure:  # the server is gone: no request could succeed after this one
-                failures.append(failure)
-                stop.set()
-        if progress is not None:
-            progress(record)
-
-    launched = getattr(engine, "server_pids", None)
-    scraper = _metrics_scraper(engine)
-    sampler = ResourceSampler(
-        interval_s=config["sampler"]["interval_s"],
-        server_pids=launched or kind.server_pids(config),
-        server_remote=False if launched else kind.server_is_remote(config),
-        extra=scraper,
-    )
-    run = run_open_loop if isinstance(plan, OpenLoopPlan) else run_load
-    try:
-        closing = contextlib.closing(scraper) if scraper else contextlib.nullcontext()
-        with closing, sampler:
-            outcome = run(
-                engine,
-                experiment.prompt,
-                options,
-                plan,
-                experiment_id=experiment.id,
-                on_record=on_record,
-                stop=stop,
-                prompt_cache=experiment.prompt_cache,
-            )
-    except BaseException:
-        stop.set()  # workers send nothing more; the one in flight ends with the engine
-        raise
-    if server_failure is not None and not failures and server_failure():
-        failures.append(server_failure())  # it died after the last request
-    result, schedule = outcome if isinstance(outcome, tuple) else (outcome, None)
-    return result, schedule, (sampler.samples, sampler.gpus), failures[0] if failures else None
-
-
-def _metrics_scraper(engine):
-    """A reader of the server's own metrics, for a launched llama-server with them on."""
-    url = getattr(engine, "metrics_url", None)
-    if not url:
-        return None
-    from perflab.measure.server_metrics import LlamaServerScraper
-
-    return LlamaServerScraper(url)
 
 
 def _output_tokens(records: list[RequestRecord]) -> int:
