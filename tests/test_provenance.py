@@ -8,6 +8,8 @@ import pytest
 
 import perflab
 from perflab.measure.provenance import (
+    EngineInfo,
+    HostInfo,
     config_hash,
     file_sha256,
     git_commit,
@@ -103,3 +105,31 @@ def test_model_sha256_is_reused_only_while_the_file_is_unchanged(tmp_path):
     model.write_bytes(b"other weights")  # new size and mtime: hash it again
     assert model_sha256(model, known | {"sha256": "from-preflight"}) == file_sha256(model)
     assert model_sha256(model, None) == file_sha256(model)
+
+
+def test_host_info_reads_back_as_it_was_written():
+    written = host_info()
+    host = HostInfo.from_json(written)
+    assert host.to_json() == written
+    assert host.logical_cores == written["logical_cores"] >= 1
+    assert HostInfo.from_json({}).logical_cores is None  # a file without it
+
+
+def test_engine_info_writes_back_every_name_it_read():
+    reported = {
+        "engine": "openai",
+        "engine_version": None,  # given as null: written back as null
+        "model": "m",
+        "host": "http://h/v1",
+        "model_details": {"owned_by": "x"},
+        "endpoint": "chat",  # the engine's own
+        "server": {"server": "llama-server", "pid": 7},
+    }
+    info = EngineInfo.from_json(reported)
+    assert info.to_json() == reported
+    assert info.engine_version is None and info.reported["endpoint"] == "chat"
+    assert info.server_name == "llama-server" and info.model_id is None
+    assert not info.reports_threads
+    embedded = EngineInfo.from_json({"engine": "llamacpp", "n_threads": None, "model_sha256": "s"})
+    assert embedded.reports_threads and embedded.model_id == "s"
+    assert embedded.to_json() == {"engine": "llamacpp", "n_threads": None, "model_sha256": "s"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from perflab import __version__
@@ -25,6 +25,13 @@ from perflab.measure.load_plan import load_plan
 from perflab.measure.open_loop import OpenLoopPlan, ScheduleCheck
 from perflab.measure.partial import PartialWriter, keep_failed, keep_leftover
 from perflab.measure.placement import PlacementWatch
+from perflab.measure.provenance import (
+    EngineInfo,
+    HostInfo,
+    config_hash,
+    model_sha256,
+    process_age_s,
+)
 from perflab.measure.runner import LoadPlan, RunResult, error_rate
 from perflab.measure.spec import experiment_from_spec
 from perflab.measure.sweep_point import SweepInputs, resolve_sweep_point
@@ -87,7 +94,6 @@ def run_experiment(
     probe and is skipped when the point below it diverged (``sweep``).
     """
     from perflab.measure.locks import machine_key, target_key, target_lock
-    from perflab.measure.provenance import process_age_s
 
     job = {"started_after_s": process_age_s()}  # interpreter start-up and imports
     spec, skipped = resolve_sweep_point(spec, sweep)
@@ -120,13 +126,11 @@ def run_experiment(
 
 def write_skipped(spec: dict, experiment: Experiment, paths: ExperimentPaths, reason, job):
     """A sweep point not measured: no records, and metadata that says why."""
-    from perflab.measure.provenance import config_hash, host_info
-
     now = time.time()
     metadata = {
         "experiment": experiment.params(),
         "engine": {"engine": spec["engine"]["name"], "model": spec["engine"]["model"]},
-        "host": host_info(),
+        "host": HostInfo.of_this_machine().to_json(),
         "perflab_version": __version__,
         "runner_version": RUNNER_VERSION,
         "config_hash": config_hash(spec),
@@ -168,7 +172,7 @@ def _io_error(exc: OSError, path: Path, kept: Path | None, taken: int = 0) -> Ex
 class Measurement:
     """What one experiment measured, before it is judged and written."""
 
-    engine_info: dict
+    engine_info: EngineInfo
     plan: LoadPlan | OpenLoopPlan
     options: GenerationOptions
     result: RunResult
@@ -190,8 +194,6 @@ def _measure(
     model_fingerprint: dict | None,
     job: dict,
 ) -> dict:
-    from perflab.measure.provenance import model_sha256
-
     setup_started = time.perf_counter()
     engine = make_engine(
         config,
@@ -201,9 +203,10 @@ def _measure(
     )
     interrupted = False
     try:
-        engine_info = engine.preflight()
-        if engine_info.get("model_path"):
-            engine_info["model_sha256"] = model_sha256(engine_info["model_path"], model_fingerprint)
+        engine_info = EngineInfo.from_json(engine.preflight())
+        if engine_info.model_path:
+            sha256 = model_sha256(engine_info.model_path, model_fingerprint)
+            engine_info = replace(engine_info, model_sha256=sha256)
         job["engine_setup_s"] = time.perf_counter() - setup_started
         plan = load_plan(config, experiment)
         options = generation_options(config, experiment.temperature)
@@ -260,22 +263,21 @@ def _finish(
     partial_path: Path,
     measurement: Measurement,
 ) -> dict:
-    from perflab.measure.provenance import config_hash, host_info
     from perflab.measure.samples import summarize_samples, write_samples
     from perflab.measure.server_metrics import summarize_server_metrics
 
     result, samples = measurement.result, measurement.samples
     window = (result.measured_started, result.measured_ended)
-    host = host_info()
+    host = HostInfo.of_this_machine()
     threshold = disturbance_threshold(measurement.engine_info, host)
     rate = error_rate(result.records)
     metadata = {
         "experiment": experiment.params(),
         "design": config.get("design"),
-        "engine": measurement.engine_info,
+        "engine": measurement.engine_info.to_json(),
         "options": asdict(measurement.options),
         "plan": asdict(measurement.plan),
-        "host": host,
+        "host": host.to_json(),
         "perflab_version": __version__,
         "runner_version": RUNNER_VERSION,
         "config_hash": config_hash(config),
@@ -317,10 +319,10 @@ def _finish(
     return metadata
 
 
-def disturbance_threshold(engine_info: dict, host: dict) -> float:
+def disturbance_threshold(engine_info: EngineInfo, host: HostInfo) -> float:
     """The interference above which this experiment counts as disturbed: the cores the
     engine leaves free (its ``n_threads`` where it reports them, else it may use all)
     plus a share of those it uses (``perflab.measure.samples``)."""
     from perflab.measure.samples import disturbance_threshold_pct
 
-    return disturbance_threshold_pct(host.get("logical_cores"), engine_info.get("n_threads"))
+    return disturbance_threshold_pct(host.logical_cores, engine_info.n_threads)

@@ -9,6 +9,7 @@ import platform
 import socket
 import subprocess
 import time
+from dataclasses import asdict, dataclass, field, fields
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -64,24 +65,113 @@ def package_version(name: str) -> str | None:
         return None
 
 
+@dataclass(frozen=True)
+class HostInfo:
+    """The machine and software a measurement came from (``metadata.json`` ``host``).
+
+    Read back from a file, a name it lacks is None."""
+
+    hostname: str | None = None
+    os: str | None = None
+    kernel: str | None = None
+    platform: str | None = None
+    machine: str | None = None
+    python: str | None = None
+    cpu_model: str | None = None
+    logical_cores: int | None = None
+    physical_cores: int | None = None
+    ram_gb: float | None = None
+    perflab_version: str | None = None
+    git_commit: str | None = None
+    packages: dict[str, str | None] = field(default_factory=dict)
+    ollama_num_parallel: str | None = None
+
+    @classmethod
+    def of_this_machine(cls) -> HostInfo:
+        return cls(
+            hostname=socket.gethostname(),
+            os=f"{platform.system()} {platform.release()}",
+            kernel=platform.release(),
+            platform=platform.platform(),
+            machine=platform.machine(),
+            python=platform.python_version(),
+            cpu_model=cpu_model(),
+            logical_cores=psutil.cpu_count(logical=True),
+            physical_cores=psutil.cpu_count(logical=False),
+            ram_gb=psutil.virtual_memory().total / 1e9,
+            perflab_version=__version__,
+            git_commit=git_commit(),
+            packages={name: package_version(name) for name in PACKAGES},
+            ollama_num_parallel=os.environ.get("OLLAMA_NUM_PARALLEL"),
+        )
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> HostInfo:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known and v is not None})
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What the engine said of itself at pre-flight (``metadata.json`` ``engine``).
+
+    The names every engine may give are fields; the rest of what it reported (an
+    engine's own facts, a launched server's) stays in ``reported`` as it gave it, and
+    so does a field's name where the engine gave it as null: ``to_json`` writes back
+    exactly what ``from_json`` read."""
+
+    engine: str | None = None
+    model: str | None = None
+    engine_version: str | None = None
+    host: str | None = None  # None: in-process
+    model_digest: str | None = None
+    model_path: str | None = None
+    model_sha256: str | None = None
+    model_size_gb: float | None = None  # the model file
+    listed_size_gb: float | None = None  # as the server lists it
+    n_threads: int | None = None  # what the embedded engine runs with
+    load_s: float | None = None  # the embedded engine's model load
+    model_details: dict | None = None
+    server: dict | None = None  # the server perflab launched for the engine
+    reported: dict = field(default_factory=dict)
+
+    @property
+    def model_id(self) -> str | None:
+        """The model's digest where the engine names one, else its file's sha256."""
+        return self.model_digest or self.model_sha256
+
+    @property
+    def model_gb(self) -> float | None:
+        """The model file's size where known, else the size the server lists."""
+        return self.model_size_gb or self.listed_size_gb
+
+    @property
+    def reports_threads(self) -> bool:
+        """Whether the engine names its thread count at all (perflab can set it)."""
+        return self.n_threads is not None or "n_threads" in self.reported
+
+    @property
+    def server_name(self) -> str | None:
+        return (self.server or {}).get("server")
+
+    def to_json(self) -> dict:
+        named = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "reported"}
+        return self.reported | {k: v for k, v in named.items() if v is not None}
+
+    @classmethod
+    def from_json(cls, data: dict) -> EngineInfo:
+        named = {f.name for f in fields(cls)} - {"reported"}
+        lifted = {k: v for k, v in data.items() if k in named and v is not None}
+        rest = {k: v for k, v in data.items() if k not in lifted}
+        return cls(**lifted, reported=rest)
+
+
 def host_info() -> dict:
-    """The machine and software a measurement came from."""
-    return {
-        "hostname": socket.gethostname(),
-        "os": f"{platform.system()} {platform.release()}",
-        "kernel": platform.release(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "python": platform.python_version(),
-        "cpu_model": cpu_model(),
-        "logical_cores": psutil.cpu_count(logical=True),
-        "physical_cores": psutil.cpu_count(logical=False),
-        "ram_gb": psutil.virtual_memory().total / 1e9,
-        "perflab_version": __version__,
-        "git_commit": git_commit(),
-        "packages": {name: package_version(name) for name in PACKAGES},
-        "ollama_num_parallel": os.environ.get("OLLAMA_NUM_PARALLEL"),
-    }
+    """The machine and software a measurement came from, as ``metadata.json`` holds it."""
+    return HostInfo.of_this_machine().to_json()
 
 
 def process_age_s() -> float | None:

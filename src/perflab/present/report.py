@@ -23,6 +23,7 @@ from perflab.config.targets import baseline, target_config
 from perflab.engines import ignore_eos
 from perflab.engines.launch import as_served
 from perflab.engines.ollama_store import uses_tiny_model
+from perflab.measure.provenance import EngineInfo, HostInfo
 from perflab.models.names import known_name, model_label
 from perflab.models.smollm2 import SMOLLM2, uses_smollm2
 from perflab.present import wording
@@ -190,7 +191,7 @@ def build_context(
         "model_sha256": None,
         "engine_version": None,
     } | first["engine"]
-    engine["model"] = model_label(measured, first["engine"].get("model"))
+    engine["model"] = model_label(measured, EngineInfo.from_json(first["engine"]).model)
     host = {"cpu_model": "unknown", "logical_cores": None, "ram_gb": None, "os": "unknown"}
     host |= first["host"]
     prompts = config["prompts"]
@@ -318,14 +319,16 @@ def _iso(seconds: float | None) -> str:
 
 
 def provenance_text(metadata: dict, started: float | None, ended: float | None) -> str:
-    engine, host = metadata.get("engine", {}), metadata.get("host", {})
-    packages = json.dumps(host.get("packages", {}), sort_keys=True)
+    engine = EngineInfo.from_json(metadata.get("engine", {}))
+    host = HostInfo.from_json(metadata.get("host", {}))
+    packages = json.dumps(host.packages, sort_keys=True)
+    details = json.dumps(engine.model_details or {}, sort_keys=True)
     lines = [
-        f"engine       {engine.get('engine')} {engine.get('engine_version')}  host {engine.get('host', 'in-process')}",
-        f"model        {engine.get('model')}  digest/sha256 {engine.get('model_digest') or engine.get('model_sha256')}",
-        f"model detail {json.dumps(engine.get('model_details', {}), sort_keys=True)}",
-        f"machine      {host.get('cpu_model')}, {host.get('logical_cores')} logical / {host.get('physical_cores')} physical cores, {host.get('ram_gb')} GB RAM, {host.get('platform')}",
-        f"software     perflab {metadata.get('perflab_version')} (git {host.get('git_commit')}), python {host.get('python')}, {packages}",
+        f"engine       {engine.engine} {engine.engine_version}  host {engine.host or 'in-process'}",
+        f"model        {engine.model}  digest/sha256 {engine.model_id}",
+        f"model detail {details}",
+        f"machine      {host.cpu_model}, {host.logical_cores} logical / {host.physical_cores} physical cores, {host.ram_gb} GB RAM, {host.platform}",
+        f"software     perflab {metadata.get('perflab_version')} (git {host.git_commit}), python {host.python}, {packages}",
         f"run          {_iso(started)} → {_iso(ended)}, config hash {metadata.get('config_hash')}",
     ]
     return "\n".join(lines)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from perflab.analyse.findings import capacity, runlog
 from perflab.core.records import ColdStart
+from perflab.measure.provenance import EngineInfo, HostInfo
 
 
 @dataclass(frozen=True)
@@ -61,27 +62,27 @@ def context_from_metadata(
     sizes = {}
     for item in metadata:
         target = item["experiment"].get("target")
-        engine_info = item["engine"]
-        size = engine_info.get("model_size_gb") or engine_info.get("listed_size_gb")
+        size = EngineInfo.from_json(item["engine"]).model_gb
         if target is not None and size is not None:
             sizes.setdefault(target, size)
     everything = metadata
     if chosen is not None:
         metadata = [m for m in metadata if m["experiment"].get("target") == chosen]
-    first = metadata[0] if metadata else {"engine": {}, "host": {}}
-    engine, host = first.get("engine", {}), first.get("host", {})
+    first = metadata[0] if metadata else {}
+    engine = EngineInfo.from_json(first.get("engine", {}))
+    host = HostInfo.from_json(first.get("host", {}))
     suites = config.get("suites", {})
     return Context(
-        engine=engine.get("engine") or _engine_name(config, chosen),
+        engine=engine.engine or _engine_name(config, chosen),
         prompt_order=tuple(suites.get("basic", {}).get("prompts", ())),
         expected_tps=tuple(config.get("expected_tps", (10, 20))),
         # the server's threads when the engine says (embedded), else every logical core
-        usable_cores=engine.get("n_threads") or host.get("logical_cores"),
-        physical_cores=host.get("physical_cores"),
-        threads_configurable="n_threads" in engine,
-        logical_cores=host.get("logical_cores"),
-        model_size_gb=engine.get("model_size_gb"),
-        model_load_s=engine.get("load_s"),
+        usable_cores=engine.n_threads or host.logical_cores,
+        physical_cores=host.physical_cores,
+        threads_configurable=engine.reports_threads,
+        logical_cores=host.logical_cores,
+        model_size_gb=engine.model_size_gb,
+        model_load_s=engine.load_s,
         results_dir=results_dir,
         started=runlog.span(everything)[0],
         ended=runlog.span(everything)[1],
@@ -98,7 +99,7 @@ def context_from_metadata(
             if m.get("skipped")
         ),
         preflight_cold_start=_cold_start_of(preflight or {}),
-        server=(engine.get("server") or {}).get("server"),
+        server=engine.server_name,
         placements=tuple(
             (m["experiment"]["id"], m["placement"]) for m in metadata if "placement" in m
         ),

@@ -26,6 +26,7 @@ from perflab.analyse.findings.frame import Spread, spread
 from perflab.analyse.findings.interference import is_disturbed
 from perflab.analyse.metrics import COMPARED, Metric
 from perflab.analyse.verdict import Verdict
+from perflab.measure.provenance import EngineInfo, HostInfo
 
 # Generation settings that change what is generated, and so what is measured.
 GENERATION_KEYS = ("temperature", "max_tokens", "seed", "ignore_eos", "keep_alive")
@@ -187,25 +188,25 @@ def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _engine(metadata: dict) -> EngineInfo:
+    return EngineInfo.from_json(metadata["engine"])
+
+
+def _host(metadata: dict) -> HostInfo:
+    return HostInfo.from_json(metadata["host"])
+
+
+def _host_line(host: HostInfo) -> str:
+    return f"{host.hostname} ({host.cpu_model}, {host.logical_cores} cores)"
+
+
 PROVENANCE = (
     ("config hash", lambda m: m.get("config_hash")),
-    (
-        "engine version",
-        lambda m: f"{m['engine'].get('engine')} {m['engine'].get('engine_version')}",
-    ),
-    (
-        "model digest",
-        lambda m: m["engine"].get("model_digest") or m["engine"].get("model_sha256"),
-    ),
-    ("model", lambda m: m["engine"].get("model")),
-    (
-        "host",
-        lambda m: (
-            f"{m['host'].get('hostname')} ({m['host'].get('cpu_model')}, "
-            f"{m['host'].get('logical_cores')} cores)"
-        ),
-    ),
-    ("OLLAMA_NUM_PARALLEL", lambda m: m["host"].get("ollama_num_parallel")),
+    ("engine version", lambda m: f"{_engine(m).engine} {_engine(m).engine_version}"),
+    ("model digest", lambda m: _engine(m).model_id),
+    ("model", lambda m: _engine(m).model),
+    ("host", lambda m: _host_line(_host(m))),
+    ("OLLAMA_NUM_PARALLEL", lambda m: _host(m).ollama_num_parallel),
 )
 
 
