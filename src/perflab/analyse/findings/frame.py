@@ -21,7 +21,7 @@ import polars as pl
 from scipy import stats
 
 from perflab.analyse import verdict
-from perflab.analyse.metrics import float_columns
+from perflab.analyse.metrics import float_columns, metric
 from perflab.analyse.verdict import Verdict
 
 SAME_OUTPUT_LENGTH = 0.05  # mean output lengths within 5 % of each other count as equal
@@ -42,6 +42,8 @@ FLOAT_COLUMNS = (
     "server_kv_used_max",
     "cached_tokens_median",
 )
+# The catalogue's metrics each condition keeps per trial (``TrialFigures``), by tag.
+TRIAL_FIGURES = ("e2e", "ttft", "tps", "req_per_s")
 INT_COLUMNS = (
     "n_ok",
     "n_errors",
@@ -338,9 +340,12 @@ def _condition(rows: list[dict], disturbed: set[str]) -> Condition:
     first = rows[0]
     ok_rows = [r for r in rows if (r["n_ok"] or 0) > 0]
 
-    def figure(column: str, ci_column: str | None = None) -> Spread:
-        ci = ok_rows[0][ci_column] if ci_column and len(ok_rows) == 1 else None
-        return spread([r[column] for r in ok_rows], ci)
+    def figure(tag: str) -> Spread:
+        """The catalogue's metric ``tag`` over the trials; one trial's own CI when alone."""
+        defined = metric(tag)
+        alone = defined.ci_column and len(ok_rows) == 1
+        ci = ok_rows[0][defined.ci_column] if alone else None
+        return spread([r[defined.column] for r in ok_rows], ci)
 
     classes = sorted({c for r in rows for c in (r["error_classes"] or "").split(",") if c})
     return Condition(
@@ -358,9 +363,9 @@ def _condition(rows: list[dict], disturbed: set[str]) -> Condition:
         n_empty=_sum(rows, "n_empty") or 0,
         n_truncated=_sum(rows, "n_truncated"),
         error_classes=",".join(classes) or None,
-        e2e=figure("e2e_mean_s", "e2e_ci95_s"),
-        ttft=figure("ttft_mean_s", "ttft_ci95_s"),
-        tps=figure("tps_mean", "tps_ci95"),
+        e2e=figure("e2e"),
+        ttft=figure("ttft"),
+        tps=figure("tps"),
         req_per_s=figure("req_per_s"),
         output_tokens_mean=_weighted(ok_rows, "output_tokens_mean"),
         prompt_tokens_mean=_weighted(ok_rows, "prompt_tokens_mean"),
@@ -385,15 +390,7 @@ def _trial_figures(row: dict) -> TrialFigures:
     return TrialFigures(
         trial=row["trial"],
         experiment_id=row["experiment_id"],
-        **{
-            name: row[column] if ok else None
-            for name, column in (
-                ("e2e", "e2e_mean_s"),
-                ("ttft", "ttft_mean_s"),
-                ("tps", "tps_mean"),
-                ("req_per_s", "req_per_s"),
-            )
-        },
+        **{tag: row[metric(tag).column] if ok else None for tag in TRIAL_FIGURES},
     )
 
 
