@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 
@@ -184,16 +185,12 @@ def build_context(
 ) -> dict:
     first = metadata[0] if metadata else {"engine": {}, "host": {}}
     measured = measured_engine(config)
-    engine = {
-        "engine": f.engine,
-        "model": measured["model"],
-        "model_digest": None,
-        "model_sha256": None,
-        "engine_version": None,
-    } | first["engine"]
-    engine["model"] = model_label(measured, EngineInfo.from_json(first["engine"]).model)
-    host = {"cpu_model": "unknown", "logical_cores": None, "ram_gb": None, "os": "unknown"}
-    host |= first["host"]
+    given = EngineInfo.from_json(first["engine"])
+    engine = replace(
+        given, engine=given.engine or f.engine, model=model_label(measured, given.model)
+    )
+    host = HostInfo.from_json(first["host"])
+    host = replace(host, cpu_model=host.cpu_model or "unknown", os=host.os or "unknown")
     prompts = config["prompts"]
     words = observations(f)
     tiny = None
@@ -262,7 +259,7 @@ def build_context(
         "result_files": result_files,
         "key_findings": wording.key_findings(f),
         "provenance": Verbatim(
-            provenance_text(first | {"engine": engine}, f.run.started, f.run.ended)
+            provenance_text(first | {"engine": engine.to_json()}, f.run.started, f.run.ended)
         ),
         "checklist": wording.checklist(f, known_name(as_served(measured))),
         "capacity": capacity_context(f),
