@@ -28,8 +28,8 @@ LAYERS = (
     "cli",
 )
 # Outside the layer folders: the root package (its version) is below everything,
-# ``python -m perflab`` and the llama.cpp tools' commands are the command line.
-OUTSIDE = {"perflab": "core", "perflab.__main__": "cli", "perflab.cli_tools": "cli"}
+# ``python -m perflab`` is the command line.
+OUTSIDE = {"perflab": "core", "perflab.__main__": "cli"}
 
 
 def module_files(package: Path) -> dict[str, Path]:

@@ -13,7 +13,7 @@ from test_report import HOSTILE, config, metadata, render, row
 
 from perflab.analyse import findings
 from perflab.analyse.findings import placement as placement_finding
-from perflab.cli import _placement_text as job_line
+from perflab.cli.measure import _placement_text as job_line
 from perflab.config.load import load_config_file
 from perflab.config.sweep import expand_experiments
 from perflab.engines.base import GenerationOptions
