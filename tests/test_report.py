@@ -74,6 +74,18 @@ def render(summary: pl.DataFrame, meta: list[dict], cfg: dict) -> tuple[str, str
     return text, report.render_html(text, f"Day 1 log — {cfg['run']}", {})
 
 
+def test_a_command_is_one_code_span_whatever_it_holds():
+    assert report.code_span("snakemake --forcerun a/metadata.json") == (
+        "`snakemake --forcerun a/metadata.json`"
+    )
+    # a backtick run gets a longer fence, an edge backtick padding, a newline a space
+    assert report.code_span("echo `x` ``y``") == "``` echo `x` ``y`` ```"
+    assert report.code_span("`ls`") == "`` `ls` ``"
+    assert report.code_span("a\nb|c", in_table=True) == "`a b\\|c`"
+    html = report.render_html(f"| x |\n|---|\n| {report.code_span('a|b <i>', True)} |\n", "t", {})
+    assert "<code>a|b &lt;i&gt;</code>" in html
+
+
 def test_markdown_escape_neutralises_markup():
     escaped = report.markdown_escape(HOSTILE)
     assert "<" not in escaped and ">" not in escaped
@@ -104,10 +116,11 @@ def test_script_tags_through_every_field_never_become_markup():
     )
     meta[0]["host"]["cpu_model"] = HOSTILE
     text, html = render(summary, meta, config(prompt=HOSTILE, model=HOSTILE))
-    # outside code blocks (where Markdown shows text as text) nothing is markup
+    # outside code blocks and code spans (where Markdown shows text as text) nothing is markup
     prose = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
-    assert "<script" not in prose.lower() and "<img" not in prose.lower()
     assert prose.count("```") == 0  # no value closed a code block early
+    prose = re.sub(r"(?<!`)(`+)(?!`).*?(?<!`)\1(?!`)", "", prose)
+    assert "<script" not in prose.lower() and "<img" not in prose.lower()
     assert "<script" not in html.lower() and "<img" not in html.lower()
     assert not re.search(r"<[^>]+\bon\w+\s*=", html)  # no event handler on any tag
     assert "javascript:" not in "".join(re.findall(r'href="([^"]*)"', html))
@@ -413,6 +426,10 @@ def test_the_disturbed_experiments_are_listed_once_and_counted_elsewhere():
         "3 of 3 experiments were disturbed by other work (above 112% of one core; each "
         "listed, with its figures, under Challenges Faced, Technical Issues)" in text
     )
-    assert "All the disturbed experiments at once: snakemake --cores 1 --forcerun" in section
+    # each command one code span, in the table and below it: it cannot wrap at a hyphen
+    assert "All the disturbed experiments at once: `snakemake --cores 1 --forcerun " in section
+    assert section.count("| re-measure: `snakemake --cores 1 --forcerun ") == 3
+    html = report.render_html(text, "log", {})
+    assert html.count("<code>snakemake --cores 1 --forcerun ") == 4
     assert "- 3 of 3 experiments were disturbed by other work on the machine (each listed" in text
     assert "| 1 of 1 trials |" in text  # the appendix counts a condition's disturbed trials

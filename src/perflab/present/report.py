@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from dataclasses import replace
 from enum import Enum
 from pathlib import Path
@@ -81,6 +82,19 @@ def markdown_escape(value) -> str:
     return str(value).translate(MARKDOWN_SPECIAL)
 
 
+def code_span(text: str, in_table: bool = False) -> OwnMarkdown:
+    """``text`` (a command) as one Markdown code span: printed as typed, never read as
+    markup nor wrapped at its hyphens. Its fence is one backtick longer than any run of
+    backticks in it, padded when it starts or ends with one; in a table cell its pipes
+    are escaped, as GFM reads ``\\|`` there even inside code."""
+    text = str(text).replace("\r", " ").replace("\n", " ")
+    if in_table:
+        text = text.replace("|", "\\|")
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text[:1] in ("`", " ") or text[-1:] in ("`", " ") else ""
+    return OwnMarkdown(f"{fence}{pad}{text}{pad}{fence}")
+
+
 def label(prompt_name: str | None) -> str:
     name = prompt_name or "?"
     return PROMPT_LABELS.get(name, name.replace("_", " ").capitalize())
@@ -127,6 +141,7 @@ def _environment() -> jinja2.Environment:
         label=label,
         duration=wording.duration,
         verdict=verdict,
+        code=code_span,
     )
     return env
 

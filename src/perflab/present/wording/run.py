@@ -315,6 +315,7 @@ class IssueRow:
     issue: str
     solution: str
     prevention: str
+    command: str | None = None  # a shell command the solution runs, printed as code
 
 
 def _error_rows(f: Findings) -> list[IssueRow]:
@@ -343,8 +344,9 @@ def technical_issues(f: Findings, configfiles: str) -> list[IssueRow]:
     return _error_rows(f) + [
         IssueRow(
             line,
-            "re-measure: " + rerun_command([load], configfiles),
+            "re-measure:",
             "run on an idle machine; repeats: 2 or more lets trials settle it",
+            rerun_command([load], configfiles),
         )
         for load, line in zip(f.interference.disturbed, disturbed_lines(f.interference))
     ]
