@@ -192,8 +192,10 @@ def test_each_row_of_the_comparison_of_targets_shows_its_verdict_as_a_badge():
             badge = f'<strong class="verdict verdict-{word}">{word}</strong> '
             assert cell == badge + html.escape(line.detail, quote=False)
             assert not line.detail.startswith(word)
+            assert line.detail[:1] == line.detail[:1].upper()  # a sentence of its own
     words = {r.verdict.value for r in rows if r.verdict}
     assert {"slower", "equivalent"} <= words
+    assert any(r.detail.startswith("Within ±") for r in rows if r.verdict)
 
 
 # The log from a real run, in the browser ------------------------------------

@@ -98,10 +98,16 @@ def _metric_rows(compared: MetricComparison, items, finding) -> list[ComparisonR
             value=spread_text(item.value, defined.digits, f" {compared.unit}"),
             ratio=ratio_text(item),
             verdict=item.verdict,
-            detail=detail_text(item, finding),
+            detail=badge_detail(item, finding),
         )
         for item in items
     ]
+
+
+def badge_detail(item: TargetMetric, finding: ComparisonFinding) -> str:
+    """The detail as it stands alone after its badge: a sentence, so capitalized."""
+    text = detail_text(item, finding)
+    return text if item.verdict is None else text[:1].upper() + text[1:]
 
 
 def point_rows(finding: ComparisonFinding, compared: MetricComparison) -> list[ComparisonRow]:
