@@ -77,3 +77,9 @@ def test_docs_list_every_catalogue_metric_with_its_unit_and_direction():
     for item in CATALOGUE:
         cells = rows[item.tag]
         assert cells[2] == item.unit and cells[4] == item.direction.value, item.tag
+
+
+def test_axis_titles_lower_the_label_but_keep_an_acronym():
+    assert metric("req_per_s").axis_title == "throughput (req/s)"
+    assert metric("e2e").axis_title == "end-to-end latency (s)"
+    assert metric("ttft").axis_title == "TTFT (s)"

@@ -52,6 +52,13 @@ class Metric:
         """The label without its unit: 'TTFT' of 'TTFT (s)'."""
         return self.label.split(" (")[0]
 
+    @property
+    def axis_title(self) -> str:
+        """The label as a chart's axis names it: lower case, unless it opens with an acronym."""
+        if self.label[:2].isupper():
+            return self.label
+        return self.label[0].lower() + self.label[1:]
+
 
 def _seconds(
     tag: str, label: str, formula: str, inputs: tuple[str, ...], measured_at: Side, **more

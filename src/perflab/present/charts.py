@@ -20,6 +20,7 @@ from perflab.analyse.findings.concurrency import ConcurrencyFinding
 from perflab.analyse.findings.frame import LinearFit
 from perflab.analyse.findings.prompt_length import PromptLengthFinding
 from perflab.analyse.findings.temperature import TemperatureFinding
+from perflab.analyse.metrics import metric
 from perflab.present.chart_style import HEIGHT, WIDTH, no_data, save_chart
 
 
@@ -78,7 +79,7 @@ def latency_distribution_chart(quantiles: pl.DataFrame) -> alt.LayerChart | alt.
         alt.Tooltip(f"{k}:Q", format=".4f") for k in QUANTILES
     ]
     whiskers = base.mark_rule().encode(
-        y=alt.Y("min:Q", title="end-to-end latency (s)", scale=alt.Scale(zero=False)),
+        y=alt.Y("min:Q", title=metric("e2e").axis_title, scale=alt.Scale(zero=False)),
         y2="max:Q",
     )
     box = base.mark_bar(size=28, opacity=0.5).encode(y="q1:Q", y2="q3:Q", tooltip=tooltip)
@@ -200,7 +201,8 @@ def temperature_chart(finding: TemperatureFinding) -> alt.LayerChart | alt.Chart
 
 def concurrency_chart(finding: ConcurrencyFinding) -> alt.LayerChart | alt.Chart:
     """Throughput (req/s) against mean latency, one labelled point per worker count."""
-    title = "Throughput (req/s) against mean latency (s) by concurrent workers"
+    throughput = metric("req_per_s")
+    title = f"{throughput.label} against mean latency (s) by concurrent workers"
     if not finding.points:
         return no_data(title)
     data = pl.DataFrame(
@@ -221,13 +223,13 @@ def concurrency_chart(finding: ConcurrencyFinding) -> alt.LayerChart | alt.Chart
         knee += " (inconclusive: other work disturbed the run)"
     base = alt.Chart(data, title=f"{title}, {data.height} worker counts, n={n}{knee}").encode(
         x=alt.X("e2e_mean_s:Q", title="mean latency (s)"),
-        y=alt.Y("req_per_s:Q", title="throughput (req/s)", scale=alt.Scale(zero=True)),
+        y=alt.Y("req_per_s:Q", title=throughput.axis_title, scale=alt.Scale(zero=True)),
     )
     line = base.mark_line(point=True).encode(
         order=alt.Order("workers:O"),
         tooltip=[
             alt.Tooltip("workers:O"),
-            alt.Tooltip("req_per_s:Q", format=".2f", title="req/s"),
+            alt.Tooltip("req_per_s:Q", format=f".{throughput.digits}f", title=throughput.unit),
             alt.Tooltip("e2e_mean_s:Q", format=".4f", title="mean latency (s)"),
             alt.Tooltip("n:Q"),
         ],
