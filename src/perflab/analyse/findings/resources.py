@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 import polars as pl
 
 from perflab.analyse.findings.frame import suite_rows
+from perflab.measure.resource_summary import ResourceSummary
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,43 @@ def summary(frame: pl.DataFrame, resources_by_id: dict[str, dict]) -> ResourcesF
     if not rows:
         return None
     row = rows[0]
-    values = row | {"n_samples": 0} | (resources_by_id.get(row["experiment_id"]) or {})
-    values |= {f"gpu_{key}": value for key, value in (values.get("gpu") or {}).items()}
-    values["duration_s"] = row.get("duration_s")
-    if values.get("n_samples") is None:
-        values["n_samples"] = 0
-    return ResourcesFinding(**{f.name: values.get(f.name) for f in fields(ResourcesFinding)})
+    given = resources_by_id.get(row["experiment_id"]) or {}
+    sampled = _sampled_figures(ResourceSummary.from_columns(given))
+    figures = _request_figures(row) | sampled | _gpu_figures(given.get("gpu") or {})
+    return ResourcesFinding(**figures)
+
+
+def _request_figures(row: dict) -> dict:
+    """The summary row's figures: the requests and the suite's own duration."""
+    names = ("experiment_id", "prompt_name", "workers", "duration_s", "n_requests", "n_errors")
+    more = ("req_per_s", "output_tps", "output_tokens_mean")
+    return {name: row.get(name) for name in names + more}
+
+
+def _sampled_figures(used: ResourceSummary) -> dict:
+    """The sampler's figures, from the summary itself (the row only copies its interference)."""
+    return {
+        "n_samples": used.n_samples or 0,
+        "interval_s": used.interval_s,
+        "cpu_percent_mean": used.cpu_percent_mean,
+        "server_cpu_percent_mean": used.server_cpu_percent_mean,
+        "client_cpu_percent_mean": used.client_cpu_percent_mean,
+        "client_in_server": used.client_in_server,
+        "mem_used_gb_mean": used.mem_used_gb_mean,
+        "mem_available_gb_min": used.mem_available_gb_min,
+        "mem_total_gb": used.mem_total_gb,
+        "swap_used_gb_max": used.swap_used_gb_max,
+        "swap_growth_gb": used.swap_growth_gb,
+        "server_rss_gb_max": used.server_rss_gb_max,
+        "disk_read_mb_s_median": used.disk_read_mb_s_median,
+        "disk_read_mb_s_mean": used.disk_read_mb_s_mean,
+        "interference_cpu_pct_mean": used.interference_cpu_pct_mean,
+        "gpu_util_percent_mean": used.gpu_util_percent_mean,
+        "gpu_mem_used_gb_max": used.gpu_mem_used_gb_max,
+    }
+
+
+def _gpu_figures(gpu: dict) -> dict:
+    """The experiment's ``gpu`` record, its names prefixed as the finding's fields are."""
+    known = {f.name for f in fields(ResourcesFinding)}
+    return {f"gpu_{key}": value for key, value in gpu.items() if f"gpu_{key}" in known}
