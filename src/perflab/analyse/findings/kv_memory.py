@@ -24,6 +24,7 @@ import polars as pl
 
 from perflab.analyse.findings.frame import LinearFit, linear_fit, suite_rows
 from perflab.analyse.verdict import ALPHA
+from perflab.measure.resource_summary import ResourceSummary
 
 GB = 1e9  # the sampler's RSS unit
 MIN_POINTS = 3
@@ -57,7 +58,8 @@ class KvMemoryFinding:
 def _points(frame: pl.DataFrame, resources_by_id: dict[str, dict]) -> list[tuple]:
     points = []
     for row in suite_rows(frame, "prompt_length").to_dicts():
-        rss = (resources_by_id.get(row["experiment_id"]) or {}).get("server_rss_gb_max")
+        given = resources_by_id.get(row["experiment_id"]) or {}
+        rss = ResourceSummary.from_columns(given).server_rss_gb_max
         if rss is not None and row.get("prompt_tokens_mean") is not None:
             points.append((row["prompt_tokens_mean"], rss, row.get("trial") or 1))
     return points
