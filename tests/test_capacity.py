@@ -321,7 +321,7 @@ def test_open_loop_on_the_embedded_engine_is_explained_in_plain_words():
 def test_the_comparison_of_targets_has_each_capacity_against_the_baseline(sweep):
     from dataclasses import replace
 
-    from perflab.analyse.findings.frame import spread
+    from perflab.analyse.findings.statistics import spread
     from perflab.present.wording import capacity_comparison
 
     finding, *_ = sweep

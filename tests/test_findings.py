@@ -16,6 +16,7 @@ from perflab.analyse.findings import (
     concurrency,
     frame,
     prompt_length,
+    statistics,
     temperature,
 )
 from perflab.analyse.findings.bottleneck import Bottleneck
@@ -74,9 +75,9 @@ def summary(*groups: list[dict]) -> pl.DataFrame:
 
 
 def test_spread_uses_trial_means_with_two_or_more_trials():
-    one = frame.spread([1.0], request_ci=0.01)
+    one = statistics.spread([1.0], request_ci=0.01)
     assert (one.mean, one.ci95, one.between_trials) == (1.0, 0.01, False)
-    three = frame.spread([1.0, 1.2, 1.4])
+    three = statistics.spread([1.0, 1.2, 1.4])
     # sd 0.2, t(0.975, 2) = 4.303: half-width 4.303 · 0.2 / √3
     assert three.mean == pytest.approx(1.2)
     assert three.ci95 == pytest.approx(4.302653 * 0.2 / 3**0.5)

@@ -8,8 +8,9 @@ import re
 
 import pytest
 
-from perflab.analyse.findings.frame import Condition, Spread
+from perflab.analyse.findings.frame import Condition
 from perflab.analyse.findings.roofline import NEAR_CEILING, summary
+from perflab.analyse.findings.statistics import Spread
 from perflab.measure.machine import (
     MachineCeilings,
     Rate,

@@ -155,7 +155,7 @@ def test_one_rule_says_which_disturbed_trials_are_unsettled():
 
 
 def test_the_curvature_test_fires_at_about_alpha_on_an_exactly_linear_truth():
-    from perflab.analyse.findings.frame import linear_fit
+    from perflab.analyse.findings.statistics import linear_fit
 
     rng = np.random.default_rng(7)
     tokens = np.geomspace(8, 3000, 5)  # log-even prompt lengths

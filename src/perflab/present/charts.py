@@ -17,8 +17,8 @@ import polars as pl
 from perflab.analyse.findings.basic import BasicFinding
 from perflab.analyse.findings.breakdown import phase_seconds
 from perflab.analyse.findings.concurrency import ConcurrencyFinding
-from perflab.analyse.findings.frame import LinearFit
 from perflab.analyse.findings.prompt_length import PromptLengthFinding
+from perflab.analyse.findings.statistics import LinearFit
 from perflab.analyse.findings.temperature import TemperatureFinding
 from perflab.analyse.metrics import metric
 from perflab.present.chart_style import HEIGHT, WIDTH, no_data, save_chart

@@ -24,7 +24,7 @@ from pathlib import Path
 import polars as pl
 
 from perflab.analyse import verdict
-from perflab.analyse.findings.frame import Spread, spread
+from perflab.analyse.findings.statistics import Spread, spread
 from perflab.analyse.verdict import Verdict
 from perflab.measure.probe import ProbeResult
 

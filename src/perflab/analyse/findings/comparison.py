@@ -25,7 +25,7 @@ from enum import Enum
 import polars as pl
 
 from perflab.analyse import verdict as rule
-from perflab.analyse.findings.frame import Spread, spread
+from perflab.analyse.findings.statistics import Spread, spread
 from perflab.analyse.metrics import COMPARED, Metric
 from perflab.analyse.verdict import Outcome, Verdict
 from perflab.config.targets import SEPARATOR

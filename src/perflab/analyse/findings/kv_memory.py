@@ -3,7 +3,7 @@
 The observations are the prompt_length suite's experiments: each one's mean
 prompt tokens and its server's peak RSS (``resources.server_rss_gb_max`` in
 its ``metadata.json``), regressed with each trial a block
-(``frame.linear_fit``): the slope, in bytes per prompt token, has a Student-t
+(``statistics.linear_fit``): the slope, in bytes per prompt token, has a Student-t
 95 % CI, and n is the number of experiments.
 
 ``grows`` when the slope is significantly positive; ``up_front`` when the
@@ -22,7 +22,8 @@ from enum import Enum
 
 import polars as pl
 
-from perflab.analyse.findings.frame import LinearFit, linear_fit, suite_rows
+from perflab.analyse.findings.frame import suite_rows
+from perflab.analyse.findings.statistics import LinearFit, linear_fit
 from perflab.analyse.verdict import ALPHA
 from perflab.measure.resource_summary import ResourceSummary
 

@@ -3,7 +3,7 @@
 The observations are each trial's mean TTFT at each prompt length (the
 requests of one experiment share its machine state, so the experiment, not
 the request, is the observation), regressed on prompt tokens with each trial
-a block (``frame.linear_fit``): the slope has a Student-t CI, and an F-test
+a block (``statistics.linear_fit``): the slope has a Student-t CI, and an F-test
 of an added x² term tests curvature. ``prefill_tps`` is 1 / slope, the rate
 at which the server takes each extra prompt token, with the CI from the
 slope's, only when the slope is significantly positive (never infinite).
@@ -26,16 +26,8 @@ from enum import Enum
 import polars as pl
 from scipy import stats
 
-from perflab.analyse.findings.frame import (
-    Condition,
-    LinearFit,
-    conditions,
-    linear_fit,
-    measured,
-    same,
-    suite_rows,
-    unsettled,
-)
+from perflab.analyse.findings.frame import Condition, conditions, measured, suite_rows, unsettled
+from perflab.analyse.findings.statistics import LinearFit, linear_fit, same
 from perflab.analyse.verdict import ALPHA, power_at
 
 MIN_FIT_POINTS = 3  # fewer prompt lengths: a line always fits, no verdict

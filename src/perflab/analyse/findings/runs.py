@@ -2,7 +2,7 @@
 
 Two runs were measured at different times, so nothing pairs their
 experiments: each condition's figure is the mean over its trials
-(``frame.spread``), and B against A is Welch's t-test on the per-trial log
+(``statistics.spread``), and B against A is Welch's t-test on the per-trial log
 values of each run (``perflab.analyse.verdict.welch``), with Holm's
 correction over every condition and metric of the comparison. ``faster`` or
 ``slower``: ``changed`` in that direction; ``equivalent``: shown within ± the
@@ -22,8 +22,8 @@ import polars as pl
 
 from perflab.analyse import verdict as rule
 from perflab.analyse.findings.comparison import ComparisonVerdict, label, table_values
-from perflab.analyse.findings.frame import Spread, spread
 from perflab.analyse.findings.interference import is_disturbed
+from perflab.analyse.findings.statistics import Spread, spread
 from perflab.analyse.metrics import COMPARED, Metric
 from perflab.analyse.verdict import Verdict
 from perflab.measure.provenance import EngineInfo, HostInfo

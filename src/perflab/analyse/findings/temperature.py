@@ -21,10 +21,10 @@ from perflab.analyse.findings.frame import (
     conditions,
     measured,
     one_pass,
-    same,
     suite_rows,
     unsettled,
 )
+from perflab.analyse.findings.statistics import same
 from perflab.analyse.verdict import Outcome, Verdict
 
 

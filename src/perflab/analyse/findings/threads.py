@@ -3,7 +3,7 @@
 Each thread count is one condition: decode tok/s per request (tokens after the
 first over the time after the first) and prefill tok/s (prompt tokens the engine
 evaluated over its own prefill time), each with its spread over the trials
-(``frame.spread``: the trial is the unit when there are trials). The best count
+(``statistics.spread``: the trial is the unit when there are trials). The best count
 is the one with the highest mean decode rate; the verdict is its rate against the
 next fastest count, trial by trial (``frame.compare``, the rule of
 ``perflab.analyse.verdict``): ``changed`` says the best is faster beyond the
@@ -28,15 +28,14 @@ import polars as pl
 
 from perflab.analyse.findings.frame import (
     Condition,
-    Spread,
     compare,
     conditions,
     measured,
     one_pass,
-    spread,
     suite_rows,
     unsettled,
 )
+from perflab.analyse.findings.statistics import Spread, spread
 from perflab.analyse.verdict import Outcome, Verdict, welch
 from perflab.measure.peer import PeerTest, read_peer
 

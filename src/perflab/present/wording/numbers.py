@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from perflab.analyse.findings.frame import Condition, Spread
+from perflab.analyse.findings.frame import Condition
+from perflab.analyse.findings.statistics import Spread
 
 NA = "n/a"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from perflab.analyse.findings.frame import Spread
+from perflab.analyse.findings.statistics import Spread
 from perflab.analyse.findings.threads import Agreement, ThreadPoint, ThreadsFinding
 from perflab.measure.peer import PeerTest
 from perflab.present.wording.numbers import NA, num
