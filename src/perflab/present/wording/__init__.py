@@ -6,7 +6,6 @@ into words; the template (``perflab/present/templates/day1-log.md.j2``) arranges
 
 from perflab.present.wording.answers import (
     breakdown,
-    concurrency,
     expectations,
     kv_cache,
     prompt_length,
@@ -22,6 +21,7 @@ from perflab.present.wording.bottleneck import (
 )
 from perflab.present.wording.capacity import capacity, open_loop_note, rate_line, slo_text
 from perflab.present.wording.capacity import comparison_lines as capacity_comparison
+from perflab.present.wording.concurrency import concurrency
 from perflab.present.wording.gpu import gpu
 from perflab.present.wording.kv_memory import kv_memory
 from perflab.present.wording.numbers import (

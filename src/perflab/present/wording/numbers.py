@@ -95,3 +95,11 @@ def disturbed_count(ids: tuple[str, ...] | list, of: int | None = None) -> str:
     if of is None:
         return f"{n} disturbed experiment{plural}"
     return f"{n} of {of} experiment{'s' if of != 1 else ''} {'were' if n != 1 else 'was'} disturbed"
+
+
+def disturbed_note(ids: tuple[str, ...]) -> str:
+    """Why an answer resting on disturbed trials is inconclusive, as its closing sentence."""
+    return (
+        f" It rests on {disturbed_count(ids)} (other work on the machine; {LISTED}), which "
+        "its trials cannot settle: inconclusive."
+    )
