@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 
 from perflab.analyse import findings
-from perflab.present import chart_style, charts
+from perflab.present import chart_style, charts, resource_chart
 
 
 @pytest.fixture
@@ -204,7 +204,7 @@ def test_concurrency_chart_plots_throughput_against_latency(found):
 
 
 def test_resource_timeline_has_cpu_and_memory_panels(samples):
-    spec = charts.resource_timeline_chart(samples).to_dict()
+    spec = resource_chart.resource_timeline_chart(samples).to_dict()
     assert [mark(panel) for panel in spec["vconcat"]] == ["line", "line"]
     assert ("x", "elapsed_s", "quantitative") in encodings(spec)
     series = {row["series"] for row in find(spec, "datasets")[0].values() for row in row}
@@ -218,15 +218,15 @@ def test_resource_timeline_has_cpu_and_memory_panels(samples):
 
 
 def test_resource_timeline_without_memory_has_one_panel(samples):
-    spec = charts.resource_timeline_chart(samples.select("t", "cpu_percent")).to_dict()
+    spec = resource_chart.resource_timeline_chart(samples.select("t", "cpu_percent")).to_dict()
     assert len(spec["vconcat"]) == 1
 
 
 def test_resource_timeline_is_downsampled_in_time():
     samples = pl.DataFrame({"t": [float(i) for i in range(5000)], "cpu_percent": [50.0] * 5000})
-    binned = charts.downsample(samples, points=100)
+    binned = resource_chart.downsample(samples, points=100)
     assert binned.height <= 101 and binned["cpu_percent"].mean() == 50.0
-    assert charts.downsample(samples.head(10)).height == 10
+    assert resource_chart.downsample(samples.head(10)).height == 10
 
 
 def test_breakdown_chart_stacks_the_engine_phases(found):
@@ -254,8 +254,8 @@ def test_empty_input_gives_a_no_data_chart(nothing, samples):
         charts.prompt_length_chart(nothing.prompt_length),
         charts.temperature_chart(nothing.temperature),
         charts.concurrency_chart(nothing.concurrency),
-        charts.resource_timeline_chart(samples.clear()),
-        charts.resource_timeline_chart(pl.DataFrame()),
+        resource_chart.resource_timeline_chart(samples.clear()),
+        resource_chart.resource_timeline_chart(pl.DataFrame()),
         charts.latency_breakdown_chart(nothing.basic),
     ):
         spec = chart.to_dict()
