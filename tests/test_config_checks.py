@@ -202,11 +202,9 @@ def test_values_that_round_trip_are_accepted(tmp_path):
     )
 
 
-def test_a_long_prompt_that_fits_by_token_count_is_accepted(tmp_path):
+def test_a_long_prompt_that_fits_by_token_count_is_accepted(tmp_path, vocab_path):
     """The byte bound says no; the tokenizer (the vocab GGUF) says it fits."""
-    vocab = ROOT / "cache" / "vocab" / "ggml-vocab-llama-bpe.gguf"
-    if not vocab.exists():
-        pytest.skip("vocab GGUF not fetched")
+    vocab = vocab_path
     override = tmp_path / "ctx.yaml"
     override.write_text(
         f"engine:\n  n_ctx: 900\n  model_path: {vocab}\ngeneration:\n  max_tokens: 200\n"
@@ -307,13 +305,11 @@ def test_a_numeric_keep_alive_reaches_ollama_with_its_unit(value, seconds):
     assert parse_duration(ollama_duration(-1), strict=True) == float("inf")
 
 
-def test_an_ollama_model_name_is_counted_with_its_own_tokenizer(tmp_path, monkeypatch):
+def test_an_ollama_model_name_is_counted_with_its_own_tokenizer(tmp_path, monkeypatch, vocab_path):
     """The embedded engine loading an Ollama model: its blob in the store is the tokenizer."""
     from test_ollama_store import build_store
 
-    vocab = ROOT / "cache" / "vocab" / "ggml-vocab-llama-bpe.gguf"
-    if not vocab.exists():
-        pytest.skip("vocab GGUF not fetched")
+    vocab = vocab_path
     store = tmp_path / "store"
     build_store(store, vocab, "registry.ollama.ai", "library", "llama3.1", "8b")
     monkeypatch.setenv("OLLAMA_MODELS", str(store))
