@@ -136,6 +136,8 @@ def _environment() -> jinja2.Environment:
         fmt=wording.num,
         measured=wording.measured,
         spread=wording.spread_text,
+        metric_num=wording.metric_num,
+        metric_spread=wording.metric_spread,
         failures=wording.failures,
         ci=wording.ci_note,
         label=label,

@@ -11,7 +11,7 @@ from perflab.analyse.findings.comparison import (
     TargetMetric,
 )
 from perflab.analyse.metrics import metric
-from perflab.present.wording.numbers import NA, num, spread_text
+from perflab.present.wording.numbers import NA, metric_spread, num
 from perflab.present.wording.verdicts import outcome_text, reason_text, statistics
 
 
@@ -90,12 +90,11 @@ def rows(finding: ComparisonFinding) -> list[ComparisonRow]:
 
 
 def _metric_rows(compared: MetricComparison, items, finding) -> list[ComparisonRow]:
-    defined = metric(compared.metric)
     return [
         ComparisonRow(
-            metric=defined.label,
+            metric=metric(compared.metric).label,
             target=item.target,
-            value=spread_text(item.value, defined.digits, f" {compared.unit}"),
+            value=metric_spread(item.value, compared.metric),
             ratio=ratio_text(item),
             verdict=item.verdict,
             detail=badge_detail(item, finding),

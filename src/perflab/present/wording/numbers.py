@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from perflab.analyse.findings.frame import Condition
 from perflab.analyse.findings.statistics import Spread
+from perflab.analyse.metrics import metric
 
 NA = "n/a"
 
@@ -38,6 +39,18 @@ def spread_text(s: Spread, digits: int = 3, unit: str = " s") -> str:
     elif s.ci95 is None:
         text += " (no CI: one value)"
     return text
+
+
+def metric_num(value, tag: str) -> str:
+    """The catalogue's metric ``tag`` as a number, with its digits and unit: '49.5 tok/s'."""
+    defined = metric(tag)
+    return num(value, defined.digits, f" {defined.unit}")
+
+
+def metric_spread(s: Spread, tag: str) -> str:
+    """The catalogue's metric ``tag`` over trials, with its digits and unit (``spread_text``)."""
+    defined = metric(tag)
+    return spread_text(s, defined.digits, f" {defined.unit}")
 
 
 def ci_note(s: Spread, digits: int = 3) -> str:

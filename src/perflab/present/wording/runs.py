@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from perflab.analyse.findings.comparison import ComparisonVerdict
 from perflab.analyse.findings.runs import MetricDelta, RunComparison
 from perflab.analyse.metrics import metric
-from perflab.present.wording.numbers import NA, spread_text
+from perflab.present.wording.numbers import NA, metric_spread
 from perflab.present.wording.verdicts import outcome_text, reason_text, statistics
 
 
@@ -43,14 +43,12 @@ def rows(comparison: RunComparison) -> list[DeltaRow]:
     found = []
     for condition in comparison.conditions:
         for item in condition.metrics:
-            defined = metric(item.metric)
-            digits = defined.digits
             found.append(
                 DeltaRow(
                     condition=condition.condition_id,
-                    metric=defined.label,
-                    a=spread_text(item.a, digits, f" {item.unit}"),
-                    b=spread_text(item.b, digits, f" {item.unit}"),
+                    metric=metric(item.metric).label,
+                    a=metric_spread(item.a, item.metric),
+                    b=metric_spread(item.b, item.metric),
                     difference=difference_text(item),
                     verdict=verdict_text(item, comparison),
                 )
