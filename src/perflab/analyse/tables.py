@@ -6,8 +6,8 @@ Definitions (all times in seconds):
   itl_s   gaps between consecutive tokens after the first
   tpot_s  (e2e_s − ttft_s) / (output_tokens − 1), per request
   tps     per-request decode tokens/s = 1 / tpot_s
-  output_tps  all measured output tokens / measured wall time (aggregate)
-  req_per_s   ok requests / measured wall time
+  output_tps, req_per_s and the summary's other metrics: their formulas, units and
+          directions are the catalogue's (``perflab.analyse.metrics``)
   prep_s  the client's own work before the request left (HTTP engines); not
           part of ttft_s or e2e_s, which start when the request left
 Open-loop load (the rate suite) adds, per request:

@@ -18,6 +18,7 @@ from perflab.present.wording.numbers import (
     LISTED,
     disturbed_count,
     disturbed_note,
+    metric_spread,
     num,
     spread_text,
 )
@@ -123,7 +124,7 @@ def temperature(f: TemperatureFinding) -> str:
     if f.verdict is None:
         return "Fewer than 2 temperatures were measured: no comparison."
     listing = "; ".join(
-        f"{c.temperature:g}: {spread_text(c.e2e)}, {spread_text(c.tps, 1, ' tok/s')}, "
+        f"{c.temperature:g}: {spread_text(c.e2e)}, {metric_spread(c.tps, 'tps')}, "
         f"{num(c.output_tokens_mean, 0, ' output tokens')}, n={c.n_ok}"
         for c in f.conditions
     )

@@ -9,7 +9,12 @@ from perflab.analyse.findings.concurrency import (
     ConcurrencyVerdict,
     QueueSource,
 )
-from perflab.present.wording.numbers import disturbed_note, num, spread_text, workers_text
+from perflab.present.wording.numbers import (
+    disturbed_note,
+    metric_num,
+    spread_text,
+    workers_text,
+)
 from perflab.present.wording.verdicts import reason_text, statistics
 
 
@@ -115,7 +120,7 @@ def concurrency(f: ConcurrencyFinding, setting: str | None) -> str:
     if f.disturbed:
         text += disturbed_note(f.disturbed)
     listing = "; ".join(
-        f"{workers_text(p.workers)}: {num(p.condition.req_per_s.mean, 2, ' req/s')} "
+        f"{workers_text(p.workers)}: {metric_num(p.condition.req_per_s.mean, 'req_per_s')} "
         f"(×{p.speedup:.2f}), {spread_text(p.condition.e2e)} mean latency"
         for p in f.points
     )
