@@ -9,7 +9,7 @@ from test_experiment import paths, spec_for
 
 from perflab.analyse.findings.resources import ResourcesFinding
 from perflab.measure.experiment import run_experiment
-from perflab.measure.gpu import Gpus, energy, gpu_record, open_gpus
+from perflab.measure.gpu import GpuRecord, Gpus, energy, gpu_record, open_gpus
 from perflab.measure.sampler import ResourceSampler
 from perflab.present.wording import gpu
 
@@ -30,24 +30,41 @@ def samples():
 
 def test_energy_per_output_token_is_mean_power_times_the_window_over_the_tokens():
     found = energy(samples(), (2.0, 10.0), output_tokens=400)
-    assert found["n_power_samples"] == 3  # 100, 200, 300 W inside [2, 10] s
-    assert found["power_w_mean"] == pytest.approx(200.0)
-    assert found["window_s"] == pytest.approx(8.0)
-    assert found["energy_j"] == pytest.approx(1600.0)  # 200 W × 8 s
-    assert found["j_per_output_token"] == pytest.approx(4.0)  # 1600 J / 400 tokens
-    assert found["output_tokens"] == 400
+    assert found.n_power_samples == 3  # 100, 200, 300 W inside [2, 10] s
+    assert found.power_w_mean == pytest.approx(200.0)
+    assert found.window_s == pytest.approx(8.0)
+    assert found.energy_j == pytest.approx(1600.0)  # 200 W × 8 s
+    assert found.j_per_output_token == pytest.approx(4.0)  # 1600 J / 400 tokens
+    assert found.output_tokens == 400
 
 
 def test_no_power_sample_or_no_token_gives_no_energy_per_token():
-    assert energy(samples(), (7.0, 11.0), 100)["j_per_output_token"] is None  # none inside
-    assert energy(samples(), (2.0, 10.0), 0)["j_per_output_token"] is None
-    assert energy(samples(), (2.0, 10.0), 0)["energy_j"] == pytest.approx(1600.0)
+    assert energy(samples(), (7.0, 11.0), 100).j_per_output_token is None  # none inside
+    assert energy(samples(), (2.0, 10.0), 0).j_per_output_token is None
+    assert energy(samples(), (2.0, 10.0), 0).energy_j == pytest.approx(1600.0)
 
 
 def test_a_record_with_gpus_counts_the_devices():
     record = gpu_record(Gpus(handles=("a", "b")), samples(), (2.0, 10.0), 400)
-    assert record["present"] is True and record["devices"] == 2
-    assert record["j_per_output_token"] == pytest.approx(4.0)
+    assert record.present is True and record.devices == 2
+    assert record.energy.j_per_output_token == pytest.approx(4.0)
+    assert GpuRecord.from_json(record.to_json()) == record
+    assert list(record.to_json()) == [
+        "present",
+        "devices",
+        "power_w_mean",
+        "n_power_samples",
+        "window_s",
+        "energy_j",
+        "output_tokens",
+        "j_per_output_token",
+    ]
+
+
+def test_a_record_without_gpus_says_why_and_reads_back():
+    record = gpu_record(Gpus(reason="no NVML"), samples(), (2.0, 10.0), 400)
+    assert record.to_json() == {"present": False, "reason": "no NVML"}
+    assert GpuRecord.from_json(record.to_json()) == record
 
 
 def _no_gpu() -> Gpus:

@@ -293,7 +293,9 @@ def _finish(
         },
         "resources": summarize_samples(samples, window, threshold).as_columns(),
         "server_metrics": summarize_server_metrics(samples, window),
-        "gpu": gpu_record(measurement.gpus, samples, window, _output_tokens(result.records)),
+        "gpu": gpu_record(
+            measurement.gpus, samples, window, _output_tokens(result.records)
+        ).to_json(),
         "job": measurement.job,
     }
     if measurement.schedule is not None:

@@ -8,7 +8,7 @@ GPU fields silently out. See docs/resources.md and docs/metrics.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 
 GB = 1e9
 MW_PER_W = 1000.0  # nvmlDeviceGetPowerUsage answers in milliwatts
@@ -88,24 +88,57 @@ def gpu_sample(gpus: Gpus) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class GpuEnergy:
+    """Mean power inside the measured window × its length, and that per output token."""
+
+    power_w_mean: float | None  # summed over the GPUs; None without a power sample
+    n_power_samples: int
+    window_s: float
+    energy_j: float | None
+    output_tokens: int  # of the window's successful requests
+    j_per_output_token: float | None  # None without tokens or power
+
+
+@dataclass(frozen=True)
+class GpuRecord:
+    """The experiment's ``gpu`` entry in metadata.json: the devices and their energy,
+    or why there is no GPU figure."""
+
+    present: bool
+    reason: str | None = None  # only without a GPU
+    devices: int | None = None
+    energy: GpuEnergy | None = None
+
+    def to_json(self) -> dict:
+        if not self.present:
+            return {"present": False, "reason": self.reason}
+        energy = asdict(self.energy) if self.energy is not None else {}
+        return {"present": True, "devices": self.devices} | energy
+
+    @classmethod
+    def from_json(cls, data: dict) -> GpuRecord:
+        if not data.get("present"):
+            return cls(present=False, reason=data.get("reason"))
+        names = [f.name for f in fields(GpuEnergy)]
+        energy = GpuEnergy(**{n: data[n] for n in names}) if names[0] in data else None
+        return cls(present=True, devices=data.get("devices"), energy=energy)
+
+
 def gpu_record(
     gpus: Gpus | None, samples: list[dict], window: tuple[float, float], output_tokens: int
-) -> dict:
-    """The experiment's ``gpu`` entry in metadata.json.
-
-    Without a GPU: ``{"present": False, "reason": ...}``. With one: the devices,
-    the mean power over the samples inside the measured ``window`` (n of them),
-    the window's length, the energy (mean power × window) and the energy per
-    output token of the window's successful requests (None without tokens or power).
-    """
+) -> GpuRecord:
+    """The experiment's GPU record: without a GPU, why; with one, the devices and the
+    energy of the samples inside the measured ``window``."""
     if gpus is None:
-        return {"present": False, "reason": "the sampler did not run"}
+        return GpuRecord(present=False, reason="the sampler did not run")
     if not gpus.present:
-        return {"present": False, "reason": gpus.reason}
-    return {"present": True, "devices": len(gpus.handles)} | energy(samples, window, output_tokens)
+        return GpuRecord(present=False, reason=gpus.reason)
+    energy_used = energy(samples, window, output_tokens)
+    return GpuRecord(present=True, devices=len(gpus.handles), energy=energy_used)
 
 
-def energy(samples: list[dict], window: tuple[float, float], output_tokens: int) -> dict:
+def energy(samples: list[dict], window: tuple[float, float], output_tokens: int) -> GpuEnergy:
     """Mean power inside ``window`` × its length ÷ ``output_tokens``: J per output token."""
     start, end = window
     powers = [
@@ -117,11 +150,11 @@ def energy(samples: list[dict], window: tuple[float, float], output_tokens: int)
     mean_w = sum(powers) / len(powers) if powers else None
     energy_j = mean_w * window_s if mean_w is not None else None
     per_token = energy_j / output_tokens if energy_j is not None and output_tokens > 0 else None
-    return {
-        "power_w_mean": mean_w,
-        "n_power_samples": len(powers),
-        "window_s": window_s,
-        "energy_j": energy_j,
-        "output_tokens": output_tokens,
-        "j_per_output_token": per_token,
-    }
+    return GpuEnergy(
+        power_w_mean=mean_w,
+        n_power_samples=len(powers),
+        window_s=window_s,
+        energy_j=energy_j,
+        output_tokens=output_tokens,
+        j_per_output_token=per_token,
+    )
