@@ -22,8 +22,10 @@ from perflab.analyse.findings import (
 from perflab.analyse.findings.bottleneck import Bottleneck
 from perflab.analyse.findings.concurrency import ConcurrencyVerdict, QueueSource
 from perflab.analyse.findings.prompt_length import PromptLengthReason, PromptLengthVerdict
+from perflab.analyse.findings.resources import ExperimentResources
 from perflab.analyse.verdict import Outcome, Reason
 from perflab.engines import capabilities_for
+from perflab.measure.resource_summary import ResourceSummary
 from perflab.present import wording
 
 DEFAULTS = {
@@ -721,7 +723,7 @@ def test_every_finding_copes_with_no_data():
 def test_cpu_ideas_follow_the_engines_settings():
     hot = {"suites": "resources", "experiment_id": "res-r1"}
     data = summary([DEFAULTS | hot | {"condition_id": "res", "trial": 1, "repeats": 1}])
-    samples = {"res-r1": {"cpu_percent_mean": 97.0, "n_samples": 10}}
+    samples = {"res-r1": ExperimentResources(ResourceSummary(cpu_percent_mean=97.0, n_samples=10))}
     embedded = findings.Context(engine="llamacpp", physical_cores=4, threads_configurable=True)
     found = findings.compute(data, embedded, resources_by_id=samples)
     assert found.bottleneck.primary == Bottleneck.CPU

@@ -7,9 +7,10 @@ import time
 import pytest
 from test_experiment import paths, spec_for
 
-from perflab.analyse.findings.resources import ResourcesFinding
+from perflab.analyse.findings.resources import ExperimentResources, ResourcesFinding
 from perflab.measure.experiment import run_experiment
 from perflab.measure.gpu import GpuRecord, Gpus, energy, gpu_record, open_gpus
+from perflab.measure.resource_summary import ResourceSummary
 from perflab.measure.sampler import ResourceSampler
 from perflab.present.wording import gpu
 
@@ -129,12 +130,14 @@ def test_the_log_says_no_gpu_in_its_resource_usage(tmp_path):
 
     meta, cfg = metadata(), config()
     one = row(suites="basic,resources", duration_s=2.0)
-    gpu_record = {"present": False, "reason": "no NVIDIA driver answered NVML"}
+    no_gpu = GpuRecord(present=False, reason="no NVIDIA driver answered NVML")
     context = findings.context_from_metadata(meta, cfg, str(tmp_path))
     found = findings.compute(
         pl.DataFrame([one]),
         context,
-        resources_by_id={one["experiment_id"]: {"n_samples": 3, "gpu": gpu_record}},
+        resources_by_id={
+            one["experiment_id"]: ExperimentResources(ResourceSummary(n_samples=3), no_gpu)
+        },
         disk_path=str(tmp_path),
     )
     assert found.resources.gpu_present is False

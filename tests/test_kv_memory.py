@@ -7,6 +7,8 @@ from test_report import config, metadata
 
 from perflab.analyse import findings
 from perflab.analyse.findings.kv_memory import KvMemoryVerdict, summary
+from perflab.analyse.findings.resources import ExperimentResources
+from perflab.measure.resource_summary import ResourceSummary
 from perflab.present import report
 from perflab.present.wording import kv_memory
 
@@ -31,7 +33,9 @@ def experiments(per_token: float, trials: int = 2):
                 }
             )
             rss = 0.5e9 + per_token * tokens + NOISE[(trial - 1) * len(TOKENS) + i]
-            resources[experiment_id] = {"server_rss_gb_max": rss / 1e9}
+            resources[experiment_id] = ExperimentResources(
+                ResourceSummary(server_rss_gb_max=rss / 1e9)
+            )
     return pl.DataFrame(rows), resources
 
 

@@ -85,7 +85,7 @@ class Findings:
 def compute(
     summary: pl.DataFrame,
     context: Context,
-    resources_by_id: dict[str, dict] | None = None,
+    resources_by_id: dict[str, resources.ExperimentResources] | None = None,
     requests_path: str | Path | None = None,
     disk_path: str | Path = ".",
     peer_path: str | Path | None = None,
@@ -284,8 +284,7 @@ def write_findings(
         pl.read_parquet(summary_path),
         replace(context, probes=capacity.read_probes(probe_paths, config)),
         resources_by_id={
-            m["experiment"]["id"]: (m.get("resources") or {}) | {"gpu": m.get("gpu")}
-            for m in metadata
+            m["experiment"]["id"]: resources.ExperimentResources.from_metadata(m) for m in metadata
         },
         requests_path=requests_path,
         disk_path=results_dir,

@@ -25,6 +25,7 @@ from enum import Enum
 import polars as pl
 
 from perflab.analyse import verdict as rule
+from perflab.analyse.findings.resources import NO_RESOURCES, ExperimentResources
 from perflab.analyse.findings.statistics import Spread, spread
 from perflab.analyse.metrics import COMPARED, Metric
 from perflab.analyse.verdict import Outcome, Verdict
@@ -230,10 +231,12 @@ def _holm(metrics: list[MetricComparison]) -> list[MetricComparison]:
     ]
 
 
-def _info(frame: pl.DataFrame, name: str, resources_by_id: dict, sizes: dict) -> TargetInfo:
+def _info(
+    frame: pl.DataFrame, name: str, resources_by_id: dict[str, ExperimentResources], sizes: dict
+) -> TargetInfo:
     rows = frame.filter(pl.col("target") == name)
     ids = rows["experiment_id"].to_list()
-    rss = [(resources_by_id.get(i) or {}).get("server_rss_gb_max") for i in ids]
+    rss = [resources_by_id.get(i, NO_RESOURCES).used.server_rss_gb_max for i in ids]
     first = rows.row(0, named=True) if rows.height else {}
     tokens = rows["output_tokens_mean"].drop_nulls()
     return TargetInfo(
@@ -252,7 +255,7 @@ def summary(
     baseline: str,
     names: list[str],
     disturbed: tuple[str, ...] = (),
-    resources_by_id: dict[str, dict] | None = None,
+    resources_by_id: dict[str, ExperimentResources] | None = None,
     model_sizes: dict[str, float] | None = None,
 ) -> ComparisonFinding:
     """``frame``: every target's experiments (``with_defaults``); ``names`` in config order."""

@@ -23,9 +23,9 @@ from enum import Enum
 import polars as pl
 
 from perflab.analyse.findings.frame import suite_rows
+from perflab.analyse.findings.resources import NO_RESOURCES, ExperimentResources
 from perflab.analyse.findings.statistics import LinearFit, linear_fit
 from perflab.analyse.verdict import ALPHA
-from perflab.measure.resource_summary import ResourceSummary
 
 GB = 1e9  # the sampler's RSS unit
 MIN_POINTS = 3
@@ -56,11 +56,10 @@ class KvMemoryFinding:
         return self.fit.slope / self.formula_bytes_per_token
 
 
-def _points(frame: pl.DataFrame, resources_by_id: dict[str, dict]) -> list[tuple]:
+def _points(frame: pl.DataFrame, resources_by_id: dict[str, ExperimentResources]) -> list[tuple]:
     points = []
     for row in suite_rows(frame, "prompt_length").to_dicts():
-        given = resources_by_id.get(row["experiment_id"]) or {}
-        rss = ResourceSummary.from_columns(given).server_rss_gb_max
+        rss = resources_by_id.get(row["experiment_id"], NO_RESOURCES).used.server_rss_gb_max
         if rss is not None and row.get("prompt_tokens_mean") is not None:
             points.append((row["prompt_tokens_mean"], rss, row.get("trial") or 1))
     return points
@@ -78,7 +77,7 @@ def _verdict(fit: LinearFit, formula: float | None) -> KvMemoryVerdict:
 
 def summary(
     frame: pl.DataFrame,
-    resources_by_id: dict[str, dict],
+    resources_by_id: dict[str, ExperimentResources],
     formula_bytes_per_token: float | None = None,
     cache_type: str | None = None,
 ) -> KvMemoryFinding | None:

@@ -12,7 +12,28 @@ from dataclasses import dataclass, fields
 import polars as pl
 
 from perflab.analyse.findings.frame import suite_rows
+from perflab.measure.gpu import GpuRecord
 from perflab.measure.resource_summary import ResourceSummary
+
+
+@dataclass(frozen=True)
+class ExperimentResources:
+    """What one experiment's ``metadata.json`` says it used: the sampler's summary and
+    the GPU record (None: the experiment predates GPU records)."""
+
+    used: ResourceSummary = ResourceSummary()
+    gpu: GpuRecord | None = None
+
+    @classmethod
+    def from_metadata(cls, metadata: dict) -> ExperimentResources:
+        gpu = metadata.get("gpu")
+        return cls(
+            used=ResourceSummary.from_columns(metadata.get("resources") or {}),
+            gpu=GpuRecord.from_json(gpu) if gpu is not None else None,
+        )
+
+
+NO_RESOURCES = ExperimentResources()
 
 
 @dataclass(frozen=True)
@@ -54,16 +75,17 @@ class ResourcesFinding:
     gpu_j_per_output_token: float | None = None
 
 
-def summary(frame: pl.DataFrame, resources_by_id: dict[str, dict]) -> ResourcesFinding | None:
-    """``resources_by_id``: each experiment's ``metadata.json`` ``resources``, with its
-    ``gpu`` record under ``gpu`` (flattened here to ``gpu_*`` fields)."""
+def summary(
+    frame: pl.DataFrame, resources_by_id: dict[str, ExperimentResources]
+) -> ResourcesFinding | None:
+    """``resources_by_id``: what each experiment used (its GPU record flattened here to
+    ``gpu_*`` fields)."""
     rows = suite_rows(frame, "resources").sort("experiment_id").to_dicts()
     if not rows:
         return None
     row = rows[0]
-    given = resources_by_id.get(row["experiment_id"]) or {}
-    sampled = _sampled_figures(ResourceSummary.from_columns(given))
-    figures = _request_figures(row) | sampled | _gpu_figures(given.get("gpu") or {})
+    given = resources_by_id.get(row["experiment_id"], NO_RESOURCES)
+    figures = _request_figures(row) | _sampled_figures(given.used) | _gpu_figures(given.gpu)
     return ResourcesFinding(**figures)
 
 
@@ -97,7 +119,9 @@ def _sampled_figures(used: ResourceSummary) -> dict:
     }
 
 
-def _gpu_figures(gpu: dict) -> dict:
-    """The experiment's ``gpu`` record, its names prefixed as the finding's fields are."""
+def _gpu_figures(gpu: GpuRecord | None) -> dict:
+    """The experiment's GPU record, its names prefixed as the finding's fields are."""
+    if gpu is None:
+        return {}
     known = {f.name for f in fields(ResourcesFinding)}
-    return {f"gpu_{key}": value for key, value in gpu.items() if f"gpu_{key}" in known}
+    return {f"gpu_{key}": value for key, value in gpu.to_json().items() if f"gpu_{key}" in known}
