@@ -22,6 +22,7 @@ from perflab.measure.drive import drive_load
 from perflab.measure.gpu import Gpus, gpu_record
 from perflab.measure.lifeline import Interrupted
 from perflab.measure.load_plan import load_plan
+from perflab.measure.metadata import ExperimentMetadata, RunTimes
 from perflab.measure.open_loop import OpenLoopPlan, ScheduleCheck
 from perflab.measure.partial import PartialWriter, keep_failed, keep_leftover
 from perflab.measure.placement import PlacementWatch
@@ -100,7 +101,7 @@ def run_experiment(
     experiment = experiment_from_spec(spec)
     if skipped:
         say(f"{experiment.id}: not measured: {skipped}")
-        return write_skipped(spec, experiment, paths, skipped, job)
+        return write_skipped(spec, experiment, paths, skipped, job).to_json()
     partial_path = paths.records.with_suffix(".partial.jsonl")
     try:
         paths.records.parent.mkdir(parents=True, exist_ok=True)
@@ -118,41 +119,42 @@ def run_experiment(
         metadata = _measure(
             spec, experiment, paths, model_path, partial_path, progress, model_fingerprint, job
         )
-    schedule = metadata.get("schedule")
+    schedule = metadata.schedule
     if schedule and not schedule["valid"]:
         say(f"{experiment.id}: invalid open-loop run: {'; '.join(schedule['problems'])}")
-    return metadata
+    return metadata.to_json()
 
 
-def write_skipped(spec: dict, experiment: Experiment, paths: ExperimentPaths, reason, job):
+def write_skipped(
+    spec: dict, experiment: Experiment, paths: ExperimentPaths, reason, job
+) -> ExperimentMetadata:
     """A sweep point not measured: no records, and metadata that says why."""
     now = time.time()
-    metadata = {
-        "experiment": experiment.params(),
-        "engine": {"engine": spec["engine"]["name"], "model": spec["engine"]["model"]},
-        "host": HostInfo.of_this_machine().to_json(),
-        "perflab_version": __version__,
-        "runner_version": RUNNER_VERSION,
-        "config_hash": config_hash(spec),
-        "run": {
-            "started": now,
-            "ended": now,
-            "measured_started": now,
-            "measured_wall_s": 0.0,
-            "n_records": 0,
-            "error_rate": 0.0,
-            "error_budget": spec["error_budget"],
-            "partial": False,
-        },
-        "resources": {},
-        "job": job,
-        "skipped": reason,
-    }
+    metadata = ExperimentMetadata(
+        experiment=experiment.params(),
+        engine=EngineInfo(engine=spec["engine"]["name"], model=spec["engine"]["model"]),
+        host=HostInfo.of_this_machine(),
+        perflab_version=__version__,
+        runner_version=RUNNER_VERSION,
+        config_hash=config_hash(spec),
+        run=RunTimes(
+            started=now,
+            ended=now,
+            measured_started=now,
+            measured_wall_s=0.0,
+            n_records=0,
+            error_rate=0.0,
+            error_budget=spec["error_budget"],
+            partial=False,
+        ),
+        job=job,
+        skipped=reason,
+    )
     try:
         paths.records.parent.mkdir(parents=True, exist_ok=True)
         write_jsonl_atomic(paths.records, [])
         write_jsonl_atomic(paths.samples, [])
-        write_json_atomic(paths.metadata, metadata)
+        write_json_atomic(paths.metadata, metadata.to_json())
     except OSError as exc:
         raise _io_error(exc, paths.records.parent, None) from None
     return metadata
@@ -193,7 +195,7 @@ def _measure(
     progress: Callable[[RequestRecord], None] | None,
     model_fingerprint: dict | None,
     job: dict,
-) -> dict:
+) -> ExperimentMetadata:
     setup_started = time.perf_counter()
     engine = make_engine(
         config,
@@ -262,7 +264,7 @@ def _finish(
     paths: ExperimentPaths,
     partial_path: Path,
     measurement: Measurement,
-) -> dict:
+) -> ExperimentMetadata:
     from perflab.measure.samples import summarize_samples, write_samples
     from perflab.measure.server_metrics import summarize_server_metrics
 
@@ -271,38 +273,34 @@ def _finish(
     host = HostInfo.of_this_machine()
     threshold = disturbance_threshold(measurement.engine_info, host)
     rate = error_rate(result.records)
-    metadata = {
-        "experiment": experiment.params(),
-        "design": config.get("design"),
-        "engine": measurement.engine_info.to_json(),
-        "options": asdict(measurement.options),
-        "plan": asdict(measurement.plan),
-        "host": host.to_json(),
-        "perflab_version": __version__,
-        "runner_version": RUNNER_VERSION,
-        "config_hash": config_hash(config),
-        "run": {
-            "started": result.started,
-            "ended": result.ended,
-            "measured_started": result.measured_started,
-            "measured_wall_s": result.measured_wall_s,
-            "n_records": len(result.records),
-            "error_rate": rate,
-            "error_budget": config["error_budget"],
-            "partial": rate > 0,
-        },
-        "resources": summarize_samples(samples, window, threshold).as_columns(),
-        "server_metrics": summarize_server_metrics(samples, window),
-        "gpu": gpu_record(
-            measurement.gpus, samples, window, _output_tokens(result.records)
-        ).to_json(),
-        "job": measurement.job,
-    }
-    if measurement.schedule is not None:
-        metadata["schedule"] = measurement.schedule.as_dict()
-    if measurement.reads_placement:
-        placement = measurement.placement
-        metadata["placement"] = placement.as_dict() if placement else None
+    metadata = ExperimentMetadata(
+        experiment=experiment.params(),
+        design=config.get("design"),
+        engine=measurement.engine_info,
+        options=measurement.options,
+        plan=asdict(measurement.plan),
+        host=host,
+        perflab_version=__version__,
+        runner_version=RUNNER_VERSION,
+        config_hash=config_hash(config),
+        run=RunTimes(
+            started=result.started,
+            ended=result.ended,
+            measured_started=result.measured_started,
+            measured_wall_s=result.measured_wall_s,
+            n_records=len(result.records),
+            error_rate=rate,
+            error_budget=config["error_budget"],
+            partial=rate > 0,
+        ),
+        resources=summarize_samples(samples, window, threshold),
+        server_metrics=summarize_server_metrics(samples, window),
+        gpu=gpu_record(measurement.gpus, samples, window, _output_tokens(result.records)),
+        job=measurement.job,
+        schedule=measurement.schedule.as_dict() if measurement.schedule is not None else None,
+        reads_placement=measurement.reads_placement,
+        placement=measurement.placement,
+    )
     if rate > config["error_budget"]:
         kept = keep_failed(partial_path, paths.failed_dir, experiment.id)
         raise ErrorBudgetExceeded(
@@ -313,7 +311,7 @@ def _finish(
     try:
         write_samples(paths.samples, samples)
         write_jsonl_atomic(paths.records, result.records)
-        write_json_atomic(paths.metadata, metadata)
+        write_json_atomic(paths.metadata, metadata.to_json())
     except OSError as exc:
         kept = keep_failed(partial_path, paths.failed_dir, experiment.id)
         raise _io_error(exc, paths.records.parent, kept, len(result.records)) from None
