@@ -18,6 +18,7 @@ from perflab.analyse.table_files import write_aggregates, write_metadata_index
 from perflab.config.load import load_config_file
 from perflab.config.sweep import expand_experiments
 from perflab.measure.experiment import ExperimentPaths
+from perflab.measure.metadata import ExperimentMetadata
 from perflab.measure.spec import experiment_spec
 from perflab.present import report
 
@@ -161,7 +162,7 @@ def test_the_log_has_a_capacity_section_with_every_rate_and_the_answer(sweep):
     )
     assert load(out / "findings.json").capacity == found.capacity == (finding,)
     metadata = [
-        json.loads((out / e / "metadata.json").read_text())
+        ExperimentMetadata.from_json(json.loads((out / e / "metadata.json").read_text()))
         for e in sorted(p.name for p in out.iterdir() if (p / "metadata.json").exists())
     ]
     text = report.render_template(
@@ -262,7 +263,7 @@ def test_the_log_states_the_servers_own_capacity_beside_the_measured(sweep, prob
     assert load(out / "findings-probed.json").capacity == found.capacity
     p = with_probe.probe
     metadata = [
-        json.loads((out / e / "metadata.json").read_text())
+        ExperimentMetadata.from_json(json.loads((out / e / "metadata.json").read_text()))
         for e in sorted(q.name for q in out.iterdir() if (q / "metadata.json").exists())
     ]
     text = report.render_template(

@@ -128,14 +128,17 @@ def test_the_words_carry_each_value_ratio_and_verdict():
 
 def test_the_context_takes_each_targets_size_and_describes_the_baseline():
     from perflab.analyse.findings import context_from_metadata
+    from perflab.measure.metadata import ExperimentMetadata
 
     def meta(target, engine, **size):
-        return {
-            "experiment": {"target": target, "suites": ["basic"]},
-            "engine": {"engine": engine, "model": target} | size,
-            "host": {"logical_cores": 2},
-            "run": {"started": 1.0, "ended": 2.0},
-        }
+        return ExperimentMetadata.from_json(
+            {
+                "experiment": {"target": target, "suites": ["basic"]},
+                "engine": {"engine": engine, "model": target} | size,
+                "host": {"logical_cores": 2},
+                "run": {"started": 1.0, "ended": 2.0},
+            }
+        )
 
     config = {
         "engine": {"name": "llamacpp"},

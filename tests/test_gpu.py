@@ -123,12 +123,12 @@ def test_the_resource_usage_line_says_no_gpu_in_one_line_or_gives_the_energy():
 
 def test_the_log_says_no_gpu_in_its_resource_usage(tmp_path):
     import polars as pl
-    from test_report import config, metadata, row
+    from test_report import config, metadata, read, row
 
     from perflab.analyse import findings
     from perflab.present import report
 
-    meta, cfg = metadata(), config()
+    meta, cfg = read(metadata()), config()
     one = row(suites="basic,resources", duration_s=2.0)
     no_gpu = GpuRecord(present=False, reason="no NVIDIA driver answered NVML")
     context = findings.context_from_metadata(meta, cfg, str(tmp_path))

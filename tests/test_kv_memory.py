@@ -3,7 +3,7 @@ server's peak RSS against prompt length, on constructed experiment summaries."""
 
 import polars as pl
 import pytest
-from test_report import config, metadata
+from test_report import config, metadata, read
 
 from perflab.analyse import findings
 from perflab.analyse.findings.kv_memory import KvMemoryVerdict, summary
@@ -91,7 +91,7 @@ def test_too_few_experiments_or_no_rss_gives_no_figure():
 
 def test_the_deep_dive_puts_the_measured_slope_in_the_log(tmp_path):
     frame, resources = experiments(0.0)
-    meta, cfg = metadata(), config()
+    meta, cfg = read(metadata()), config()
     context = findings.context_from_metadata(meta, cfg, str(tmp_path))
     found = findings.compute(frame, context, resources_by_id=resources, disk_path=str(tmp_path))
     assert found.kv_memory is not None and found.kv_memory.fit.n == 8

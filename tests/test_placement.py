@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import polars as pl
 import pytest
 from conftest import FAST_TIMING, ROOT
-from test_report import HOSTILE, config, metadata, render, row
+from test_report import HOSTILE, config, metadata, read, render, row
 
 from perflab.analyse import findings
 from perflab.analyse.findings import placement as placement_finding
@@ -167,7 +167,7 @@ def test_a_log_without_a_reading_says_nothing_of_it():
 def test_the_finding_survives_findings_json(tmp_path):
     meta = metadata()
     meta[0]["placement"] = {"name": MODEL, "model": MODEL, "size": 1000, "size_vram": 300}
-    context = findings.context_from_metadata(meta, config(), "results/test")
+    context = findings.context_from_metadata(read(meta), config(), "results/test")
     found = findings.compute(pl.DataFrame([row()]), context, disk_path=".")
     findings.write(found, tmp_path / "findings.json")
     again = findings.load(tmp_path / "findings.json").placement

@@ -16,6 +16,7 @@ from perflab.analyse.table_files import write_aggregates, write_metadata_index
 from perflab.config.load import load_config_file
 from perflab.config.sweep import expand_experiments
 from perflab.measure.experiment import ExperimentPaths
+from perflab.measure.metadata import ExperimentMetadata
 from perflab.measure.spec import experiment_spec
 from perflab.present import report
 
@@ -91,7 +92,8 @@ def test_the_log_says_what_open_loop_load_means_in_process(overloaded):
     (finding,) = found.capacity
     assert finding.points[0].offered_rate == RATE
     text = report.render_template(
-        "day1-log.md.j2", **report.build_context(found, [metadata], config, {}, [])
+        "day1-log.md.j2",
+        **report.build_context(found, [ExperimentMetadata.from_json(metadata)], config, {}, []),
     )
     section = text[text.index("#### Capacity") : text.index("#### Resource Usage")]
     assert "runs inside perflab's own process and serves one request at a time" in section

@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 
 from perflab.analyse import findings
+from perflab.measure.metadata import ExperimentMetadata
 from perflab.present import report
 
 SCRIPT = "<script>alert(1)</script>"
@@ -53,6 +54,11 @@ def metadata(**engine) -> list[dict]:
     ]
 
 
+def read(meta: list[dict]) -> list[ExperimentMetadata]:
+    """The experiments' metadata.json as the log's rules read it."""
+    return [ExperimentMetadata.from_json(m) for m in meta]
+
+
 def config(prompt: str = "What is AI?", model: str = "m") -> dict:
     return {
         "run": "test",
@@ -66,6 +72,7 @@ def config(prompt: str = "What is AI?", model: str = "m") -> dict:
 
 
 def render(summary: pl.DataFrame, meta: list[dict], cfg: dict) -> tuple[str, str]:
+    meta = read(meta)
     context = findings.context_from_metadata(meta, cfg, "results/test")
     found = findings.compute(summary, context, disk_path=".")
     text = report.render_template(
@@ -245,11 +252,11 @@ def test_setup_times_come_from_the_setup_jobs_benchmark_files(tmp_path):
     assert [s.name for s in steps] == ["model_build", "preflight"]
     assert steps[0].started == 1_700_000_000.0 - 12.5 and steps[0].max_rss_mb == 310.2
     assert steps[1].max_rss_mb is None
-    context = findings.context_from_metadata(metadata(), config(), "results/test", steps)
+    context = findings.context_from_metadata(read(metadata()), config(), "results/test", steps)
     found = findings.compute(pl.DataFrame([row()]), context, disk_path=".")
     assert found.run.setup_s == 15.75 and found.run.hands_on_s == 75.75
     text = report.render_template(
-        "day1-log.md.j2", **report.build_context(found, metadata(), config(), {}, [])
+        "day1-log.md.j2", **report.build_context(found, read(metadata()), config(), {}, [])
     )
     setup = text.split("- [x] Setup & Installation", 1)[1].split("- [x] Basic", 1)[0]
     assert "[TIME]" not in setup
@@ -276,7 +283,7 @@ def test_blanks_for_the_person_stay_plain_brackets():
 def test_a_findings_file_without_the_newer_run_keys_still_renders(tmp_path):
     import json
 
-    context = findings.context_from_metadata(metadata(), config(), "results/test")
+    context = findings.context_from_metadata(read(metadata()), config(), "results/test")
     found = findings.compute(pl.DataFrame([row()]), context, disk_path=".")
     assert found.run.basic_span == (1_700_000_000.0, 1_700_000_060.0)
     path = _written(found, tmp_path)
@@ -287,7 +294,7 @@ def test_a_findings_file_without_the_newer_run_keys_still_renders(tmp_path):
     loaded = findings.load(path)
     assert loaded.run.setup == () and loaded.run.basic_span == (None, None)
     text = report.render_template(
-        "day1-log.md.j2", **report.build_context(loaded, metadata(), config(), {}, [])
+        "day1-log.md.j2", **report.build_context(loaded, read(metadata()), config(), {}, [])
     )
     assert "- [x] Basic Benchmarking (4h)\n  - Started: [TIME]" in text
 

@@ -19,6 +19,7 @@ from perflab.analyse.tables import (
     summarize,
     trials_of_condition,
 )
+from perflab.measure.metadata import ExperimentMetadata
 
 
 def summary_records(summary: pl.DataFrame) -> dict[str, dict]:
@@ -148,6 +149,7 @@ def write_metadata_index(metadata_paths: list[Path], out_path: Path) -> None:
     write_json_atomic(out_path, index)
 
 
-def read_metadata_index(path: Path) -> list[dict]:
+def read_metadata_index(path: Path) -> list[ExperimentMetadata]:
     """Every experiment's metadata, from the run's index (``write_metadata_index``)."""
-    return list(json.loads(Path(path).read_text()).values())
+    index = json.loads(Path(path).read_text())
+    return [ExperimentMetadata.from_json(m) for m in index.values()]

@@ -25,13 +25,15 @@ from perflab.config.targets import baseline, target_config
 from perflab.engines import ignore_eos
 from perflab.engines.launch import as_served
 from perflab.engines.ollama_store import uses_tiny_model
-from perflab.measure.provenance import EngineInfo, HostInfo
+from perflab.measure.metadata import ExperimentMetadata
 from perflab.models.names import known_name, model_label
 from perflab.models.smollm2 import SMOLLM2, uses_smollm2
 from perflab.present import wording
 from perflab.present.page import render_html
 from perflab.present.wording import comparison as comparison_words
 from perflab.present.wording import threads as threads_words
+
+NO_METADATA = ExperimentMetadata.from_json({})  # a log without experiments
 
 TEMPLATES = Path(__file__).parent / "templates"
 PROMPT_LABELS = {
@@ -194,20 +196,21 @@ def measured_engine(config: dict) -> dict:
 
 def build_context(
     f: Findings,
-    metadata: list[dict],
+    metadata: list[ExperimentMetadata],
     config: dict,
     charts: dict[str, str],
     result_files: list[str],
     configfiles: str = "",
 ) -> dict:
-    first = metadata[0] if metadata else {"engine": {}, "host": {}}
+    first = metadata[0] if metadata else NO_METADATA
     measured = measured_engine(config)
-    given = EngineInfo.from_json(first["engine"])
+    given = first.engine
     engine = replace(
         given, engine=given.engine or f.engine, model=model_label(measured, given.model)
     )
-    host = HostInfo.from_json(first["host"])
-    host = replace(host, cpu_model=host.cpu_model or "unknown", os=host.os or "unknown")
+    host = replace(
+        first.host, cpu_model=first.host.cpu_model or "unknown", os=first.host.os or "unknown"
+    )
     prompts = config["prompts"]
     words = observations(f)
     tiny = None
@@ -276,7 +279,7 @@ def build_context(
         "result_files": result_files,
         "key_findings": wording.key_findings(f),
         "provenance": Verbatim(
-            provenance_text(first | {"engine": engine.to_json()}, f.run.started, f.run.ended)
+            provenance_text(replace(first, engine=engine), f.run.started, f.run.ended)
         ),
         "checklist": wording.checklist(f, known_name(as_served(measured))),
         "capacity": capacity_context(f),
@@ -332,9 +335,10 @@ def _iso(seconds: float | None) -> str:
     return dt.datetime.fromtimestamp(seconds).isoformat(timespec="seconds")
 
 
-def provenance_text(metadata: dict, started: float | None, ended: float | None) -> str:
-    engine = EngineInfo.from_json(metadata.get("engine", {}))
-    host = HostInfo.from_json(metadata.get("host", {}))
+def provenance_text(
+    metadata: ExperimentMetadata, started: float | None, ended: float | None
+) -> str:
+    engine, host = metadata.engine, metadata.host
     packages = json.dumps(host.packages, sort_keys=True)
     details = json.dumps(engine.model_details or {}, sort_keys=True)
     lines = [
@@ -342,8 +346,8 @@ def provenance_text(metadata: dict, started: float | None, ended: float | None) 
         f"model        {engine.model}  digest/sha256 {engine.model_id}",
         f"model detail {details}",
         f"machine      {host.cpu_model}, {host.logical_cores} logical / {host.physical_cores} physical cores, {host.ram_gb} GB RAM, {host.platform}",
-        f"software     perflab {metadata.get('perflab_version')} (git {host.git_commit}), python {host.python}, {packages}",
-        f"run          {_iso(started)} → {_iso(ended)}, config hash {metadata.get('config_hash')}",
+        f"software     perflab {metadata.perflab_version} (git {host.git_commit}), python {host.python}, {packages}",
+        f"run          {_iso(started)} → {_iso(ended)}, config hash {metadata.config_hash}",
     ]
     return "\n".join(lines)
 
@@ -366,7 +370,7 @@ def write_log(
     metadata = read_metadata_index(metadata_path)
     chosen = baseline(config)
     if chosen is not None:  # the Day-1 sections describe the baseline target
-        metadata = [m for m in metadata if m["experiment"].get("target") == chosen]
+        metadata = [m for m in metadata if m.experiment.get("target") == chosen]
         config = target_config(config, chosen)
     charts = chart_links(Path(charts_dir), markdown_path.parent)
     context = build_context(

@@ -284,7 +284,7 @@ def write_findings(
         pl.read_parquet(summary_path),
         replace(context, probes=capacity.read_probes(probe_paths, config)),
         resources_by_id={
-            m["experiment"]["id"]: resources.ExperimentResources.from_metadata(m) for m in metadata
+            m.experiment_id: resources.ExperimentResources.from_metadata(m) for m in metadata
         },
         requests_path=requests_path,
         disk_path=results_dir,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from perflab.analyse.findings import capacity, runlog
 from perflab.core.records import ColdStart
+from perflab.measure.metadata import ExperimentMetadata
 from perflab.measure.provenance import EngineInfo, HostInfo
 
 
@@ -44,7 +45,7 @@ class Context:
 
 
 def context_from_metadata(
-    metadata: list[dict],
+    metadata: list[ExperimentMetadata],
     config: dict,
     results_dir: str,
     setup: tuple[runlog.SetupStep, ...] = (),
@@ -61,16 +62,15 @@ def context_from_metadata(
     chosen = baseline(config)
     sizes = {}
     for item in metadata:
-        target = item["experiment"].get("target")
-        size = EngineInfo.from_json(item["engine"]).model_gb
+        target = item.experiment.get("target")
+        size = item.engine.model_gb
         if target is not None and size is not None:
             sizes.setdefault(target, size)
     everything = metadata
     if chosen is not None:
-        metadata = [m for m in metadata if m["experiment"].get("target") == chosen]
-    first = metadata[0] if metadata else {}
-    engine = EngineInfo.from_json(first.get("engine", {}))
-    host = HostInfo.from_json(first.get("host", {}))
+        metadata = [m for m in metadata if m.experiment.get("target") == chosen]
+    engine = metadata[0].engine if metadata else EngineInfo()
+    host = metadata[0].host if metadata else HostInfo()
     suites = config.get("suites", {})
     return Context(
         engine=engine.engine or _engine_name(config, chosen),
@@ -94,14 +94,16 @@ def context_from_metadata(
         model_sizes=sizes,
         slo=capacity.SloTargets.from_config(config),
         sweep_skipped=tuple(
-            (m["experiment"].get("target"), m["experiment"]["rate"], m["skipped"])
+            (m.experiment.get("target"), m.experiment["rate"], m.skipped)
             for m in everything
-            if m.get("skipped")
+            if m.skipped
         ),
         preflight_cold_start=_cold_start_of(preflight or {}),
         server=engine.server_name,
         placements=tuple(
-            (m["experiment"]["id"], m["placement"]) for m in metadata if "placement" in m
+            (m.experiment_id, m.placement.as_dict() if m.placement else None)
+            for m in metadata
+            if m.reads_placement
         ),
     )
 

@@ -13,6 +13,7 @@ import polars as pl
 
 from perflab.analyse.findings.frame import suite_rows
 from perflab.measure.gpu import GpuRecord
+from perflab.measure.metadata import ExperimentMetadata
 from perflab.measure.resource_summary import ResourceSummary
 
 
@@ -25,12 +26,8 @@ class ExperimentResources:
     gpu: GpuRecord | None = None
 
     @classmethod
-    def from_metadata(cls, metadata: dict) -> ExperimentResources:
-        gpu = metadata.get("gpu")
-        return cls(
-            used=ResourceSummary.from_columns(metadata.get("resources") or {}),
-            gpu=GpuRecord.from_json(gpu) if gpu is not None else None,
-        )
+    def from_metadata(cls, metadata: ExperimentMetadata) -> ExperimentResources:
+        return cls(used=metadata.used, gpu=metadata.gpu)
 
 
 NO_RESOURCES = ExperimentResources()

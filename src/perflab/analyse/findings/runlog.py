@@ -15,6 +15,7 @@ from perflab.analyse.findings.concurrency import ConcurrencyFinding, Concurrency
 from perflab.analyse.findings.frame import Condition
 from perflab.analyse.findings.interference import InterferenceFinding
 from perflab.core.records import ColdStart
+from perflab.measure.metadata import ExperimentMetadata
 
 DAY2_STORAGE_GB = 10.0  # the learning log asks for about 10 GB free for Day 2
 
@@ -108,13 +109,13 @@ class RunLog:
 
 
 def span(
-    metadata: list[dict], suites: Callable[[list[str]], bool] | None = None
+    metadata: list[ExperimentMetadata], suites: Callable[[list[str]], bool] | None = None
 ) -> tuple[float | None, float | None]:
     """First start and last end of the experiments (those whose suites pass ``suites``)."""
-    runs = [m["run"] for m in metadata if suites is None or suites(m["experiment"]["suites"])]
+    runs = [m.run for m in metadata if suites is None or suites(m.experiment["suites"])]
     return (
-        min((r["started"] for r in runs), default=None),
-        max((r["ended"] for r in runs), default=None),
+        min((r.started for r in runs), default=None),
+        max((r.ended for r in runs), default=None),
     )
 
 
