@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-from perflab.measure.resource_summary import ResourceSummary
+from perflab.measure.metadata import ExperimentMetadata
 
 RECORD_SCHEMA = {
     "experiment_id": pl.String,
@@ -89,12 +89,11 @@ SERVER_METRIC_COLUMNS = (
 )
 
 
-def experiment_columns(metadata: dict) -> dict:
+def experiment_columns(metadata: ExperimentMetadata) -> dict:
     """The per-experiment values that every request row carries."""
-    experiment = metadata["experiment"]
-    resources = ResourceSummary.from_columns(metadata.get("resources") or {})
-    schedule = metadata.get("schedule") or {}  # open loop only
-    server = metadata.get("server_metrics") or {}
+    experiment, resources = metadata.experiment, metadata.used
+    schedule = metadata.schedule or {}  # open loop only
+    server = metadata.server_metrics or {}
     return {
         "target": experiment.get("target"),
         "condition_id": experiment["condition_id"],
@@ -107,10 +106,10 @@ def experiment_columns(metadata: dict) -> dict:
         "requests": experiment["requests"],
         "duration_s": experiment["duration_s"],
         "suites": ",".join(experiment["suites"]),
-        "engine": metadata["engine"]["engine"],
-        "model": metadata["engine"]["model"],
-        "measured_wall_s": metadata["run"]["measured_wall_s"],
-        "partial": metadata["run"]["partial"],
+        "engine": metadata.engine.engine,
+        "model": metadata.engine.model,
+        "measured_wall_s": metadata.run.measured_wall_s,
+        "partial": metadata.run.partial,
         "interference_cpu_pct_mean": resources.interference_cpu_pct_mean,
         "interference_cpu_pct_max": resources.interference_cpu_pct_max,
         "offered_rate": experiment.get("rate"),
@@ -125,7 +124,7 @@ def experiment_columns(metadata: dict) -> dict:
 
 
 def scan_experiment(records_path: Path, metadata_path: Path) -> pl.LazyFrame:
-    metadata = json.loads(Path(metadata_path).read_text())
+    metadata = ExperimentMetadata.from_json(json.loads(Path(metadata_path).read_text()))
     columns = experiment_columns(metadata)
     return pl.scan_ndjson(records_path, schema=RECORD_SCHEMA).with_columns(
         pl.lit(value, dtype=EXPERIMENT_COLUMNS[name]).alias(name) for name, value in columns.items()

@@ -15,6 +15,7 @@ import polars as pl
 
 from perflab.analyse.findings.frame import with_defaults
 from perflab.analyse.findings.runs import RunComparison, compare, identity
+from perflab.measure.metadata import ExperimentMetadata
 
 TEMPLATE = "compare.md.j2"
 
@@ -41,12 +42,12 @@ def _summary(results: Path, run: str) -> pl.DataFrame:
     return with_defaults(pl.read_parquet(path))
 
 
-def _metadata(results: Path, run: str, summary: pl.DataFrame) -> list[dict]:
+def _metadata(results: Path, run: str, summary: pl.DataFrame) -> list[ExperimentMetadata]:
     found = []
     for experiment_id in summary["experiment_id"].to_list():
         path = results / run / "experiments" / experiment_id / "metadata.json"
         if path.is_file():
-            found.append(json.loads(path.read_text()))
+            found.append(ExperimentMetadata.from_json(json.loads(path.read_text())))
     return found
 
 

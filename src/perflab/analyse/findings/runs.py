@@ -26,7 +26,8 @@ from perflab.analyse.findings.interference import is_disturbed
 from perflab.analyse.findings.statistics import Spread, spread
 from perflab.analyse.metrics import COMPARED, Metric
 from perflab.analyse.verdict import Verdict
-from perflab.measure.provenance import EngineInfo, HostInfo
+from perflab.measure.metadata import ExperimentMetadata
+from perflab.measure.provenance import HostInfo
 
 # Generation settings that change what is generated, and so what is measured.
 GENERATION_KEYS = ("temperature", "max_tokens", "seed", "ignore_eos", "keep_alive")
@@ -161,23 +162,25 @@ def _unsettled(rows: pl.DataFrame) -> bool:
     return bool(rule.unsettled([("condition", flags)]))
 
 
-def identity(metadata_a: list[dict], metadata_b: list[dict]) -> Identity:
+def identity(
+    metadata_a: list[ExperimentMetadata], metadata_b: list[ExperimentMetadata]
+) -> Identity:
     """What differs between two runs' experiments (their metadata.json)."""
-    by_a = {m["experiment"]["condition_id"]: m for m in metadata_a}
-    by_b = {m["experiment"]["condition_id"]: m for m in metadata_b}
+    by_a = {m.experiment["condition_id"]: m for m in metadata_a}
+    by_b = {m.experiment["condition_id"]: m for m in metadata_b}
     blocking = []
     for condition in sorted(set(by_a) & set(by_b)):
         ma, mb = by_a[condition], by_b[condition]
-        if ma["experiment"]["prompt"] != mb["experiment"]["prompt"]:
+        if ma.experiment["prompt"] != mb.experiment["prompt"]:
             blocking.append(
                 Difference(
                     f"prompt of {condition}",
-                    _short(ma["experiment"]["prompt"]),
-                    _short(mb["experiment"]["prompt"]),
+                    _short(ma.experiment["prompt"]),
+                    _short(mb.experiment["prompt"]),
                 )
             )
         for key in GENERATION_KEYS:
-            va, vb = ma["options"].get(key), mb["options"].get(key)
+            va, vb = getattr(ma.options, key, None), getattr(mb.options, key, None)
             if va != vb:
                 blocking.append(Difference(f"generation {key} of {condition}", str(va), str(vb)))
     return Identity(tuple(blocking), tuple(_changed(metadata_a, metadata_b)))
@@ -188,29 +191,23 @@ def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _engine(metadata: dict) -> EngineInfo:
-    return EngineInfo.from_json(metadata["engine"])
-
-
-def _host(metadata: dict) -> HostInfo:
-    return HostInfo.from_json(metadata["host"])
-
-
 def _host_line(host: HostInfo) -> str:
     return f"{host.hostname} ({host.cpu_model}, {host.logical_cores} cores)"
 
 
 PROVENANCE = (
-    ("config hash", lambda m: m.get("config_hash")),
-    ("engine version", lambda m: f"{_engine(m).engine} {_engine(m).engine_version}"),
-    ("model digest", lambda m: _engine(m).model_id),
-    ("model", lambda m: _engine(m).model),
-    ("host", lambda m: _host_line(_host(m))),
-    ("OLLAMA_NUM_PARALLEL", lambda m: _host(m).ollama_num_parallel),
+    ("config hash", lambda m: m.config_hash),
+    ("engine version", lambda m: f"{m.engine.engine} {m.engine.engine_version}"),
+    ("model digest", lambda m: m.engine.model_id),
+    ("model", lambda m: m.engine.model),
+    ("host", lambda m: _host_line(m.host)),
+    ("OLLAMA_NUM_PARALLEL", lambda m: m.host.ollama_num_parallel),
 )
 
 
-def _changed(metadata_a: list[dict], metadata_b: list[dict]) -> list[Difference]:
+def _changed(
+    metadata_a: list[ExperimentMetadata], metadata_b: list[ExperimentMetadata]
+) -> list[Difference]:
     found = []
     for what, read in PROVENANCE:
         values_a = sorted({str(read(m)) for m in metadata_a})
