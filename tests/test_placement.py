@@ -18,6 +18,7 @@ from perflab.config.load import load_config_file
 from perflab.config.sweep import expand_experiments
 from perflab.engines.base import GenerationOptions
 from perflab.engines.ollama_engine import OllamaEngine
+from perflab.engines.ollama_ps import ModelPlacement
 from perflab.measure.experiment import ExperimentPaths, run_experiment
 from perflab.measure.spec import experiment_spec
 from perflab.present import wording
@@ -132,14 +133,14 @@ def test_an_experiment_records_where_the_model_lived_and_its_job_says_so(tmp_pat
     assert saved["name"] == MODEL and saved["size_vram"] * 2 == saved["size"]
     assert saved["context_length"] == 4096 and saved["expires_at"]
     # the line the experiment job's log gives it
-    assert job_line(saved) == (
+    assert job_line(ModelPlacement.from_dict(saved)) == (
         "4.80 GB loaded, 50 % in GPU memory: spilled: 50 % of the model in CPU memory, "
         "expect decode at CPU speed"
     )
-    assert job_line(saved | {"size_vram": saved["size"]}).endswith(
+    assert job_line(ModelPlacement.from_dict(saved | {"size_vram": saved["size"]})).endswith(
         "100 % in GPU memory: all on the GPU"
     )
-    assert job_line(saved | {"size_vram": 0}).endswith(": all on the CPU")
+    assert job_line(ModelPlacement.from_dict(saved | {"size_vram": 0})).endswith(": all on the CPU")
     assert "did not list" in job_line(None)
 
 

@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from perflab.cli.arguments import json_object
+from perflab.engines.ollama_ps import ModelPlacement
 
 SERVER_BINARY_HELP = "engine.launch: the llama-server to start (one built by the workflow)"
 
@@ -109,6 +110,7 @@ def _rate_probe(args) -> None:
 def _run_experiment(args) -> None:
     from perflab.measure.experiment import ExperimentPaths, SweepInputs, run_experiment
     from perflab.measure.lifeline import install_signal_handlers, watch_parent
+    from perflab.measure.metadata import ExperimentMetadata
     from perflab.measure.progress import ExperimentProgress
     from perflab.measure.spec import experiment_from_spec
 
@@ -148,31 +150,30 @@ def _run_experiment(args) -> None:
     from perflab.analyse.table_files import tabulate_experiment  # Polars: only once measured
 
     tabulate_experiment(paths.records, paths.metadata)
-    run, job = metadata["run"], metadata["job"]
-    if metadata.get("skipped"):
+    measured = ExperimentMetadata.from_json(metadata)
+    if measured.skipped:
         return
+    run, job = measured.run, measured.job
     _say(
-        f"{metadata['experiment']['id']}: {run['n_records']} records "
-        f"({run['error_rate']:.1%} errors) in {run['measured_wall_s']:.1f} s measured; "
+        f"{measured.experiment_id}: {run.n_records} records "
+        f"({run.error_rate:.1%} errors) in {run.measured_wall_s:.1f} s measured; "
         f"job: start-up {job['started_after_s'] or float('nan'):.2f} s, "
         f"engine set-up {job['engine_setup_s']:.2f} s, requests {job['measure_s']:.2f} s"
     )
-    if "placement" in metadata:
-        _say(f"{metadata['experiment']['id']}: {_placement_text(metadata['placement'])}")
+    if measured.reads_placement:
+        _say(f"{measured.experiment_id}: {_placement_text(measured.placement)}")
 
 
-def _placement_text(placement: dict | None) -> str:
+def _placement_text(placement: ModelPlacement | None) -> str:
     """Where the model lived, as the job's log says it (Ollama's /api/ps)."""
-    from perflab.engines.ollama_ps import ModelPlacement
     from perflab.present.wording.placement import share_text, spilled_text
 
     if placement is None:
         return "/api/ps did not list the model once loaded (keep_alive unloaded it?)"
-    found = ModelPlacement.from_dict(placement)
-    text = f"{found.size / 1e9:.2f} GB loaded, {share_text(found.gpu_share)} in GPU memory"
-    if found.spilled:
-        return f"{text}: {spilled_text(found.cpu_share)}"
-    return f"{text}: all on the CPU" if found.cpu_only else f"{text}: all on the GPU"
+    text = f"{placement.size / 1e9:.2f} GB loaded, {share_text(placement.gpu_share)} in GPU memory"
+    if placement.spilled:
+        return f"{text}: {spilled_text(placement.cpu_share)}"
+    return f"{text}: all on the CPU" if placement.cpu_only else f"{text}: all on the GPU"
 
 
 def _summarize(args) -> None:
