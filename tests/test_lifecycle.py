@@ -22,6 +22,7 @@ from perflab.config.sweep import expand_experiments
 from perflab.core.records import RequestRecord, read_jsonl
 from perflab.measure.experiment import ExperimentPaths, run_experiment
 from perflab.measure.locks import describe_holder, lock_path, target_lock
+from perflab.measure.preflight_info import PreflightInfo
 from perflab.measure.progress import ExperimentProgress
 from perflab.measure.spec import experiment_spec
 
@@ -305,6 +306,7 @@ def test_preflight_times_one_request_and_estimates_the_run(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     info = json.loads(out.read_text())
+    assert PreflightInfo.from_json(info).to_json() == info  # read back entry for entry
     estimate = info["estimate"]
     # the timed request was the server's first: it paid the 0.3 s load, and says so
     cold = info["cold_start"]

@@ -8,6 +8,7 @@ from test_experiment import paths, spec_for
 from perflab.core.records import write_json_atomic
 from perflab.measure.experiment import run_experiment, write_skipped
 from perflab.measure.metadata import ExperimentMetadata, RunTimes
+from perflab.measure.preflight_info import PreflightInfo
 from perflab.measure.spec import experiment_from_spec
 
 
@@ -43,3 +44,27 @@ def test_a_file_from_an_older_perflab_reads_with_its_missing_entries_unset():
     read = ExperimentMetadata.from_json(old)
     assert read.gpu is None and read.resources is None and read.used.n_samples == 0
     assert read.run == RunTimes(started=1.0) and not read.reads_placement
+
+
+def test_the_preflight_check_reads_back_entry_for_entry_with_its_engine_apart():
+    written = {
+        "engine": "ollama",
+        "model": "m",
+        "engine_version": None,  # the engine said null: it stays null
+        "estimate": {"n_experiments": 2, "n_requests": 10, "timed_s": 0.0, "per_request_s": 1.5},
+        "cold_start": {
+            "source": "preflight",
+            "load_s": 0.3,
+            "ttft_s": 0.4,
+            "e2e_s": 0.9,
+            "in_process": False,
+        },
+        "model_fingerprint": {"path": "/m.gguf", "size": 1, "mtime_ns": 2, "sha256": "ab"},
+    }
+    read = PreflightInfo.from_json(written)
+    assert read.engine.engine == "ollama" and "estimate" not in read.engine.reported
+    assert read.estimate.total_s == 15.0 and read.cold_start.load_s == 0.3
+    again = read.to_json()
+    assert again == written | {"estimate": written["estimate"] | again["estimate"]}
+    assert again["estimate"]["total_s"] == 15.0
+    assert PreflightInfo.from_json({"engine": "x"}).estimate is None

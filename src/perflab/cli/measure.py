@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 from perflab.cli.arguments import json_object
 from perflab.engines.ollama_ps import ModelPlacement
+from perflab.measure.preflight_info import PreflightInfo
 
 SERVER_BINARY_HELP = "engine.launch: the llama-server to start (one built by the workflow)"
 
@@ -23,7 +23,7 @@ def _say(line: str) -> None:
 def _preflight(args) -> None:
     from perflab.core.records import write_json_atomic
     from perflab.engines import make_engine
-    from perflab.measure.provenance import model_fingerprint
+    from perflab.measure.provenance import EngineInfo, model_fingerprint
     from perflab.models.names import model_label
 
     spec = args.spec
@@ -31,24 +31,23 @@ def _preflight(args) -> None:
     server_log = out.with_name(out.stem + ".server.log")
     engine = make_engine(spec, args.model, server_binary=args.server_binary, server_log=server_log)
     try:
-        info = engine.preflight()
+        reported = EngineInfo.from_json(engine.preflight())
         timed, no_estimate = _estimate(engine, spec, args.estimate)
     finally:
         engine.close()
-    estimate = timed.estimate if timed is not None else None
-    if estimate is not None:
-        info["estimate"] = asdict(estimate) | {"total_s": estimate.total_s}
-    if timed is not None and timed.cold_start is not None:
-        info["cold_start"] = asdict(timed.cold_start)
-    if info.get("model_path"):
-        info["model_fingerprint"] = model_fingerprint(info["model_path"])
-    write_json_atomic(Path(args.out), info)
-    model = model_label(spec["engine"], info.get("model"))
-    _say(f"{info['engine']} {info.get('engine_version')} serves {model}")
-    if estimate is not None:
-        _say(f"whole run {estimate.describe()}")
-    if timed is not None and timed.cold_start is not None:
-        _say(f"cold start: {describe_cold_start(timed.cold_start)}")
+    info = PreflightInfo(
+        engine=reported,
+        estimate=timed.estimate if timed is not None else None,
+        cold_start=timed.cold_start if timed is not None else None,
+        model_fingerprint=model_fingerprint(reported.model_path) if reported.model_path else None,
+    )
+    write_json_atomic(Path(args.out), info.to_json())
+    model = model_label(spec["engine"], reported.model)
+    _say(f"{reported.engine} {reported.engine_version} serves {model}")
+    if info.estimate is not None:
+        _say(f"whole run {info.estimate.describe()}")
+    if info.cold_start is not None:
+        _say(f"cold start: {describe_cold_start(info.cold_start)}")
     if no_estimate:
         _say(f"no estimate of the run's length: {no_estimate}")
 
@@ -72,13 +71,13 @@ def _estimate(engine, spec: dict, plan: dict | None):
         return None, str(exc)
 
 
-def _read_preflight(path: str | None) -> dict:
+def _read_preflight(path: str | None) -> PreflightInfo | None:
     """The pre-flight check's output when there is one: it runs first, but nothing waits
     for it, and a single experiment may be asked for before it ever ran."""
     try:
-        return json.loads(Path(path).read_text()) if path else {}
+        return PreflightInfo.from_json(json.loads(Path(path).read_text())) if path else None
     except (OSError, ValueError):
-        return {}
+        return None
 
 
 def _rate_probe(args) -> None:
@@ -136,7 +135,7 @@ def _run_experiment(args) -> None:
             spec,
             paths,
             args.model,
-            preflight.get("model_fingerprint"),
+            preflight.model_fingerprint if preflight else None,
             progress=progress,
             say=_say,
             sweep=SweepInputs(Path(args.probe), args.previous and Path(args.previous))

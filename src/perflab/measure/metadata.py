@@ -29,7 +29,7 @@ class RunTimes:
 
     @classmethod
     def from_json(cls, data: dict) -> RunTimes:
-        return cls(**_known(cls, data))
+        return cls(**known_fields(cls, data))
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,9 @@ class ExperimentMetadata:
             if data.get("resources")
             else None,
             design=data.get("design"),
-            options=GenerationOptions(**_known(GenerationOptions, options)) if options else None,
+            options=GenerationOptions(**known_fields(GenerationOptions, options))
+            if options
+            else None,
             plan=data.get("plan"),
             server_metrics=data.get("server_metrics"),
             gpu=GpuRecord.from_json(gpu) if gpu is not None else None,
@@ -136,6 +138,7 @@ class ExperimentMetadata:
         )
 
 
-def _known(cls, data: dict) -> dict:
+def known_fields(cls, data: dict) -> dict:
+    """The entries of ``data`` that name a field of the dataclass ``cls``."""
     names = {f.name for f in fields(cls)}
     return {k: v for k, v in data.items() if k in names}

@@ -10,6 +10,7 @@ from pathlib import Path
 from perflab.analyse.findings import capacity, runlog
 from perflab.core.records import ColdStart
 from perflab.measure.metadata import ExperimentMetadata
+from perflab.measure.preflight_info import PreflightInfo
 from perflab.measure.provenance import EngineInfo, HostInfo
 
 
@@ -49,7 +50,7 @@ def context_from_metadata(
     config: dict,
     results_dir: str,
     setup: tuple[runlog.SetupStep, ...] = (),
-    preflight: dict | None = None,
+    preflight: PreflightInfo | None = None,
 ) -> Context:
     """The findings' context from the experiments' metadata, the config, the
     timed setup jobs and the pre-flight check of the baseline (or only) target.
@@ -98,7 +99,7 @@ def context_from_metadata(
             for m in everything
             if m.skipped
         ),
-        preflight_cold_start=_cold_start_of(preflight or {}),
+        preflight_cold_start=preflight.cold_start if preflight else None,
         server=engine.server_name,
         placements=tuple(
             (m.experiment_id, m.placement.as_dict() if m.placement else None)
@@ -108,24 +109,19 @@ def context_from_metadata(
     )
 
 
-def _cold_start_of(preflight: dict) -> ColdStart | None:
-    cold = preflight.get("cold_start")
-    return ColdStart(**cold) if isinstance(cold, dict) else None
-
-
-def read_preflight(paths, target: str | None) -> dict:
+def read_preflight(paths, target: str | None) -> PreflightInfo | None:
     """The pre-flight check of ``target`` (of the one engine for None) among ``paths``
-    (``preflight.json``, or ``preflight/<target>.json``); {} when it is not there."""
+    (``preflight.json``, or ``preflight/<target>.json``); None when it is not there."""
     import json
 
     for path in paths or ():
         path = Path(path)
         if target is None or path.stem == target:
             try:
-                return json.loads(path.read_text())
+                return PreflightInfo.from_json(json.loads(path.read_text()))
             except (OSError, ValueError):
-                return {}
-    return {}
+                return None
+    return None
 
 
 def _engine_name(config: dict, target: str | None) -> str:
