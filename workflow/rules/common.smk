@@ -22,7 +22,6 @@ from perflab.models.smollm2 import QUANTIZATION as SMOLLM2_QUANTIZATION
 from perflab.models.smollm2 import uses_smollm2 as engine_uses_smollm2
 from perflab.measure.estimate import plan_run
 from perflab.measure.spec import experiment_spec
-from perflab.measure.probe import probe_spec
 from perflab.config.targets import target_config, target_names
 
 
@@ -342,6 +341,9 @@ def get_rate_probe_files():
 
 def get_probe_spec(wildcards=None):
     """What the rate sweep's probe of a target needs (the target's settings, the probe keys)."""
+    # its load runner: only a rate sweep needs it
+    from perflab.measure.probe import probe_spec
+
     target = get_target(wildcards) if wildcards else None
     return json.dumps(probe_spec(config, target), sort_keys=True)
 
