@@ -32,29 +32,9 @@ def get_experiment_preflight_param():
 def get_experiment_spec(wildcards):
     experiment = EXPERIMENTS[wildcards.experiment]
     spec = experiment_spec(config, experiment, get_config_of_target(experiment.target))
-    return get_spec_json(spec, experiment.target)
-
-
-def get_spec_json(spec, target):
-    """``json.dumps(spec, sort_keys=True)`` (key order in a YAML file must not rerun
-    jobs), character for character, with each setting the spec shares with its
-    target's config serialized once for all the target's experiments."""
-    single = get_config_of_target(target)
-    parts = (
-        f"{json.dumps(key)}: "
-        + (
-            get_setting_json(target, key)
-            if key in single and value is single[key]
-            else json.dumps(value, sort_keys=True)
-        )
-        for key, value in sorted(spec.items())
-    )
-    return "{" + ", ".join(parts) + "}"
-
-
-@cache
-def get_setting_json(target, key):
-    return json.dumps(get_config_of_target(target)[key], sort_keys=True)
+    return json.dumps(
+        spec, sort_keys=True
+    )  # key order in a YAML file must not rerun jobs
 
 
 @introspected_once
