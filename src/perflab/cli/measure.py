@@ -20,16 +20,25 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _engine_of(args):
+    """The engine a pre-flight check or a rate probe talks to; a server it launches logs
+    beside the command's output."""
+    from perflab.engines import make_engine
+
+    out = Path(args.out)
+    server_log = out.with_name(out.stem + ".server.log")
+    return make_engine(
+        args.spec, args.model, server_binary=args.server_binary, server_log=server_log
+    )
+
+
 def _preflight(args) -> None:
     from perflab.core.records import write_json_atomic
-    from perflab.engines import make_engine
     from perflab.measure.provenance import EngineInfo, model_fingerprint
     from perflab.models.names import model_label
 
     spec = args.spec
-    out = Path(args.out)
-    server_log = out.with_name(out.stem + ".server.log")
-    engine = make_engine(spec, args.model, server_binary=args.server_binary, server_log=server_log)
+    engine = _engine_of(args)
     try:
         reported = EngineInfo.from_json(engine.preflight())
         timed, no_estimate = _estimate(engine, spec, args.estimate)
@@ -82,13 +91,11 @@ def _read_preflight(path: str | None) -> PreflightInfo | None:
 
 def _rate_probe(args) -> None:
     from perflab.core.records import write_json_atomic
-    from perflab.engines import generation_options, make_engine
+    from perflab.engines import generation_options
     from perflab.measure.probe import run_probe
 
     spec = args.spec
-    out = Path(args.out)
-    server_log = out.with_name(out.stem + ".server.log")
-    engine = make_engine(spec, args.model, server_binary=args.server_binary, server_log=server_log)
+    engine = _engine_of(args)
     try:
         engine.preflight()
         options = generation_options(spec, spec["generation"]["temperature"])
