@@ -22,6 +22,7 @@ from perflab.core.records import (
     STATUS_OK,
     STATUS_TIMEOUT,
     RequestRecord,
+    ServerTimings,
     decode_tps,
 )
 from perflab.engines.base import Engine, EngineError, GenerationOptions
@@ -143,62 +144,141 @@ def measure_request(
                 reasoning += chunk.n_reasoning
             if chunk.done:
                 timings, ended = chunk.timings, arrived
-    except EngineError as exc:
-        status = STATUS_TIMEOUT if exc.error_class == ERROR_TIMEOUT else STATUS_ERROR
-        error_class, error = exc.error_class, str(exc)
     except Exception as exc:  # noqa: BLE001 - never lose a request to an unexpected error
-        status, error_class, error = STATUS_ERROR, ERROR_ENGINE, f"{type(exc).__name__}: {exc}"
+        status, error_class, error = _failure(exc)
     if status == STATUS_OK and timings is None:
         status, error_class = STATUS_ERROR, ERROR_PROTOCOL
         error = "stream ended without a final chunk"
     if status != STATUS_OK or ended is None:
         ended = clock.now()
-    ttft = None if first is None else first - started
-    e2e = ended - started
-    output_tokens = tokens
-    if status == STATUS_OK and timings and timings.output_tokens:
-        output_tokens = timings.output_tokens
-    queue = timings.raw.get("queue_s") if timings else None
-    unaccounted = None
-    if (
-        status == STATUS_OK
-        and timings
-        and timings.prefill_s is not None
-        and timings.decode_s is not None
+    stream = StreamOutcome(
+        status=status,
+        error_class=error_class,
+        error=error,
+        started=started,
+        ended=ended,
+        first=first,
+        first_answer=first_answer,
+        prep=prep,
+        gaps=gaps,
+        tokens=tokens,
+        reasoning=reasoning,
+        timings=timings,
+    )
+    return _request_record(
+        stream,
+        experiment_id=experiment_id,
+        request_index=request_index,
+        worker=worker,
+        is_warmup=is_warmup,
+        clock=clock,
+    )
+
+
+@dataclass(frozen=True)
+class StreamOutcome:
+    """What the client saw of one stream, in perf-counter seconds, before it is a record."""
+
+    status: str
+    error_class: str | None
+    error: str | None
+    started: float
+    ended: float
+    first: float | None  # the first token of any kind
+    first_answer: float | None  # the first token that is not reasoning
+    prep: float | None  # from the call to when the request left
+    gaps: list[float]
+    tokens: int
+    reasoning: int
+    timings: ServerTimings | None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == STATUS_OK
+
+    @property
+    def ttft(self) -> float | None:
+        return None if self.first is None else self.first - self.started
+
+    @property
+    def e2e(self) -> float:
+        return self.ended - self.started
+
+
+def _failure(exc: Exception) -> tuple[str, str, str]:
+    """Status, error class and message of a request that raised."""
+    if isinstance(exc, EngineError):
+        status = STATUS_TIMEOUT if exc.error_class == ERROR_TIMEOUT else STATUS_ERROR
+        return status, exc.error_class, str(exc)
+    return STATUS_ERROR, ERROR_ENGINE, f"{type(exc).__name__}: {exc}"
+
+
+def _output_tokens(stream: StreamOutcome) -> int:
+    """The server's count of output tokens when it gives one, else the stream's."""
+    timings = stream.timings
+    if stream.ok and timings and timings.output_tokens:
+        return timings.output_tokens
+    return stream.tokens
+
+
+def _queue_s(stream: StreamOutcome) -> float | None:
+    return stream.timings.raw.get("queue_s") if stream.timings else None
+
+
+def _unaccounted_s(stream: StreamOutcome) -> float | None:
+    """End-to-end time the server's phases do not explain."""
+    timings = stream.timings
+    if not (
+        stream.ok and timings and timings.prefill_s is not None and timings.decode_s is not None
     ):
-        # client, HTTP and sampling overhead; for Ollama also the queue wait it does not report
-        known = (queue or 0.0) + (timings.load_s or 0.0) + timings.prefill_s + timings.decode_s
-        unaccounted = e2e - known
+        return None
+    # client, HTTP and sampling overhead; for Ollama also the queue wait it does not report
+    queue = _queue_s(stream)
+    known = (queue or 0.0) + (timings.load_s or 0.0) + timings.prefill_s + timings.decode_s
+    return stream.e2e - known
+
+
+def _request_record(
+    stream: StreamOutcome,
+    *,
+    experiment_id: str,
+    request_index: int,
+    worker: int,
+    is_warmup: bool,
+    clock: Clock,
+) -> RequestRecord:
+    timings, ttft, e2e = stream.timings, stream.ttft, stream.e2e
+    output_tokens = _output_tokens(stream)
     return RequestRecord(
         experiment_id=experiment_id,
         request_index=request_index,
         worker=worker,
         is_warmup=is_warmup,
-        status=status,
-        error_class=error_class,
-        error=error,
-        t_submit=clock.epoch(started),
-        t_first_token=None if first is None else clock.epoch(first),
-        t_end=clock.epoch(ended),
+        status=stream.status,
+        error_class=stream.error_class,
+        error=stream.error,
+        t_submit=clock.epoch(stream.started),
+        t_first_token=None if stream.first is None else clock.epoch(stream.first),
+        t_end=clock.epoch(stream.ended),
         ttft_s=ttft,
         e2e_s=e2e,
-        itl_s=gaps,
+        itl_s=stream.gaps,
         prompt_tokens=timings.prompt_tokens if timings else None,
         output_tokens=output_tokens,
-        tps=decode_tps(output_tokens, ttft, e2e) if status == STATUS_OK else None,
-        queue_s=queue,
+        tps=decode_tps(output_tokens, ttft, e2e) if stream.ok else None,
+        queue_s=_queue_s(stream),
         load_s=timings.load_s if timings else None,
         prefill_s=timings.prefill_s if timings else None,
         decode_s=timings.decode_s if timings else None,
         server_total_s=timings.total_s if timings else None,
-        unaccounted_s=unaccounted,
+        unaccounted_s=_unaccounted_s(stream),
         server_prompt_tokens=timings.prompt_tokens if timings else None,
         server_output_tokens=timings.output_tokens if timings else None,
         server_raw=timings.raw if timings else {},
-        finish_reason=timings.finish_reason if status == STATUS_OK and timings else None,
-        prep_s=prep,
-        answer_ttft_s=None if first_answer is None else first_answer - started,
-        reasoning_tokens=_reasoning_tokens(timings, reasoning, status),
+        finish_reason=timings.finish_reason if stream.ok and timings else None,
+        prep_s=stream.prep,
+        answer_ttft_s=None if stream.first_answer is None else stream.first_answer - stream.started,
+        reasoning_tokens=_reasoning_tokens(timings, stream.reasoning, stream.status),
         server_prefill_tokens=timings.prefill_tokens if timings else None,
         server_cached_tokens=timings.cached_tokens if timings else None,
     )
