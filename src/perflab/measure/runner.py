@@ -8,24 +8,20 @@ from __future__ import annotations
 import itertools
 import secrets
 import threading
-import time
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 from perflab.core.records import (
-    ERROR_ENGINE,
     ERROR_PROTOCOL,
-    ERROR_TIMEOUT,
     STATUS_DROPPED,
     STATUS_ERROR,
     STATUS_OK,
-    STATUS_TIMEOUT,
     RequestRecord,
-    ServerTimings,
-    decode_tps,
 )
-from perflab.engines.base import Engine, EngineError, GenerationOptions
+from perflab.engines.base import Engine, GenerationOptions
+from perflab.measure.clock import Clock
+from perflab.measure.stream_record import StreamOutcome, failure, request_record
 
 
 @dataclass(frozen=True)
@@ -86,20 +82,6 @@ def prompt_for_request(
     raise ValueError(f"prompt_cache must be 'bust' or 'reuse', not {prompt_cache!r}")
 
 
-class Clock:
-    """Monotonic durations, reported as wall-clock epoch seconds."""
-
-    def __init__(self):
-        self._epoch = time.time()
-        self._start = time.perf_counter()
-
-    def now(self) -> float:
-        return time.perf_counter()
-
-    def epoch(self, perf: float) -> float:
-        return self._epoch + (perf - self._start)
-
-
 def measure_request(
     engine: Engine,
     prompt: str,
@@ -145,7 +127,7 @@ def measure_request(
             if chunk.done:
                 timings, ended = chunk.timings, arrived
     except Exception as exc:  # noqa: BLE001 - never lose a request to an unexpected error
-        status, error_class, error = _failure(exc)
+        status, error_class, error = failure(exc)
     if status == STATUS_OK and timings is None:
         status, error_class = STATUS_ERROR, ERROR_PROTOCOL
         error = "stream ended without a final chunk"
@@ -165,7 +147,7 @@ def measure_request(
         reasoning=reasoning,
         timings=timings,
     )
-    return _request_record(
+    return request_record(
         stream,
         experiment_id=experiment_id,
         request_index=request_index,
@@ -173,122 +155,6 @@ def measure_request(
         is_warmup=is_warmup,
         clock=clock,
     )
-
-
-@dataclass(frozen=True)
-class StreamOutcome:
-    """What the client saw of one stream, in perf-counter seconds, before it is a record."""
-
-    status: str
-    error_class: str | None
-    error: str | None
-    started: float
-    ended: float
-    first: float | None  # the first token of any kind
-    first_answer: float | None  # the first token that is not reasoning
-    prep: float | None  # from the call to when the request left
-    gaps: list[float]
-    tokens: int
-    reasoning: int
-    timings: ServerTimings | None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == STATUS_OK
-
-    @property
-    def ttft(self) -> float | None:
-        return None if self.first is None else self.first - self.started
-
-    @property
-    def e2e(self) -> float:
-        return self.ended - self.started
-
-
-def _failure(exc: Exception) -> tuple[str, str, str]:
-    """Status, error class and message of a request that raised."""
-    if isinstance(exc, EngineError):
-        status = STATUS_TIMEOUT if exc.error_class == ERROR_TIMEOUT else STATUS_ERROR
-        return status, exc.error_class, str(exc)
-    return STATUS_ERROR, ERROR_ENGINE, f"{type(exc).__name__}: {exc}"
-
-
-def _output_tokens(stream: StreamOutcome) -> int:
-    """The server's count of output tokens when it gives one, else the stream's."""
-    timings = stream.timings
-    if stream.ok and timings and timings.output_tokens:
-        return timings.output_tokens
-    return stream.tokens
-
-
-def _queue_s(stream: StreamOutcome) -> float | None:
-    return stream.timings.raw.get("queue_s") if stream.timings else None
-
-
-def _unaccounted_s(stream: StreamOutcome) -> float | None:
-    """End-to-end time the server's phases do not explain."""
-    timings = stream.timings
-    if not (
-        stream.ok and timings and timings.prefill_s is not None and timings.decode_s is not None
-    ):
-        return None
-    # client, HTTP and sampling overhead; for Ollama also the queue wait it does not report
-    queue = _queue_s(stream)
-    known = (queue or 0.0) + (timings.load_s or 0.0) + timings.prefill_s + timings.decode_s
-    return stream.e2e - known
-
-
-def _request_record(
-    stream: StreamOutcome,
-    *,
-    experiment_id: str,
-    request_index: int,
-    worker: int,
-    is_warmup: bool,
-    clock: Clock,
-) -> RequestRecord:
-    timings, ttft, e2e = stream.timings, stream.ttft, stream.e2e
-    output_tokens = _output_tokens(stream)
-    return RequestRecord(
-        experiment_id=experiment_id,
-        request_index=request_index,
-        worker=worker,
-        is_warmup=is_warmup,
-        status=stream.status,
-        error_class=stream.error_class,
-        error=stream.error,
-        t_submit=clock.epoch(stream.started),
-        t_first_token=None if stream.first is None else clock.epoch(stream.first),
-        t_end=clock.epoch(stream.ended),
-        ttft_s=ttft,
-        e2e_s=e2e,
-        itl_s=stream.gaps,
-        prompt_tokens=timings.prompt_tokens if timings else None,
-        output_tokens=output_tokens,
-        tps=decode_tps(output_tokens, ttft, e2e) if stream.ok else None,
-        queue_s=_queue_s(stream),
-        load_s=timings.load_s if timings else None,
-        prefill_s=timings.prefill_s if timings else None,
-        decode_s=timings.decode_s if timings else None,
-        server_total_s=timings.total_s if timings else None,
-        unaccounted_s=_unaccounted_s(stream),
-        server_prompt_tokens=timings.prompt_tokens if timings else None,
-        server_output_tokens=timings.output_tokens if timings else None,
-        server_raw=timings.raw if timings else {},
-        finish_reason=timings.finish_reason if stream.ok and timings else None,
-        prep_s=stream.prep,
-        answer_ttft_s=None if stream.first_answer is None else stream.first_answer - stream.started,
-        reasoning_tokens=_reasoning_tokens(timings, stream.reasoning, stream.status),
-        server_prefill_tokens=timings.prefill_tokens if timings else None,
-        server_cached_tokens=timings.cached_tokens if timings else None,
-    )
-
-
-def _reasoning_tokens(timings, counted: int, status: str) -> int | None:
-    """The server's count of reasoning tokens when it gives one, else the stream's."""
-    if status == STATUS_OK and timings and timings.reasoning_tokens is not None:
-        return timings.reasoning_tokens
-    return counted or None
 
 
 @dataclass
@@ -350,34 +216,66 @@ def run_load(
     """
     stop = stop or threading.Event()
     prompt_for_request(prompt, prompt_cache, PromptNonce(0), 0)  # reject a bad mode up front
-    nonce = PromptNonce()
     clock = Clock()
     keep = RecordKeeper(on_record)
-    index = itertools.count()
+    sender = ClosedLoopSender(
+        engine, prompt, options, experiment_id, prompt_cache, PromptNonce(), clock, keep
+    )
+    started = clock.now()
+    warm_up(sender.send, plan.warmup_requests, stop)
+    measured_started = clock.now()
+    has_work = _work_left(plan, stop, clock, keep.lock, measured_started)
+    _run_workers(plan.workers, lambda worker: _closed_loop(sender, worker, has_work))
+    return run_result(keep, clock, started, measured_started, clock.now())
 
-    def send(worker: int, is_warmup: bool) -> None:
-        request_index = next(index)
-        keep(
+
+@dataclass(frozen=True)
+class ClosedLoopSender:
+    """Sends request after request of one run, each numbered in turn and kept as it ends."""
+
+    engine: Engine
+    prompt: str
+    options: GenerationOptions
+    experiment_id: str
+    prompt_cache: str
+    nonce: PromptNonce
+    clock: Clock
+    keep: RecordKeeper
+    numbers: Iterator[int] = field(default_factory=itertools.count)
+
+    def send(self, worker: int, is_warmup: bool) -> None:
+        request_index = next(self.numbers)
+        self.keep(
             measure_request(
-                engine,
-                prompt_for_request(prompt, prompt_cache, nonce, request_index),
-                options,
-                experiment_id=experiment_id,
+                self.engine,
+                prompt_for_request(self.prompt, self.prompt_cache, self.nonce, request_index),
+                self.options,
+                experiment_id=self.experiment_id,
                 request_index=request_index,
                 worker=worker,
                 is_warmup=is_warmup,
-                clock=clock,
+                clock=self.clock,
             )
         )
 
-    started = clock.now()
-    for _ in range(plan.warmup_requests):
+
+def warm_up(send: Callable[[int, bool], None], requests: int, stop: threading.Event) -> None:
+    """Warm-up requests one at a time, on worker 0, until ``stop`` is set."""
+    for _ in range(requests):
         if stop.is_set():
             break
-        send(0, is_warmup=True)
+        send(0, True)
 
+
+def _work_left(
+    plan: LoadPlan,
+    stop: threading.Event,
+    clock: Clock,
+    count_lock: threading.Lock,
+    measured_started: float,
+) -> Callable[[], bool]:
+    """Whether a worker may send another request: until ``stop``, the deadline or the count."""
     remaining = itertools.count(plan.requests, -1) if plan.requests is not None else None
-    measured_started = clock.now()
     deadline = None if plan.duration_s is None else measured_started + plan.duration_s
 
     def has_work() -> bool:
@@ -385,22 +283,32 @@ def run_load(
             return False
         if deadline is not None:
             return clock.now() < deadline
-        with keep.lock:
+        with count_lock:
             return next(remaining) > 0
 
-    def worker_loop(worker: int) -> None:
-        while has_work():
-            send(worker, is_warmup=False)
+    return has_work
 
+
+def _closed_loop(sender: ClosedLoopSender, worker: int, has_work: Callable[[], bool]) -> None:
+    while has_work():
+        sender.send(worker, is_warmup=False)
+
+
+def _run_workers(workers: int, work: Callable[[int], None]) -> None:
     threads = [
-        threading.Thread(target=worker_loop, args=(w,), name=f"perflab-worker-{w}", daemon=True)
-        for w in range(plan.workers)
+        threading.Thread(target=work, args=(w,), name=f"perflab-worker-{w}", daemon=True)
+        for w in range(workers)
     ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    ended = clock.now()
+
+
+def run_result(
+    keep: RecordKeeper, clock: Clock, started: float, measured_started: float, ended: float
+) -> RunResult:
+    """The run's records in order and its spans, from perf-counter times."""
     return RunResult(
         records=keep.in_order(),
         started=clock.epoch(started),
