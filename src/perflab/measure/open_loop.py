@@ -26,6 +26,7 @@ from perflab.measure.runner import (
     RunResult,
     measure_request,
     prompt_for_request,
+    run_result,
 )
 
 ON_FULL = ("delay", "drop")
@@ -185,71 +186,111 @@ def run_open_loop(
     prompt_for_request(prompt, prompt_cache, PromptNonce(0), 0)  # reject a bad mode up front
     nonce, clock = PromptNonce(), Clock()
     keep = RecordKeeper(on_record)
-
     shapes = plan.lengths.draws(plan.arrivals.requests) if plan.lengths else None
-
-    def measure(index: int, is_warmup: bool) -> RequestRecord:
-        text, request_options = prompt, options
-        if shapes is not None and not is_warmup:
-            prompt_tokens, output_tokens = shapes[index - plan.warmup_requests]
-            if prompt_tokens is not None:
-                text = sized_prompt(prompt, prompt_tokens)
-            if output_tokens is not None:
-                request_options = replace(options, max_tokens=output_tokens)
-        sent = prompt_for_request(text, prompt_cache, nonce, index)
-        if plan.shared_prefix and not is_warmup:  # after the shared part: a cache keeps it
-            sent = f"{plan.shared_prefix}\n\n{sent}"
-        return measure_request(
-            engine,
-            sent,
-            request_options,
-            experiment_id=experiment_id,
-            request_index=index,
-            worker=0,
-            is_warmup=is_warmup,
-            clock=clock,
-        )
-
-    def chat(index: int, due: float, held: float) -> None:
-        """The turns of one conversation: turn t + 1 is due when turn t's answer ended."""
-        history = ""
-        for turn in range(plan.turns):
-            user = prompt_for_request(prompt, prompt_cache, nonce, index + turn)
-            sent, said = f"{history}User: {user}\nAssistant:", []
-            record = measure_request(
-                engine,
-                sent,
-                options,
-                experiment_id=experiment_id,
-                request_index=index + turn,
-                worker=0,
-                is_warmup=False,
-                clock=clock,
-                text_out=said,
-            )
-            record = replace(on_schedule(record, clock, due, held), turn=turn)
-            keep(record)
-            if record.status != STATUS_OK:
-                return  # the rest of the conversation is not sent
-            history = f"{sent} {''.join(said).strip()}\n"  # the next turn's prompt grows by it
-            due, held = clock.now(), 0.0
-
+    sender = OpenLoopSender(
+        engine, prompt, options, plan, experiment_id, prompt_cache, nonce, clock, keep, shapes
+    )
     started = clock.now()
     for index in range(plan.warmup_requests):
         if stop.is_set():
             break
-        keep(measure(index, is_warmup=True))
-    places = threading.BoundedSemaphore(plan.max_in_flight)
+        keep(sender.measure(index, is_warmup=True))
+    span = _send_on_schedule(sender, stop)
+    result = run_result(keep, clock, started, span.t0, clock.now())
+    return result, check_schedule(result.records, plan, span.last_send - span.t0)
 
-    def send(index: int, due: float, held: float) -> None:
+
+@dataclass(frozen=True)
+class OpenLoopSender:
+    """Sends the requests of one open-loop run: each sized as drawn, or a chat of turns."""
+
+    engine: Engine
+    prompt: str
+    options: GenerationOptions
+    plan: OpenLoopPlan
+    experiment_id: str
+    prompt_cache: str
+    nonce: PromptNonce
+    clock: Clock
+    keep: RecordKeeper
+    shapes: list[tuple[int | None, int | None]] | None  # (prompt, output) tokens per arrival
+
+    def measure(self, index: int, is_warmup: bool) -> RequestRecord:
+        text, request_options = self._sized(index, is_warmup)
+        sent = prompt_for_request(text, self.prompt_cache, self.nonce, index)
+        if self.plan.shared_prefix and not is_warmup:  # after the shared part: a cache keeps it
+            sent = f"{self.plan.shared_prefix}\n\n{sent}"
+        return self._request(sent, request_options, index, is_warmup)
+
+    def _sized(self, index: int, is_warmup: bool) -> tuple[str, GenerationOptions]:
+        """The prompt and options of a request, at the lengths drawn for it."""
+        text, request_options = self.prompt, self.options
+        if self.shapes is not None and not is_warmup:
+            prompt_tokens, output_tokens = self.shapes[index - self.plan.warmup_requests]
+            if prompt_tokens is not None:
+                text = sized_prompt(self.prompt, prompt_tokens)
+            if output_tokens is not None:
+                request_options = replace(self.options, max_tokens=output_tokens)
+        return text, request_options
+
+    def _request(
+        self,
+        sent: str,
+        options: GenerationOptions,
+        index: int,
+        is_warmup: bool,
+        text_out: list[str] | None = None,
+    ) -> RequestRecord:
+        return measure_request(
+            self.engine,
+            sent,
+            options,
+            experiment_id=self.experiment_id,
+            request_index=index,
+            worker=0,
+            is_warmup=is_warmup,
+            clock=self.clock,
+            text_out=text_out,
+        )
+
+    def chat(self, index: int, due: float, held: float) -> None:
+        """The turns of one conversation: turn t + 1 is due when turn t's answer ended."""
+        history = ""
+        for turn in range(self.plan.turns):
+            user = prompt_for_request(self.prompt, self.prompt_cache, self.nonce, index + turn)
+            sent, said = f"{history}User: {user}\nAssistant:", []
+            record = self._request(sent, self.options, index + turn, False, text_out=said)
+            record = replace(on_schedule(record, self.clock, due, held), turn=turn)
+            self.keep(record)
+            if record.status != STATUS_OK:
+                return  # the rest of the conversation is not sent
+            history = f"{sent} {''.join(said).strip()}\n"  # the next turn's prompt grows by it
+            due, held = self.clock.now(), 0.0
+
+    def send(self, index: int, due: float, held: float, places: threading.Semaphore) -> None:
         try:
-            if plan.turns > 1:
-                chat(index, due, held)
+            if self.plan.turns > 1:
+                self.chat(index, due, held)
             else:
-                keep(on_schedule(measure(index, is_warmup=False), clock, due, held))
+                record = self.measure(index, is_warmup=False)
+                self.keep(on_schedule(record, self.clock, due, held))
         finally:
             places.release()
 
+
+@dataclass(frozen=True)
+class SendSpan:
+    """When the scheduled sending began, and when the last request left (perf seconds)."""
+
+    t0: float
+    last_send: float
+
+
+def _send_on_schedule(sender: OpenLoopSender, stop: threading.Event) -> SendSpan:
+    """Each arrival at its time on its own thread, a place taken or the request dropped;
+    returns when every request sent has ended."""
+    plan, clock = sender.plan, sender.clock
+    places = threading.BoundedSemaphore(plan.max_in_flight)
     t0 = clock.now()
     threads, last_send = [], t0
     for number, offset in enumerate(plan.arrivals.offsets()):
@@ -260,25 +301,20 @@ def run_open_loop(
         if held is None:
             if stop.is_set():
                 break
-            keep(dropped_record(experiment_id, index, clock, due, plan.max_in_flight))
+            sender.keep(dropped_record(sender.experiment_id, index, clock, due, plan.max_in_flight))
             continue
         thread = threading.Thread(
-            target=send, args=(index, due, held), name=f"perflab-send-{index}", daemon=True
+            target=sender.send,
+            args=(index, due, held, places),
+            name=f"perflab-send-{index}",
+            daemon=True,
         )
         thread.start()
         threads.append(thread)
         last_send = clock.now()
     for thread in threads:
         thread.join()
-    ended = clock.now()
-    result = RunResult(
-        records=keep.in_order(),
-        started=clock.epoch(started),
-        ended=clock.epoch(ended),
-        measured_started=clock.epoch(t0),
-        measured_ended=clock.epoch(ended),
-    )
-    return result, check_schedule(result.records, plan, last_send - t0)
+    return SendSpan(t0=t0, last_send=last_send)
 
 
 def _take_place(
