@@ -93,29 +93,106 @@ def compute(
     threads_peer_path: str | Path | None = None,
 ) -> Findings:
     everything = with_defaults(summary)
-    frame = everything
-    if context.baseline is not None:
-        frame = everything.filter(pl.col("target") == context.baseline)
+    frame = _baseline_rows(everything, context.baseline)
+    resources_by_id = resources_by_id or {}
+    core = _core_findings(frame, context, resources_by_id, threads_peer_path)
+    length_finding = prompt_length.summary(frame, core.disturbed)
+    prompts = list(core.basic.prompts)
+    found = Findings(
+        engine=context.engine,
+        capabilities=core.capabilities,
+        repeats=core.repeats,
+        conditions=core.conditions,
+        basic=core.basic,
+        prompt_length=length_finding,
+        temperature=temperature.summary(frame, core.disturbed),
+        concurrency=core.concurrency,
+        kv_cache=kv_cache.summary(frame, core.disturbed),
+        interference=core.interference,
+        resources=core.resources,
+        bottleneck=core.bottleneck,
+        breakdown=breakdown.summary(prompts, list(core.conditions)),
+        expectations=expectations.summary(prompts, list(core.conditions), context.expected_tps),
+        run=_run_log(frame, context, core, requests_path, disk_path),
+        comparison=_comparison(everything, context, resources_by_id),
+        capacity=capacity.summary(
+            requests_path, context.slo, context.sweep_skipped, context.baseline, context.probes
+        ),
+        peer=_peer(peer_path, requests_path, context),
+        roofline=_roofline(ceilings, prompts, length_finding),
+        placement=placement.summary(list(context.placements)),
+        threads=core.threads,
+        kv_memory=_kv_memory(frame, resources_by_id, ceilings),
+    )
+    return family_corrected(found)
+
+
+def _baseline_rows(everything: pl.DataFrame, baseline: str | None) -> pl.DataFrame:
+    """The baseline target's rows, or every row when the run has one target."""
+    if baseline is None:
+        return everything
+    return everything.filter(pl.col("target") == baseline)
+
+
+@dataclass(frozen=True)
+class CoreFindings:
+    """The findings that the run log and the other findings are built from."""
+
+    capabilities: Capabilities
+    interference: interference.InterferenceFinding
+    disturbed: tuple[str, ...]
+    conditions: tuple[Condition, ...]
+    basic: basic.BasicFinding
+    concurrency: concurrency.ConcurrencyFinding
+    resources: resources.ResourcesFinding | None
+    bottleneck: bottleneck.BottleneckFinding
+    threads: threads.ThreadsFinding | None
+    repeats: int
+
+
+def _core_findings(
+    frame: pl.DataFrame,
+    context: Context,
+    resources_by_id: dict[str, resources.ExperimentResources],
+    threads_peer_path: str | Path | None,
+) -> CoreFindings:
     capabilities = capabilities_for(context.engine, context.server)
     interference_finding = interference.summary(frame, context.results_dir)
     disturbed = interference_finding.disturbed_ids
     every = conditions(frame, disturbed)
-    basic_finding = basic.summary(frame, context.prompt_order, disturbed)
     concurrency_finding = concurrency.summary(frame, capabilities, disturbed)
-    resources_finding = resources.summary(frame, resources_by_id or {})
-    bottleneck_finding = bottleneck.summary(
-        resources_finding,
-        concurrency_finding,
-        capabilities,
-        context.usable_cores,
-        context.model_size_gb,
-        context.logical_cores,
-        disturbed,
+    resources_finding = resources.summary(frame, resources_by_id)
+    return CoreFindings(
+        capabilities=capabilities,
+        interference=interference_finding,
+        disturbed=disturbed,
+        conditions=tuple(every),
+        basic=basic.summary(frame, context.prompt_order, disturbed),
+        concurrency=concurrency_finding,
+        resources=resources_finding,
+        bottleneck=bottleneck.summary(
+            resources_finding,
+            concurrency_finding,
+            capabilities,
+            context.usable_cores,
+            context.model_size_gb,
+            context.logical_cores,
+            disturbed,
+        ),
+        threads=threads.summary(frame, threads_peer_path, disturbed),
+        repeats=int(frame["repeats"].max() or 1) if frame.height else 1,
     )
-    repeats = int(frame["repeats"].max() or 1) if frame.height else 1
-    threads_finding = threads.summary(frame, threads_peer_path, disturbed)
+
+
+def _run_log(
+    frame: pl.DataFrame,
+    context: Context,
+    core: CoreFindings,
+    requests_path: str | Path | None,
+    disk_path: str | Path,
+) -> runlog.RunLog:
     cold = runlog.cold_start(frame, context.preflight_cold_start)
-    run = runlog.RunLog(
+    return runlog.RunLog(
         started=context.started,
         ended=context.ended,
         total_s=context.ended - context.started
@@ -127,53 +204,29 @@ def compute(
         cold_source=cold.source if cold else None,
         cold_in_process=cold.in_process if cold else False,
         n_experiments=frame.height,
-        n_requests=sum(c.n_requests for c in every),
-        n_errors=sum(c.n_errors for c in every),
+        n_requests=sum(c.n_requests for c in core.conditions),
+        n_errors=sum(c.n_errors for c in core.conditions),
         errors=runlog.error_counts(requests_path),
-        failed=runlog.failed_conditions(every),
+        failed=runlog.failed_conditions(list(core.conditions)),
         storage=runlog.storage(disk_path),
-        ideas=runlog.ideas(
-            bottleneck_finding,
-            concurrency_finding,
-            interference_finding,
-            repeats,
-            capabilities.parallel_setting,
-            context.physical_cores if context.threads_configurable else None,
-            _measured_threads(threads_finding, capabilities.thread_setting),
-        ),
-        repeats=repeats,
+        ideas=_ideas(context, core),
+        repeats=core.repeats,
         setup=context.setup,
         basic_span=context.basic_span,
         advanced_span=context.advanced_span,
     )
-    length_finding = prompt_length.summary(frame, disturbed)
-    found = Findings(
-        engine=context.engine,
-        capabilities=capabilities,
-        repeats=repeats,
-        conditions=tuple(every),
-        basic=basic_finding,
-        prompt_length=length_finding,
-        temperature=temperature.summary(frame, disturbed),
-        concurrency=concurrency_finding,
-        kv_cache=kv_cache.summary(frame, disturbed),
-        interference=interference_finding,
-        resources=resources_finding,
-        bottleneck=bottleneck_finding,
-        breakdown=breakdown.summary(list(basic_finding.prompts), every),
-        expectations=expectations.summary(list(basic_finding.prompts), every, context.expected_tps),
-        run=run,
-        comparison=_comparison(everything, context, resources_by_id or {}),
-        capacity=capacity.summary(
-            requests_path, context.slo, context.sweep_skipped, context.baseline, context.probes
-        ),
-        peer=_peer(peer_path, requests_path, context),
-        roofline=_roofline(ceilings, list(basic_finding.prompts), length_finding),
-        placement=placement.summary(list(context.placements)),
-        threads=threads_finding,
-        kv_memory=_kv_memory(frame, resources_by_id or {}, ceilings),
+
+
+def _ideas(context: Context, core: CoreFindings) -> tuple[runlog.Idea, ...]:
+    return runlog.ideas(
+        core.bottleneck,
+        core.concurrency,
+        core.interference,
+        core.repeats,
+        core.capabilities.parallel_setting,
+        context.physical_cores if context.threads_configurable else None,
+        _measured_threads(core.threads, core.capabilities.thread_setting),
     )
-    return family_corrected(found)
 
 
 def family_corrected(found: Findings) -> Findings:
