@@ -19,19 +19,26 @@ import jinja2
 
 from perflab import __version__
 from perflab.analyse.findings import Findings, load
-from perflab.analyse.metrics import metric
 from perflab.analyse.table_files import read_metadata_index
 from perflab.config.targets import baseline, target_config
 from perflab.engines import ignore_eos
 from perflab.engines.launch import as_served
 from perflab.engines.ollama_store import uses_tiny_model
 from perflab.measure.metadata import ExperimentMetadata
+from perflab.measure.provenance import EngineInfo, HostInfo
 from perflab.models.names import known_name, model_label
 from perflab.models.smollm2 import SMOLLM2, uses_smollm2
 from perflab.present import wording
+from perflab.present.log_sections import (
+    Placeholder,
+    bottleneck_context,
+    capacity_context,
+    comparison_context,
+    issues_context,
+    optional_sections_context,
+    timeline_context,
+)
 from perflab.present.page import render_html
-from perflab.present.wording import comparison as comparison_words
-from perflab.present.wording import threads as threads_words
 
 NO_METADATA = ExperimentMetadata.from_json({})  # a log without experiments
 
@@ -44,6 +51,7 @@ PROMPT_LABELS = {
     "very_long": "Very long",
 }
 BOTTLENECK_OPTIONS = ("CPU", "Memory", "Disk I/O", "Network")
+INSIGHTS = ("temperature", "concurrency", "prompt_length")  # the observations the log leads with
 MARKDOWN_SPECIAL = str.maketrans(
     {
         "\\": "\\\\",
@@ -63,10 +71,6 @@ MARKDOWN_SPECIAL = str.maketrans(
 
 class Verbatim(str):
     """Text for a fenced code block: printed as is, except that it cannot close the fence."""
-
-
-class Placeholder(str):
-    """The template's own blank for the person to fill in (``[TIME]``): printed as is."""
 
 
 class OwnMarkdown(str):
@@ -118,12 +122,6 @@ def verdict(value: Enum | None, text: str = "") -> str:
         text = text[len(words) + 2 :]
         text = text[:1].upper() + text[1:]
     return OwnMarkdown(f"**Verdict: {markdown_escape(words)}** {markdown_escape(text)}")
-
-
-def epoch_text(seconds: float | None) -> str:
-    if seconds is None:
-        return Placeholder("[TIME]")
-    return dt.datetime.fromtimestamp(seconds).strftime("%H:%M:%S")
 
 
 def _environment() -> jinja2.Environment:
@@ -204,128 +202,76 @@ def build_context(
 ) -> dict:
     first = metadata[0] if metadata else NO_METADATA
     measured = measured_engine(config)
-    given = first.engine
-    engine = replace(
-        given, engine=given.engine or f.engine, model=model_label(measured, given.model)
+    engine = _log_engine(f, first, measured)
+    words = observations(f)
+    keep_alive = config["generation"]["keep_alive"]
+    return (
+        {
+            "f": f,
+            "date": dt.date.fromtimestamp(f.run.started).isoformat()
+            if f.run.started
+            else Placeholder("[DATE]"),
+            "run": config["run"],
+            "perflab_version": __version__,
+            "engine": engine,
+            "engine_label": f.capabilities.label,
+        }
+        | optional_sections_context(f)
+        | {"host": _log_host(first)}
+        | _model_context(config, measured)
+        | {
+            "answer_lengths": wording.answer_lengths(
+                f, config["generation"].get("max_tokens"), ignore_eos(measured)
+            ),
+            "warmup_requests": config["warmup_requests"],
+        }
+        | timeline_context(f.run)
+        | {
+            "previews": {name: preview(text) for name, text in config["prompts"].items()},
+            "observations": words,
+            "trials_note": wording.trials_note(f.repeats),
+            "interference_note": wording.interference_summary(f.interference),
+        }
+        | bottleneck_context(f.bottleneck, BOTTLENECK_OPTIONS)
+        | issues_context(f, configfiles)
+        | {
+            "insights": [words[k] for k in INSIGHTS if words[k]][:3],
+            "keep_alive": keep_alive,
+            "cold_start": wording.cold_start(f.run, keep_alive),
+            "charts": charts,
+            "result_files": result_files,
+            "key_findings": wording.key_findings(f),
+            "provenance": Verbatim(
+                provenance_text(replace(first, engine=engine), f.run.started, f.run.ended)
+            ),
+            "checklist": wording.checklist(f, known_name(as_served(measured))),
+            "capacity": capacity_context(f),
+        }
+        | comparison_context(f)
     )
-    host = replace(
+
+
+def _log_engine(f: Findings, first: ExperimentMetadata, measured: dict) -> EngineInfo:
+    """The engine as the log names it: the findings' engine and the model's label."""
+    given = first.engine
+    return replace(given, engine=given.engine or f.engine, model=model_label(measured, given.model))
+
+
+def _log_host(first: ExperimentMetadata) -> HostInfo:
+    return replace(
         first.host, cpu_model=first.host.cpu_model or "unknown", os=first.host.os or "unknown"
     )
-    prompts = config["prompts"]
-    words = observations(f)
+
+
+def _model_context(config: dict, measured: dict) -> dict:
+    """The tiny model's settings and the SmolLM2 note, when the run served them."""
+    served = as_served(measured)
     tiny = None
-    if uses_tiny_model(as_served(measured)):
+    if uses_tiny_model(served):
         tiny = ", ".join(f"{k}={v}" for k, v in config["tiny_model"].items())
     return {
-        "f": f,
-        "date": dt.date.fromtimestamp(f.run.started).isoformat()
-        if f.run.started
-        else Placeholder("[DATE]"),
-        "run": config["run"],
-        "perflab_version": __version__,
-        "engine": engine,
-        "engine_label": f.capabilities.label,
-        "peer_lines": wording.peer(f.peer) if f.peer else [],
-        "threads_rows": threads_words.rows(f.threads) if f.threads else [],
-        "threads_lines": threads_words.lines(f.threads) if f.threads else [],
-        "roofline_lines": wording.roofline(f.roofline) if f.roofline else [],
-        "placement": wording.placement(f.placement) if f.placement else None,
-        "gpu_line": wording.gpu(f.resources),
-        "kv_memory": wording.kv_memory(f.kv_memory),
-        "host": host,
         "tiny_model": tiny,
-        "smollm2": SMOLLM2 if uses_smollm2(as_served(measured)) else None,
-        "answer_lengths": wording.answer_lengths(
-            f, config["generation"].get("max_tokens"), ignore_eos(measured)
-        ),
-        "warmup_requests": config["warmup_requests"],
-        "status": wording.status(f.run),
-        "hours": None if f.run.hands_on_s is None else f.run.hands_on_s / 3600,
-        "total_time": wording.total_time(f.run),
-        "setup_started": epoch_text(f.run.setup_started),
-        "setup_completed": epoch_text(f.run.setup_ended),
-        "setup_notes": wording.setup_notes(f.run),
-        "basic_started": epoch_text(f.run.basic_span[0]),
-        "basic_completed": epoch_text(f.run.basic_span[1]),
-        "advanced_started": epoch_text(f.run.advanced_span[0]),
-        "advanced_completed": epoch_text(f.run.advanced_span[1]),
-        "previews": {name: preview(text) for name, text in prompts.items()},
-        "observations": words,
-        "trials_note": wording.trials_note(f.repeats),
-        "interference_note": wording.interference_summary(f.interference),
-        "bottleneck_option": wording.LOG_OPTIONS.get(f.bottleneck.primary),
-        "bottleneck_note": "; ".join(
-            n
-            for n in (
-                wording.NOTES.get(f.bottleneck.primary),
-                wording.disturbed_caveat(f.bottleneck),
-            )
-            if n
-        ),
-        "bottleneck_options": BOTTLENECK_OPTIONS,
-        "bottleneck_evidence": wording.bottleneck_evidence(f.bottleneck),
-        "ideas": [wording.idea(i) for i in f.run.ideas],
-        "technical_issues": wording.technical_issues(f, configfiles),
-        "solutions": wording.solutions(f),
-        "issues_encountered": wording.issues_encountered(f),
-        "rerun_disturbed": wording.rerun_disturbed(f, configfiles),
-        "storage": wording.storage(f.run),
-        "insights": [words[k] for k in ("temperature", "concurrency", "prompt_length") if words[k]][
-            :3
-        ],
-        "keep_alive": config["generation"]["keep_alive"],
-        "cold_start": wording.cold_start(f.run, config["generation"]["keep_alive"]),
-        "charts": charts,
-        "result_files": result_files,
-        "key_findings": wording.key_findings(f),
-        "provenance": Verbatim(
-            provenance_text(replace(first, engine=engine), f.run.started, f.run.ended)
-        ),
-        "checklist": wording.checklist(f, known_name(as_served(measured))),
-        "capacity": capacity_context(f),
-    } | comparison_context(f)
-
-
-def capacity_context(f: Findings) -> dict:
-    """The capacity section: one line per offered rate, then the answer per target."""
-    rows = [
-        {
-            "rate": wording.num(point.offered_rate, 2),
-            "target": finding.target,
-            "text": wording.rate_line(point),
-        }
-        for finding in f.capacity
-        for point in finding.points
-    ]
-    return {
-        "rows": rows,
-        "answers": [wording.capacity(finding) for finding in f.capacity],
-        "note": wording.open_loop_note(f.capabilities) if f.capacity else None,
-    }
-
-
-def comparison_context(f: Findings) -> dict:
-    if f.comparison is None:
-        return {
-            "comparison_rows": [],
-            "comparison_sizes": [],
-            "comparison_points": [],
-            "comparison_headline": [],
-            "comparison_capacity": [],
-        }
-    points = [
-        (
-            metric(m.metric).label,
-            comparison_words.point_rows(f.comparison, m),
-        )
-        for m in f.comparison.metrics
-    ]
-    return {
-        "comparison_rows": comparison_words.rows(f.comparison),
-        "comparison_sizes": comparison_words.sizes(f.comparison),
-        "comparison_points": points,
-        "comparison_headline": comparison_words.headline(f.comparison),
-        "comparison_capacity": wording.capacity_comparison(f.capacity),
+        "smollm2": SMOLLM2 if uses_smollm2(served) else None,
     }
 
 
