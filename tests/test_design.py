@@ -60,7 +60,29 @@ def test_the_order_of_two_points_is_independent_of_the_others():
     after = point_order(3, 1, [*POINTS, "new"])
     assert [point for point in after if point != "new"] == before
     assert order_key(3, 1, "p0") == order_key(3, 1, "p0")
-    assert len(order_key(3, 1, "p0")) == 16
+    assert len(order_key(3, 1, "p0")) == 32
+
+
+def test_the_points_of_one_size_run_back_to_back_in_every_trial():
+    """The default run's temperature and concurrency points (8 requests each) form one
+    run of consecutive experiments in every trial, as do the prompt-length and KV-cache
+    points (4 requests each); the sizes' order and the order within each differ by trial."""
+    experiments = list(expand_experiments(default_config(repeats=3)).values())
+    orders = []
+    for trial in (1, 2, 3):
+        blocks = [e.block for e in experiments if e.trial == trial]
+        runs = [
+            block for index, block in enumerate(blocks) if index == 0 or block != blocks[index - 1]
+        ]
+        assert len(runs) == len(set(runs)) == 4, blocks  # n4, n8, n34, d10s: each once
+        orders.append((tuple(e.point_id for e in experiments if e.trial == trial), tuple(runs)))
+    assert len({points for points, _ in orders}) == 3
+    assert len({runs for _, runs in orders}) > 1
+    in_block = [
+        [e.point_id for e in experiments if e.trial == trial and e.block == "n8"]
+        for trial in (1, 2, 3)
+    ]
+    assert sorted(in_block[0]) == sorted(in_block[1]) and len({tuple(b) for b in in_block}) > 1
 
 
 def test_targets_turn_every_trial_abba():
@@ -77,10 +99,10 @@ def test_the_default_run_every_first_trial_before_any_second_in_seeded_order():
     config = default_config(repeats=3)
     experiments = list(expand_experiments(config).values())
     assert [e.trial for e in experiments] == sorted(e.trial for e in experiments)
-    points = [e.point_id for e in expand_conditions(config).values()]
+    blocks = {e.point_id: e.block for e in expand_conditions(config).values()}
     for trial in (1, 2, 3):
         in_trial = [e.point_id for e in experiments if e.trial == trial]
-        assert in_trial == point_order(config["order_seed"], trial, points)
+        assert in_trial == point_order(config["order_seed"], trial, blocks, blocks)
     orders = [tuple(e.point_id for e in experiments if e.trial == t) for t in (1, 2, 3)]
     assert len(set(orders)) == 3
     other = list(expand_experiments(default_config(repeats=3, order_seed=2)))
@@ -106,7 +128,7 @@ def test_the_spec_and_metadata_record_the_placement_and_more_trials_change_none(
     assert spec["design"] == {
         "order_seed": 1,
         "trial": 1,
-        "order_key": order_key(1, 1, experiment.point_id),
+        "order_key": order_key(1, 1, experiment.point_id, experiment.block),
         "target_turn": 0,
     }
     three = expand_experiments(config | {"repeats": 3})
@@ -158,12 +180,12 @@ def test_a_dry_run_plans_each_trial_in_the_seeded_order(tmp_path):
             [ROOT / "config" / "config.yaml", *(tmp_path / f for f in files)]
         )
         assert planned[seed] == list(expand_experiments(config))
-        points = [e.point_id for e in expand_conditions(config).values()]
+        blocks = {e.point_id: e.block for e in expand_conditions(config).values()}
         for trial in (1, 2):
             in_trial = [
                 i.removesuffix(f"-r{trial}") for i in planned[seed] if i.endswith(f"-r{trial}")
             ]
-            assert in_trial == point_order(seed, trial, points)
+            assert in_trial == point_order(seed, trial, blocks, blocks)
         trials = [int(i.rsplit("-r", 1)[1]) for i in planned[seed]]
         assert trials == sorted(trials)
     assert planned[1] != planned[2] and sorted(planned[1]) == sorted(planned[2])

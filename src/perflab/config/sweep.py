@@ -60,6 +60,14 @@ class Experiment:
         return f"{base}{self.arrivals_id}{reuse}{threads}"
 
     @property
+    def block(self) -> str:
+        """The points a trial measures back to back: those of one size (requests or
+        duration, closed or open loop). A suite's points share a size, so the points one
+        verdict compares run minutes apart at most, not across the whole trial."""
+        size = f"n{self.requests}" if self.requests is not None else f"d{self.duration_s:g}s"
+        return f"{size}-open" if self.open_loop else size
+
+    @property
     def arrivals_id(self) -> str:
         """``-q<rate>-<arrival>`` for open-loop load, ``-s<k>of<n>-<arrival>`` for point k of
         a sweep of n; poisson with burstiness b≠1 is gamma<b>."""
