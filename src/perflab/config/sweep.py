@@ -53,10 +53,9 @@ class Experiment:
     @property
     def point_id(self) -> str:
         """The sweep point, the same for every target."""
-        size = f"n{self.requests}" if self.requests is not None else f"d{self.duration_s:g}s"
         reuse = "-reuse" if self.prompt_cache == "reuse" else ""
         threads = f"-th{self.threads}" if self.threads is not None else ""
-        base = f"{self.prompt_name}-t{self.temperature:g}-w{self.workers}-{size}"
+        base = f"{self.prompt_name}-t{self.temperature:g}-w{self.workers}-{self.size_id}"
         return f"{base}{self.arrivals_id}{reuse}{threads}"
 
     @property
@@ -64,8 +63,12 @@ class Experiment:
         """The points a trial measures back to back: those of one size (requests or
         duration, closed or open loop). A suite's points share a size, so the points one
         verdict compares run minutes apart at most, not across the whole trial."""
-        size = f"n{self.requests}" if self.requests is not None else f"d{self.duration_s:g}s"
-        return f"{size}-open" if self.open_loop else size
+        return f"{self.size_id}-open" if self.open_loop else self.size_id
+
+    @property
+    def size_id(self) -> str:
+        """``n<requests>``, or ``d<duration>s`` for a point measured for a time."""
+        return f"n{self.requests}" if self.requests is not None else f"d{self.duration_s:g}s"
 
     @property
     def arrivals_id(self) -> str:
