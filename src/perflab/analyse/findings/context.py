@@ -73,6 +73,7 @@ def context_from_metadata(
     engine = metadata[0].engine if metadata else EngineInfo()
     host = metadata[0].host if metadata else HostInfo()
     suites = config.get("suites", {})
+    started, ended = runlog.span(everything)
     return Context(
         engine=engine.engine or _engine_name(config, chosen),
         prompt_order=tuple(suites.get("basic", {}).get("prompts", ())),
@@ -85,8 +86,8 @@ def context_from_metadata(
         model_size_gb=engine.model_size_gb,
         model_load_s=engine.load_s,
         results_dir=results_dir,
-        started=runlog.span(everything)[0],
-        ended=runlog.span(everything)[1],
+        started=started,
+        ended=ended,
         basic_span=runlog.span(metadata, lambda suites: "basic" in suites),
         advanced_span=runlog.span(metadata, lambda suites: bool(set(suites) - {"basic"})),
         setup=setup,
