@@ -26,7 +26,8 @@ from perflab.measure.samples import disturbance_threshold_pct
 from perflab.measure.spec import experiment_spec
 
 
-def spec_for(fault_rates: dict, budget: float, **timing) -> dict:
+def experiment_for(fault_rates: dict, budget: float, **timing):
+    """The run's config and its one experiment under test."""
     overrides = {
         "engine": {"name": "calibration", "model": "llama3.1:8b"},
         "repeats": 1,  # one trial: these tests are about one experiment
@@ -37,8 +38,11 @@ def spec_for(fault_rates: dict, budget: float, **timing) -> dict:
         "suites": {"concurrency": {"workers": [2], "requests": 20}},
     }
     config = load_config_file(ROOT / "config" / "config.yaml", overrides=overrides)
-    experiment = expand_experiments(config)["medium-t0.7-w2-n20-r1"]
-    return experiment_spec(config, experiment)
+    return config, expand_experiments(config)["medium-t0.7-w2-n20-r1"]
+
+
+def spec_for(fault_rates: dict, budget: float, **timing) -> dict:
+    return experiment_spec(*experiment_for(fault_rates, budget, **timing))
 
 
 def paths(tmp_path) -> ExperimentPaths:
@@ -69,7 +73,7 @@ def test_clean_run_writes_records_samples_and_metadata(tmp_path):
     assert saved["design"] == {
         "order_seed": 1,
         "trial": 1,
-        "order_key": order_key(1, 1, "medium-t0.7-w2-n20"),
+        "order_key": order_key(1, 1, "medium-t0.7-w2-n20", experiment_for({}, 0.05)[1].block),
         "target_turn": 0,
     }
     resources = saved["resources"]
