@@ -171,6 +171,21 @@ def test_speed_effect_that_the_trials_support():
     assert wording.temperature(result).startswith("Yes: decode speed per token changed")
 
 
+def test_key_finding_names_each_temperature_with_its_own_outcome():
+    # 0.7 is clearly slower than 0; 1.5's trials scatter too widely to tell
+    data = summary(
+        temperature_rows(0.0, [{"tps_mean": 40.0}] * 3),
+        temperature_rows(0.7, [{"tps_mean": v} for v in (63.8, 64.0, 64.2)]),
+        temperature_rows(1.5, [{"tps_mean": v} for v in (30.0, 45.0, 70.0)]),
+    )
+    whole = findings.compute(data, findings.Context(engine="ollama"))
+    assert whole.temperature.verdict is Outcome.CHANGED
+    line = next(k for k in wording.key_findings(whole) if k.startswith("temperature"))
+    changed, unclear = line.removeprefix("temperature: changed (").split("; ")
+    assert changed.startswith("0.7 against 0: changed, detects ±")
+    assert unclear.startswith("1.5 against 0: inconclusive, underpowered, detects ±")
+
+
 def test_disturbed_experiment_makes_a_one_pass_finding_inconclusive():
     data = summary(
         temperature_rows(0.0, [{"interference_cpu_pct_mean": 140.0}]),

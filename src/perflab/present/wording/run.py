@@ -11,6 +11,7 @@ from perflab.analyse.findings.expectations import ExpectationFinding
 from perflab.analyse.findings.interference import ExperimentLoad, InterferenceFinding
 from perflab.analyse.findings.prompt_length import PromptLengthVerdict
 from perflab.analyse.findings.runlog import Idea, RunLog
+from perflab.analyse.findings.temperature import TemperatureFinding
 from perflab.analyse.verdict import ALPHA, PRACTICAL, Verdict
 from perflab.present.wording.answers import expectations
 from perflab.present.wording.curvature import GROWING
@@ -145,13 +146,32 @@ def _why_inconclusive(disturbed: tuple[str, ...], one_pass: bool, reason=None) -
     return " (one pass per condition)" if one_pass else ""
 
 
+def _verdict_detail(test: Verdict) -> str:
+    """'detects ±4 % at 80 % power'; an inconclusive test says why first."""
+    why = test.reason.value.replace("_", " ")
+    return f"{why}, {power_text(test)}" if not test.conclusive else power_text(test)
+
+
 def _verdict_line(name: str, outcome: str, test: Verdict | None) -> str:
     """'temperature: equivalent (detects ±4 % at 80 % power)'; inconclusive ones say why."""
     if test is None:
         return f"{name}: {outcome}"
-    why = test.reason.value.replace("_", " ")
-    detail = f"{why}, {power_text(test)}" if not test.conclusive else power_text(test)
-    return f"{name}: {outcome} ({detail})"
+    return f"{name}: {outcome} ({_verdict_detail(test)})"
+
+
+def _temperature_line(heat: TemperatureFinding) -> str:
+    """One comparison: as any verdict. Several: each named with its own outcome, so a
+    'changed' run never carries the detail of another temperature's inconclusive test."""
+    outcome = "length only" if heat.length_only else heat.verdict.value
+    if len(heat.speed) == 1:
+        return _verdict_line("temperature", outcome, heat.speed[0])
+    reference, others = heat.conditions[0], heat.conditions[1:]
+    each = "; ".join(
+        f"{c.temperature:g} against {reference.temperature:g}: {v.outcome.value}, "
+        f"{_verdict_detail(v)}"
+        for c, v in zip(others, heat.speed)
+    )
+    return f"temperature: {outcome} ({each})"
 
 
 def _speed_line(e: ExpectationFinding) -> str:
@@ -189,9 +209,7 @@ def key_findings(f: Findings) -> list[str]:
         lines.append(f"prompt length: {length.verdict.value}{prefill}{why}")
     heat = f.temperature
     if heat.verdict is not None:
-        outcome = "length only" if heat.length_only else heat.verdict.value
-        unclear = [v for v in heat.speed if not v.conclusive]
-        lines.append(_verdict_line("temperature", outcome, (unclear or list(heat.speed))[0]))
+        lines.append(_temperature_line(heat))
     if f.concurrency.verdict is not None:
         unsettled = (
             " (inconclusive: disturbed experiments)"
