@@ -179,13 +179,36 @@ def test_a_cpu_burner_during_an_experiment_shows_as_interference(tmp_path):
     assert resources["interference_cpu_pct_mean"] >= expected
 
 
+def test_a_whole_experiment_job_imports_none_of_what_only_the_findings_need(tmp_path):
+    # scipy.stats (~0.5 s) and the wording package (~0.7 s, every finding) once cost
+    # every experiment job more than its own work (docs/performance.md, section 2)
+    spec = json.dumps(spec_for({}, 0.05), sort_keys=True)
+    out = tmp_path / "medium-t0.7-w2-n20-r1"
+    command = [sys.executable, "-X", "importtime", "-m", "perflab", "run-experiment"]
+    command += ["--spec", spec, "--out-dir", str(out), "--failed-dir", str(tmp_path / "failed")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "summary.parquet").is_file()
+    imported = {
+        line.rsplit("|", 1)[1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert "polars" in imported  # it read the import times of the whole job
+    heavy = {"scipy.stats", "perflab.present.wording", "altair", "jinja2", "jsonschema", "yaml"}
+    assert imported & heavy == set()
+
+
 def test_an_experiment_job_imports_no_config_validation_and_no_polars_before_measuring():
-    # experiment jobs run by the thousand: what only other commands need stays unimported
+    # experiment jobs run by the thousand: what only other commands need stays unimported,
+    # through the command line's own entry point up to the experiment's arguments
     code = (
-        "import sys, perflab.cli, perflab.measure.experiment, perflab.measure.runner, perflab.measure.sampler;"
-        "print(sorted(m for m in ('jsonschema', 'yaml', 'polars', 'altair', 'jinja2')"
-        " if m in sys.modules))"
+        "import sys, perflab.cli, perflab.measure.experiment, perflab.measure.runner, perflab.measure.sampler\n"
+        "try:\n    perflab.cli.main(['run-experiment', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('jsonschema', 'yaml', 'polars', 'altair', 'jinja2', 'scipy')"
+        " if m in sys.modules), file=sys.stderr)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert "run-experiment" in result.stdout  # the help: main() ran its imports
+    assert result.stderr.strip() == "[]"

@@ -33,7 +33,6 @@ for it (n · (1 − p) ≥ 1: no p99 below 100 requests), with a distribution-fr
 from __future__ import annotations
 
 import polars as pl
-from scipy import stats
 
 # RECORD_SCHEMA and scan_experiment are imported from here too (table_files, the tests)
 from perflab.analyse.experiment_frame import (  # noqa: F401
@@ -41,6 +40,7 @@ from perflab.analyse.experiment_frame import (  # noqa: F401
     RECORD_SCHEMA,
     scan_experiment,
 )
+from perflab.analyse.quantiles import binomial_quantile, t_quantile
 
 PERCENTILES = (50, 90, 95, 99)
 MIN_BATCH = 3  # requests per batch, at least, once there are 2 batches of them
@@ -102,7 +102,7 @@ def distribution(column: str) -> list[pl.Expr]:
 
 def _t_975(df: pl.Expr) -> pl.Expr:
     return df.map_elements(
-        lambda d: float(stats.t.ppf(0.975, d)) if d >= 1 else None, return_dtype=pl.Float64
+        lambda d: t_quantile(0.975, d) if d >= 1 else None, return_dtype=pl.Float64
     )
 
 
@@ -134,8 +134,8 @@ def percentile_ci(requests: pl.LazyFrame, column: str, p: int) -> pl.LazyFrame:
 
     def bounds(values: list[float]) -> dict:
         n, q = len(values), p / 100
-        low = int(stats.binom.ppf(0.025, n, q))  # rank (1-based) of the lower bound
-        high = int(stats.binom.ppf(0.975, n, q)) + 1
+        low = binomial_quantile(0.025, n, q)  # rank (1-based) of the lower bound
+        high = binomial_quantile(0.975, n, q) + 1
         inside = n > 0 and low >= 1 and high <= n
         return {
             "low": values[low - 1] if inside else None,

@@ -30,6 +30,8 @@ from functools import lru_cache
 
 from scipy import optimize, special
 
+from perflab.analyse.quantiles import t_quantile
+
 ALPHA = 0.05
 PRACTICAL = 0.05  # ratios within ×(1 ± 5 %) are not worth acting on
 POWER = 0.80  # the power at which the minimal detectable effect is stated
@@ -130,11 +132,6 @@ def _t_sf(t: float, df: float) -> float:
     if math.isinf(t):
         return 0.0 if t > 0 else 1.0
     return float(special.stdtr(df, -t))
-
-
-def t_quantile(probability: float, df: float) -> float:
-    """Student t's exact quantile (scipy), for any degrees of freedom."""
-    return float(special.stdtrit(df, probability))
 
 
 def _ratio(test: _Test, x: float) -> float:

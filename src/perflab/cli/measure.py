@@ -172,7 +172,7 @@ def _run_experiment(args) -> None:
 
 def _placement_text(placement: ModelPlacement | None) -> str:
     """Where the model lived, as the job's log says it (Ollama's /api/ps)."""
-    from perflab.present.wording.placement import share_text, spilled_text
+    from perflab.present.spill import share_text, spilled_text
 
     if placement is None:
         return "/api/ps did not list the model once loaded (keep_alive unloaded it?)"

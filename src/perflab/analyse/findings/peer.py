@@ -17,7 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
-from perflab.analyse.verdict import t_quantile
+from perflab.analyse.quantiles import t_quantile
 from perflab.measure.peer import PeerTest, read_peer
 
 

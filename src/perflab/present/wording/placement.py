@@ -3,20 +3,9 @@
 from __future__ import annotations
 
 from perflab.analyse.findings.placement import PlacementFinding, Where
+from perflab.present.spill import spilled_text
 
 FIX = "Fix: a smaller num_ctx, a smaller quantization or model, or one model loaded at a time."
-
-
-def share_text(share: float) -> str:
-    """A share of the model, 0 to 1, as the log and the job's log print it: '60 %'."""
-    return f"{share * 100:.0f} %"
-
-
-def spilled_text(cpu_share: float) -> str:
-    """What a spill means, in the log and in the job's log alike."""
-    return (
-        f"spilled: {share_text(cpu_share)} of the model in CPU memory, expect decode at CPU speed"
-    )
 
 
 def _read(f: PlacementFinding) -> str:
