@@ -148,8 +148,9 @@ def snakemake(workdir: Path, args: list[str], code: str | None = None) -> tuple[
     command = [sys.executable, *(["-c", code] if code else ["-m", "snakemake"]), *args]
     bindir = str(Path(sys.executable).parent)
     env = {"PATH": f"{bindir}:/usr/bin:/bin", "HOME": str(Path.home())}
-    if "PYTHONPATH" in os.environ:  # the perflab the script runs under, not another install
-        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    # the perflab the script runs under, not another install; the Slurm cluster the
+    # shell knows (the Slurm plugin asks it for its settings at every start)
+    env |= {key: os.environ[key] for key in ("PYTHONPATH", "SLURM_CONF") if key in os.environ}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True)
