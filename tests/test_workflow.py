@@ -198,10 +198,16 @@ def test_full_suite_against_the_calibration_server(workdir):
     assert summary["itl_mean_s"].mean() == pytest.approx(0.01, abs=0.002)
     log = (workdir / "reports" / "test-calibration" / "day1-log.md").read_text()
     assert "engine **calibration" in log and "llama3.1:8b" in log
-    assert "serializes requests" in log  # num_parallel 1: 4 workers only queue
     findings = json.loads((workdir / "results" / "test-calibration" / "findings.json").read_text())
-    assert findings["concurrency"]["verdict"] == "serial"
-    assert findings["concurrency"]["knee_workers"] == 1
+    concurrency = findings["concurrency"]
+    # num_parallel 1: 4 workers only queue. Serial, unless other work on a shared machine
+    # disturbed experiments of every trial (then inconclusive, and the log says why)
+    if concurrency["disturbed"]:
+        assert concurrency["verdict"] == "inconclusive"
+        assert "disturbed experiments (other work on the machine" in log
+    else:
+        assert concurrency["verdict"] == "serial" and "serializes requests" in log
+    assert concurrency["knee_workers"] == 1
     bottleneck = findings["bottleneck"]
     # one slot leaves 4 workers 1 − 1/4 of latency to the queue by construction: that
     # restates the configuration, it is no bottleneck
