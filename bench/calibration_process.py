@@ -63,7 +63,9 @@ class CalibrationProcess:
         """Every generation request the server has finished, in arrival order."""
         if not self.log_path.exists():
             return []
-        lines = self.log_path.read_text().splitlines()
+        text = self.log_path.read_text()
+        # the server may be writing its next line: read the complete ones only
+        lines = text[: text.rfind("\n") + 1].splitlines()
         return sorted((json.loads(line) for line in lines if line.strip()), key=lambda e: e["id"])
 
     def wait_for(self, n: int, timeout_s: float = 10.0) -> list[dict]:
