@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from perflab.analyse import verdict
+from perflab.analyse.quantiles import t_quantile
 
 SAME_OUTPUT_LENGTH = 0.05  # mean output lengths within 5 % of each other count as equal
 
@@ -56,7 +56,7 @@ def spread(trial_means, request_ci: float | None = None) -> Spread:
     mean = sum(values) / len(values)
     if len(values) >= 2:
         ci = (
-            verdict.t_quantile(0.975, len(values) - 1)
+            t_quantile(0.975, len(values) - 1)
             * float(np.std(values, ddof=1))
             / math.sqrt(len(values))
         )
@@ -139,7 +139,7 @@ def linear_fit(x, y, blocks=None) -> LinearFit:
         return LinearFit(slope, intercept, r2, n)
     covariance = np.linalg.pinv(design.T @ design) * rss / df
     se = math.sqrt(max(float(covariance[0, 0]), 0.0))
-    half = verdict.t_quantile(0.975, df) * se
+    half = t_quantile(0.975, df) * se
     p_slope = 2 * float(stats.t.sf(abs(slope) / se, df)) if se > 0 else float(slope == 0)
     curvature = p_curvature = curvature_se = None
     if df >= 2 and len(set(x.tolist())) >= 3:
