@@ -54,7 +54,8 @@ def paths(tmp_path) -> ExperimentPaths:
 
 def test_clean_run_writes_records_samples_and_metadata(tmp_path):
     files = paths(tmp_path)
-    metadata = run_experiment(spec_for({}, 0.05), files)
+    config, experiment = experiment_for({}, 0.05)
+    metadata = run_experiment(experiment_spec(config, experiment), files)
     records = read_jsonl(files.records)
     assert len(records) == 21 and sum(r["is_warmup"] for r in records) == 1
     assert read_jsonl(files.samples)
@@ -73,7 +74,7 @@ def test_clean_run_writes_records_samples_and_metadata(tmp_path):
     assert saved["design"] == {
         "order_seed": 1,
         "trial": 1,
-        "order_key": order_key(1, 1, "medium-t0.7-w2-n20", experiment_for({}, 0.05)[1].block),
+        "order_key": order_key(1, 1, "medium-t0.7-w2-n20", experiment.block),
         "target_turn": 0,
     }
     resources = saved["resources"]
