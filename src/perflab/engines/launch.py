@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from perflab.engines.base import PreflightError
+from perflab.engines.cpu_kernels import llama_server_flags
 
 GUARD = Path(__file__).with_name("server_guard.py")
 LOG_TAIL_LINES = 15
@@ -174,7 +175,7 @@ def llama_server_command(
     argv += ["--cache-type-k", settings.cache_type_k, "--cache-type-v", settings.cache_type_v]
     if settings.metrics:
         argv += ["--metrics", "--slots"]
-    argv += ["--no-webui", *settings.args]
+    argv += ["--no-webui", *llama_server_flags(), *settings.args]
     return ServerCommand(
         name="llama-server",
         argv=tuple(argv),

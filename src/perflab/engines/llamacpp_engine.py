@@ -34,6 +34,11 @@ from perflab.core.records import (
 )
 from perflab.engines import base
 from perflab.engines.base import Chunk, EngineError, GenerationOptions, PreflightError
+from perflab.engines.cpu_kernels import (
+    EXTRA_BUFFERS_NOTE,
+    extra_buffers_off,
+    model_params_for_this_cpu,
+)
 
 MS = 1e-3
 
@@ -93,12 +98,13 @@ class LlamaCppEngine:
 
         started = time.perf_counter()
         try:
-            self.llm = Llama(
-                model_path=str(self.model_path),
-                n_ctx=self.n_ctx,
-                n_threads=self.n_threads,
-                verbose=False,
-            )
+            with model_params_for_this_cpu():
+                self.llm = Llama(
+                    model_path=str(self.model_path),
+                    n_ctx=self.n_ctx,
+                    n_threads=self.n_threads,
+                    verbose=False,
+                )
         except (ValueError, RuntimeError) as exc:
             raise PreflightError(f"llama.cpp could not load {self.model_path}: {exc}") from None
         self.load_s = time.perf_counter() - started
@@ -128,6 +134,9 @@ class LlamaCppEngine:
             "n_threads": self.llm.n_threads,
             "kv_cache": "keeps the previous request's KV cache and reuses its longest shared prefix",
             "chat_template": self.formatter is not None,
+            "extra_buffer_types": EXTRA_BUFFERS_NOTE
+            if extra_buffers_off()
+            else "llama.cpp's default",
             "load_s": self.load_s,
         }
 

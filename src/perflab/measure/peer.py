@@ -20,6 +20,7 @@ from pathlib import Path
 from scipy import stats
 
 from perflab.core.records import write_json_atomic
+from perflab.engines.cpu_kernels import llama_bench_flags
 
 
 class PeerError(RuntimeError):
@@ -91,7 +92,7 @@ def run_llama_bench(
     command += ["-r", str(repetitions)]
     sizes = sorted(set(prompt_tokens)) or [0]  # 0: no prompt test, tg alone
     command += ["-p", ",".join(str(n) for n in sizes)]
-    command += ["-n", str(n_gen), "-o", "json"]
+    command += ["-n", str(n_gen), "-o", "json", *llama_bench_flags()]
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
     if done.returncode:
         raise PeerError(
