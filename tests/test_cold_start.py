@@ -120,8 +120,9 @@ def test_the_embedded_engine_s_cold_start_is_its_model_open(tmp_path, tiny_model
     assert cold["load_s"] < cold["ttft_s"] < cold["e2e_s"]
     line = f"cold start: model load {cold['load_s']:.3f} s (the engine's model open, in-process)"
     assert line in result.stdout
-    # each job opens the model again: the estimate counts the open in every experiment
-    assert info["estimate"]["cold_extra_s"] > 0.5 * cold["load_s"]
+    # each job opens the model again: the estimate counts the whole open in every experiment,
+    # however the cold and warm requests' own times fell
+    assert info["estimate"]["cold_extra_s"] >= cold["load_s"]
 
 
 def test_the_log_words_the_embedded_engine_s_open_as_its_cold_start():
