@@ -95,7 +95,7 @@ class ConcurrencyFinding:
     parallel_requests: int | None  # requests the server runs at once, about
     peak_speedup: float | None
     fell_at: int | None  # the first worker count whose throughput fell by FELL or more
-    # below the best of fewer workers (FELL)
+    # below the best of fewer workers, and was shown lower (``changed``)
     beyond_workers_at: int | None  # the first count whose speed-up exceeds its share of workers
     queue_wait_s: float | None  # at the most workers
     queue_share: float | None  # queue wait / mean latency at the most workers
@@ -146,13 +146,20 @@ def knee_high(points: list[Condition], at: int) -> int:
 
 
 def _fell_at(points: tuple[WorkerPoint, ...]) -> int | None:
-    """The first worker count whose throughput fell by FELL below the best before it."""
-    best = points[0].speedup
+    """The first worker count whose throughput fell by FELL or more below the best before
+    it, and was shown lower than that best (``changed``): a drop the noise could explain
+    is no fall."""
+    best = points[0]
     for point in points[1:]:
-        if point.speedup * (1 + FELL) <= best:
+        if point.speedup * (1 + FELL) <= best.speedup and _fell(best.condition, point.condition):
             return point.workers
-        best = max(best, point.speedup)
+        best = max(best, point, key=lambda p: p.speedup)
     return None
+
+
+def _fell(best: Condition, later: Condition) -> bool:
+    found = compare(best, later, "req_per_s")
+    return found.changed and found.estimate < 1
 
 
 def _queue(base: Condition, most: Condition, capabilities: Capabilities):
