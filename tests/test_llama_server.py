@@ -227,7 +227,9 @@ def test_the_server_says_itself_how_many_requests_it_runs_at_once(
     config = launched_config(tiny_model_path, llama_tools, parallel=4, ctx_size=8192)
     config["generation"]["max_tokens"] = 48
     config["suites"]["concurrency"]["workers"] = [4]
-    config["suites"]["concurrency"]["requests"] = 12
+    # enough to span several of the sampler's 0.1 s intervals on a fast, quiet machine
+    # too: 12 requests took three
+    config["suites"]["concurrency"]["requests"] = 48
     experiments = expand_experiments(config)
     experiment = next(e for e in experiments.values() if e.workers == 4)
     spec = experiment_spec(config, experiment)
