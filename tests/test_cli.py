@@ -21,7 +21,7 @@ def test_validate_lists_the_experiments(capsys):
     )
     out = capsys.readouterr().out
     assert "valid, 45 experiments (3 trials each)" in out
-    assert "medium-t0.7-w4-n8-r3  (concurrency)" in out
+    assert "medium-t0-w4-n8-r3  (concurrency)" in out
     assert "long-t0.7-w1-n4-reuse-r1  (kv_cache)" in out
 
 

@@ -113,12 +113,13 @@ def test_experiments_expand_one_per_distinct_point():
     config["repeats"] = 1
     experiments = expand_experiments(config)
     # 3 basic + 5 prompt lengths + 3 temperatures + 3 worker counts + 1 resources + 2 kv_cache,
-    # minus the medium/0.7/1-worker/8-request point temperature and concurrency share and
-    # the long/0.7/1-worker/4-request point that kv_cache's bust half shares with prompt_length
+    # minus the medium/0/1-worker/8-request point temperature and concurrency share (the
+    # concurrency suite's own temperature is 0) and the long/0.7/1-worker/4-request point
+    # that kv_cache's bust half shares with prompt_length
     assert len(experiments) == 3 + 5 + 3 + 3 + 1 + 2 - 2
-    shared = experiments["medium-t0.7-w1-n8-r1"]
+    shared = experiments["medium-t0-w1-n8-r1"]
     assert shared.suites == ("temperature", "concurrency")
-    assert shared.condition_id == "medium-t0.7-w1-n8" and shared.trial == 1
+    assert shared.condition_id == "medium-t0-w1-n8" and shared.trial == 1
     assert experiments["medium-t0.7-w1-d10s-r1"].duration_s == 10
     assert experiments["long-t0.7-w1-n4-r1"].suites == ("prompt_length", "kv_cache")
     reuse = experiments["long-t0.7-w1-n4-reuse-r1"]
@@ -140,6 +141,27 @@ def test_changing_one_temperature_changes_one_experiment():
     after = set(expand_experiments(changed))
     assert before - after == {f"medium-t1.5-w1-n8-r{k}" for k in range(1, config["repeats"] + 1)}
     assert after - before == {f"medium-t1.2-w1-n8-r{k}" for k in range(1, config["repeats"] + 1)}
+
+
+def test_the_concurrency_suite_s_own_temperature_else_generation_s():
+    config = load_config_file(DEFAULT)
+    assert config["suites"]["concurrency"]["temperature"] == 0
+    workers = [e for e in expand_experiments(config).values() if "concurrency" in e.suites]
+    assert {e.temperature for e in workers} == {0.0} and len(workers) == 3 * config["repeats"]
+    del config["suites"]["concurrency"]["temperature"]
+    config["generation"]["temperature"] = 0.3
+    workers = [e for e in expand_experiments(config).values() if "concurrency" in e.suites]
+    assert {e.temperature for e in workers} == {0.3}
+
+
+def test_a_bad_concurrency_temperature_is_named():
+    config = default_config()
+    config["suites"]["concurrency"]["temperature"] = 2.5
+    with pytest.raises(ConfigError) as error:
+        validate_config(config, source="my.yaml")
+    message = str(error.value)
+    assert "my.yaml" in message and "suites.concurrency.temperature" in message
+    assert "2.5 is greater than the maximum of 2" in message
 
 
 def test_disabled_suite_contributes_nothing():

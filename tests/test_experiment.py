@@ -38,7 +38,7 @@ def experiment_for(fault_rates: dict, budget: float, **timing):
         "suites": {"concurrency": {"workers": [2], "requests": 20}},
     }
     config = load_config_file(ROOT / "config" / "config.yaml", overrides=overrides)
-    return config, expand_experiments(config)["medium-t0.7-w2-n20-r1"]
+    return config, expand_experiments(config)["medium-t0-w2-n20-r1"]
 
 
 def spec_for(fault_rates: dict, budget: float, **timing) -> dict:
@@ -46,7 +46,7 @@ def spec_for(fault_rates: dict, budget: float, **timing) -> dict:
 
 
 def paths(tmp_path) -> ExperimentPaths:
-    out = tmp_path / "medium-t0.7-w2-n20-r1"
+    out = tmp_path / "medium-t0-w2-n20-r1"
     return ExperimentPaths(
         out / "records.jsonl", out / "samples.jsonl", out / "metadata.json", tmp_path / "failed"
     )
@@ -64,8 +64,8 @@ def test_clean_run_writes_records_samples_and_metadata(tmp_path):
     assert saved["engine"]["engine"] == "calibration" and saved["engine"]["engine_version"]
     assert saved["engine"]["model_digest"]
     assert saved["host"]["logical_cores"] >= 1 and saved["config_hash"]
-    assert saved["experiment"]["id"] == "medium-t0.7-w2-n20-r1"
-    assert saved["experiment"]["condition_id"] == "medium-t0.7-w2-n20"
+    assert saved["experiment"]["id"] == "medium-t0-w2-n20-r1"
+    assert saved["experiment"]["condition_id"] == "medium-t0-w2-n20"
     assert saved["experiment"]["trial"] == 1 and saved["experiment"]["prompt_cache"] == "bust"
     assert saved["runner_version"] == RUNNER_VERSION
     assert metadata["resources"]["n_samples"] > 0
@@ -74,7 +74,7 @@ def test_clean_run_writes_records_samples_and_metadata(tmp_path):
     assert saved["design"] == {
         "order_seed": 1,
         "trial": 1,
-        "order_key": order_key(1, 1, "medium-t0.7-w2-n20", experiment.block),
+        "order_key": order_key(1, 1, "medium-t0-w2-n20", experiment.block),
         "target_turn": 0,
     }
     resources = saved["resources"]
@@ -88,7 +88,7 @@ def test_clean_run_writes_records_samples_and_metadata(tmp_path):
     table = pl.read_parquet(tables.records)
     assert table.height == 21 and table["itl_s"].list.len().max() > 0
     summary = pl.read_parquet(tables.summary)
-    assert summary["experiment_id"].to_list() == ["medium-t0.7-w2-n20-r1"]
+    assert summary["experiment_id"].to_list() == ["medium-t0-w2-n20-r1"]
     assert summary["n_requests"][0] == 20 and summary["n_ok"][0] == 20
     assert json.loads(tables.summary_json.read_text())["summary"]["n_ok"] == 20
 
@@ -102,7 +102,7 @@ def test_summarize_rewrites_the_tables_from_the_json_lines(tmp_path, capsys):
     for path in (tables.records, tables.summary, tables.summary_json):
         path.unlink()
     assert main(["summarize", str(files.records.parent)]) == 0
-    assert "medium-t0.7-w2-n20-r1: 20 measured requests summarized" in capsys.readouterr().out
+    assert "medium-t0-w2-n20-r1: 20 measured requests summarized" in capsys.readouterr().out
     assert pl.read_parquet(tables.summary).equals(before)
     assert pl.read_parquet(tables.records).height == 21
 
@@ -148,7 +148,7 @@ def test_past_the_budget_the_job_fails_and_keeps_its_records(tmp_path):
     with pytest.raises(ErrorBudgetExceeded, match="above the error budget of 5%") as error:
         run_experiment(spec_for({"http_500": 0.5}, 0.05), files)
     assert not files.records.exists() and not files.metadata.exists()
-    kept = list(files.failed_dir.glob("medium-t0.7-w2-n20-r1-*.jsonl"))
+    kept = list(files.failed_dir.glob("medium-t0-w2-n20-r1-*.jsonl"))
     assert len(kept) == 1 and str(kept[0]) in str(error.value)
     assert len(read_jsonl(kept[0])) == 21
 
@@ -184,7 +184,7 @@ def test_a_whole_experiment_job_imports_none_of_what_only_the_findings_need(tmp_
     # scipy.stats (~0.5 s) and the wording package (~0.7 s, every finding) once cost
     # every experiment job more than its own work (docs/performance.md, section 2)
     spec = json.dumps(spec_for({}, 0.05), sort_keys=True)
-    out = tmp_path / "medium-t0.7-w2-n20-r1"
+    out = tmp_path / "medium-t0-w2-n20-r1"
     command = [sys.executable, "-X", "importtime", "-m", "perflab", "run-experiment"]
     command += ["--spec", spec, "--out-dir", str(out), "--failed-dir", str(tmp_path / "failed")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)

@@ -339,7 +339,7 @@ def test_ctrl_c_on_the_embedded_engine_ends_cleanly(tmp_path, lock_dir, tiny_mod
         "suites": {"concurrency": {"workers": [2], "requests": 500}},
     }
     config = load_config_file(ROOT / "config" / "config.yaml", overrides=overrides)
-    spec = experiment_spec(config, expand_experiments(config)["medium-t0.7-w2-n500-r1"])
+    spec = experiment_spec(config, expand_experiments(config)["medium-t0-w2-n500-r1"])
     args = cli_args(spec, tmp_path)
     args[args.index("--out-dir") + 1] = str(tmp_path / EXPERIMENT)
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

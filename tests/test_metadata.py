@@ -23,7 +23,7 @@ def test_a_measured_experiments_file_reads_back_to_the_same_bytes(tmp_path):
     returned = run_experiment(spec_for({}, 0.05), files)
     assert rewritten(files.metadata, tmp_path) == files.metadata.read_text()
     read = ExperimentMetadata.from_json(returned)
-    assert read.experiment_id == "medium-t0.7-w2-n20-r1" and read.skipped is None
+    assert read.experiment_id == "medium-t0-w2-n20-r1" and read.skipped is None
     assert read.run.n_records == 21 and read.used.n_samples > 0
     assert read.engine.engine == "calibration" and read.gpu is not None
     assert read.reads_placement and read.placement is not None  # the calibration /api/ps

@@ -123,7 +123,7 @@ def test_an_experiment_records_where_the_model_lived_and_its_job_says_so(tmp_pat
         "suites": {"concurrency": {"workers": [2], "requests": 4}},
     }
     cfg = load_config_file(ROOT / "config" / "config.yaml", overrides=overrides)
-    experiment = expand_experiments(cfg)["medium-t0.7-w2-n4-r1"]
+    experiment = expand_experiments(cfg)["medium-t0-w2-n4-r1"]
     out = tmp_path / experiment.id
     files = ExperimentPaths(
         out / "records.jsonl", out / "samples.jsonl", out / "metadata.json", tmp_path / "failed"

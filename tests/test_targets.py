@@ -56,7 +56,7 @@ def two_targets(**extra) -> dict:
 def test_every_suite_runs_against_each_target_with_the_target_in_id_and_path(tmp_path):
     config = load_config_file(write(tmp_path, two_targets()), base=DEFAULT)
     experiments = expand_experiments(config)
-    points = {"short-t0.7-w1-n3", "medium-t0.7-w1-n4", "medium-t0.7-w2-n4"}
+    points = {"short-t0.7-w1-n3", "medium-t0-w1-n4", "medium-t0-w2-n4"}
     expected = {f"{t}--{p}-r{k}" for t in ("fast", "slow") for p in points for k in (1, 2)}
     assert set(experiments) == expected
     for experiment_id, experiment in experiments.items():
@@ -160,7 +160,7 @@ def test_the_workflow_checks_each_target_once_and_names_paths_by_target(tmp_path
     output = snakemake_dry_run(copy_workflow(), str(write(tmp_path, two_targets())))
     assert "results/two/preflight/fast.json" in output
     assert "results/two/preflight/slow.json" in output
-    assert "results/two/experiments/slow--medium-t0.7-w2-n4-r2/records.jsonl" in output
+    assert "results/two/experiments/slow--medium-t0-w2-n4-r2/records.jsonl" in output
     assert re.search(r"run_experiment\s+12\b", output)
     assert re.search(r"comparison\s+1\b", output)
 

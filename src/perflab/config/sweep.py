@@ -154,6 +154,8 @@ def suite_points(config: dict) -> list[tuple[str, dict]]:
             held["workers"] = held.pop("max_in_flight")
         if "burstiness" in held:
             held["burstiness"] = float(held["burstiness"])
+        if axis != "temperature" and suites[suite].get("temperature") is not None:
+            held["temperature"] = suites[suite]["temperature"]  # the suite's own, else generation's
         if suite == "rate" and axis == "sweep_point":
             held["sweep_points"] = suites["rate"]["sweep_points"]
         points += [(suite, held | ({axis: value} if axis else {})) for value in values]
