@@ -171,6 +171,27 @@ def test_speed_effect_that_the_trials_support():
     assert wording.temperature(result).startswith("Yes: decode speed per token changed")
 
 
+def test_temperature_compares_the_speed_between_tokens_where_every_trial_has_it():
+    # SmolLM2's end-of-turn step after the last token: the 24-token answers at 0 read ~4 %
+    # slower per request than the 46-token ones at 1.5, while the gaps between tokens agree
+    short = [{"tps_mean": v, "gap_tps": g} for v, g in ((54.0, 57.0), (54.1, 57.1), (55.7, 57.2))]
+    long = [{"tps_mean": v, "gap_tps": g} for v, g in ((56.6, 57.1), (56.1, 57.0), (56.9, 57.3))]
+    data = summary(temperature_rows(0.0, short), temperature_rows(1.5, long))
+    result = temperature.summary(data)
+    assert result.speed_metric == "gap_tps" and result.verdict is Outcome.EQUIVALENT
+    assert result.speed[0].estimate == pytest.approx(1.0, abs=0.005)
+    words = wording.temperature(result)
+    assert words.startswith("No: decode speed between tokens is equivalent")
+    assert "one more decode step on its end-of-turn token" in words
+    # the same per-request figures alone: the answers' lengths show as a speed difference
+    per_request = [{k: v for k, v in t.items() if k != "gap_tps"} for t in short]
+    bare = summary(temperature_rows(0.0, per_request), temperature_rows(1.5, [
+        {"tps_mean": t["tps_mean"]} for t in long
+    ]))  # fmt: skip
+    alone = temperature.summary(bare)
+    assert alone.speed_metric == "tps" and alone.speed[0].estimate > 1.02
+
+
 def test_key_finding_names_each_temperature_with_its_own_outcome():
     # 0.7 is clearly slower than 0; 1.5's trials scatter too widely to tell
     data = summary(

@@ -279,3 +279,20 @@ def test_batch_means_and_percentiles_follow_the_request_count():
     # binomial ranks 40 and 61 of 100: the 40th and 61st smallest values
     assert bounds["e2e_p50_low_s"] == pytest.approx(1.39)
     assert bounds["e2e_p50_high_s"] == pytest.approx(1.0 + 0.60 + 0.5)
+
+
+def test_gap_tps_is_one_over_the_mean_gap_between_tokens():
+    from perflab.analyse.tables import token_stats
+
+    requests = pl.DataFrame(
+        {
+            "status": ["ok", "ok", "error"],
+            "is_warmup": [False, False, False],
+            "itl_s": [[0.02, 0.02], [0.02, 0.02, 0.03, 0.01], [0.5]],
+            "output_tokens": [3, 5, 1],
+        }
+    )
+    (gap,) = [e for e in token_stats() if e.meta.output_name() == "gap_tps"]
+    assert requests.select(gap).item() == pytest.approx(50.0)  # the failed request left out
+    silent = requests.with_columns(pl.lit([], dtype=pl.List(pl.Float64)).alias("itl_s"))
+    assert silent.select(gap).item() is None  # no gaps: no speed, not an infinite one

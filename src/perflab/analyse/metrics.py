@@ -82,6 +82,21 @@ CATALOGUE = (
         unit_words="decode tokens/s per request (output_tokens_mean beside it)",
     ),
     Metric(
+        "gap_tps",
+        "Decode speed between tokens (tok/s)",
+        "tok/s",
+        Direction.LARGER,
+        "the ok requests' gaps between consecutive tokens after the first (itl_s), counted "
+        "over their summed time: 1 / mean ITL. Unlike tps it leaves out the time after the "
+        "last token (a model's decode step for its end-of-turn token), so it does not depend "
+        "on how long the answer is",
+        ("itl_s",),
+        Side.CLIENT,
+        "gap_tps",
+        digits=1,
+        unit_words="tokens/s between consecutive tokens (1 / mean inter-token gap)",
+    ),
+    Metric(
         "server_prefill_tps",
         "Server prefill speed (prompt tok/s of its prefill time)",
         "tok/s",

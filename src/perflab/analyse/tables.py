@@ -204,6 +204,7 @@ def token_stats() -> list[pl.Expr]:
     itl = pl.col("itl_s").filter(is_ok()).explode()
     return [
         itl.mean().alias("itl_mean_s"),
+        pl.when(itl.mean() > 0).then(1 / itl.mean()).alias("gap_tps"),  # no gaps: none
         itl.quantile(0.95, interpolation="linear").alias("itl_p95_s"),
         tpot().filter(is_ok() & (pl.col("output_tokens") > 1)).mean().alias("tpot_mean_s"),
         ok("tps").mean().alias("tps_mean"),

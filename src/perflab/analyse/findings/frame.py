@@ -38,7 +38,7 @@ FLOAT_COLUMNS = (
     "cached_tokens_median",
 )
 # The catalogue's metrics each condition keeps per trial (``TrialFigures``), by tag.
-TRIAL_FIGURES = ("e2e", "ttft", "tps", "req_per_s")
+TRIAL_FIGURES = ("e2e", "ttft", "tps", "req_per_s", "gap_tps")
 INT_COLUMNS = (
     "n_ok",
     "n_errors",
@@ -100,6 +100,7 @@ class TrialFigures:
     ttft: float | None
     tps: float | None
     req_per_s: float | None
+    gap_tps: float | None = None  # an older summary has none
 
 
 @dataclass(frozen=True)

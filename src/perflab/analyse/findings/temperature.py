@@ -1,6 +1,10 @@
 """Does temperature change speed, or only how much the model writes?
 
-Speed is decode tok/s per token. Every temperature is compared with the
+Speed is decode tok/s between tokens (``gap_tps``, 1 / mean inter-token gap)
+where every trial has it, else per request (``tps``): a model spends one more
+decode step on its end-of-turn token after the last answer token, which makes a
+short answer's tps read slower per token, and temperature changes how long the
+answers are (``speed_metric`` says which). Every temperature is compared with the
 reference (the lowest) trial by trial (``frame.compare``, the verdict rule
 of ``perflab.analyse.verdict``): the answer is ``changed`` when any
 temperature's speed changed, ``equivalent`` when every one is shown
@@ -44,6 +48,7 @@ class TemperatureFinding:
     truncated: tuple[Condition, ...]  # conditions with answers cut at max_tokens
     one_pass: bool
     disturbed: tuple[str, ...]
+    speed_metric: str = "tps"  # the catalogue tag the speed verdicts compare
 
     @property
     def mde(self) -> float | None:
@@ -74,7 +79,8 @@ def summary(frame: pl.DataFrame, disturbed_ids: tuple[str, ...] = ()) -> Tempera
         )  # fmt: skip
     reference, others = found[0], found[1:]
     unsettled_ids = unsettled(found)
-    speed = tuple(compare(reference, c, "tps", unsettled_ids) for c in others)
+    figure = speed_figure(found)
+    speed = tuple(compare(reference, c, figure, unsettled_ids) for c in others)
     latency = tuple(compare(reference, c, "e2e") for c in others)
     slow = max(found, key=lambda c: c.e2e.mean)
     fast = min(found, key=lambda c: c.e2e.mean)
@@ -92,9 +98,16 @@ def summary(frame: pl.DataFrame, disturbed_ids: tuple[str, ...] = ()) -> Tempera
             truncated=truncated,
             one_pass=one_pass(found),
             disturbed=unsettled_ids,
+            speed_metric=figure,
         ),
         speed,
     )
+
+
+def speed_figure(found: list[Condition]) -> str:
+    """``gap_tps`` where every trial with a decode speed has one, else ``tps``."""
+    trials = [t for c in found for t in c.per_trial if t.tps is not None]
+    return "gap_tps" if trials and all(t.gap_tps is not None for t in trials) else "tps"
 
 
 def rejudged(finding: TemperatureFinding, speed: tuple[Verdict, ...]) -> TemperatureFinding:

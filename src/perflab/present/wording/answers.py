@@ -120,6 +120,22 @@ def _truncation(f: TemperatureFinding) -> str:
     )
 
 
+def _speed_words(f: TemperatureFinding) -> str:
+    return (
+        "decode speed between tokens" if f.speed_metric == "gap_tps" else "decode speed per token"
+    )
+
+
+def _gap_note(f: TemperatureFinding) -> str:
+    if f.speed_metric != "gap_tps":
+        return ""
+    return (
+        " Speed is compared between tokens (1 / mean gap), not per request: after its last "
+        "answer token a model spends one more decode step on its end-of-turn token, which makes "
+        "a short answer's tok/s above read slower per token, and temperature changes the length."
+    )
+
+
 def temperature(f: TemperatureFinding) -> str:
     if f.verdict is None:
         return "Fewer than 2 temperatures were measured: no comparison."
@@ -133,25 +149,26 @@ def temperature(f: TemperatureFinding) -> str:
         f"{c.temperature:g} against {reference:g}: {statistics(v)}"
         for c, v in zip(f.conditions[1:], f.speed, strict=True)
     )
+    speed = _speed_words(f)
     if f.verdict is Outcome.CHANGED:
-        text = f"Yes: decode speed per token changed with temperature ({speeds})"
+        text = f"Yes: {speed} changed with temperature ({speeds})"
     elif f.length_only:
         slow, fast = f.slowest, f.fastest
         text = (
-            f"Only through output length: decode speed per token is equivalent within "
+            f"Only through output length: {speed} is equivalent within "
             f"±{f.speed[0].threshold:.0%} ({speeds}), but temperature {slow.temperature:g} takes "
             f"{1 + f.latency_difference:.2f}× as long as {fast.temperature:g} because it writes "
             f"{num(slow.output_tokens_mean, 0)} vs {num(fast.output_tokens_mean, 0)} tokens"
         )
     elif f.verdict is Outcome.EQUIVALENT:
         text = (
-            f"No: decode speed per token is equivalent within ±{f.speed[0].threshold:.0%} at "
+            f"No: {speed} is equivalent within ±{f.speed[0].threshold:.0%} at "
             f"every temperature ({speeds})"
         )
     else:
         unclear = next(v for v in f.speed if not v.conclusive)
         text = f"Inconclusive: {reason_text(unclear)} ({speeds})"
-    text += f". Per temperature: {listing}."
+    text += f". Per temperature: {listing}." + _gap_note(f)
     if f.disturbed:
         text += disturbed_note(f.disturbed)
     return text + _truncation(f)
