@@ -202,14 +202,21 @@ def test_streaming_timings_match_the_script(make_calibration_server):
 def test_seeded_gap_distribution_is_what_the_server_scheduled(make_calibration_server):
     server = make_calibration_server(itl_s=0.01, itl_sd_s=0.004, output_tokens=10, seed=11)
     client = ollama.Client(host=server.url, timeout=10)
-    run = timed_stream(client, "hello")
-    entry = server.wait_for_log(1)[0]
-    assert entry.scheduled_gaps == server.timing.gaps(entry.id, 10)
-    assert len(set(entry.scheduled_gaps)) > 1
-    assert all(gap >= 0 for gap in entry.scheduled_gaps)
-    client_span = run["arrivals"][-1] - run["arrivals"][0]
-    assert close_to(client_span, sum(entry.scheduled_gaps))
-    assert close_to(entry.decode_s, sum(entry.scheduled_gaps), abs_tol=0.01)
+    spans = []
+    # up to three requests, each with its own seeded gaps: a client stalled for tens of ms
+    # on a loaded machine reads the stream's chunks in one burst (a CI run saw 0.010 s of
+    # a 0.073 s schedule), which says nothing about the server's schedule
+    for attempt in range(1, 4):
+        run = timed_stream(client, "hello")
+        entry = server.wait_for_log(attempt)[-1]
+        assert entry.scheduled_gaps == server.timing.gaps(entry.id, 10)
+        assert len(set(entry.scheduled_gaps)) > 1
+        assert all(gap >= 0 for gap in entry.scheduled_gaps)
+        assert close_to(entry.decode_s, sum(entry.scheduled_gaps), abs_tol=0.01)
+        spans.append((run["arrivals"][-1] - run["arrivals"][0], sum(entry.scheduled_gaps)))
+        if close_to(*spans[-1]):
+            break
+    assert close_to(*spans[-1]), spans
 
 
 def test_num_predict_caps_the_output(calibration_server):
