@@ -259,8 +259,10 @@ def test_queueing_with_one_slot(make_calibration_server):
         * NS
         for r in results
     )
-    assert waits[0] < ABS_TOL
-    assert waits[-1] >= (n_clients - 1) * service * 0.8
+    # the client's own overhead (four threads starting on a loaded 2-core machine: 71 ms
+    # before the first one's request in a CI run) adds to every wait alike; the queue is
+    # what spreads them, and the server's own queue_s below says the first one waited 0
+    assert waits[-1] - waits[0] >= (n_clients - 1) * service * 0.8
     assert all(b > a for a, b in pairwise(waits))
 
     by_start = sorted(log, key=lambda e: e.t_started)
