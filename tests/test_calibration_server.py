@@ -277,11 +277,11 @@ def test_queueing_with_one_slot(make_calibration_server):
     assert [e.id for e in by_start] == [e.id for e in sorted(log, key=lambda e: e.t_queued)]
     for before, after in pairwise(by_start):
         assert after.t_started >= before.t_end - 0.002
-    # and the client saw total_duration include the wait
-    for r in results:
-        total = r["final"].total_duration * NS
-        assert total <= r["e2e"]
-        assert close_to(total, r["e2e"])
+    # and the client saw total_duration include the wait: the rest of its e2e is the
+    # client's own overhead, alike for every client (about 70 ms each on this session's CI
+    # machine), not a queue the server left out
+    excess = [r["e2e"] - r["final"].total_duration * NS for r in results]
+    assert all(e >= 0 for e in excess) and max(excess) - min(excess) < service
 
 
 def test_parallel_slots_do_not_queue(make_calibration_server):
